@@ -1,0 +1,60 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+/// Numeric modules are built with `-Ounchecked` in release: their inner loops run on
+/// validated, pointer-addressed data and must not pay for overflow checks.
+/// On x86-64 they target Haswell (AVX2, FMA), the baseline of every server CPU since 2013.
+#if arch(x86_64)
+let numericFlags = ["-Ounchecked", "-target-cpu", "haswell"]
+#else
+let numericFlags = ["-Ounchecked"]
+#endif
+let numericSettings: [SwiftSetting] = [.unsafeFlags(numericFlags, .when(configuration: .release))]
+
+let package = Package(
+    name: "Codebook",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "codebook", targets: ["codebook"]),
+        .library(name: "CodebookEngine", targets: ["Descriptors", "Clustering", "Encoding"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    ],
+    targets: [
+        // C libraries: a module map and a shim header each, found through pkg-config.
+        .systemLibrary(name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas",
+                       providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CZeroMQ", path: "Sources/CZeroMQ", pkgConfig: "libzmq",
+                       providers: [.apt(["libzmq3-dev"])]),
+        .systemLibrary(name: "CRocksDB", path: "Sources/CRocksDB", pkgConfig: "rocksdb",
+                       providers: [.apt(["librocksdb-dev"])]),
+        .systemLibrary(name: "CVLFeat", path: "Sources/CVLFeat",
+                       providers: [.apt(["libvlfeat-dev"])]),
+
+        .target(name: "Descriptors", swiftSettings: numericSettings),
+        .target(name: "Clustering", dependencies: ["Descriptors", "CBLAS",
+                                                   .product(name: "Logging", package: "swift-log")],
+                swiftSettings: numericSettings),
+        .target(name: "Encoding", dependencies: ["Descriptors", "Clustering", "CBLAS"],
+                swiftSettings: numericSettings),
+        .target(name: "ZeroMQ", dependencies: ["CZeroMQ"]),
+        .target(name: "Storage", dependencies: ["CRocksDB"]),
+        .executableTarget(name: "codebook", dependencies: [
+            "Descriptors", "Clustering", "Encoding",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .executableTarget(name: "codebook-bench", dependencies: [
+            "Descriptors", "Clustering", "Encoding", "CBLAS", "CVLFeat",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], swiftSettings: numericSettings),
+
+        .testTarget(name: "DescriptorsTests", dependencies: ["Descriptors"]),
+        .testTarget(name: "ClusteringTests", dependencies: ["Clustering", "Descriptors"]),
+        .testTarget(name: "EncodingTests", dependencies: ["Encoding", "Clustering", "Descriptors"]),
+        .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"]),
+        .testTarget(name: "StorageTests", dependencies: ["Storage"]),
+    ]
+)

@@ -1,0 +1,69 @@
+import Descriptors
+
+/// Sufficient statistics of one EM expectation pass, in float64: per component the mass
+/// Σq, the first moments Σq·x and second moments Σq·x² (K×D each), and the
+/// log-likelihood Σ log p(x) of the model that made the pass.
+public struct GaussianMixtureStatistics: SufficientStatistics, Equatable {
+    public let k: Int
+    public let dimension: Int
+    public var rows: Int
+    public var logLikelihood: Double
+    public var mass: [Double]
+    public var firstMoments: [Double]
+    public var secondMoments: [Double]
+
+    public init(k: Int, dimension: Int) {
+        self.k = k
+        self.dimension = dimension
+        rows = 0
+        logLikelihood = 0
+        mass = [Double](repeating: 0, count: k)
+        firstMoments = [Double](repeating: 0, count: k * dimension)
+        secondMoments = firstMoments
+    }
+
+    public mutating func merge(_ other: GaussianMixtureStatistics) {
+        precondition(other.k == k && other.dimension == dimension, "merging statistics of different shapes")
+        rows += other.rows
+        logLikelihood += other.logLikelihood
+        for i in 0..<k { mass[i] += other.mass[i] }
+        for i in firstMoments.indices {
+            firstMoments[i] += other.firstMoments[i]
+            secondMoments[i] += other.secondMoments[i]
+        }
+    }
+}
+
+/// The EM expectation pass: posteriors of every row (see `GaussianPosteriors`) and the
+/// weighted moments they give.
+public struct GaussianMixtureExpectationPass: ShardComputation {
+    public let posteriors: GaussianPosteriors
+
+    public init(model: GaussianMixtureModel) throws {
+        posteriors = try GaussianPosteriors(model: model)
+    }
+
+    public func statistics(of rows: DescriptorMatrix, shard index: Int,
+                           workspace: KernelWorkspace) throws -> GaussianMixtureStatistics {
+        let k = posteriors.model.k, d = posteriors.model.dimension
+        var statistics = GaussianMixtureStatistics(k: k, dimension: d)
+        statistics.rows = rows.rows
+        try RowScan.forEachBlock(rows, workspace: workspace) { block, firstRow in
+            try statistics.firstMoments.withUnsafeMutableBufferPointer { first in
+                try statistics.secondMoments.withUnsafeMutableBufferPointer { second in
+                    try posteriors.forEachRow(block, firstRow: firstRow, source: rows.source, workspace: workspace) { i, list, logLikelihood in
+                        statistics.logLikelihood += logLikelihood
+                        let x = block.row(i)
+                        for m in 0..<list.count {
+                            let c = Int(list.components[m]), q = list.posteriors[m]
+                            statistics.mass[c] += q
+                            VectorMath.accumulateMoments(x, weight: q, first: first.baseAddress! + c * d,
+                                                         second: second.baseAddress! + c * d, d)
+                        }
+                    }
+                }
+            }
+        }
+        return statistics
+    }
+}

@@ -1,0 +1,201 @@
+import Descriptors
+import Foundation
+import Logging
+
+/// How k-means chooses its first centres.
+public enum KMeansInitialization: Sendable, Equatable {
+    /// K distinct rows of a seeded sample drawn across the corpus.
+    case random
+    /// k-means++ (D² sampling, Arthur & Vassilvitskii 2007) on a seeded sample drawn
+    /// across the corpus, so it works when the corpus is far larger than memory.
+    case kmeansPlusPlus
+    /// These centres.
+    case given(Codebook)
+}
+
+/// Parameters of a k-means run; every default comes with its reason.
+public struct KMeansParameters: Sendable {
+    public var k: Int
+    /// Lloyd iterations at most. 25 is faiss's default: codebooks for VLAD gain little after.
+    public var iterations: Int = 25
+    /// Stop when the objective falls by less than this fraction in an iteration; 0 runs
+    /// every iteration.
+    public var tolerance: Double = 1e-4
+    public var initialization: KMeansInitialization = .kmeansPlusPlus
+    public var seed: UInt64 = 0
+    /// Rows sampled for initialisation; nil: max(64·k, 10,000), as many as the corpus has
+    /// at most. faiss samples up to 256·k for training; 64·k is plenty for seeding.
+    public var sampleSize: Int?
+
+    public init(k: Int) { self.k = k }
+}
+
+/// What one iteration did.
+public struct KMeansIterationReport: Sendable, Equatable {
+    public let iteration: Int
+    /// Σ‖x − c‖² over all rows, for the centres this iteration started with.
+    public let objective: Double
+    public let rows: Int
+    public let seconds: Double
+    /// Empty clusters that were re-seeded by splitting the largest one.
+    public let emptyClustersRepaired: Int
+    public let smallestCluster: Int
+    public let largestCluster: Int
+
+    /// The objective per row (mean squared distance to the nearest centre).
+    public var meanObjective: Double { rows > 0 ? objective / Double(rows) : 0 }
+}
+
+/// The outcome of a k-means run.
+public struct KMeansResult: Sendable {
+    public let codebook: Codebook
+    public let iterations: [KMeansIterationReport]
+    /// Whether the tolerance stopped the run before the iteration limit.
+    public let converged: Bool
+}
+
+/// Lloyd's k-means over any `StatisticsBackend`.
+///
+/// Each iteration assigns every row to its nearest centre (exactly, see
+/// `NearestCentreSearch`), merges the per-shard sums in shard order, and moves each centre
+/// to the mean of its rows. An empty cluster is re-seeded next to the largest cluster's
+/// centre, c_big + δ with δ a seeded Gaussian direction of length 0.1·(the cluster's RMS
+/// radius); c_big itself stays, so the objective cannot increase: the rows nearer c_big + δ
+/// move over at the next assignment (faiss splits the same cluster, perturbing both).
+public enum KMeans {
+    /// The fraction of the largest cluster's RMS radius by which a re-seeded centre is offset.
+    public static let splitOffset = 0.1
+
+    public static func train(on backend: some StatisticsBackend, parameters: KMeansParameters,
+                             logger: Logger = Logger(label: "codebook.kmeans", factory: { _ in SwiftLogNoOpLogHandler() }),
+                             progress: (KMeansIterationReport) -> Void = { _ in }) async throws -> KMeansResult {
+        try validate(parameters, backend: backend)
+        var codebook = try await initialCodebook(backend: backend, parameters: parameters)
+        var reports: [KMeansIterationReport] = []
+        var converged = false
+        for iteration in 0..<parameters.iterations {
+            let started = Date()
+            let statistics = try await backend.run(KMeansAssignmentPass(codebook: codebook))
+            let objective = statistics.objective
+            let repaired: Int
+            (codebook, repaired) = try update(codebook, from: statistics, seed: parameters.seed, iteration: iteration)
+            let report = KMeansIterationReport(iteration: iteration, objective: objective, rows: statistics.rows,
+                                               seconds: Date().timeIntervalSince(started), emptyClustersRepaired: repaired,
+                                               smallestCluster: statistics.counts.min() ?? 0,
+                                               largestCluster: statistics.counts.max() ?? 0)
+            logger.debug("k-means iteration", metadata: ["iteration": "\(iteration)", "objective": "\(objective)"])
+            progress(report)
+            if let previous = reports.last?.objective, parameters.tolerance > 0,
+               previous - objective <= parameters.tolerance * objective {
+                reports.append(report)
+                converged = true
+                break
+            }
+            reports.append(report)
+        }
+        return KMeansResult(codebook: codebook, iterations: reports, converged: converged)
+    }
+
+    static func validate(_ parameters: KMeansParameters, backend: some StatisticsBackend) throws {
+        guard parameters.k >= 1 else {
+            throw DescriptorError(.invalidArgument, "k must be at least 1 (got \(parameters.k))")
+        }
+        guard parameters.k <= backend.rows else {
+            throw DescriptorError(.invalidArgument, "k=\(parameters.k) but only \(backend.rows) training rows")
+        }
+        guard parameters.iterations >= 1 else {
+            throw DescriptorError(.invalidArgument, "iterations must be at least 1 (got \(parameters.iterations))")
+        }
+        guard parameters.tolerance >= 0, parameters.tolerance.isFinite else {
+            throw DescriptorError(.invalidArgument, "tolerance must be ≥ 0 (got \(parameters.tolerance))")
+        }
+        if case .given(let codebook) = parameters.initialization {
+            guard codebook.k == parameters.k, codebook.dimension == backend.dimension else {
+                throw DescriptorError(.dimensionMismatch,
+                                      "initial centres are \(codebook.k)×\(codebook.dimension) but k=\(parameters.k) and the corpus has dimension \(backend.dimension)")
+            }
+        }
+    }
+
+    static func initialCodebook(backend: some StatisticsBackend, parameters: KMeansParameters) async throws -> Codebook {
+        let k = parameters.k, d = backend.dimension
+        switch parameters.initialization {
+        case .given(let codebook):
+            return codebook
+        case .random:
+            let sample = try await backend.run(RowSamplePass(sampleSize: k, totalRows: backend.rows, seed: parameters.seed))
+            return try Codebook(k: k, dimension: d, centres: sample.values)
+        case .kmeansPlusPlus:
+            let size = parameters.sampleSize ?? max(64 * k, 10_000)
+            let sample = try await backend.run(RowSamplePass(sampleSize: size, totalRows: backend.rows, seed: parameters.seed))
+            return try plusPlus(sample: sample, k: k, seed: parameters.seed)
+        }
+    }
+
+    /// k-means++ seeding on an in-memory sample.
+    static func plusPlus(sample: RowSample, k: Int, seed: UInt64) throws -> Codebook {
+        let d = sample.dimension, n = sample.count
+        var generator = SeededGenerator(seed: seed, stream: 0x6B6D_2B2B)
+        var centres = [Float]()
+        centres.reserveCapacity(k * d)
+        var nearest = [Double](repeating: .infinity, count: n)
+        var chosen = Int(generator.next() % UInt64(n))
+        sample.values.withUnsafeBufferPointer { values in
+            let x = values.baseAddress!
+            for c in 0..<k {
+                centres.append(contentsOf: UnsafeBufferPointer(start: x + chosen * d, count: d))
+                guard c + 1 < k else { break }
+                var total = 0.0
+                for i in 0..<n {
+                    nearest[i] = min(nearest[i], VectorMath.squaredDistance(x + i * d, x + chosen * d, d))
+                    total += nearest[i]
+                }
+                if total > 0 {
+                    var target = generator.nextUnit() * total
+                    chosen = n - 1
+                    for i in 0..<n {
+                        target -= nearest[i]
+                        if target < 0 && nearest[i] > 0 { chosen = i; break }
+                    }
+                } else {
+                    chosen = Int(generator.next() % UInt64(n))
+                }
+            }
+        }
+        return try Codebook(k: k, dimension: d, centres: centres)
+    }
+
+    /// New centres from an assignment pass: the means of their rows, empty clusters
+    /// re-seeded by splitting. Returns the codebook and the number of clusters re-seeded.
+    static func update(_ codebook: Codebook, from statistics: KMeansStatistics, seed: UInt64,
+                       iteration: Int) throws -> (Codebook, Int) {
+        let k = codebook.k, d = codebook.dimension
+        var centres = codebook.centres
+        var weight = statistics.counts.map(Double.init)
+        for c in 0..<k where statistics.counts[c] > 0 {
+            let n = Double(statistics.counts[c])
+            for j in 0..<d { centres[c * d + j] = Float(statistics.sums[c * d + j] / n) }
+        }
+        var repaired = 0
+        for c in 0..<k where statistics.counts[c] == 0 {
+            var big = 0
+            for i in 1..<k where weight[i] > weight[big] { big = i }
+            let count = Double(max(statistics.counts[big], 1))
+            let radius = (statistics.clusterObjective[big] / count).squareRoot()
+            var generator = SeededGenerator(seed: seed, stream: UInt64(iteration) << 32 | UInt64(c))
+            let direction = (0..<d).map { _ in generator.nextGaussian() }
+            let length = direction.reduce(0) { $0 + $1 * $1 }.squareRoot()
+            let scale = radius > 0 ? splitOffset * radius / length : 0
+            for j in 0..<d {
+                let base = centres[big * d + j]
+                // A cluster of identical rows has radius 0: offset by a few float32 steps.
+                let offset = scale > 0 ? direction[j] * scale : Double(base.ulp) * 4
+                centres[c * d + j] = Float(Double(base) + offset)
+            }
+            weight[big] /= 2
+            weight[c] = weight[big]
+            repaired += 1
+        }
+        return (try Codebook(k: k, dimension: d, centres: centres), repaired)
+    }
+}

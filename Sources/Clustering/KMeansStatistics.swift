@@ -1,0 +1,92 @@
+import Descriptors
+
+/// Sufficient statistics of one k-means assignment pass: per cluster, the number of rows
+/// assigned, the float64 sum of those rows, and the sum of their squared distances to the
+/// centre (the objective's share). Optionally the per-cluster sums of squares, for
+/// initialising a GMM from hard assignments.
+public struct KMeansStatistics: SufficientStatistics, Equatable {
+    public let k: Int
+    public let dimension: Int
+    public var rows: Int
+    public var counts: [Int]
+    /// K×D, row-major.
+    public var sums: [Double]
+    public var clusterObjective: [Double]
+    /// K×D sums of x², present when the pass asked for them.
+    public var sumsOfSquares: [Double]?
+
+    public init(k: Int, dimension: Int, withSquares: Bool = false) {
+        self.k = k
+        self.dimension = dimension
+        rows = 0
+        counts = [Int](repeating: 0, count: k)
+        sums = [Double](repeating: 0, count: k * dimension)
+        clusterObjective = [Double](repeating: 0, count: k)
+        sumsOfSquares = withSquares ? sums : nil
+    }
+
+    /// Σ_i ‖x_i − c_a(i)‖², the k-means objective of the centres that made this pass.
+    public var objective: Double { clusterObjective.reduce(0, +) }
+
+    public mutating func merge(_ other: KMeansStatistics) {
+        precondition(other.k == k && other.dimension == dimension, "merging statistics of different shapes")
+        rows += other.rows
+        for i in 0..<k {
+            counts[i] += other.counts[i]
+            clusterObjective[i] += other.clusterObjective[i]
+        }
+        for i in sums.indices { sums[i] += other.sums[i] }
+        if sumsOfSquares != nil, let theirs = other.sumsOfSquares {
+            for i in theirs.indices { sumsOfSquares![i] += theirs[i] }
+        }
+    }
+}
+
+/// The k-means assignment pass: assigns every row to its nearest centre and accumulates
+/// `KMeansStatistics`.
+public struct KMeansAssignmentPass: ShardComputation {
+    public let search: NearestCentreSearch
+    public let withSquares: Bool
+
+    public init(codebook: Codebook, withSquares: Bool = false) {
+        search = NearestCentreSearch(codebook: codebook)
+        self.withSquares = withSquares
+    }
+
+    public func statistics(of rows: DescriptorMatrix, shard index: Int, workspace: KernelWorkspace) throws -> KMeansStatistics {
+        let codebook = search.codebook
+        let k = codebook.k, d = codebook.dimension
+        var statistics = KMeansStatistics(k: k, dimension: d, withSquares: withSquares)
+        statistics.rows = rows.rows
+        var assignments = [Int32](repeating: 0, count: RowScan.blockRows)
+        var scratch = [Double](repeating: 0, count: d)
+        try RowScan.forEachBlock(rows, workspace: workspace) { block, firstRow in
+            try assignments.withUnsafeMutableBufferPointer { assigned in
+                try search.assign(block, firstRow: firstRow, source: rows.source, workspace: workspace,
+                                  assignments: assigned.baseAddress!)
+                codebook.centres.withUnsafeBufferPointer { centres in
+                    statistics.sums.withUnsafeMutableBufferPointer { sums in
+                        for i in 0..<block.rows {
+                            let c = Int(assigned[i])
+                            let distance = VectorMath.accumulate(block.row(i), residualTo: centres.baseAddress! + c * d,
+                                                                 into: sums.baseAddress! + c * d, d)
+                            statistics.counts[c] += 1
+                            statistics.clusterObjective[c] += distance
+                        }
+                    }
+                }
+                if withSquares {
+                    scratch.withUnsafeMutableBufferPointer { first in
+                        statistics.sumsOfSquares!.withUnsafeMutableBufferPointer { squares in
+                            for i in 0..<block.rows {
+                                VectorMath.accumulateMoments(block.row(i), weight: 1, first: first.baseAddress!,
+                                                             second: squares.baseAddress! + Int(assigned[i]) * d, d)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return statistics
+    }
+}

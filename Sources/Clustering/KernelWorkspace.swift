@@ -1,0 +1,23 @@
+/// Scratch memory for one thread's kernel calls: reused block after block so that a scan
+/// allocates nothing per row. Not shared between threads.
+public final class KernelWorkspace {
+    var products: [Float] = []
+    var squares: [Float] = []
+    /// uint8/int32 rows converted to float32.
+    public var conversion: [Float] = []
+    var candidates: [Int32] = []
+    var exact: [Double] = []
+
+    public init() {}
+
+    func reserve(_ array: inout [Float], _ count: Int) {
+        if array.count < count { array = [Float](repeating: 0, count: count) }
+    }
+}
+
+/// The number of rows the kernels process per BLAS call: the K products of a block stay
+/// within about 1 MiB (L2), and a block is never under 64 rows, which sgemm needs to run fast.
+public func kernelBlockRows(k: Int) -> Int { max(64, min(1024, (1 << 18) / max(k, 1))) }
+
+/// Unit roundoff of float32: the scale of the screening error bounds.
+let float32Roundoff = Double(Float.ulpOfOne) / 2

@@ -1,0 +1,64 @@
+import Descriptors
+
+/// A seeded sample of rows drawn across all shards, for initialisation on corpora far
+/// larger than memory: shard s contributes ⌊S·end_s/N⌋ − ⌊S·start_s/N⌋ rows (S in all),
+/// chosen by a generator seeded with (seed, s), so the sample is the same whoever reads
+/// which shard.
+public struct RowSample: SufficientStatistics, Equatable {
+    public let dimension: Int
+    /// Absolute row indices, ascending.
+    public var rowIndices: [Int]
+    /// The rows' values, row-major.
+    public var values: [Float]
+
+    public init(dimension: Int) {
+        self.dimension = dimension
+        rowIndices = []
+        values = []
+    }
+
+    public var count: Int { rowIndices.count }
+
+    public mutating func merge(_ other: RowSample) {
+        rowIndices += other.rowIndices
+        values += other.values
+    }
+}
+
+/// The sampling pass (see `RowSample`).
+public struct RowSamplePass: ShardComputation {
+    public let sampleSize: Int
+    public let totalRows: Int
+    public let seed: UInt64
+
+    public init(sampleSize: Int, totalRows: Int, seed: UInt64) {
+        self.sampleSize = min(sampleSize, totalRows)
+        self.totalRows = totalRows
+        self.seed = seed
+    }
+
+    public func statistics(of rows: DescriptorMatrix, shard index: Int, workspace: KernelWorkspace) throws -> RowSample {
+        var sample = RowSample(dimension: rows.dimension)
+        let start = rows.firstRow, end = start + rows.rows
+        let quota = Int((Int64(sampleSize) * Int64(end)) / Int64(totalRows)
+                        - (Int64(sampleSize) * Int64(start)) / Int64(totalRows))
+        guard quota > 0 else { return sample }
+        // Selection sampling (Knuth's Algorithm S): `quota` of `rows.rows`, in row order.
+        var generator = SeededGenerator(seed: seed, stream: UInt64(index))
+        var needed = quota
+        for i in 0..<rows.rows where needed > 0 {
+            if Double(rows.rows - i) * generator.nextUnit() < Double(needed) {
+                try rows.checkRows(i ..< i + 1)
+                let values = rows.row(i)
+                if let bad = values.firstIndex(where: { !$0.isFinite }) {
+                    throw DescriptorError(.nonFinite, "row \(start + i) has a NaN or infinite value (dimension \(bad))",
+                                          path: rows.source, location: "row \(start + i)")
+                }
+                sample.rowIndices.append(start + i)
+                sample.values += values
+                needed -= 1
+            }
+        }
+        return sample
+    }
+}

@@ -1,0 +1,60 @@
+import Descriptors
+
+/// Statistics that shards produce and a driver merges. Merging must be associative, and
+/// drivers merge in shard order, so the result does not depend on who computed what.
+public protocol SufficientStatistics: Sendable {
+    /// Adds `other`, the statistics of the shards that follow, into `self`.
+    mutating func merge(_ other: Self)
+}
+
+/// One pass over a shard's rows that yields sufficient statistics. Runs on one thread,
+/// rows in order, so the same shard always gives bit-identical statistics.
+public protocol ShardComputation: Sendable {
+    associatedtype Statistics: SufficientStatistics
+    /// The statistics of `rows`, which are rows `shard.firstRow ..<` of the corpus and
+    /// are shard number `index` of the plan.
+    func statistics(of rows: DescriptorMatrix, shard index: Int, workspace: KernelWorkspace) throws -> Statistics
+}
+
+/// Where shard computations run: local threads, or the workers of a cluster.
+///
+/// A backend runs a computation over every shard of its plan and returns the shard
+/// statistics merged in shard order (see `OrderedMerger`).
+public protocol StatisticsBackend: Sendable {
+    var rows: Int { get }
+    var dimension: Int { get }
+    var plan: ShardPlan { get }
+    func run<C: ShardComputation>(_ computation: C) async throws -> C.Statistics
+}
+
+/// Folds shard results that arrive in any order into one, in shard order, keeping only
+/// the results that arrived ahead of their turn.
+public struct OrderedMerger<S: SufficientStatistics> {
+    private var pending: [Int: S] = [:]
+    private var next = 0
+    private var merged: S?
+    public let shardCount: Int
+
+    public init(shardCount: Int) { self.shardCount = shardCount }
+
+    /// Adds shard `index`'s result. A second result for a shard already taken is ignored
+    /// (it would be bit-identical anyway); returns whether it was taken.
+    @discardableResult
+    public mutating func add(_ statistics: S, shard index: Int) -> Bool {
+        guard index >= next, pending[index] == nil, index < shardCount else { return false }
+        pending[index] = statistics
+        while let ready = pending.removeValue(forKey: next) {
+            if merged == nil { merged = ready } else { merged!.merge(ready) }
+            next += 1
+        }
+        return true
+    }
+
+    /// Whether shard `index`'s result has been taken.
+    public func has(shard index: Int) -> Bool { index < next || pending[index] != nil }
+
+    public var isComplete: Bool { next == shardCount }
+
+    /// The merged statistics, once every shard has been added.
+    public var result: S? { isComplete ? merged : nil }
+}

@@ -1,0 +1,109 @@
+import Clustering
+import Descriptors
+
+/// Fisher vector options, with VLFeat's flag values (`VL_FISHER_FLAG_*`) as raw values.
+public struct FisherOptions: OptionSet, Sendable, Hashable {
+    public let rawValue: Int
+    public init(rawValue: Int) { self.rawValue = rawValue }
+
+    /// Signed square root of every value.
+    public static let squareRoot = FisherOptions(rawValue: 0x1)
+    /// Global L2 normalisation.
+    public static let normalized = FisherOptions(rawValue: 0x2)
+    /// The improved Fisher vector (Perronnin et al. 2010): square root, then L2.
+    public static let improved: FisherOptions = [.squareRoot, .normalized]
+    /// Hard assignment: each row's posteriors become one-hot at its most likely component.
+    public static let fast = FisherOptions(rawValue: 0x4)
+}
+
+/// The Fisher vector of a diagonal GMM, equal to VLFeat 0.9.21's `vl_fisher_encode`.
+///
+/// With posteriors q_ik (see `GaussianPosteriors`; components with π_k < 1e−6 get q = 0)
+/// and z = (x_i − μ_k)/σ_k, over the terms with q_ik ≥ 1e−6:
+///
+///     u_k = Σ_i q_ik · z          / (N·√π_k)
+///     v_k = Σ_i q_ik · (z² − 1)   / (N·√(2π_k))
+///
+/// N counts every row of the image. Then the signed square root (.squareRoot) and global
+/// L2 normalisation (.normalized), in that order. Layout: 2·K·D values, all mean blocks
+/// first (u_k at k·D), then all variance blocks (v_k at K·D + k·D).
+public struct FisherEncoder: VectorEncoder {
+    /// Posteriors below this are skipped (VLFeat's `VL_FISHER_MIN_POSTERIOR`... 1e−6).
+    public static let minimumPosterior = 1e-6
+    /// Components with a smaller prior are left out (VLFeat: π < 1e−6).
+    public static let minimumPrior: Float = 1e-6
+
+    public let posteriors: GaussianPosteriors
+    public let options: FisherOptions
+    private let means: [Double]
+    private let inverseSigmas: [Double]
+
+    public init(model: GaussianMixtureModel, options: FisherOptions = []) throws {
+        posteriors = try GaussianPosteriors(model: model, minimumPrior: Self.minimumPrior)
+        self.options = options
+        means = model.means.map(Double.init)
+        inverseSigmas = model.variances.map { 1 / Double($0).squareRoot() }
+    }
+
+    public var encodedDimension: Int { 2 * posteriors.model.k * posteriors.model.dimension }
+    public var descriptorDimension: Int { posteriors.model.dimension }
+
+    public func encode(_ descriptors: DescriptorMatrix, workspace: KernelWorkspace,
+                       into output: UnsafeMutableBufferPointer<Float>) throws {
+        _ = try encodeCountingTerms(descriptors, workspace: workspace, into: output)
+    }
+
+    /// Encodes like `encode` and returns the number of (row, component) terms accumulated,
+    /// the figure VLFeat's encoder returns.
+    public func encodeCountingTerms(_ descriptors: DescriptorMatrix, workspace: KernelWorkspace,
+                                    into output: UnsafeMutableBufferPointer<Float>) throws -> Int {
+        try checkDimension(descriptors)
+        precondition(output.count == encodedDimension, "output must hold encodedDimension values")
+        let model = posteriors.model
+        let k = model.k, d = model.dimension
+        var phi = [Double](repeating: 0, count: 2 * k * d)
+        var terms = 0
+        let fast = options.contains(.fast)
+        try RowScan.forEachBlock(descriptors, workspace: workspace) { block, firstRow in
+            try posteriors.forEachRow(block, firstRow: firstRow, source: descriptors.source, workspace: workspace) { i, list, _ in
+                let x = block.row(i)
+                func accumulate(_ c: Int, _ q: Double) {
+                    terms += 1
+                    let base = c * d
+                    for j in 0..<d {
+                        let z = (Double(x[j]) - means[base + j]) * inverseSigmas[base + j]
+                        phi[base + j] += q * z
+                        phi[k * d + base + j] += q * (z * z - 1)
+                    }
+                }
+                if fast {
+                    if list.count > 0 { accumulate(list.mostLikely, 1) }
+                } else {
+                    for m in 0..<list.count where list.posteriors[m] >= Self.minimumPosterior {
+                        accumulate(Int(list.components[m]), list.posteriors[m])
+                    }
+                }
+            }
+        }
+        let n = Double(descriptors.rows)
+        if n > 0 {
+            for c in 0..<k {
+                let prior = Double(model.priors[c])
+                guard prior >= Double(Self.minimumPrior) else {
+                    for j in 0..<d { phi[c * d + j] = 0; phi[k * d + c * d + j] = 0 }
+                    continue
+                }
+                let meanScale = 1 / (n * prior.squareRoot()), varianceScale = 1 / (n * (2 * prior).squareRoot())
+                for j in 0..<d {
+                    phi[c * d + j] *= meanScale
+                    phi[k * d + c * d + j] *= varianceScale
+                }
+            }
+        }
+        var whole = phi[...]
+        if options.contains(.squareRoot) { Normalization.signedSquareRoot(&whole) }
+        if options.contains(.normalized) { Normalization.normalizeL2(&whole) }
+        for i in 0..<output.count { output[i] = Float(whole[i]) }
+        return terms
+    }
+}

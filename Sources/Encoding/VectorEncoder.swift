@@ -1,0 +1,62 @@
+import Clustering
+import Descriptors
+
+/// Turns one image's descriptors into one fixed-size vector.
+public protocol VectorEncoder: Sendable {
+    /// The length of every encoded vector.
+    var encodedDimension: Int { get }
+    /// The dimension the descriptors must have.
+    var descriptorDimension: Int { get }
+    /// Encodes `descriptors` (all rows of one image) into `output` (`encodedDimension` values).
+    /// An image with no descriptors encodes to zeros.
+    func encode(_ descriptors: DescriptorMatrix, workspace: KernelWorkspace, into output: UnsafeMutableBufferPointer<Float>) throws
+}
+
+extension VectorEncoder {
+    /// Encodes one image into a new array.
+    public func encode(_ descriptors: DescriptorMatrix, workspace: KernelWorkspace = KernelWorkspace()) throws -> [Float] {
+        var vector = [Float](repeating: 0, count: encodedDimension)
+        try vector.withUnsafeMutableBufferPointer { try encode(descriptors, workspace: workspace, into: $0) }
+        return vector
+    }
+
+    /// Encodes many images on `threads` threads; `output(i, vector)` receives image i's
+    /// vector, possibly from several threads at once and in any order.
+    public func encodeAll(_ images: [DescriptorMatrix], threads: Int,
+                          output: @escaping @Sendable (Int, [Float]) throws -> Void) async throws {
+        for (index, image) in images.enumerated() where image.dimension != descriptorDimension && image.rows > 0 {
+            throw DescriptorError(.dimensionMismatch,
+                                  "image \(index) has descriptors of dimension \(image.dimension), the model expects \(descriptorDimension)",
+                                  path: image.source)
+        }
+        try await ParallelWork.run(count: images.count, threads: threads) { index, workspace in
+            try output(index, try encode(images[index], workspace: workspace))
+        }
+    }
+
+    func checkDimension(_ descriptors: DescriptorMatrix) throws {
+        guard descriptors.dimension == descriptorDimension || descriptors.rows == 0 else {
+            throw DescriptorError(.dimensionMismatch,
+                                  "descriptors have dimension \(descriptors.dimension), the model expects \(descriptorDimension)",
+                                  path: descriptors.source)
+        }
+    }
+}
+
+/// Normalisation guards and the signed square root shared by the encoders.
+enum Normalization {
+    /// The smallest norm divided by (VLFeat's guard against dividing by zero).
+    static let minimumNorm = 1e-12
+
+    /// v ← sign(v)·√|v|, element-wise.
+    static func signedSquareRoot(_ v: inout ArraySlice<Double>) {
+        for i in v.indices { v[i] = v[i] < 0 ? -(-v[i]).squareRoot() : v[i].squareRoot() }
+    }
+
+    /// v ← v / max(‖v‖₂, 1e-12).
+    static func normalizeL2(_ v: inout ArraySlice<Double>) {
+        let norm = v.reduce(0) { $0 + $1 * $1 }.squareRoot()
+        let scale = 1 / max(norm, minimumNorm)
+        for i in v.indices { v[i] *= scale }
+    }
+}

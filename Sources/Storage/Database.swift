@@ -1,0 +1,214 @@
+import CRocksDB
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A RocksDB database and its open column families, closed in `deinit`.
+///
+/// Keys and values are bytes, compared bytewise. A missing key reads as `nil`; an empty
+/// value is `[]`. Column family handles, iterators and write batches keep the database
+/// open while they exist.
+///
+/// `@unchecked Sendable`: RocksDB documents a database as safe for concurrent reads and
+/// writes from many threads without external locking, and this class's own state does
+/// not change after opening.
+public final class Database: @unchecked Sendable {
+    /// How `init(path:columnFamilies:options:)` opens a database for writing.
+    public struct Options: Sendable, Hashable {
+        /// Create the database if `path` holds none.
+        public var createIfMissing: Bool
+        /// Create the listed column families that do not exist yet.
+        public var createMissingColumnFamilies: Bool
+
+        public init(createIfMissing: Bool = true, createMissingColumnFamilies: Bool = true) {
+            self.createIfMissing = createIfMissing
+            self.createMissingColumnFamilies = createMissingColumnFamilies
+        }
+    }
+
+    private enum Mode {
+        case readWrite(Options)
+        case readOnly
+        case secondary(path: String)
+    }
+
+    /// The database directory.
+    public let path: String
+    /// The open column families, `"default"` first.
+    public let columnFamilyNames: [String]
+    let handle: OpaquePointer
+    let readOptions: OpaquePointer
+    private let writeOptions: OpaquePointer
+    private let syncWriteOptions: OpaquePointer
+    private let columnFamilyHandles: [String: OpaquePointer]
+
+    /// Opens the database at `path` for reading and writing, with the column families
+    /// `columnFamilies` (the `"default"` family is always opened). Every column family
+    /// that exists must be listed: RocksDB refuses to open a database otherwise.
+    public convenience init(path: String, columnFamilies: [String],
+                            options: Options = Options()) throws {
+        try self.init(path: path, columnFamilies: columnFamilies, mode: .readWrite(options))
+    }
+
+    /// Opens the database at `path` read-only: a consistent view as of opening, which does
+    /// not see later writes. Any subset of the column families may be listed.
+    public static func openReadOnly(path: String, columnFamilies: [String]) throws -> Database {
+        try Database(path: path, columnFamilies: columnFamilies, mode: .readOnly)
+    }
+
+    /// Opens the database at `path`, which another process may be writing, as a secondary
+    /// instance: read-only, and brought up to date by `tryCatchUpWithPrimary()`.
+    /// `secondaryPath` is a directory of its own where this instance keeps its logs.
+    public static func openSecondary(path: String, secondaryPath: String,
+                                     columnFamilies: [String]) throws -> Database {
+        try Database(path: path, columnFamilies: columnFamilies, mode: .secondary(path: secondaryPath))
+    }
+
+    private init(path: String, columnFamilies: [String], mode: Mode) throws {
+        var names = ["default"]
+        for name in columnFamilies where !names.contains(name) { names.append(name) }
+
+        let options = rocksdb_options_create()
+        defer { rocksdb_options_destroy(options) }  // RocksDB copies the options it opens with.
+        switch mode {
+        case .readWrite(let settings):
+            rocksdb_options_set_create_if_missing(options, settings.createIfMissing ? 1 : 0)
+            rocksdb_options_set_create_missing_column_families(
+                options, settings.createMissingColumnFamilies ? 1 : 0)
+        case .readOnly:
+            break
+        case .secondary:
+            // A secondary instance must keep every table file open (RocksDB requires -1).
+            rocksdb_options_set_max_open_files(options, -1)
+        }
+
+        let familyOptions = [OpaquePointer?](repeating: options, count: names.count)
+        var familyHandles = [OpaquePointer?](repeating: nil, count: names.count)
+        let count = Int32(names.count)
+        let handle = try names.withCStringArray { cNames in
+            try LibRocksDB.call("open", path: path) { error in
+                switch mode {
+                case .readWrite:
+                    rocksdb_open_column_families(options, path, count, cNames, familyOptions,
+                                                 &familyHandles, error)
+                case .readOnly:
+                    rocksdb_open_for_read_only_column_families(options, path, count, cNames,
+                                                               familyOptions, &familyHandles, 0, error)
+                case .secondary(let secondaryPath):
+                    rocksdb_open_as_secondary_column_families(options, path, secondaryPath, count,
+                                                              cNames, familyOptions, &familyHandles, error)
+                }
+            }
+        }
+        guard let handle else {
+            preconditionFailure("RocksDB open of \(path) returned neither a database nor an error")
+        }
+        self.handle = handle
+        self.path = path
+        self.columnFamilyNames = names
+        self.columnFamilyHandles = Dictionary(uniqueKeysWithValues: zip(names, familyHandles.map { $0! }))
+        self.readOptions = rocksdb_readoptions_create()
+        self.writeOptions = rocksdb_writeoptions_create()
+        self.syncWriteOptions = rocksdb_writeoptions_create()
+        rocksdb_writeoptions_set_sync(syncWriteOptions, 1)
+    }
+
+    deinit {
+        for family in columnFamilyHandles.values { rocksdb_column_family_handle_destroy(family) }
+        rocksdb_close(handle)
+        rocksdb_readoptions_destroy(readOptions)
+        rocksdb_writeoptions_destroy(writeOptions)
+        rocksdb_writeoptions_destroy(syncWriteOptions)
+    }
+
+    // MARK: Column families
+
+    /// The open column family called `name`, or `nil` if it was not opened.
+    public func columnFamily(named name: String) -> ColumnFamily? {
+        columnFamilyHandles[name].map { ColumnFamily(name: name, database: self, handle: $0) }
+    }
+
+    /// The `"default"` column family, always open.
+    public var defaultColumnFamily: ColumnFamily { columnFamily(named: "default")! }
+
+    // MARK: Reads and writes
+
+    /// The value stored under `key` in `family`, or `nil` if there is none.
+    public func get(_ key: [UInt8], in family: ColumnFamily) throws -> [UInt8]? {
+        requireOwnFamily(family)
+        // A pinned slice tells "missing" (nil) from "empty" without relying on malloc(0).
+        let slice = try key.withCBytes { keyBytes, keyLength in
+            try LibRocksDB.call("get in \(family.name)", path: path) { error in
+                rocksdb_get_pinned_cf(handle, readOptions, family.handle, keyBytes, keyLength, error)
+            }
+        }
+        guard let slice else { return nil }
+        defer { rocksdb_pinnableslice_destroy(slice) }
+        var length = 0
+        let value = rocksdb_pinnableslice_value(slice, &length)
+        return [UInt8](copying: value, count: length)
+    }
+
+    /// Stores `value` under `key` in `family`. With `sync`, waits until the write-ahead log
+    /// is on disk.
+    public func put(_ key: [UInt8], _ value: [UInt8], in family: ColumnFamily, sync: Bool = false) throws {
+        requireOwnFamily(family)
+        let options = sync ? syncWriteOptions : writeOptions
+        try key.withCBytes { keyBytes, keyLength in
+            try value.withCBytes { valueBytes, valueLength in
+                try LibRocksDB.call("put in \(family.name)", path: path) { error in
+                    rocksdb_put_cf(handle, options, family.handle, keyBytes, keyLength,
+                                   valueBytes, valueLength, error)
+                }
+            }
+        }
+    }
+
+    /// Removes `key` from `family`; removing a missing key is not an error.
+    public func delete(_ key: [UInt8], in family: ColumnFamily, sync: Bool = false) throws {
+        requireOwnFamily(family)
+        let options = sync ? syncWriteOptions : writeOptions
+        try key.withCBytes { keyBytes, keyLength in
+            try LibRocksDB.call("delete in \(family.name)", path: path) { error in
+                rocksdb_delete_cf(handle, options, family.handle, keyBytes, keyLength, error)
+            }
+        }
+    }
+
+    /// Applies every operation of `batch` atomically: readers see all of them or none.
+    public func write(_ batch: WriteBatch, sync: Bool = false) throws {
+        precondition(batch.database == nil || batch.database === self,
+                     "the write batch holds column families of another database")
+        let options = sync ? syncWriteOptions : writeOptions
+        try LibRocksDB.call("write batch of \(batch.count)", path: path) { error in
+            rocksdb_write(handle, options, batch.handle, error)
+        }
+    }
+
+    /// Secondary instance only: replays the primary's newest writes so reads see them.
+    public func tryCatchUpWithPrimary() throws {
+        try LibRocksDB.call("catch up with primary", path: path) { error in
+            rocksdb_try_catch_up_with_primary(handle, error)
+        }
+    }
+
+    /// Traps when `family` comes from another database: its handle would be used after
+    /// that database closed, or address the wrong family here.
+    func requireOwnFamily(_ family: ColumnFamily) {
+        precondition(family.database === self,
+                     "column family \(family.name) belongs to the database at \(family.database.path)")
+    }
+}
+
+extension Array<String> {
+    /// Calls `body` with these strings as a C array of NUL-terminated strings.
+    fileprivate func withCStringArray<Result>(
+        _ body: (UnsafePointer<UnsafePointer<CChar>?>) throws -> Result
+    ) rethrows -> Result {
+        let copies = map { strdup($0) }
+        defer { copies.forEach { free($0) } }
+        return try copies.map { UnsafePointer($0) }.withUnsafeBufferPointer { try body($0.baseAddress!) }
+    }
+}

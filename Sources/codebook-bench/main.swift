@@ -1,0 +1,1 @@
+print("codebook-bench: not yet written")

@@ -1,0 +1,1 @@
+print("codebook: not yet written")
