@@ -1,5 +1,6 @@
 import Clustering
 import Descriptors
+import Synchronization
 
 /// Turns one image's descriptors into one fixed-size vector.
 public protocol VectorEncoder: Sendable {
@@ -31,6 +32,29 @@ extension VectorEncoder {
         }
         try await ParallelWork.run(count: images.count, threads: threads) { index, workspace in
             try output(index, try encode(images[index], workspace: workspace))
+        }
+    }
+
+    /// Encodes every image of `collection` on `threads` threads and hands the vectors to
+    /// `sink` in collection order. Works through the collection `chunk` images at a time,
+    /// so memory holds at most one chunk of vectors.
+    public func encodeInOrder(_ collection: ImageCollection, threads: Int, chunk: Int = 256,
+                              sink: (_ index: Int, _ vector: [Float]) throws -> Void) async throws {
+        guard collection.dimension == descriptorDimension || collection.isEmpty else {
+            throw DescriptorError(.dimensionMismatch,
+                                  "descriptors have dimension \(collection.dimension), the model expects \(descriptorDimension)")
+        }
+        var start = 0
+        while start < collection.count {
+            let range = start ..< min(collection.count, start + max(chunk, 1))
+            let vectors = Mutex([[Float]](repeating: [], count: range.count))
+            try await ParallelWork.run(count: range.count, threads: threads) { offset, workspace in
+                let image = collection[range.lowerBound + offset]
+                let vector = try encode(try image.descriptors(), workspace: workspace)
+                vectors.withLock { $0[offset] = vector }
+            }
+            for (offset, vector) in vectors.withLock({ $0 }).enumerated() { try sink(range.lowerBound + offset, vector) }
+            start = range.upperBound
         }
     }
 

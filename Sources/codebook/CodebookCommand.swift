@@ -1,0 +1,20 @@
+import ArgumentParser
+import Foundation
+
+@main
+struct CodebookCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "codebook",
+        abstract: "Train visual vocabularies (k-means, diagonal GMM) and encode images as VLAD or Fisher vectors.",
+        subcommands: [DemoCommand.self, GenerateCommand.self, TrainCommand.self, EncodeCommand.self])
+}
+
+/// Options every compute command takes.
+struct ComputeOptions: ParsableArguments {
+    @Option(help: "Threads to compute with (default: one per core).")
+    var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+
+    func validate() throws {
+        guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
+    }
+}

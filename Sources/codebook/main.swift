@@ -1,1 +1,0 @@
-print("codebook: not yet written")
