@@ -56,5 +56,6 @@ let package = Package(
         .testTarget(name: "EncodingTests", dependencies: ["Encoding", "Clustering", "Descriptors"]),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"]),
         .testTarget(name: "StorageTests", dependencies: ["Storage"]),
+        .testTarget(name: "CLITests", dependencies: ["codebook", "Descriptors"]),
     ]
 )
