@@ -41,8 +41,10 @@ let package = Package(
                 swiftSettings: numericSettings),
         .target(name: "ZeroMQ", dependencies: ["CZeroMQ"]),
         .target(name: "Storage", dependencies: ["CRocksDB"]),
+        .target(name: "Cluster", dependencies: ["Descriptors", "Clustering", "ZeroMQ",
+                                                .product(name: "Logging", package: "swift-log")]),
         .executableTarget(name: "codebook", dependencies: [
-            "Descriptors", "Clustering", "Encoding",
+            "Descriptors", "Clustering", "Encoding", "Cluster",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -53,9 +55,10 @@ let package = Package(
 
         .testTarget(name: "DescriptorsTests", dependencies: ["Descriptors"]),
         .testTarget(name: "ClusteringTests", dependencies: ["Clustering", "Descriptors"]),
-        .testTarget(name: "EncodingTests", dependencies: ["Encoding", "Clustering", "Descriptors"]),
+        .testTarget(name: "EncodingTests", dependencies: ["Encoding", "Clustering", "Descriptors", "CVLFeat"]),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"]),
         .testTarget(name: "StorageTests", dependencies: ["Storage"]),
+        .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Clustering", "Descriptors", "ZeroMQ"]),
         .testTarget(name: "CLITests", dependencies: ["codebook", "Descriptors"]),
     ]
 )

@@ -34,11 +34,12 @@ public struct GaussianPosteriors: Sendable {
     private let boundTerms: (weights: Double, precisions: Double, offsets: Double)
     private let boundScale: Double
 
-    /// - Parameter minimumPrior: components with a smaller prior are excluded (q = 0).
-    public init(model: GaussianMixtureModel, minimumPrior: Float = 0) throws {
+    /// - Parameter minimumPrior: components with a smaller prior are excluded (q = 0). Compared
+    ///   in float64, as VLFeat does: the float32 nearest 1e−6 is below 1e−6.
+    public init(model: GaussianMixtureModel, minimumPrior: Double = 0) throws {
         self.model = model
         let k = model.k, d = model.dimension
-        guard model.priors.contains(where: { $0 > 0 && $0 >= minimumPrior }) else {
+        guard model.priors.contains(where: { $0 > 0 && Double($0) >= minimumPrior }) else {
             throw DescriptorError(.invalidArgument, "every component's prior is below \(minimumPrior)")
         }
         var meansD = [Double](repeating: 0, count: k * d)
@@ -65,7 +66,7 @@ public struct GaussianPosteriors: Sendable {
                 pNorm += precision * precision
             }
             let prior = model.priors[c]
-            if prior > 0 && prior >= minimumPrior {
+            if prior > 0 && Double(prior) >= minimumPrior {
                 logNormalizers[c] = log(Double(prior)) - 0.5 * Double(d) * logTwoPi - 0.5 * logDet
                 offsets[c] = Float(logNormalizers[c] - 0.5 * meanTerm)
                 maxA = max(maxA, abs(Double(offsets[c])))

@@ -28,10 +28,10 @@ public struct FisherOptions: OptionSet, Sendable, Hashable {
 /// L2 normalisation (.normalized), in that order. Layout: 2·K·D values, all mean blocks
 /// first (u_k at k·D), then all variance blocks (v_k at K·D + k·D).
 public struct FisherEncoder: VectorEncoder {
-    /// Posteriors below this are skipped (VLFeat's `VL_FISHER_MIN_POSTERIOR`... 1e−6).
+    /// Posteriors below this are skipped (VLFeat skips them too).
     public static let minimumPosterior = 1e-6
-    /// Components with a smaller prior are left out (VLFeat: π < 1e−6).
-    public static let minimumPrior: Float = 1e-6
+    /// Components with a smaller prior are left out (VLFeat: π < 1e−6, compared in float64).
+    public static let minimumPrior = 1e-6
 
     public let posteriors: GaussianPosteriors
     public let options: FisherOptions
@@ -89,7 +89,7 @@ public struct FisherEncoder: VectorEncoder {
         if n > 0 {
             for c in 0..<k {
                 let prior = Double(model.priors[c])
-                guard prior >= Double(Self.minimumPrior) else {
+                guard prior >= Self.minimumPrior else {
                     for j in 0..<d { phi[c * d + j] = 0; phi[k * d + c * d + j] = 0 }
                     continue
                 }

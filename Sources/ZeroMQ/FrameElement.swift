@@ -3,3 +3,4 @@ public protocol FrameElement: BitwiseCopyable {}
 
 extension Float: FrameElement {}
 extension Double: FrameElement {}
+extension Int64: FrameElement {}

@@ -1,0 +1,179 @@
+import Clustering
+import Descriptors
+import ZeroMQ
+
+/// What a pass computes, as its task metadata says (`computation` in a TASK message).
+public struct PassDescription: Codable, Sendable, Equatable {
+    public enum Kind: String, Codable, Sendable {
+        /// k-means assignment; arrays: centres f32[K·D].
+        case kmeansAssignment = "kmeans-assignment"
+        /// EM expectation; arrays: means f32[K·D], variances f32[K·D], priors f32[K].
+        case gaussianExpectation = "gmm-expectation"
+        /// Per-dimension moments; no arrays.
+        case moments
+        /// Seeded row sample; no arrays.
+        case sample
+    }
+
+    public var kind: Kind
+    public var dimension: Int
+    public var k: Int?
+    public var withSquares: Bool?
+    public var sampleSize: Int?
+    public var totalRows: Int?
+    public var seed: UInt64?
+}
+
+/// A shard computation that can travel to workers: a description, model arrays, and a way
+/// back from them.
+public protocol WireComputation: ShardComputation where Statistics: WireStatistics {
+    var description: PassDescription { get }
+    var modelArrays: [[UInt8]] { get }
+}
+
+/// Shard statistics that can travel back: metadata (`StatisticsShape`) and arrays, decoded
+/// with every length checked against the shape.
+public protocol WireStatistics: SufficientStatistics {
+    var shape: StatisticsShape { get }
+    var arrays: [[UInt8]] { get }
+    init(shape: StatisticsShape, message: WireMessage) throws
+}
+
+/// The metadata of a RESULT message.
+public struct StatisticsShape: Codable, Sendable, Equatable {
+    public var rows: Int
+    public var dimension: Int
+    public var k: Int?
+    public var withSquares: Bool?
+    public var samples: Int?
+}
+
+/// Decodes a pass description and its arrays into the computation a worker runs.
+public enum PassDecoder {
+    public static func computation(_ description: PassDescription, arrays message: WireMessage) throws -> any WireComputation {
+        let d = description.dimension
+        guard d >= 1 else { throw WireError.malformed("pass dimension \(d)") }
+        do {
+            switch description.kind {
+            case .kmeansAssignment:
+                let k = try positive(description.k, "k")
+                let codebook = try Codebook(k: k, dimension: d, centres: try message.array(0, as: Float.self, count: k * d))
+                return KMeansAssignmentPass(codebook: codebook, withSquares: description.withSquares ?? false)
+            case .gaussianExpectation:
+                let k = try positive(description.k, "k")
+                let model = try GaussianMixtureModel(k: k, dimension: d,
+                                                     means: try message.array(0, as: Float.self, count: k * d),
+                                                     variances: try message.array(1, as: Float.self, count: k * d),
+                                                     priors: try message.array(2, as: Float.self, count: k))
+                return try GaussianMixtureExpectationPass(model: model)
+            case .moments:
+                return MomentPass(dimension: d)
+            case .sample:
+                let size = try positive(description.sampleSize, "sampleSize")
+                let total = try positive(description.totalRows, "totalRows")
+                return RowSamplePass(sampleSize: size, totalRows: total, seed: description.seed ?? 0)
+            }
+        } catch let error as DescriptorError {
+            throw WireError.malformed("\(description.kind.rawValue) model: \(error)")
+        }
+    }
+
+    static func positive(_ value: Int?, _ name: String) throws -> Int {
+        guard let value, value >= 1 else { throw WireError.malformed("pass needs \(name) ≥ 1") }
+        return value
+    }
+}
+
+extension KMeansAssignmentPass: WireComputation {
+    public var description: PassDescription {
+        PassDescription(kind: .kmeansAssignment, dimension: search.codebook.dimension, k: search.codebook.k,
+                        withSquares: withSquares)
+    }
+    public var modelArrays: [[UInt8]] { [Frame.encode(search.codebook.centres)] }
+}
+
+extension GaussianMixtureExpectationPass: WireComputation {
+    public var description: PassDescription {
+        PassDescription(kind: .gaussianExpectation, dimension: posteriors.model.dimension, k: posteriors.model.k)
+    }
+    public var modelArrays: [[UInt8]] {
+        let model = posteriors.model
+        return [Frame.encode(model.means), Frame.encode(model.variances), Frame.encode(model.priors)]
+    }
+}
+
+extension MomentPass: WireComputation {
+    public var description: PassDescription { PassDescription(kind: .moments, dimension: dimension) }
+    public var modelArrays: [[UInt8]] { [] }
+}
+
+extension RowSamplePass: WireComputation {
+    public var description: PassDescription {
+        // The sample's dimension is the corpus's: the backend fills it in.
+        PassDescription(kind: .sample, dimension: 0, sampleSize: sampleSize, totalRows: totalRows, seed: seed)
+    }
+    public var modelArrays: [[UInt8]] { [] }
+}
+
+extension KMeansStatistics: WireStatistics {
+    public var shape: StatisticsShape {
+        StatisticsShape(rows: rows, dimension: dimension, k: k, withSquares: sumsOfSquares != nil)
+    }
+    /// counts i64[K], sums f64[K·D], per-cluster objective f64[K], then sums of squares f64[K·D] if present.
+    public var arrays: [[UInt8]] {
+        [Frame.encode(counts.map(Int64.init)), Frame.encode(sums), Frame.encode(clusterObjective)]
+            + (sumsOfSquares.map { [Frame.encode($0)] } ?? [])
+    }
+    public init(shape: StatisticsShape, message: WireMessage) throws {
+        let k = try PassDecoder.positive(shape.k, "k"), d = shape.dimension
+        let squares = shape.withSquares ?? false
+        self.init(k: k, dimension: d, withSquares: squares)
+        rows = shape.rows
+        counts = try message.array(0, as: Int64.self, count: k).map { Int($0) }
+        sums = try message.array(1, as: Double.self, count: k * d)
+        clusterObjective = try message.array(2, as: Double.self, count: k)
+        if squares { sumsOfSquares = try message.array(3, as: Double.self, count: k * d) }
+    }
+}
+
+extension GaussianMixtureStatistics: WireStatistics {
+    public var shape: StatisticsShape { StatisticsShape(rows: rows, dimension: dimension, k: k) }
+    /// log-likelihood f64[1], mass f64[K], first moments f64[K·D], second moments f64[K·D].
+    public var arrays: [[UInt8]] {
+        [Frame.encode([logLikelihood]), Frame.encode(mass), Frame.encode(firstMoments), Frame.encode(secondMoments)]
+    }
+    public init(shape: StatisticsShape, message: WireMessage) throws {
+        let k = try PassDecoder.positive(shape.k, "k"), d = shape.dimension
+        self.init(k: k, dimension: d)
+        rows = shape.rows
+        logLikelihood = try message.array(0, as: Double.self, count: 1)[0]
+        mass = try message.array(1, as: Double.self, count: k)
+        firstMoments = try message.array(2, as: Double.self, count: k * d)
+        secondMoments = try message.array(3, as: Double.self, count: k * d)
+    }
+}
+
+extension MomentStatistics: WireStatistics {
+    public var shape: StatisticsShape { StatisticsShape(rows: rows, dimension: sums.count) }
+    /// sums f64[D], sums of squares f64[D].
+    public var arrays: [[UInt8]] { [Frame.encode(sums), Frame.encode(sumsOfSquares)] }
+    public init(shape: StatisticsShape, message: WireMessage) throws {
+        self.init(dimension: shape.dimension)
+        rows = shape.rows
+        sums = try message.array(0, as: Double.self, count: shape.dimension)
+        sumsOfSquares = try message.array(1, as: Double.self, count: shape.dimension)
+    }
+}
+
+extension RowSample: WireStatistics {
+    public var shape: StatisticsShape { StatisticsShape(rows: 0, dimension: dimension, samples: count) }
+    /// row indices i64[n], values f32[n·D].
+    public var arrays: [[UInt8]] { [Frame.encode(rowIndices.map(Int64.init)), Frame.encode(values)] }
+    public init(shape: StatisticsShape, message: WireMessage) throws {
+        let n = shape.samples ?? 0
+        guard n >= 0 else { throw WireError.malformed("negative sample count") }
+        self.init(dimension: shape.dimension)
+        rowIndices = try message.array(0, as: Int64.self, count: n).map { Int($0) }
+        values = try message.array(1, as: Float.self, count: n * shape.dimension)
+    }
+}

@@ -1,0 +1,98 @@
+/// A training job as a client submits it (SUBMIT metadata). Initial models, when given,
+/// follow as arrays: centres f32[K·D] for k-means; means, variances, priors for a GMM.
+public struct TrainingJob: Codable, Sendable, Equatable {
+    public enum Kind: String, Codable, Sendable { case kmeans, gmm }
+
+    public var kind: Kind
+    /// The corpus path, as the coordinator and every worker see it.
+    public var corpus: String
+    public var k: Int
+    public var iterations: Int
+    public var seed: UInt64
+    public var tolerance: Double
+    public var shardRows: Int
+    /// k-means: "kmeans++", "random" or "given"; GMM: "kmeans", "random" or "given".
+    public var initialization: String
+    /// GMM: k-means iterations of the "kmeans" initialisation.
+    public var kmeansIterations: Int?
+    /// GMM: the variance floor as a fraction of the data's largest per-dimension variance.
+    public var varianceFloorRatio: Double?
+
+    public init(kind: Kind, corpus: String, k: Int, iterations: Int, seed: UInt64, tolerance: Double, shardRows: Int,
+                initialization: String, kmeansIterations: Int? = nil, varianceFloorRatio: Double? = nil) {
+        self.kind = kind
+        self.corpus = corpus
+        self.k = k
+        self.iterations = iterations
+        self.seed = seed
+        self.tolerance = tolerance
+        self.shardRows = shardRows
+        self.initialization = initialization
+        self.kmeansIterations = kmeansIterations
+        self.varianceFloorRatio = varianceFloorRatio
+    }
+}
+
+/// ACCEPTED metadata.
+public struct JobTicket: Codable, Sendable, Equatable {
+    public var job: UInt64
+}
+
+/// PROGRESS request metadata: the iterations already seen are not sent again.
+public struct ProgressRequest: Codable, Sendable, Equatable {
+    public var since: Int
+}
+
+/// One iteration of a job, as PROGRESS-REPLY carries it.
+public struct IterationRecord: Codable, Sendable, Equatable {
+    /// "kmeans" or "em".
+    public var phase: String
+    public var iteration: Int
+    /// k-means: objective per row; EM: log-likelihood per row.
+    public var valuePerRow: Double
+    /// k-means: the objective Σ‖x − c‖²; EM: the log-likelihood Σ log p(x).
+    public var total: Double
+    public var rows: Int
+    public var seconds: Double
+    public var repaired: Int
+    /// k-means: smallest and largest cluster (rows); EM: smallest and largest prior.
+    public var smallest: Double
+    public var largest: Double
+}
+
+/// The state of a job.
+public enum JobState: String, Codable, Sendable {
+    case running, succeeded, failed
+}
+
+/// PROGRESS-REPLY metadata.
+public struct JobProgress: Codable, Sendable, Equatable {
+    public var job: UInt64
+    public var state: JobState
+    /// Iterations from `since` on.
+    public var iterations: [IterationRecord]
+    /// Why the job failed, or what it waits for ("no workers alive").
+    public var message: String?
+}
+
+/// RESULT-REPLY metadata; the model's arrays follow (centres, or means, variances, priors).
+public struct JobOutcome: Codable, Sendable, Equatable {
+    public var job: UInt64
+    public var kind: TrainingJob.Kind
+    public var k: Int
+    public var dimension: Int
+    public var iterations: Int
+    public var converged: Bool
+    public var varianceFloor: Double?
+}
+
+/// A job as STATUS lists it.
+public struct JobSummary: Codable, Sendable, Equatable {
+    public var job: UInt64
+    public var kind: TrainingJob.Kind
+    public var corpus: String
+    public var state: JobState
+    public var iterations: Int
+    public var lastValuePerRow: Double?
+    public var message: String?
+}

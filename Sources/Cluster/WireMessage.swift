@@ -1,0 +1,60 @@
+import Foundation
+import ZeroMQ
+
+/// A decoded message: the header, a JSON metadata frame, and raw little-endian array frames.
+///
+/// Wire layout: [header (24 bytes)] [metadata (UTF-8 JSON object)] [array]*.
+public struct WireMessage: Sendable, Equatable {
+    public var header: WireHeader
+    public var metadata: [UInt8]
+    public var arrays: [[UInt8]]
+
+    public init(header: WireHeader, metadata: some Encodable = Empty(), arrays: [[UInt8]] = []) {
+        self.header = header
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        self.metadata = (try? encoder.encode(metadata)).map(Array.init) ?? Array("{}".utf8)
+        self.arrays = arrays
+    }
+
+    /// Decodes frames as received; throws `WireError` for anything malformed.
+    public init(frames: [[UInt8]]) throws {
+        guard frames.count >= 2 else {
+            throw WireError.malformed("\(frames.count) frame(s); a message has a header and a metadata frame at least")
+        }
+        header = try WireHeader(bytes: frames[0])
+        metadata = frames[1]
+        arrays = Array(frames.dropFirst(2))
+    }
+
+    public var frames: [[UInt8]] { [header.bytes, metadata] + arrays }
+
+    /// The metadata as `type`.
+    public func decode<M: Decodable>(_ type: M.Type) throws -> M {
+        do {
+            return try JSONDecoder().decode(type, from: Data(metadata))
+        } catch {
+            throw WireError.malformed("\(header.type) metadata: \(error)")
+        }
+    }
+
+    /// Array frame `index` as elements of `type`, with exactly `count` of them if given.
+    public func array<E: FrameElement>(_ index: Int, as type: E.Type, count: Int? = nil) throws -> [E] {
+        guard index < arrays.count else {
+            throw WireError.malformed("\(header.type) has \(arrays.count) array frame(s), array \(index) is missing")
+        }
+        let values: [E]
+        do {
+            values = try Frame.decode(arrays[index], as: type)
+        } catch {
+            throw WireError.malformed("\(header.type) array \(index): \(error)")
+        }
+        if let count, values.count != count {
+            throw WireError.malformed("\(header.type) array \(index) has \(values.count) values, expected \(count)")
+        }
+        return values
+    }
+
+    /// An empty metadata object.
+    public struct Empty: Codable, Sendable { public init() {} }
+}

@@ -1,0 +1,76 @@
+import Clustering
+import Descriptors
+import Foundation
+
+/// The cached inputs of the sections: generated once per size in the work directory.
+struct Workload {
+    let sizes: BenchSizes
+
+    /// The synthetic corpus of `rows` rows (`.npy` or `.fvecs` by `ext`), generated if missing.
+    func corpus(rows: Int, ext: String = "npy", index: Bool = false, imagesOf: Int = 300) throws -> String {
+        let name = "corpus-\(rows)x\(sizes.dimension)-c\(sizes.corpusClusters)-s\(BenchSizes.seed)"
+            + (index ? "-img\(imagesOf)" : "")
+        let path = sizes.path(name + "." + ext)
+        if FileManager.default.fileExists(atPath: path), !index || FileManager.default.fileExists(atPath: path + ".tsv") {
+            return path
+        }
+        let started = Stopwatch.now()
+        print("(generating \(rows)×\(sizes.dimension) corpus at \(path) …)")
+        try SyntheticCorpus(rows: rows, dimension: sizes.dimension, clusters: sizes.corpusClusters, seed: BenchSizes.seed)
+            .write(to: path, index: index ? path + ".tsv" : nil, imagesOf: imagesOf)
+        print("(generated in \(seconds(Stopwatch.now() - started)))")
+        return path
+    }
+
+    /// K rows of `corpus`, evenly spaced, saved as `.npy`: the common initial centres.
+    func initialCentres(corpus path: String) throws -> (path: String, codebook: Codebook) {
+        let matrix = try DescriptorMatrix.open(path: path)
+        let k = sizes.k, d = matrix.dimension
+        let out = sizes.path("centres-k\(k)-of-" + URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent + ".npy")
+        var values: [Float] = []
+        values.reserveCapacity(k * d)
+        for i in 0..<k { values += matrix.row(i * (matrix.rows / k)) }
+        if !FileManager.default.fileExists(atPath: out) {
+            try NpyFile.write(path: out, rows: k, columns: d, values: values)
+        }
+        return (out, try Codebook(k: k, dimension: d, centres: values))
+    }
+
+    /// A GMM from a quick k-means (3 Lloyd iterations from the initial centres): each
+    /// cluster's mean, floored variance and share of rows, as `GaussianMixture`'s k-means
+    /// initialisation does. Saved as means/variances/priors `.npy` for the Python baseline.
+    func gaussianMixture(backend: LocalBackend, initial: Codebook, tag: String) async throws
+        -> (model: GaussianMixtureModel, paths: (means: String, variances: String, priors: String)) {
+        let k = initial.k, d = initial.dimension
+        var parameters = KMeansParameters(k: k)
+        parameters.iterations = 3
+        parameters.tolerance = 0
+        parameters.initialization = .given(initial)
+        let kmeans = try await KMeans.train(on: backend, parameters: parameters)
+        let hard = try await backend.run(KMeansAssignmentPass(codebook: kmeans.codebook, withSquares: true))
+        let moments = try await backend.run(MomentPass(dimension: d))
+        let floor = max(GaussianMixtureParameters(k: k).varianceFloorRatio * (moments.variances.max() ?? 0),
+                        GaussianMixture.minimumVarianceFloor)
+        var means = kmeans.codebook.centres
+        var variances = [Float](repeating: Float(floor), count: k * d)
+        var priors = [Float](repeating: 0, count: k)
+        for c in 0..<k where hard.counts[c] > 0 {
+            let n = Double(hard.counts[c])
+            priors[c] = Float(n / Double(hard.rows))
+            for j in 0..<d {
+                let mean = hard.sums[c * d + j] / n
+                means[c * d + j] = Float(mean)
+                variances[c * d + j] = Float(max(hard.sumsOfSquares![c * d + j] / n - mean * mean, floor))
+            }
+        }
+        // Empty clusters: a tiny prior keeps the model valid for every library.
+        for c in 0..<k where priors[c] == 0 { priors[c] = 1e-8 }
+        let model = try GaussianMixtureModel(k: k, dimension: d, means: means, variances: variances, priors: priors)
+        let paths = (sizes.path("gmm-\(tag)-means.npy"), sizes.path("gmm-\(tag)-variances.npy"),
+                     sizes.path("gmm-\(tag)-priors.npy"))
+        try NpyFile.write(path: paths.0, rows: k, columns: d, values: means)
+        try NpyFile.write(path: paths.1, rows: k, columns: d, values: variances)
+        try NpyFile.write(path: paths.2, vector: priors)
+        return (model, paths)
+    }
+}

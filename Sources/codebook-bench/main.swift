@@ -1,1 +1,0 @@
-print("codebook-bench: not yet written")
