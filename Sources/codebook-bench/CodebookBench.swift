@@ -86,6 +86,7 @@ enum Bench {
             }
         }
         if !failures.isEmpty {
+            fflush(nil) // stdout first, so the summary follows the tables
             FileHandle.standardError.write(Data(("codebook-bench: \(failures.count) check(s) failed:\n"
                 + failures.map { "  - \($0)\n" }.joined()).utf8))
             throw ExitCode(1)

@@ -84,8 +84,9 @@ struct KMeansSection {
         }
         table.note("Baseline for the sgemm ratio: the faster sgemm row (\(seconds(sgemmBest))). Medians of \(sizes.repeats) runs; "
                    + "the corpus is memory-mapped and in the page cache for every measurement.")
-        table.note("scikit-learn time per iteration = (fit(max_iter=\(sizes.iterations)) − fit(max_iter=1)) / \(sizes.iterations - 1) "
-                   + "(removes input checks and its final relabelling pass); faiss = train time / \(sizes.iterations), "
+        table.note("scikit-learn time per iteration: \(sklearn.string("timing") ?? "–"); its final centres come from "
+                   + "KMeans(algorithm='lloyd', n_init=1, init=centres, tol=0, max_iter=\(sizes.iterations)).fit "
+                   + "(n_iter_ = \(sklearn.number("iterations_run").map { String(Int($0)) } ?? "–")). faiss = train time / \(sizes.iterations), "
                    + "max_points_per_centroid = N (no subsampling).")
         table.print()
 

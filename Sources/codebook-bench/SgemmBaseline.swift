@@ -20,7 +20,7 @@ struct SgemmBaseline {
     func engineBlocks() async throws {
         let plan = ShardPlan(totalRows: corpus.rows)
         let corpus = self.corpus, codebook = self.codebook
-        let k = codebook.k, d = codebook.dimension, block = kernelBlockRows(k: k)
+        let k = codebook.k, block = kernelBlockRows(k: k)
         openblas_set_num_threads(1)
         try await ParallelWork.run(count: plan.count, threads: threads) { shard, _ in
             let rows = corpus.slice(plan.rows(of: shard))
@@ -38,7 +38,7 @@ struct SgemmBaseline {
     }
 
     func openBLASThreads() {
-        let k = codebook.k, d = codebook.dimension
+        let k = codebook.k
         var products = [Float](repeating: 0, count: Self.chunkRows * k)
         var scratch: [Float] = []
         openblas_set_num_threads(Int32(threads))
@@ -51,7 +51,6 @@ struct SgemmBaseline {
             }
             start = range.upperBound
         }
-        _ = d
     }
 
     /// −2·x·cᵀ for `rows`, `blockRows` rows per sgemm call, as `NearestCentreSearch` calls it.

@@ -22,17 +22,36 @@ struct Workload {
         return path
     }
 
-    /// K rows of `corpus`, evenly spaced, saved as `.npy`: the common initial centres.
+    /// The common initial centres, saved as `.npy`: the first row (in file order) of each of
+    /// K distinct true clusters of the synthetic corpus. Rows of distinct clusters keep
+    /// Lloyd's iterations free of empty clusters, whose repair differs between libraries
+    /// (Codebook and faiss split the largest cluster, scikit-learn takes far points), so the
+    /// objectives after the same iterations are comparable.
     func initialCentres(corpus path: String) throws -> (path: String, codebook: Codebook) {
         let matrix = try DescriptorMatrix.open(path: path)
         let k = sizes.k, d = matrix.dimension
         let out = sizes.path("centres-k\(k)-of-" + URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent + ".npy")
+        let model = SyntheticCorpus(rows: matrix.rows, dimension: d, clusters: sizes.corpusClusters, seed: BenchSizes.seed)
+        let truth = model.centres()
+        var taken = Set<Int>()
         var values: [Float] = []
         values.reserveCapacity(k * d)
-        for i in 0..<k { values += matrix.row(i * (matrix.rows / k)) }
-        if !FileManager.default.fileExists(atPath: out) {
-            try NpyFile.write(path: out, rows: k, columns: d, values: values)
+        var row = 0
+        while taken.count < k && row < matrix.rows {
+            let x = matrix.row(row)
+            var best = 0, bestDistance = Double.infinity
+            for c in 0..<sizes.corpusClusters {
+                var distance = 0.0
+                for j in 0..<d { let r = Double(x[j]) - Double(truth[c * d + j]); distance += r * r }
+                if distance < bestDistance { bestDistance = distance; best = c }
+            }
+            if taken.insert(best).inserted { values += x }
+            row += 1
         }
+        // Fewer true clusters than K (not with the bench's sizes): fill with evenly spaced rows.
+        var spaced = 0
+        while values.count < k * d { values += matrix.row(spaced * (matrix.rows / k)); spaced += 1 }
+        try NpyFile.write(path: out, rows: k, columns: d, values: values)
         return (out, try Codebook(k: k, dimension: d, centres: values))
     }
 

@@ -6,7 +6,8 @@ struct CodebookCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "codebook",
         abstract: "Train visual vocabularies (k-means, diagonal GMM) and encode images as VLAD or Fisher vectors.",
-        subcommands: [DemoCommand.self, GenerateCommand.self, TrainCommand.self, EncodeCommand.self])
+        subcommands: [DemoCommand.self, GenerateCommand.self, TrainCommand.self, EncodeCommand.self,
+                      CoordinatorCommand.self, WorkerCommand.self, StatusCommand.self])
 }
 
 /// Options every compute command takes.

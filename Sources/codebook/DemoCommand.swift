@@ -23,13 +23,13 @@ struct DemoCommand: AsyncParsableCommand {
         try GenerateCommand.parse(["--n", "\(rows)", "--dim", "128", "--clusters", "48", "--seed", "7",
                                    "--out", corpus, "--index", index]).run()
         let threads = ["--threads", "\(compute.threads)"]
-        print("\n2. k-means codebook, K=\(k)")
+        print("\n2. k-means codebook, K=\(k), trained by the embedded cluster (a coordinator and one worker per core, over ZeroMQ)")
         var kmeans = try TrainKMeans.parse(["--corpus", corpus, "--k", "\(k)", "--iterations", "15",
-                                            "--out", "\(dir)/centres.npy"] + threads)
+                                            "--out", "\(dir)/centres.npy"])
         try await kmeans.run()
-        print("\n3. diagonal GMM, K=\(components)")
+        print("\n3. diagonal GMM, K=\(components), initialised by k-means, trained by the embedded cluster")
         var gmm = try TrainGMM.parse(["--corpus", corpus, "--k", "\(components)", "--iterations", "10",
-                                      "--out", "\(dir)/gmm"] + threads)
+                                      "--out", "\(dir)/gmm"])
         try await gmm.run()
         print("\n4. VLAD (signed square root + intra-normalisation) and improved Fisher vectors")
         var vlad = try EncodeVLAD.parse(["--centres", "\(dir)/centres.npy", "--descriptors", corpus, "--index", index,

@@ -1,35 +1,59 @@
 import ArgumentParser
+import Cluster
 import Clustering
 import Descriptors
 import Foundation
+import Logging
+import ZeroMQ
 
 struct TrainCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "train", abstract: "Train a codebook on a corpus.",
+        commandName: "train", abstract: "Train a codebook on a corpus, on a cluster or the embedded one.",
         subcommands: [TrainKMeans.self, TrainGMM.self])
 }
 
 /// Options shared by both trainers.
 struct TrainingOptions: ParsableArguments {
-    @Option(help: "Training corpus (.fvecs, .bvecs, .ivecs or .npy).") var corpus: String
+    @Option(help: "Training corpus (.fvecs, .bvecs, .ivecs or .npy), a path the coordinator and workers can read.")
+    var corpus: String
     @Option(help: "Number of clusters / components.") var k: Int
     @Option(help: "Iterations at most.") var iterations: Int = 25
     @Option(help: "Random seed.") var seed: UInt64 = 0
-    @Option(help: "Rows per shard: the unit of work; results depend on it, never on threads.")
+    @Option(help: "Rows per shard: the unit of work; results depend on it, never on the workers.")
     var shardRows: Int = ShardPlan.defaultShardRows
-    @OptionGroup var compute: ComputeOptions
+    @Option(help: "A running coordinator's clients endpoint (e.g. tcp://HOST:5556). Without it, an embedded cluster runs in this process.")
+    var coordinator: String?
+    @Option(help: "Workers of the embedded cluster (default: one per core).")
+    var localWorkers: Int = ProcessInfo.processInfo.activeProcessorCount
+    @Option(help: "Threads per embedded worker.") var threads: Int = 1
 
     func validate() throws {
         guard k >= 1 else { throw ValidationError("--k must be at least 1") }
         guard iterations >= 1 else { throw ValidationError("--iterations must be at least 1") }
         guard shardRows >= 1 else { throw ValidationError("--shard-rows must be at least 1") }
+        guard localWorkers >= 1, threads >= 1 else { throw ValidationError("--local-workers and --threads must be at least 1") }
     }
 
-    func backend() throws -> LocalBackend {
-        let matrix = try DescriptorMatrix.open(path: corpus)
-        print("corpus \(corpus): \(matrix.rows)×\(matrix.dimension) \(matrix.elementType.rawValue), "
-              + "\(ShardPlan(totalRows: matrix.rows, shardRows: shardRows).count) shards, \(compute.threads) threads")
-        return LocalBackend(corpus: matrix, shardRows: shardRows, threads: compute.threads)
+    /// The corpus path as other processes on this host see it.
+    var absoluteCorpus: String { URL(fileURLWithPath: corpus).standardizedFileURL.path }
+
+    /// Submits `job`, prints each iteration, and returns the result.
+    func run(_ job: TrainingJob, arrays: [[UInt8]]) async throws -> (JobOutcome, WireMessage) {
+        var embedded: EmbeddedCluster?
+        let client: ClusterClient
+        if let coordinator {
+            client = try ClusterClient(context: try ZeroMQContext(), endpoint: coordinator)
+        } else {
+            var logger = Logger(label: "codebook")
+            logger.logLevel = .warning
+            embedded = try EmbeddedCluster(workers: localWorkers, threadsPerWorker: threads, logger: logger)
+            client = try embedded!.client()
+        }
+        defer { embedded?.shutdown() }
+        let id = try client.submit(job, arrays: arrays)
+        print("job \(id): \(job.kind.rawValue) k=\(job.k) on \(job.corpus) "
+              + (coordinator.map { "via \($0)" } ?? "(embedded cluster: \(localWorkers) worker(s) × \(threads) thread(s))"))
+        return try await client.follow(id, iteration: Report.iteration, waiting: { print("  \($0)") })
     }
 }
 
@@ -42,28 +66,20 @@ struct TrainKMeans: AsyncParsableCommand {
     var tolerance: Double = 1e-4
     @Option(help: "Output: the K×D float32 centres (.npy).") var out: String
 
-    static func initialization(_ name: String, k: Int) throws -> KMeansInitialization {
-        switch name {
-        case "random": return .random
-        case "kmeans++": return .kmeansPlusPlus
-        default:
-            let array = try NpyFile.readFloat32(path: name)
-            return .given(try Codebook(k: array.rows, dimension: array.columns, centres: array.values))
-        }
-    }
-
     func run() async throws {
-        let backend = try training.backend()
-        var parameters = KMeansParameters(k: training.k)
-        parameters.iterations = training.iterations
-        parameters.seed = training.seed
-        parameters.tolerance = tolerance
-        parameters.initialization = try Self.initialization(initialization, k: training.k)
-        let result = try await KMeans.train(on: backend, parameters: parameters, progress: Report.kmeans)
-        try NpyFile.write(path: out, rows: result.codebook.k, columns: result.codebook.dimension,
-                          values: result.codebook.centres)
-        print("\(result.converged ? "converged" : "stopped") after \(result.iterations.count) iterations; "
-              + "wrote \(result.codebook.k)×\(result.codebook.dimension) centres to \(out)")
+        var arrays: [[UInt8]] = []
+        var start = initialization
+        if !["random", "kmeans++"].contains(initialization) {
+            arrays = [Frame.encode(try NpyFile.readFloat32(path: initialization).values)]
+            start = "given"
+        }
+        let job = TrainingJob(kind: .kmeans, corpus: training.absoluteCorpus, k: training.k, iterations: training.iterations,
+                              seed: training.seed, tolerance: tolerance, shardRows: training.shardRows, initialization: start)
+        let (outcome, reply) = try await training.run(job, arrays: arrays)
+        let centres = try reply.array(0, as: Float.self, count: outcome.k * outcome.dimension)
+        try NpyFile.write(path: out, rows: outcome.k, columns: outcome.dimension, values: centres)
+        print("\(outcome.converged ? "converged" : "stopped") after \(outcome.iterations) iterations; "
+              + "wrote \(outcome.k)×\(outcome.dimension) centres to \(out)")
     }
 }
 
@@ -72,7 +88,7 @@ struct TrainGMM: AsyncParsableCommand {
 
     @OptionGroup var training: TrainingOptions
     @Option(help: "Initialisation: kmeans (k-means, then per-cluster moments) or random.") var initialization: String = "kmeans"
-    @Option(help: "k-means iterations for --init kmeans.") var kmeansIterations: Int = 10
+    @Option(help: "k-means iterations for --initialization kmeans.") var kmeansIterations: Int = 10
     @Option(help: "Initial means (K×D .npy); with --init-variances and --init-priors.") var initMeans: String?
     @Option(help: "Initial variances σ² (K×D .npy).") var initVariances: String?
     @Option(help: "Initial priors (K .npy).") var initPriors: String?
@@ -90,40 +106,41 @@ struct TrainGMM: AsyncParsableCommand {
         guard ["kmeans", "random"].contains(initialization) else {
             throw ValidationError("--initialization must be kmeans or random")
         }
+        guard varianceFloor > 0 else { throw ValidationError("--variance-floor must be > 0") }
     }
 
     func run() async throws {
-        let backend = try training.backend()
-        var parameters = GaussianMixtureParameters(k: training.k)
-        parameters.iterations = training.iterations
-        parameters.seed = training.seed
-        parameters.tolerance = tolerance
-        parameters.varianceFloorRatio = varianceFloor
+        var arrays: [[UInt8]] = []
+        var start = initialization
         if let initMeans, let initVariances, let initPriors {
-            parameters.initialization = .given(try ModelFiles.gaussianMixture(means: initMeans, variances: initVariances,
-                                                                             priors: initPriors))
-        } else {
-            parameters.initialization = initialization == "random" ? .random : .kmeans(iterations: kmeansIterations)
+            let model = try ModelFiles.gaussianMixture(means: initMeans, variances: initVariances, priors: initPriors)
+            arrays = [Frame.encode(model.means), Frame.encode(model.variances), Frame.encode(model.priors)]
+            start = "given"
         }
-        let result = try await GaussianMixture.train(on: backend, parameters: parameters,
-                                                     kmeansProgress: Report.kmeans, progress: Report.gmm)
-        let paths = try ModelFiles.write(result.model, prefix: out)
-        print("\(result.converged ? "converged" : "stopped") after \(result.iterations.count) EM iterations "
-              + "(variance floor \(String(format: "%.4g", result.varianceFloor))); wrote \(paths.joined(separator: ", "))")
+        let job = TrainingJob(kind: .gmm, corpus: training.absoluteCorpus, k: training.k, iterations: training.iterations,
+                              seed: training.seed, tolerance: tolerance, shardRows: training.shardRows, initialization: start,
+                              kmeansIterations: kmeansIterations, varianceFloorRatio: varianceFloor)
+        let (outcome, reply) = try await training.run(job, arrays: arrays)
+        let kd = outcome.k * outcome.dimension
+        let model = try GaussianMixtureModel(k: outcome.k, dimension: outcome.dimension,
+                                             means: try reply.array(0, as: Float.self, count: kd),
+                                             variances: try reply.array(1, as: Float.self, count: kd),
+                                             priors: try reply.array(2, as: Float.self, count: outcome.k))
+        let paths = try ModelFiles.write(model, prefix: out)
+        print("\(outcome.converged ? "converged" : "stopped") after \(outcome.iterations) EM iterations "
+              + "(variance floor \(String(format: "%.4g", outcome.varianceFloor ?? 0))); wrote \(paths.joined(separator: ", "))")
     }
 }
 
 /// One progress line per iteration.
 enum Report {
-    static func kmeans(_ report: KMeansIterationReport) {
-        print(String(format: "k-means %3d  objective/row %.6g  %.3f s  clusters %d..%d  empty repaired %d",
-                     report.iteration, report.meanObjective, report.seconds, report.smallestCluster,
-                     report.largestCluster, report.emptyClustersRepaired))
-    }
-
-    static func gmm(_ report: GaussianMixtureIterationReport) {
-        print(String(format: "EM %3d  log-likelihood/row %.6f  %.3f s  priors %.3g..%.3g  empty repaired %d",
-                     report.iteration, report.meanLogLikelihood, report.seconds, report.smallestPrior,
-                     report.largestPrior, report.emptyComponentsRepaired))
+    static func iteration(_ record: IterationRecord) {
+        if record.phase == "kmeans" {
+            print(String(format: "k-means %3d  objective/row %.6g  %.3f s  clusters %.0f..%.0f  empty repaired %d",
+                         record.iteration, record.valuePerRow, record.seconds, record.smallest, record.largest, record.repaired))
+        } else {
+            print(String(format: "EM %3d  log-likelihood/row %.6f  %.3f s  priors %.3g..%.3g  empty repaired %d",
+                         record.iteration, record.valuePerRow, record.seconds, record.smallest, record.largest, record.repaired))
+        }
     }
 }

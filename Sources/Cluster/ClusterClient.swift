@@ -1,0 +1,96 @@
+import Foundation
+import ZeroMQ
+
+/// An error the coordinator answered with, or its silence.
+public struct ClusterError: Error, CustomStringConvertible, Sendable, Equatable {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// A client of the coordinator's clients endpoint: submit training jobs, follow them, fetch
+/// their models, ask for the cluster's status.
+///
+/// Requests go over a DEALER socket in a REQ envelope, one at a time. A coordinator that
+/// does not answer within `timeout` gets the socket closed and reopened (the Guide's "Lazy
+/// Pirate"), and the request fails with a clear error. Use from one thread.
+public final class ClusterClient {
+    public let endpoint: String
+    public let timeout: Duration
+    private let context: ZeroMQContext
+    private var socket: Socket
+
+    public init(context: ZeroMQContext, endpoint: String, timeout: Duration = .seconds(10)) throws {
+        self.context = context
+        self.endpoint = endpoint
+        self.timeout = timeout
+        socket = try Self.connect(context: context, endpoint: endpoint)
+    }
+
+    private static func connect(context: ZeroMQContext, endpoint: String) throws -> Socket {
+        let socket = try Socket(.dealer, context: context)
+        try socket.setLinger(.zero)
+        try socket.setMaxMessageSize(1 << 30)
+        try socket.connect(endpoint)
+        return socket
+    }
+
+    /// Sends `message` and returns the reply; throws `ClusterError` for an error reply or none.
+    public func request(_ message: WireMessage) throws -> WireMessage {
+        _ = try socket.send(frames: [[]] + message.frames)
+        let poller = Poller()
+        poller.register(socket)
+        guard try !poller.poll(timeout: timeout).isEmpty, let frames = try socket.receive(dontWait: true) else {
+            socket = try Self.connect(context: context, endpoint: endpoint)
+            throw ClusterError("the coordinator at \(endpoint) did not answer within \(timeout)")
+        }
+        guard frames.first?.isEmpty == true else { throw ClusterError("reply without an envelope from \(endpoint)") }
+        let reply = try WireMessage(frames: Array(frames.dropFirst()))
+        if reply.header.type == .errorReply {
+            throw ClusterError((try? reply.decode(FailureReport.self).message) ?? "the coordinator reported an error")
+        }
+        return reply
+    }
+
+    public func submit(_ job: TrainingJob, arrays: [[UInt8]] = []) throws -> UInt64 {
+        try request(WireMessage(header: WireHeader(.submit), metadata: job, arrays: arrays)).decode(JobTicket.self).job
+    }
+
+    public func progress(of job: UInt64, since: Int) throws -> JobProgress {
+        try request(WireMessage(header: WireHeader(.progress, job: job), metadata: ProgressRequest(since: since)))
+            .decode(JobProgress.self)
+    }
+
+    /// The finished job's outcome, and the reply whose arrays hold the model.
+    public func result(of job: UInt64) throws -> (JobOutcome, WireMessage) {
+        let reply = try request(WireMessage(header: WireHeader(.fetchResult, job: job)))
+        return (try reply.decode(JobOutcome.self), reply)
+    }
+
+    public func status() throws -> ClusterStatus {
+        try request(WireMessage(header: WireHeader(.status))).decode(ClusterStatus.self)
+    }
+
+    /// Follows a job to its end, calling `iteration` for each new iteration and `waiting`
+    /// when the coordinator reports it waits (for workers); returns its result.
+    public func follow(_ job: UInt64, every interval: Duration = .milliseconds(100),
+                       iteration: (IterationRecord) -> Void, waiting: (String) -> Void = { _ in }) async throws -> (JobOutcome, WireMessage) {
+        var seen = 0
+        var lastNote: String?
+        while true {
+            let progress = try progress(of: job, since: seen)
+            progress.iterations.forEach(iteration)
+            seen += progress.iterations.count
+            switch progress.state {
+            case .succeeded:
+                return try result(of: job)
+            case .failed:
+                throw ClusterError("job \(job) failed: \(progress.message ?? "no reason given")")
+            case .running:
+                if let note = progress.message, note != lastNote { waiting(note) }
+                lastNote = progress.message
+                try await Task.sleep(for: interval)
+            }
+        }
+    }
+}

@@ -1,0 +1,266 @@
+import Descriptors
+import Foundation
+import Logging
+import Synchronization
+import ZeroMQ
+
+/// The coordinator process's shell: one I/O thread owns the ROUTER socket for workers and
+/// the ROUTER socket for clients, feeds `CoordinatorState` and carries out its directives.
+/// Training jobs run as tasks that talk to the I/O thread through `submit(_:to:)`.
+///
+/// `@unchecked Sendable`: the sockets and the state machine are touched only by the I/O
+/// thread; other threads reach it through the `inbox` mutex, and `jobs` is itself locked.
+public final class Coordinator: @unchecked Sendable {
+    public let settings: CoordinatorSettings
+    let context: ZeroMQContext
+    let logger: Logger
+    let jobs = JobRegistry()
+    private let requestedWorkersEndpoint: String
+    private let requestedClientsEndpoint: String
+    private let inbox = Mutex<[Command]>([])
+    private let bound = Mutex<(workers: String, clients: String)?>(nil)
+    private let finished = DispatchSemaphore(value: 0)
+    private let counters = Mutex<(malformed: Int, requests: Int)>((0, 0))
+
+    private enum Command {
+        case start(RoundSpec, any RoundSink)
+        case cancel(UInt64)
+        case stop
+    }
+
+    /// - Parameters:
+    ///   - workersEndpoint: where workers connect (ROUTER), e.g. `tcp://127.0.0.1:5555`.
+    ///   - clientsEndpoint: where clients connect (ROUTER), e.g. `tcp://127.0.0.1:5556`.
+    public init(context: ZeroMQContext, workersEndpoint: String, clientsEndpoint: String,
+                settings: CoordinatorSettings = CoordinatorSettings(), logger: Logger) {
+        self.context = context
+        requestedWorkersEndpoint = workersEndpoint
+        requestedClientsEndpoint = clientsEndpoint
+        self.settings = settings
+        self.logger = logger
+    }
+
+    /// Binds both sockets and starts the I/O thread; throws if either endpoint cannot be bound.
+    /// Returns the endpoints actually bound (a `*` port resolved).
+    @discardableResult
+    public func start() throws -> (workers: String, clients: String) {
+        let ready = DispatchSemaphore(value: 0)
+        let failure = Mutex<(any Error)?>(nil)
+        let thread = Thread { [self] in
+            do {
+                let workers = try makeSocket(binding: requestedWorkersEndpoint)
+                let clients = try makeSocket(binding: requestedClientsEndpoint)
+                let endpoints = (workers: (try? workers.lastEndpoint) ?? requestedWorkersEndpoint,
+                                 clients: (try? clients.lastEndpoint) ?? requestedClientsEndpoint)
+                bound.withLock { $0 = endpoints }
+                ready.signal()
+                loop(workers: workers, clients: clients)
+            } catch {
+                failure.withLock { $0 = error }
+                ready.signal()
+            }
+            finished.signal()
+        }
+        thread.name = "codebook-coordinator-io"
+        thread.start()
+        ready.wait()
+        if let error = failure.withLock({ $0 }) { throw error }
+        return bound.withLock { $0! }
+    }
+
+    /// Stops the I/O thread after it has finished the message in hand, and waits for it.
+    public func stop() {
+        inbox.withLock { $0.append(.stop) }
+        finished.wait()
+    }
+
+    /// Messages that could not be decoded, counted since start.
+    public var malformedMessages: Int { counters.withLock { $0.malformed } }
+
+    /// Starts a pass; its shard results go to `sink` on the I/O thread.
+    func submit(_ spec: RoundSpec, to sink: any RoundSink) {
+        inbox.withLock { $0.append(.start(spec, sink)) }
+    }
+
+    /// Submits a training job as a client would (for the embedded cluster and tests).
+    public func submit(_ job: TrainingJob, arrays: [[UInt8]] = []) throws -> UInt64 {
+        try accept(job, arrays: arrays)
+    }
+
+    private func makeSocket(binding endpoint: String) throws -> Socket {
+        let socket = try Socket(.router, context: context)
+        try socket.setMaxMessageSize(Int64(settings.maximumMessageSize))
+        try socket.setLinger(.zero)
+        try socket.setRouterMandatory(false)
+        try socket.bind(endpoint)
+        return socket
+    }
+
+    // MARK: The I/O loop
+
+    private func loop(workers: Socket, clients: Socket) {
+        var state = CoordinatorState(settings: settings)
+        var sinks: [RoundKey: any RoundSink] = [:]
+        var lastTick = MonotonicClock.now()
+        let poller = Poller()
+        poller.register(workers)
+        poller.register(clients)
+        func perform(_ directives: [CoordinatorState.Directive]) {
+            for directive in directives {
+                switch directive {
+                case .send(let worker, let message):
+                    do {
+                        _ = try workers.send(frames: [worker] + message.frames, dontWait: true)
+                    } catch {
+                        logger.warning("send to a worker failed", metadata: ["error": "\(error)"])
+                    }
+                case .deliver(let key, let shard, let message):
+                    sinks[key]?.deliver(shard: shard, message: message)
+                case .fail(let key, let why):
+                    sinks.removeValue(forKey: key)?.fail(why)
+                    state.cancel(job: key.job)
+                case .log(let text):
+                    logger.info("\(text)")
+                }
+            }
+            sinks = sinks.filter { key, _ in state.rounds[key] != nil }
+        }
+        while true {
+            for command in inbox.withLock({ inbox in defer { inbox.removeAll() }; return inbox }) {
+                switch command {
+                case .start(let spec, let sink):
+                    sinks[spec.key] = sink
+                    perform(state.start(spec, now: MonotonicClock.now()))
+                case .cancel(let job):
+                    state.cancel(job: job)
+                case .stop:
+                    logger.info("coordinator stopping")
+                    for sink in sinks.values { sink.fail("the coordinator stopped") }
+                    return
+                }
+            }
+            let ready: [Poller.Ready]
+            do {
+                ready = try poller.poll(timeout: .milliseconds(1))
+            } catch {
+                logger.error("poll failed; coordinator stopping", metadata: ["error": "\(error)"])
+                return
+            }
+            for socketReady in ready {
+                let isWorkers = socketReady.socket === workers
+                // Drain what is there, a bounded number at a time, so neither side starves.
+                for _ in 0..<256 {
+                    guard let frames = try? socketReady.socket.receive(dontWait: true) else { break }
+                    let now = MonotonicClock.now()
+                    if isWorkers {
+                        perform(handleWorker(frames, state: &state, now: now))
+                    } else {
+                        handleClient(frames, socket: clients, state: state, now: now)
+                    }
+                }
+            }
+            let now = MonotonicClock.now()
+            if now - lastTick >= 0.1 {
+                perform(state.tick(now: now))
+                lastTick = now
+            }
+        }
+    }
+
+    private func handleWorker(_ frames: [[UInt8]], state: inout CoordinatorState, now: Double) -> [CoordinatorState.Directive] {
+        guard let identity = frames.first else { return [] }
+        do {
+            let message = try WireMessage(frames: Array(frames.dropFirst()))
+            return state.receive(message, from: identity, now: now)
+        } catch {
+            noteMalformed(error, from: "a worker")
+            return []
+        }
+    }
+
+    private func noteMalformed(_ error: any Error, from peer: String) {
+        let count = counters.withLock { $0.malformed += 1; return $0.malformed }
+        logger.warning("dropped a malformed message from \(peer)", metadata: ["error": "\(error)", "count": "\(count)"])
+    }
+
+    // MARK: Clients
+
+    /// Client requests arrive as [identity, empty delimiter, header, metadata, arrays…]
+    /// (a REQ socket, or a DEALER that sends the delimiter) and get a reply in the same envelope.
+    private func handleClient(_ frames: [[UInt8]], socket: Socket, state: CoordinatorState, now: Double) {
+        guard frames.count >= 2, frames[1].isEmpty else {
+            noteMalformed(WireError.malformed("client request without an envelope"), from: "a client")
+            return
+        }
+        let reply: WireMessage
+        do {
+            let request = try WireMessage(frames: Array(frames.dropFirst(2)))
+            reply = answer(request, state: state, now: now)
+        } catch {
+            noteMalformed(error, from: "a client")
+            reply = WireMessage(header: WireHeader(.errorReply), metadata: FailureReport(message: "\(error)"))
+        }
+        _ = try? socket.send(frames: [frames[0], []] + reply.frames, dontWait: true)
+    }
+
+    private func answer(_ request: WireMessage, state: CoordinatorState, now: Double) -> WireMessage {
+        let job = request.header.job
+        func error(_ message: String) -> WireMessage {
+            WireMessage(header: WireHeader(.errorReply, job: job), metadata: FailureReport(message: message))
+        }
+        switch request.header.type {
+        case .submit:
+            do {
+                let id = try accept(try request.decode(TrainingJob.self), arrays: request.arrays)
+                return WireMessage(header: WireHeader(.accepted, job: id), metadata: JobTicket(job: id))
+            } catch let failure {
+                return error("\(failure)")
+            }
+        case .progress:
+            guard let record = jobs[job] else { return error("no job \(job)") }
+            let since = (try? request.decode(ProgressRequest.self).since) ?? 0
+            var message = record.message
+            if record.state == .running && state.isWaitingForWorkers { message = "waiting: no workers alive" }
+            let progress = JobProgress(job: job, state: record.state, iterations: Array(record.iterations.dropFirst(max(0, since))),
+                                       message: message)
+            return WireMessage(header: WireHeader(.progressReply, job: job), metadata: progress)
+        case .fetchResult:
+            guard let record = jobs[job] else { return error("no job \(job)") }
+            guard let (outcome, arrays) = record.outcome else {
+                return error(record.state == .failed ? "job \(job) failed: \(record.message ?? "")" : "job \(job) is still running")
+            }
+            return WireMessage(header: WireHeader(.resultReply, job: job), metadata: outcome, arrays: arrays)
+        case .status:
+            var status = state.status(now: now)
+            status.jobs = jobs.summaries
+            return WireMessage(header: WireHeader(.statusReply), metadata: status)
+        default:
+            return error("\(request.header.type) is not a client request")
+        }
+    }
+
+    /// Validates a job against its corpus and starts it.
+    private func accept(_ job: TrainingJob, arrays: [[UInt8]]) throws -> UInt64 {
+        let matrix = try DescriptorMatrix.open(path: job.corpus)
+        let corpus = CorpusReference(path: job.corpus, rows: matrix.rows, dimension: matrix.dimension,
+                                     fileSize: matrix.file?.size ?? 0)
+        let initialization = try TrainingJobRunner.validate(job, corpus: corpus, arrays: arrays)
+        let id = jobs.add(job)
+        logger.info("job \(id) accepted", metadata: ["kind": "\(job.kind.rawValue)", "corpus": "\(job.corpus)", "k": "\(job.k)"])
+        let backend = ClusterBackend(coordinator: self, job: id, corpus: corpus, shardRows: job.shardRows)
+        let jobs = self.jobs, logger = self.logger
+        Task.detached {
+            do {
+                let (outcome, model) = try await TrainingJobRunner.run(job, id: id, initialization: initialization,
+                                                                       backend: backend) { jobs.record($0, job: id) }
+                jobs.succeed(id, outcome: outcome, arrays: model)
+                logger.info("job \(id) finished", metadata: ["iterations": "\(outcome.iterations)"])
+            } catch {
+                jobs.fail(id, message: "\(error)")
+                self.inbox.withLock { $0.append(.cancel(id)) }
+                logger.warning("job \(id) failed", metadata: ["error": "\(error)"])
+            }
+        }
+        return id
+    }
+}

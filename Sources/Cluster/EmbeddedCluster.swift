@@ -1,0 +1,38 @@
+import Foundation
+import Logging
+import ZeroMQ
+
+/// A coordinator and workers inside one process, talking over ZeroMQ inproc sockets: the
+/// embedded default, which runs exactly the cluster's code without a cluster to set up.
+public final class EmbeddedCluster {
+    public let context: ZeroMQContext
+    public let coordinator: Coordinator
+    public let workers: [Worker]
+    /// Where clients connect (inproc, so only from this process).
+    public let clientsEndpoint: String
+
+    /// Starts a coordinator and `workers` workers of `threadsPerWorker` threads each.
+    public init(workers count: Int, threadsPerWorker: Int, logger: Logger) throws {
+        let context = try ZeroMQContext()
+        self.context = context
+        let tag = UUID().uuidString
+        coordinator = Coordinator(context: context, workersEndpoint: "inproc://codebook-workers-\(tag)",
+                                  clientsEndpoint: "inproc://codebook-clients-\(tag)", logger: logger)
+        let endpoints = try coordinator.start()
+        clientsEndpoint = endpoints.clients
+        workers = (0..<max(1, count)).map { index in
+            Worker(context: context, endpoint: endpoints.workers,
+                   settings: WorkerSettings(name: "local-\(index)", threads: threadsPerWorker), logger: logger)
+        }
+        workers.forEach { $0.start() }
+    }
+
+    /// A client of this cluster.
+    public func client() throws -> ClusterClient { try ClusterClient(context: context, endpoint: clientsEndpoint) }
+
+    /// Stops the workers, then the coordinator.
+    public func shutdown() {
+        workers.forEach { $0.stop() }
+        coordinator.stop()
+    }
+}

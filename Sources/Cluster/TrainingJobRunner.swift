@@ -1,0 +1,93 @@
+import Clustering
+import Descriptors
+import ZeroMQ
+
+/// Runs a `TrainingJob` with the engine's drivers over any backend: the same k-means and
+/// EM loops as a local run, reporting every iteration.
+public enum TrainingJobRunner {
+    /// Checks a job against its corpus before any work: k, iterations, initialisation and
+    /// the shapes of given initial models. Returns the decoded initialisation arrays.
+    public static func validate(_ job: TrainingJob, corpus: CorpusReference, arrays: [[UInt8]]) throws -> Initialization {
+        guard job.k >= 1, job.k <= corpus.rows else {
+            throw DescriptorError(.invalidArgument, "k=\(job.k) but only \(corpus.rows) training rows in \(corpus.path)")
+        }
+        guard job.iterations >= 1, job.shardRows >= 1, job.tolerance >= 0 else {
+            throw DescriptorError(.invalidArgument, "iterations and shard rows must be ≥ 1 and the tolerance ≥ 0")
+        }
+        let message = WireMessage(header: WireHeader(.submit), arrays: arrays)
+        let k = job.k, d = corpus.dimension
+        func given<T>(_ make: () throws -> T) throws -> T {
+            do {
+                return try make()
+            } catch let error as WireError {
+                throw DescriptorError(.dimensionMismatch,
+                                      "the initial model does not fit k=\(k) and the corpus's dimension \(d): \(error)")
+            }
+        }
+        switch (job.kind, job.initialization) {
+        case (.kmeans, "kmeans++"): return .kmeans(.kmeansPlusPlus)
+        case (.kmeans, "random"): return .kmeans(.random)
+        case (.kmeans, "given"):
+            return .kmeans(.given(try given {
+                try Codebook(k: k, dimension: d, centres: try message.array(0, as: Float.self, count: k * d))
+            }))
+        case (.gmm, "kmeans"): return .gmm(.kmeans(iterations: max(1, job.kmeansIterations ?? 10)))
+        case (.gmm, "random"): return .gmm(.random)
+        case (.gmm, "given"):
+            return .gmm(.given(try given {
+                try GaussianMixtureModel(k: k, dimension: d, means: try message.array(0, as: Float.self, count: k * d),
+                                         variances: try message.array(1, as: Float.self, count: k * d),
+                                         priors: try message.array(2, as: Float.self, count: k))
+            }))
+        default:
+            throw DescriptorError(.invalidArgument, "unknown \(job.kind.rawValue) initialisation \"\(job.initialization)\"")
+        }
+    }
+
+    /// A validated initialisation.
+    public enum Initialization: Sendable {
+        case kmeans(KMeansInitialization)
+        case gmm(GaussianMixtureInitialization)
+    }
+
+    /// Trains and returns the outcome and the model's arrays (centres; or means, variances, priors).
+    public static func run(_ job: TrainingJob, id: UInt64, initialization: Initialization, backend: some StatisticsBackend,
+                           record: @escaping (IterationRecord) -> Void) async throws -> (JobOutcome, [[UInt8]]) {
+        let kmeansRecord: (KMeansIterationReport) -> Void = { report in
+            record(IterationRecord(phase: "kmeans", iteration: report.iteration, valuePerRow: report.meanObjective,
+                                   total: report.objective, rows: report.rows, seconds: report.seconds,
+                                   repaired: report.emptyClustersRepaired, smallest: Double(report.smallestCluster),
+                                   largest: Double(report.largestCluster)))
+        }
+        switch initialization {
+        case .kmeans(let start):
+            var parameters = KMeansParameters(k: job.k)
+            parameters.iterations = job.iterations
+            parameters.seed = job.seed
+            parameters.tolerance = job.tolerance
+            parameters.initialization = start
+            let result = try await KMeans.train(on: backend, parameters: parameters, progress: kmeansRecord)
+            let outcome = JobOutcome(job: id, kind: .kmeans, k: job.k, dimension: backend.dimension,
+                                     iterations: result.iterations.count, converged: result.converged)
+            return (outcome, [Frame.encode(result.codebook.centres)])
+        case .gmm(let start):
+            var parameters = GaussianMixtureParameters(k: job.k)
+            parameters.iterations = job.iterations
+            parameters.seed = job.seed
+            parameters.tolerance = job.tolerance
+            parameters.initialization = start
+            if let ratio = job.varianceFloorRatio { parameters.varianceFloorRatio = ratio }
+            let result = try await GaussianMixture.train(on: backend, parameters: parameters, kmeansProgress: kmeansRecord) { report in
+                record(IterationRecord(phase: "em", iteration: report.iteration, valuePerRow: report.meanLogLikelihood,
+                                       total: report.logLikelihood, rows: report.rows, seconds: report.seconds,
+                                       repaired: report.emptyComponentsRepaired, smallest: report.smallestPrior,
+                                       largest: report.largestPrior))
+            }
+            let model = result.model
+            let outcome = JobOutcome(job: id, kind: .gmm, k: job.k, dimension: backend.dimension,
+                                     iterations: result.iterations.count, converged: result.converged,
+                                     varianceFloor: result.varianceFloor)
+            return (outcome, [Frame.encode(model.means), Frame.encode(model.variances), Frame.encode(model.priors)])
+        }
+    }
+}
