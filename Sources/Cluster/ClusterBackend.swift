@@ -12,6 +12,8 @@ public struct ClusterBackend: StatisticsBackend {
     public let job: UInt64
     public let corpus: CorpusReference
     public let plan: ShardPlan
+    /// Where each pass's time went, in pass order.
+    public let timings = PassTimingLog()
     private let passes = PassCounter()
 
     public init(coordinator: Coordinator, job: UInt64, corpus: CorpusReference, shardRows: Int) {
@@ -34,9 +36,10 @@ public struct ClusterBackend: StatisticsBackend {
         let spec = RoundSpec(key: RoundKey(job: job, round: passes.next()), corpus: corpus, plan: plan,
                              computation: description, model: wire.modelArrays)
         return try await withCheckedThrowingContinuation { continuation in
-            let collector = RoundCollector<C.Statistics>(shardCount: plan.count, continuation: continuation) { message in
+            let collector = RoundCollector<C.Statistics>(shardCount: plan.count, continuation: continuation,
+                                                         log: timings) { message in
                 let shape = try message.decode(StatisticsShape.self)
-                return try statisticsType.init(shape: shape, message: message) as! C.Statistics
+                return (try statisticsType.init(shape: shape, message: message) as! C.Statistics, shape.computeSeconds ?? 0)
             }
             coordinator.submit(spec, to: collector)
         }
@@ -55,10 +58,33 @@ final class PassCounter: Sendable {
     }
 }
 
+/// Where one pass's time went.
+public struct PassTiming: Sendable, Equatable {
+    /// From submitting the pass to merging its last shard.
+    public var wallSeconds: Double
+    /// Coordinator: building and sending the TASK messages.
+    public var dispatchSeconds: Double
+    /// Coordinator: decoding and merging the shard results.
+    public var mergeSeconds: Double
+    /// Workers: computing the shards, summed over shards.
+    public var workerComputeSeconds: Double
+}
+
+/// The timings of a backend's passes, appended as passes finish.
+public final class PassTimingLog: Sendable {
+    private let entries = Mutex<[PassTiming]>([])
+
+    func append(_ timing: PassTiming) { entries.withLock { $0.append(timing) } }
+
+    public var passes: [PassTiming] { entries.withLock { $0 } }
+}
+
 /// Where the coordinator's I/O thread hands a pass's shard results.
 protocol RoundSink: AnyObject, Sendable {
     func deliver(shard: Int, message: WireMessage)
     func fail(_ message: String)
+    /// Time the I/O thread spent sending this pass's tasks.
+    func addDispatchTime(_ seconds: Double)
 }
 
 /// Decodes and merges one pass's shard results in shard order, then resumes the waiting
@@ -67,27 +93,40 @@ final class RoundCollector<S: SufficientStatistics>: RoundSink, @unchecked Senda
     // @unchecked Sendable: created by `run`, then touched only by the coordinator's I/O thread.
     private var merger: OrderedMerger<S>
     private var continuation: CheckedContinuation<S, any Error>?
-    private let decode: (WireMessage) throws -> S
+    private let decode: (WireMessage) throws -> (S, computeSeconds: Double)
+    private let log: PassTimingLog
+    private let started = MonotonicClock.now()
+    private var timing = PassTiming(wallSeconds: 0, dispatchSeconds: 0, mergeSeconds: 0, workerComputeSeconds: 0)
 
-    init(shardCount: Int, continuation: CheckedContinuation<S, any Error>, decode: @escaping (WireMessage) throws -> S) {
+    init(shardCount: Int, continuation: CheckedContinuation<S, any Error>, log: PassTimingLog,
+         decode: @escaping (WireMessage) throws -> (S, computeSeconds: Double)) {
         merger = OrderedMerger(shardCount: shardCount)
         self.continuation = continuation
+        self.log = log
         self.decode = decode
     }
 
     func deliver(shard: Int, message: WireMessage) {
         guard continuation != nil else { return }
+        let mergeStarted = MonotonicClock.now()
         do {
-            merger.add(try decode(message), shard: shard)
+            let (statistics, computeSeconds) = try decode(message)
+            merger.add(statistics, shard: shard)
+            timing.workerComputeSeconds += computeSeconds
         } catch {
             fail("shard \(shard): \(error)")
             return
         }
+        timing.mergeSeconds += MonotonicClock.now() - mergeStarted
         if let result = merger.result {
+            timing.wallSeconds = MonotonicClock.now() - started
+            log.append(timing)
             continuation?.resume(returning: result)
             continuation = nil
         }
     }
+
+    func addDispatchTime(_ seconds: Double) { timing.dispatchSeconds += seconds }
 
     func fail(_ message: String) {
         continuation?.resume(throwing: DescriptorError(.ioFailure, message))

@@ -109,10 +109,15 @@ public final class Coordinator: @unchecked Sendable {
             for directive in directives {
                 switch directive {
                 case .send(let worker, let message):
+                    let started = MonotonicClock.now()
                     do {
                         _ = try workers.send(frames: [worker] + message.frames, dontWait: true)
                     } catch {
                         logger.warning("send to a worker failed", metadata: ["error": "\(error)"])
+                    }
+                    if message.header.type == .task {
+                        sinks[RoundKey(job: message.header.job, round: message.header.round)]?
+                            .addDispatchTime(MonotonicClock.now() - started)
                     }
                 case .deliver(let key, let shard, let message):
                     sinks[key]?.deliver(shard: shard, message: message)

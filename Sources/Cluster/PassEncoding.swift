@@ -46,6 +46,8 @@ public struct StatisticsShape: Codable, Sendable, Equatable {
     public var k: Int?
     public var withSquares: Bool?
     public var samples: Int?
+    /// Seconds the worker spent computing the shard (reported, not merged).
+    public var computeSeconds: Double?
 }
 
 /// Decodes a pass description and its arrays into the computation a worker runs.

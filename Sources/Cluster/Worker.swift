@@ -212,9 +212,12 @@ public final class Worker: @unchecked Sendable {
 
     private static func compute<C: WireComputation>(_ computation: C, rows: DescriptorMatrix, shard: Int,
                                                     header: WireHeader, workspace: KernelWorkspace) throws -> WireMessage {
+        let started = MonotonicClock.now()
         let statistics = try computation.statistics(of: rows, shard: shard, workspace: workspace)
+        var shape = statistics.shape
+        shape.computeSeconds = MonotonicClock.now() - started
         return WireMessage(header: WireHeader(.result, job: header.job, round: header.round, shard: header.shard),
-                           metadata: statistics.shape, arrays: statistics.arrays)
+                           metadata: shape, arrays: statistics.arrays)
     }
 }
 

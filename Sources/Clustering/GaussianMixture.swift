@@ -41,6 +41,8 @@ public struct GaussianMixtureIterationReport: Sendable, Equatable {
     public let logLikelihood: Double
     public let rows: Int
     public let seconds: Double
+    /// Of `seconds`, the time spent in the M-step.
+    public let updateSeconds: Double
     /// Components with no mass that were re-seeded by splitting the heaviest one.
     public let emptyComponentsRepaired: Int
     public let smallestPrior: Double
@@ -88,11 +90,13 @@ public enum GaussianMixture {
             let started = Date()
             let statistics = try await backend.run(try GaussianMixtureExpectationPass(model: model))
             let repaired: Int
+            let updateStarted = Date()
             (model, repaired) = try maximise(statistics, previous: model, floor: floor, seed: parameters.seed,
                                              iteration: iteration)
             let report = GaussianMixtureIterationReport(
                 iteration: iteration, logLikelihood: statistics.logLikelihood, rows: statistics.rows,
-                seconds: Date().timeIntervalSince(started), emptyComponentsRepaired: repaired,
+                seconds: Date().timeIntervalSince(started), updateSeconds: Date().timeIntervalSince(updateStarted),
+                emptyComponentsRepaired: repaired,
                 smallestPrior: Double(model.priors.min() ?? 0), largestPrior: Double(model.priors.max() ?? 0))
             logger.debug("EM iteration", metadata: ["iteration": "\(iteration)", "logLikelihood": "\(statistics.logLikelihood)"])
             progress(report)

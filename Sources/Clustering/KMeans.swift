@@ -37,6 +37,8 @@ public struct KMeansIterationReport: Sendable, Equatable {
     public let objective: Double
     public let rows: Int
     public let seconds: Double
+    /// Of `seconds`, the time spent computing the new centres from the merged statistics.
+    public let updateSeconds: Double
     /// Empty clusters that were re-seeded by splitting the largest one.
     public let emptyClustersRepaired: Int
     public let smallestCluster: Int
@@ -78,9 +80,12 @@ public enum KMeans {
             let statistics = try await backend.run(KMeansAssignmentPass(codebook: codebook))
             let objective = statistics.objective
             let repaired: Int
+            let updateStarted = Date()
             (codebook, repaired) = try update(codebook, from: statistics, seed: parameters.seed, iteration: iteration)
             let report = KMeansIterationReport(iteration: iteration, objective: objective, rows: statistics.rows,
-                                               seconds: Date().timeIntervalSince(started), emptyClustersRepaired: repaired,
+                                               seconds: Date().timeIntervalSince(started),
+                                               updateSeconds: Date().timeIntervalSince(updateStarted),
+                                               emptyClustersRepaired: repaired,
                                                smallestCluster: statistics.counts.min() ?? 0,
                                                largestCluster: statistics.counts.max() ?? 0)
             logger.debug("k-means iteration", metadata: ["iteration": "\(iteration)", "objective": "\(objective)"])
