@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# The whole test suite: installs what is missing, then builds and runs every test target.
+# The whole test suite: installs what is missing, builds and runs every Swift test target,
+# then the Python protocol client tests (a client written from Protocols/ alone) against
+# the built binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-dependencies.sh
-exec swift test "$@"
+swift test "$@"
+CODEBOOK_BIN="$PWD/.build/debug/codebook" python3 -m pytest -q Tests/python

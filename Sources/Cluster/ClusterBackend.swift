@@ -81,6 +81,9 @@ public final class PassTimingLog: Sendable {
 
 /// Where the coordinator's I/O thread hands a pass's shard results.
 protocol RoundSink: AnyObject, Sendable {
+    /// Throws if `message` is not a well-formed RESULT for this pass (checked before the
+    /// state machine takes the shard as done).
+    func validate(_ message: WireMessage) throws
     func deliver(shard: Int, message: WireMessage)
     func fail(_ message: String)
     /// Time the I/O thread spent sending this pass's tasks.
@@ -105,6 +108,8 @@ final class RoundCollector<S: SufficientStatistics>: RoundSink, @unchecked Senda
         self.log = log
         self.decode = decode
     }
+
+    func validate(_ message: WireMessage) throws { _ = try decode(message) }
 
     func deliver(shard: Int, message: WireMessage) {
         guard continuation != nil else { return }

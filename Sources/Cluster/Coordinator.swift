@@ -158,7 +158,7 @@ public final class Coordinator: @unchecked Sendable {
                     guard let frames = try? socketReady.socket.receive(dontWait: true) else { break }
                     let now = MonotonicClock.now()
                     if isWorkers {
-                        perform(handleWorker(frames, state: &state, now: now))
+                        perform(handleWorker(frames, state: &state, sinks: sinks, now: now))
                     } else {
                         handleClient(frames, socket: clients, state: state, now: now)
                     }
@@ -172,15 +172,30 @@ public final class Coordinator: @unchecked Sendable {
         }
     }
 
-    private func handleWorker(_ frames: [[UInt8]], state: inout CoordinatorState, now: Double) -> [CoordinatorState.Directive] {
+    private func handleWorker(_ frames: [[UInt8]], state: inout CoordinatorState, sinks: [RoundKey: any RoundSink],
+                              now: Double) -> [CoordinatorState.Directive] {
         guard let identity = frames.first else { return [] }
+        let message: WireMessage
         do {
-            let message = try WireMessage(frames: Array(frames.dropFirst()))
-            return state.receive(message, from: identity, now: now)
+            message = try WireMessage(frames: Array(frames.dropFirst()))
         } catch {
             noteMalformed(error, from: "a worker")
             return []
         }
+        let header = message.header
+        if header.type == .result, let sink = sinks[RoundKey(job: header.job, round: header.round)] {
+            do {
+                try sink.validate(message)
+            } catch {
+                // A RESULT that does not decode is dropped like any malformed message, and
+                // its shard goes back to the queue.
+                noteMalformed(error, from: "a worker")
+                let retry = WireMessage(header: WireHeader(.failure, job: header.job, round: header.round, shard: header.shard),
+                                        metadata: FailureReport(message: "malformed result: \(error)", retry: true))
+                return state.receive(retry, from: identity, now: now)
+            }
+        }
+        return state.receive(message, from: identity, now: now)
     }
 
     private func noteMalformed(_ error: any Error, from peer: String) {

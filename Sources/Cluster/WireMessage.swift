@@ -13,6 +13,8 @@ public struct WireMessage: Sendable, Equatable {
         self.header = header
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(
+            positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
         self.metadata = (try? encoder.encode(metadata)).map(Array.init) ?? Array("{}".utf8)
         self.arrays = arrays
     }
@@ -32,7 +34,10 @@ public struct WireMessage: Sendable, Equatable {
     /// The metadata as `type`.
     public func decode<M: Decodable>(_ type: M.Type) throws -> M {
         do {
-            return try JSONDecoder().decode(type, from: Data(metadata))
+            let decoder = JSONDecoder()
+            decoder.nonConformingFloatDecodingStrategy = .convertFromString(
+                positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
+            return try decoder.decode(type, from: Data(metadata))
         } catch {
             throw WireError.malformed("\(header.type) metadata: \(error)")
         }

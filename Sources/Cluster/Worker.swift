@@ -161,6 +161,8 @@ public final class Worker: @unchecked Sendable {
                 send(introduction)
             }
         }
+        // Give GOODBYE a moment to leave before the socket closes.
+        try? socket.setLinger(.milliseconds(200))
         send(WireMessage(header: WireHeader(.goodbye)))
     }
 

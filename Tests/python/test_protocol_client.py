@@ -1,0 +1,510 @@
+"""A client of the Codebook cluster protocol written from Protocols/cluster.md alone.
+
+It starts a real `codebook coordinator` and one `codebook worker`, talks to them with
+pyzmq + numpy only, and checks that what the document says is what happens on the wire.
+
+    CODEBOOK_BIN=.build/debug/codebook python -m pytest Tests/python/test_protocol_client.py
+"""
+
+import json
+import os
+import socket
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zmq
+
+# --- the protocol, from Protocols/cluster.md ---------------------------------------------
+
+MAGIC = b"CDBK"
+VERSION = 1
+NO_SHARD = 0xFFFFFFFF
+HEADER = struct.Struct("<4sHHQII")  # magic, version, type, job, round, shard: 24 bytes
+assert HEADER.size == 24
+
+READY, WORKER_HEARTBEAT, RESULT, FAILURE, GOODBYE = 1, 2, 3, 4, 5
+WELCOME, COORDINATOR_HEARTBEAT, TASK, RESYNC = 16, 17, 18, 19
+SUBMIT, PROGRESS, FETCH_RESULT, STATUS = 32, 33, 34, 35
+ACCEPTED, PROGRESS_REPLY, RESULT_REPLY, STATUS_REPLY, ERROR_REPLY = 48, 49, 50, 51, 63
+
+TIMEOUT_MS = 10_000  # per request
+JOB_DEADLINE_S = 120  # per training job
+
+
+def header(msg_type, job=0, round_=0, shard=NO_SHARD, version=VERSION, magic=MAGIC):
+    return HEADER.pack(magic, version, msg_type, job, round_, shard)
+
+
+def parse_header(frame):
+    assert len(frame) == 24, f"header frame of {len(frame)} bytes"
+    magic, version, msg_type, job, round_, shard = HEADER.unpack(frame)
+    assert magic == MAGIC and version == VERSION
+    return msg_type, job, round_, shard
+
+
+def message(msg_type, metadata=None, arrays=(), job=0):
+    return [header(msg_type, job=job), json.dumps(metadata or {}).encode("utf-8")] + [
+        bytes(a) for a in arrays
+    ]
+
+
+class Reply:
+    def __init__(self, frames):
+        self.frames = frames
+        self.type, self.job, self.round, self.shard = parse_header(frames[0])
+        self.metadata = json.loads(frames[1].decode("utf-8"))
+        self.arrays = frames[2:]
+
+    def array(self, index, dtype, count):
+        frame = self.arrays[index]
+        values = np.frombuffer(frame, dtype=dtype)
+        assert values.size == count, f"array {index}: {values.size} values, expected {count}"
+        return values
+
+    def __repr__(self):
+        return f"Reply(type={self.type}, job={self.job}, metadata={self.metadata}, arrays={len(self.arrays)})"
+
+
+class Client:
+    """A DEALER client that sends the empty delimiter itself (Lazy Pirate on timeout)."""
+
+    def __init__(self, context, endpoint):
+        self.context, self.endpoint = context, endpoint
+        self._connect()
+
+    def _connect(self):
+        self.socket = self.context.socket(zmq.DEALER)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.connect(self.endpoint)
+
+    def raw(self, frames, expect_reply=True):
+        self.socket.send_multipart([b""] + list(frames))
+        if not expect_reply:
+            return None
+        if not self.socket.poll(TIMEOUT_MS, zmq.POLLIN):
+            self.socket.close()
+            self._connect()
+            raise TimeoutError(f"no reply from {self.endpoint} within {TIMEOUT_MS} ms")
+        frames = self.socket.recv_multipart()
+        assert frames[0] == b"", "reply without the empty delimiter"
+        return Reply(frames[1:])
+
+    def request(self, msg_type, metadata=None, arrays=(), job=0):
+        return self.raw(message(msg_type, metadata, arrays, job))
+
+    def close(self):
+        self.socket.close()
+
+
+# --- processes ----------------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+BINARY = os.environ.get("CODEBOOK_BIN", str(ROOT / ".build" / "debug" / "codebook"))
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Cluster:
+    def __init__(self, workdir):
+        self.workdir = workdir
+        self.processes = {}
+        self.logs = {}
+        self.workers_endpoint = f"tcp://127.0.0.1:{free_port()}"
+        self.clients_endpoint = f"tcp://127.0.0.1:{free_port()}"
+
+    def spawn(self, name, *args):
+        log = open(self.workdir / f"{name}.log", "wb")
+        self.logs[name] = log
+        self.processes[name] = subprocess.Popen([BINARY, *args], stdout=log, stderr=subprocess.STDOUT)
+
+    def start(self):
+        self.spawn("coordinator", "coordinator", "--workers-endpoint", self.workers_endpoint,
+                   "--clients-endpoint", self.clients_endpoint)
+        self.spawn("worker", "worker", "--connect", self.workers_endpoint, "--threads", "2",
+                   "--name", "pytest-worker")
+
+    def alive(self, name):
+        return self.processes[name].poll() is None
+
+    def stop(self):
+        for name, process in self.processes.items():
+            if process.poll() is None:
+                process.terminate()
+        for name, process in self.processes.items():
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+        for log in self.logs.values():
+            log.close()
+
+    def dump_logs(self):
+        for name in self.logs:
+            path = self.workdir / f"{name}.log"
+            text = path.read_text(errors="replace") if path.exists() else "(no log)"
+            sys.stderr.write(f"\n===== {name} log ({path}) =====\n{text[-20000:]}\n")
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("codebook-protocol")
+    if not Path(BINARY).exists():
+        pytest.fail(f"codebook binary not found at {BINARY} (set CODEBOOK_BIN)")
+    corpus = workdir / "corpus.npy"
+    generated = subprocess.run(
+        [BINARY, "generate", "--n", "5000", "--dim", "16", "--clusters", "4", "--seed", "1", "--out", str(corpus)],
+        capture_output=True, timeout=60)
+    assert generated.returncode == 0, generated.stderr.decode(errors="replace")
+    c = Cluster(workdir)
+    c.corpus = corpus
+    c.failed = False
+    c.start()
+    try:
+        yield c
+    finally:
+        c.stop()
+        if c.failed:
+            c.dump_logs()
+
+
+@pytest.fixture
+def client(cluster, request):
+    context = zmq.Context.instance()
+    cl = Client(context, cluster.clients_endpoint)
+    failed_before = request.session.testsfailed
+    try:
+        yield cl
+    finally:
+        cl.close()
+        if request.session.testsfailed > failed_before:
+            cluster.failed = True
+
+
+def wait_for_worker(client, name="pytest-worker", deadline_s=20):
+    deadline = time.monotonic() + deadline_s
+    status = None
+    while time.monotonic() < deadline:
+        status = client.request(STATUS)
+        assert status.type == STATUS_REPLY
+        if any(w["name"] == name for w in status.metadata["workers"]):
+            return status
+        time.sleep(0.1)
+    raise AssertionError(f"worker {name} never registered; last status {status}")
+
+
+def follow(client, job, deadline_s=JOB_DEADLINE_S):
+    """Polls PROGRESS with `since` until the job ends; returns (state, records, last reply)."""
+    records = []
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        reply = client.request(PROGRESS, {"since": len(records)}, job=job)
+        assert reply.type == PROGRESS_REPLY, reply
+        assert reply.job == job and reply.metadata["job"] == job
+        records += reply.metadata["iterations"]
+        state = reply.metadata["state"]
+        assert state in ("running", "succeeded", "failed")
+        if state != "running":
+            return state, records, reply
+        time.sleep(0.05)
+    raise AssertionError(f"job {job} still running after {deadline_s} s; {len(records)} record(s)")
+
+
+def load_corpus(path):
+    return np.load(path).astype(np.float64)
+
+
+def nearest(x, centres):
+    d2 = (x * x).sum(1)[:, None] - 2 * x @ centres.T + (centres * centres).sum(1)[None, :]
+    return np.argmin(d2, axis=1)
+
+
+def diag_gmm_loglik(x, means, variances, priors):
+    d = x.shape[1]
+    ll = (np.log(priors)[None, :] - 0.5 * d * np.log(2 * np.pi) - 0.5 * np.log(variances).sum(1)[None, :]
+          - 0.5 * (((x[:, None, :] - means[None, :, :]) ** 2) / variances[None, :, :]).sum(2))
+    top = ll.max(1, keepdims=True)
+    return float((top[:, 0] + np.log(np.exp(ll - top).sum(1))).sum())
+
+
+# --- tests --------------------------------------------------------------------------------
+
+def test_status_lists_the_worker(cluster, client):
+    status = wait_for_worker(client)
+    assert status.job == 0 and status.round == 0 and status.shard == NO_SHARD
+    meta = status.metadata
+    for key in ("workers", "passes", "droppedResults", "jobs"):
+        assert key in meta
+    worker = next(w for w in meta["workers"] if w["name"] == "pytest-worker")
+    assert worker["threads"] == 2
+    assert worker["secondsSinceHeard"] < 3.5
+    for key in ("tasksInFlight", "shardsDone"):
+        assert isinstance(worker[key], int)
+    assert status.arrays == []
+
+
+def test_status_over_req_socket(cluster, client):
+    # A REQ socket adds the empty delimiter itself.
+    req = zmq.Context.instance().socket(zmq.REQ)
+    req.setsockopt(zmq.LINGER, 0)
+    req.connect(cluster.clients_endpoint)
+    try:
+        req.send_multipart(message(STATUS))
+        assert req.poll(TIMEOUT_MS, zmq.POLLIN)
+        reply = Reply(req.recv_multipart())
+        assert reply.type == STATUS_REPLY
+        assert isinstance(reply.metadata["workers"], list)
+    finally:
+        req.close()
+
+
+def test_kmeans_job(cluster, client):
+    wait_for_worker(client)
+    k, d = 4, 16
+    job_spec = {"kind": "kmeans", "corpus": str(cluster.corpus), "k": k, "iterations": 50, "seed": 7,
+                "tolerance": 1e-6, "shardRows": 1000, "initialization": "kmeans++"}
+    accepted = client.request(SUBMIT, job_spec)
+    assert accepted.type == ACCEPTED, accepted
+    job = accepted.metadata["job"]
+    assert job >= 1 and accepted.job == job and accepted.arrays == []
+
+    state, records, _ = follow(client, job)
+    assert state == "succeeded", records
+    assert records, "no iteration records"
+    assert [r["iteration"] for r in records] == list(range(len(records)))
+    x = load_corpus(cluster.corpus)
+    assert x.shape == (5000, d)
+    for r in records:
+        assert r["phase"] == "kmeans" and r["rows"] == 5000
+        assert r["valuePerRow"] == pytest.approx(r["total"] / r["rows"], rel=1e-9)
+        assert r["smallest"] <= r["largest"]
+    totals = [r["total"] for r in records]
+    assert all(b <= a * (1 + 1e-9) for a, b in zip(totals, totals[1:])), "the objective rose"
+
+    result = client.request(FETCH_RESULT, job=job)
+    assert result.type == RESULT_REPLY, result
+    meta = result.metadata
+    assert result.job == job and meta["job"] == job
+    assert meta["kind"] == "kmeans" and meta["k"] == k and meta["dimension"] == d
+    assert meta["iterations"] == len(records)
+    assert isinstance(meta["converged"], bool) and meta["converged"]
+    assert "varianceFloor" not in meta
+    assert len(result.arrays) == 1 and len(result.arrays[0]) == k * d * 4
+    centres = result.array(0, "<f4", k * d).reshape(k, d).astype(np.float64)
+
+    # The returned centres are the update of the last iteration: the means of the rows
+    # assigned to them. At convergence the assignment no longer changes, so assigning the
+    # rows to the returned centres gives the same clusters.
+    labels = nearest(x, centres)
+    counts = np.bincount(labels, minlength=k)
+    assert (counts > 0).all()
+    assert int(counts.min()) == int(records[-1]["smallest"]) and int(counts.max()) == int(records[-1]["largest"])
+    for c in range(k):
+        mean = x[labels == c].mean(0)
+        np.testing.assert_allclose(centres[c], mean, rtol=1e-4, atol=1e-4 * np.abs(mean).max())
+    # The last record is the objective of the centres that made the last pass: at
+    # convergence, these very centres (up to float32 rounding).
+    objective = float(((x - centres[labels]) ** 2).sum())
+    assert objective == pytest.approx(records[-1]["total"], rel=1e-4)
+
+    # The job is listed by STATUS, and a PROGRESS past the end returns no records.
+    status = client.request(STATUS)
+    summary = next(j for j in status.metadata["jobs"] if j["job"] == job)
+    assert summary["state"] == "succeeded" and summary["kind"] == "kmeans"
+    assert summary["iterations"] == len(records)
+    assert summary["lastValuePerRow"] == pytest.approx(records[-1]["valuePerRow"])
+    assert summary["corpus"] == str(cluster.corpus)
+    again = client.request(PROGRESS, {"since": len(records)}, job=job)
+    assert again.type == PROGRESS_REPLY and again.metadata["iterations"] == []
+    assert again.metadata["state"] == "succeeded" and "message" not in again.metadata
+
+
+def test_gmm_job(cluster, client):
+    wait_for_worker(client)
+    k, d = 4, 16
+    job_spec = {"kind": "gmm", "corpus": str(cluster.corpus), "k": k, "iterations": 30, "seed": 3,
+                "tolerance": 1e-7, "shardRows": 700, "initialization": "kmeans", "kmeansIterations": 5}
+    accepted = client.request(SUBMIT, job_spec)
+    assert accepted.type == ACCEPTED, accepted
+    job = accepted.metadata["job"]
+
+    state, records, _ = follow(client, job)
+    assert state == "succeeded", records
+    phases = [r["phase"] for r in records]
+    assert set(phases) <= {"kmeans", "em"} and "em" in phases
+    kmeans = [r for r in records if r["phase"] == "kmeans"]
+    em = [r for r in records if r["phase"] == "em"]
+    assert phases == ["kmeans"] * len(kmeans) + ["em"] * len(em), "kmeans records come first"
+    assert 1 <= len(kmeans) <= 5
+    assert [r["iteration"] for r in em] == list(range(len(em)))
+
+    result = client.request(FETCH_RESULT, job=job)
+    assert result.type == RESULT_REPLY, result
+    meta = result.metadata
+    assert meta["kind"] == "gmm" and meta["k"] == k and meta["dimension"] == d
+    assert meta["iterations"] == len(em)
+    assert isinstance(meta["varianceFloor"], (int, float)) and meta["varianceFloor"] > 0
+    assert len(result.arrays) == 3
+    means = result.array(0, "<f4", k * d).reshape(k, d).astype(np.float64)
+    variances = result.array(1, "<f4", k * d).reshape(k, d).astype(np.float64)
+    priors = result.array(2, "<f4", k).astype(np.float64)
+    assert (variances >= np.float32(meta["varianceFloor"]) * (1 - 1e-6)).all()
+    assert (priors > 0).all() and priors.sum() == pytest.approx(1, abs=1e-5)
+    assert em[-1]["smallest"] == pytest.approx(priors.min(), rel=1e-6)
+    assert em[-1]["largest"] == pytest.approx(priors.max(), rel=1e-6)
+
+    # The last EM record is the log-likelihood of the model before the last update; EM does
+    # not lower it, and near convergence the returned model's is within the tolerance.
+    x = load_corpus(cluster.corpus)
+    ll = diag_gmm_loglik(x, means, variances, priors)
+    last = em[-1]["total"]
+    assert em[-1]["valuePerRow"] == pytest.approx(last / 5000, rel=1e-9)
+    assert ll >= last - 1e-4 * abs(last)
+    if meta["converged"]:
+        assert ll == pytest.approx(last, rel=1e-4)
+
+
+def test_error_reply_for_missing_corpus(cluster, client):
+    job_spec = {"kind": "kmeans", "corpus": str(cluster.workdir / "no-such-corpus.npy"), "k": 4,
+                "iterations": 5, "seed": 1, "tolerance": 0, "shardRows": 1000, "initialization": "kmeans++"}
+    reply = client.request(SUBMIT, job_spec)
+    assert reply.type == ERROR_REPLY, reply
+    assert reply.job == 0
+    assert isinstance(reply.metadata["message"], str) and reply.metadata["message"]
+    assert reply.arrays == []
+
+
+def test_error_replies_for_bad_requests(cluster, client):
+    # Unknown job.
+    for msg_type in (PROGRESS, FETCH_RESULT):
+        reply = client.request(msg_type, {"since": 0} if msg_type == PROGRESS else {}, job=987654)
+        assert reply.type == ERROR_REPLY and reply.job == 987654
+        assert "987654" in reply.metadata["message"]
+    # SUBMIT without required fields; with an unknown kind.
+    assert client.request(SUBMIT, {"kind": "kmeans"}).type == ERROR_REPLY
+    bad_kind = {"kind": "pca", "corpus": str(cluster.corpus), "k": 4, "iterations": 5, "seed": 1,
+                "tolerance": 0, "shardRows": 1000, "initialization": "random"}
+    assert client.request(SUBMIT, bad_kind).type == ERROR_REPLY
+    # "given" with centres of the wrong length.
+    given = dict(bad_kind, kind="kmeans", initialization="given")
+    reply = client.request(SUBMIT, given, arrays=[np.zeros(3 * 16, dtype="<f4").tobytes()])
+    assert reply.type == ERROR_REPLY
+    # A worker's message type on the clients socket.
+    reply = client.request(READY, {"name": "x", "threads": 1})
+    assert reply.type == ERROR_REPLY
+
+
+def test_given_initialization_and_unknown_fields(cluster, client):
+    wait_for_worker(client)
+    x = load_corpus(cluster.corpus)
+    k, d = 4, 16
+    start = x[[0, 1, 2, 3]].astype("<f4")
+    job_spec = {"kind": "kmeans", "corpus": str(cluster.corpus), "k": k, "iterations": 2, "seed": 1,
+                "tolerance": 0, "shardRows": 2500, "initialization": "given",
+                "aFieldFromTheFuture": {"readers": "ignore it"}}
+    accepted = client.request(SUBMIT, job_spec, arrays=[start.tobytes()])
+    assert accepted.type == ACCEPTED, accepted
+    job = accepted.job
+    state, records, _ = follow(client, job)
+    assert state == "succeeded" and len(records) == 2
+    # Record 0 is the objective of the given centres.
+    labels = nearest(x, start.astype(np.float64))
+    objective0 = float(((x - start.astype(np.float64)[labels]) ** 2).sum())
+    assert records[0]["total"] == pytest.approx(objective0, rel=1e-5)
+    # And with tolerance 0 both iterations ran.
+    result = client.request(FETCH_RESULT, job=job)
+    assert result.metadata["iterations"] == 2 and result.metadata["converged"] is False
+
+
+def test_malformed_messages_do_not_stop_the_coordinator(cluster, client):
+    # Envelope intact, message malformed: an ERROR-REPLY.
+    malformed = [
+        [b"garbage"],  # a single frame
+        [b"garbage-header", b"{}"],  # header of the wrong size
+        [header(STATUS, magic=b"XXXX"), b"{}"],  # wrong magic
+        [header(STATUS, version=2), b"{}"],  # another version
+        [header(STATUS)[:6] + struct.pack("<H", 999) + header(STATUS)[8:], b"{}"],  # unknown type
+    ]
+    for frames in malformed:
+        reply = client.raw(frames)
+        assert reply.type == ERROR_REPLY, (frames, reply)
+        assert reply.job == 0 and reply.metadata["message"]
+
+    # No envelope (a DEALER without the delimiter): dropped, no answer.
+    context = zmq.Context.instance()
+    bare = context.socket(zmq.DEALER)
+    bare.setsockopt(zmq.LINGER, 0)
+    bare.connect(cluster.clients_endpoint)
+    bare.send_multipart(message(STATUS))
+    assert not bare.poll(1000, zmq.POLLIN), "a request without an envelope was answered"
+    bare.close()
+
+    # Garbage on the workers socket.
+    rogue = context.socket(zmq.DEALER)
+    rogue.setsockopt(zmq.LINGER, 0)
+    rogue.connect(cluster.workers_endpoint)
+    rogue.send_multipart([b"\x00" * 7])
+    rogue.send_multipart([header(WORKER_HEARTBEAT, version=9), b"{}"])
+    time.sleep(0.3)
+    rogue.close()
+
+    # The coordinator still answers, and the real worker is still there.
+    assert cluster.alive("coordinator") and cluster.alive("worker")
+    status = wait_for_worker(client)
+    assert status.type == STATUS_REPLY
+
+
+def test_worker_handshake(cluster, client):
+    """A minimal worker: READY → WELCOME, heartbeats, RESYNC for a stranger, GOODBYE."""
+    context = zmq.Context.instance()
+    fake = context.socket(zmq.DEALER)
+    fake.setsockopt(zmq.LINGER, 0)
+    fake.connect(cluster.workers_endpoint)
+    stranger = context.socket(zmq.DEALER)
+    stranger.setsockopt(zmq.LINGER, 0)
+    stranger.connect(cluster.workers_endpoint)
+    try:
+        # A heartbeat from an identity that never said READY: RESYNC.
+        stranger.send_multipart(message(WORKER_HEARTBEAT))
+        assert stranger.poll(TIMEOUT_MS, zmq.POLLIN)
+        resync = Reply(stranger.recv_multipart())
+        assert resync.type == RESYNC
+
+        fake.send_multipart(message(READY, {"name": "pytest-fake", "threads": 1, "pid": os.getpid()}))
+        assert fake.poll(TIMEOUT_MS, zmq.POLLIN)
+        welcome = Reply(fake.recv_multipart())
+        assert welcome.type == WELCOME
+        assert welcome.metadata == {"intervalMilliseconds": 1000, "liveness": 3}
+        assert any(w["name"] == "pytest-fake" for w in client.request(STATUS).metadata["workers"])
+
+        # Silent on our side for ~1.5 s: the coordinator heartbeats us (no jobs are running,
+        # so nothing else can arrive; a TASK would be acceptable too).
+        deadline = time.monotonic() + 3
+        heard = None
+        while time.monotonic() < deadline and heard is None:
+            if fake.poll(100, zmq.POLLIN):
+                heard = Reply(fake.recv_multipart())
+        assert heard is not None and heard.type in (COORDINATOR_HEARTBEAT, TASK)
+        fake.send_multipart(message(WORKER_HEARTBEAT))
+
+        fake.send_multipart(message(GOODBYE))
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            names = [w["name"] for w in client.request(STATUS).metadata["workers"]]
+            if "pytest-fake" not in names:
+                break
+            time.sleep(0.05)
+        assert "pytest-fake" not in names
+        assert "pytest-worker" in names
+    finally:
+        fake.close()
+        stranger.close()
