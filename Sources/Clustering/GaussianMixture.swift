@@ -35,7 +35,7 @@ public struct GaussianMixtureParameters: Sendable {
 }
 
 /// What one EM iteration did.
-public struct GaussianMixtureIterationReport: Sendable, Equatable {
+public struct GaussianMixtureIterationReport: Sendable, Equatable, Codable {
     public let iteration: Int
     /// Σ log p(x) over all rows, for the model this iteration started with.
     public let logLikelihood: Double
@@ -50,6 +50,16 @@ public struct GaussianMixtureIterationReport: Sendable, Equatable {
 
     /// The log-likelihood per row, the figure reported to users.
     public var meanLogLikelihood: Double { rows > 0 ? logLikelihood / Double(rows) : 0 }
+}
+
+/// Where an EM run stands: enough to resume it and end with the same model, bit for bit,
+/// as a run that was never interrupted.
+public enum GaussianMixtureCheckpoint: Sendable, Equatable {
+    /// In the k-means initialisation (after the moments pass that set the floor).
+    case initializing(varianceFloor: Double, dataVariances: [Double], kmeans: KMeansCheckpoint)
+    /// In EM: the model after the completed iterations.
+    case expectationMaximization(varianceFloor: Double, model: GaussianMixtureModel,
+                                 reports: [GaussianMixtureIterationReport], converged: Bool)
 }
 
 /// The outcome of an EM run.
@@ -68,8 +78,13 @@ public struct GaussianMixtureResult: Sendable {
 /// A component that receives no mass is re-seeded by splitting the heaviest one (half its
 /// prior each, the new mean offset by half a standard deviation in a seeded direction).
 public enum GaussianMixture {
+    /// - Parameters:
+    ///   - resumingFrom: continue a run from its last checkpoint.
+    ///   - checkpoint: called after every k-means and EM iteration with the state to resume from.
     public static func train(on backend: some StatisticsBackend, parameters: GaussianMixtureParameters,
+                             resumingFrom start: GaussianMixtureCheckpoint? = nil,
                              logger: Logger = Logger(label: "codebook.gmm", factory: { _ in SwiftLogNoOpLogHandler() }),
+                             checkpoint: (GaussianMixtureCheckpoint) async throws -> Void = { _ in },
                              kmeansProgress: (KMeansIterationReport) -> Void = { _ in },
                              progress: (GaussianMixtureIterationReport) -> Void = { _ in }) async throws -> GaussianMixtureResult {
         let k = parameters.k, d = backend.dimension
@@ -79,14 +94,27 @@ public enum GaussianMixture {
         guard parameters.iterations >= 1, parameters.tolerance >= 0, parameters.varianceFloorRatio > 0 else {
             throw DescriptorError(.invalidArgument, "iterations must be ≥ 1, tolerance ≥ 0 and the variance floor ratio > 0")
         }
-        let moments = try await backend.run(MomentPass(dimension: d))
-        let dataVariances = moments.variances
-        let floor = max(parameters.varianceFloorRatio * (dataVariances.max() ?? 0), minimumVarianceFloor)
-        var model = try await initialModel(backend: backend, parameters: parameters, dataVariances: dataVariances,
-                                           floor: floor, kmeansProgress: kmeansProgress)
+        let floor: Double
+        var model: GaussianMixtureModel
         var reports: [GaussianMixtureIterationReport] = []
         var converged = false
-        for iteration in 0..<parameters.iterations {
+        switch start {
+        case .expectationMaximization(let savedFloor, let savedModel, let savedReports, let savedConverged):
+            (floor, model, reports, converged) = (savedFloor, savedModel, savedReports, savedConverged)
+        case .initializing(let savedFloor, let dataVariances, let kmeans):
+            floor = savedFloor
+            model = try await initialModel(backend: backend, parameters: parameters, dataVariances: dataVariances, floor: floor,
+                                           resumingKMeans: kmeans, checkpoint: checkpoint, kmeansProgress: kmeansProgress)
+        case nil:
+            let dataVariances = try await backend.run(MomentPass(dimension: d)).variances
+            floor = max(parameters.varianceFloorRatio * (dataVariances.max() ?? 0), minimumVarianceFloor)
+            model = try await initialModel(backend: backend, parameters: parameters, dataVariances: dataVariances, floor: floor,
+                                           resumingKMeans: nil, checkpoint: checkpoint, kmeansProgress: kmeansProgress)
+        }
+        if case .expectationMaximization = start {} else {
+            try await checkpoint(.expectationMaximization(varianceFloor: floor, model: model, reports: [], converged: false))
+        }
+        for iteration in reports.count ..< (converged ? reports.count : parameters.iterations) {
             let started = Date()
             let statistics = try await backend.run(try GaussianMixtureExpectationPass(model: model))
             let repaired: Int
@@ -105,8 +133,10 @@ public enum GaussianMixture {
             if let previous, parameters.tolerance > 0,
                statistics.logLikelihood - previous <= parameters.tolerance * abs(statistics.logLikelihood) {
                 converged = true
-                break
             }
+            try await checkpoint(.expectationMaximization(varianceFloor: floor, model: model, reports: reports,
+                                                          converged: converged))
+            if converged { break }
         }
         return GaussianMixtureResult(model: model, iterations: reports, converged: converged, varianceFloor: floor)
     }
@@ -115,7 +145,8 @@ public enum GaussianMixture {
     public static let minimumVarianceFloor = 1e-10
 
     static func initialModel(backend: some StatisticsBackend, parameters: GaussianMixtureParameters,
-                             dataVariances: [Double], floor: Double,
+                             dataVariances: [Double], floor: Double, resumingKMeans: KMeansCheckpoint?,
+                             checkpoint: (GaussianMixtureCheckpoint) async throws -> Void,
                              kmeansProgress: (KMeansIterationReport) -> Void) async throws -> GaussianMixtureModel {
         let k = parameters.k, d = backend.dimension
         let flooredData = dataVariances.map { Float(max($0, floor)) }
@@ -135,7 +166,12 @@ public enum GaussianMixture {
             var kmeansParameters = KMeansParameters(k: k)
             kmeansParameters.iterations = max(1, iterations)
             kmeansParameters.seed = parameters.seed
-            let kmeans = try await KMeans.train(on: backend, parameters: kmeansParameters, progress: kmeansProgress)
+            let kmeans = try await KMeans.train(on: backend, parameters: kmeansParameters, resumingFrom: resumingKMeans,
+                                                checkpoint: { state in
+                                                    try await checkpoint(.initializing(varianceFloor: floor,
+                                                                                       dataVariances: dataVariances,
+                                                                                       kmeans: state))
+                                                }, progress: kmeansProgress)
             let hard = try await backend.run(KMeansAssignmentPass(codebook: kmeans.codebook, withSquares: true))
             var means = kmeans.codebook.centres
             var variances = Array((0..<k).map { _ in flooredData }.joined())

@@ -31,7 +31,7 @@ public struct KMeansParameters: Sendable {
 }
 
 /// What one iteration did.
-public struct KMeansIterationReport: Sendable, Equatable {
+public struct KMeansIterationReport: Sendable, Equatable, Codable {
     public let iteration: Int
     /// Σ‖x − c‖² over all rows, for the centres this iteration started with.
     public let objective: Double
@@ -46,6 +46,23 @@ public struct KMeansIterationReport: Sendable, Equatable {
 
     /// The objective per row (mean squared distance to the nearest centre).
     public var meanObjective: Double { rows > 0 ? objective / Double(rows) : 0 }
+}
+
+/// Where a k-means run stands after an iteration: enough to resume it and end with the
+/// same centres, bit for bit, as a run that was never interrupted.
+public struct KMeansCheckpoint: Sendable, Equatable {
+    /// The centres after the last completed iteration.
+    public var codebook: Codebook
+    /// The completed iterations.
+    public var reports: [KMeansIterationReport]
+    /// Whether the tolerance already stopped the run.
+    public var converged: Bool
+
+    public init(codebook: Codebook, reports: [KMeansIterationReport], converged: Bool) {
+        self.codebook = codebook
+        self.reports = reports
+        self.converged = converged
+    }
 }
 
 /// The outcome of a k-means run.
@@ -68,14 +85,24 @@ public enum KMeans {
     /// The fraction of the largest cluster's RMS radius by which a re-seeded centre is offset.
     public static let splitOffset = 0.1
 
+    /// - Parameters:
+    ///   - resumingFrom: continue a run from its last checkpoint instead of initialising.
+    ///   - checkpoint: called after every iteration with the state to resume from.
     public static func train(on backend: some StatisticsBackend, parameters: KMeansParameters,
+                             resumingFrom start: KMeansCheckpoint? = nil,
                              logger: Logger = Logger(label: "codebook.kmeans", factory: { _ in SwiftLogNoOpLogHandler() }),
+                             checkpoint: (KMeansCheckpoint) async throws -> Void = { _ in },
                              progress: (KMeansIterationReport) -> Void = { _ in }) async throws -> KMeansResult {
         try validate(parameters, backend: backend)
-        var codebook = try await initialCodebook(backend: backend, parameters: parameters)
-        var reports: [KMeansIterationReport] = []
-        var converged = false
-        for iteration in 0..<parameters.iterations {
+        var codebook: Codebook
+        if let start {
+            codebook = start.codebook
+        } else {
+            codebook = try await initialCodebook(backend: backend, parameters: parameters)
+        }
+        var reports = start?.reports ?? []
+        var converged = start?.converged ?? false
+        for iteration in reports.count ..< (converged ? reports.count : parameters.iterations) {
             let started = Date()
             let statistics = try await backend.run(KMeansAssignmentPass(codebook: codebook))
             let objective = statistics.objective
@@ -92,11 +119,11 @@ public enum KMeans {
             progress(report)
             if let previous = reports.last?.objective, parameters.tolerance > 0,
                previous - objective <= parameters.tolerance * objective {
-                reports.append(report)
                 converged = true
-                break
             }
             reports.append(report)
+            try await checkpoint(KMeansCheckpoint(codebook: codebook, reports: reports, converged: converged))
+            if converged { break }
         }
         return KMeansResult(codebook: codebook, iterations: reports, converged: converged)
     }

@@ -1,0 +1,169 @@
+/// Codebook's RocksDB store: the key schema (Protocols/storage.md) over four column families.
+///
+/// - `models`: model name → a model record.
+/// - `sets`: set name → a set record (encoding, model, options, dimension).
+/// - `vectors`: `set/imageKey` → one encoded vector.
+/// - `jobs`: job id (8 bytes, big-endian, so jobs list in order) → the job and its last checkpoint.
+///
+/// Values are `StoredValue`s; what their metadata means is up to the caller. Only the
+/// coordinator opens a store for writing; readers open it as a secondary instance, which
+/// works while the coordinator writes and sees new writes after `catchUp()`.
+public final class CodebookStore: Sendable {
+    public static let columnFamilies = ["models", "sets", "vectors", "jobs"]
+
+    /// How to open a store.
+    public enum Mode: Sendable {
+        /// Read-write, created if missing; one process at a time.
+        case primary
+        /// Read-only, following a primary that may be writing; `secondaryPath` is a
+        /// directory of this reader's own.
+        case secondary(secondaryPath: String)
+    }
+
+    public let path: String
+    let database: Database
+    let models: ColumnFamily
+    let sets: ColumnFamily
+    let vectors: ColumnFamily
+    let jobs: ColumnFamily
+
+    public init(path: String, mode: Mode = .primary) throws {
+        self.path = path
+        do {
+            switch mode {
+            case .primary:
+                database = try Database(path: path, columnFamilies: Self.columnFamilies)
+            case .secondary(let secondaryPath):
+                database = try Database.openSecondary(path: path, secondaryPath: secondaryPath,
+                                                      columnFamilies: Self.columnFamilies)
+            }
+        } catch let error as RocksDBError {
+            throw StoreError(error.code == .invalidArgument ? .mismatch : .notFound,
+                             "cannot open \(path) as a Codebook store (column families \(Self.columnFamilies.joined(separator: ", "))): \(error.message)")
+        }
+        models = database.columnFamily(named: "models")!
+        sets = database.columnFamily(named: "sets")!
+        vectors = database.columnFamily(named: "vectors")!
+        jobs = database.columnFamily(named: "jobs")!
+    }
+
+    /// For a secondary instance: catch up with the primary's writes so far.
+    public func catchUp() throws { try database.tryCatchUpWithPrimary() }
+
+    // MARK: Names and keys
+
+    /// Checks a model or set name: 1 to 255 bytes of UTF-8, no '/', no control characters.
+    public static func validate(name: String, of what: String) throws {
+        let bytes = Array(name.utf8)
+        guard !bytes.isEmpty, bytes.count <= 255, !name.contains("/"),
+              !name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
+            throw StoreError(.invalidName, "\(what) name \"\(name)\" must be 1–255 bytes without '/' or control characters")
+        }
+    }
+
+    static func vectorKey(set: String, key: String) -> [UInt8] { Array("\(set)/\(key)".utf8) }
+
+    static func jobKey(_ id: UInt64) -> [UInt8] { withUnsafeBytes(of: id.bigEndian) { Array($0) } }
+
+    // MARK: Models
+
+    public func model(named name: String) throws -> StoredValue? {
+        try database.get(Array(name.utf8), in: models).map {
+            try StoredValue(bytes: $0, expecting: .model, key: "model \(name)")
+        }
+    }
+
+    /// Stores a model; an existing one is kept (and an error thrown) unless `replace`.
+    /// With `job`, the job's record is written in the same atomic batch.
+    public func putModel(named name: String, _ value: StoredValue, replace: Bool,
+                         job: (id: UInt64, value: StoredValue)? = nil) throws {
+        try Self.validate(name: name, of: "model")
+        if !replace, try database.get(Array(name.utf8), in: models) != nil {
+            throw StoreError(.exists, "a model named \"\(name)\" exists; pass --replace to overwrite it")
+        }
+        let batch = WriteBatch()
+        batch.put(Array(name.utf8), value.bytes, in: models)
+        if let job { batch.put(Self.jobKey(job.id), job.value.bytes, in: jobs) }
+        try database.write(batch)
+    }
+
+    /// Model names in byte order.
+    public func modelNames() throws -> [String] {
+        try database.keys(withPrefix: [], in: models).map { String(decoding: $0, as: UTF8.self) }
+    }
+
+    // MARK: Sets and vectors
+
+    public func set(named name: String) throws -> StoredValue? {
+        try database.get(Array(name.utf8), in: sets).map { try StoredValue(bytes: $0, expecting: .set, key: "set \(name)") }
+    }
+
+    public func putSet(named name: String, _ value: StoredValue) throws {
+        try Self.validate(name: name, of: "set")
+        try database.put(Array(name.utf8), value.bytes, in: sets)
+    }
+
+    /// Set names in byte order.
+    public func setNames() throws -> [String] {
+        try database.keys(withPrefix: [], in: sets).map { String(decoding: $0, as: UTF8.self) }
+    }
+
+    /// Deletes a set's record and every vector in it.
+    public func deleteSet(named name: String) throws {
+        let prefix = Self.vectorKey(set: name, key: "")
+        var after: [UInt8]?
+        while true {
+            let keys = try database.keys(withPrefix: prefix, in: vectors, after: after, limit: 4096)
+            guard let last = keys.last else { break }
+            let batch = WriteBatch()
+            for key in keys { batch.delete(key, in: vectors) }
+            try database.write(batch)
+            after = last
+        }
+        try database.delete(Array(name.utf8), in: sets)
+    }
+
+    public func vector(set: String, key: String) throws -> StoredValue? {
+        try database.get(Self.vectorKey(set: set, key: key), in: vectors).map {
+            try StoredValue(bytes: $0, expecting: .vector, key: "\(set)/\(key)")
+        }
+    }
+
+    /// Whether `set/key` holds a vector (without decoding it).
+    public func hasVector(set: String, key: String) throws -> Bool {
+        try database.get(Self.vectorKey(set: set, key: key), in: vectors) != nil
+    }
+
+    /// Writes vectors in one atomic batch: each image's vector is whole or absent.
+    public func putVectors(_ entries: [(set: String, key: String, value: StoredValue)]) throws {
+        let batch = WriteBatch()
+        for entry in entries { batch.put(Self.vectorKey(set: entry.set, key: entry.key), entry.value.bytes, in: vectors) }
+        try database.write(batch)
+    }
+
+    /// Full keys (`set/imageKey`) of the vectors starting with `prefix`, in byte order,
+    /// after `after` (exclusive), at most `limit`.
+    public func vectorKeys(prefix: String, after: String? = nil, limit: Int) throws -> [String] {
+        try database.keys(withPrefix: Array(prefix.utf8), in: vectors, after: after.map { Array($0.utf8) }, limit: limit)
+            .map { String(decoding: $0, as: UTF8.self) }
+    }
+
+    // MARK: Jobs
+
+    public func job(_ id: UInt64) throws -> StoredValue? {
+        try database.get(Self.jobKey(id), in: jobs).map { try StoredValue(bytes: $0, expecting: .job, key: "job \(id)") }
+    }
+
+    public func putJob(_ id: UInt64, _ value: StoredValue) throws {
+        try database.put(Self.jobKey(id), value.bytes, in: jobs)
+    }
+
+    /// Every job, in id order.
+    public func allJobs() throws -> [(id: UInt64, value: StoredValue)] {
+        try database.scan(prefix: [], in: jobs).map { entry in
+            guard entry.key.count == 8 else { throw StoreError(.corrupt, "job key of \(entry.key.count) bytes, expected 8") }
+            let id = entry.key.reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+            return (id, try StoredValue(bytes: entry.value, expecting: .job, key: "job \(id)"))
+        }
+    }
+}
