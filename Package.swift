@@ -41,10 +41,10 @@ let package = Package(
                 swiftSettings: numericSettings),
         .target(name: "ZeroMQ", dependencies: ["CZeroMQ"]),
         .target(name: "Storage", dependencies: ["CRocksDB"]),
-        .target(name: "Cluster", dependencies: ["Descriptors", "Clustering", "ZeroMQ",
+        .target(name: "Cluster", dependencies: ["Descriptors", "Clustering", "ZeroMQ", "Storage",
                                                 .product(name: "Logging", package: "swift-log")]),
         .executableTarget(name: "codebook", dependencies: [
-            "Descriptors", "Clustering", "Encoding", "Cluster",
+            "Descriptors", "Clustering", "Encoding", "Cluster", "Storage",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -58,7 +58,7 @@ let package = Package(
         .testTarget(name: "EncodingTests", dependencies: ["Encoding", "Clustering", "Descriptors", "CVLFeat"]),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"]),
         .testTarget(name: "StorageTests", dependencies: ["Storage"]),
-        .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Clustering", "Descriptors", "ZeroMQ"]),
+        .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Clustering", "Descriptors", "ZeroMQ", "codebook"]),
         .testTarget(name: "CLITests", dependencies: ["codebook", "Descriptors"]),
     ]
 )

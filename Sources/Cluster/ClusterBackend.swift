@@ -14,14 +14,21 @@ public struct ClusterBackend: StatisticsBackend {
     public let plan: ShardPlan
     /// Where each pass's time went, in pass order.
     public let timings = PassTimingLog()
-    private let passes = PassCounter()
+    private let passes: PassCounter
 
-    public init(coordinator: Coordinator, job: UInt64, corpus: CorpusReference, shardRows: Int) {
+    /// - Parameter passesBefore: passes this job ran before (in an earlier coordinator); the
+    ///   new ones are numbered after them, so a late result of an old pass is never taken
+    ///   for a new one.
+    public init(coordinator: Coordinator, job: UInt64, corpus: CorpusReference, shardRows: Int, passesBefore: UInt32 = 0) {
+        passes = PassCounter(start: passesBefore)
         self.coordinator = coordinator
         self.job = job
         self.corpus = corpus
         plan = ShardPlan(totalRows: corpus.rows, shardRows: shardRows)
     }
+
+    /// The number of the last pass started.
+    public var lastPass: UInt32 { passes.current }
 
     public var rows: Int { corpus.rows }
     public var dimension: Int { corpus.dimension }
@@ -39,6 +46,13 @@ public struct ClusterBackend: StatisticsBackend {
             let collector = RoundCollector<C.Statistics>(shardCount: plan.count, continuation: continuation,
                                                          log: timings) { message in
                 let shape = try message.decode(StatisticsShape.self)
+                // Statistics of another shape would trap in `merge`: a worker's word is checked first.
+                guard shape.dimension == description.dimension, shape.k == description.k,
+                      description.kind != .kmeansAssignment || shape.withSquares == (description.withSquares ?? false) else {
+                    throw WireError.malformed("shard \(message.header.shard) statistics are k=\(shape.k.map(String.init) ?? "-") "
+                                              + "D=\(shape.dimension) but the pass is k=\(description.k.map(String.init) ?? "-") "
+                                              + "D=\(description.dimension)")
+                }
                 return (try statisticsType.init(shape: shape, message: message) as! C.Statistics, shape.computeSeconds ?? 0)
             }
             coordinator.submit(spec, to: collector)
@@ -48,7 +62,11 @@ public struct ClusterBackend: StatisticsBackend {
 
 /// Numbers the passes of one job: 1, 2, 3, …
 final class PassCounter: Sendable {
-    private let value = Mutex<UInt32>(0)
+    private let value: Mutex<UInt32>
+
+    init(start: UInt32) { value = Mutex(start) }
+
+    var current: UInt32 { value.withLock { $0 } }
 
     func next() -> UInt32 {
         value.withLock {

@@ -1,6 +1,7 @@
 import Descriptors
 import Foundation
 import Logging
+import Storage
 import Synchronization
 import ZeroMQ
 
@@ -14,7 +15,9 @@ public final class Coordinator: @unchecked Sendable {
     public let settings: CoordinatorSettings
     let context: ZeroMQContext
     let logger: Logger
-    let jobs = JobRegistry()
+    let jobs: JobRegistry
+    /// Where models, vectors and job checkpoints are kept, if anywhere.
+    public let store: CodebookStore?
     private let requestedWorkersEndpoint: String
     private let requestedClientsEndpoint: String
     private let inbox = Mutex<[Command]>([])
@@ -31,9 +34,13 @@ public final class Coordinator: @unchecked Sendable {
     /// - Parameters:
     ///   - workersEndpoint: where workers connect (ROUTER), e.g. `tcp://127.0.0.1:5555`.
     ///   - clientsEndpoint: where clients connect (ROUTER), e.g. `tcp://127.0.0.1:5556`.
+    ///   - store: where trained models and job checkpoints go; jobs left running in it are
+    ///     resumed from their last checkpoint when the coordinator starts.
     public init(context: ZeroMQContext, workersEndpoint: String, clientsEndpoint: String,
-                settings: CoordinatorSettings = CoordinatorSettings(), logger: Logger) {
+                settings: CoordinatorSettings = CoordinatorSettings(), store: CodebookStore? = nil, logger: Logger) {
         self.context = context
+        self.store = store
+        jobs = JobRegistry(store: store)
         requestedWorkersEndpoint = workersEndpoint
         requestedClientsEndpoint = clientsEndpoint
         self.settings = settings
@@ -65,6 +72,7 @@ public final class Coordinator: @unchecked Sendable {
         thread.start()
         ready.wait()
         if let error = failure.withLock({ $0 }) { throw error }
+        try resumeStoredJobs()
         return bound.withLock { $0! }
     }
 
@@ -237,7 +245,7 @@ public final class Coordinator: @unchecked Sendable {
                 return error("\(failure)")
             }
         case .progress:
-            guard let record = jobs[job] else { return error("no job \(job)") }
+            guard let record = jobs[job]?.record else { return error("no job \(job)") }
             let since = (try? request.decode(ProgressRequest.self).since) ?? 0
             var message = record.message
             if record.state == .running && state.isWaitingForWorkers { message = "waiting: no workers alive" }
@@ -245,11 +253,12 @@ public final class Coordinator: @unchecked Sendable {
                                        message: message)
             return WireMessage(header: WireHeader(.progressReply, job: job), metadata: progress)
         case .fetchResult:
-            guard let record = jobs[job] else { return error("no job \(job)") }
-            guard let (outcome, arrays) = record.outcome else {
-                return error(record.state == .failed ? "job \(job) failed: \(record.message ?? "")" : "job \(job) is still running")
+            guard let entry = jobs[job] else { return error("no job \(job)") }
+            guard let outcome = entry.record.outcome else {
+                return error(entry.record.state == .failed ? "job \(job) failed: \(entry.record.message ?? "")"
+                                                           : "job \(job) is still running")
             }
-            return WireMessage(header: WireHeader(.resultReply, job: job), metadata: outcome, arrays: arrays)
+            return WireMessage(header: WireHeader(.resultReply, job: job), metadata: outcome, arrays: entry.modelArrays)
         case .status:
             var status = state.status(now: now)
             status.jobs = jobs.summaries
@@ -259,21 +268,59 @@ public final class Coordinator: @unchecked Sendable {
         }
     }
 
-    /// Validates a job against its corpus and starts it.
+    /// Validates a job against its corpus (and the store, for a named model) and starts it.
     private func accept(_ job: TrainingJob, arrays: [[UInt8]]) throws -> UInt64 {
-        let matrix = try DescriptorMatrix.open(path: job.corpus)
-        let corpus = CorpusReference(path: job.corpus, rows: matrix.rows, dimension: matrix.dimension,
-                                     fileSize: matrix.file?.size ?? 0)
+        let corpus = try Self.corpusReference(job.corpus)
         let initialization = try TrainingJobRunner.validate(job, corpus: corpus, arrays: arrays)
-        let id = jobs.add(job)
+        if let name = job.name {
+            guard let store else {
+                throw StoreError(.notFound, "this coordinator has no store to keep model \"\(name)\" in (start it with --store)")
+            }
+            try CodebookStore.validate(name: name, of: "model")
+            if job.replace != true, try store.model(named: name) != nil {
+                throw StoreError(.exists, "a model named \"\(name)\" exists; pass --replace to overwrite it")
+            }
+        }
+        let initialValues = try arrays.flatMap { try Frame.decode($0, as: Float.self) }
+        let id = try jobs.add(job, initialValues: initialValues)
         logger.info("job \(id) accepted", metadata: ["kind": "\(job.kind.rawValue)", "corpus": "\(job.corpus)", "k": "\(job.k)"])
-        let backend = ClusterBackend(coordinator: self, job: id, corpus: corpus, shardRows: job.shardRows)
+        launch(id, job: job, corpus: corpus, initialization: initialization, resumingFrom: nil)
+        return id
+    }
+
+    private static func corpusReference(_ path: String) throws -> CorpusReference {
+        let matrix = try DescriptorMatrix.open(path: path)
+        return CorpusReference(path: path, rows: matrix.rows, dimension: matrix.dimension, fileSize: matrix.file?.size ?? 0)
+    }
+
+    /// Runs a job as a task: iterations and checkpoints go to the registry (and store).
+    private func launch(_ id: UInt64, job: TrainingJob, corpus: CorpusReference,
+                        initialization: TrainingJobRunner.Initialization, resumingFrom resume: TrainingJobRunner.Checkpoint?,
+                        passesBefore: UInt32 = 0) {
+        let backend = ClusterBackend(coordinator: self, job: id, corpus: corpus, shardRows: job.shardRows,
+                                     passesBefore: passesBefore)
         let jobs = self.jobs, logger = self.logger
         Task.detached {
             do {
-                let (outcome, model) = try await TrainingJobRunner.run(job, id: id, initialization: initialization,
-                                                                       backend: backend) { jobs.record($0, job: id) }
-                jobs.succeed(id, outcome: outcome, arrays: model)
+                let (outcome, _) = try await TrainingJobRunner.run(
+                    job, id: id, initialization: initialization, backend: backend, resumingFrom: resume,
+                    checkpoint: { checkpoint in
+                        let (record, values) = switch checkpoint {
+                        case .kmeans(let state): StoredCheckpoint.record(state)
+                        case .gmm(let state): StoredCheckpoint.record(state)
+                        }
+                        try jobs.checkpoint(id, record: record, values: values, passes: backend.lastPass)
+                    },
+                    record: { jobs.record($0, job: id) })
+                var model: (name: String, value: StoredValue, replace: Bool)?
+                if let name = job.name, let entry = jobs[id] {
+                    let record = ModelRecord(kind: job.kind, k: outcome.k, dimension: outcome.dimension, source: "trained",
+                                             corpus: corpus, job: job, varianceFloor: outcome.varianceFloor,
+                                             training: entry.record.iterations)
+                    model = (name, try StoredValue(kind: .model, metadata: record, values: entry.checkpointValues),
+                             job.replace ?? false)
+                }
+                try jobs.succeed(id, outcome: outcome, model: model)
                 logger.info("job \(id) finished", metadata: ["iterations": "\(outcome.iterations)"])
             } catch {
                 jobs.fail(id, message: "\(error)")
@@ -281,6 +328,38 @@ public final class Coordinator: @unchecked Sendable {
                 logger.warning("job \(id) failed", metadata: ["error": "\(error)"])
             }
         }
-        return id
+    }
+
+    /// Brings back the store's jobs; those that were running resume from their last checkpoint.
+    private func resumeStoredJobs() throws {
+        for (id, entry) in try jobs.restore() where entry.record.state == .running {
+            let job = entry.record.job
+            do {
+                let corpus = try Self.corpusReference(job.corpus)
+                let kd = job.k * corpus.dimension
+                let counts = job.initialization != "given" ? [] : job.kind == .kmeans ? [kd] : [kd, kd, job.k]
+                var arrays: [[UInt8]] = [], offset = 0
+                for count in counts where offset + count <= entry.initialValues.count {
+                    arrays.append(Frame.encode(Array(entry.initialValues[offset ..< offset + count])))
+                    offset += count
+                }
+                let initialization = try TrainingJobRunner.validate(job, corpus: corpus, arrays: arrays)
+                var resume: TrainingJobRunner.Checkpoint?
+                if let checkpoint = entry.record.checkpoint {
+                    resume = job.kind == .kmeans
+                        ? .kmeans(try StoredCheckpoint.kmeans(checkpoint, values: entry.checkpointValues, k: job.k,
+                                                              dimension: corpus.dimension))
+                        : .gmm(try StoredCheckpoint.gaussianMixture(checkpoint, values: entry.checkpointValues, k: job.k,
+                                                                    dimension: corpus.dimension))
+                }
+                logger.info("job \(id) resumed", metadata: ["iterations done": "\(entry.record.iterations.count)"])
+                // At most two passes run between checkpoints; leave room for them and more.
+                launch(id, job: job, corpus: corpus, initialization: initialization, resumingFrom: resume,
+                       passesBefore: (entry.record.passes ?? 0) + 16)
+            } catch {
+                jobs.fail(id, message: "cannot resume after a restart: \(error)")
+                logger.warning("job \(id) cannot resume", metadata: ["error": "\(error)"])
+            }
+        }
     }
 }

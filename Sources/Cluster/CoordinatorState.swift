@@ -290,7 +290,8 @@ public struct CoordinatorState: Sendable {
         for id in workerOrder {
             guard let record = workers[id] else { continue }
             let load = record.taskCount
-            guard load < record.threads + settings.extraTasksPerWorker else { continue }
+            // Subtracted, not added: a READY's thread count is the peer's word and may be Int.max.
+            guard load - settings.extraTasksPerWorker < record.threads else { continue }
             if best == nil || load < best!.load { best = (id, load) }
         }
         return best?.id

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Storage
 import ZeroMQ
 
 /// A coordinator and workers inside one process, talking over ZeroMQ inproc sockets: the
@@ -11,13 +12,14 @@ public final class EmbeddedCluster {
     /// Where clients connect (inproc, so only from this process).
     public let clientsEndpoint: String
 
-    /// Starts a coordinator and `workers` workers of `threadsPerWorker` threads each.
-    public init(workers count: Int, threadsPerWorker: Int, logger: Logger) throws {
+    /// Starts a coordinator (with `store`, if given) and `workers` workers of
+    /// `threadsPerWorker` threads each.
+    public init(workers count: Int, threadsPerWorker: Int, store: CodebookStore? = nil, logger: Logger) throws {
         let context = try ZeroMQContext()
         self.context = context
         let tag = UUID().uuidString
         coordinator = Coordinator(context: context, workersEndpoint: "inproc://codebook-workers-\(tag)",
-                                  clientsEndpoint: "inproc://codebook-clients-\(tag)", logger: logger)
+                                  clientsEndpoint: "inproc://codebook-clients-\(tag)", store: store, logger: logger)
         let endpoints = try coordinator.start()
         clientsEndpoint = endpoints.clients
         workers = (0..<max(1, count)).map { index in

@@ -1,51 +1,115 @@
+import Storage
 import Synchronization
+import ZeroMQ
 
-/// The coordinator's jobs: what clients submitted, how far each got, and its outcome.
-/// Shared by the I/O thread (which answers clients) and the tasks that run the jobs.
+/// The coordinator's jobs: what clients submitted, how far each got, its last checkpoint
+/// and its outcome. Shared by the I/O thread (which answers clients) and the tasks that run
+/// the jobs. With a store, every change of a job is written to it (one value per job, so
+/// each write is atomic) and `restore` brings the jobs back after a restart.
 final class JobRegistry: Sendable {
-    struct Record: Sendable {
-        var job: TrainingJob
-        var state: JobState = .running
-        var iterations: [IterationRecord] = []
-        var message: String?
-        var outcome: (JobOutcome, [[UInt8]])?
+    struct Entry: Sendable {
+        var record: JobRecord
+        var initialValues: [Float]
+        var checkpointValues: [Float] = []
+
+        /// The model arrays of a succeeded job: its last checkpoint's model.
+        var modelArrays: [[UInt8]] {
+            guard let outcome = record.outcome else { return [] }
+            if outcome.kind == .kmeans { return [Frame.encode(checkpointValues)] }
+            let kd = outcome.k * outcome.dimension
+            return [Frame.encode(Array(checkpointValues[0..<kd])), Frame.encode(Array(checkpointValues[kd..<2 * kd])),
+                    Frame.encode(Array(checkpointValues[(2 * kd)...]))]
+        }
+
+        func storedValue() throws -> StoredValue {
+            try StoredValue(kind: .job, metadata: record, values: initialValues + checkpointValues)
+        }
     }
 
-    private let records = Mutex<(next: UInt64, jobs: [UInt64: Record])>((1, [:]))
+    let store: CodebookStore?
+    private let entries = Mutex<(next: UInt64, jobs: [UInt64: Entry])>((1, [:]))
 
-    func add(_ job: TrainingJob) -> UInt64 {
-        records.withLock { state in
+    init(store: CodebookStore?) { self.store = store }
+
+    /// Registers (and stores) a new job; returns its id.
+    func add(_ job: TrainingJob, initialValues: [Float]) throws -> UInt64 {
+        let (id, entry) = entries.withLock { state in
             let id = state.next
             state.next += 1
-            state.jobs[id] = Record(job: job)
-            return id
+            let entry = Entry(record: JobRecord(job: job, state: .running, iterations: [], initialValues: initialValues.count),
+                              initialValues: initialValues)
+            state.jobs[id] = entry
+            return (id, entry)
         }
+        try store?.putJob(id, try entry.storedValue())
+        return id
+    }
+
+    /// Loads every stored job; returns them for the caller to resume the running ones.
+    func restore() throws -> [(id: UInt64, entry: Entry)] {
+        guard let store else { return [] }
+        let restored = try store.allJobs().map { id, value -> (UInt64, Entry) in
+            let record = try value.decode(JobRecord.self, key: "job \(id)")
+            guard record.initialValues >= 0, record.initialValues <= value.values.count else {
+                throw StoreError(.corrupt, "job \(id): \(record.initialValues) initial values of \(value.values.count)")
+            }
+            return (id, Entry(record: record, initialValues: Array(value.values[..<record.initialValues]),
+                              checkpointValues: Array(value.values[record.initialValues...])))
+        }
+        entries.withLock { state in
+            for (id, entry) in restored {
+                state.jobs[id] = entry
+                state.next = max(state.next, id + 1)
+            }
+        }
+        return restored.map { (id: $0.0, entry: $0.1) }
     }
 
     func record(_ iteration: IterationRecord, job: UInt64) {
-        records.withLock { $0.jobs[job]?.iterations.append(iteration) }
+        entries.withLock { $0.jobs[job]?.record.iterations.append(iteration) }
     }
 
-    func succeed(_ job: UInt64, outcome: JobOutcome, arrays: [[UInt8]]) {
-        records.withLock {
-            $0.jobs[job]?.state = .succeeded
-            $0.jobs[job]?.outcome = (outcome, arrays)
+    /// Keeps (and stores) a job's checkpoint.
+    func checkpoint(_ job: UInt64, record checkpoint: CheckpointRecord, values: [Float], passes: UInt32) throws {
+        let entry = entries.withLock { state -> Entry? in
+            state.jobs[job]?.record.checkpoint = checkpoint
+            state.jobs[job]?.record.passes = passes
+            state.jobs[job]?.checkpointValues = values
+            return state.jobs[job]
         }
+        if let entry { try store?.putJob(job, try entry.storedValue()) }
+    }
+
+    /// Marks a job succeeded; with a model name, stores the model in the same atomic batch.
+    func succeed(_ job: UInt64, outcome: JobOutcome, model: (name: String, value: StoredValue, replace: Bool)?) throws {
+        guard var entry = self[job] else { return }
+        entry.record.state = .succeeded
+        entry.record.outcome = outcome
+        if let store {
+            if let model {
+                try store.putModel(named: model.name, model.value, replace: model.replace, job: (job, try entry.storedValue()))
+            } else {
+                try store.putJob(job, try entry.storedValue())
+            }
+        }
+        entries.withLock { $0.jobs[job] = entry }
     }
 
     func fail(_ job: UInt64, message: String) {
-        records.withLock {
-            $0.jobs[job]?.state = .failed
-            $0.jobs[job]?.message = message
+        let entry = entries.withLock { state -> Entry? in
+            state.jobs[job]?.record.state = .failed
+            state.jobs[job]?.record.message = message
+            return state.jobs[job]
         }
+        if let entry, let value = try? entry.storedValue() { try? store?.putJob(job, value) }
     }
 
-    subscript(job: UInt64) -> Record? { records.withLock { $0.jobs[job] } }
+    subscript(job: UInt64) -> Entry? { entries.withLock { $0.jobs[job] } }
 
     var summaries: [JobSummary] {
-        records.withLock { state in
+        entries.withLock { state in
             state.jobs.keys.sorted().map { id in
-                let record = state.jobs[id]!
+                let record = state.jobs[id]!.record
                 return JobSummary(job: id, kind: record.job.kind, corpus: record.job.corpus, state: record.state,
                                   iterations: record.iterations.count, lastValuePerRow: record.iterations.last?.valuePerRow,
                                   message: record.message)

@@ -59,13 +59,13 @@ public enum PassDecoder {
             switch description.kind {
             case .kmeansAssignment:
                 let k = try positive(description.k, "k")
-                let codebook = try Codebook(k: k, dimension: d, centres: try message.array(0, as: Float.self, count: k * d))
+                let codebook = try Codebook(k: k, dimension: d, centres: try message.array(0, as: Float.self, count: try product(k, d)))
                 return KMeansAssignmentPass(codebook: codebook, withSquares: description.withSquares ?? false)
             case .gaussianExpectation:
-                let k = try positive(description.k, "k")
+                let k = try positive(description.k, "k"), kd = try product(k, d)
                 let model = try GaussianMixtureModel(k: k, dimension: d,
-                                                     means: try message.array(0, as: Float.self, count: k * d),
-                                                     variances: try message.array(1, as: Float.self, count: k * d),
+                                                     means: try message.array(0, as: Float.self, count: kd),
+                                                     variances: try message.array(1, as: Float.self, count: kd),
                                                      priors: try message.array(2, as: Float.self, count: k))
                 return try GaussianMixtureExpectationPass(model: model)
             case .moments:
@@ -82,6 +82,13 @@ public enum PassDecoder {
 
     static func positive(_ value: Int?, _ name: String) throws -> Int {
         guard let value, value >= 1 else { throw WireError.malformed("pass needs \(name) ≥ 1") }
+        return value
+    }
+
+    /// `a`·`b` for sizes from the wire: non-negative, without overflow.
+    static func product(_ a: Int, _ b: Int) throws -> Int {
+        let (value, overflow) = a.multipliedReportingOverflow(by: b)
+        guard a >= 0, b >= 0, !overflow else { throw WireError.malformed("array size \(a)×\(b) is out of range") }
         return value
     }
 }
@@ -127,14 +134,20 @@ extension KMeansStatistics: WireStatistics {
             + (sumsOfSquares.map { [Frame.encode($0)] } ?? [])
     }
     public init(shape: StatisticsShape, message: WireMessage) throws {
-        let k = try PassDecoder.positive(shape.k, "k"), d = shape.dimension
+        let k = try PassDecoder.positive(shape.k, "k"), d = try PassDecoder.positive(shape.dimension, "dimension")
+        let kd = try PassDecoder.product(k, d)
         let squares = shape.withSquares ?? false
-        self.init(k: k, dimension: d, withSquares: squares)
+        // The arrays first: their sizes are bounded by the message, the shape's numbers are not.
+        let counts = try message.array(0, as: Int64.self, count: k).map { Int($0) }
+        let sums = try message.array(1, as: Double.self, count: kd)
+        let clusterObjective = try message.array(2, as: Double.self, count: k)
+        let sumsOfSquares = squares ? try message.array(3, as: Double.self, count: kd) : nil
+        self.init(k: k, dimension: d, withSquares: false)
         rows = shape.rows
-        counts = try message.array(0, as: Int64.self, count: k).map { Int($0) }
-        sums = try message.array(1, as: Double.self, count: k * d)
-        clusterObjective = try message.array(2, as: Double.self, count: k)
-        if squares { sumsOfSquares = try message.array(3, as: Double.self, count: k * d) }
+        self.counts = counts
+        self.sums = sums
+        self.clusterObjective = clusterObjective
+        self.sumsOfSquares = sumsOfSquares
     }
 }
 
@@ -145,13 +158,18 @@ extension GaussianMixtureStatistics: WireStatistics {
         [Frame.encode([logLikelihood]), Frame.encode(mass), Frame.encode(firstMoments), Frame.encode(secondMoments)]
     }
     public init(shape: StatisticsShape, message: WireMessage) throws {
-        let k = try PassDecoder.positive(shape.k, "k"), d = shape.dimension
+        let k = try PassDecoder.positive(shape.k, "k"), d = try PassDecoder.positive(shape.dimension, "dimension")
+        let kd = try PassDecoder.product(k, d)
+        let logLikelihood = try message.array(0, as: Double.self, count: 1)[0]
+        let mass = try message.array(1, as: Double.self, count: k)
+        let firstMoments = try message.array(2, as: Double.self, count: kd)
+        let secondMoments = try message.array(3, as: Double.self, count: kd)
         self.init(k: k, dimension: d)
         rows = shape.rows
-        logLikelihood = try message.array(0, as: Double.self, count: 1)[0]
-        mass = try message.array(1, as: Double.self, count: k)
-        firstMoments = try message.array(2, as: Double.self, count: k * d)
-        secondMoments = try message.array(3, as: Double.self, count: k * d)
+        self.logLikelihood = logLikelihood
+        self.mass = mass
+        self.firstMoments = firstMoments
+        self.secondMoments = secondMoments
     }
 }
 
@@ -160,10 +178,12 @@ extension MomentStatistics: WireStatistics {
     /// sums f64[D], sums of squares f64[D].
     public var arrays: [[UInt8]] { [Frame.encode(sums), Frame.encode(sumsOfSquares)] }
     public init(shape: StatisticsShape, message: WireMessage) throws {
+        let sums = try message.array(0, as: Double.self, count: try PassDecoder.positive(shape.dimension, "dimension"))
+        let sumsOfSquares = try message.array(1, as: Double.self, count: shape.dimension)
         self.init(dimension: shape.dimension)
         rows = shape.rows
-        sums = try message.array(0, as: Double.self, count: shape.dimension)
-        sumsOfSquares = try message.array(1, as: Double.self, count: shape.dimension)
+        self.sums = sums
+        self.sumsOfSquares = sumsOfSquares
     }
 }
 
@@ -174,8 +194,9 @@ extension RowSample: WireStatistics {
     public init(shape: StatisticsShape, message: WireMessage) throws {
         let n = shape.samples ?? 0
         guard n >= 0 else { throw WireError.malformed("negative sample count") }
-        self.init(dimension: shape.dimension)
+        let d = try PassDecoder.positive(shape.dimension, "dimension")
+        self.init(dimension: d)
         rowIndices = try message.array(0, as: Int64.self, count: n).map { Int($0) }
-        values = try message.array(1, as: Float.self, count: n * shape.dimension)
+        values = try message.array(1, as: Float.self, count: try PassDecoder.product(n, d))
     }
 }

@@ -17,9 +17,14 @@ public struct TrainingJob: Codable, Sendable, Equatable {
     public var kmeansIterations: Int?
     /// GMM: the variance floor as a fraction of the data's largest per-dimension variance.
     public var varianceFloorRatio: Double?
+    /// Store the trained model under this name (the coordinator needs a store).
+    public var name: String?
+    /// Overwrite a model of that name.
+    public var replace: Bool?
 
     public init(kind: Kind, corpus: String, k: Int, iterations: Int, seed: UInt64, tolerance: Double, shardRows: Int,
-                initialization: String, kmeansIterations: Int? = nil, varianceFloorRatio: Double? = nil) {
+                initialization: String, kmeansIterations: Int? = nil, varianceFloorRatio: Double? = nil,
+                name: String? = nil, replace: Bool? = nil) {
         self.kind = kind
         self.corpus = corpus
         self.k = k
@@ -30,6 +35,8 @@ public struct TrainingJob: Codable, Sendable, Equatable {
         self.initialization = initialization
         self.kmeansIterations = kmeansIterations
         self.varianceFloorRatio = varianceFloorRatio
+        self.name = name
+        self.replace = replace
     }
 }
 

@@ -50,8 +50,19 @@ public enum TrainingJobRunner {
         case gmm(GaussianMixtureInitialization)
     }
 
+    /// Where a job stands after an iteration, as the engine's drivers report it.
+    public enum Checkpoint: Sendable, Equatable {
+        case kmeans(KMeansCheckpoint)
+        case gmm(GaussianMixtureCheckpoint)
+    }
+
     /// Trains and returns the outcome and the model's arrays (centres; or means, variances, priors).
+    /// - Parameters:
+    ///   - resumingFrom: the last checkpoint of an interrupted run of the same job.
+    ///   - checkpoint: called after every iteration.
     public static func run(_ job: TrainingJob, id: UInt64, initialization: Initialization, backend: some StatisticsBackend,
+                           resumingFrom resumePoint: Checkpoint? = nil,
+                           checkpoint: @escaping (Checkpoint) async throws -> Void = { _ in },
                            record: @escaping (IterationRecord) -> Void) async throws -> (JobOutcome, [[UInt8]]) {
         let kmeansRecord: (KMeansIterationReport) -> Void = { report in
             record(IterationRecord(phase: "kmeans", iteration: report.iteration, valuePerRow: report.meanObjective,
@@ -66,7 +77,14 @@ public enum TrainingJobRunner {
             parameters.seed = job.seed
             parameters.tolerance = job.tolerance
             parameters.initialization = start
-            let result = try await KMeans.train(on: backend, parameters: parameters, progress: kmeansRecord)
+            var resume: KMeansCheckpoint?
+            switch resumePoint {
+            case nil: break
+            case .kmeans(let saved): resume = saved
+            case .gmm: throw DescriptorError(.invalidArgument, "job \(id): a GMM checkpoint cannot resume a k-means job")
+            }
+            let result = try await KMeans.train(on: backend, parameters: parameters, resumingFrom: resume,
+                                                checkpoint: { try await checkpoint(.kmeans($0)) }, progress: kmeansRecord)
             let outcome = JobOutcome(job: id, kind: .kmeans, k: job.k, dimension: backend.dimension,
                                      iterations: result.iterations.count, converged: result.converged)
             return (outcome, [Frame.encode(result.codebook.centres)])
@@ -77,7 +95,15 @@ public enum TrainingJobRunner {
             parameters.tolerance = job.tolerance
             parameters.initialization = start
             if let ratio = job.varianceFloorRatio { parameters.varianceFloorRatio = ratio }
-            let result = try await GaussianMixture.train(on: backend, parameters: parameters, kmeansProgress: kmeansRecord) { report in
+            var resume: GaussianMixtureCheckpoint?
+            switch resumePoint {
+            case nil: break
+            case .gmm(let saved): resume = saved
+            case .kmeans: throw DescriptorError(.invalidArgument, "job \(id): a k-means checkpoint cannot resume a GMM job")
+            }
+            let result = try await GaussianMixture.train(on: backend, parameters: parameters, resumingFrom: resume,
+                                                         checkpoint: { try await checkpoint(.gmm($0)) },
+                                                         kmeansProgress: kmeansRecord) { report in
                 record(IterationRecord(phase: "em", iteration: report.iteration, valuePerRow: report.meanLogLikelihood,
                                        total: report.logLikelihood, rows: report.rows, seconds: report.seconds,
                                        repaired: report.emptyComponentsRepaired, smallest: report.smallestPrior,

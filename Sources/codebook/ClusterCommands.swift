@@ -2,6 +2,7 @@ import ArgumentParser
 import Cluster
 import Foundation
 import Logging
+import Storage
 import ZeroMQ
 
 /// Blocks until SIGINT or SIGTERM.
@@ -43,11 +44,13 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @Option(help: "Where workers connect (ZeroMQ endpoint). Binding beyond loopback is an explicit choice.")
     var workersEndpoint: String = "tcp://127.0.0.1:5555"
     @Option(help: "Where clients connect (ZeroMQ endpoint).") var clientsEndpoint: String = "tcp://127.0.0.1:5556"
+    @Option(help: "The store (a RocksDB directory): models, vectors, job checkpoints. Jobs left running in it resume.")
+    var store: String = "codebook.db"
 
     func run() async throws {
         let logger = processLogger("codebook.coordinator")
         let coordinator = Coordinator(context: try ZeroMQContext(), workersEndpoint: workersEndpoint,
-                                      clientsEndpoint: clientsEndpoint, logger: logger)
+                                      clientsEndpoint: clientsEndpoint, store: try CodebookStore(path: store), logger: logger)
         let bound = try coordinator.start()
         logger.info("coordinator ready", metadata: ["workers": "\(bound.workers)", "clients": "\(bound.clients)"])
         await Signals.waitForTermination()

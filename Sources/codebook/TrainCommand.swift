@@ -4,6 +4,7 @@ import Clustering
 import Descriptors
 import Foundation
 import Logging
+import Storage
 import ZeroMQ
 
 struct TrainCommand: AsyncParsableCommand {
@@ -26,12 +27,21 @@ struct TrainingOptions: ParsableArguments {
     @Option(help: "Workers of the embedded cluster (default: one per core).")
     var localWorkers: Int = ProcessInfo.processInfo.activeProcessorCount
     @Option(help: "Threads per embedded worker.") var threads: Int = 1
+    @Option(help: "The embedded cluster's store: trained models and job checkpoints (a RocksDB directory).")
+    var store: String = "codebook.db"
+    @Option(help: "Keep the trained model in the coordinator's store under this name.") var name: String?
+    @Flag(help: "Overwrite a stored model of the same name.") var replace = false
 
     func validate() throws {
         guard k >= 1 else { throw ValidationError("--k must be at least 1") }
         guard iterations >= 1 else { throw ValidationError("--iterations must be at least 1") }
         guard shardRows >= 1 else { throw ValidationError("--shard-rows must be at least 1") }
         guard localWorkers >= 1, threads >= 1 else { throw ValidationError("--local-workers and --threads must be at least 1") }
+    }
+
+    /// Checks that the model goes somewhere.
+    func validateOutputs(out: String?) throws {
+        guard out != nil || name != nil else { throw ValidationError("give --out, --name or both") }
     }
 
     /// The corpus path as other processes on this host see it.
@@ -46,10 +56,14 @@ struct TrainingOptions: ParsableArguments {
         } else {
             var logger = Logger(label: "codebook")
             logger.logLevel = .warning
-            embedded = try EmbeddedCluster(workers: localWorkers, threadsPerWorker: threads, logger: logger)
+            embedded = try EmbeddedCluster(workers: localWorkers, threadsPerWorker: threads,
+                                           store: try CodebookStore(path: store), logger: logger)
             client = try embedded!.client()
         }
         defer { embedded?.shutdown() }
+        var job = job
+        job.name = name
+        job.replace = replace
         let id = try client.submit(job, arrays: arrays)
         print("job \(id): \(job.kind.rawValue) k=\(job.k) on \(job.corpus) "
               + (coordinator.map { "via \($0)" } ?? "(embedded cluster: \(localWorkers) worker(s) × \(threads) thread(s))"))
@@ -64,7 +78,9 @@ struct TrainKMeans: AsyncParsableCommand {
     @Option(help: "Initialisation: random, kmeans++, or a K×D .npy file of centres.") var initialization: String = "kmeans++"
     @Option(help: "Stop when the objective falls by less than this fraction (0: run every iteration).")
     var tolerance: Double = 1e-4
-    @Option(help: "Output: the K×D float32 centres (.npy).") var out: String
+    @Option(help: "Output: the K×D float32 centres (.npy).") var out: String?
+
+    func validate() throws { try training.validateOutputs(out: out) }
 
     func run() async throws {
         var arrays: [[UInt8]] = []
@@ -77,9 +93,14 @@ struct TrainKMeans: AsyncParsableCommand {
                               seed: training.seed, tolerance: tolerance, shardRows: training.shardRows, initialization: start)
         let (outcome, reply) = try await training.run(job, arrays: arrays)
         let centres = try reply.array(0, as: Float.self, count: outcome.k * outcome.dimension)
-        try NpyFile.write(path: out, rows: outcome.k, columns: outcome.dimension, values: centres)
+        var wrote: [String] = []
+        if let out {
+            try NpyFile.write(path: out, rows: outcome.k, columns: outcome.dimension, values: centres)
+            wrote.append(out)
+        }
+        if let name = training.name { wrote.append("model \"\(name)\" in the store") }
         print("\(outcome.converged ? "converged" : "stopped") after \(outcome.iterations) iterations; "
-              + "wrote \(outcome.k)×\(outcome.dimension) centres to \(out)")
+              + "wrote \(outcome.k)×\(outcome.dimension) centres to \(wrote.joined(separator: " and "))")
     }
 }
 
@@ -96,9 +117,10 @@ struct TrainGMM: AsyncParsableCommand {
     var tolerance: Double = 1e-6
     @Option(help: "Variance floor as a fraction of the data's largest per-dimension variance.")
     var varianceFloor: Double = 1e-4
-    @Option(help: "Output prefix: writes PREFIX_means.npy, PREFIX_variances.npy, PREFIX_priors.npy.") var out: String
+    @Option(help: "Output prefix: writes PREFIX_means.npy, PREFIX_variances.npy, PREFIX_priors.npy.") var out: String?
 
     func validate() throws {
+        try training.validateOutputs(out: out)
         let given = [initMeans, initVariances, initPriors].compactMap { $0 }.count
         guard given == 0 || given == 3 else {
             throw ValidationError("--init-means, --init-variances and --init-priors go together")
@@ -126,9 +148,10 @@ struct TrainGMM: AsyncParsableCommand {
                                              means: try reply.array(0, as: Float.self, count: kd),
                                              variances: try reply.array(1, as: Float.self, count: kd),
                                              priors: try reply.array(2, as: Float.self, count: outcome.k))
-        let paths = try ModelFiles.write(model, prefix: out)
+        var wrote = try out.map { try ModelFiles.write(model, prefix: $0) } ?? []
+        if let name = training.name { wrote.append("model \"\(name)\" in the store") }
         print("\(outcome.converged ? "converged" : "stopped") after \(outcome.iterations) EM iterations "
-              + "(variance floor \(String(format: "%.4g", outcome.varianceFloor ?? 0))); wrote \(paths.joined(separator: ", "))")
+              + "(variance floor \(String(format: "%.4g", outcome.varianceFloor ?? 0))); wrote \(wrote.joined(separator: ", "))")
     }
 }
 

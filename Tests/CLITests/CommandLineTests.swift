@@ -10,14 +10,14 @@ import Testing
                                              "--out", corpus, "--index", index, "--image-rows", "100"])
         #expect(outcome.status == 0, "\(outcome.error)")
         outcome = try CommandRunner.run(["train", "kmeans", "--corpus", corpus, "--k", "8", "--iterations", "5",
-                                         "--shard-rows", "512", "--out", scratch.file("centres.npy")])
+                                         "--shard-rows", "512", "--store", scratch.file("store"), "--out", scratch.file("centres.npy")])
         #expect(outcome.status == 0, "\(outcome.error)")
         #expect(outcome.output.contains("k-means   4") || outcome.output.contains("converged"))
         let centres = try NpyFile.readFloat32(path: scratch.file("centres.npy"))
         #expect(centres.rows == 8 && centres.columns == 16)
 
         outcome = try CommandRunner.run(["train", "gmm", "--corpus", corpus, "--k", "4", "--iterations", "3",
-                                         "--out", scratch.file("gmm")])
+                                         "--store", scratch.file("store"), "--out", scratch.file("gmm")])
         #expect(outcome.status == 0, "\(outcome.error)")
         #expect(outcome.output.contains("log-likelihood/row"))
 
@@ -47,13 +47,13 @@ import Testing
         bytes += [UInt8](repeating: 0, count: 10)
         FileManager.default.createFile(atPath: truncated, contents: Data(bytes))
         let cases: [([String], String)] = [
-            (["train", "kmeans", "--corpus", scratch.file("missing.npy"), "--k", "2", "--out", scratch.file("c.npy")], "missing.npy"),
-            (["train", "kmeans", "--corpus", truncated, "--k", "2", "--out", scratch.file("c.npy")], "truncated"),
-            (["train", "kmeans", "--corpus", scratch.file("x.txt"), "--k", "2", "--out", scratch.file("c.npy")], "x.txt"),
-            (["train", "kmeans", "--corpus", truncated, "--k", "0", "--out", scratch.file("c.npy")], "--k"),
+            (["train", "kmeans", "--corpus", scratch.file("missing.npy"), "--k", "2"], "missing.npy"),
+            (["train", "kmeans", "--corpus", truncated, "--k", "2"], "truncated"),
+            (["train", "kmeans", "--corpus", scratch.file("x.txt"), "--k", "2"], "x.txt"),
+            (["train", "kmeans", "--corpus", truncated, "--k", "0"], "--k"),
         ]
         for (arguments, expected) in cases {
-            let outcome = try CommandRunner.run(arguments)
+            let outcome = try CommandRunner.run(arguments + ["--store", scratch.file("store"), "--out", scratch.file("c.npy")])
             #expect(outcome.status != 0, "\(arguments)")
             #expect(outcome.error.contains(expected), "\(arguments): \(outcome.error)")
             #expect(!outcome.error.contains("Fatal error") && !outcome.error.contains("Stack dump"))
@@ -65,7 +65,8 @@ import Testing
         let scratch = try ScratchDirectory()
         let corpus = scratch.file("small.fvecs")
         #expect(try CommandRunner.run(["generate", "--n", "20", "--dim", "4", "--out", corpus]).status == 0)
-        let outcome = try CommandRunner.run(["train", "kmeans", "--corpus", corpus, "--k", "300", "--out", scratch.file("c.npy")])
+        let outcome = try CommandRunner.run(["train", "kmeans", "--corpus", corpus, "--k", "300", "--store", scratch.file("store"),
+                                             "--out", scratch.file("c.npy")])
         #expect(outcome.status != 0)
         #expect(outcome.error.contains("k=300 but only 20 training rows"), "\(outcome.error)")
     }

@@ -1,0 +1,147 @@
+import Clustering
+import Foundation
+import Storage
+
+/// A model as the store keeps it (the metadata of a `models` value; Protocols/storage.md).
+/// Values: centres (K·D) for k-means; means (K·D), variances (K·D), priors (K) for a GMM.
+public struct ModelRecord: Codable, Sendable, Equatable {
+    public var kind: TrainingJob.Kind
+    public var k: Int
+    public var dimension: Int
+    /// "trained" (by a job, whose parameters and iterations follow) or "imported".
+    public var source: String
+    public var created: String
+    public var corpus: String?
+    public var corpusRows: Int?
+    public var corpusBytes: Int?
+    public var job: TrainingJob?
+    public var varianceFloor: Double?
+    public var training: [IterationRecord]?
+
+    /// The number of float values a model of this shape stores.
+    public var valueCount: Int { kind == .kmeans ? k * dimension : 2 * k * dimension + k }
+
+    public init(kind: TrainingJob.Kind, k: Int, dimension: Int, source: String, corpus: CorpusReference? = nil,
+                job: TrainingJob? = nil, varianceFloor: Double? = nil, training: [IterationRecord]? = nil) {
+        self.kind = kind
+        self.k = k
+        self.dimension = dimension
+        self.source = source
+        created = ISO8601DateFormatter().string(from: Date())
+        self.corpus = corpus?.path
+        corpusRows = corpus?.rows
+        corpusBytes = corpus?.fileSize
+        self.job = job
+        self.varianceFloor = varianceFloor
+        self.training = training
+    }
+}
+
+/// A model read back from the store, checked and typed.
+public enum StoredModel: Sendable, Equatable {
+    case codebook(Codebook, ModelRecord)
+    case gaussianMixture(GaussianMixtureModel, ModelRecord)
+
+    public var record: ModelRecord {
+        switch self {
+        case .codebook(_, let record), .gaussianMixture(_, let record): record
+        }
+    }
+
+    /// Decodes a `models` value, checking its values against its K and D.
+    public init(_ value: StoredValue, name: String) throws {
+        let record = try value.decode(ModelRecord.self, key: "model \(name)")
+        guard record.k >= 1, record.dimension >= 1, value.values.count == record.valueCount else {
+            throw StoreError(.corrupt, "model \(name): \(value.values.count) values for a \(record.kind.rawValue) of k=\(record.k), D=\(record.dimension)")
+        }
+        let kd = record.k * record.dimension, values = value.values
+        switch record.kind {
+        case .kmeans:
+            self = .codebook(try Codebook(k: record.k, dimension: record.dimension, centres: values), record)
+        case .gmm:
+            self = .gaussianMixture(try GaussianMixtureModel(k: record.k, dimension: record.dimension,
+                                                             means: Array(values[0..<kd]), variances: Array(values[kd..<2 * kd]),
+                                                             priors: Array(values[(2 * kd)...])), record)
+        }
+    }
+
+    /// The value to store.
+    public func value() throws -> StoredValue {
+        switch self {
+        case .codebook(let codebook, let record):
+            try StoredValue(kind: .model, metadata: record, values: codebook.centres)
+        case .gaussianMixture(let model, let record):
+            try StoredValue(kind: .model, metadata: record, values: model.means + model.variances + model.priors)
+        }
+    }
+}
+
+/// A job as the store keeps it (the metadata of a `jobs` value): what was asked, how far
+/// it got, and its last checkpoint. Values: the given initial model's arrays
+/// (`initialValues` floats), then the checkpoint's model (`checkpoint.modelValues`).
+struct JobRecord: Codable, Sendable {
+    var job: TrainingJob
+    var state: JobState
+    var message: String?
+    var iterations: [IterationRecord]
+    var initialValues: Int
+    var checkpoint: CheckpointRecord?
+    /// Once the job has succeeded; its model is the last checkpoint's.
+    var outcome: JobOutcome?
+    /// Passes started by the time of the checkpoint (a resumed job numbers its passes after
+    /// these and the few that may have followed the checkpoint).
+    var passes: UInt32?
+}
+
+/// The metadata of a checkpoint; its model's values follow the initial arrays.
+struct CheckpointRecord: Codable, Sendable {
+    /// "kmeans" (a k-means job, or a GMM's k-means initialisation) or "em".
+    var phase: String
+    var modelValues: Int
+    var converged: Bool
+    var kmeansReports: [KMeansIterationReport]?
+    var emReports: [GaussianMixtureIterationReport]?
+    var varianceFloor: Double?
+    var dataVariances: [Double]?
+}
+
+/// Conversions between the engine's checkpoints and their stored form.
+enum StoredCheckpoint {
+    static func record(_ checkpoint: KMeansCheckpoint) -> (CheckpointRecord, [Float]) {
+        (CheckpointRecord(phase: "kmeans", modelValues: checkpoint.codebook.centres.count, converged: checkpoint.converged,
+                          kmeansReports: checkpoint.reports), checkpoint.codebook.centres)
+    }
+
+    static func record(_ checkpoint: GaussianMixtureCheckpoint) -> (CheckpointRecord, [Float]) {
+        switch checkpoint {
+        case .initializing(let floor, let variances, let kmeans):
+            var (record, values) = Self.record(kmeans)
+            record.varianceFloor = floor
+            record.dataVariances = variances
+            return (record, values)
+        case .expectationMaximization(let floor, let model, let reports, let converged):
+            let values = model.means + model.variances + model.priors
+            return (CheckpointRecord(phase: "em", modelValues: values.count, converged: converged, emReports: reports,
+                                     varianceFloor: floor), values)
+        }
+    }
+
+    static func kmeans(_ record: CheckpointRecord, values: [Float], k: Int, dimension: Int) throws -> KMeansCheckpoint {
+        KMeansCheckpoint(codebook: try Codebook(k: k, dimension: dimension, centres: values),
+                         reports: record.kmeansReports ?? [], converged: record.converged)
+    }
+
+    static func gaussianMixture(_ record: CheckpointRecord, values: [Float], k: Int, dimension: Int) throws -> GaussianMixtureCheckpoint {
+        guard let floor = record.varianceFloor else { throw StoreError(.corrupt, "GMM checkpoint without a variance floor") }
+        if record.phase == "kmeans" {
+            return .initializing(varianceFloor: floor, dataVariances: record.dataVariances ?? [],
+                                 kmeans: try kmeans(record, values: values, k: k, dimension: dimension))
+        }
+        let kd = k * dimension
+        guard values.count == 2 * kd + k else { throw StoreError(.corrupt, "GMM checkpoint of \(values.count) values for k=\(k), D=\(dimension)") }
+        let model = try GaussianMixtureModel(k: k, dimension: dimension, means: Array(values[0..<kd]),
+                                             variances: Array(values[kd..<2 * kd]), priors: Array(values[(2 * kd)...]))
+        return .expectationMaximization(varianceFloor: floor, model: model, reports: record.emReports ?? [],
+                                        converged: record.converged)
+    }
+}
