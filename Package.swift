@@ -41,7 +41,7 @@ let package = Package(
                 swiftSettings: numericSettings),
         .target(name: "ZeroMQ", dependencies: ["CZeroMQ"]),
         .target(name: "Storage", dependencies: ["CRocksDB"]),
-        .target(name: "Cluster", dependencies: ["Descriptors", "Clustering", "ZeroMQ", "Storage",
+        .target(name: "Cluster", dependencies: ["Descriptors", "Clustering", "Encoding", "ZeroMQ", "Storage",
                                                 .product(name: "Logging", package: "swift-log")]),
         .executableTarget(name: "codebook", dependencies: [
             "Descriptors", "Clustering", "Encoding", "Cluster", "Storage",

@@ -4,7 +4,14 @@ import ZeroMQ
 /// An error the coordinator answered with, or its silence.
 public struct ClusterError: Error, CustomStringConvertible, Sendable, Equatable {
     public var message: String
-    public init(_ message: String) { self.message = message }
+    /// The coordinator said the key, model, set or job does not exist.
+    public var isNotFound: Bool
+
+    public init(_ message: String, isNotFound: Bool = false) {
+        self.message = message
+        self.isNotFound = isNotFound
+    }
+
     public var description: String { message }
 }
 
@@ -14,7 +21,7 @@ public struct ClusterError: Error, CustomStringConvertible, Sendable, Equatable 
 /// Requests go over a DEALER socket in a REQ envelope, one at a time. A coordinator that
 /// does not answer within `timeout` gets the socket closed and reopened (the Guide's "Lazy
 /// Pirate"), and the request fails with a clear error. Use from one thread.
-public final class ClusterClient {
+public final class ClusterClient: Requester {
     public let endpoint: String
     public let timeout: Duration
     private let context: ZeroMQContext
@@ -47,7 +54,8 @@ public final class ClusterClient {
         guard frames.first?.isEmpty == true else { throw ClusterError("reply without an envelope from \(endpoint)") }
         let reply = try WireMessage(frames: Array(frames.dropFirst()))
         if reply.header.type == .errorReply {
-            throw ClusterError((try? reply.decode(FailureReport.self).message) ?? "the coordinator reported an error")
+            let report = (try? reply.decode(FailureReport.self)) ?? FailureReport(message: "the coordinator reported an error")
+            throw ClusterError(report.message, isNotFound: report.code == "not-found")
         }
         return reply
     }
@@ -69,6 +77,24 @@ public final class ClusterClient {
 
     public func status() throws -> ClusterStatus {
         try request(WireMessage(header: WireHeader(.status))).decode(ClusterStatus.self)
+    }
+
+    public func submit(_ job: EncodingJob) throws -> UInt64 {
+        try request(WireMessage(header: WireHeader(.submitEncoding), metadata: job)).decode(JobTicket.self).job
+    }
+
+    /// Waits for a job to end, reporting its progress; throws if it failed.
+    public func wait(for job: UInt64, every interval: Duration = .milliseconds(100),
+                     progress report: (JobProgress) -> Void = { _ in }) async throws -> JobProgress {
+        while true {
+            let progress = try progress(of: job, since: Int.max)
+            report(progress)
+            switch progress.state {
+            case .succeeded: return progress
+            case .failed: throw ClusterError("job \(job) failed: \(progress.message ?? "no reason given")")
+            case .running: try await Task.sleep(for: interval)
+            }
+        }
     }
 
     /// Follows a job to its end, calling `iteration` for each new iteration and `waiting`

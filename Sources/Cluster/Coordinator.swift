@@ -53,19 +53,12 @@ public final class Coordinator: @unchecked Sendable {
     public func start() throws -> (workers: String, clients: String) {
         let ready = DispatchSemaphore(value: 0)
         let failure = Mutex<(any Error)?>(nil)
-        let thread = Thread { [self] in
-            do {
-                let workers = try makeSocket(binding: requestedWorkersEndpoint)
-                let clients = try makeSocket(binding: requestedClientsEndpoint)
-                let endpoints = (workers: (try? workers.lastEndpoint) ?? requestedWorkersEndpoint,
-                                 clients: (try? clients.lastEndpoint) ?? requestedClientsEndpoint)
-                bound.withLock { $0 = endpoints }
-                ready.signal()
-                loop(workers: workers, clients: clients)
-            } catch {
-                failure.withLock { $0 = error }
-                ready.signal()
-            }
+        // The thread holds the coordinator only while it runs, and signals `finished` after
+        // letting go: the last reference (and with it the store) is then released by the
+        // thread that called `stop()`, never by a thread that outlives `main`.
+        let finished = self.finished
+        let thread = Thread { [weak self] in
+            self?.run(ready: ready, failure: failure)
             finished.signal()
         }
         thread.name = "codebook-coordinator-io"
@@ -74,6 +67,21 @@ public final class Coordinator: @unchecked Sendable {
         if let error = failure.withLock({ $0 }) { throw error }
         try resumeStoredJobs()
         return bound.withLock { $0! }
+    }
+
+    private func run(ready: DispatchSemaphore, failure: borrowing Mutex<(any Error)?>) {
+        do {
+            let workers = try makeSocket(binding: requestedWorkersEndpoint)
+            let clients = try makeSocket(binding: requestedClientsEndpoint)
+            let endpoints = (workers: (try? workers.lastEndpoint) ?? requestedWorkersEndpoint,
+                             clients: (try? clients.lastEndpoint) ?? requestedClientsEndpoint)
+            bound.withLock { $0 = endpoints }
+            ready.signal()
+            loop(workers: workers, clients: clients)
+        } catch {
+            failure.withLock { $0 = error }
+            ready.signal()
+        }
     }
 
     /// Stops the I/O thread after it has finished the message in hand, and waits for it.
@@ -88,6 +96,11 @@ public final class Coordinator: @unchecked Sendable {
     /// Starts a pass; its shard results go to `sink` on the I/O thread.
     func submit(_ spec: RoundSpec, to sink: any RoundSink) {
         inbox.withLock { $0.append(.start(spec, sink)) }
+    }
+
+    /// Forgets the passes of a job that ended; their late results will be dropped.
+    func cancelPasses(of job: UInt64) {
+        inbox.withLock { $0.append(.cancel(job)) }
     }
 
     /// Submits a training job as a client would (for the embedded cluster and tests).
@@ -206,7 +219,7 @@ public final class Coordinator: @unchecked Sendable {
         return state.receive(message, from: identity, now: now)
     }
 
-    private func noteMalformed(_ error: any Error, from peer: String) {
+    func noteMalformed(_ error: any Error, from peer: String) {
         let count = counters.withLock { $0.malformed += 1; return $0.malformed }
         logger.warning("dropped a malformed message from \(peer)", metadata: ["error": "\(error)", "count": "\(count)"])
     }
@@ -229,137 +242,5 @@ public final class Coordinator: @unchecked Sendable {
             reply = WireMessage(header: WireHeader(.errorReply), metadata: FailureReport(message: "\(error)"))
         }
         _ = try? socket.send(frames: [frames[0], []] + reply.frames, dontWait: true)
-    }
-
-    private func answer(_ request: WireMessage, state: CoordinatorState, now: Double) -> WireMessage {
-        let job = request.header.job
-        func error(_ message: String) -> WireMessage {
-            WireMessage(header: WireHeader(.errorReply, job: job), metadata: FailureReport(message: message))
-        }
-        switch request.header.type {
-        case .submit:
-            do {
-                let id = try accept(try request.decode(TrainingJob.self), arrays: request.arrays)
-                return WireMessage(header: WireHeader(.accepted, job: id), metadata: JobTicket(job: id))
-            } catch let failure {
-                return error("\(failure)")
-            }
-        case .progress:
-            guard let record = jobs[job]?.record else { return error("no job \(job)") }
-            let since = (try? request.decode(ProgressRequest.self).since) ?? 0
-            var message = record.message
-            if record.state == .running && state.isWaitingForWorkers { message = "waiting: no workers alive" }
-            let progress = JobProgress(job: job, state: record.state, iterations: Array(record.iterations.dropFirst(max(0, since))),
-                                       message: message)
-            return WireMessage(header: WireHeader(.progressReply, job: job), metadata: progress)
-        case .fetchResult:
-            guard let entry = jobs[job] else { return error("no job \(job)") }
-            guard let outcome = entry.record.outcome else {
-                return error(entry.record.state == .failed ? "job \(job) failed: \(entry.record.message ?? "")"
-                                                           : "job \(job) is still running")
-            }
-            return WireMessage(header: WireHeader(.resultReply, job: job), metadata: outcome, arrays: entry.modelArrays)
-        case .status:
-            var status = state.status(now: now)
-            status.jobs = jobs.summaries
-            return WireMessage(header: WireHeader(.statusReply), metadata: status)
-        default:
-            return error("\(request.header.type) is not a client request")
-        }
-    }
-
-    /// Validates a job against its corpus (and the store, for a named model) and starts it.
-    private func accept(_ job: TrainingJob, arrays: [[UInt8]]) throws -> UInt64 {
-        let corpus = try Self.corpusReference(job.corpus)
-        let initialization = try TrainingJobRunner.validate(job, corpus: corpus, arrays: arrays)
-        if let name = job.name {
-            guard let store else {
-                throw StoreError(.notFound, "this coordinator has no store to keep model \"\(name)\" in (start it with --store)")
-            }
-            try CodebookStore.validate(name: name, of: "model")
-            if job.replace != true, try store.model(named: name) != nil {
-                throw StoreError(.exists, "a model named \"\(name)\" exists; pass --replace to overwrite it")
-            }
-        }
-        let initialValues = try arrays.flatMap { try Frame.decode($0, as: Float.self) }
-        let id = try jobs.add(job, initialValues: initialValues)
-        logger.info("job \(id) accepted", metadata: ["kind": "\(job.kind.rawValue)", "corpus": "\(job.corpus)", "k": "\(job.k)"])
-        launch(id, job: job, corpus: corpus, initialization: initialization, resumingFrom: nil)
-        return id
-    }
-
-    private static func corpusReference(_ path: String) throws -> CorpusReference {
-        let matrix = try DescriptorMatrix.open(path: path)
-        return CorpusReference(path: path, rows: matrix.rows, dimension: matrix.dimension, fileSize: matrix.file?.size ?? 0)
-    }
-
-    /// Runs a job as a task: iterations and checkpoints go to the registry (and store).
-    private func launch(_ id: UInt64, job: TrainingJob, corpus: CorpusReference,
-                        initialization: TrainingJobRunner.Initialization, resumingFrom resume: TrainingJobRunner.Checkpoint?,
-                        passesBefore: UInt32 = 0) {
-        let backend = ClusterBackend(coordinator: self, job: id, corpus: corpus, shardRows: job.shardRows,
-                                     passesBefore: passesBefore)
-        let jobs = self.jobs, logger = self.logger
-        Task.detached {
-            do {
-                let (outcome, _) = try await TrainingJobRunner.run(
-                    job, id: id, initialization: initialization, backend: backend, resumingFrom: resume,
-                    checkpoint: { checkpoint in
-                        let (record, values) = switch checkpoint {
-                        case .kmeans(let state): StoredCheckpoint.record(state)
-                        case .gmm(let state): StoredCheckpoint.record(state)
-                        }
-                        try jobs.checkpoint(id, record: record, values: values, passes: backend.lastPass)
-                    },
-                    record: { jobs.record($0, job: id) })
-                var model: (name: String, value: StoredValue, replace: Bool)?
-                if let name = job.name, let entry = jobs[id] {
-                    let record = ModelRecord(kind: job.kind, k: outcome.k, dimension: outcome.dimension, source: "trained",
-                                             corpus: corpus, job: job, varianceFloor: outcome.varianceFloor,
-                                             training: entry.record.iterations)
-                    model = (name, try StoredValue(kind: .model, metadata: record, values: entry.checkpointValues),
-                             job.replace ?? false)
-                }
-                try jobs.succeed(id, outcome: outcome, model: model)
-                logger.info("job \(id) finished", metadata: ["iterations": "\(outcome.iterations)"])
-            } catch {
-                jobs.fail(id, message: "\(error)")
-                self.inbox.withLock { $0.append(.cancel(id)) }
-                logger.warning("job \(id) failed", metadata: ["error": "\(error)"])
-            }
-        }
-    }
-
-    /// Brings back the store's jobs; those that were running resume from their last checkpoint.
-    private func resumeStoredJobs() throws {
-        for (id, entry) in try jobs.restore() where entry.record.state == .running {
-            let job = entry.record.job
-            do {
-                let corpus = try Self.corpusReference(job.corpus)
-                let kd = job.k * corpus.dimension
-                let counts = job.initialization != "given" ? [] : job.kind == .kmeans ? [kd] : [kd, kd, job.k]
-                var arrays: [[UInt8]] = [], offset = 0
-                for count in counts where offset + count <= entry.initialValues.count {
-                    arrays.append(Frame.encode(Array(entry.initialValues[offset ..< offset + count])))
-                    offset += count
-                }
-                let initialization = try TrainingJobRunner.validate(job, corpus: corpus, arrays: arrays)
-                var resume: TrainingJobRunner.Checkpoint?
-                if let checkpoint = entry.record.checkpoint {
-                    resume = job.kind == .kmeans
-                        ? .kmeans(try StoredCheckpoint.kmeans(checkpoint, values: entry.checkpointValues, k: job.k,
-                                                              dimension: corpus.dimension))
-                        : .gmm(try StoredCheckpoint.gaussianMixture(checkpoint, values: entry.checkpointValues, k: job.k,
-                                                                    dimension: corpus.dimension))
-                }
-                logger.info("job \(id) resumed", metadata: ["iterations done": "\(entry.record.iterations.count)"])
-                // At most two passes run between checkpoints; leave room for them and more.
-                launch(id, job: job, corpus: corpus, initialization: initialization, resumingFrom: resume,
-                       passesBefore: (entry.record.passes ?? 0) + 16)
-            } catch {
-                jobs.fail(id, message: "cannot resume after a restart: \(error)")
-                logger.warning("job \(id) cannot resume", metadata: ["error": "\(error)"])
-            }
-        }
     }
 }

@@ -24,8 +24,13 @@ public struct RoundSpec: Sendable, Equatable {
     public var plan: ShardPlan
     public var computation: PassDescription
     public var model: [[UInt8]]
+    /// Encode passes: the images to encode; the plan's shards are ranges of this list and
+    /// each task reads from the whole descriptor file.
+    public var images: [ImageSlice]?
 
-    public init(key: RoundKey, corpus: CorpusReference, plan: ShardPlan, computation: PassDescription, model: [[UInt8]]) {
+    public init(key: RoundKey, corpus: CorpusReference, plan: ShardPlan, computation: PassDescription, model: [[UInt8]],
+                images: [ImageSlice]? = nil) {
+        self.images = images
         self.key = key
         self.corpus = corpus
         self.plan = plan
@@ -275,8 +280,13 @@ public struct CoordinatorState: Sendable {
                 workers[worker]!.modelRounds.insert(key)
                 workers[worker]!.inFlight[key, default: []].insert(shard)
                 let rows = round.spec.plan.rows(of: shard)
-                let assignment = TaskAssignment(corpus: round.spec.corpus, firstRow: rows.lowerBound, rowCount: rows.count,
+                var assignment = TaskAssignment(corpus: round.spec.corpus, firstRow: rows.lowerBound, rowCount: rows.count,
                                                 computation: round.spec.computation, includesModel: includesModel)
+                if let images = round.spec.images {
+                    assignment.images = Array(images[rows])
+                    assignment.firstRow = 0
+                    assignment.rowCount = round.spec.corpus.rows
+                }
                 let message = WireMessage(header: WireHeader(.task, job: key.job, round: key.round, shard: UInt32(shard)),
                                           metadata: assignment, arrays: includesModel ? round.spec.model : [])
                 directives += sendTo(worker, message, now: now)

@@ -32,11 +32,12 @@ final class JobRegistry: Sendable {
     init(store: CodebookStore?) { self.store = store }
 
     /// Registers (and stores) a new job; returns its id.
-    func add(_ job: TrainingJob, initialValues: [Float]) throws -> UInt64 {
+    func add(_ job: TrainingJob?, encoding: EncodingJob? = nil, initialValues: [Float] = []) throws -> UInt64 {
         let (id, entry) = entries.withLock { state in
             let id = state.next
             state.next += 1
-            let entry = Entry(record: JobRecord(job: job, state: .running, iterations: [], initialValues: initialValues.count),
+            let entry = Entry(record: JobRecord(job: job, encoding: encoding, state: .running, iterations: [],
+                                                initialValues: initialValues.count),
                               initialValues: initialValues)
             state.jobs[id] = entry
             return (id, entry)
@@ -95,6 +96,23 @@ final class JobRegistry: Sendable {
         entries.withLock { $0.jobs[job] = entry }
     }
 
+    /// Counts an encoding job's stored images; with `total`, sets the total.
+    func progress(_ job: UInt64, imagesDone: Int, total: Int? = nil) {
+        entries.withLock { state in
+            state.jobs[job]?.record.imagesDone = imagesDone
+            if let total { state.jobs[job]?.record.imagesTotal = total }
+        }
+    }
+
+    /// Marks an encoding job succeeded (stored).
+    func finishEncoding(_ job: UInt64) throws {
+        let entry = entries.withLock { state -> Entry? in
+            state.jobs[job]?.record.state = .succeeded
+            return state.jobs[job]
+        }
+        if let entry { try store?.putJob(job, try entry.storedValue()) }
+    }
+
     func fail(_ job: UInt64, message: String) {
         let entry = entries.withLock { state -> Entry? in
             state.jobs[job]?.record.state = .failed
@@ -110,7 +128,8 @@ final class JobRegistry: Sendable {
         entries.withLock { state in
             state.jobs.keys.sorted().map { id in
                 let record = state.jobs[id]!.record
-                return JobSummary(job: id, kind: record.job.kind, corpus: record.job.corpus, state: record.state,
+                return JobSummary(job: id, kind: record.job?.kind.rawValue ?? record.encoding?.encoding.rawValue ?? "unknown",
+                                  corpus: record.job?.corpus ?? record.encoding?.descriptors ?? "", state: record.state,
                                   iterations: record.iterations.count, lastValuePerRow: record.iterations.last?.valuePerRow,
                                   message: record.message)
             }

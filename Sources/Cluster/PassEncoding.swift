@@ -13,6 +13,10 @@ public struct PassDescription: Codable, Sendable, Equatable {
         case moments
         /// Seeded row sample; no arrays.
         case sample
+        /// VLAD of the task's images; arrays: centres f32[K·D].
+        case encodeVLAD = "encode-vlad"
+        /// Fisher vectors of the task's images; arrays: means, variances, priors.
+        case encodeFisher = "encode-fisher"
     }
 
     public var kind: Kind
@@ -22,6 +26,8 @@ public struct PassDescription: Codable, Sendable, Equatable {
     public var sampleSize: Int?
     public var totalRows: Int?
     public var seed: UInt64?
+    /// Encode passes: VLFeat's flag values of the encoding.
+    public var flags: Int?
 }
 
 /// A shard computation that can travel to workers: a description, model arrays, and a way
@@ -29,6 +35,12 @@ public struct PassDescription: Codable, Sendable, Equatable {
 public protocol WireComputation: ShardComputation where Statistics: WireStatistics {
     var description: PassDescription { get }
     var modelArrays: [[UInt8]] { get }
+    /// The computation for one task of the pass (most passes are the same for every task).
+    func forTask(_ assignment: TaskAssignment) -> Self
+}
+
+extension WireComputation {
+    public func forTask(_ assignment: TaskAssignment) -> Self { self }
 }
 
 /// Shard statistics that can travel back: metadata (`StatisticsShape`) and arrays, decoded
@@ -46,6 +58,8 @@ public struct StatisticsShape: Codable, Sendable, Equatable {
     public var k: Int?
     public var withSquares: Bool?
     public var samples: Int?
+    /// Encode passes: the image keys of the vectors, in order.
+    public var keys: [String]?
     /// Seconds the worker spent computing the shard (reported, not merged).
     public var computeSeconds: Double?
 }
@@ -74,6 +88,17 @@ public enum PassDecoder {
                 let size = try positive(description.sampleSize, "sampleSize")
                 let total = try positive(description.totalRows, "totalRows")
                 return RowSamplePass(sampleSize: size, totalRows: total, seed: description.seed ?? 0)
+            case .encodeVLAD:
+                let k = try positive(description.k, "k")
+                let codebook = try Codebook(k: k, dimension: d, centres: try message.array(0, as: Float.self, count: try product(k, d)))
+                return try EncodePass(encoding: .vlad, flags: description.flags ?? 0, codebook: codebook)
+            case .encodeFisher:
+                let k = try positive(description.k, "k"), kd = try product(k, d)
+                let model = try GaussianMixtureModel(k: k, dimension: d,
+                                                     means: try message.array(0, as: Float.self, count: kd),
+                                                     variances: try message.array(1, as: Float.self, count: kd),
+                                                     priors: try message.array(2, as: Float.self, count: k))
+                return try EncodePass(encoding: .fisher, flags: description.flags ?? 0, mixture: model)
             }
         } catch let error as DescriptorError {
             throw WireError.malformed("\(description.kind.rawValue) model: \(error)")

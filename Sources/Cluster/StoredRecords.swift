@@ -80,7 +80,10 @@ public enum StoredModel: Sendable, Equatable {
 /// it got, and its last checkpoint. Values: the given initial model's arrays
 /// (`initialValues` floats), then the checkpoint's model (`checkpoint.modelValues`).
 struct JobRecord: Codable, Sendable {
-    var job: TrainingJob
+    /// A training job's spec…
+    var job: TrainingJob?
+    /// …or an encoding job's.
+    var encoding: EncodingJob?
     var state: JobState
     var message: String?
     var iterations: [IterationRecord]
@@ -91,6 +94,9 @@ struct JobRecord: Codable, Sendable {
     /// Passes started by the time of the checkpoint (a resumed job numbers its passes after
     /// these and the few that may have followed the checkpoint).
     var passes: UInt32?
+    /// Encoding jobs: images stored so far, and in all.
+    var imagesDone: Int?
+    var imagesTotal: Int?
 }
 
 /// The metadata of a checkpoint; its model's values follow the initial arrays.

@@ -22,6 +22,8 @@ public struct TaskAssignment: Codable, Sendable, Equatable {
     public var computation: PassDescription
     /// Whether the model arrays follow; a worker keeps the model of the pass it is working on.
     public var includesModel: Bool
+    /// Encode passes: the images of this task (rows of the whole file).
+    public var images: [ImageSlice]?
 }
 
 /// READY metadata: who a worker is.
@@ -49,9 +51,12 @@ public struct FailureReport: Codable, Sendable, Equatable {
     /// For a worker's FAILURE: whether the task may simply be sent again (for example, the
     /// worker no longer holds the pass's model).
     public var retry: Bool?
+    /// For an ERROR-REPLY: "not-found" when the key, model, set or job does not exist.
+    public var code: String?
 
-    public init(message: String, retry: Bool? = nil) {
+    public init(message: String, retry: Bool? = nil, code: String? = nil) {
         self.message = message
         self.retry = retry
+        self.code = code
     }
 }

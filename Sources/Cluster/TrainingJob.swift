@@ -80,6 +80,9 @@ public struct JobProgress: Codable, Sendable, Equatable {
     public var iterations: [IterationRecord]
     /// Why the job failed, or what it waits for ("no workers alive").
     public var message: String?
+    /// Encoding jobs: images encoded so far (this run and earlier ones) and in all.
+    public var imagesDone: Int?
+    public var imagesTotal: Int?
 }
 
 /// RESULT-REPLY metadata; the model's arrays follow (centres, or means, variances, priors).
@@ -96,7 +99,9 @@ public struct JobOutcome: Codable, Sendable, Equatable {
 /// A job as STATUS lists it.
 public struct JobSummary: Codable, Sendable, Equatable {
     public var job: UInt64
-    public var kind: TrainingJob.Kind
+    /// "kmeans", "gmm", "vlad" or "fisher".
+    public var kind: String
+    /// The training corpus, or an encoding job's descriptor file.
     public var corpus: String
     public var state: JobState
     public var iterations: Int

@@ -78,10 +78,20 @@ public enum MessageType: UInt16, Sendable, CaseIterable {
     case progress = 33
     case fetchResult = 34
     case status = 35
+    case get = 36
+    case list = 37
+    case describe = 38
+    case catalog = 39
+    case submitEncoding = 40
+    case importModel = 41
     case accepted = 48
     case progressReply = 49
     case resultReply = 50
     case statusReply = 51
+    case getReply = 52
+    case listReply = 53
+    case describeReply = 54
+    case catalogReply = 55
     case errorReply = 63
 }
 

@@ -52,13 +52,19 @@ public final class Worker: @unchecked Sendable {
     /// Starts the I/O and compute threads and returns.
     public func start() {
         for index in 0..<settings.threads {
-            let thread = Thread { [self] in computeLoop() }
+            let tasks = self.tasks
+            let thread = Thread { [weak self] in
+                let workspace = KernelWorkspace()
+                while let task = tasks.pop() { self?.compute(task, workspace: workspace) }
+            }
             thread.name = "codebook-worker-compute-\(index)"
             thread.stackSize = 1 << 22
             thread.start()
         }
-        let thread = Thread { [self] in
-            ioLoop()
+        // Threads hold the worker only while they use it (see `Coordinator.start`).
+        let tasks = self.tasks, finished = self.finished
+        let thread = Thread { [weak self] in
+            self?.ioLoop()
             tasks.close()
             finished.signal()
         }
@@ -181,7 +187,7 @@ public final class Worker: @unchecked Sendable {
             guard let model = models[header.job], model.round == header.round else {
                 return failure("no model for pass \(header.round) of job \(header.job)", retry: true)
             }
-            tasks.push(ShardTask(header: header, assignment: assignment, computation: model.computation))
+            tasks.push(ShardTask(header: header, assignment: assignment, computation: model.computation.forTask(assignment)))
             return nil
         } catch {
             return failure("\(error)")
@@ -190,26 +196,23 @@ public final class Worker: @unchecked Sendable {
 
     // MARK: Compute
 
-    private func computeLoop() {
-        let workspace = KernelWorkspace()
-        while let task = tasks.pop() {
-            let header = task.header
-            let reply: WireMessage
-            do {
-                let corpus = try corpora.open(task.assignment.corpus)
-                let rows = task.assignment.firstRow ..< task.assignment.firstRow + task.assignment.rowCount
-                guard rows.lowerBound >= 0, rows.upperBound <= corpus.rows else {
-                    throw DescriptorError(.indexOutOfRange, "rows \(rows) are outside the corpus's \(corpus.rows) rows",
-                                          path: corpus.source)
-                }
-                reply = try Self.compute(task.computation, rows: corpus.slice(rows), shard: Int(header.shard),
-                                         header: header, workspace: workspace)
-            } catch {
-                reply = WireMessage(header: WireHeader(.failure, job: header.job, round: header.round, shard: header.shard),
-                                    metadata: FailureReport(message: "\(error)", retry: false))
+    private func compute(_ task: ShardTask, workspace: KernelWorkspace) {
+        let header = task.header
+        let reply: WireMessage
+        do {
+            let corpus = try corpora.open(task.assignment.corpus)
+            let rows = task.assignment.firstRow ..< task.assignment.firstRow + task.assignment.rowCount
+            guard rows.lowerBound >= 0, rows.upperBound <= corpus.rows else {
+                throw DescriptorError(.indexOutOfRange, "rows \(rows) are outside the corpus's \(corpus.rows) rows",
+                                      path: corpus.source)
             }
-            outbox.withLock { $0.append(reply) }
+            reply = try Self.compute(task.computation, rows: corpus.slice(rows), shard: Int(header.shard),
+                                     header: header, workspace: workspace)
+        } catch {
+            reply = WireMessage(header: WireHeader(.failure, job: header.job, round: header.round, shard: header.shard),
+                                metadata: FailureReport(message: "\(error)", retry: false))
         }
+        outbox.withLock { $0.append(reply) }
     }
 
     private static func compute<C: WireComputation>(_ computation: C, rows: DescriptorMatrix, shard: Int,

@@ -97,7 +97,7 @@ struct StatusCommand: ParsableCommand {
         print("jobs: \(status.jobs.count)")
         for job in status.jobs {
             let last = job.lastValuePerRow.map { String(format: "  last %.6g/row", $0) } ?? ""
-            print("  \(job.job)  \(job.kind.rawValue)  \(job.state.rawValue)  \(job.iterations) iteration(s)\(last)  \(job.corpus)"
+            print("  \(job.job)  \(job.kind)  \(job.state.rawValue)  \(job.iterations) iteration(s)\(last)  \(job.corpus)"
                   + (job.message.map { "  (\($0))" } ?? ""))
         }
         for pass in status.passes {

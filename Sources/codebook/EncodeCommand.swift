@@ -1,4 +1,5 @@
 import ArgumentParser
+import Cluster
 import Clustering
 import Descriptors
 import Encoding
@@ -6,7 +7,8 @@ import Foundation
 
 struct EncodeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "encode", abstract: "Encode images as VLAD or Fisher vectors (one row per image, index order).",
+        commandName: "encode",
+        abstract: "Encode images as VLAD or Fisher vectors: to a .npy file (model files, this process) or into the store (stored model, on the cluster).",
         subcommands: [EncodeVLAD.self, EncodeFisher.self])
 }
 
@@ -15,13 +17,44 @@ struct ImageOptions: ParsableArguments {
     @Option(help: "Descriptor file the index refers to.") var descriptors: String?
     @Option(help: "Image index (TSV: key, first row, row count).") var index: String?
     @Option(help: "Instead of --descriptors/--index: a directory of per-image .npy files.") var imagesDir: String?
-    @Option(help: "Output: the vectors as an N×dim float32 .npy, one row per image in index order.") var out: String
+    @Option(help: "File mode: the vectors as an N×dim float32 .npy, one row per image in index order.") var out: String?
     @OptionGroup var compute: ComputeOptions
+    @Option(help: "Store mode: encode with this stored model on the cluster…") var model: String?
+    @Option(help: "…and keep each image's vector in the store under SET/KEY.") var set: String?
+    @Flag(help: "Store mode: empty the set first and encode every image again.") var replace = false
+    @Option(help: "Store mode: images per shard.") var imagesPerShard: Int = 64
+    @OptionGroup var cluster: ClusterOptions
 
     func validate() throws {
         guard (descriptors != nil && index != nil) != (imagesDir != nil) else {
             throw ValidationError("give either --descriptors and --index, or --images-dir")
         }
+        guard (out != nil) != (model != nil && set != nil) else {
+            throw ValidationError("give either --out FILE (with model files), or --model NAME and --set SET (the store)")
+        }
+        guard model == nil || imagesDir == nil else {
+            throw ValidationError("store mode reads --descriptors and --index (a directory of .npy files is for --out)")
+        }
+        guard imagesPerShard >= 1 else { throw ValidationError("--images-per-shard must be at least 1") }
+    }
+
+    /// Store mode: submits an encoding job and follows it to the end.
+    func encodeIntoStore(_ encoding: EncodingJob.Encoding, flags: Int) async throws {
+        let absolute = { URL(fileURLWithPath: $0).standardizedFileURL.path }
+        let job = EncodingJob(encoding: encoding, model: model!, descriptors: absolute(descriptors!), index: absolute(index!),
+                              set: set!, flags: flags, replace: replace, imagesPerShard: imagesPerShard)
+        let (client, embedded) = try cluster.connect()
+        defer { embedded?.shutdown() }
+        let started = Date()
+        let id = try client.submit(job)
+        print("job \(id): \(encoding.rawValue) of \(job.index) with model \(job.model) into set \(job.set) \(cluster.summary)")
+        var lastReport = Date.distantPast
+        let final = try await client.wait(for: id) { progress in
+            guard Date().timeIntervalSince(lastReport) >= 1, let done = progress.imagesDone, let total = progress.imagesTotal else { return }
+            lastReport = Date()
+            print("  \(done)/\(total) images stored" + (progress.message.map { " (\($0))" } ?? ""))
+        }
+        print(String(format: "stored %d images in set %@ in %.2f s", final.imagesTotal ?? 0, job.set, Date().timeIntervalSince(started)))
     }
 
     func collection() throws -> ImageCollection {
@@ -33,7 +66,7 @@ struct ImageOptions: ParsableArguments {
     func encode(with encoder: some VectorEncoder, name: String) async throws {
         let images = try collection()
         let started = Date()
-        let writer = try DescriptorWriter(path: out, dimension: encoder.encodedDimension, format: .npy)
+        let writer = try DescriptorWriter(path: out!, dimension: encoder.encodedDimension, format: .npy)
         do {
             try await encoder.encodeInOrder(images, threads: compute.threads) { _, vector in try writer.append(vector) }
             try writer.finish()
@@ -44,19 +77,25 @@ struct ImageOptions: ParsableArguments {
         let seconds = Date().timeIntervalSince(started)
         let rows = images.reduce(0) { $0 + $1.rows }
         print(String(format: "encoded %d images (%d descriptors) as %@ vectors of %d values in %.2f s (%.0f descriptors/s); wrote %@",
-                     images.count, rows, name, encoder.encodedDimension, seconds, Double(rows) / max(seconds, 1e-9), out))
+                     images.count, rows, name, encoder.encodedDimension, seconds, Double(rows) / max(seconds, 1e-9), out!))
     }
 }
 
 struct EncodeVLAD: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "vlad", abstract: "VLAD (VLFeat vl_vlad_encode semantics).")
 
-    @Option(help: "k-means centres (K×D .npy).") var centres: String
+    @Option(help: "File mode: k-means centres (K×D .npy).") var centres: String?
     @OptionGroup var images: ImageOptions
     @Flag(help: "Signed square root of every value.") var squareRoot = false
     @Flag(help: "Intra-normalisation: L2-normalise each cluster's block.") var normalizeComponents = false
     @Flag(help: "Divide each cluster's residual sum by its descriptor count.") var normalizeMass = false
     @Flag(help: "Skip the final global L2 normalisation.") var unnormalized = false
+
+    func validate() throws {
+        guard (centres != nil) == (images.out != nil) else {
+            throw ValidationError("--centres goes with --out (file mode); --model and --set read the model from the store")
+        }
+    }
 
     func run() async throws {
         var options: VLADOptions = []
@@ -64,6 +103,7 @@ struct EncodeVLAD: AsyncParsableCommand {
         if normalizeComponents { options.insert(.normalizeComponents) }
         if normalizeMass { options.insert(.normalizeMass) }
         if unnormalized { options.insert(.unnormalized) }
+        guard let centres else { return try await images.encodeIntoStore(.vlad, flags: options.rawValue) }
         try await images.encode(with: VLADEncoder(codebook: try ModelFiles.codebook(centres: centres), options: options),
                                 name: "VLAD")
     }
@@ -72,14 +112,21 @@ struct EncodeVLAD: AsyncParsableCommand {
 struct EncodeFisher: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "fisher", abstract: "Fisher vectors (VLFeat vl_fisher_encode semantics).")
 
-    @Option(help: "GMM means (K×D .npy).") var means: String
-    @Option(help: "GMM variances σ² (K×D .npy).") var variances: String
-    @Option(help: "GMM priors (K .npy).") var priors: String
+    @Option(help: "File mode: GMM means (K×D .npy).") var means: String?
+    @Option(help: "File mode: GMM variances σ² (K×D .npy).") var variances: String?
+    @Option(help: "File mode: GMM priors (K .npy).") var priors: String?
     @OptionGroup var images: ImageOptions
     @Flag(help: "Signed square root of every value.") var squareRoot = false
     @Flag(help: "Global L2 normalisation.") var normalized = false
     @Flag(help: "Improved Fisher vector: --square-root and --normalized.") var improved = false
     @Flag(help: "Hard-assign each descriptor to its most likely component.") var fast = false
+
+    func validate() throws {
+        let files = [means, variances, priors].compactMap { $0 }.count
+        guard (files == 3 && images.out != nil) || (files == 0 && images.out == nil) else {
+            throw ValidationError("--means, --variances and --priors go with --out (file mode); --model and --set read the model from the store")
+        }
+    }
 
     func run() async throws {
         var options: FisherOptions = []
@@ -87,6 +134,7 @@ struct EncodeFisher: AsyncParsableCommand {
         if normalized { options.insert(.normalized) }
         if improved { options.formUnion(.improved) }
         if fast { options.insert(.fast) }
+        guard let means, let variances, let priors else { return try await images.encodeIntoStore(.fisher, flags: options.rawValue) }
         let model = try ModelFiles.gaussianMixture(means: means, variances: variances, priors: priors)
         try await images.encode(with: try FisherEncoder(model: model, options: options), name: "Fisher")
     }

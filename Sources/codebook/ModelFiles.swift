@@ -1,6 +1,18 @@
 import Clustering
 import Descriptors
 
+import Cluster
+import ZeroMQ
+
+/// A GMM from a reply's arrays (means, variances, priors).
+enum GaussianMixtureModelFiles {
+    static func model(from message: WireMessage, k: Int, dimension: Int) throws -> GaussianMixtureModel {
+        try GaussianMixtureModel(k: k, dimension: dimension, means: try message.array(0, as: Float.self, count: k * dimension),
+                                 variances: try message.array(1, as: Float.self, count: k * dimension),
+                                 priors: try message.array(2, as: Float.self, count: k))
+    }
+}
+
 /// Models as .npy files: centres K×D; GMM as PREFIX_means (K×D), PREFIX_variances (K×D, σ²)
 /// and PREFIX_priors (K).
 enum ModelFiles {

@@ -22,13 +22,7 @@ struct TrainingOptions: ParsableArguments {
     @Option(help: "Random seed.") var seed: UInt64 = 0
     @Option(help: "Rows per shard: the unit of work; results depend on it, never on the workers.")
     var shardRows: Int = ShardPlan.defaultShardRows
-    @Option(help: "A running coordinator's clients endpoint (e.g. tcp://HOST:5556). Without it, an embedded cluster runs in this process.")
-    var coordinator: String?
-    @Option(help: "Workers of the embedded cluster (default: one per core).")
-    var localWorkers: Int = ProcessInfo.processInfo.activeProcessorCount
-    @Option(help: "Threads per embedded worker.") var threads: Int = 1
-    @Option(help: "The embedded cluster's store: trained models and job checkpoints (a RocksDB directory).")
-    var store: String = "codebook.db"
+    @OptionGroup var cluster: ClusterOptions
     @Option(help: "Keep the trained model in the coordinator's store under this name.") var name: String?
     @Flag(help: "Overwrite a stored model of the same name.") var replace = false
 
@@ -36,7 +30,6 @@ struct TrainingOptions: ParsableArguments {
         guard k >= 1 else { throw ValidationError("--k must be at least 1") }
         guard iterations >= 1 else { throw ValidationError("--iterations must be at least 1") }
         guard shardRows >= 1 else { throw ValidationError("--shard-rows must be at least 1") }
-        guard localWorkers >= 1, threads >= 1 else { throw ValidationError("--local-workers and --threads must be at least 1") }
     }
 
     /// Checks that the model goes somewhere.
@@ -49,24 +42,13 @@ struct TrainingOptions: ParsableArguments {
 
     /// Submits `job`, prints each iteration, and returns the result.
     func run(_ job: TrainingJob, arrays: [[UInt8]]) async throws -> (JobOutcome, WireMessage) {
-        var embedded: EmbeddedCluster?
-        let client: ClusterClient
-        if let coordinator {
-            client = try ClusterClient(context: try ZeroMQContext(), endpoint: coordinator)
-        } else {
-            var logger = Logger(label: "codebook")
-            logger.logLevel = .warning
-            embedded = try EmbeddedCluster(workers: localWorkers, threadsPerWorker: threads,
-                                           store: try CodebookStore(path: store), logger: logger)
-            client = try embedded!.client()
-        }
+        let (client, embedded) = try cluster.connect()
         defer { embedded?.shutdown() }
         var job = job
         job.name = name
         job.replace = replace
         let id = try client.submit(job, arrays: arrays)
-        print("job \(id): \(job.kind.rawValue) k=\(job.k) on \(job.corpus) "
-              + (coordinator.map { "via \($0)" } ?? "(embedded cluster: \(localWorkers) worker(s) × \(threads) thread(s))"))
+        print("job \(id): \(job.kind.rawValue) k=\(job.k) on \(job.corpus) \(cluster.summary)")
         return try await client.follow(id, iteration: Report.iteration, waiting: { print("  \($0)") })
     }
 }
@@ -143,11 +125,7 @@ struct TrainGMM: AsyncParsableCommand {
                               seed: training.seed, tolerance: tolerance, shardRows: training.shardRows, initialization: start,
                               kmeansIterations: kmeansIterations, varianceFloorRatio: varianceFloor)
         let (outcome, reply) = try await training.run(job, arrays: arrays)
-        let kd = outcome.k * outcome.dimension
-        let model = try GaussianMixtureModel(k: outcome.k, dimension: outcome.dimension,
-                                             means: try reply.array(0, as: Float.self, count: kd),
-                                             variances: try reply.array(1, as: Float.self, count: kd),
-                                             priors: try reply.array(2, as: Float.self, count: outcome.k))
+        let model = try GaussianMixtureModelFiles.model(from: reply, k: outcome.k, dimension: outcome.dimension)
         var wrote = try out.map { try ModelFiles.write(model, prefix: $0) } ?? []
         if let name = training.name { wrote.append("model \"\(name)\" in the store") }
         print("\(outcome.converged ? "converged" : "stopped") after \(outcome.iterations) EM iterations "

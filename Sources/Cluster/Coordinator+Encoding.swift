@@ -1,0 +1,153 @@
+import Clustering
+import Descriptors
+import Encoding
+import Foundation
+import Storage
+
+extension Coordinator {
+    /// Validates an encoding job (model, images, set) and starts it.
+    func accept(_ job: EncodingJob) throws -> UInt64 {
+        let store = try requireStore(for: "set \"\(job.set)\"")
+        _ = try EncodingPlan(job, store: store)
+        let id = try jobs.add(nil, encoding: job)
+        logger.info("encoding job \(id) accepted", metadata: ["set": "\(job.set)", "model": "\(job.model)"])
+        try startEncoding(id, job: job, passesBefore: 0)
+        return id
+    }
+
+    /// Plans what is left of an encoding job and hands it to the workers. A first start with
+    /// `replace` empties the set; a resumed job (`passesBefore` > 0) keeps what is stored.
+    func startEncoding(_ id: UInt64, job: EncodingJob, passesBefore: UInt32) throws {
+        let store = try requireStore(for: "set \"\(job.set)\"")
+        let plan = try EncodingPlan(job, store: store)
+        if job.replace && passesBefore == 0 { try store.deleteSet(named: job.set) }
+        if try store.set(named: job.set) == nil {
+            try store.putSet(named: job.set, try StoredValue(kind: .set, metadata: plan.setRecord))
+        }
+        let remaining = try plan.images.filter { try !store.hasVector(set: job.set, key: $0.key) }
+        let done = plan.images.count - remaining.count
+        jobs.progress(id, imagesDone: done, total: plan.images.count)
+        guard !remaining.isEmpty else {
+            try jobs.finishEncoding(id)
+            return
+        }
+        let spec = RoundSpec(key: RoundKey(job: id, round: passesBefore + 1), corpus: plan.descriptors,
+                             plan: ShardPlan(totalRows: remaining.count, shardRows: max(1, job.imagesPerShard)),
+                             computation: plan.pass.description, model: plan.pass.modelArrays, images: remaining)
+        let vector = VectorRecord(encoding: job.encoding, model: job.model, flags: job.flags)
+        submit(spec, to: EncodingSink(job: id, set: job.set, vector: vector, dimension: plan.pass.encoder.encodedDimension,
+                                      shards: spec.plan.count, imagesDone: done, coordinator: self))
+    }
+}
+
+/// What an encoding job needs, checked against the store: the model, the images, the set.
+struct EncodingPlan {
+    let pass: EncodePass
+    let descriptors: CorpusReference
+    let images: [ImageSlice]
+    let setRecord: SetRecord
+
+    init(_ job: EncodingJob, store: CodebookStore) throws {
+        try CodebookStore.validate(name: job.set, of: "set")
+        guard let value = try store.model(named: job.model) else {
+            throw StoreError(.notFound, "no model named \"\(job.model)\" in the store")
+        }
+        switch (job.encoding, try StoredModel(value, name: job.model)) {
+        case (.vlad, .codebook(let codebook, _)):
+            pass = try EncodePass(encoding: .vlad, flags: job.flags, codebook: codebook)
+        case (.fisher, .gaussianMixture(let model, _)):
+            pass = try EncodePass(encoding: .fisher, flags: job.flags, mixture: model)
+        case (let encoding, let model):
+            throw StoreError(.mismatch, "model \"\(job.model)\" is a \(model.record.kind.rawValue) model; "
+                             + "\(encoding == .vlad ? "VLAD needs a k-means codebook" : "Fisher vectors need a GMM")")
+        }
+        let collection = try ImageCollection(index: job.index, descriptors: job.descriptors)
+        guard collection.isEmpty || collection.dimension == pass.encoder.descriptorDimension else {
+            throw DescriptorError(.dimensionMismatch,
+                                  "descriptors have dimension \(collection.dimension) but model \"\(job.model)\" has \(pass.encoder.descriptorDimension)",
+                                  path: job.descriptors)
+        }
+        images = try collection.map { image in
+            ImageSlice(key: image.key, firstRow: try image.descriptors().firstRow, rowCount: image.rows)
+        }
+        descriptors = try Coordinator.corpusReference(job.descriptors)
+        let options = job.encoding == .vlad
+            ? [("normalizeComponents", 0x1), ("squareRoot", 0x2), ("unnormalized", 0x4), ("normalizeMass", 0x8)]
+            : [("squareRoot", 0x1), ("normalized", 0x2), ("fast", 0x4)]
+        setRecord = SetRecord(encoding: job.encoding, model: job.model, flags: job.flags,
+                              options: options.filter { job.flags & $0.1 != 0 }.map(\.0),
+                              dimension: pass.encoder.encodedDimension, created: ISO8601DateFormatter().string(from: Date()))
+        if !job.replace, let existing = try store.set(named: job.set) {
+            let record = try existing.decode(SetRecord.self, key: "set \(job.set)")
+            guard record.encoding == setRecord.encoding, record.model == setRecord.model, record.flags == setRecord.flags,
+                  record.dimension == setRecord.dimension else {
+                throw StoreError(.mismatch,
+                                 "set \"\(job.set)\" holds \(record.encoding.rawValue) vectors of model \"\(record.model)\" (flags \(record.flags), "
+                                 + "\(record.dimension) values); this job makes \(setRecord.encoding.rawValue) vectors of model \"\(job.model)\" "
+                                 + "(flags \(job.flags), \(setRecord.dimension) values). Use another set, or --replace")
+            }
+        }
+    }
+}
+
+/// Writes an encoding pass's vectors to the store as their shards arrive, each shard in
+/// one atomic batch. Called only from the coordinator's I/O thread.
+final class EncodingSink: RoundSink, @unchecked Sendable {
+    // @unchecked Sendable: created by the coordinator, then touched only by its I/O thread.
+    let job: UInt64
+    let set: String
+    let vector: VectorRecord
+    let dimension: Int
+    private var shardsLeft: Int
+    private var imagesDone: Int
+    private weak var coordinator: Coordinator?
+
+    init(job: UInt64, set: String, vector: VectorRecord, dimension: Int, shards: Int, imagesDone: Int, coordinator: Coordinator) {
+        self.job = job
+        self.set = set
+        self.vector = vector
+        self.dimension = dimension
+        shardsLeft = shards
+        self.imagesDone = imagesDone
+        self.coordinator = coordinator
+    }
+
+    private func decode(_ message: WireMessage) throws -> EncodedVectors {
+        let vectors = try EncodedVectors(shape: try message.decode(StatisticsShape.self), message: message)
+        guard vectors.dimension == dimension else {
+            throw WireError.malformed("vectors of \(vectors.dimension) values, the set's have \(dimension)")
+        }
+        return vectors
+    }
+
+    func validate(_ message: WireMessage) throws { _ = try decode(message) }
+
+    func deliver(shard: Int, message: WireMessage) {
+        guard let coordinator, let store = coordinator.store else { return }
+        do {
+            let vectors = try decode(message)
+            let entries = try vectors.keys.enumerated().map { index, key in
+                (set: set, key: key, value: try StoredValue(kind: .vector, metadata: vector,
+                                                            values: Array(vectors.values[index * dimension ..< (index + 1) * dimension])))
+            }
+            try store.putVectors(entries)
+            imagesDone += entries.count
+            coordinator.jobs.progress(job, imagesDone: imagesDone)
+            shardsLeft -= 1
+            if shardsLeft == 0 {
+                try coordinator.jobs.finishEncoding(job)
+                coordinator.logger.info("encoding job \(job) finished", metadata: ["images": "\(imagesDone)"])
+            }
+        } catch {
+            fail("shard \(shard): \(error)")
+            coordinator.cancelPasses(of: job)
+        }
+    }
+
+    func fail(_ message: String) {
+        coordinator?.jobs.fail(job, message: message)
+        coordinator?.logger.warning("encoding job \(job) failed", metadata: ["error": "\(message)"])
+    }
+
+    func addDispatchTime(_ seconds: Double) {}
+}

@@ -1,0 +1,56 @@
+import Storage
+import ZeroMQ
+
+extension Coordinator {
+    /// The reply to a client's request (never throws: failures become ERROR-REPLY).
+    func answer(_ request: WireMessage, state: CoordinatorState, now: Double) -> WireMessage {
+        let job = request.header.job
+        do {
+            return try reply(to: request, state: state, now: now)
+        } catch let error as StoreError where error.code == .notFound {
+            return WireMessage(header: WireHeader(.errorReply, job: job),
+                               metadata: FailureReport(message: error.message, code: "not-found"))
+        } catch let error as ClusterError where error.isNotFound {
+            return WireMessage(header: WireHeader(.errorReply, job: job),
+                               metadata: FailureReport(message: error.message, code: "not-found"))
+        } catch {
+            return WireMessage(header: WireHeader(.errorReply, job: job), metadata: FailureReport(message: "\(error)"))
+        }
+    }
+
+    private func reply(to request: WireMessage, state: CoordinatorState, now: Double) throws -> WireMessage {
+        let job = request.header.job
+        switch request.header.type {
+        case .submit:
+            let id = try accept(try request.decode(TrainingJob.self), arrays: request.arrays)
+            return WireMessage(header: WireHeader(.accepted, job: id), metadata: JobTicket(job: id))
+        case .submitEncoding:
+            let id = try accept(try request.decode(EncodingJob.self))
+            return WireMessage(header: WireHeader(.accepted, job: id), metadata: JobTicket(job: id))
+        case .progress:
+            guard let record = jobs[job]?.record else { throw StoreError(.notFound, "no job \(job)") }
+            let since = (try? request.decode(ProgressRequest.self).since) ?? 0
+            var message = record.message
+            if record.state == .running && state.isWaitingForWorkers { message = "waiting: no workers alive" }
+            let progress = JobProgress(job: job, state: record.state, iterations: Array(record.iterations.dropFirst(max(0, since))),
+                                       message: message, imagesDone: record.imagesDone, imagesTotal: record.imagesTotal)
+            return WireMessage(header: WireHeader(.progressReply, job: job), metadata: progress)
+        case .fetchResult:
+            guard let entry = jobs[job] else { throw StoreError(.notFound, "no job \(job)") }
+            guard let outcome = entry.record.outcome else {
+                throw ClusterError(entry.record.state == .failed ? "job \(job) failed: \(entry.record.message ?? "")"
+                                   : entry.record.encoding != nil ? "job \(job) is an encoding job: its vectors are in set \"\(entry.record.encoding!.set)\""
+                                   : "job \(job) is still running")
+            }
+            return WireMessage(header: WireHeader(.resultReply, job: job), metadata: outcome, arrays: entry.modelArrays)
+        case .status:
+            var status = state.status(now: now)
+            status.jobs = jobs.summaries
+            return WireMessage(header: WireHeader(.statusReply), metadata: status)
+        case .get, .list, .describe, .catalog, .importModel:
+            return try StoreQueries(store: try requireStore(for: "models and vectors")).request(request)
+        default:
+            throw ClusterError("\(request.header.type) is not a client request")
+        }
+    }
+}

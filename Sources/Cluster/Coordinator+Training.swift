@@ -1,0 +1,112 @@
+import Descriptors
+import Storage
+import ZeroMQ
+
+extension Coordinator {
+    /// Validates a training job against its corpus (and the store, for a named model) and starts it.
+    func accept(_ job: TrainingJob, arrays: [[UInt8]]) throws -> UInt64 {
+        let corpus = try Self.corpusReference(job.corpus)
+        let initialization = try TrainingJobRunner.validate(job, corpus: corpus, arrays: arrays)
+        if let name = job.name {
+            let store = try requireStore(for: "model \"\(name)\"")
+            try CodebookStore.validate(name: name, of: "model")
+            if job.replace != true, try store.model(named: name) != nil {
+                throw StoreError(.exists, "a model named \"\(name)\" exists; pass --replace to overwrite it")
+            }
+        }
+        let initialValues = try arrays.flatMap { try Frame.decode($0, as: Float.self) }
+        let id = try jobs.add(job, initialValues: initialValues)
+        logger.info("job \(id) accepted", metadata: ["kind": "\(job.kind.rawValue)", "corpus": "\(job.corpus)", "k": "\(job.k)"])
+        launch(id, job: job, corpus: corpus, initialization: initialization, resumingFrom: nil)
+        return id
+    }
+
+    func requireStore(for what: String) throws -> CodebookStore {
+        guard let store else {
+            throw StoreError(.notFound, "this coordinator has no store to keep \(what) in (start it with --store)")
+        }
+        return store
+    }
+
+    static func corpusReference(_ path: String) throws -> CorpusReference {
+        let matrix = try DescriptorMatrix.open(path: path)
+        return CorpusReference(path: path, rows: matrix.rows, dimension: matrix.dimension, fileSize: matrix.file?.size ?? 0)
+    }
+
+    /// Runs a training job as a task: iterations and checkpoints go to the registry (and store).
+    func launch(_ id: UInt64, job: TrainingJob, corpus: CorpusReference, initialization: TrainingJobRunner.Initialization,
+                resumingFrom resume: TrainingJobRunner.Checkpoint?, passesBefore: UInt32 = 0) {
+        let backend = ClusterBackend(coordinator: self, job: id, corpus: corpus, shardRows: job.shardRows,
+                                     passesBefore: passesBefore)
+        let jobs = self.jobs, logger = self.logger
+        Task.detached {
+            do {
+                let (outcome, _) = try await TrainingJobRunner.run(
+                    job, id: id, initialization: initialization, backend: backend, resumingFrom: resume,
+                    checkpoint: { checkpoint in
+                        let (record, values) = switch checkpoint {
+                        case .kmeans(let state): StoredCheckpoint.record(state)
+                        case .gmm(let state): StoredCheckpoint.record(state)
+                        }
+                        try jobs.checkpoint(id, record: record, values: values, passes: backend.lastPass)
+                    },
+                    record: { jobs.record($0, job: id) })
+                var model: (name: String, value: StoredValue, replace: Bool)?
+                if let name = job.name, let entry = jobs[id] {
+                    let record = ModelRecord(kind: job.kind, k: outcome.k, dimension: outcome.dimension, source: "trained",
+                                             corpus: corpus, job: job, varianceFloor: outcome.varianceFloor,
+                                             training: entry.record.iterations)
+                    model = (name, try StoredValue(kind: .model, metadata: record, values: entry.checkpointValues),
+                             job.replace ?? false)
+                }
+                try jobs.succeed(id, outcome: outcome, model: model)
+                logger.info("job \(id) finished", metadata: ["iterations": "\(outcome.iterations)"])
+            } catch {
+                jobs.fail(id, message: "\(error)")
+                self.cancelPasses(of: id)
+                logger.warning("job \(id) failed", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+
+    /// Brings back the store's jobs; those that were running resume: training from its last
+    /// checkpoint, encoding with the images not yet stored.
+    func resumeStoredJobs() throws {
+        for (id, entry) in try jobs.restore() where entry.record.state == .running {
+            // At most two passes run between checkpoints; number the new ones well after.
+            let passesBefore = (entry.record.passes ?? 0) + 16
+            do {
+                if let encoding = entry.record.encoding {
+                    logger.info("encoding job \(id) resumed")
+                    try startEncoding(id, job: encoding, passesBefore: passesBefore)
+                } else if let job = entry.record.job {
+                    let corpus = try Self.corpusReference(job.corpus)
+                    let (initialization, resume) = try Self.resumePoint(job, entry: entry, corpus: corpus)
+                    logger.info("job \(id) resumed", metadata: ["iterations done": "\(entry.record.iterations.count)"])
+                    launch(id, job: job, corpus: corpus, initialization: initialization, resumingFrom: resume,
+                           passesBefore: passesBefore)
+                }
+            } catch {
+                jobs.fail(id, message: "cannot resume after a restart: \(error)")
+                logger.warning("job \(id) cannot resume", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+
+    private static func resumePoint(_ job: TrainingJob, entry: JobRegistry.Entry, corpus: CorpusReference) throws
+        -> (TrainingJobRunner.Initialization, TrainingJobRunner.Checkpoint?) {
+        let kd = job.k * corpus.dimension
+        let counts = job.initialization != "given" ? [] : job.kind == .kmeans ? [kd] : [kd, kd, job.k]
+        var arrays: [[UInt8]] = [], offset = 0
+        for count in counts where offset + count <= entry.initialValues.count {
+            arrays.append(Frame.encode(Array(entry.initialValues[offset ..< offset + count])))
+            offset += count
+        }
+        let initialization = try TrainingJobRunner.validate(job, corpus: corpus, arrays: arrays)
+        guard let checkpoint = entry.record.checkpoint else { return (initialization, nil) }
+        let values = entry.checkpointValues
+        return (initialization, job.kind == .kmeans
+            ? .kmeans(try StoredCheckpoint.kmeans(checkpoint, values: values, k: job.k, dimension: corpus.dimension))
+            : .gmm(try StoredCheckpoint.gaussianMixture(checkpoint, values: values, k: job.k, dimension: corpus.dimension)))
+    }
+}

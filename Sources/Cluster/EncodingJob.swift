@@ -1,0 +1,147 @@
+import Clustering
+import Descriptors
+import Encoding
+import ZeroMQ
+
+/// An encoding job as a client submits it (SUBMIT-ENCODING metadata): encode every image of
+/// an index with a stored model and keep each vector in the store under `set/key`.
+public struct EncodingJob: Codable, Sendable, Equatable {
+    public enum Encoding: String, Codable, Sendable { case vlad, fisher }
+
+    public var encoding: Encoding
+    /// The stored model: a k-means codebook for VLAD, a GMM for Fisher vectors.
+    public var model: String
+    /// The descriptor file the index refers to, as the coordinator and workers see it.
+    public var descriptors: String
+    /// The image index (TSV: key, first row, row count), read by the coordinator.
+    public var index: String
+    public var set: String
+    /// VLFeat's flag values: `VLADOptions` or `FisherOptions` raw values.
+    public var flags: Int
+    /// Delete the set first and encode everything again.
+    public var replace: Bool
+    /// Images per shard.
+    public var imagesPerShard: Int
+
+    public init(encoding: Encoding, model: String, descriptors: String, index: String, set: String, flags: Int,
+                replace: Bool, imagesPerShard: Int = 64) {
+        self.encoding = encoding
+        self.model = model
+        self.descriptors = descriptors
+        self.index = index
+        self.set = set
+        self.flags = flags
+        self.replace = replace
+        self.imagesPerShard = imagesPerShard
+    }
+}
+
+/// One image of an encoding task: its key and rows in the descriptor file.
+public struct ImageSlice: Codable, Sendable, Equatable {
+    public var key: String
+    public var firstRow: Int
+    public var rowCount: Int
+
+    public init(key: String, firstRow: Int, rowCount: Int) {
+        self.key = key
+        self.firstRow = firstRow
+        self.rowCount = rowCount
+    }
+}
+
+/// A set as the store keeps it (the metadata of a `sets` value).
+public struct SetRecord: Codable, Sendable, Equatable {
+    public var encoding: EncodingJob.Encoding
+    public var model: String
+    public var flags: Int
+    /// The options by name ("squareRoot", …), for people.
+    public var options: [String]
+    /// Values per vector.
+    public var dimension: Int
+    public var created: String
+}
+
+/// A vector as the store keeps it (the metadata of a `vectors` value); the values follow.
+public struct VectorRecord: Codable, Sendable, Equatable {
+    public var encoding: EncodingJob.Encoding
+    public var model: String
+    public var flags: Int
+}
+
+/// The encoder of a pass, built from the pass's model arrays; each task adds its images.
+public struct EncodePass: WireComputation {
+    public let encoder: any VectorEncoder
+    public let description: PassDescription
+    public let modelArrays: [[UInt8]]
+    /// This task's images (empty for the pass as a whole).
+    public let images: [ImageSlice]
+
+    /// The pass for `model` (a codebook for VLAD, a GMM for Fisher) with `flags`.
+    public init(encoding: EncodingJob.Encoding, flags: Int, codebook: Codebook? = nil, mixture: GaussianMixtureModel? = nil,
+                images: [ImageSlice] = []) throws {
+        switch (encoding, codebook, mixture) {
+        case (.vlad, let codebook?, _):
+            encoder = VLADEncoder(codebook: codebook, options: VLADOptions(rawValue: flags))
+            description = PassDescription(kind: .encodeVLAD, dimension: codebook.dimension, k: codebook.k, flags: flags)
+            modelArrays = [Frame.encode(codebook.centres)]
+        case (.fisher, _, let model?):
+            encoder = try FisherEncoder(model: model, options: FisherOptions(rawValue: flags))
+            description = PassDescription(kind: .encodeFisher, dimension: model.dimension, k: model.k, flags: flags)
+            modelArrays = [Frame.encode(model.means), Frame.encode(model.variances), Frame.encode(model.priors)]
+        default:
+            throw DescriptorError(.invalidArgument, "\(encoding.rawValue) encoding needs a \(encoding == .vlad ? "k-means codebook" : "GMM")")
+        }
+        self.images = images
+    }
+
+    private init(_ pass: EncodePass, images: [ImageSlice]) {
+        encoder = pass.encoder
+        description = pass.description
+        modelArrays = pass.modelArrays
+        self.images = images
+    }
+
+    public func forTask(_ assignment: TaskAssignment) -> EncodePass { EncodePass(self, images: assignment.images ?? []) }
+
+    /// Encodes this task's images from `rows` (the whole descriptor file).
+    public func statistics(of rows: DescriptorMatrix, shard index: Int, workspace: KernelWorkspace) throws -> EncodedVectors {
+        var result = EncodedVectors(dimension: encoder.encodedDimension)
+        result.values.reserveCapacity(images.count * encoder.encodedDimension)
+        for image in images {
+            guard image.firstRow >= 0, image.rowCount >= 0, image.firstRow + image.rowCount <= rows.rows else {
+                throw DescriptorError(.indexOutOfRange,
+                                      "image \(image.key): rows \(image.firstRow)..<\(image.firstRow + image.rowCount) exceed the file's \(rows.rows) rows",
+                                      path: rows.source)
+            }
+            result.values += try encoder.encode(rows.slice(image.firstRow ..< image.firstRow + image.rowCount), workspace: workspace)
+            result.keys.append(image.key)
+        }
+        return result
+    }
+}
+
+/// The vectors of one encoding task, in task order: the RESULT of an encode pass.
+public struct EncodedVectors: WireStatistics, Equatable {
+    public let dimension: Int
+    public var keys: [String] = []
+    public var values: [Float] = []
+
+    public init(dimension: Int) { self.dimension = dimension }
+
+    public mutating func merge(_ other: EncodedVectors) {
+        keys += other.keys
+        values += other.values
+    }
+
+    public var shape: StatisticsShape { StatisticsShape(rows: keys.count, dimension: dimension, samples: keys.count, keys: keys) }
+    /// The vectors f32[n·dimension], row after row.
+    public var arrays: [[UInt8]] { [Frame.encode(values)] }
+
+    public init(shape: StatisticsShape, message: WireMessage) throws {
+        let keys = shape.keys ?? []
+        let d = try PassDecoder.positive(shape.dimension, "dimension")
+        self.init(dimension: d)
+        values = try message.array(0, as: Float.self, count: try PassDecoder.product(keys.count, d))
+        self.keys = keys
+    }
+}

@@ -1,0 +1,93 @@
+/// GET metadata: full vector keys (`set/imageKey`), at most `GetRequest.maximumKeys`.
+public struct GetRequest: Codable, Sendable, Equatable {
+    public static let maximumKeys = 4096
+    public var keys: [String]
+    public init(keys: [String]) { self.keys = keys }
+}
+
+/// One key of a GET-REPLY; found vectors' values follow as one f32 array each, in order.
+public struct VectorEntry: Codable, Sendable, Equatable {
+    public var key: String
+    public var found: Bool
+    public var encoding: EncodingJob.Encoding?
+    public var model: String?
+    public var flags: Int?
+    public var dimension: Int?
+}
+
+/// GET-REPLY metadata.
+public struct GetReply: Codable, Sendable, Equatable {
+    public var entries: [VectorEntry]
+}
+
+/// LIST metadata: vector keys starting with `prefix`, after `after`, at most `limit`
+/// (at most `ListRequest.maximumLimit`).
+public struct ListRequest: Codable, Sendable, Equatable {
+    public static let maximumLimit = 100_000
+    public var prefix: String
+    public var after: String?
+    public var limit: Int
+    public init(prefix: String, after: String? = nil, limit: Int) {
+        self.prefix = prefix
+        self.after = after
+        self.limit = limit
+    }
+}
+
+/// LIST-REPLY metadata: pass the last key as `after` for the next page while `more`.
+public struct ListReply: Codable, Sendable, Equatable {
+    public var keys: [String]
+    public var more: Bool
+}
+
+/// DESCRIBE metadata: one model or one set; `values` asks for a model's arrays.
+public struct DescribeRequest: Codable, Sendable, Equatable {
+    public var model: String?
+    public var set: String?
+    public var values: Bool?
+    public init(model: String? = nil, set: String? = nil, values: Bool? = nil) {
+        self.model = model
+        self.set = set
+        self.values = values
+    }
+}
+
+/// DESCRIBE-REPLY metadata; with `values`, a model's arrays follow (centres; or means,
+/// variances, priors).
+public struct DescribeReply: Codable, Sendable, Equatable {
+    public var model: ModelRecord?
+    public var set: SetRecord?
+}
+
+/// IMPORT metadata: store the model in the arrays (centres; or means, variances, priors)
+/// under `name`. Replied to with DESCRIBE-REPLY.
+public struct ImportRequest: Codable, Sendable, Equatable {
+    public var name: String
+    public var kind: TrainingJob.Kind
+    public var k: Int
+    public var dimension: Int
+    public var replace: Bool
+    public init(name: String, kind: TrainingJob.Kind, k: Int, dimension: Int, replace: Bool) {
+        self.name = name
+        self.kind = kind
+        self.k = k
+        self.dimension = dimension
+        self.replace = replace
+    }
+}
+
+/// CATALOG-REPLY metadata: every model and set.
+public struct CatalogReply: Codable, Sendable, Equatable {
+    public struct Model: Codable, Sendable, Equatable {
+        public var name: String
+        public var record: ModelRecord
+    }
+
+    public struct Set: Codable, Sendable, Equatable {
+        public var name: String
+        public var record: SetRecord
+    }
+
+    public var models: [Model]
+    public var sets: [Set]
+}

@@ -1,0 +1,44 @@
+/// Anything that answers Codebook's client requests: a coordinator over ZeroMQ
+/// (`ClusterClient`) or a store read directly (`StoreQueries`). The queries below work with
+/// either.
+public protocol Requester {
+    /// The reply to `message`; throws `ClusterError` for an error (not-found included).
+    func request(_ message: WireMessage) throws -> WireMessage
+}
+
+extension Requester {
+    /// Vectors by full key (`set/imageKey`): each entry, with the values of those found.
+    /// A single missing key throws a not-found `ClusterError`.
+    public func get(_ keys: [String]) throws -> [(entry: VectorEntry, values: [Float]?)] {
+        let reply = try request(WireMessage(header: WireHeader(.get), metadata: GetRequest(keys: keys)))
+        var next = 0
+        return try reply.decode(GetReply.self).entries.map { entry in
+            guard entry.found else { return (entry, nil) }
+            defer { next += 1 }
+            return (entry, try reply.array(next, as: Float.self, count: entry.dimension))
+        }
+    }
+
+    /// One page of vector keys starting with `prefix`.
+    public func list(prefix: String, after: String? = nil, limit: Int) throws -> ListReply {
+        try request(WireMessage(header: WireHeader(.list), metadata: ListRequest(prefix: prefix, after: after, limit: limit)))
+            .decode(ListReply.self)
+    }
+
+    /// A model's or a set's record; with `values`, the reply's arrays hold the model.
+    public func describe(_ query: DescribeRequest) throws -> (DescribeReply, WireMessage) {
+        let reply = try request(WireMessage(header: WireHeader(.describe), metadata: query))
+        return (try reply.decode(DescribeReply.self), reply)
+    }
+
+    public func catalog() throws -> CatalogReply {
+        try request(WireMessage(header: WireHeader(.catalog))).decode(CatalogReply.self)
+    }
+
+    /// Stores a model (VLFeat's or another trainer's) under `name`.
+    public func importModel(_ request: ImportRequest, arrays: [[UInt8]]) throws -> ModelRecord {
+        let reply = try self.request(WireMessage(header: WireHeader(.importModel), metadata: request, arrays: arrays))
+        guard let record = try reply.decode(DescribeReply.self).model else { throw ClusterError("IMPORT answered without a model") }
+        return record
+    }
+}

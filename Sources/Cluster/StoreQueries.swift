@@ -1,0 +1,112 @@
+import Clustering
+import Storage
+import ZeroMQ
+
+/// The store's side of the client protocol: GET, LIST, DESCRIBE, CATALOG and IMPORT,
+/// answered from a `CodebookStore`. The coordinator answers them with this; so do readers
+/// that open the store directly (a RocksDB secondary instance).
+public struct StoreQueries: Requester {
+    public let store: CodebookStore
+
+    public init(store: CodebookStore) { self.store = store }
+
+    public func request(_ message: WireMessage) throws -> WireMessage {
+        do {
+            switch message.header.type {
+            case .get: return try get(try message.decode(GetRequest.self))
+            case .list: return try list(try message.decode(ListRequest.self))
+            case .describe: return try describe(try message.decode(DescribeRequest.self))
+            case .catalog: return try catalog()
+            case .importModel: return try importModel(try message.decode(ImportRequest.self), message: message)
+            default: throw ClusterError("\(message.header.type) is not a store query")
+            }
+        } catch let error as StoreError where error.code == .notFound {
+            throw ClusterError(error.message, isNotFound: true)
+        }
+    }
+
+    private func get(_ request: GetRequest) throws -> WireMessage {
+        guard request.keys.count <= GetRequest.maximumKeys else {
+            throw ClusterError("at most \(GetRequest.maximumKeys) keys per GET (got \(request.keys.count))")
+        }
+        var entries: [VectorEntry] = [], arrays: [[UInt8]] = []
+        for key in request.keys {
+            guard let slash = key.firstIndex(of: "/"),
+                  let value = try store.vector(set: String(key[..<slash]), key: String(key[key.index(after: slash)...])) else {
+                entries.append(VectorEntry(key: key, found: false))
+                continue
+            }
+            let record = try value.decode(VectorRecord.self, key: key)
+            entries.append(VectorEntry(key: key, found: true, encoding: record.encoding, model: record.model,
+                                       flags: record.flags, dimension: value.values.count))
+            arrays.append(Frame.encode(value.values))
+        }
+        if request.keys.count == 1, entries[0].found == false {
+            throw StoreError(.notFound, "no vector \(request.keys[0])")
+        }
+        return WireMessage(header: WireHeader(.getReply), metadata: GetReply(entries: entries), arrays: arrays)
+    }
+
+    private func list(_ request: ListRequest) throws -> WireMessage {
+        guard request.limit >= 1, request.limit <= ListRequest.maximumLimit else {
+            throw ClusterError("limit must be 1…\(ListRequest.maximumLimit) (got \(request.limit))")
+        }
+        let keys = try store.vectorKeys(prefix: request.prefix, after: request.after, limit: request.limit + 1)
+        return WireMessage(header: WireHeader(.listReply),
+                           metadata: ListReply(keys: Array(keys.prefix(request.limit)), more: keys.count > request.limit))
+    }
+
+    private func describe(_ request: DescribeRequest) throws -> WireMessage {
+        if let name = request.model {
+            guard let value = try store.model(named: name) else { throw StoreError(.notFound, "no model named \"\(name)\"") }
+            let model = try StoredModel(value, name: name)
+            return WireMessage(header: WireHeader(.describeReply), metadata: DescribeReply(model: model.record),
+                               arrays: request.values == true ? Self.arrays(of: model) : [])
+        }
+        if let name = request.set {
+            guard let value = try store.set(named: name) else { throw StoreError(.notFound, "no set named \"\(name)\"") }
+            return WireMessage(header: WireHeader(.describeReply),
+                               metadata: DescribeReply(set: try value.decode(SetRecord.self, key: "set \(name)")))
+        }
+        throw ClusterError("DESCRIBE needs a model or a set")
+    }
+
+    static func arrays(of model: StoredModel) -> [[UInt8]] {
+        switch model {
+        case .codebook(let codebook, _): [Frame.encode(codebook.centres)]
+        case .gaussianMixture(let mixture, _): [Frame.encode(mixture.means), Frame.encode(mixture.variances), Frame.encode(mixture.priors)]
+        }
+    }
+
+    private func catalog() throws -> WireMessage {
+        let catalog = CatalogReply(
+            models: try store.modelNames().map { name in
+                CatalogReply.Model(name: name, record: try StoredModel(try store.model(named: name)!, name: name).record)
+            },
+            sets: try store.setNames().map { name in
+                CatalogReply.Set(name: name, record: try store.set(named: name)!.decode(SetRecord.self, key: "set \(name)"))
+            })
+        return WireMessage(header: WireHeader(.catalogReply), metadata: catalog)
+    }
+
+    private func importModel(_ request: ImportRequest, message: WireMessage) throws -> WireMessage {
+        let k = request.k, d = request.dimension, kd = try PassDecoder.product(k, d)
+        let record = ModelRecord(kind: request.kind, k: k, dimension: d, source: "imported")
+        let model: StoredModel
+        do {
+            switch request.kind {
+            case .kmeans:
+                model = .codebook(try Codebook(k: k, dimension: d, centres: try message.array(0, as: Float.self, count: kd)), record)
+            case .gmm:
+                model = .gaussianMixture(try GaussianMixtureModel(k: k, dimension: d,
+                                                                  means: try message.array(0, as: Float.self, count: kd),
+                                                                  variances: try message.array(1, as: Float.self, count: kd),
+                                                                  priors: try message.array(2, as: Float.self, count: k)), record)
+            }
+        } catch let error as WireError {
+            throw ClusterError("the imported arrays do not fit k=\(k), D=\(d): \(error)")
+        }
+        try store.putModel(named: request.name, try model.value(), replace: request.replace)
+        return WireMessage(header: WireHeader(.describeReply), metadata: DescribeReply(model: record))
+    }
+}

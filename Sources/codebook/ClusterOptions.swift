@@ -1,0 +1,39 @@
+import ArgumentParser
+import Cluster
+import Foundation
+import Logging
+import Storage
+import ZeroMQ
+
+/// Where a job runs: a running coordinator, or an embedded cluster in this process.
+struct ClusterOptions: ParsableArguments {
+    @Option(help: "A running coordinator's clients endpoint (e.g. tcp://HOST:5556). Without it, an embedded cluster runs in this process.")
+    var coordinator: String?
+    @Option(help: "Workers of the embedded cluster (default: one per core).")
+    var localWorkers: Int = ProcessInfo.processInfo.activeProcessorCount
+    @Option(help: "Threads per embedded worker.") var workerThreads: Int = 1
+    @Option(help: "The embedded cluster's store: models, vectors and job checkpoints (a RocksDB directory).")
+    var store: String = "codebook.db"
+
+    func validate() throws {
+        guard localWorkers >= 1, workerThreads >= 1 else {
+            throw ValidationError("--local-workers and --worker-threads must be at least 1")
+        }
+    }
+
+    /// A client of the coordinator, and the embedded cluster to shut down after, if one was started.
+    func connect() throws -> (ClusterClient, EmbeddedCluster?) {
+        if let coordinator {
+            return (try ClusterClient(context: try ZeroMQContext(), endpoint: coordinator), nil)
+        }
+        var logger = Logger(label: "codebook")
+        logger.logLevel = .warning
+        let embedded = try EmbeddedCluster(workers: localWorkers, threadsPerWorker: workerThreads,
+                                           store: try CodebookStore(path: store), logger: logger)
+        return (try embedded.client(), embedded)
+    }
+
+    var summary: String {
+        coordinator.map { "via \($0)" } ?? "(embedded cluster: \(localWorkers) worker(s) × \(workerThreads) thread(s), store \(store))"
+    }
+}
