@@ -34,13 +34,23 @@ extension Coordinator {
     }
 
     /// Runs a training job as a task: iterations and checkpoints go to the registry (and store).
+    /// The task holds the coordinator only while the job runs (see `stop()`).
     func launch(_ id: UInt64, job: TrainingJob, corpus: CorpusReference, initialization: TrainingJobRunner.Initialization,
                 resumingFrom resume: TrainingJobRunner.Checkpoint?, passesBefore: UInt32 = 0) {
+        let done = trackJobTask()
+        Task.detached(executorPreference: JobExecutor.shared) { [weak self] in
+            await self?.run(id, job: job, corpus: corpus, initialization: initialization, resumingFrom: resume,
+                            passesBefore: passesBefore)
+            done.signal()
+        }
+    }
+
+    private func run(_ id: UInt64, job: TrainingJob, corpus: CorpusReference, initialization: TrainingJobRunner.Initialization,
+                     resumingFrom resume: TrainingJobRunner.Checkpoint?, passesBefore: UInt32) async {
         let backend = ClusterBackend(coordinator: self, job: id, corpus: corpus, shardRows: job.shardRows,
                                      passesBefore: passesBefore)
-        let jobs = self.jobs, logger = self.logger
-        Task.detached {
-            do {
+        let jobs = self.jobs
+        do {
                 let (outcome, _) = try await TrainingJobRunner.run(
                     job, id: id, initialization: initialization, backend: backend, resumingFrom: resume,
                     checkpoint: { checkpoint in
@@ -61,11 +71,10 @@ extension Coordinator {
                 }
                 try jobs.succeed(id, outcome: outcome, model: model)
                 logger.info("job \(id) finished", metadata: ["iterations": "\(outcome.iterations)"])
-            } catch {
-                jobs.fail(id, message: "\(error)")
-                self.cancelPasses(of: id)
-                logger.warning("job \(id) failed", metadata: ["error": "\(error)"])
-            }
+        } catch {
+            jobs.fail(id, message: "\(error)")
+            cancelPasses(of: id)
+            logger.warning("job \(id) failed", metadata: ["error": "\(error)"])
         }
     }
 

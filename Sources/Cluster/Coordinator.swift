@@ -24,6 +24,7 @@ public final class Coordinator: @unchecked Sendable {
     private let bound = Mutex<(workers: String, clients: String)?>(nil)
     private let finished = DispatchSemaphore(value: 0)
     private let counters = Mutex<(malformed: Int, requests: Int)>((0, 0))
+    private let jobTasks = Mutex<[DispatchSemaphore]>([])
 
     private enum Command {
         case start(RoundSpec, any RoundSink)
@@ -85,9 +86,21 @@ public final class Coordinator: @unchecked Sendable {
     }
 
     /// Stops the I/O thread after it has finished the message in hand, and waits for it.
+    /// Then waits for the job tasks, which the stopped loop has failed, to let go of the
+    /// coordinator, so that its last reference, and the store's, stays with the caller.
     public func stop() {
         inbox.withLock { $0.append(.stop) }
         finished.wait()
+        for task in jobTasks.withLock({ tasks in defer { tasks.removeAll() }; return tasks }) {
+            _ = task.wait(timeout: .now() + 30)
+        }
+    }
+
+    /// A semaphore the caller signals when a job task has ended.
+    func trackJobTask() -> DispatchSemaphore {
+        let done = DispatchSemaphore(value: 0)
+        jobTasks.withLock { $0.append(done) }
+        return done
     }
 
     /// Messages that could not be decoded, counted since start.

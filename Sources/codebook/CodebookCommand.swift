@@ -11,6 +11,12 @@ struct CodebookCommand: AsyncParsableCommand {
                       GetCommand.self, ListCommand.self, ModelsCommand.self, ExportCommand.self, ImportCommand.self])
 }
 
+/// Prints a progress line and flushes it, so it shows at once even in a pipe or a log file.
+func progressLine(_ text: String) {
+    print(text)
+    fflush(nil)
+}
+
 /// Options every compute command takes.
 struct ComputeOptions: ParsableArguments {
     @Option(help: "Threads to compute with (default: one per core).")

@@ -47,12 +47,12 @@ struct ImageOptions: ParsableArguments {
         defer { embedded?.shutdown() }
         let started = Date()
         let id = try client.submit(job)
-        print("job \(id): \(encoding.rawValue) of \(job.index) with model \(job.model) into set \(job.set) \(cluster.summary)")
+        progressLine("job \(id): \(encoding.rawValue) of \(job.index) with model \(job.model) into set \(job.set) \(cluster.summary)")
         var lastReport = Date.distantPast
         let final = try await client.wait(for: id) { progress in
             guard Date().timeIntervalSince(lastReport) >= 1, let done = progress.imagesDone, let total = progress.imagesTotal else { return }
             lastReport = Date()
-            print("  \(done)/\(total) images stored" + (progress.message.map { " (\($0))" } ?? ""))
+            progressLine("  \(done)/\(total) images stored" + (progress.message.map { " (\($0))" } ?? ""))
         }
         print(String(format: "stored %d images in set %@ in %.2f s", final.imagesTotal ?? 0, job.set, Date().timeIntervalSince(started)))
     }

@@ -48,8 +48,8 @@ struct TrainingOptions: ParsableArguments {
         job.name = name
         job.replace = replace
         let id = try client.submit(job, arrays: arrays)
-        print("job \(id): \(job.kind.rawValue) k=\(job.k) on \(job.corpus) \(cluster.summary)")
-        return try await client.follow(id, iteration: Report.iteration, waiting: { print("  \($0)") })
+        progressLine("job \(id): \(job.kind.rawValue) k=\(job.k) on \(job.corpus) \(cluster.summary)")
+        return try await client.follow(id, iteration: Report.iteration, waiting: { progressLine("  \($0)") })
     }
 }
 
@@ -137,10 +137,10 @@ struct TrainGMM: AsyncParsableCommand {
 enum Report {
     static func iteration(_ record: IterationRecord) {
         if record.phase == "kmeans" {
-            print(String(format: "k-means %3d  objective/row %.6g  %.3f s  clusters %.0f..%.0f  empty repaired %d",
+            progressLine(String(format: "k-means %3d  objective/row %.6g  %.3f s  clusters %.0f..%.0f  empty repaired %d",
                          record.iteration, record.valuePerRow, record.seconds, record.smallest, record.largest, record.repaired))
         } else {
-            print(String(format: "EM %3d  log-likelihood/row %.6f  %.3f s  priors %.3g..%.3g  empty repaired %d",
+            progressLine(String(format: "EM %3d  log-likelihood/row %.6f  %.3f s  priors %.3g..%.3g  empty repaired %d",
                          record.iteration, record.valuePerRow, record.seconds, record.smallest, record.largest, record.repaired))
         }
     }

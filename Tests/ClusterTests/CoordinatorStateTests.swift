@@ -1,0 +1,292 @@
+@testable import Cluster
+import Descriptors
+import Testing
+import ZeroMQ
+
+/// The coordinator's state machine, driven by hand with an injected clock: no sockets, no sleeps.
+@Suite struct CoordinatorStateTests {
+    static let alice: WorkerID = Array("alice".utf8)
+    static let bob: WorkerID = Array("bob".utf8)
+    static let carol: WorkerID = Array("carol".utf8)
+    static let model: [[UInt8]] = [Frame.encode([Float](repeating: 1, count: 8))]
+
+    static func spec(job: UInt64 = 1, round: UInt32 = 1, shards: Int = 10) -> RoundSpec {
+        let corpus = CorpusReference(path: "/data/corpus.fvecs", rows: shards * 100, dimension: 4, fileSize: shards * 100 * 20)
+        return RoundSpec(key: RoundKey(job: job, round: round), corpus: corpus,
+                         plan: ShardPlan(totalRows: shards * 100, shardRows: 100),
+                         computation: PassDescription(kind: .kmeansAssignment, dimension: 4, k: 2, withSquares: false),
+                         model: model)
+    }
+
+    static func ready(_ name: String, threads: Int) -> WireMessage {
+        WireMessage(header: WireHeader(.ready), metadata: WorkerIntroduction(name: name, threads: threads))
+    }
+
+    static func result(job: UInt64 = 1, round: UInt32 = 1, shard: Int) -> WireMessage {
+        WireMessage(header: WireHeader(.result, job: job, round: round, shard: UInt32(shard)),
+                    metadata: StatisticsShape(rows: 100, dimension: 4, k: 2, withSquares: false))
+    }
+
+    static func failure(job: UInt64 = 1, round: UInt32 = 1, shard: Int, retry: Bool, message: String = "disk on fire") -> WireMessage {
+        WireMessage(header: WireHeader(.failure, job: job, round: round, shard: UInt32(shard)),
+                    metadata: FailureReport(message: message, retry: retry))
+    }
+
+    /// The TASKs among `directives`: (worker, shard, includesModel, model frames).
+    static func tasks(_ directives: [CoordinatorState.Directive]) -> [(worker: WorkerID, shard: Int, includesModel: Bool, arrays: Int)] {
+        directives.compactMap { directive in
+            guard case .send(let worker, let message) = directive, message.header.type == .task,
+                  let assignment = try? message.decode(TaskAssignment.self) else { return nil }
+            return (worker, Int(message.header.shard), assignment.includesModel, message.arrays.count)
+        }
+    }
+
+    static func delivered(_ directives: [CoordinatorState.Directive]) -> [Int] {
+        directives.compactMap { if case .deliver(_, let shard, _) = $0 { shard } else { nil } }
+    }
+
+    static func sends(_ directives: [CoordinatorState.Directive], of type: MessageType) -> [WorkerID] {
+        directives.compactMap {
+            if case .send(let worker, let message) = $0, message.header.type == type { worker } else { nil }
+        }
+    }
+
+    @Test func shardsGoInAscendingOrderToTheLeastLoadedWorkerUpToThreadsPlusOne() throws {
+        var state = CoordinatorState()
+        _ = state.receive(Self.ready("alice", threads: 1), from: Self.alice, now: 0)
+        let welcome = state.receive(Self.ready("bob", threads: 2), from: Self.bob, now: 0)
+        #expect(Self.sends(welcome, of: .welcome) == [Self.bob])
+        let terms = try #require(welcome.compactMap { if case .send(_, let m) = $0, m.header.type == .welcome { m } else { nil } }.first)
+        #expect(try terms.decode(HeartbeatTerms.self) == HeartbeatTerms(intervalMilliseconds: 1000, liveness: 3))
+
+        let tasks = Self.tasks(state.start(Self.spec(shards: 10), now: 0))
+        // alice: 1 thread → 2 in flight; bob: 2 threads → 3 in flight; ties go to the first worker.
+        #expect(tasks.map(\.shard) == [0, 1, 2, 3, 4])
+        #expect(tasks.map(\.worker) == [Self.alice, Self.bob, Self.alice, Self.bob, Self.bob])
+        let status = state.status(now: 0)
+        #expect(status.workers.map(\.tasksInFlight) == [2, 3])
+        #expect(status.passes.first?.queued == 5)
+        #expect(status.passes.first?.inFlight == 5)
+
+        // Each result frees one slot: the next queued shard, in order, goes to the freed worker.
+        let next = Self.tasks(state.receive(Self.result(shard: 1), from: Self.bob, now: 0.1))
+        #expect(next.map(\.shard) == [5] && next.map(\.worker) == [Self.bob])
+        let after = Self.tasks(state.receive(Self.result(shard: 0), from: Self.alice, now: 0.2))
+        #expect(after.map(\.shard) == [6] && after.map(\.worker) == [Self.alice])
+    }
+
+    @Test func taskAssignmentCarriesTheShardRows() throws {
+        var state = CoordinatorState()
+        _ = state.receive(Self.ready("alice", threads: 1), from: Self.alice, now: 0)
+        let directives = state.start(Self.spec(shards: 3), now: 0)
+        let messages = directives.compactMap { if case .send(_, let m) = $0, m.header.type == .task { m } else { nil } }
+        let assignments = try messages.map { try $0.decode(TaskAssignment.self) }
+        #expect(assignments.map(\.firstRow) == [0, 100])
+        #expect(assignments.map(\.rowCount) == [100, 100])
+        #expect(messages.map(\.header.job) == [1, 1] && messages.map(\.header.round) == [1, 1])
+    }
+
+    @Test func theModelIsSentOncePerWorkerPerPass() {
+        var state = CoordinatorState()
+        _ = state.receive(Self.ready("alice", threads: 1), from: Self.alice, now: 0)
+        _ = state.receive(Self.ready("bob", threads: 1), from: Self.bob, now: 0)
+        var tasks = Self.tasks(state.start(Self.spec(shards: 8), now: 0))
+        for shard in 0..<8 {
+            let holder = tasks.first { $0.shard == shard }!.worker
+            tasks += Self.tasks(state.receive(Self.result(shard: shard), from: holder, now: Double(shard) * 0.01))
+        }
+        #expect(tasks.map(\.shard) == Array(0..<8))
+        for worker in [Self.alice, Self.bob] {
+            let mine = tasks.filter { $0.worker == worker }
+            #expect(mine.first?.includesModel == true && mine.first?.arrays == 1)
+            #expect(mine.dropFirst().allSatisfy { !$0.includesModel && $0.arrays == 0 })
+        }
+        // The next pass sends the (new) model again, once per worker.
+        let next = Self.tasks(state.start(Self.spec(round: 2, shards: 4), now: 1))
+        #expect(next.count == 4)
+        #expect(next.filter(\.includesModel).map(\.worker) == [Self.alice, Self.bob])
+    }
+
+    @Test func aSilentWorkerIsDeclaredDeadAtTickAndItsShardsGoToAnother() {
+        var state = CoordinatorState()
+        _ = state.receive(Self.ready("alice", threads: 1), from: Self.alice, now: 0)
+        _ = state.receive(Self.ready("bob", threads: 1), from: Self.bob, now: 0)
+        let tasks = Self.tasks(state.start(Self.spec(shards: 6), now: 0))
+        let alices = tasks.filter { $0.worker == Self.alice }.map(\.shard)
+        #expect(alices == [0, 2])
+        // Bob keeps talking; alice falls silent.
+        for t in stride(from: 0.5, through: 3.0, by: 0.5) {
+            _ = state.receive(WireMessage(header: WireHeader(.workerHeartbeat)), from: Self.bob, now: t)
+            let directives = state.tick(now: t)
+            #expect(Self.tasks(directives).isEmpty, "nobody is dead at \(t) s")
+        }
+        #expect(state.status(now: 3).workers.count == 2)
+        // 3 intervals is the limit: dead only once silent for more than that.
+        _ = state.receive(WireMessage(header: WireHeader(.workerHeartbeat)), from: Self.bob, now: 3.05)
+        let directives = state.tick(now: 3.1)
+        #expect(directives.contains { if case .log(let text) = $0 { text.contains("alice") && text.contains("dead") } else { false } })
+        #expect(state.status(now: 3.1).workers.map(\.name) == ["bob"])
+        // Bob is full (2 in flight); as he finishes, alice's shards come to him first, in order.
+        var redispatched: [Int] = []
+        var sent = Self.tasks(state.receive(Self.result(shard: 1), from: Self.bob, now: 3.2))
+        redispatched += sent.map(\.shard)
+        #expect(sent.allSatisfy { $0.worker == Self.bob })
+        sent = Self.tasks(state.receive(Self.result(shard: 3), from: Self.bob, now: 3.3))
+        redispatched += sent.map(\.shard)
+        #expect(redispatched == [0, 2])
+        // A dead worker's late result for a shard now held by bob is still taken, once.
+        let late = state.receive(Self.result(shard: 0), from: Self.alice, now: 3.4)
+        #expect(Self.delivered(late) == [0])
+        #expect(Self.sends(late, of: .resync) == [Self.alice], "an unknown worker is asked to introduce itself")
+        let bobs = state.receive(Self.result(shard: 0), from: Self.bob, now: 3.5)
+        #expect(Self.delivered(bobs).isEmpty)
+        #expect(state.droppedResults == 1)
+    }
+
+    @Test func heartbeatsGoToWorkersEveryInterval() {
+        var state = CoordinatorState()
+        _ = state.receive(Self.ready("alice", threads: 1), from: Self.alice, now: 0)
+        #expect(Self.sends(state.tick(now: 0.5), of: .coordinatorHeartbeat).isEmpty)
+        _ = state.receive(WireMessage(header: WireHeader(.workerHeartbeat)), from: Self.alice, now: 0.9)
+        #expect(Self.sends(state.tick(now: 1.0), of: .coordinatorHeartbeat) == [Self.alice])
+        #expect(Self.sends(state.tick(now: 1.5), of: .coordinatorHeartbeat).isEmpty)
+    }
+
+    @Test func lateResultsAreDroppedAndCounted() {
+        var state = CoordinatorState()
+        _ = state.receive(Self.ready("alice", threads: 4), from: Self.alice, now: 0)
+        _ = state.start(Self.spec(job: 1, shards: 2), now: 0)
+        #expect(Self.delivered(state.receive(Self.result(shard: 0), from: Self.alice, now: 0.1)) == [0])
+        #expect(Self.delivered(state.receive(Self.result(shard: 1), from: Self.alice, now: 0.1)) == [1])
+        #expect(state.status(now: 0.1).passes.isEmpty, "a pass with every shard merged is over")
+        // For a finished pass.
+        #expect(Self.delivered(state.receive(Self.result(shard: 1), from: Self.alice, now: 0.2)).isEmpty)
+        #expect(state.droppedResults == 1)
+        // For a cancelled job.
+        _ = state.start(Self.spec(job: 2, shards: 3), now: 0.3)
+        state.cancel(job: 2)
+        #expect(state.status(now: 0.3).workers.first?.tasksInFlight == 0)
+        #expect(Self.delivered(state.receive(Self.result(job: 2, shard: 0), from: Self.alice, now: 0.4)).isEmpty)
+        #expect(state.droppedResults == 2)
+        // For a pass that never existed, and for a shard beyond the plan.
+        _ = state.start(Self.spec(job: 3, shards: 2), now: 0.5)
+        #expect(Self.delivered(state.receive(Self.result(job: 3, round: 9, shard: 0), from: Self.alice, now: 0.6)).isEmpty)
+        #expect(Self.delivered(state.receive(Self.result(job: 3, shard: 2), from: Self.alice, now: 0.6)).isEmpty)
+        #expect(Self.delivered(state.receive(Self.result(job: 3, shard: Int(UInt32.max)), from: Self.alice, now: 0.6)).isEmpty)
+        #expect(state.droppedResults == 5)
+        #expect(state.status(now: 0.6).droppedResults == 5)
+    }
+
+    @Test func aDuplicateResultIsDeliveredOnce() {
+        var state = CoordinatorState()
+        _ = state.receive(Self.ready("alice", threads: 1), from: Self.alice, now: 0)
+        _ = state.receive(Self.ready("bob", threads: 1), from: Self.bob, now: 0)
+        _ = state.start(Self.spec(shards: 4), now: 0)
+        var delivered: [Int] = []
+        delivered += Self.delivered(state.receive(Self.result(shard: 2), from: Self.alice, now: 0.1))
+        delivered += Self.delivered(state.receive(Self.result(shard: 2), from: Self.alice, now: 0.1))
+        delivered += Self.delivered(state.receive(Self.result(shard: 2), from: Self.bob, now: 0.1))
+        #expect(delivered == [2])
+        #expect(state.droppedResults == 2)
+        #expect(state.status(now: 0.1).passes.first?.done == 1)
+    }
+
+    @Test func aRetryableFailureRequeuesTheShardAndResendsTheModel() {
+        var state = CoordinatorState()
+        _ = state.receive(Self.ready("alice", threads: 1), from: Self.alice, now: 0)
+        let first = Self.tasks(state.start(Self.spec(shards: 5), now: 0))
+        #expect(first.map(\.shard) == [0, 1])
+        let directives = state.receive(Self.failure(shard: 0, retry: true, message: "no model for pass 1"), from: Self.alice, now: 0.1)
+        #expect(!directives.contains { if case .fail = $0 { true } else { false } })
+        let again = Self.tasks(directives)
+        #expect(again.map(\.shard) == [0], "the shard goes back to the front of the queue")
+        #expect(again.first?.includesModel == true, "a retry after a missing model sends the model again")
+        #expect(state.status(now: 0.1).passes.first?.queued == 3)
+    }
+
+    @Test func aFinalFailureFailsThePassWithTheWorkersMessage() {
+        var state = CoordinatorState()
+        _ = state.receive(Self.ready("alice", threads: 1), from: Self.alice, now: 0)
+        _ = state.start(Self.spec(shards: 5), now: 0)
+        let directives = state.receive(Self.failure(shard: 1, retry: false, message: "rows 100..<200 are unreadable"),
+                                       from: Self.alice, now: 0.1)
+        let failures = directives.compactMap { if case .fail(let key, let why) = $0 { (key, why) } else { nil } }
+        #expect(failures.count == 1)
+        #expect(failures.first?.0 == RoundKey(job: 1, round: 1))
+        #expect(failures.first?.1 == "worker alice: rows 100..<200 are unreadable")
+        #expect(state.status(now: 0.1).passes.isEmpty)
+        #expect(Self.tasks(directives).isEmpty)
+        // A stale failure (for a shard the worker no longer holds) changes nothing.
+        #expect(state.receive(Self.failure(shard: 1, retry: false), from: Self.alice, now: 0.2)
+            .allSatisfy { if case .fail = $0 { false } else { true } })
+    }
+
+    @Test func anUnknownWorkerIsAskedToResync() {
+        var state = CoordinatorState()
+        for message in [WireMessage(header: WireHeader(.workerHeartbeat)), Self.result(shard: 0),
+                        Self.failure(shard: 0, retry: true)] {
+            let directives = state.receive(message, from: Self.carol, now: 0)
+            #expect(Self.sends(directives, of: .resync) == [Self.carol], "\(message.header.type)")
+        }
+        #expect(state.status(now: 0).workers.isEmpty)
+        // A READY without a valid introduction is dropped, not registered.
+        let bad = WireMessage(header: WireHeader(.ready), metadata: ["nom": "x"])
+        #expect(Self.sends(state.receive(bad, from: Self.carol, now: 0), of: .welcome).isEmpty)
+        #expect(state.status(now: 0).workers.isEmpty)
+    }
+
+    @Test func goodbyeRequeuesTheWorkersShards() {
+        var state = CoordinatorState()
+        _ = state.receive(Self.ready("alice", threads: 1), from: Self.alice, now: 0)
+        _ = state.receive(Self.ready("bob", threads: 1), from: Self.bob, now: 0)
+        let first = Self.tasks(state.start(Self.spec(shards: 6), now: 0))
+        #expect(first.map(\.shard) == [0, 1, 2, 3])
+        let directives = state.receive(WireMessage(header: WireHeader(.goodbye)), from: Self.alice, now: 0.1)
+        #expect(Self.tasks(directives).isEmpty, "bob is full")
+        #expect(state.status(now: 0.1).workers.map(\.name) == ["bob"])
+        #expect(state.status(now: 0.1).passes.first?.queued == 4)
+        let next = Self.tasks(state.receive(Self.result(shard: 1), from: Self.bob, now: 0.2))
+        #expect(next.map(\.shard) == [0] && next.first?.worker == Self.bob)
+    }
+
+    @Test func aReconnectingWorkerGetsItsShardsBackInTheQueue() {
+        var state = CoordinatorState()
+        _ = state.receive(Self.ready("alice", threads: 1), from: Self.alice, now: 0)
+        #expect(Self.tasks(state.start(Self.spec(shards: 4), now: 0)).map(\.shard) == [0, 1])
+        // The same identity says READY again (it restarted): its shards are redone, model included.
+        let again = Self.tasks(state.receive(Self.ready("alice", threads: 1), from: Self.alice, now: 1))
+        #expect(again.map(\.shard) == [0, 1])
+        #expect(again.first?.includesModel == true)
+    }
+
+    @Test func waitingForWorkersWhenAPassHasNoWorker() {
+        var state = CoordinatorState()
+        #expect(!state.isWaitingForWorkers)
+        _ = state.start(Self.spec(shards: 2), now: 0)
+        #expect(state.isWaitingForWorkers)
+        _ = state.receive(Self.ready("alice", threads: 1), from: Self.alice, now: 0)
+        #expect(!state.isWaitingForWorkers)
+        _ = state.tick(now: 5)
+        #expect(state.isWaitingForWorkers, "alice died")
+        #expect(state.status(now: 5).passes.first?.queued == 2)
+        // A new worker takes the whole pass.
+        let tasks = Self.tasks(state.receive(Self.ready("bob", threads: 1), from: Self.bob, now: 5.1))
+        #expect(tasks.map(\.shard) == [0, 1])
+        #expect(!state.isWaitingForWorkers)
+        _ = state.receive(Self.result(shard: 0), from: Self.bob, now: 5.2)
+        _ = state.receive(Self.result(shard: 1), from: Self.bob, now: 5.2)
+        #expect(!state.isWaitingForWorkers, "no pass left")
+    }
+
+    @Test func olderPassesAreServedFirst() {
+        var state = CoordinatorState()
+        _ = state.start(Self.spec(job: 2, shards: 2), now: 0)
+        _ = state.start(Self.spec(job: 1, shards: 2), now: 0)
+        let tasks = state.receive(Self.ready("alice", threads: 3), from: Self.alice, now: 0).compactMap { directive -> (UInt64, Int)? in
+            guard case .send(_, let message) = directive, message.header.type == .task else { return nil }
+            return (message.header.job, Int(message.header.shard))
+        }
+        #expect(tasks.map(\.0) == [1, 1, 2, 2])
+        #expect(tasks.map(\.1) == [0, 1, 0, 1])
+    }
+}
