@@ -49,8 +49,9 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "codebook-bench", dependencies: [
-            "Descriptors", "Clustering", "Encoding", "CBLAS", "CVLFeat",
+            "Descriptors", "Clustering", "Encoding", "CBLAS", "CVLFeat", "Cluster", "Storage", "ZeroMQ",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: numericSettings),
 
         .testTarget(name: "DescriptorsTests", dependencies: ["Descriptors"]),
@@ -58,7 +59,7 @@ let package = Package(
         .testTarget(name: "EncodingTests", dependencies: ["Encoding", "Clustering", "Descriptors", "CVLFeat"]),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"]),
         .testTarget(name: "StorageTests", dependencies: ["Storage"]),
-        .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Clustering", "Descriptors", "ZeroMQ", "codebook"]),
+        .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Clustering", "Descriptors", "ZeroMQ", "Storage", "codebook"]),
         .testTarget(name: "CLITests", dependencies: ["codebook", "Descriptors"]),
     ]
 )

@@ -36,7 +36,7 @@ extension Coordinator {
                              computation: plan.pass.description, model: plan.pass.modelArrays, images: remaining)
         let vector = VectorRecord(encoding: job.encoding, model: job.model, flags: job.flags)
         submit(spec, to: EncodingSink(job: id, set: job.set, vector: vector, dimension: plan.pass.encoder.encodedDimension,
-                                      shards: spec.plan.count, imagesDone: done, coordinator: self))
+                                      images: remaining, plan: spec.plan, imagesDone: done, coordinator: self))
     }
 }
 
@@ -98,24 +98,35 @@ final class EncodingSink: RoundSink, @unchecked Sendable {
     let set: String
     let vector: VectorRecord
     let dimension: Int
+    /// The pass's images; shard s holds `images[plan.rows(of: s)]`.
+    let images: [ImageSlice]
+    let plan: ShardPlan
     private var shardsLeft: Int
     private var imagesDone: Int
     private weak var coordinator: Coordinator?
 
-    init(job: UInt64, set: String, vector: VectorRecord, dimension: Int, shards: Int, imagesDone: Int, coordinator: Coordinator) {
+    init(job: UInt64, set: String, vector: VectorRecord, dimension: Int, images: [ImageSlice], plan: ShardPlan, imagesDone: Int,
+         coordinator: Coordinator) {
         self.job = job
         self.set = set
         self.vector = vector
         self.dimension = dimension
-        shardsLeft = shards
+        self.images = images
+        self.plan = plan
+        shardsLeft = plan.count
         self.imagesDone = imagesDone
         self.coordinator = coordinator
     }
 
+    /// The shard's vectors, checked: the set's dimension, and exactly the task's images in order.
     private func decode(_ message: WireMessage) throws -> EncodedVectors {
         let vectors = try EncodedVectors(shape: try message.decode(StatisticsShape.self), message: message)
         guard vectors.dimension == dimension else {
             throw WireError.malformed("vectors of \(vectors.dimension) values, the set's have \(dimension)")
+        }
+        let shard = Int(message.header.shard)
+        guard shard < plan.count, vectors.keys == images[plan.rows(of: shard)].map(\.key) else {
+            throw WireError.malformed("shard \(shard) returned keys that are not its task's images")
         }
         return vectors
     }

@@ -82,6 +82,10 @@ extension Coordinator {
     /// checkpoint, encoding with the images not yet stored.
     func resumeStoredJobs() throws {
         for (id, entry) in try jobs.restore() where entry.record.state == .running {
+            guard settings.resumesStoredJobs else {
+                jobs.fail(id, message: "abandoned: the embedded run that started it ended")
+                continue
+            }
             // At most two passes run between checkpoints; number the new ones well after.
             let passesBefore = (entry.record.passes ?? 0) + 16
             do {

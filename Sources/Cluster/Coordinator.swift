@@ -88,7 +88,12 @@ public final class Coordinator: @unchecked Sendable {
     /// Stops the I/O thread after it has finished the message in hand, and waits for it.
     /// Then waits for the job tasks, which the stopped loop has failed, to let go of the
     /// coordinator, so that its last reference, and the store's, stays with the caller.
-    public func stop() {
+    /// - Parameter keepingJobs: leave the jobs that were running as the store has them
+    ///   ("running", with their last checkpoint), so that the next coordinator on this store
+    ///   resumes them, as after a crash (a coordinator process's graceful stop). Without it,
+    ///   they are stored as failed (an embedded cluster, whose client is gone).
+    public func stop(keepingJobs: Bool = false) {
+        if keepingJobs { jobs.keepStoredJobsFromNowOn() }
         inbox.withLock { $0.append(.stop) }
         finished.wait()
         for task in jobTasks.withLock({ tasks in defer { tasks.removeAll() }; return tasks }) {

@@ -50,6 +50,10 @@ public struct CoordinatorSettings: Sendable {
     public var extraTasksPerWorker: Int = 1
     /// The largest message accepted on any socket (bytes).
     public var maximumMessageSize: Int = 1 << 30
+    /// Whether jobs left running in the store resume when the coordinator starts. An
+    /// embedded cluster sets it off: nobody waits for the jobs of an embedded run that ended,
+    /// so they are marked failed instead.
+    public var resumesStoredJobs = true
 
     public init() {}
 }

@@ -19,7 +19,8 @@ public final class EmbeddedCluster {
         self.context = context
         let tag = UUID().uuidString
         coordinator = Coordinator(context: context, workersEndpoint: "inproc://codebook-workers-\(tag)",
-                                  clientsEndpoint: "inproc://codebook-clients-\(tag)", store: store, logger: logger)
+                                  clientsEndpoint: "inproc://codebook-clients-\(tag)", settings: Self.settings, store: store,
+                                  logger: logger)
         let endpoints = try coordinator.start()
         clientsEndpoint = endpoints.clients
         workers = (0..<max(1, count)).map { index in
@@ -27,6 +28,13 @@ public final class EmbeddedCluster {
                    settings: WorkerSettings(name: "local-\(index)", threads: threadsPerWorker), logger: logger)
         }
         workers.forEach { $0.start() }
+    }
+
+    /// An embedded cluster does not resume the jobs of earlier embedded runs.
+    private static var settings: CoordinatorSettings {
+        var settings = CoordinatorSettings()
+        settings.resumesStoredJobs = false
+        return settings
     }
 
     /// A client of this cluster.

@@ -28,6 +28,8 @@ final class JobRegistry: Sendable {
 
     let store: CodebookStore?
     private let entries = Mutex<(next: UInt64, jobs: [UInt64: Entry])>((1, [:]))
+    /// Set when the coordinator stops and keeps its jobs: failures no longer reach the store.
+    private let keepsStoredJobs = Atomic<Bool>(false)
 
     init(store: CodebookStore?) { self.store = store }
 
@@ -119,8 +121,13 @@ final class JobRegistry: Sendable {
             state.jobs[job]?.record.message = message
             return state.jobs[job]
         }
+        guard !keepsStoredJobs.load(ordering: .sequentiallyConsistent) else { return }
         if let entry, let value = try? entry.storedValue() { try? store?.putJob(job, value) }
     }
+
+    /// From now on a failing job stays in the store as it is (running, with its last
+    /// checkpoint): the coordinator is stopping, and the next one resumes it.
+    func keepStoredJobsFromNowOn() { keepsStoredJobs.store(true, ordering: .sequentiallyConsistent) }
 
     subscript(job: UInt64) -> Entry? { entries.withLock { $0.jobs[job] } }
 

@@ -132,9 +132,13 @@ public struct GaussianPosteriors: Sendable {
             }
             try workspace.products.withUnsafeMutableBufferPointer { productsBuffer in
                 let products = productsBuffer.baseAddress!
+                // Each row starts as the constant of ℓ; the products add x·μ/σ² and −½x²/σ².
+                offsets.withUnsafeBufferPointer { offsets in
+                    for i in 0..<n { (products + i * k).update(from: offsets.baseAddress!, count: k) }
+                }
                 weightedMeans.withUnsafeBufferPointer { w in
                     BLAS.gemmTransposedB(m: n, n: k, k: d, alpha: 1, a: rows.base, lda: rows.stride,
-                                         b: w.baseAddress!, ldb: d, beta: 0, c: products, ldc: k)
+                                         b: w.baseAddress!, ldb: d, beta: 1, c: products, ldc: k)
                 }
                 precisions.withUnsafeBufferPointer { p in
                     BLAS.gemmTransposedB(m: n, n: k, k: d, alpha: -0.5, a: squares, lda: d,
@@ -143,7 +147,7 @@ public struct GaussianPosteriors: Sendable {
                 try workspace.candidates.withUnsafeMutableBufferPointer { candidatesBuffer in
                     try workspace.exact.withUnsafeMutableBufferPointer { exactBuffer in
                         let candidates = candidatesBuffer.baseAddress!, exact = exactBuffer.baseAddress!
-                        try offsets.withUnsafeBufferPointer { offsetsBuffer in
+                        do {
                             for i in 0..<n {
                                 let x = rows.row(i)
                                 let rowNorm = VectorMath.squaredNorm(x, d)
@@ -152,7 +156,6 @@ public struct GaussianPosteriors: Sendable {
                                                           path: source, location: "row \(firstRow + i)")
                                 }
                                 let screened = products + i * k
-                                VectorMath.add(offsetsBuffer.baseAddress!, to: screened, k)
                                 let best = Double(VectorMath.maximum(screened, k))
                                 let normX = Double(rowNorm).squareRoot()
                                 let bound = boundScale * (normX * boundTerms.weights
@@ -160,7 +163,7 @@ public struct GaussianPosteriors: Sendable {
                                 let limit = Float(best - Self.logPosteriorCutoff - 2 * bound)
                                 var count = 0
                                 var exactBest = -Double.infinity
-                                for c in 0..<k where screened[c] >= limit {
+                                VectorMath.forEach(in: screened, k, atLeast: limit) { c in
                                     let value = exactLogDensity(x, component: c)
                                     candidates[count] = Int32(c)
                                     exact[count] = value

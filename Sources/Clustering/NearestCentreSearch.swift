@@ -56,10 +56,12 @@ public struct NearestCentreSearch: Sendable {
             let centres = centresBuffer.baseAddress!
             try workspace.products.withUnsafeMutableBufferPointer { productsBuffer in
                 let products = productsBuffer.baseAddress!
-                BLAS.gemmTransposedB(m: rows.rows, n: k, k: d, alpha: -2, a: rows.base, lda: rows.stride,
-                                     b: centres, ldb: d, beta: 0, c: products, ldc: k)
                 try norms.withUnsafeBufferPointer { normsBuffer in
                     let norms = normsBuffer.baseAddress!
+                    // Each row starts as ‖c‖²; sgemm adds −2x·c (beta = 1 spares it zeroing the block).
+                    for i in 0..<rows.rows { (products + i * k).update(from: norms, count: k) }
+                    BLAS.gemmTransposedB(m: rows.rows, n: k, k: d, alpha: -2, a: rows.base, lda: rows.stride,
+                                         b: centres, ldb: d, beta: 1, c: products, ldc: k)
                     for i in 0..<rows.rows {
                         let x = rows.row(i)
                         let rowNorm = VectorMath.squaredNorm(x, d)
@@ -68,13 +70,12 @@ public struct NearestCentreSearch: Sendable {
                                                   path: source, location: "row \(firstRow + i)")
                         }
                         let screened = products + i * k
-                        VectorMath.add(norms, to: screened, k)
                         let best = VectorMath.minimum(screened, k)
                         let bound = boundScale * (2 * Double(rowNorm).squareRoot() * largestNorm + largestNorm * largestNorm)
                         let limit = Float(Double(best) + 2 * bound)
                         var chosen = -1
                         var rivals = 0
-                        for c in 0..<k where screened[c] <= limit {
+                        VectorMath.forEach(in: screened, k, atMost: limit) { c in
                             if chosen < 0 { chosen = c } else { rivals += 1 }
                         }
                         if rivals == 0 {
@@ -83,7 +84,7 @@ public struct NearestCentreSearch: Sendable {
                         } else {
                             var bestExact = Double.infinity
                             var bestIndex = 0
-                            for c in chosen..<k where screened[c] <= limit {
+                            VectorMath.forEach(in: screened, k, atMost: limit) { c in
                                 let exact = VectorMath.squaredDistance(x, centres + c * d, d)
                                 if exact < bestExact { bestExact = exact; bestIndex = c }
                             }

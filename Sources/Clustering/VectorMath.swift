@@ -1,6 +1,20 @@
 /// Small SIMD loops shared by the kernels. Each has a fixed evaluation order (8 or 16
 /// lanes, then a lane sum), so its result depends only on its inputs.
 enum VectorMath {
+    /// The sum of 16 lanes, halving the vector each step (inlined, unlike `SIMD.sum()`).
+    @inline(__always)
+    static func total(_ v: SIMD16<Float>) -> Float {
+        let eight = v.lowHalf + v.highHalf, four = eight.lowHalf + eight.highHalf, two = four.lowHalf + four.highHalf
+        return two[0] + two[1]
+    }
+
+    /// The sum of 8 lanes, halving the vector each step.
+    @inline(__always)
+    static func total(_ v: SIMD8<Double>) -> Double {
+        let four = v.lowHalf + v.highHalf, two = four.lowHalf + four.highHalf
+        return two[0] + two[1]
+    }
+
     /// Σ x_j² in float32 (screening only).
     @inline(__always)
     static func squaredNorm(_ x: UnsafePointer<Float>, _ n: Int) -> Float {
@@ -11,7 +25,7 @@ enum VectorMath {
             acc += v * v
             j += 16
         }
-        var sum = acc.sum()
+        var sum = total(acc)
         while j < n { sum += x[j] * x[j]; j += 1 }
         return sum
     }
@@ -27,7 +41,7 @@ enum VectorMath {
             acc += r * r
             j += 8
         }
-        var sum = acc.sum()
+        var sum = total(acc)
         while j < n { let r = Double(x[j]) - Double(c[j]); sum += r * r; j += 1 }
         return sum
     }
@@ -44,7 +58,7 @@ enum VectorMath {
             acc += r * r * UnsafeRawPointer(precision + j).loadUnaligned(as: SIMD8<Double>.self)
             j += 8
         }
-        var sum = acc.sum()
+        var sum = total(acc)
         while j < n { let r = Double(x[j]) - mean[j]; sum += r * r * precision[j]; j += 1 }
         return sum
     }
@@ -63,7 +77,7 @@ enum VectorMath {
             acc += r * r
             j += 8
         }
-        var total = acc.sum()
+        var total = Self.total(acc)
         while j < n {
             let v = Double(x[j])
             sum[j] += v
@@ -101,17 +115,18 @@ enum VectorMath {
     /// The smallest of n ≥ 1 values.
     @inline(__always)
     static func minimum(_ x: UnsafePointer<Float>, _ n: Int) -> Float {
+        var best = SIMD16<Float>(repeating: .infinity)
         var j = 0
-        var result = Float.infinity
-        if n >= 16 {
-            var acc = UnsafeRawPointer(x).loadUnaligned(as: SIMD16<Float>.self)
-            j = 16
-            while j + 16 <= n {
-                acc = pointwiseMin(acc, UnsafeRawPointer(x + j).loadUnaligned(as: SIMD16<Float>.self))
-                j += 16
-            }
-            result = acc.min()
+        while j + 16 <= n {
+            let v = UnsafeRawPointer(x + j).loadUnaligned(as: SIMD16<Float>.self)
+            best.replace(with: v, where: v .< best)
+            j += 16
         }
+        var eight = best.lowHalf, four: SIMD4<Float>
+        eight.replace(with: best.highHalf, where: best.highHalf .< eight)
+        four = eight.lowHalf
+        four.replace(with: eight.highHalf, where: eight.highHalf .< four)
+        var result = Swift.min(Swift.min(four[0], four[1]), Swift.min(four[2], four[3]))
         while j < n { result = Swift.min(result, x[j]); j += 1 }
         return result
     }
@@ -119,31 +134,46 @@ enum VectorMath {
     /// The largest of n ≥ 1 values.
     @inline(__always)
     static func maximum(_ x: UnsafePointer<Float>, _ n: Int) -> Float {
+        var best = SIMD16<Float>(repeating: -.infinity)
         var j = 0
-        var result = -Float.infinity
-        if n >= 16 {
-            var acc = UnsafeRawPointer(x).loadUnaligned(as: SIMD16<Float>.self)
-            j = 16
-            while j + 16 <= n {
-                acc = pointwiseMax(acc, UnsafeRawPointer(x + j).loadUnaligned(as: SIMD16<Float>.self))
-                j += 16
-            }
-            result = acc.max()
+        while j + 16 <= n {
+            let v = UnsafeRawPointer(x + j).loadUnaligned(as: SIMD16<Float>.self)
+            best.replace(with: v, where: v .> best)
+            j += 16
         }
+        var eight = best.lowHalf, four: SIMD4<Float>
+        eight.replace(with: best.highHalf, where: best.highHalf .> eight)
+        four = eight.lowHalf
+        four.replace(with: eight.highHalf, where: eight.highHalf .> four)
+        var result = Swift.max(Swift.max(four[0], four[1]), Swift.max(four[2], four[3]))
         while j < n { result = Swift.max(result, x[j]); j += 1 }
         return result
     }
 
-    /// x[j] += y[j] for float32 arrays (used to add a per-column constant to a row).
+    /// Calls `body(j)`, in increasing j, for every x[j] ≤ limit. Checks 16 values at a time,
+    /// so the usual case of one or two hits costs little more than the comparisons.
     @inline(__always)
-    static func add(_ y: UnsafePointer<Float>, to x: UnsafeMutablePointer<Float>, _ n: Int) {
+    static func forEach(in x: UnsafePointer<Float>, _ n: Int, atMost limit: Float, _ body: (Int) -> Void) {
+        let bound = SIMD16<Float>(repeating: limit)
         var j = 0
         while j + 16 <= n {
-            let r = UnsafeMutableRawPointer(x + j)
-            r.storeBytes(of: r.loadUnaligned(as: SIMD16<Float>.self) + UnsafeRawPointer(y + j).loadUnaligned(as: SIMD16<Float>.self),
-                         as: SIMD16<Float>.self)
+            let hits = UnsafeRawPointer(x + j).loadUnaligned(as: SIMD16<Float>.self) .<= bound
+            if any(hits) { for lane in 0..<16 where hits[lane] { body(j + lane) } }
             j += 16
         }
-        while j < n { x[j] += y[j]; j += 1 }
+        while j < n { if x[j] <= limit { body(j) }; j += 1 }
+    }
+
+    /// Calls `body(j)`, in increasing j, for every x[j] ≥ limit (see `forEach(in:_:atMost:_:)`).
+    @inline(__always)
+    static func forEach(in x: UnsafePointer<Float>, _ n: Int, atLeast limit: Float, _ body: (Int) -> Void) {
+        let bound = SIMD16<Float>(repeating: limit)
+        var j = 0
+        while j + 16 <= n {
+            let hits = UnsafeRawPointer(x + j).loadUnaligned(as: SIMD16<Float>.self) .>= bound
+            if any(hits) { for lane in 0..<16 where hits[lane] { body(j + lane) } }
+            j += 16
+        }
+        while j < n { if x[j] >= limit { body(j) }; j += 1 }
     }
 }

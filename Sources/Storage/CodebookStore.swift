@@ -38,8 +38,17 @@ public final class CodebookStore: Sendable {
                                                       columnFamilies: Self.columnFamilies)
             }
         } catch let error as RocksDBError {
-            throw StoreError(error.code == .invalidArgument ? .mismatch : .notFound,
-                             "cannot open \(path) as a Codebook store (column families \(Self.columnFamilies.joined(separator: ", "))): \(error.message)")
+            switch error.code {
+            case .invalidArgument:
+                throw StoreError(.mismatch, "cannot open \(path) as a Codebook store (column families "
+                                 + "\(Self.columnFamilies.joined(separator: ", "))): \(error.message)")
+            case .ioError where error.message.contains("lock"):
+                throw StoreError(.unavailable, "cannot open \(path): it is in use by another process (a running coordinator?): \(error.message)")
+            case .ioError, .busy, .timedOut:
+                throw StoreError(.unavailable, "cannot open \(path) as a Codebook store: \(error.message)")
+            default:
+                throw StoreError(.notFound, "cannot open \(path) as a Codebook store: \(error.message)")
+            }
         }
         models = database.columnFamily(named: "models")!
         sets = database.columnFamily(named: "sets")!

@@ -107,6 +107,8 @@ public struct StoreError: Error, CustomStringConvertible, Sendable, Equatable {
         public static let unsupportedVersion = Code(name: "unsupported version")
         public static let mismatch = Code(name: "mismatch")
         public static let invalidName = Code(name: "invalid name")
+        /// The store cannot be opened now (another process holds it, or an I/O error).
+        public static let unavailable = Code(name: "unavailable")
     }
 
     public var code: Code

@@ -54,7 +54,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
         let bound = try coordinator.start()
         logger.info("coordinator ready", metadata: ["workers": "\(bound.workers)", "clients": "\(bound.clients)"])
         await Signals.waitForTermination()
-        coordinator.stop()
+        coordinator.stop(keepingJobs: true)
         logger.info("coordinator stopped")
     }
 }

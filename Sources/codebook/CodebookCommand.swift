@@ -1,7 +1,15 @@
 import ArgumentParser
+import Clustering
 import Foundation
 
 @main
+enum Entry {
+    static func main() async {
+        OpenBLASKernels.reexecuteWithBetterKernelsIfNeeded()
+        await CodebookCommand.main()
+    }
+}
+
 struct CodebookCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "codebook",

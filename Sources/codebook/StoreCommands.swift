@@ -16,10 +16,10 @@ struct StoreAccessOptions: ParsableArguments {
         if let coordinator {
             return (try ClusterClient(context: try ZeroMQContext(), endpoint: coordinator, timeout: .seconds(10)), {})
         }
+        if writable { return (StoreQueries(store: try CodebookStore(path: store)), {}) }
         guard FileManager.default.fileExists(atPath: store) else {
             throw ValidationError("no store at \(store) (give --store PATH or --coordinator ENDPOINT)")
         }
-        if writable { return (StoreQueries(store: try CodebookStore(path: store)), {}) }
         let secondary = NSTemporaryDirectory() + "codebook-reader-\(UUID().uuidString)"
         let opened = try CodebookStore(path: store, mode: .secondary(secondaryPath: secondary))
         try opened.catchUp()

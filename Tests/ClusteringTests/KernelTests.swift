@@ -98,3 +98,24 @@ import Testing
         #expect(merger.result?.shards == [0, 1, 2, 3])
     }
 }
+
+@Suite struct OpenBLASKernelTests {
+    let avx512: Set<String> = ["sse3", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512dq", "avx512vl"]
+
+    @Test func genericKernelsOnAnAVX512CPUAskForSkylakeX() {
+        #expect(OpenBLASKernels.betterCoreType(running: "Prescott", cpuFlags: avx512, environment: [:]) == "SkylakeX")
+        #expect(OpenBLASKernels.betterCoreType(running: "Haswell", cpuFlags: avx512, environment: [:]) == "SkylakeX")
+    }
+
+    @Test func genericKernelsOnAnAVX2CPUAskForHaswell() {
+        #expect(OpenBLASKernels.betterCoreType(running: "Prescott", cpuFlags: ["avx2", "fma"], environment: [:]) == "Haswell")
+    }
+
+    @Test func fittingKernelsOrAUserChoiceAreLeftAlone() {
+        #expect(OpenBLASKernels.betterCoreType(running: "SkylakeX", cpuFlags: avx512, environment: [:]) == nil)
+        #expect(OpenBLASKernels.betterCoreType(running: "Haswell", cpuFlags: ["avx2", "fma"], environment: [:]) == nil)
+        #expect(OpenBLASKernels.betterCoreType(running: "Prescott", cpuFlags: ["sse3"], environment: [:]) == nil)
+        #expect(OpenBLASKernels.betterCoreType(running: "Prescott", cpuFlags: avx512,
+                                               environment: ["OPENBLAS_CORETYPE": "Prescott"]) == nil)
+    }
+}

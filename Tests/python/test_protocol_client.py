@@ -128,7 +128,10 @@ class Cluster:
 
     def start(self):
         self.spawn("coordinator", "coordinator", "--workers-endpoint", self.workers_endpoint,
-                   "--clients-endpoint", self.clients_endpoint)
+                   "--clients-endpoint", self.clients_endpoint,
+                   # Its own store: the default (codebook.db in the working directory) would
+                   # litter it and bring back jobs of earlier runs.
+                   "--store", str(self.workdir / "store"))
         self.spawn("worker", "worker", "--connect", self.workers_endpoint, "--threads", "2",
                    "--name", "pytest-worker")
 
