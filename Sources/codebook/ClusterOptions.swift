@@ -11,29 +11,29 @@ struct ClusterOptions: ParsableArguments {
     var coordinator: String?
     @Option(help: "Workers of the embedded cluster (default: one per core).")
     var localWorkers: Int = ProcessInfo.processInfo.activeProcessorCount
-    @Option(help: "Threads per embedded worker.") var workerThreads: Int = 1
     @Option(help: "The embedded cluster's store: models, vectors and job checkpoints (a RocksDB directory).")
     var store: String = "codebook.db"
 
     func validate() throws {
-        guard localWorkers >= 1, workerThreads >= 1 else {
-            throw ValidationError("--local-workers and --worker-threads must be at least 1")
+        guard localWorkers >= 1 else {
+            throw ValidationError("--local-workers must be at least 1")
         }
     }
 
-    /// A client of the coordinator, and the embedded cluster to shut down after, if one was started.
-    func connect() throws -> (ClusterClient, EmbeddedCluster?) {
+    /// A client of the coordinator, and the embedded cluster (of `threads` threads per
+    /// worker) to shut down after, if one was started.
+    func connect(threads: Int = 1) throws -> (ClusterClient, EmbeddedCluster?) {
         if let coordinator {
             return (try ClusterClient(context: try ZeroMQContext(), endpoint: coordinator), nil)
         }
         var logger = Logger(label: "codebook")
         logger.logLevel = .warning
-        let embedded = try EmbeddedCluster(workers: localWorkers, threadsPerWorker: workerThreads,
+        let embedded = try EmbeddedCluster(workers: localWorkers, threadsPerWorker: threads,
                                            store: try CodebookStore(path: store), logger: logger)
         return (try embedded.client(), embedded)
     }
 
-    var summary: String {
-        coordinator.map { "via \($0)" } ?? "(embedded cluster: \(localWorkers) worker(s) × \(workerThreads) thread(s), store \(store))"
+    func summary(threads: Int = 1) -> String {
+        coordinator.map { "via \($0)" } ?? "(embedded cluster: \(localWorkers) worker(s) × \(threads) thread(s), store \(store))"
     }
 }

@@ -47,7 +47,7 @@ struct ImageOptions: ParsableArguments {
         defer { embedded?.shutdown() }
         let started = Date()
         let id = try client.submit(job)
-        progressLine("job \(id): \(encoding.rawValue) of \(job.index) with model \(job.model) into set \(job.set) \(cluster.summary)")
+        progressLine("job \(id): \(encoding.rawValue) of \(job.index) with model \(job.model) into set \(job.set) \(cluster.summary())")
         var lastReport = Date.distantPast
         let final = try await client.wait(for: id) { progress in
             guard Date().timeIntervalSince(lastReport) >= 1, let done = progress.imagesDone, let total = progress.imagesTotal else { return }

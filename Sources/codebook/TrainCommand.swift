@@ -23,6 +23,7 @@ struct TrainingOptions: ParsableArguments {
     @Option(help: "Rows per shard: the unit of work; results depend on it, never on the workers.")
     var shardRows: Int = ShardPlan.defaultShardRows
     @OptionGroup var cluster: ClusterOptions
+    @Option(help: "Threads per embedded worker.") var threads: Int = 1
     @Option(help: "Keep the trained model in the coordinator's store under this name.") var name: String?
     @Flag(help: "Overwrite a stored model of the same name.") var replace = false
 
@@ -30,6 +31,7 @@ struct TrainingOptions: ParsableArguments {
         guard k >= 1 else { throw ValidationError("--k must be at least 1") }
         guard iterations >= 1 else { throw ValidationError("--iterations must be at least 1") }
         guard shardRows >= 1 else { throw ValidationError("--shard-rows must be at least 1") }
+        guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
     }
 
     /// Checks that the model goes somewhere.
@@ -42,13 +44,13 @@ struct TrainingOptions: ParsableArguments {
 
     /// Submits `job`, prints each iteration, and returns the result.
     func run(_ job: TrainingJob, arrays: [[UInt8]]) async throws -> (JobOutcome, WireMessage) {
-        let (client, embedded) = try cluster.connect()
+        let (client, embedded) = try cluster.connect(threads: threads)
         defer { embedded?.shutdown() }
         var job = job
         job.name = name
         job.replace = replace
         let id = try client.submit(job, arrays: arrays)
-        progressLine("job \(id): \(job.kind.rawValue) k=\(job.k) on \(job.corpus) \(cluster.summary)")
+        progressLine("job \(id): \(job.kind.rawValue) k=\(job.k) on \(job.corpus) \(cluster.summary(threads: threads))")
         return try await client.follow(id, iteration: Report.iteration, waiting: { progressLine("  \($0)") })
     }
 }
@@ -57,7 +59,8 @@ struct TrainKMeans: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "kmeans", abstract: "Train a k-means codebook (Lloyd).")
 
     @OptionGroup var training: TrainingOptions
-    @Option(help: "Initialisation: random, kmeans++, or a K×D .npy file of centres.") var initialization: String = "kmeans++"
+    @Option(name: .customLong("init"), help: "Initialisation: random, kmeans++, or a K×D .npy file of centres.")
+    var initialization: String = "kmeans++"
     @Option(help: "Stop when the objective falls by less than this fraction (0: run every iteration).")
     var tolerance: Double = 1e-4
     @Option(help: "Output: the K×D float32 centres (.npy).") var out: String?
@@ -90,8 +93,9 @@ struct TrainGMM: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "gmm", abstract: "Train a diagonal-covariance GMM (EM).")
 
     @OptionGroup var training: TrainingOptions
-    @Option(help: "Initialisation: kmeans (k-means, then per-cluster moments) or random.") var initialization: String = "kmeans"
-    @Option(help: "k-means iterations for --initialization kmeans.") var kmeansIterations: Int = 10
+    @Option(name: .customLong("init"), help: "Initialisation: kmeans (k-means, then per-cluster moments) or random.")
+    var initialization: String = "kmeans"
+    @Option(help: "k-means iterations for --init kmeans.") var kmeansIterations: Int = 10
     @Option(help: "Initial means (K×D .npy); with --init-variances and --init-priors.") var initMeans: String?
     @Option(help: "Initial variances σ² (K×D .npy).") var initVariances: String?
     @Option(help: "Initial priors (K .npy).") var initPriors: String?
@@ -108,7 +112,7 @@ struct TrainGMM: AsyncParsableCommand {
             throw ValidationError("--init-means, --init-variances and --init-priors go together")
         }
         guard ["kmeans", "random"].contains(initialization) else {
-            throw ValidationError("--initialization must be kmeans or random")
+            throw ValidationError("--init must be kmeans or random")
         }
         guard varianceFloor > 0 else { throw ValidationError("--variance-floor must be > 0") }
     }

@@ -194,7 +194,7 @@ import ZeroMQ
 
             let wrong = cluster.scratch.file("init-8x5.npy")
             try NpyFile.write(path: wrong, rows: 8, columns: 5, values: [Float](repeating: 1, count: 40))
-            run = try await cluster.run("wrong-init", ["train", "kmeans", "--corpus", small, "--k", "8", "--initialization", wrong,
+            run = try await cluster.run("wrong-init", ["train", "kmeans", "--corpus", small, "--k", "8", "--init", wrong,
                                                  "--out", out] + via)
             cluster.check(run.status != 0 && run.log.contains("dimension"), "init centres of the wrong dimension: \(run.status) \(run.log)")
             for name in ["missing-corpus", "k-too-large", "wrong-init"] {
