@@ -59,19 +59,20 @@ public struct KMeansAssignmentPass: ShardComputation {
         var statistics = KMeansStatistics(k: k, dimension: d, withSquares: withSquares)
         statistics.rows = rows.rows
         var assignments = [Int32](repeating: 0, count: RowScan.blockRows)
+        var norms = [Double](repeating: 0, count: RowScan.blockRows)
+        var normSums = [Double](repeating: 0, count: k)
         var scratch = [Double](repeating: 0, count: d)
         try RowScan.forEachBlock(rows, workspace: workspace) { block, firstRow in
             try assignments.withUnsafeMutableBufferPointer { assigned in
-                try search.assign(block, firstRow: firstRow, source: rows.source, workspace: workspace,
-                                  assignments: assigned.baseAddress!)
-                codebook.centres.withUnsafeBufferPointer { centres in
+                try norms.withUnsafeMutableBufferPointer { norms in
+                    try search.assign(block, firstRow: firstRow, source: rows.source, workspace: workspace,
+                                      assignments: assigned.baseAddress!, squaredNorms: norms.baseAddress!)
                     statistics.sums.withUnsafeMutableBufferPointer { sums in
                         for i in 0..<block.rows {
                             let c = Int(assigned[i])
-                            let distance = VectorMath.accumulate(block.row(i), residualTo: centres.baseAddress! + c * d,
-                                                                 into: sums.baseAddress! + c * d, d)
+                            VectorMath.accumulate(block.row(i), into: sums.baseAddress! + c * d, d)
                             statistics.counts[c] += 1
-                            statistics.clusterObjective[c] += distance
+                            normSums[c] += norms[i]
                         }
                     }
                 }
@@ -86,6 +87,17 @@ public struct KMeansAssignmentPass: ShardComputation {
                     }
                 }
             }
+        }
+        // Σ‖x − c‖² = Σ‖x‖² − 2c·Σx + n‖c‖², in float64 (cancellation costs a few of its 16
+        // digits; rounding below zero is clamped).
+        for c in 0..<k where statistics.counts[c] > 0 {
+            var cross = 0.0, centreNorm = 0.0
+            for j in 0..<d {
+                let centre = Double(codebook.centres[c * d + j])
+                cross += centre * statistics.sums[c * d + j]
+                centreNorm += centre * centre
+            }
+            statistics.clusterObjective[c] = max(0, normSums[c] - 2 * cross + Double(statistics.counts[c]) * centreNorm)
         }
         return statistics
     }

@@ -28,12 +28,14 @@ public struct NearestCentreSearch: Sendable {
     }
 
     /// Assigns each row of `rows` to its nearest centre, writing centre indices to
-    /// `assignments` and, if given, the exact squared distances (float64) to `distances`.
+    /// `assignments`, if given the exact squared distances (float64) to `distances`, and if
+    /// given each row's ‖x‖² (float64) to `squaredNorms`.
     ///
     /// `firstRow` and `source` only serve the error for a NaN or infinite row.
     public func assign(_ rows: FloatRows, firstRow: Int, source: String, workspace: KernelWorkspace,
                        assignments: UnsafeMutablePointer<Int32>,
-                       distances: UnsafeMutablePointer<Double>? = nil) throws {
+                       distances: UnsafeMutablePointer<Double>? = nil,
+                       squaredNorms: UnsafeMutablePointer<Double>? = nil) throws {
         let k = codebook.k, d = codebook.dimension
         precondition(rows.dimension == d, "row dimension must match the codebook")
         let block = kernelBlockRows(k: k)
@@ -43,14 +45,15 @@ public struct NearestCentreSearch: Sendable {
             let count = min(block, rows.rows - start)
             try assignBlock(FloatRows(base: rows.row(start), rows: count, dimension: d, stride: rows.stride),
                             firstRow: firstRow + start, source: source, workspace: workspace,
-                            assignments: assignments + start, distances: distances.map { $0 + start })
+                            assignments: assignments + start, distances: distances.map { $0 + start },
+                            squaredNorms: squaredNorms.map { $0 + start })
             start += count
         }
     }
 
     private func assignBlock(_ rows: FloatRows, firstRow: Int, source: String, workspace: KernelWorkspace,
                              assignments: UnsafeMutablePointer<Int32>,
-                             distances: UnsafeMutablePointer<Double>?) throws {
+                             distances: UnsafeMutablePointer<Double>?, squaredNorms: UnsafeMutablePointer<Double>?) throws {
         let k = codebook.k, d = codebook.dimension
         try codebook.centres.withUnsafeBufferPointer { centresBuffer in
             let centres = centresBuffer.baseAddress!
@@ -64,14 +67,15 @@ public struct NearestCentreSearch: Sendable {
                                          b: centres, ldb: d, beta: 1, c: products, ldc: k)
                     for i in 0..<rows.rows {
                         let x = rows.row(i)
-                        let rowNorm = VectorMath.squaredNorm(x, d)
-                        guard rowNorm.isFinite else {
+                        let rowNorm = VectorMath.squaredNormDouble(x, d)
+                        squaredNorms?[i] = rowNorm
+                        guard Float(rowNorm).isFinite else {
                             throw DescriptorError(.nonFinite, "row \(firstRow + i) has a NaN or infinite value (or one too large for float32 arithmetic)",
                                                   path: source, location: "row \(firstRow + i)")
                         }
                         let screened = products + i * k
                         let best = VectorMath.minimum(screened, k)
-                        let bound = boundScale * (2 * Double(rowNorm).squareRoot() * largestNorm + largestNorm * largestNorm)
+                        let bound = boundScale * (2 * rowNorm.squareRoot() * largestNorm + largestNorm * largestNorm)
                         let limit = Float(Double(best) + 2 * bound)
                         var chosen = -1
                         var rivals = 0

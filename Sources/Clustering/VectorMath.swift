@@ -30,6 +30,34 @@ enum VectorMath {
         return sum
     }
 
+    /// Σ x_j² in float64.
+    @inline(__always)
+    static func squaredNormDouble(_ x: UnsafePointer<Float>, _ n: Int) -> Double {
+        var acc = SIMD8<Double>()
+        var j = 0
+        while j + 8 <= n {
+            let v = SIMD8<Double>(UnsafeRawPointer(x + j).loadUnaligned(as: SIMD8<Float>.self))
+            acc += v * v
+            j += 8
+        }
+        var sum = total(acc)
+        while j < n { let v = Double(x[j]); sum += v * v; j += 1 }
+        return sum
+    }
+
+    /// sum += x, in float64.
+    @inline(__always)
+    static func accumulate(_ x: UnsafePointer<Float>, into sum: UnsafeMutablePointer<Double>, _ n: Int) {
+        var j = 0
+        while j + 8 <= n {
+            let s = UnsafeMutableRawPointer(sum + j)
+            s.storeBytes(of: s.loadUnaligned(as: SIMD8<Double>.self)
+                         + SIMD8<Double>(UnsafeRawPointer(x + j).loadUnaligned(as: SIMD8<Float>.self)), as: SIMD8<Double>.self)
+            j += 8
+        }
+        while j < n { sum[j] += Double(x[j]); j += 1 }
+    }
+
     /// Σ (x_j − c_j)² in float64.
     @inline(__always)
     static func squaredDistance(_ x: UnsafePointer<Float>, _ c: UnsafePointer<Float>, _ n: Int) -> Double {
@@ -61,31 +89,6 @@ enum VectorMath {
         var sum = total(acc)
         while j < n { let r = Double(x[j]) - mean[j]; sum += r * r * precision[j]; j += 1 }
         return sum
-    }
-
-    /// sum += x and returns Σ (x_j − c_j)², all in float64.
-    @inline(__always)
-    static func accumulate(_ x: UnsafePointer<Float>, residualTo c: UnsafePointer<Float>,
-                           into sum: UnsafeMutablePointer<Double>, _ n: Int) -> Double {
-        var acc = SIMD8<Double>()
-        var j = 0
-        while j + 8 <= n {
-            let v = SIMD8<Double>(UnsafeRawPointer(x + j).loadUnaligned(as: SIMD8<Float>.self))
-            let s = UnsafeMutableRawPointer(sum + j)
-            s.storeBytes(of: s.loadUnaligned(as: SIMD8<Double>.self) + v, as: SIMD8<Double>.self)
-            let r = v - SIMD8<Double>(UnsafeRawPointer(c + j).loadUnaligned(as: SIMD8<Float>.self))
-            acc += r * r
-            j += 8
-        }
-        var total = Self.total(acc)
-        while j < n {
-            let v = Double(x[j])
-            sum[j] += v
-            let r = v - Double(c[j])
-            total += r * r
-            j += 1
-        }
-        return total
     }
 
     /// first += w·x and second += w·x², in float64.
