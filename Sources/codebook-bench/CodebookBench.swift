@@ -1,15 +1,23 @@
 import ArgumentParser
+import Clustering
 import Foundation
 
 /// `codebook-bench`: speed of Codebook's kernels against baselines measured in the same
 /// run, each section checking its results so that a fast wrong answer fails.
 @main
+enum Entry {
+    static func main() async {
+        OpenBLASKernels.reexecuteWithBetterKernelsIfNeeded()
+        await CodebookBench.main()
+    }
+}
+
 struct CodebookBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "codebook-bench",
         abstract: "Benchmarks Codebook against sgemm, faiss, scikit-learn and VLFeat, and checks the results.",
         subcommands: [KMeansCommand.self, GaussianMixtureCommand.self, EncodingCommand.self, MemoryCommand.self,
-                      AllCommand.self, MemoryChildCommand.self],
+                      ClusterCommand.self, StoreCommand.self, AllCommand.self, MemoryChildCommand.self],
         defaultSubcommand: AllCommand.self)
 }
 
@@ -41,12 +49,43 @@ struct MemoryCommand: AsyncParsableCommand {
     func run() async throws { try await Bench.run([.memory], options) }
 }
 
+struct ClusterCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "cluster",
+        abstract: "k-means on a coordinator + `codebook worker` processes (tcp loopback) vs the embedded engine.",
+        discussion: """
+        Three tables: (1) one iteration, K=--k on the kmeans corpus, embedded LocalBackend vs ClusterBackend with         --workers worker processes of 1 thread (target ≤ 1.10×; centres must be bit-identical); (2) coordinator work per         iteration (dispatch, merge, update vs workers' compute) for K=--k and K=--wide-k on --wide-rows rows; (3) scaling         on fvecs corpora of --scaling-rows and 4× as many rows (target 4 ± 0.5×) and the workers' peak RSS. Writes         ~5 GB of corpora to --work-dir (the larger one is skipped with < 10 GB free); takes a few minutes. Needs the         `codebook` executable next to this one (or --codebook-binary).
+        """)
+    @OptionGroup var options: BenchOptions
+    @OptionGroup var cluster: ClusterBenchOptions
+    func run() async throws { try await Bench.run([.cluster], options, cluster: cluster) }
+}
+
+struct StoreCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "store",
+        abstract: "Encoding into the store through an embedded cluster vs batch encode to .npy; concurrent key lookups.",
+        discussion: """
+        Two tables: (1) VLAD-encoding --store-images images × --image-rows descriptors (K=--store-k) with         VLADEncoder.encodeInOrder to a .npy vs an EncodingJob on an EmbeddedCluster of --workers workers writing a         CodebookStore (target ≥ 0.8×; a sample of stored vectors must equal the .npy rows bit for bit); (2)         --lookup-clients concurrent ClusterClients doing single-key GETs over tcp loopback for --lookup-seconds         (targets 20,000 gets/s, p99 < 5 ms). Writes a ~3 GB corpus and ~2 GB of vectors to --work-dir.
+        """)
+    @OptionGroup var options: BenchOptions
+    @OptionGroup var cluster: ClusterBenchOptions
+    func run() async throws { try await Bench.run([.store], options, cluster: cluster) }
+}
+
 struct AllCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "all",
-                                                    abstract: "kmeans, gmm and encode (and memory with --large).")
+                                                    abstract: "kmeans, gmm and encode (memory with --large; cluster and store with --cluster).")
     @OptionGroup var options: BenchOptions
+    @OptionGroup var cluster: ClusterBenchOptions
+    @Flag(name: .customLong("cluster"),
+          help: "Also run the cluster and store sections (several minutes; ~10 GB of corpora in --work-dir).")
+    var includeCluster = false
     func run() async throws {
-        try await Bench.run(options.large ? [.kmeans, .gmm, .encode, .memory] : [.kmeans, .gmm, .encode], options)
+        var sections: [Bench.Section] = [.kmeans, .gmm, .encode]
+        if options.large { sections.append(.memory) }
+        if includeCluster { sections += [.cluster, .store] }
+        try await Bench.run(sections, options, cluster: cluster)
     }
 }
 
@@ -64,21 +103,26 @@ struct MemoryChildCommand: AsyncParsableCommand {
 
 /// The sections and what they share.
 enum Bench {
-    enum Section: String { case kmeans, gmm, encode, memory }
+    enum Section: String { case kmeans, gmm, encode, memory, cluster, store }
 
-    static func run(_ sections: [Section], _ options: BenchOptions) async throws {
+    static func run(_ sections: [Section], _ options: BenchOptions, cluster: ClusterBenchOptions? = nil) async throws {
         let sizes = try options.sizes()
+        let clusterSizes = try (cluster ?? ClusterBenchOptions.parse([])).resolved(quick: sizes.quick)
         try FileManager.default.createDirectory(atPath: sizes.workDirectory, withIntermediateDirectories: true)
         print(Machine.describe(threads: sizes.threads))
         print("Sizes: \(sizes.summary)\n")
         var failures: [String] = []
         for section in sections {
+            let monitor = ContentionMonitor()
+            defer { print(monitor.summary() + "\n") }
             do {
                 switch section {
                 case .kmeans: try await KMeansSection(sizes: sizes).run()
                 case .gmm: try await GaussianMixtureSection(sizes: sizes).run()
                 case .encode: try await EncodingSection(sizes: sizes).run()
                 case .memory: try await MemorySection(sizes: sizes, large: options.large).run()
+                case .cluster: try await ClusterSection(sizes: sizes, cluster: clusterSizes).run()
+                case .store: try await StoreSection(sizes: sizes, cluster: clusterSizes).run()
                 }
             } catch let failure as CheckFailure {
                 print("\n**CHECK FAILED** (\(section.rawValue)): \(failure.message)\n")

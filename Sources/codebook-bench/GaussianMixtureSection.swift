@@ -28,29 +28,28 @@ struct GaussianMixtureSection {
         kmeans.iterations = 1
         kmeans.tolerance = 0
         kmeans.initialization = .given(initial)
-        let (_, kmeansIteration) = try await Stopwatch.median(sizes.repeats) {
-            try await KMeans.train(on: backend, parameters: kmeans)
-        }
-
-        // Codebook's EM: the E-pass alone, and one iteration as GaussianMixture.train reports it
-        // (E-pass + M-step; its wall time also includes the moment pass that sets the floor).
-        let (statistics, expectation) = try await Stopwatch.median(sizes.repeats) {
-            try await backend.run(try GaussianMixtureExpectationPass(model: model))
-        }
+        // Interleaved rounds: k-means iteration, E-pass alone, EM iteration as
+        // GaussianMixture.train reports it (E-pass + M-step; its wall time also includes the
+        // moment pass that sets the variance floor).
         var em = GaussianMixtureParameters(k: k)
         em.iterations = 1
         em.tolerance = 0
         em.initialization = .given(model)
+        var statistics: GaussianMixtureStatistics?
         var iterationTimes: [Double] = []
-        var wallTimes: [Double] = []
         var firstReport: GaussianMixtureIterationReport?
-        for _ in 0..<sizes.repeats {
-            let (result, wall) = try await Stopwatch.time { try await GaussianMixture.train(on: backend, parameters: em) }
-            iterationTimes.append(result.iterations[0].seconds)
-            wallTimes.append(wall)
-            firstReport = result.iterations[0]
-        }
+        let times = try await Stopwatch.interleaved(sizes.repeats, [
+            { _ = try await KMeans.train(on: backend, parameters: kmeans) },
+            { statistics = try await backend.run(try GaussianMixtureExpectationPass(model: model)) },
+            {
+                let result = try await GaussianMixture.train(on: backend, parameters: em)
+                iterationTimes.append(result.iterations[0].seconds)
+                firstReport = result.iterations[0]
+            },
+        ])
+        let (kmeansIteration, expectation, wall) = (times[0], times[1], times[2])
         let emIteration = Stopwatch.median(iterationTimes)
+        guard let statistics else { throw CheckFailure("no E-pass ran") }
 
         // The same on the rows scikit-learn gets, for like-for-like throughput and the LL check.
         let subset = LocalBackend(corpus: corpus.slice(0..<sizes.gmmRows), threads: sizes.threads)
@@ -79,8 +78,8 @@ struct GaussianMixtureSection {
         table.add("**Codebook EM iteration** (E + M, GaussianMixture.train report)", "\(n)", seconds(emIteration),
                   perRow(emIteration, n), "**" + ratio(emIteration / kmeansIteration) + " of k-means**",
                   verdict(emIteration / kmeansIteration <= Self.kmeansTarget, "≤ \(Self.kmeansTarget)×"))
-        table.add("Codebook GaussianMixture.train wall (moment pass + E + M)", "\(n)", seconds(Stopwatch.median(wallTimes)),
-                  perRow(Stopwatch.median(wallTimes), n), "", "")
+        table.add("Codebook GaussianMixture.train wall (moment pass + E + M)", "\(n)", seconds(wall),
+                  perRow(wall, n), "", "")
         table.add("Codebook EM iteration on scikit-learn's rows", "\(sizes.gmmRows)", seconds(subsetIteration),
                   perRow(subsetIteration, sizes.gmmRows), "", "")
         switch sklearn {

@@ -23,21 +23,19 @@ struct KMeansSection {
         // Bare sgemm, both ways; the first engine-blocks run also warms the page cache.
         let sgemm = SgemmBaseline(corpus: corpus, codebook: initial, threads: sizes.threads)
         try await sgemm.engineBlocks()
-        let (_, engineBlocks) = try await Stopwatch.median(sizes.repeats) { try await sgemm.engineBlocks() }
-        let (_, openBLAS) = await Stopwatch.median(sizes.repeats) { sgemm.openBLASThreads() }
-        let sgemmBest = min(engineBlocks, openBLAS)
-
-        // Codebook: the assignment pass alone, and a whole iteration (pass + update).
-        let (_, pass) = try await Stopwatch.median(sizes.repeats) {
-            try await backend.run(KMeansAssignmentPass(codebook: initial))
-        }
         var one = KMeansParameters(k: k)
         one.iterations = 1
         one.tolerance = 0
         one.initialization = .given(initial)
-        let (_, iteration) = try await Stopwatch.median(sizes.repeats) {
-            try await KMeans.train(on: backend, parameters: one)
-        }
+        // Interleaved: sgemm both ways, Codebook's assignment pass alone, a whole iteration.
+        let times = try await Stopwatch.interleaved(sizes.repeats, [
+            { try await sgemm.engineBlocks() },
+            { sgemm.openBLASThreads() },
+            { _ = try await backend.run(KMeansAssignmentPass(codebook: initial)) },
+            { _ = try await KMeans.train(on: backend, parameters: one) },
+        ])
+        let (engineBlocks, openBLAS, pass, iteration) = (times[0], times[1], times[2], times[3])
+        let sgemmBest = min(engineBlocks, openBLAS)
 
         // Codebook: M iterations from the same centres, for the objective check.
         var many = one
@@ -82,7 +80,7 @@ struct KMeansSection {
             table.add("**Codebook / min(faiss, scikit-learn)**", "", "", "**" + ratio(iteration / fastest) + "**",
                       verdict(iteration / fastest <= Self.libraryTarget, "≤ \(Self.libraryTarget)×"))
         }
-        table.note("Baseline for the sgemm ratio: the faster sgemm row (\(seconds(sgemmBest))). Medians of \(sizes.repeats) runs; "
+        table.note("Baseline for the sgemm ratio: the faster sgemm row (\(seconds(sgemmBest))). Medians of \(sizes.repeats) interleaved rounds; "
                    + "the corpus is memory-mapped and in the page cache for every measurement.")
         table.note("scikit-learn time per iteration: \(sklearn.string("timing") ?? "–"); its final centres come from "
                    + "KMeans(algorithm='lloyd', n_init=1, init=centres, tol=0, max_iter=\(sizes.iterations)).fit "

@@ -1,4 +1,5 @@
 import CBLAS
+import Clustering
 import Foundation
 
 /// What the numbers were measured on, and the process facts the memory section needs.
@@ -8,16 +9,13 @@ enum Machine {
             .split(separator: "\n").first { $0.hasPrefix("model name") }
             .map { $0.split(separator: ":", maxSplits: 1).last.map { $0.trimmingCharacters(in: .whitespaces) } ?? "?" }
             ?? "unknown CPU"
-        let core = openblas_get_corename().map { String(cString: $0) } ?? "unknown"
-        let flags = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?
-            .split(separator: "\n").first { $0.hasPrefix("flags") }.map { Set($0.split(separator: " ").map(String.init)) } ?? []
-        let genericCore = ["Prescott", "Core2", "Nehalem", "Atom", "Katmai", "Coppermine", "Northwood"].contains(core)
-        let warning = genericCore && flags.contains("avx2")
-            ? "\n\n**Note:** OpenBLAS picked the \(core) kernels (no AVX) on a CPU with "
-              + (flags.contains("avx512f") ? "AVX-512" : "AVX2")
-              + "; sgemm and everything built on it runs several times slower than it could. "
-              + "Setting OPENBLAS_CORETYPE (e.g. \(flags.contains("avx512f") ? "SkylakeX" : "Haswell")) selects the right kernels."
-            : ""
+        let core = OpenBLASKernels.coreName
+        let better = OpenBLASKernels.betterCoreType()
+        let warning = better.map {
+            "\n\n**Note:** OpenBLAS runs its \(core) kernels on a CPU that can run \($0)'s; sgemm and everything built on it "
+                + "runs several times slower than it could (the bench re-executes itself with OPENBLAS_CORETYPE=\($0) unless "
+                + "OPENBLAS_CORETYPE is set)."
+        } ?? ""
         let memory = Double(ProcessInfo.processInfo.physicalMemory) / Double(1 << 30)
         return """
         ## codebook-bench
@@ -39,5 +37,43 @@ enum Machine {
         var stats = statvfs()
         guard statvfs(path, &stats) == 0 else { return 0 }
         return Int(stats.f_bavail) * Int(stats.f_frsize)
+    }
+}
+
+/// How much CPU other processes used while a section ran: timings on a shared machine are
+/// only trustworthy when this is near 0.
+struct ContentionMonitor {
+    private let started = Stopwatch.now()
+    private let busy = ContentionMonitor.machineBusySeconds()
+    private let own = ContentionMonitor.ownSeconds()
+
+    /// Busy CPU seconds of the whole machine (user, nice, system, irq, softirq, steal).
+    static func machineBusySeconds() -> Double {
+        guard let text = try? String(contentsOfFile: "/proc/stat", encoding: .utf8),
+              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("cpu ") }) else { return .nan }
+        let fields = line.split(separator: " ").dropFirst().compactMap { Double($0) }
+        guard fields.count >= 8 else { return .nan }
+        let ticks = fields[0] + fields[1] + fields[2] + fields[5] + fields[6] + fields[7]
+        return ticks / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
+
+    /// CPU seconds of this process and its waited-for children (the Python baselines).
+    static func ownSeconds() -> Double {
+        var total = 0.0
+        for who in [RUSAGE_SELF, RUSAGE_CHILDREN] {
+            var usage = rusage()
+            getrusage(who.rawValue, &usage)
+            for time in [usage.ru_utime, usage.ru_stime] { total += Double(time.tv_sec) + Double(time.tv_usec) * 1e-6 }
+        }
+        return total
+    }
+
+    /// "other processes used 0.03 cores on average over 95 s".
+    func summary() -> String {
+        let wall = Stopwatch.now() - started
+        let others = max(0, (Self.machineBusySeconds() - busy) - (Self.ownSeconds() - own)) / max(wall, 1e-9)
+        var text = "Other processes used \(format(others, "%.2f")) cores on average over this section's \(format(wall, "%.0f")) s"
+        if others > 0.2 { text += " — **the machine was shared; timings are unreliable**" }
+        return text + "."
     }
 }

@@ -27,6 +27,21 @@ enum Stopwatch {
         return (last!, Self.median(times))
     }
 
+    /// Runs every body once per round, `repeats` rounds, and returns each body's median
+    /// seconds. Interleaving spreads any load from other processes over all measurements
+    /// alike, so their ratios stay meaningful on a shared machine.
+    static func interleaved(_ repeats: Int, _ bodies: [() async throws -> Void]) async throws -> [Double] {
+        var times = [[Double]](repeating: [], count: bodies.count)
+        for _ in 0..<max(1, repeats) {
+            for (index, body) in bodies.enumerated() {
+                let started = now()
+                try await body()
+                times[index].append(now() - started)
+            }
+        }
+        return times.map(median)
+    }
+
     static func median(_ values: [Double]) -> Double {
         let sorted = values.sorted()
         guard !sorted.isEmpty else { return .nan }
