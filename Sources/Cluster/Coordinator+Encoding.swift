@@ -35,7 +35,7 @@ extension Coordinator {
                              plan: ShardPlan(totalRows: remaining.count, shardRows: max(1, job.imagesPerShard)),
                              computation: plan.pass.description, model: plan.pass.modelArrays, images: remaining)
         let vector = VectorRecord(encoding: job.encoding, model: job.model, flags: job.flags)
-        submit(spec, to: EncodingSink(job: id, set: job.set, vector: vector, dimension: plan.pass.encoder.encodedDimension,
+        submit(spec, to: try EncodingSink(job: id, set: job.set, vector: vector, dimension: plan.pass.encoder.encodedDimension,
                                       images: remaining, plan: spec.plan, imagesDone: done, coordinator: self))
     }
 }
@@ -96,7 +96,8 @@ final class EncodingSink: RoundSink, @unchecked Sendable {
     // @unchecked Sendable: created by the coordinator, then touched only by its I/O thread.
     let job: UInt64
     let set: String
-    let vector: VectorRecord
+    /// Every vector's metadata (a `VectorRecord`), encoded once.
+    let metadata: [UInt8]
     let dimension: Int
     /// The pass's images; shard s holds `images[plan.rows(of: s)]`.
     let images: [ImageSlice]
@@ -106,10 +107,10 @@ final class EncodingSink: RoundSink, @unchecked Sendable {
     private weak var coordinator: Coordinator?
 
     init(job: UInt64, set: String, vector: VectorRecord, dimension: Int, images: [ImageSlice], plan: ShardPlan, imagesDone: Int,
-         coordinator: Coordinator) {
+         coordinator: Coordinator) throws {
         self.job = job
         self.set = set
-        self.vector = vector
+        metadata = try StoredValue(kind: .vector, metadata: vector).metadata
         self.dimension = dimension
         self.images = images
         self.plan = plan
@@ -137,11 +138,15 @@ final class EncodingSink: RoundSink, @unchecked Sendable {
         guard let coordinator, let store = coordinator.store else { return }
         do {
             let vectors = try decode(message)
-            let entries = try vectors.keys.enumerated().map { index, key in
-                (set: set, key: key, value: try StoredValue(kind: .vector, metadata: vector,
-                                                            values: Array(vectors.values[index * dimension ..< (index + 1) * dimension])))
+            let entries = vectors.values.withUnsafeBytes { floats in
+                vectors.keys.enumerated().map { index, key in
+                    let stride = dimension * 4
+                    return (set: set, key: key,
+                            bytes: StoredValue.bytes(kind: .vector, metadata: metadata,
+                                                     floatBytes: UnsafeRawBufferPointer(rebasing: floats[index * stride ..< (index + 1) * stride])))
+                }
             }
-            try store.putVectors(entries)
+            try store.putVectorBytes(entries)
             imagesDone += entries.count
             coordinator.jobs.progress(job, imagesDone: imagesDone)
             shardsLeft -= 1

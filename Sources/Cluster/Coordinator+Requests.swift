@@ -48,7 +48,10 @@ extension Coordinator {
             status.jobs = jobs.summaries
             return WireMessage(header: WireHeader(.statusReply), metadata: status)
         case .get, .list, .describe, .catalog, .importModel:
-            return try StoreQueries(store: try requireStore(for: "models and vectors")).request(request)
+            guard let queries else {
+                throw StoreError(.notFound, "this coordinator has no store of models and vectors (start it with --store)")
+            }
+            return try queries.request(request)
         default:
             throw ClusterError("\(request.header.type) is not a client request")
         }

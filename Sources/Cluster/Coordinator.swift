@@ -18,6 +18,8 @@ public final class Coordinator: @unchecked Sendable {
     let jobs: JobRegistry
     /// Where models, vectors and job checkpoints are kept, if anywhere.
     public let store: CodebookStore?
+    /// The store's side of the client protocol.
+    let queries: StoreQueries?
     private let requestedWorkersEndpoint: String
     private let requestedClientsEndpoint: String
     private let inbox = Mutex<[Command]>([])
@@ -41,6 +43,7 @@ public final class Coordinator: @unchecked Sendable {
                 settings: CoordinatorSettings = CoordinatorSettings(), store: CodebookStore? = nil, logger: Logger) {
         self.context = context
         self.store = store
+        queries = store.map { StoreQueries(store: $0) }
         jobs = JobRegistry(store: store)
         requestedWorkersEndpoint = workersEndpoint
         requestedClientsEndpoint = clientsEndpoint

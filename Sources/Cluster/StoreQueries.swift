@@ -1,4 +1,6 @@
 import Clustering
+import Foundation
+import Synchronization
 import Storage
 import ZeroMQ
 
@@ -7,6 +9,9 @@ import ZeroMQ
 /// that open the store directly (a RocksDB secondary instance).
 public struct StoreQueries: Requester {
     public let store: CodebookStore
+    /// Vector metadata seen before, decoded: every vector of a set shares its metadata, so a
+    /// GET parses JSON once per set rather than once per vector.
+    private let vectorRecords = VectorRecordCache()
 
     public init(store: CodebookStore) { self.store = store }
 
@@ -32,14 +37,16 @@ public struct StoreQueries: Requester {
         var entries: [VectorEntry] = [], arrays: [[UInt8]] = []
         for key in request.keys {
             guard let slash = key.firstIndex(of: "/"),
-                  let value = try store.vector(set: String(key[..<slash]), key: String(key[key.index(after: slash)...])) else {
+                  let bytes = try store.vectorBytes(set: String(key[..<slash]), key: String(key[key.index(after: slash)...])) else {
                 entries.append(VectorEntry(key: key, found: false))
                 continue
             }
-            let record = try value.decode(VectorRecord.self, key: key)
+            // The float32 bytes go into the reply as they are stored (both little-endian).
+            let (metadata, floatBytes) = try StoredValue.parts(of: bytes, expecting: .vector, key: key)
+            let record = try vectorRecords.record(for: metadata, key: key)
             entries.append(VectorEntry(key: key, found: true, encoding: record.encoding, model: record.model,
-                                       flags: record.flags, dimension: value.values.count))
-            arrays.append(Frame.encode(value.values))
+                                       flags: record.flags, dimension: floatBytes.count / 4))
+            arrays.append(Array(floatBytes))
         }
         if request.keys.count == 1, entries[0].found == false {
             throw StoreError(.notFound, "no vector \(request.keys[0])")
@@ -108,5 +115,28 @@ public struct StoreQueries: Requester {
         }
         try store.putModel(named: request.name, try model.value(), replace: request.replace)
         return WireMessage(header: WireHeader(.describeReply), metadata: DescribeReply(model: record))
+    }
+}
+
+/// Decoded `VectorRecord`s by their metadata bytes (a handful: one per set and model).
+final class VectorRecordCache: Sendable {
+    private let records = Mutex<[[UInt8]: VectorRecord]>([:])
+    private static let capacity = 64
+
+    func record(for metadata: ArraySlice<UInt8>, key: String) throws -> VectorRecord {
+        let bytes = Array(metadata)
+        if let record = records.withLock({ $0[bytes] }) { return record }
+        let decoder = JSONDecoder()
+        let record: VectorRecord
+        do {
+            record = try decoder.decode(VectorRecord.self, from: Data(bytes))
+        } catch {
+            throw StoreError(.corrupt, "\(key): unreadable vector metadata: \(error)")
+        }
+        records.withLock { cache in
+            if cache.count >= Self.capacity { cache.removeAll() }
+            cache[bytes] = record
+        }
+        return record
     }
 }

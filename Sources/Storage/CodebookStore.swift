@@ -11,6 +11,10 @@
 public final class CodebookStore: Sendable {
     public static let columnFamilies = ["models", "sets", "vectors", "jobs"]
 
+    /// Vectors are float32 and read by key: uncompressed tables, bloom filters and a
+    /// 256 MiB block cache.
+    static let tuning = Database.Tuning(compression: false, pointLookupCacheMegabytes: 256)
+
     /// How to open a store.
     public enum Mode: Sendable {
         /// Read-write, created if missing; one process at a time.
@@ -32,10 +36,10 @@ public final class CodebookStore: Sendable {
         do {
             switch mode {
             case .primary:
-                database = try Database(path: path, columnFamilies: Self.columnFamilies)
+                database = try Database(path: path, columnFamilies: Self.columnFamilies, tuning: Self.tuning)
             case .secondary(let secondaryPath):
                 database = try Database.openSecondary(path: path, secondaryPath: secondaryPath,
-                                                      columnFamilies: Self.columnFamilies)
+                                                      columnFamilies: Self.columnFamilies, tuning: Self.tuning)
             }
         } catch let error as RocksDBError {
             switch error.code {
@@ -138,6 +142,11 @@ public final class CodebookStore: Sendable {
         }
     }
 
+    /// The stored bytes of `set/key` (a `StoredValue`), undecoded.
+    public func vectorBytes(set: String, key: String) throws -> [UInt8]? {
+        try database.get(Self.vectorKey(set: set, key: key), in: vectors)
+    }
+
     /// Whether `set/key` holds a vector (without decoding it).
     public func hasVector(set: String, key: String) throws -> Bool {
         try database.get(Self.vectorKey(set: set, key: key), in: vectors) != nil
@@ -145,8 +154,13 @@ public final class CodebookStore: Sendable {
 
     /// Writes vectors in one atomic batch: each image's vector is whole or absent.
     public func putVectors(_ entries: [(set: String, key: String, value: StoredValue)]) throws {
+        try putVectorBytes(entries.map { ($0.set, $0.key, $0.value.bytes) })
+    }
+
+    /// Like `putVectors`, with each value's bytes already made (`StoredValue.bytes(kind:metadata:floatBytes:)`).
+    public func putVectorBytes(_ entries: [(set: String, key: String, bytes: [UInt8])]) throws {
         let batch = WriteBatch()
-        for entry in entries { batch.put(Self.vectorKey(set: entry.set, key: entry.key), entry.value.bytes, in: vectors) }
+        for entry in entries { batch.put(Self.vectorKey(set: entry.set, key: entry.key), entry.bytes, in: vectors) }
         try database.write(batch)
     }
 

@@ -28,6 +28,21 @@ public final class Database: @unchecked Sendable {
         }
     }
 
+    /// How data is kept, for any way of opening.
+    public struct Tuning: Sendable, Hashable {
+        /// Compress table files (RocksDB's default); float data gains little from it and
+        /// every read pays for decompression.
+        public var compression: Bool
+        /// Tune for reads of single keys with a block cache of this many MiB
+        /// (`OptimizeForPointLookup`: bloom filters, a hashed block index); 0 keeps RocksDB's defaults.
+        public var pointLookupCacheMegabytes: Int
+
+        public init(compression: Bool = true, pointLookupCacheMegabytes: Int = 0) {
+            self.compression = compression
+            self.pointLookupCacheMegabytes = pointLookupCacheMegabytes
+        }
+    }
+
     private enum Mode {
         case readWrite(Options)
         case readOnly
@@ -48,8 +63,8 @@ public final class Database: @unchecked Sendable {
     /// `columnFamilies` (the `"default"` family is always opened). Every column family
     /// that exists must be listed: RocksDB refuses to open a database otherwise.
     public convenience init(path: String, columnFamilies: [String],
-                            options: Options = Options()) throws {
-        try self.init(path: path, columnFamilies: columnFamilies, mode: .readWrite(options))
+                            options: Options = Options(), tuning: Tuning = Tuning()) throws {
+        try self.init(path: path, columnFamilies: columnFamilies, mode: .readWrite(options), tuning: tuning)
     }
 
     /// Opens the database at `path` read-only: a consistent view as of opening, which does
@@ -62,16 +77,20 @@ public final class Database: @unchecked Sendable {
     /// instance: read-only, and brought up to date by `tryCatchUpWithPrimary()`.
     /// `secondaryPath` is a directory of its own where this instance keeps its logs.
     public static func openSecondary(path: String, secondaryPath: String,
-                                     columnFamilies: [String]) throws -> Database {
-        try Database(path: path, columnFamilies: columnFamilies, mode: .secondary(path: secondaryPath))
+                                     columnFamilies: [String], tuning: Tuning = Tuning()) throws -> Database {
+        try Database(path: path, columnFamilies: columnFamilies, mode: .secondary(path: secondaryPath), tuning: tuning)
     }
 
-    private init(path: String, columnFamilies: [String], mode: Mode) throws {
+    private init(path: String, columnFamilies: [String], mode: Mode, tuning: Tuning = Tuning()) throws {
         var names = ["default"]
         for name in columnFamilies where !names.contains(name) { names.append(name) }
 
         let options = rocksdb_options_create()
         defer { rocksdb_options_destroy(options) }  // RocksDB copies the options it opens with.
+        if !tuning.compression { rocksdb_options_set_compression(options, Int32(rocksdb_no_compression)) }
+        if tuning.pointLookupCacheMegabytes > 0 {
+            rocksdb_options_optimize_for_point_lookup(options, UInt64(tuning.pointLookupCacheMegabytes))
+        }
         switch mode {
         case .readWrite(let settings):
             rocksdb_options_set_create_if_missing(options, settings.createIfMissing ? 1 : 0)

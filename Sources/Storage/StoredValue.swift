@@ -41,20 +41,48 @@ public struct StoredValue: Sendable, Equatable {
 
     /// The value's bytes.
     public var bytes: [UInt8] {
-        var out = Self.magic
-        out.reserveCapacity(Self.headerSize + metadata.count + values.count * 4)
+        values.withUnsafeBytes { Self.bytes(kind: kind, metadata: metadata, floatBytes: $0) }
+    }
+
+    /// A value's bytes from already encoded metadata and little-endian float32 bytes, for
+    /// writers of many values that share their metadata (an encoding job's vectors).
+    public static func bytes(kind: Kind, metadata: [UInt8], floatBytes: UnsafeRawBufferPointer) -> [UInt8] {
+        precondition(floatBytes.count % 4 == 0, "float32 bytes come in fours")
+        var out = magic
+        out.reserveCapacity(headerSize + metadata.count + floatBytes.count)
         func append<T: FixedWidthInteger>(_ value: T) { withUnsafeBytes(of: value.littleEndian) { out += $0 } }
-        append(Self.version)
+        append(version)
         append(kind.rawValue)
         append(UInt32(metadata.count))
-        append(UInt32(values.count))
+        append(UInt32(floatBytes.count / 4))
         out += metadata
-        values.withUnsafeBytes { out += $0 }
+        out += floatBytes
         return out
+    }
+
+    /// The metadata and float32 bytes of a value, checked like `init(bytes:expecting:key:)`
+    /// but without decoding anything: for readers that pass the floats on as they are.
+    public static func parts(of bytes: [UInt8], expecting kind: Kind, key: String) throws
+        -> (metadata: ArraySlice<UInt8>, floatBytes: ArraySlice<UInt8>) {
+        let (metadataLength, floatCount) = try checkedHeader(bytes, expecting: kind, key: key)
+        return (bytes[headerSize ..< headerSize + metadataLength], bytes[(headerSize + metadataLength) ..< (headerSize + metadataLength + 4 * floatCount)])
     }
 
     /// Decodes `bytes`, expecting a record of `kind`. `key` names the value in errors.
     public init(bytes: [UInt8], expecting kind: Kind, key: String) throws {
+        let (metadataLength, floatCount) = try Self.checkedHeader(bytes, expecting: kind, key: key)
+        self.kind = kind
+        metadata = Array(bytes[Self.headerSize ..< Self.headerSize + metadataLength])
+        values = [Float](repeating: 0, count: floatCount)
+        values.withUnsafeMutableBytes { destination in
+            bytes.withUnsafeBytes { source in
+                destination.copyMemory(from: UnsafeRawBufferPointer(rebasing: source[(Self.headerSize + metadataLength)...]))
+            }
+        }
+    }
+
+    /// Checks the header of `bytes` and returns its metadata length and float count.
+    private static func checkedHeader(_ bytes: [UInt8], expecting kind: Kind, key: String) throws -> (Int, Int) {
         func corrupt(_ why: String) -> StoreError { StoreError(.corrupt, "\(key): \(why)") }
         guard bytes.count >= Self.headerSize else { throw corrupt("value of \(bytes.count) bytes is shorter than the 16-byte header") }
         guard Array(bytes[0..<4]) == Self.magic else { throw corrupt("value does not start with \"CBKS\"; not written by Codebook") }
@@ -73,14 +101,7 @@ public struct StoredValue: Sendable, Equatable {
         guard bytes.count == expected else {
             throw corrupt("value has \(bytes.count) bytes but its header says \(expected)")
         }
-        self.kind = found
-        metadata = Array(bytes[Self.headerSize ..< Self.headerSize + metadataLength])
-        values = [Float](repeating: 0, count: floatCount)
-        values.withUnsafeMutableBytes { destination in
-            bytes.withUnsafeBytes { source in
-                destination.copyMemory(from: UnsafeRawBufferPointer(rebasing: source[(Self.headerSize + metadataLength)...]))
-            }
-        }
+        return (metadataLength, floatCount)
     }
 
     /// The metadata as `type`.
