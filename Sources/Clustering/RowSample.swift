@@ -59,6 +59,9 @@ public struct RowSamplePass: ShardComputation {
                 needed -= 1
             }
         }
+        // Each read maps the pages around its row (fault-around): on a corpus larger than
+        // memory, hand the shard's pages back as RowScan does.
+        if (rows.file?.size ?? 0) > RowScan.residentBudget { rows.release(0..<rows.rows) }
         return sample
     }
 }
