@@ -173,20 +173,33 @@ public enum GaussianMixture {
                                                                                        kmeans: state))
                                                 }, progress: kmeansProgress)
             let hard = try await backend.run(KMeansAssignmentPass(codebook: kmeans.codebook, withSquares: true))
-            var means = kmeans.codebook.centres
-            var variances = Array((0..<k).map { _ in flooredData }.joined())
-            var priors = [Float](repeating: 0, count: k)
-            for c in 0..<k where hard.counts[c] > 0 {
-                let n = Double(hard.counts[c])
-                priors[c] = Float(n / Double(hard.rows))
-                for j in 0..<d {
-                    let mean = hard.sums[c * d + j] / n
-                    means[c * d + j] = Float(mean)
-                    variances[c * d + j] = Float(max(hard.sumsOfSquares![c * d + j] / n - mean * mean, floor))
-                }
-            }
-            return try GaussianMixtureModel(k: k, dimension: d, means: means, variances: variances, priors: priors)
+            return try model(fromHardAssignments: hard, centres: kmeans.codebook, varianceFloor: floor,
+                             emptyClusterVariances: flooredData)
         }
+    }
+
+    /// A GMM from a hard k-means assignment (a pass `withSquares`): each cluster's mean,
+    /// per-dimension variance (floored) and share of rows. An empty cluster keeps its centre
+    /// and `emptyClusterVariances`, with prior 0.
+    public static func model(fromHardAssignments hard: KMeansStatistics, centres: Codebook, varianceFloor floor: Double,
+                             emptyClusterVariances: [Float]) throws -> GaussianMixtureModel {
+        let k = centres.k, d = centres.dimension
+        guard let squares = hard.sumsOfSquares, hard.k == k, hard.dimension == d, emptyClusterVariances.count == d else {
+            throw DescriptorError(.invalidArgument, "hard-assignment statistics with sums of squares for k=\(k), D=\(d) are needed")
+        }
+        var means = centres.centres
+        var variances = Array((0..<k).map { _ in emptyClusterVariances }.joined())
+        var priors = [Float](repeating: 0, count: k)
+        for c in 0..<k where hard.counts[c] > 0 {
+            let n = Double(hard.counts[c])
+            priors[c] = Float(n / Double(hard.rows))
+            for j in 0..<d {
+                let mean = hard.sums[c * d + j] / n
+                means[c * d + j] = Float(mean)
+                variances[c * d + j] = Float(max(squares[c * d + j] / n - mean * mean, floor))
+            }
+        }
+        return try GaussianMixtureModel(k: k, dimension: d, means: means, variances: variances, priors: priors)
     }
 
     /// The M-step. Returns the new model and the number of components re-seeded.

@@ -70,21 +70,11 @@ struct Workload {
         let moments = try await backend.run(MomentPass(dimension: d))
         let floor = max(GaussianMixtureParameters(k: k).varianceFloorRatio * (moments.variances.max() ?? 0),
                         GaussianMixture.minimumVarianceFloor)
-        var means = kmeans.codebook.centres
-        var variances = [Float](repeating: Float(floor), count: k * d)
-        var priors = [Float](repeating: 0, count: k)
-        for c in 0..<k where hard.counts[c] > 0 {
-            let n = Double(hard.counts[c])
-            priors[c] = Float(n / Double(hard.rows))
-            for j in 0..<d {
-                let mean = hard.sums[c * d + j] / n
-                means[c * d + j] = Float(mean)
-                variances[c * d + j] = Float(max(hard.sumsOfSquares![c * d + j] / n - mean * mean, floor))
-            }
-        }
+        var model = try GaussianMixture.model(fromHardAssignments: hard, centres: kmeans.codebook, varianceFloor: floor,
+                                              emptyClusterVariances: [Float](repeating: Float(floor), count: d))
         // Empty clusters: a tiny prior keeps the model valid for every library.
-        for c in 0..<k where priors[c] == 0 { priors[c] = 1e-8 }
-        let model = try GaussianMixtureModel(k: k, dimension: d, means: means, variances: variances, priors: priors)
+        for c in 0..<k where model.priors[c] == 0 { model.priors[c] = 1e-8 }
+        let (means, variances, priors) = (model.means, model.variances, model.priors)
         let paths = (sizes.path("gmm-\(tag)-means.npy"), sizes.path("gmm-\(tag)-variances.npy"),
                      sizes.path("gmm-\(tag)-priors.npy"))
         try NpyFile.write(path: paths.0, rows: k, columns: d, values: means)
