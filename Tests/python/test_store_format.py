@@ -30,29 +30,6 @@ DOC_EXAMPLE = bytes.fromhex(
     "BE 00 00 80 3F 00 00 00 00".replace(" ", ""))
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    c = StoreCluster(tmp_path_factory.mktemp("codebook-store-format"))
-    failed = True
-    try:
-        c.start()
-        failed = False
-        yield c
-    finally:
-        c.stop()
-        if failed:
-            c.dump_logs()
-
-
-@pytest.fixture
-def client(cluster):
-    cl = Client(cluster.clients_endpoint)
-    try:
-        yield cl
-    finally:
-        cl.close()
-
-
 def all_keys(client, prefix):
     keys, after = [], None
     while True:

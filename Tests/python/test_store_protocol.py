@@ -13,29 +13,6 @@ from store_cluster import (ACCEPTED, CATALOG, CATALOG_REPLY, DESCRIBE, DESCRIBE_
                            SUBMIT, SUBMIT_ENCODING, Client, StoreCluster, follow)
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    c = StoreCluster(tmp_path_factory.mktemp("codebook-store-protocol"))
-    failed = True
-    try:
-        c.start()
-        failed = False
-        yield c
-    finally:
-        c.stop()
-        if failed:
-            c.dump_logs()
-
-
-@pytest.fixture
-def client(cluster):
-    cl = Client(cluster.clients_endpoint)
-    try:
-        yield cl
-    finally:
-        cl.close()
-
-
 def test_get_found_missing_and_not_found(cluster, client):
     first = f"S/{cluster.image_keys[0]}"
     reply = client.request(GET, {"keys": [first, "S/no-such-image", "no-slash"]})
