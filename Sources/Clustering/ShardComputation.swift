@@ -50,9 +50,6 @@ public struct OrderedMerger<S: SufficientStatistics> {
         return true
     }
 
-    /// Whether shard `index`'s result has been taken.
-    public func has(shard index: Int) -> Bool { index < next || pending[index] != nil }
-
     public var isComplete: Bool { next == shardCount }
 
     /// The merged statistics, once every shard has been added.

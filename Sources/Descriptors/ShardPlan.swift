@@ -24,6 +24,4 @@ public struct ShardPlan: Sendable, Equatable, Codable {
         let start = index * shardRows
         return start ..< min(totalRows, start + shardRows)
     }
-
-    public var shards: [Range<Int>] { (0..<count).map(rows(of:)) }
 }
