@@ -1,7 +1,8 @@
 """Fixtures shared by the store tests: a coordinator with a store and a worker, per module."""
 import pytest
 
-from store_cluster import Client, StoreCluster
+from codebook_client import Client
+from store_cluster import StoreCluster
 
 
 @pytest.fixture(scope="module")

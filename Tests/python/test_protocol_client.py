@@ -1,17 +1,14 @@
 """A client of the Codebook cluster protocol written from Protocols/cluster.md alone.
 
-It starts a real `codebook coordinator` and one `codebook worker`, talks to them with
-pyzmq + numpy only, and checks that what the document says is what happens on the wire.
+The client is codebook_client.py (shared with the store tests). This starts a real
+`codebook coordinator` and one `codebook worker`, talks to them with pyzmq + numpy only, and
+checks that what the document says is what happens on the wire.
 
     CODEBOOK_BIN=.build/debug/codebook python -m pytest Tests/python/test_protocol_client.py
 """
 
-import json
 import os
-import socket
 import struct
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,143 +16,10 @@ import numpy as np
 import pytest
 import zmq
 
-# --- the protocol, from Protocols/cluster.md ---------------------------------------------
-
-MAGIC = b"CDBK"
-VERSION = 1
-NO_SHARD = 0xFFFFFFFF
-HEADER = struct.Struct("<4sHHQII")  # magic, version, type, job, round, shard: 24 bytes
-assert HEADER.size == 24
-
-READY, WORKER_HEARTBEAT, RESULT, FAILURE, GOODBYE = 1, 2, 3, 4, 5
-WELCOME, COORDINATOR_HEARTBEAT, TASK, RESYNC = 16, 17, 18, 19
-SUBMIT, PROGRESS, FETCH_RESULT, STATUS = 32, 33, 34, 35
-ACCEPTED, PROGRESS_REPLY, RESULT_REPLY, STATUS_REPLY, ERROR_REPLY = 48, 49, 50, 51, 63
-
-TIMEOUT_MS = 10_000  # per request
-JOB_DEADLINE_S = 120  # per training job
-
-
-def header(msg_type, job=0, round_=0, shard=NO_SHARD, version=VERSION, magic=MAGIC):
-    return HEADER.pack(magic, version, msg_type, job, round_, shard)
-
-
-def parse_header(frame):
-    assert len(frame) == 24, f"header frame of {len(frame)} bytes"
-    magic, version, msg_type, job, round_, shard = HEADER.unpack(frame)
-    assert magic == MAGIC and version == VERSION
-    return msg_type, job, round_, shard
-
-
-def message(msg_type, metadata=None, arrays=(), job=0):
-    return [header(msg_type, job=job), json.dumps(metadata or {}).encode("utf-8")] + [
-        bytes(a) for a in arrays
-    ]
-
-
-class Reply:
-    def __init__(self, frames):
-        self.frames = frames
-        self.type, self.job, self.round, self.shard = parse_header(frames[0])
-        self.metadata = json.loads(frames[1].decode("utf-8"))
-        self.arrays = frames[2:]
-
-    def array(self, index, dtype, count):
-        frame = self.arrays[index]
-        values = np.frombuffer(frame, dtype=dtype)
-        assert values.size == count, f"array {index}: {values.size} values, expected {count}"
-        return values
-
-    def __repr__(self):
-        return f"Reply(type={self.type}, job={self.job}, metadata={self.metadata}, arrays={len(self.arrays)})"
-
-
-class Client:
-    """A DEALER client that sends the empty delimiter itself (Lazy Pirate on timeout)."""
-
-    def __init__(self, context, endpoint):
-        self.context, self.endpoint = context, endpoint
-        self._connect()
-
-    def _connect(self):
-        self.socket = self.context.socket(zmq.DEALER)
-        self.socket.setsockopt(zmq.LINGER, 0)
-        self.socket.connect(self.endpoint)
-
-    def raw(self, frames, expect_reply=True):
-        self.socket.send_multipart([b""] + list(frames))
-        if not expect_reply:
-            return None
-        if not self.socket.poll(TIMEOUT_MS, zmq.POLLIN):
-            self.socket.close()
-            self._connect()
-            raise TimeoutError(f"no reply from {self.endpoint} within {TIMEOUT_MS} ms")
-        frames = self.socket.recv_multipart()
-        assert frames[0] == b"", "reply without the empty delimiter"
-        return Reply(frames[1:])
-
-    def request(self, msg_type, metadata=None, arrays=(), job=0):
-        return self.raw(message(msg_type, metadata, arrays, job))
-
-    def close(self):
-        self.socket.close()
-
-
-# --- processes ----------------------------------------------------------------------------
-
-ROOT = Path(__file__).resolve().parents[2]
-BINARY = os.environ.get("CODEBOOK_BIN", str(ROOT / ".build" / "debug" / "codebook"))
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Cluster:
-    def __init__(self, workdir):
-        self.workdir = workdir
-        self.processes = {}
-        self.logs = {}
-        self.workers_endpoint = f"tcp://127.0.0.1:{free_port()}"
-        self.clients_endpoint = f"tcp://127.0.0.1:{free_port()}"
-
-    def spawn(self, name, *args):
-        log = open(self.workdir / f"{name}.log", "wb")
-        self.logs[name] = log
-        self.processes[name] = subprocess.Popen([BINARY, *args], stdout=log, stderr=subprocess.STDOUT)
-
-    def start(self):
-        self.spawn("coordinator", "coordinator", "--workers-endpoint", self.workers_endpoint,
-                   "--clients-endpoint", self.clients_endpoint,
-                   # Its own store: the default (codebook.db in the working directory) would
-                   # litter it and bring back jobs of earlier runs.
-                   "--store", str(self.workdir / "store"))
-        self.spawn("worker", "worker", "--connect", self.workers_endpoint, "--threads", "2",
-                   "--name", "pytest-worker")
-
-    def alive(self, name):
-        return self.processes[name].poll() is None
-
-    def stop(self):
-        for name, process in self.processes.items():
-            if process.poll() is None:
-                process.terminate()
-        for name, process in self.processes.items():
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
-        for log in self.logs.values():
-            log.close()
-
-    def dump_logs(self):
-        for name in self.logs:
-            path = self.workdir / f"{name}.log"
-            text = path.read_text(errors="replace") if path.exists() else "(no log)"
-            sys.stderr.write(f"\n===== {name} log ({path}) =====\n{text[-20000:]}\n")
+from codebook_client import (ACCEPTED, BINARY, COORDINATOR_HEARTBEAT, ERROR_REPLY, FETCH_RESULT, GOODBYE,
+                             NO_SHARD, PROGRESS, PROGRESS_REPLY, READY, RESULT_REPLY, RESYNC, STATUS,
+                             STATUS_REPLY, SUBMIT, TASK, TIMEOUT_MS, WELCOME, WORKER_HEARTBEAT, Client, Cluster,
+                             Reply, connect, follow, header, message, run_cli, wait_for_worker)
 
 
 @pytest.fixture(scope="module")
@@ -164,10 +28,8 @@ def cluster(tmp_path_factory):
     if not Path(BINARY).exists():
         pytest.fail(f"codebook binary not found at {BINARY} (set CODEBOOK_BIN)")
     corpus = workdir / "corpus.npy"
-    generated = subprocess.run(
-        [BINARY, "generate", "--n", "5000", "--dim", "16", "--clusters", "4", "--seed", "1", "--out", str(corpus)],
-        capture_output=True, timeout=60)
-    assert generated.returncode == 0, generated.stderr.decode(errors="replace")
+    run_cli("generate", "--n", "5000", "--dim", "16", "--clusters", "4", "--seed", "1", "--out", str(corpus),
+            timeout=60)
     c = Cluster(workdir)
     c.corpus = corpus
     c.failed = False
@@ -183,7 +45,7 @@ def cluster(tmp_path_factory):
 @pytest.fixture
 def client(cluster, request):
     context = zmq.Context.instance()
-    cl = Client(context, cluster.clients_endpoint)
+    cl = Client(cluster.clients_endpoint, context)
     failed_before = request.session.testsfailed
     try:
         yield cl
@@ -191,35 +53,6 @@ def client(cluster, request):
         cl.close()
         if request.session.testsfailed > failed_before:
             cluster.failed = True
-
-
-def wait_for_worker(client, name="pytest-worker", deadline_s=20):
-    deadline = time.monotonic() + deadline_s
-    status = None
-    while time.monotonic() < deadline:
-        status = client.request(STATUS)
-        assert status.type == STATUS_REPLY
-        if any(w["name"] == name for w in status.metadata["workers"]):
-            return status
-        time.sleep(0.1)
-    raise AssertionError(f"worker {name} never registered; last status {status}")
-
-
-def follow(client, job, deadline_s=JOB_DEADLINE_S):
-    """Polls PROGRESS with `since` until the job ends; returns (state, records, last reply)."""
-    records = []
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        reply = client.request(PROGRESS, {"since": len(records)}, job=job)
-        assert reply.type == PROGRESS_REPLY, reply
-        assert reply.job == job and reply.metadata["job"] == job
-        records += reply.metadata["iterations"]
-        state = reply.metadata["state"]
-        assert state in ("running", "succeeded", "failed")
-        if state != "running":
-            return state, records, reply
-        time.sleep(0.05)
-    raise AssertionError(f"job {job} still running after {deadline_s} s; {len(records)} record(s)")
 
 
 def load_corpus(path):
@@ -257,9 +90,7 @@ def test_status_lists_the_worker(cluster, client):
 
 def test_status_over_req_socket(cluster, client):
     # A REQ socket adds the empty delimiter itself.
-    req = zmq.Context.instance().socket(zmq.REQ)
-    req.setsockopt(zmq.LINGER, 0)
-    req.connect(cluster.clients_endpoint)
+    req = connect(cluster.clients_endpoint, zmq.REQ)
     try:
         req.send_multipart(message(STATUS))
         assert req.poll(TIMEOUT_MS, zmq.POLLIN)
@@ -443,18 +274,13 @@ def test_malformed_messages_do_not_stop_the_coordinator(cluster, client):
         assert reply.job == 0 and reply.metadata["message"]
 
     # No envelope (a DEALER without the delimiter): dropped, no answer.
-    context = zmq.Context.instance()
-    bare = context.socket(zmq.DEALER)
-    bare.setsockopt(zmq.LINGER, 0)
-    bare.connect(cluster.clients_endpoint)
+    bare = connect(cluster.clients_endpoint)
     bare.send_multipart(message(STATUS))
     assert not bare.poll(1000, zmq.POLLIN), "a request without an envelope was answered"
     bare.close()
 
     # Garbage on the workers socket.
-    rogue = context.socket(zmq.DEALER)
-    rogue.setsockopt(zmq.LINGER, 0)
-    rogue.connect(cluster.workers_endpoint)
+    rogue = connect(cluster.workers_endpoint)
     rogue.send_multipart([b"\x00" * 7])
     rogue.send_multipart([header(WORKER_HEARTBEAT, version=9), b"{}"])
     time.sleep(0.3)
@@ -468,13 +294,8 @@ def test_malformed_messages_do_not_stop_the_coordinator(cluster, client):
 
 def test_worker_handshake(cluster, client):
     """A minimal worker: READY → WELCOME, heartbeats, RESYNC for a stranger, GOODBYE."""
-    context = zmq.Context.instance()
-    fake = context.socket(zmq.DEALER)
-    fake.setsockopt(zmq.LINGER, 0)
-    fake.connect(cluster.workers_endpoint)
-    stranger = context.socket(zmq.DEALER)
-    stranger.setsockopt(zmq.LINGER, 0)
-    stranger.connect(cluster.workers_endpoint)
+    fake = connect(cluster.workers_endpoint)
+    stranger = connect(cluster.workers_endpoint)
     try:
         # A heartbeat from an identity that never said READY: RESYNC.
         stranger.send_multipart(message(WORKER_HEARTBEAT))

@@ -19,8 +19,8 @@ import struct
 import numpy as np
 import pytest
 
-from store_cluster import (DESCRIBE, DESCRIBE_REPLY, GET, GET_REPLY, JOB, LIST, LIST_REPLY, MODEL, SET, VECTOR,
-                           Client, StoreCluster, decode_value, encode_value, run_cli)
+from codebook_client import DESCRIBE, DESCRIBE_REPLY, GET, GET_REPLY, LIST, LIST_REPLY, run_cli
+from store_cluster import JOB, MODEL, SET, VECTOR, decode_value, encode_value
 
 DOC_EXAMPLE = bytes.fromhex(
     "43 42 4B 53 01 00 03 00 29 00 00 00 04 00 00 00"

@@ -8,9 +8,9 @@ with a store and a real worker (pyzmq + numpy).
 import numpy as np
 import pytest
 
-from store_cluster import (ACCEPTED, CATALOG, CATALOG_REPLY, DESCRIBE, DESCRIBE_REPLY, ERROR_REPLY, FETCH_RESULT,
-                           GET, GET_REPLY, IMPORT, LIST, LIST_REPLY, NO_SHARD, PROGRESS, RESULT_REPLY, STATUS,
-                           SUBMIT, SUBMIT_ENCODING, Client, StoreCluster, follow)
+from codebook_client import (ACCEPTED, CATALOG, CATALOG_REPLY, DESCRIBE, DESCRIBE_REPLY, ERROR_REPLY, FETCH_RESULT,
+                             GET, GET_REPLY, IMPORT, LIST, LIST_REPLY, NO_SHARD, PROGRESS, RESULT_REPLY, STATUS,
+                             SUBMIT, SUBMIT_ENCODING, follow)
 
 
 def test_get_found_missing_and_not_found(cluster, client):
@@ -133,10 +133,10 @@ def test_submit_encoding_progress_and_vectors(cluster, client):
     assert accepted.type == ACCEPTED, accepted
     job = accepted.metadata["job"]
     assert accepted.job == job
-    final = follow(client, job)
+    _, records, final = follow(client, job)
     meta = final.metadata
     assert meta["state"] == "succeeded", meta
-    assert meta["imagesDone"] == meta["imagesTotal"] == cluster.IMAGES and meta["iterations"] == []
+    assert meta["imagesDone"] == meta["imagesTotal"] == cluster.IMAGES and records == meta["iterations"] == []
     # Same model, same flags: the same vectors as the CLI's set S.
     keys = sorted(cluster.image_keys)
     mine = client.request(GET, {"keys": [f"S-protocol/{k}" for k in keys]})
@@ -151,7 +151,7 @@ def test_submit_encoding_progress_and_vectors(cluster, client):
     assert fetched.type == ERROR_REPLY and "encoding job" in fetched.metadata["message"]
     # Again without replace: everything is stored already, so it succeeds at once.
     again = client.request(SUBMIT_ENCODING, job_spec)
-    final = follow(client, again.metadata["job"])
+    _, _, final = follow(client, again.metadata["job"])
     assert final.metadata["state"] == "succeeded" and final.metadata["imagesDone"] == cluster.IMAGES
     # Other flags into the same set without replace: refused. A missing model: not-found.
     assert client.request(SUBMIT_ENCODING, dict(job_spec, flags=2)).type == ERROR_REPLY
@@ -168,7 +168,7 @@ def test_named_training_job_and_not_found_jobs(cluster, client):
     assert exists.type == ERROR_REPLY and "exists" in exists.metadata["message"]
     accepted = client.request(SUBMIT, dict(spec, name="M2", replace=False))
     assert accepted.type == ACCEPTED
-    final = follow(client, accepted.metadata["job"])
+    _, _, final = follow(client, accepted.metadata["job"])
     assert final.metadata["state"] == "succeeded" and "imagesDone" not in final.metadata
     model = client.request(DESCRIBE, {"model": "M2"}).metadata["model"]
     assert model["k"] == 2 and model["job"]["name"] == "M2"

@@ -1,0 +1,213 @@
+"""A client of the Codebook cluster protocol written from Protocols/cluster.md alone, and
+the processes it talks to: a `codebook coordinator` and one `codebook worker`, with pyzmq +
+numpy only. Shared by test_protocol_client.py and the store tests (store_cluster.py)."""
+
+import json
+import os
+import socket
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import zmq
+
+# --- the protocol, from Protocols/cluster.md ---------------------------------------------
+
+MAGIC = b"CDBK"
+VERSION = 1
+NO_SHARD = 0xFFFFFFFF
+HEADER = struct.Struct("<4sHHQII")  # magic, version, type, job, round, shard: 24 bytes
+assert HEADER.size == 24
+
+READY, WORKER_HEARTBEAT, RESULT, FAILURE, GOODBYE = 1, 2, 3, 4, 5
+WELCOME, COORDINATOR_HEARTBEAT, TASK, RESYNC = 16, 17, 18, 19
+SUBMIT, PROGRESS, FETCH_RESULT, STATUS = 32, 33, 34, 35
+GET, LIST, DESCRIBE, CATALOG, SUBMIT_ENCODING, IMPORT = 36, 37, 38, 39, 40, 41
+ACCEPTED, PROGRESS_REPLY, RESULT_REPLY, STATUS_REPLY = 48, 49, 50, 51
+GET_REPLY, LIST_REPLY, DESCRIBE_REPLY, CATALOG_REPLY, ERROR_REPLY = 52, 53, 54, 55, 63
+
+TIMEOUT_MS = 10_000  # per request
+JOB_DEADLINE_S = 120  # per job
+CLI_TIMEOUT_S = 120  # per command-line run
+
+
+def header(msg_type, job=0, round_=0, shard=NO_SHARD, version=VERSION, magic=MAGIC):
+    return HEADER.pack(magic, version, msg_type, job, round_, shard)
+
+
+def parse_header(frame):
+    assert len(frame) == 24, f"header frame of {len(frame)} bytes"
+    magic, version, msg_type, job, round_, shard = HEADER.unpack(frame)
+    assert magic == MAGIC and version == VERSION
+    return msg_type, job, round_, shard
+
+
+def message(msg_type, metadata=None, arrays=(), job=0):
+    return [header(msg_type, job=job), json.dumps(metadata or {}).encode("utf-8")] + [
+        bytes(a) for a in arrays
+    ]
+
+
+class Reply:
+    def __init__(self, frames):
+        self.frames = frames
+        self.type, self.job, self.round, self.shard = parse_header(frames[0])
+        self.metadata = json.loads(frames[1].decode("utf-8"))
+        self.arrays = frames[2:]
+
+    def array(self, index, dtype, count):
+        frame = self.arrays[index]
+        values = np.frombuffer(frame, dtype=dtype)
+        assert values.size == count, f"array {index}: {values.size} values, expected {count}"
+        return values
+
+    def f32(self, index, count):
+        return self.array(index, "<f4", count)
+
+    def __repr__(self):
+        return f"Reply(type={self.type}, job={self.job}, metadata={self.metadata}, arrays={len(self.arrays)})"
+
+
+def connect(endpoint, kind=zmq.DEALER, context=None):
+    """A bare socket (no LINGER) connected to `endpoint`: frames go out exactly as given."""
+    sock = (context or zmq.Context.instance()).socket(kind)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(endpoint)
+    return sock
+
+
+class Client:
+    """A DEALER client that sends the empty delimiter itself (Lazy Pirate on timeout)."""
+
+    def __init__(self, endpoint, context=None):
+        self.context, self.endpoint = context or zmq.Context.instance(), endpoint
+        self._connect()
+
+    def _connect(self):
+        self.socket = connect(self.endpoint, zmq.DEALER, self.context)
+
+    def raw(self, frames, expect_reply=True):
+        self.socket.send_multipart([b""] + list(frames))
+        if not expect_reply:
+            return None
+        if not self.socket.poll(TIMEOUT_MS, zmq.POLLIN):
+            self.socket.close()
+            self._connect()
+            raise TimeoutError(f"no reply from {self.endpoint} within {TIMEOUT_MS} ms")
+        frames = self.socket.recv_multipart()
+        assert frames[0] == b"", "reply without the empty delimiter"
+        return Reply(frames[1:])
+
+    def request(self, msg_type, metadata=None, arrays=(), job=0):
+        return self.raw(message(msg_type, metadata, arrays, job))
+
+    def close(self):
+        self.socket.close()
+
+
+def wait_for_worker(client, name="pytest-worker", deadline_s=20):
+    deadline = time.monotonic() + deadline_s
+    status = None
+    while time.monotonic() < deadline:
+        status = client.request(STATUS)
+        assert status.type == STATUS_REPLY
+        if any(w["name"] == name for w in status.metadata["workers"]):
+            return status
+        time.sleep(0.1)
+    raise AssertionError(f"worker {name} never registered; last status {status}")
+
+
+def follow(client, job, deadline_s=JOB_DEADLINE_S):
+    """Polls PROGRESS with `since` until the job ends; returns (state, records, last reply)."""
+    records = []
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        reply = client.request(PROGRESS, {"since": len(records)}, job=job)
+        assert reply.type == PROGRESS_REPLY, reply
+        assert reply.job == job and reply.metadata["job"] == job
+        records += reply.metadata["iterations"]
+        state = reply.metadata["state"]
+        assert state in ("running", "succeeded", "failed")
+        if state != "running":
+            return state, records, reply
+        time.sleep(0.05)
+    raise AssertionError(f"job {job} still running after {deadline_s} s; {len(records)} record(s)")
+
+
+# --- processes ----------------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+BINARY = os.environ.get("CODEBOOK_BIN", str(ROOT / ".build" / "debug" / "codebook"))
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_cli(*args, timeout=CLI_TIMEOUT_S, check=True):
+    done = subprocess.run([BINARY, *args], capture_output=True, timeout=timeout)
+    if check:
+        assert done.returncode == 0, f"codebook {' '.join(args)}: {done.stderr.decode(errors='replace')}"
+    return done
+
+
+class Cluster:
+    """A coordinator with its own store in `workdir` and one worker of two threads, each
+    process logging to `workdir/<name>.log`."""
+
+    def __init__(self, workdir, worker_name="pytest-worker"):
+        self.workdir = Path(workdir)
+        self.store = self.workdir / "store"
+        self.worker_name = worker_name
+        self.processes = {}
+        self.logs = {}
+        self.workers_endpoint = f"tcp://127.0.0.1:{free_port()}"
+        self.clients_endpoint = f"tcp://127.0.0.1:{free_port()}"
+
+    def spawn(self, name, *args):
+        log = open(self.workdir / f"{name}.log", "wb")
+        self.logs[name] = log
+        self.processes[name] = subprocess.Popen([BINARY, *args], stdout=log, stderr=subprocess.STDOUT)
+
+    def start(self):
+        self.spawn("coordinator", "coordinator", "--workers-endpoint", self.workers_endpoint,
+                   "--clients-endpoint", self.clients_endpoint,
+                   # Its own store: the default (codebook.db in the working directory) would
+                   # litter it and bring back jobs of earlier runs.
+                   "--store", str(self.store))
+        self.spawn("worker", "worker", "--connect", self.workers_endpoint, "--threads", "2",
+                   "--name", self.worker_name)
+
+    def wait_for_worker(self, deadline_s=20):
+        client = Client(self.clients_endpoint)
+        try:
+            return wait_for_worker(client, self.worker_name, deadline_s)
+        finally:
+            client.close()
+
+    def alive(self, name):
+        return self.processes[name].poll() is None
+
+    def stop(self):
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.terminate()
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+        for log in self.logs.values():
+            log.close()
+
+    def dump_logs(self):
+        for name in self.logs:
+            path = self.workdir / f"{name}.log"
+            text = path.read_text(errors="replace") if path.exists() else "(no log)"
+            sys.stderr.write(f"\n===== {name} log ({path}) =====\n{text[-20000:]}\n")
