@@ -59,22 +59,26 @@ public struct KMeansAssignmentPass: ShardComputation {
         var statistics = KMeansStatistics(k: k, dimension: d, withSquares: withSquares)
         statistics.rows = rows.rows
         var assignments = [Int32](repeating: 0, count: RowScan.blockRows)
-        var norms = [Double](repeating: 0, count: RowScan.blockRows)
         var normSums = [Double](repeating: 0, count: k)
         var scratch = [Double](repeating: 0, count: d)
+        let chunk = kernelBlockRows(k: k)
         try RowScan.forEachBlock(rows, workspace: workspace) { block, firstRow in
             try assignments.withUnsafeMutableBufferPointer { assigned in
-                try norms.withUnsafeMutableBufferPointer { norms in
-                    try search.assign(block, firstRow: firstRow, source: rows.source, workspace: workspace,
-                                      assignments: assigned.baseAddress!, squaredNorms: norms.baseAddress!)
+                // Chunk by chunk, so the sums read the rows the assignment has just had in cache.
+                var start = 0
+                while start < block.rows {
+                    let count = min(chunk, block.rows - start)
+                    try search.assign(FloatRows(base: block.row(start), rows: count, dimension: d, stride: block.stride),
+                                      firstRow: firstRow + start, source: rows.source, workspace: workspace,
+                                      assignments: assigned.baseAddress! + start)
                     statistics.sums.withUnsafeMutableBufferPointer { sums in
-                        for i in 0..<block.rows {
+                        for i in start ..< start + count {
                             let c = Int(assigned[i])
-                            VectorMath.accumulate(block.row(i), into: sums.baseAddress! + c * d, d)
+                            normSums[c] += VectorMath.accumulateReturningSquaredNorm(block.row(i), into: sums.baseAddress! + c * d, d)
                             statistics.counts[c] += 1
-                            normSums[c] += norms[i]
                         }
                     }
+                    start += count
                 }
                 if withSquares {
                     scratch.withUnsafeMutableBufferPointer { first in

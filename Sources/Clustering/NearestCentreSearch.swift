@@ -28,14 +28,14 @@ public struct NearestCentreSearch: Sendable {
     }
 
     /// Assigns each row of `rows` to its nearest centre, writing centre indices to
-    /// `assignments`, if given the exact squared distances (float64) to `distances`, and if
-    /// given each row's ‖x‖² (float64) to `squaredNorms`.
+    /// `assignments` and, if given, the exact squared distances (float64) to `distances`.
+    /// Blocks of `kernelBlockRows(k:)` rows are processed one after the other: callers that
+    /// pass blocks of that size read rows the kernel has just brought into cache.
     ///
     /// `firstRow` and `source` only serve the error for a NaN or infinite row.
     public func assign(_ rows: FloatRows, firstRow: Int, source: String, workspace: KernelWorkspace,
                        assignments: UnsafeMutablePointer<Int32>,
-                       distances: UnsafeMutablePointer<Double>? = nil,
-                       squaredNorms: UnsafeMutablePointer<Double>? = nil) throws {
+                       distances: UnsafeMutablePointer<Double>? = nil) throws {
         let k = codebook.k, d = codebook.dimension
         precondition(rows.dimension == d, "row dimension must match the codebook")
         let block = kernelBlockRows(k: k)
@@ -45,15 +45,14 @@ public struct NearestCentreSearch: Sendable {
             let count = min(block, rows.rows - start)
             try assignBlock(FloatRows(base: rows.row(start), rows: count, dimension: d, stride: rows.stride),
                             firstRow: firstRow + start, source: source, workspace: workspace,
-                            assignments: assignments + start, distances: distances.map { $0 + start },
-                            squaredNorms: squaredNorms.map { $0 + start })
+                            assignments: assignments + start, distances: distances.map { $0 + start })
             start += count
         }
     }
 
     private func assignBlock(_ rows: FloatRows, firstRow: Int, source: String, workspace: KernelWorkspace,
                              assignments: UnsafeMutablePointer<Int32>,
-                             distances: UnsafeMutablePointer<Double>?, squaredNorms: UnsafeMutablePointer<Double>?) throws {
+                             distances: UnsafeMutablePointer<Double>?) throws {
         let k = codebook.k, d = codebook.dimension
         try codebook.centres.withUnsafeBufferPointer { centresBuffer in
             let centres = centresBuffer.baseAddress!
@@ -61,25 +60,23 @@ public struct NearestCentreSearch: Sendable {
                 let products = productsBuffer.baseAddress!
                 try norms.withUnsafeBufferPointer { normsBuffer in
                     let norms = normsBuffer.baseAddress!
-                    // Each row starts as ‖c‖²; sgemm adds −2x·c (beta = 1 spares it zeroing the block).
-                    for i in 0..<rows.rows { (products + i * k).update(from: norms, count: k) }
+                    // −2x·c; the scans below add ‖c‖² on the fly.
                     BLAS.gemmTransposedB(m: rows.rows, n: k, k: d, alpha: -2, a: rows.base, lda: rows.stride,
-                                         b: centres, ldb: d, beta: 1, c: products, ldc: k)
+                                         b: centres, ldb: d, beta: 0, c: products, ldc: k)
                     for i in 0..<rows.rows {
                         let x = rows.row(i)
-                        let rowNorm = VectorMath.squaredNormDouble(x, d)
-                        squaredNorms?[i] = rowNorm
-                        guard Float(rowNorm).isFinite else {
+                        let rowNorm = Double(VectorMath.squaredNorm(x, d))
+                        guard rowNorm.isFinite else {
                             throw DescriptorError(.nonFinite, "row \(firstRow + i) has a NaN or infinite value (or one too large for float32 arithmetic)",
                                                   path: source, location: "row \(firstRow + i)")
                         }
                         let screened = products + i * k
-                        let best = VectorMath.minimum(screened, k)
+                        let best = VectorMath.minimum(of: screened, plus: norms, k)
                         let bound = boundScale * (2 * rowNorm.squareRoot() * largestNorm + largestNorm * largestNorm)
                         let limit = Float(Double(best) + 2 * bound)
                         var chosen = -1
                         var rivals = 0
-                        VectorMath.forEach(in: screened, k, atMost: limit) { c in
+                        VectorMath.forEach(in: screened, plus: norms, k, atMost: limit) { c in
                             if chosen < 0 { chosen = c } else { rivals += 1 }
                         }
                         if rivals == 0 {
@@ -88,7 +85,7 @@ public struct NearestCentreSearch: Sendable {
                         } else {
                             var bestExact = Double.infinity
                             var bestIndex = 0
-                            VectorMath.forEach(in: screened, k, atMost: limit) { c in
+                            VectorMath.forEach(in: screened, plus: norms, k, atMost: limit) { c in
                                 let exact = VectorMath.squaredDistance(x, centres + c * d, d)
                                 if exact < bestExact { bestExact = exact; bestIndex = c }
                             }

@@ -30,32 +30,21 @@ enum VectorMath {
         return sum
     }
 
-    /// Σ x_j² in float64.
+    /// sum += x, returning Σ x_j², all in float64.
     @inline(__always)
-    static func squaredNormDouble(_ x: UnsafePointer<Float>, _ n: Int) -> Double {
-        var acc = SIMD8<Double>()
+    static func accumulateReturningSquaredNorm(_ x: UnsafePointer<Float>, into sum: UnsafeMutablePointer<Double>, _ n: Int) -> Double {
+        var squares = SIMD8<Double>()
         var j = 0
         while j + 8 <= n {
             let v = SIMD8<Double>(UnsafeRawPointer(x + j).loadUnaligned(as: SIMD8<Float>.self))
-            acc += v * v
-            j += 8
-        }
-        var sum = total(acc)
-        while j < n { let v = Double(x[j]); sum += v * v; j += 1 }
-        return sum
-    }
-
-    /// sum += x, in float64.
-    @inline(__always)
-    static func accumulate(_ x: UnsafePointer<Float>, into sum: UnsafeMutablePointer<Double>, _ n: Int) {
-        var j = 0
-        while j + 8 <= n {
             let s = UnsafeMutableRawPointer(sum + j)
-            s.storeBytes(of: s.loadUnaligned(as: SIMD8<Double>.self)
-                         + SIMD8<Double>(UnsafeRawPointer(x + j).loadUnaligned(as: SIMD8<Float>.self)), as: SIMD8<Double>.self)
+            s.storeBytes(of: s.loadUnaligned(as: SIMD8<Double>.self) + v, as: SIMD8<Double>.self)
+            squares += v * v
             j += 8
         }
-        while j < n { sum[j] += Double(x[j]); j += 1 }
+        var norm = total(squares)
+        while j < n { let v = Double(x[j]); sum[j] += v; norm += v * v; j += 1 }
+        return norm
     }
 
     /// Σ (x_j − c_j)² in float64.
@@ -115,13 +104,14 @@ enum VectorMath {
         }
     }
 
-    /// The smallest of n ≥ 1 values.
+    /// The smallest x[j] + y[j] over n ≥ 1 values.
     @inline(__always)
-    static func minimum(_ x: UnsafePointer<Float>, _ n: Int) -> Float {
+    static func minimum(of x: UnsafePointer<Float>, plus y: UnsafePointer<Float>, _ n: Int) -> Float {
         var best = SIMD16<Float>(repeating: .infinity)
         var j = 0
         while j + 16 <= n {
             let v = UnsafeRawPointer(x + j).loadUnaligned(as: SIMD16<Float>.self)
+                + UnsafeRawPointer(y + j).loadUnaligned(as: SIMD16<Float>.self)
             best.replace(with: v, where: v .< best)
             j += 16
         }
@@ -130,7 +120,7 @@ enum VectorMath {
         four = eight.lowHalf
         four.replace(with: eight.highHalf, where: eight.highHalf .< four)
         var result = Swift.min(Swift.min(four[0], four[1]), Swift.min(four[2], four[3]))
-        while j < n { result = Swift.min(result, x[j]); j += 1 }
+        while j < n { result = Swift.min(result, x[j] + y[j]); j += 1 }
         return result
     }
 
@@ -153,18 +143,20 @@ enum VectorMath {
         return result
     }
 
-    /// Calls `body(j)`, in increasing j, for every x[j] ≤ limit. Checks 16 values at a time,
-    /// so the usual case of one or two hits costs little more than the comparisons.
+    /// Calls `body(j)`, in increasing j, for every x[j] + y[j] ≤ limit. Checks 16 values at a
+    /// time, so the usual case of one or two hits costs little more than the comparisons.
     @inline(__always)
-    static func forEach(in x: UnsafePointer<Float>, _ n: Int, atMost limit: Float, _ body: (Int) -> Void) {
+    static func forEach(in x: UnsafePointer<Float>, plus y: UnsafePointer<Float>, _ n: Int, atMost limit: Float,
+                        _ body: (Int) -> Void) {
         let bound = SIMD16<Float>(repeating: limit)
         var j = 0
         while j + 16 <= n {
-            let hits = UnsafeRawPointer(x + j).loadUnaligned(as: SIMD16<Float>.self) .<= bound
+            let hits = UnsafeRawPointer(x + j).loadUnaligned(as: SIMD16<Float>.self)
+                + UnsafeRawPointer(y + j).loadUnaligned(as: SIMD16<Float>.self) .<= bound
             if any(hits) { for lane in 0..<16 where hits[lane] { body(j + lane) } }
             j += 16
         }
-        while j < n { if x[j] <= limit { body(j) }; j += 1 }
+        while j < n { if x[j] + y[j] <= limit { body(j) }; j += 1 }
     }
 
     /// Calls `body(j)`, in increasing j, for every x[j] ≥ limit (see `forEach(in:_:atMost:_:)`).
