@@ -58,7 +58,7 @@ let package = Package(
         .testTarget(name: "ClusteringTests", dependencies: ["Clustering", "Descriptors"]),
         .testTarget(name: "EncodingTests", dependencies: ["Encoding", "Clustering", "Descriptors", "CVLFeat"]),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"]),
-        .testTarget(name: "StorageTests", dependencies: ["Storage"]),
+        .testTarget(name: "StorageTests", dependencies: ["Storage", "Descriptors"]),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Clustering", "Descriptors", "ZeroMQ", "Storage", "codebook"]),
         .testTarget(name: "CLITests", dependencies: ["codebook", "Descriptors"]),
     ]

@@ -274,7 +274,7 @@ final class StoreCoordinator: @unchecked Sendable {
     /// An index of `images` images of `rows` rows each over the corpus, written in a seeded
     /// shuffled order (so index order is not key order). Returns the keys.
     static func writeIndex(_ path: String, images: Int, rows: Int, seed: UInt64) throws -> [String] {
-        var generator = SplitMix64(seed: seed)
+        var generator = SeededGenerator(seed: seed)
         let lines = (0..<images).map { String(format: "img-%04d\t%d\t%d", $0, $0 * rows, rows) }.shuffled(using: &generator)
         try (lines.joined(separator: "\n") + "\n").write(toFile: path, atomically: true, encoding: .utf8)
         return lines.map { String($0.prefix { $0 != "\t" }) }

@@ -58,12 +58,12 @@ import ZeroMQ
     /// Numbers that break careless arithmetic.
     static let extremes: [Int] = [0, 1, 2, 3, 4, -1, -4, Int.max, Int.min, Int.max / 2, 1 << 31, 1 << 32, 1 << 40, 1 << 62]
 
-    static func randomBytes(_ count: Int, _ rng: inout SplitMix64) -> [UInt8] {
+    static func randomBytes(_ count: Int, _ rng: inout SeededGenerator) -> [UInt8] {
         (0..<count).map { _ in UInt8.random(in: 0...255, using: &rng) }
     }
 
     /// One random mutation of `message`'s frames.
-    static func mutate(_ message: WireMessage, _ rng: inout SplitMix64) -> [[UInt8]] {
+    static func mutate(_ message: WireMessage, _ rng: inout SeededGenerator) -> [[UInt8]] {
         var frames = message.frames
         switch Int.random(in: 0..<10, using: &rng) {
         case 0: // flip bytes
@@ -104,7 +104,7 @@ import ZeroMQ
         return frames
     }
 
-    static func extremeNumbers(in object: [String: Any], _ rng: inout SplitMix64) -> [String: Any] {
+    static func extremeNumbers(in object: [String: Any], _ rng: inout SeededGenerator) -> [String: Any] {
         var object = object
         for (key, value) in object {
             if value is NSNumber, !(value is Bool), Int.random(in: 0..<2, using: &rng) == 0 {
@@ -157,7 +157,7 @@ import ZeroMQ
     }
 
     @Test func randomFramesNeverCrashTheDecoder() {
-        var rng = SplitMix64(seed: Self.seed)
+        var rng = SeededGenerator(seed: Self.seed)
         var decoded = 0
         for iteration in 0..<Self.iterations {
             var frames: [[UInt8]] = (0..<Int.random(in: 0..<6, using: &rng)).map { _ in
@@ -195,7 +195,7 @@ import ZeroMQ
     }
 
     @Test func mutatedMessagesNeverCrashTheDecodersOrTheStateMachine() {
-        var rng = SplitMix64(seed: Self.seed &+ 1)
+        var rng = SeededGenerator(seed: Self.seed &+ 1)
         var state = Self.busyState()
         var accepted = 0
         for iteration in 0..<Self.iterations {
@@ -272,7 +272,7 @@ import ZeroMQ
         let endpoints = try coordinator.start()
         defer { coordinator.stop() }
         let seed = Self.seed &+ 2
-        var rng = SplitMix64(seed: seed)
+        var rng = SeededGenerator(seed: seed)
         var expectedMalformed = 0
 
         func garbage() -> [[UInt8]] {

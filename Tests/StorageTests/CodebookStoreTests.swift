@@ -1,3 +1,4 @@
+import Descriptors
 import Foundation
 import Storage
 import Synchronization
@@ -43,18 +44,7 @@ private struct JobMetadata: Codable, Equatable {
     var initialValues: Int
 }
 
-/// A seeded SplitMix64 generator: the seed is in every failure message that depends on it.
-private struct SeededRandom: RandomNumberGenerator {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
+fileprivate extension SeededGenerator {
     mutating func floats(_ count: Int) -> [Float] { (0..<count).map { _ in Float.random(in: -4...4, using: &self) } }
 
     mutating func bytes(_ count: Int) -> [UInt8] { (0..<count).map { _ in UInt8.random(in: 0...255, using: &self) } }
@@ -123,7 +113,7 @@ private func envelope(magic: [UInt8] = Array("CBKS".utf8), version: UInt16 = 1, 
 
     @Test func kmeansAndGaussianMixtureModelsRoundTripAndSurviveReopening() throws {
         let seed: UInt64 = 11
-        var random = SeededRandom(seed: seed)
+        var random = SeededGenerator(seed: seed)
         let directory = try TemporaryDirectory()
         let path = directory.child("store")
         let kmeans = ModelMetadata(kind: "kmeans", k: 8, dimension: 16, source: "trained", created: "2026-11-27T07:40:04Z")
@@ -153,7 +143,7 @@ private func envelope(magic: [UInt8] = Array("CBKS".utf8), version: UInt16 = 1, 
 
     @Test func setsAndVectorsRoundTrip() throws {
         let seed: UInt64 = 12
-        var random = SeededRandom(seed: seed)
+        var random = SeededGenerator(seed: seed)
         let directory = try TemporaryDirectory()
         let store = try CodebookStore(path: directory.child("store"))
         let record = SetMetadata(encoding: "vlad", model: "codebook", flags: 2, options: ["squareRoot"], dimension: 128,
@@ -332,7 +322,7 @@ private func envelope(magic: [UInt8] = Array("CBKS".utf8), version: UInt16 = 1, 
 
     @Test func anIndependentDecoderOfTheDocumentedFormatReadsWhatTheStoreWrote() throws {
         let seed: UInt64 = 13
-        var random = SeededRandom(seed: seed)
+        var random = SeededGenerator(seed: seed)
         let directory = try TemporaryDirectory()
         let path = directory.child("store")
         let centres = awkwardFloats + random.floats(6)
@@ -410,7 +400,7 @@ private func envelope(magic: [UInt8] = Array("CBKS".utf8), version: UInt16 = 1, 
 
     @Test func corruptValuesGiveClearErrorsNamingTheKey() throws {
         let seed: UInt64 = 14
-        var random = SeededRandom(seed: seed)
+        var random = SeededGenerator(seed: seed)
         let directory = try TemporaryDirectory()
         let path = directory.child("store")
         let good = try Self.vectorValue([1, 2, 3]).bytes
@@ -522,7 +512,7 @@ private func envelope(magic: [UInt8] = Array("CBKS".utf8), version: UInt16 = 1, 
 
     @Test func aDirectoryOfOtherFilesOrAPlainFileIsRefusedClearly() throws {
         let seed: UInt64 = 15
-        var random = SeededRandom(seed: seed)
+        var random = SeededGenerator(seed: seed)
         let directory = try TemporaryDirectory()
         let plain = directory.child("plain")
         try FileManager.default.createDirectory(atPath: plain, withIntermediateDirectories: false)
