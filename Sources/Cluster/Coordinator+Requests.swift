@@ -42,7 +42,7 @@ extension Coordinator {
                                    : entry.record.encoding != nil ? "job \(job) is an encoding job: its vectors are in set \"\(entry.record.encoding!.set)\""
                                    : "job \(job) is still running")
             }
-            return WireMessage(header: WireHeader(.resultReply, job: job), metadata: outcome, arrays: entry.modelArrays)
+            return WireMessage(header: WireHeader(.resultReply, job: job), metadata: outcome, arrays: try entry.modelArrays())
         case .status:
             var status = state.status(now: now)
             status.jobs = jobs.summaries

@@ -87,7 +87,7 @@ public struct EncodePass: WireComputation {
         case (.fisher, _, let model?):
             encoder = try FisherEncoder(model: model, options: FisherOptions(rawValue: flags))
             description = PassDescription(kind: .encodeFisher, dimension: model.dimension, k: model.k, flags: flags)
-            modelArrays = [Frame.encode(model.means), Frame.encode(model.variances), Frame.encode(model.priors)]
+            modelArrays = model.frames
         default:
             throw DescriptorError(.invalidArgument, "\(encoding.rawValue) encoding needs a \(encoding == .vlad ? "k-means codebook" : "GMM")")
         }

@@ -1,3 +1,4 @@
+import Clustering
 import Storage
 import Synchronization
 import ZeroMQ
@@ -13,12 +14,10 @@ final class JobRegistry: Sendable {
         var checkpointValues: [Float] = []
 
         /// The model arrays of a succeeded job: its last checkpoint's model.
-        var modelArrays: [[UInt8]] {
+        func modelArrays() throws -> [[UInt8]] {
             guard let outcome = record.outcome else { return [] }
             if outcome.kind == .kmeans { return [Frame.encode(checkpointValues)] }
-            let kd = outcome.k * outcome.dimension
-            return [Frame.encode(Array(checkpointValues[0..<kd])), Frame.encode(Array(checkpointValues[kd..<2 * kd])),
-                    Frame.encode(Array(checkpointValues[(2 * kd)...]))]
+            return try GaussianMixtureModel(k: outcome.k, dimension: outcome.dimension, concatenated: checkpointValues).frames
         }
 
         func storedValue() throws -> StoredValue {

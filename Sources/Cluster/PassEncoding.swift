@@ -130,10 +130,7 @@ extension GaussianMixtureExpectationPass: WireComputation {
     public var description: PassDescription {
         PassDescription(kind: .gaussianExpectation, dimension: posteriors.model.dimension, k: posteriors.model.k)
     }
-    public var modelArrays: [[UInt8]] {
-        let model = posteriors.model
-        return [Frame.encode(model.means), Frame.encode(model.variances), Frame.encode(model.priors)]
-    }
+    public var modelArrays: [[UInt8]] { posteriors.model.frames }
 }
 
 extension MomentPass: WireComputation {
@@ -224,4 +221,9 @@ extension RowSample: WireStatistics {
         rowIndices = try message.array(0, as: Int64.self, count: n).map { Int($0) }
         values = try message.array(1, as: Float.self, count: try PassDecoder.product(n, d))
     }
+}
+
+extension GaussianMixtureModel {
+    /// The model as array frames: means f32[K·D], variances f32[K·D], priors f32[K].
+    public var frames: [[UInt8]] { [Frame.encode(means), Frame.encode(variances), Frame.encode(priors)] }
 }

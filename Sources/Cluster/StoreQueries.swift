@@ -81,7 +81,7 @@ public struct StoreQueries: Requester {
     static func arrays(of model: StoredModel) -> [[UInt8]] {
         switch model {
         case .codebook(let codebook, _): [Frame.encode(codebook.centres)]
-        case .gaussianMixture(let mixture, _): [Frame.encode(mixture.means), Frame.encode(mixture.variances), Frame.encode(mixture.priors)]
+        case .gaussianMixture(let mixture, _): mixture.frames
         }
     }
 

@@ -54,14 +54,12 @@ public enum StoredModel: Sendable, Equatable {
         guard record.k >= 1, record.dimension >= 1, value.values.count == record.valueCount else {
             throw StoreError(.corrupt, "model \(name): \(value.values.count) values for a \(record.kind.rawValue) of k=\(record.k), D=\(record.dimension)")
         }
-        let kd = record.k * record.dimension, values = value.values
         switch record.kind {
         case .kmeans:
-            self = .codebook(try Codebook(k: record.k, dimension: record.dimension, centres: values), record)
+            self = .codebook(try Codebook(k: record.k, dimension: record.dimension, centres: value.values), record)
         case .gmm:
             self = .gaussianMixture(try GaussianMixtureModel(k: record.k, dimension: record.dimension,
-                                                             means: Array(values[0..<kd]), variances: Array(values[kd..<2 * kd]),
-                                                             priors: Array(values[(2 * kd)...])), record)
+                                                             concatenated: value.values), record)
         }
     }
 
@@ -71,7 +69,7 @@ public enum StoredModel: Sendable, Equatable {
         case .codebook(let codebook, let record):
             try StoredValue(kind: .model, metadata: record, values: codebook.centres)
         case .gaussianMixture(let model, let record):
-            try StoredValue(kind: .model, metadata: record, values: model.means + model.variances + model.priors)
+            try StoredValue(kind: .model, metadata: record, values: model.concatenated)
         }
     }
 }
@@ -126,7 +124,7 @@ enum StoredCheckpoint {
             record.dataVariances = variances
             return (record, values)
         case .expectationMaximization(let floor, let model, let reports, let converged):
-            let values = model.means + model.variances + model.priors
+            let values = model.concatenated
             return (CheckpointRecord(phase: "em", modelValues: values.count, converged: converged, emReports: reports,
                                      varianceFloor: floor), values)
         }
@@ -143,10 +141,12 @@ enum StoredCheckpoint {
             return .initializing(varianceFloor: floor, dataVariances: record.dataVariances ?? [],
                                  kmeans: try kmeans(record, values: values, k: k, dimension: dimension))
         }
-        let kd = k * dimension
-        guard values.count == 2 * kd + k else { throw StoreError(.corrupt, "GMM checkpoint of \(values.count) values for k=\(k), D=\(dimension)") }
-        let model = try GaussianMixtureModel(k: k, dimension: dimension, means: Array(values[0..<kd]),
-                                             variances: Array(values[kd..<2 * kd]), priors: Array(values[(2 * kd)...]))
+        let model: GaussianMixtureModel
+        do {
+            model = try GaussianMixtureModel(k: k, dimension: dimension, concatenated: values)
+        } catch {
+            throw StoreError(.corrupt, "GMM checkpoint: \(error)")
+        }
         return .expectationMaximization(varianceFloor: floor, model: model, reports: record.emReports ?? [],
                                         converged: record.converged)
     }

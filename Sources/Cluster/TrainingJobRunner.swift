@@ -113,7 +113,7 @@ public enum TrainingJobRunner {
             let outcome = JobOutcome(job: id, kind: .gmm, k: job.k, dimension: backend.dimension,
                                      iterations: result.iterations.count, converged: result.converged,
                                      varianceFloor: result.varianceFloor)
-            return (outcome, [Frame.encode(model.means), Frame.encode(model.variances), Frame.encode(model.priors)])
+            return (outcome, model.frames)
         }
     }
 }

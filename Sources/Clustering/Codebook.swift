@@ -67,3 +67,19 @@ public struct GaussianMixtureModel: Sendable, Equatable {
         self.priors = priors
     }
 }
+
+extension GaussianMixtureModel {
+    /// The model from its values in one array: means (K·D), then variances (K·D), then priors (K).
+    public init(k: Int, dimension: Int, concatenated values: [Float]) throws {
+        let kd = k * dimension
+        guard k >= 1, dimension >= 1, values.count == 2 * kd + k else {
+            throw DescriptorError(.dimensionMismatch,
+                                  "\(values.count) values for a GMM of k=\(k), D=\(dimension) (expected \(2 * max(kd, 0) + max(k, 0)))")
+        }
+        try self.init(k: k, dimension: dimension, means: Array(values[0..<kd]), variances: Array(values[kd ..< 2 * kd]),
+                      priors: Array(values[(2 * kd)...]))
+    }
+
+    /// Means, then variances, then priors, in one array.
+    public var concatenated: [Float] { means + variances + priors }
+}

@@ -220,7 +220,7 @@ struct ImportModel: ParsableCommand {
         } else {
             let model = try ModelFiles.gaussianMixture(means: means!, variances: variances!, priors: priors!)
             request = ImportRequest(name: name, kind: .gmm, k: model.k, dimension: model.dimension, replace: replace)
-            arrays = [Frame.encode(model.means), Frame.encode(model.variances), Frame.encode(model.priors)]
+            arrays = model.frames
         }
         let record = try requester.importModel(request, arrays: arrays)
         print("stored \(record.kind.rawValue) model \(name): K=\(record.k), D=\(record.dimension)")

@@ -122,7 +122,7 @@ struct TrainGMM: AsyncParsableCommand {
         var start = initialization
         if let initMeans, let initVariances, let initPriors {
             let model = try ModelFiles.gaussianMixture(means: initMeans, variances: initVariances, priors: initPriors)
-            arrays = [Frame.encode(model.means), Frame.encode(model.variances), Frame.encode(model.priors)]
+            arrays = model.frames
             start = "given"
         }
         let job = TrainingJob(kind: .gmm, corpus: training.absoluteCorpus, k: training.k, iterations: training.iterations,
