@@ -33,8 +33,12 @@ let package = Package(
         .systemLibrary(name: "CVLFeat", path: "Sources/CVLFeat",
                        providers: [.apt(["libvlfeat-dev"])]),
 
+        // Our own C kernels (AVX-512 where the CPU has it, chosen at run time), optimised in every
+        // configuration; no FMA contraction, so their documented arithmetic holds on every CPU.
+        .target(name: "CKernels", cSettings: [.unsafeFlags(["-O2", "-ffp-contract=off"])]),
+
         .target(name: "Descriptors", swiftSettings: numericSettings),
-        .target(name: "Clustering", dependencies: ["Descriptors", "CBLAS",
+        .target(name: "Clustering", dependencies: ["Descriptors", "CBLAS", "CKernels",
                                                    .product(name: "Logging", package: "swift-log")],
                 swiftSettings: numericSettings),
         .target(name: "Encoding", dependencies: ["Descriptors", "Clustering", "CBLAS"],
@@ -55,7 +59,7 @@ let package = Package(
         ], swiftSettings: numericSettings),
 
         .testTarget(name: "DescriptorsTests", dependencies: ["Descriptors"]),
-        .testTarget(name: "ClusteringTests", dependencies: ["Clustering", "Descriptors"]),
+        .testTarget(name: "ClusteringTests", dependencies: ["Clustering", "Descriptors", "CKernels"]),
         .testTarget(name: "EncodingTests", dependencies: ["Encoding", "Clustering", "Descriptors", "CVLFeat"]),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"]),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "Descriptors"]),

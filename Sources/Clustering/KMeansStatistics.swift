@@ -1,3 +1,4 @@
+import CKernels
 import Descriptors
 
 /// Sufficient statistics of one k-means assignment pass: per cluster, the number of rows
@@ -61,23 +62,18 @@ public struct KMeansAssignmentPass: ShardComputation {
         var assignments = [Int32](repeating: 0, count: RowScan.blockRows)
         var normSums = [Double](repeating: 0, count: k)
         var scratch = [Double](repeating: 0, count: d)
-        let chunk = kernelBlockRows(k: k)
+        // Small chunks, so the sums read rows the assignment has just had in L1.
+        let chunk = search.screen == .fused ? 4 * Int(CB_SCREEN_TILE_ROWS) : kernelBlockRows(k: k)
         try RowScan.forEachBlock(rows, workspace: workspace) { block, firstRow in
             try assignments.withUnsafeMutableBufferPointer { assigned in
-                // Chunk by chunk, so the sums read the rows the assignment has just had in cache.
                 var start = 0
                 while start < block.rows {
                     let count = min(chunk, block.rows - start)
                     try search.assign(FloatRows(base: block.row(start), rows: count, dimension: d, stride: block.stride),
                                       firstRow: firstRow + start, source: rows.source, workspace: workspace,
                                       assignments: assigned.baseAddress! + start)
-                    statistics.sums.withUnsafeMutableBufferPointer { sums in
-                        for i in start ..< start + count {
-                            let c = Int(assigned[i])
-                            normSums[c] += VectorMath.accumulateReturningSquaredNorm(block.row(i), into: sums.baseAddress! + c * d, d)
-                            statistics.counts[c] += 1
-                        }
-                    }
+                    cb_accumulate_assigned(block.row(start), block.stride, count, d, assigned.baseAddress! + start,
+                                           &statistics.sums, &normSums, &statistics.counts)
                     start += count
                 }
                 if withSquares {

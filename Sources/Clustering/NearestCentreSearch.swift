@@ -1,29 +1,63 @@
+import CKernels
 import Descriptors
 
 /// Nearest-centre assignment by squared L2 distance, exact and fast.
 ///
-/// Distances are screened in float32 as ‖c‖² − 2x·c (‖x‖² is the same for every centre)
-/// with one sgemm per block of rows. That expansion loses precision when ‖x‖ is large
-/// against the gaps between distances, so it is only a screen: every centre whose screened
-/// distance is within the rounding bound of the best is re-measured exactly as
-/// Σ(x − c)² in float64. The bound is the classical one for a dot product of length D,
-/// γ_D·(2‖x‖‖c‖ + ‖c‖²) with γ_D ≈ (D + 4)·u. So the result equals the float64 argmin
-/// (ties go to the lowest index), at the cost of a few exact distances on the rare rows
-/// where two centres are nearly equidistant.
+/// Distances are screened in float32 as ‖c‖² − 2x·c (‖x‖² is the same for every centre).
+/// That expansion loses precision when ‖x‖ is large against the gaps between distances, so
+/// it is only a screen: every centre whose screened distance is within the rounding bound
+/// of the best is re-measured exactly as Σ(x − c)² in float64. A screened value is off by at
+/// most γ·(2‖x‖‖c‖ + 2‖c‖²), γ ≈ (D + 1)·u, for either screen below; the bound allowed is
+/// 2.5·(D + 4)·u·(2‖x‖‖c‖ + ‖c‖²) with the largest ‖c‖, which covers it. So the result
+/// equals the float64 argmin (ties go to the lowest index), at the cost of a few exact
+/// distances on the rare rows where two centres are nearly equidistant.
+///
+/// Two screens, same result:
+/// - `.fused` (x86-64 with AVX-512): our own kernel (`cb_screen_nearest`) computes the
+///   products in registers, keeps per row only the best centre and the runner-up, and
+///   decides every row whose runner-up is beyond the bound; no N×K product matrix is
+///   written or read back. The rows it leaves undecided go through `.blas`.
+/// - `.blas`: one sgemm per block of rows into a K-wide product matrix, then a minimum and
+///   a candidate scan per row.
 public struct NearestCentreSearch: Sendable {
+    /// How distances are screened (see the type's documentation).
+    public enum Screen: Sendable, CaseIterable {
+        case fused, blas
+
+        /// `.fused` where this CPU runs it, else `.blas`.
+        public static let preferred: Screen = cb_screen_supported() != 0 ? .fused : .blas
+    }
+
     public let codebook: Codebook
+    public let screen: Screen
     private let norms: [Float]
     private let boundScale: Double
     private let largestNorm: Double
+    /// −2·centres in `cb_screen_pack`'s panel layout, and their norms padded with +∞ (`.fused` only).
+    private let panels: [Float]
+    private let panelNorms: [Float]
 
-    public init(codebook: Codebook) {
+    /// A search over `codebook`; `screen` must be `.blas` on a CPU without AVX-512.
+    public init(codebook: Codebook, screen: Screen = .preferred) {
+        precondition(screen == .blas || Screen.preferred == .fused, "the fused screen needs AVX-512")
         self.codebook = codebook
-        let d = codebook.dimension
-        norms = (0..<codebook.k).map { i in
+        self.screen = screen
+        let k = codebook.k, d = codebook.dimension
+        norms = (0..<k).map { i in
             codebook.centres.withUnsafeBufferPointer { VectorMath.squaredNorm($0.baseAddress! + i * d, d) }
         }
         largestNorm = Double(norms.max() ?? 0).squareRoot()
         boundScale = 2.0 * Double(d + 4) * float32Roundoff * 1.25
+        if screen == .fused {
+            var panels = [Float](repeating: 0, count: cb_screen_packed_length(k, d))
+            var panelNorms = [Float](repeating: 0, count: cb_screen_norms_length(k))
+            cb_screen_pack(codebook.centres, k, d, norms, &panels, &panelNorms)
+            self.panels = panels
+            self.panelNorms = panelNorms
+        } else {
+            panels = []
+            panelNorms = []
+        }
         BLAS.configure()
     }
 
@@ -39,18 +73,60 @@ public struct NearestCentreSearch: Sendable {
         let k = codebook.k, d = codebook.dimension
         precondition(rows.dimension == d, "row dimension must match the codebook")
         let block = kernelBlockRows(k: k)
-        workspace.reserve(&workspace.products, block * k)
+        if screen == .blas { workspace.reserve(&workspace.products, block * k) }
         var start = 0
         while start < rows.rows {
             let count = min(block, rows.rows - start)
-            try assignBlock(FloatRows(base: rows.row(start), rows: count, dimension: d, stride: rows.stride),
-                            firstRow: firstRow + start, source: source, workspace: workspace,
-                            assignments: assignments + start, distances: distances.map { $0 + start })
+            let blockRows = FloatRows(base: rows.row(start), rows: count, dimension: d, stride: rows.stride)
+            switch screen {
+            case .fused:
+                try fusedBlock(blockRows, firstRow: firstRow + start, source: source, workspace: workspace,
+                               assignments: assignments + start, distances: distances.map { $0 + start })
+            case .blas:
+                try blasBlock(blockRows, firstRow: firstRow + start, source: source, workspace: workspace,
+                              assignments: assignments + start, distances: distances.map { $0 + start })
+            }
             start += count
         }
     }
 
-    private func assignBlock(_ rows: FloatRows, firstRow: Int, source: String, workspace: KernelWorkspace,
+    /// The fused screen over a block; the rows it leaves undecided (a rival within the bound,
+    /// or a value that is not finite) go to `blasBlock` one by one.
+    private func fusedBlock(_ rows: FloatRows, firstRow: Int, source: String, workspace: KernelWorkspace,
+                            assignments: UnsafeMutablePointer<Int32>, distances: UnsafeMutablePointer<Double>?) throws {
+        let k = codebook.k, d = codebook.dimension
+        cb_screen_nearest(rows.base, rows.stride, rows.rows, d, panels, panelNorms, k, boundScale, largestNorm, assignments)
+        for i in 0..<rows.rows {
+            let x = rows.row(i)
+            if assignments[i] >= 0 {
+                if let distances {
+                    distances[i] = codebook.centres.withUnsafeBufferPointer {
+                        VectorMath.squaredDistance(x, $0.baseAddress! + Int(assignments[i]) * d, d)
+                    }
+                }
+            } else {
+                workspace.reserve(&workspace.products, k)
+                try blasBlock(FloatRows(base: x, rows: 1, dimension: d, stride: rows.stride), firstRow: firstRow + i,
+                              source: source, workspace: workspace, assignments: assignments + i, distances: distances.map { $0 + i })
+            }
+        }
+    }
+
+    /// The largest screened distance that may still belong to the nearest centre of `x`,
+    /// whose best screened distance is `best`; throws for a NaN or infinite row.
+    @inline(__always)
+    private func screenLimit(_ x: UnsafePointer<Float>, best: Float, row: Int, source: String) throws -> Float {
+        let rowNorm = Double(VectorMath.squaredNorm(x, codebook.dimension))
+        guard rowNorm.isFinite else {
+            throw DescriptorError(.nonFinite, "row \(row) has a NaN or infinite value (or one too large for float32 arithmetic)",
+                                  path: source, location: "row \(row)")
+        }
+        let bound = boundScale * (2 * rowNorm.squareRoot() * largestNorm + largestNorm * largestNorm)
+        return Float(Double(best) + 2 * bound)
+    }
+
+    /// The sgemm screen over a block.
+    private func blasBlock(_ rows: FloatRows, firstRow: Int, source: String, workspace: KernelWorkspace,
                              assignments: UnsafeMutablePointer<Int32>,
                              distances: UnsafeMutablePointer<Double>?) throws {
         let k = codebook.k, d = codebook.dimension
@@ -65,15 +141,9 @@ public struct NearestCentreSearch: Sendable {
                                          b: centres, ldb: d, beta: 0, c: products, ldc: k)
                     for i in 0..<rows.rows {
                         let x = rows.row(i)
-                        let rowNorm = Double(VectorMath.squaredNorm(x, d))
-                        guard rowNorm.isFinite else {
-                            throw DescriptorError(.nonFinite, "row \(firstRow + i) has a NaN or infinite value (or one too large for float32 arithmetic)",
-                                                  path: source, location: "row \(firstRow + i)")
-                        }
                         let screened = products + i * k
-                        let best = VectorMath.minimum(of: screened, plus: norms, k)
-                        let bound = boundScale * (2 * rowNorm.squareRoot() * largestNorm + largestNorm * largestNorm)
-                        let limit = Float(Double(best) + 2 * bound)
+                        let limit = try screenLimit(x, best: VectorMath.minimum(of: screened, plus: norms, k),
+                                                    row: firstRow + i, source: source)
                         var chosen = -1
                         var rivals = 0
                         VectorMath.forEach(in: screened, plus: norms, k, atMost: limit) { c in

@@ -30,23 +30,6 @@ enum VectorMath {
         return sum
     }
 
-    /// sum += x, returning Σ x_j², all in float64.
-    @inline(__always)
-    static func accumulateReturningSquaredNorm(_ x: UnsafePointer<Float>, into sum: UnsafeMutablePointer<Double>, _ n: Int) -> Double {
-        var squares = SIMD8<Double>()
-        var j = 0
-        while j + 8 <= n {
-            let v = SIMD8<Double>(UnsafeRawPointer(x + j).loadUnaligned(as: SIMD8<Float>.self))
-            let s = UnsafeMutableRawPointer(sum + j)
-            s.storeBytes(of: s.loadUnaligned(as: SIMD8<Double>.self) + v, as: SIMD8<Double>.self)
-            squares += v * v
-            j += 8
-        }
-        var norm = total(squares)
-        while j < n { let v = Double(x[j]); sum[j] += v; norm += v * v; j += 1 }
-        return norm
-    }
-
     /// Σ (x_j − c_j)² in float64.
     @inline(__always)
     static func squaredDistance(_ x: UnsafePointer<Float>, _ c: UnsafePointer<Float>, _ n: Int) -> Double {

@@ -4,15 +4,18 @@ import Foundation
 import Testing
 
 @Suite struct KernelTests {
-    @Test(arguments: [1 as UInt64, 2, 3])
-    func nearestCentreEqualsFloat64Argmin(seed: UInt64) throws {
+    /// The screens this CPU runs (`.fused` needs AVX-512).
+    static let screens = NearestCentreSearch.Screen.preferred == .fused ? NearestCentreSearch.Screen.allCases : [.blas]
+
+    @Test(arguments: [1 as UInt64, 2, 3], screens)
+    func nearestCentreEqualsFloat64Argmin(seed: UInt64, screen: NearestCentreSearch.Screen) throws {
         let data = blobs(rows: 3000, dimension: 37, blobs: 12, seed: seed, spread: 20, scale: 200)
         var generator = SeededGenerator(seed: seed &+ 100)
         // Centres drawn near the data, plus a pair of near-duplicates to provoke near ties.
         var centres = (0..<20).flatMap { _ in data.row(Int(generator.next() % UInt64(data.rows))) }
         centres += centres[0..<37].map { $0 + 1e-3 }
         let codebook = try Codebook(k: 21, dimension: 37, centres: centres)
-        let search = NearestCentreSearch(codebook: codebook)
+        let search = NearestCentreSearch(codebook: codebook, screen: screen)
         var assigned = [Int32](repeating: -1, count: data.rows)
         var distances = [Double](repeating: 0, count: data.rows)
         var scratch = [Float]()
@@ -27,11 +30,44 @@ import Testing
         }
     }
 
-    @Test func nearTieAgainstLargeNormPicksTheExactNearest() throws {
+    /// Every tile shape of the fused kernel (14, 4 and 1 rows; K across panel boundaries,
+    /// padded; D not a multiple of 16), with exact duplicate centres in the same lane, in
+    /// different lanes and in different panels: both screens give the float64 argmin, the
+    /// lowest index on ties.
+    @Test(arguments: [1, 16, 37, 128])
+    func screensAgreeOnEveryBlockShape(dimension d: Int) throws {
+        var generator = SeededGenerator(seed: UInt64(d))
+        for k in [1, 2, 31, 32, 33, 70] {
+            let data = blobs(rows: 41, dimension: d, blobs: 5, seed: UInt64(k * d), spread: 15, scale: 120)
+            var centres = (0..<k * d).map { _ in Float(generator.nextUnit() * 120) }
+            for (copy, original) in [(k - 1, 0), (17, 1), (33, 2), (65, 33)] where copy < k && original < copy {
+                centres.replaceSubrange(copy * d ..< (copy + 1) * d, with: centres[original * d ..< (original + 1) * d])
+            }
+            let codebook = try Codebook(k: k, dimension: d, centres: centres)
+            // Centres at data rows make exact ties with their duplicates for those rows.
+            var rows = (0..<data.rows).flatMap { data.row($0) }
+            rows.replaceSubrange(0..<d, with: centres[0..<d])
+            for m in [1, 3, 4, 5, 13, 14, 15, 18, 19, 33, 41] {
+                let expected = (0..<m).map { referenceNearest(Array(rows[$0 * d ..< ($0 + 1) * d]), codebook).index }
+                for screen in Self.screens {
+                    let search = NearestCentreSearch(codebook: codebook, screen: screen)
+                    var assigned = [Int32](repeating: -1, count: m)
+                    try rows.withUnsafeBufferPointer { buffer in
+                        try search.assign(FloatRows(base: buffer.baseAddress!, rows: m, dimension: d, stride: d), firstRow: 0,
+                                          source: "test", workspace: KernelWorkspace(), assignments: &assigned)
+                    }
+                    #expect(assigned.map(Int.init) == expected, "\(screen) k=\(k) d=\(d) m=\(m)")
+                }
+            }
+        }
+    }
+
+    @Test(arguments: screens)
+    func nearTieAgainstLargeNormPicksTheExactNearest(screen: NearestCentreSearch.Screen) throws {
         // ‖x‖² ≈ 3·10^10: the float32 expansion cannot tell these centres apart.
         let x: [Float] = [100_000, 100_000, 100_000]
         let codebook = try Codebook(k: 2, dimension: 3, centres: [100_000, 100_000, 100_004, 100_000, 100_000, 99_997])
-        let search = NearestCentreSearch(codebook: codebook)
+        let search = NearestCentreSearch(codebook: codebook, screen: screen)
         var assigned: [Int32] = [-1]
         try x.withUnsafeBufferPointer { buffer in
             try search.assign(FloatRows(base: buffer.baseAddress!, rows: 1, dimension: 3, stride: 3), firstRow: 0,
@@ -40,11 +76,12 @@ import Testing
         #expect(assigned == [1])
     }
 
-    @Test func nonFiniteRowIsRejectedWithItsIndex() throws {
+    @Test(arguments: screens)
+    func nonFiniteRowIsRejectedWithItsIndex(screen: NearestCentreSearch.Screen) throws {
         var values = [Float](repeating: 1, count: 40)
         values[23] = .nan
         let data = DescriptorMatrix(rows: 10, dimension: 4, values: values)
-        let search = NearestCentreSearch(codebook: try Codebook(k: 1, dimension: 4, centres: [0, 0, 0, 0]))
+        let search = NearestCentreSearch(codebook: try Codebook(k: 1, dimension: 4, centres: [0, 0, 0, 0]), screen: screen)
         var assigned = [Int32](repeating: 0, count: 10)
         var scratch = [Float]()
         let error = #expect(throws: DescriptorError.self) {

@@ -1,0 +1,38 @@
+#ifndef CODEBOOK_NEAREST_CENTRE_SCREEN_H
+#define CODEBOOK_NEAREST_CENTRE_SCREEN_H
+
+#include <stdint.h>
+
+/// Centres per panel of the packed layout.
+#define CB_SCREEN_PANEL 32
+
+/// Rows per register tile of `cb_screen_nearest`.
+#define CB_SCREEN_TILE_ROWS 14
+
+/// Whether this CPU runs `cb_screen_nearest` (x86-64 with AVX-512F).
+int cb_screen_supported(void);
+
+/// Floats of the packed centres for k centres of dimension d (k rounded up to panels).
+long cb_screen_packed_length(long k, long d);
+
+/// Floats of the packed squared norms for k centres.
+long cb_screen_norms_length(long k);
+
+/// Packs k centres (row-major k×d) for `cb_screen_nearest`: panel p holds, for each
+/// dimension j, the 32 values −2·c[32p + i][j] (zero past k); `packed_norms` holds ‖c‖²
+/// (`norms`, k values) followed by +∞ up to the panel boundary, so padding never wins.
+void cb_screen_pack(const float *centres, long k, long d, const float *norms,
+                    float *packed, float *packed_norms);
+
+/// The nearest centre of each of `m` rows (row i at rows + i·stride, d floats), screened in
+/// float32: s(c) = ‖c‖² − 2x·c, accumulated from ‖c‖² over j in order with FMA.
+///
+/// index[i] is the centre with the smallest s when it is the only centre with
+/// s ≤ s_min + 2·bound, where bound = bound_scale·(2‖x‖·largest_norm + largest_norm²) — so
+/// the screen alone decides it. Otherwise, or when the row or a screened value is not
+/// finite, index[i] = −1 and the caller must decide the row exactly.
+void cb_screen_nearest(const float *rows, long stride, long m, long d,
+                       const float *packed, const float *packed_norms, long k,
+                       double bound_scale, double largest_norm, int32_t *index);
+
+#endif

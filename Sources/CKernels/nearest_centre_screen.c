@@ -1,0 +1,140 @@
+#include "nearest_centre_screen.h"
+
+#include <math.h>
+
+#define PANEL CB_SCREEN_PANEL
+#define TILE CB_SCREEN_TILE_ROWS
+
+static long panel_count(long k) { return (k + PANEL - 1) / PANEL; }
+
+long cb_screen_packed_length(long k, long d) { return panel_count(k) * PANEL * d; }
+
+long cb_screen_norms_length(long k) { return panel_count(k) * PANEL; }
+
+void cb_screen_pack(const float *centres, long k, long d, const float *norms,
+                    float *packed, float *packed_norms) {
+    long panels = panel_count(k);
+    for (long p = 0; p < panels; p++)
+        for (long j = 0; j < d; j++)
+            for (long c = 0; c < PANEL; c++) {
+                long i = p * PANEL + c;
+                packed[(p * d + j) * PANEL + c] = i < k ? -2.0f * centres[i * d + j] : 0.0f;
+            }
+    for (long i = 0; i < panels * PANEL; i++) packed_norms[i] = i < k ? norms[i] : INFINITY;
+}
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+int cb_screen_supported(void) { return __builtin_cpu_supports("avx512f") != 0; }
+
+#define TARGET __attribute__((target("avx512f"), always_inline)) static inline
+
+/// Folds 16 screened values (centres `lanes`) into a row's per-lane best, second and index.
+TARGET void fold(__m512 v, __m512i lanes, __m512 *best, __m512 *second, __m512i *index) {
+    __mmask16 better = _mm512_cmp_ps_mask(v, *best, _CMP_LT_OQ);
+    *second = _mm512_min_ps(*second, _mm512_max_ps(v, *best));
+    *best = _mm512_min_ps(*best, v);
+    *index = _mm512_mask_mov_epi32(*index, better, lanes);
+}
+
+/// Σ x_j² in float32 (for the bound only).
+TARGET float squared_norm(const float *x, long d) {
+    __m512 sum = _mm512_setzero_ps();
+    long j = 0;
+    for (; j + 16 <= d; j += 16) {
+        __m512 v = _mm512_loadu_ps(x + j);
+        sum = _mm512_fmadd_ps(v, v, sum);
+    }
+    if (j < d) {
+        __m512 v = _mm512_maskz_loadu_ps((__mmask16)((1u << (d - j)) - 1), x + j);
+        sum = _mm512_fmadd_ps(v, v, sum);
+    }
+    return _mm512_reduce_add_ps(sum);
+}
+
+/// The decision for row x from its 16 lanes (see `cb_screen_nearest`): the best centre if
+/// no other centre's screened value is within the bound of it, else −1.
+TARGET int32_t decide(__m512 best, __m512 second, __m512i index, const float *x, long d,
+                      double bound_scale, double largest_norm) {
+    float smallest = _mm512_reduce_min_ps(best);
+    double norm = squared_norm(x, d);
+    if (!isfinite(smallest) || !isfinite(norm)) return -1;
+    double bound = bound_scale * (2 * sqrt(norm) * largest_norm + largest_norm * largest_norm);
+    __m512 limit = _mm512_set1_ps((float)((double)smallest + 2 * bound));
+    // One lane within the limit whose runner-up is beyond it: that lane's best is the only candidate.
+    __mmask16 near = _mm512_cmp_ps_mask(best, limit, _CMP_LE_OQ);
+    if ((near & (near - 1)) != 0 || _mm512_mask_cmp_ps_mask(near, second, limit, _CMP_LE_OQ) != 0) return -1;
+    int32_t indices[16];
+    _mm512_storeu_si512(indices, index);
+    return indices[__builtin_ctz(near)];
+}
+
+/// MR rows against every panel: 2·MR accumulators of 16 centres in registers, the
+/// dimension loop innermost, the row values broadcast straight from the rows.
+#define DEFINE_TILE(MR)                                                                              \
+    TARGET void tile##MR(const float *x, long stride, long d, const float *packed,                    \
+                         const float *norms, long panels, double bound_scale, double largest_norm,    \
+                         int32_t *index_out) {                                                        \
+        __m512 best[MR], second[MR];                                                                  \
+        __m512i index[MR];                                                                            \
+        _Pragma("unroll") for (int r = 0; r < MR; r++) {                                                                \
+            best[r] = second[r] = _mm512_set1_ps(INFINITY);                                           \
+            index[r] = _mm512_setzero_si512();                                                        \
+        }                                                                                             \
+        const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15); \
+        for (long p = 0; p < panels; p++) {                                                           \
+            const float *b = packed + p * d * PANEL;                                                  \
+            /* The sums start from ‖c‖², so padding (+∞) never wins. */                              \
+            __m512 n0 = _mm512_loadu_ps(norms + p * PANEL), n1 = _mm512_loadu_ps(norms + p * PANEL + 16); \
+            __m512 low[MR], high[MR];                                                                 \
+            _Pragma("unroll") for (int r = 0; r < MR; r++) { low[r] = n0; high[r] = n1; }             \
+            for (long j = 0; j < d; j++) {                                                            \
+                __m512 b0 = _mm512_loadu_ps(b + j * PANEL), b1 = _mm512_loadu_ps(b + j * PANEL + 16);  \
+                _Pragma("unroll") for (int r = 0; r < MR; r++) {                                                        \
+                    __m512 xv = _mm512_set1_ps(x[r * stride + j]);                                    \
+                    low[r] = _mm512_fmadd_ps(xv, b0, low[r]);                                         \
+                    high[r] = _mm512_fmadd_ps(xv, b1, high[r]);                                       \
+                }                                                                                     \
+            }                                                                                         \
+            __m512i lanes0 = _mm512_add_epi32(iota, _mm512_set1_epi32((int)(p * PANEL)));             \
+            __m512i lanes1 = _mm512_add_epi32(lanes0, _mm512_set1_epi32(16));                         \
+            _Pragma("unroll") for (int r = 0; r < MR; r++) {                                                            \
+                fold(low[r], lanes0, &best[r], &second[r], &index[r]);             \
+                fold(high[r], lanes1, &best[r], &second[r], &index[r]);            \
+            }                                                                                         \
+        }                                                                                             \
+        _Pragma("unroll") for (int r = 0; r < MR; r++)                                                                  \
+            index_out[r] = decide(best[r], second[r], index[r], x + r * stride, d, bound_scale, largest_norm); \
+    }
+
+DEFINE_TILE(14)
+DEFINE_TILE(4)
+DEFINE_TILE(1)
+
+__attribute__((target("avx512f")))
+void cb_screen_nearest(const float *rows, long stride, long m, long d,
+                       const float *packed, const float *packed_norms, long k,
+                       double bound_scale, double largest_norm, int32_t *index) {
+    long panels = panel_count(k), i = 0;
+    for (; i + TILE <= m; i += TILE)
+        tile14(rows + i * stride, stride, d, packed, packed_norms, panels, bound_scale, largest_norm, index + i);
+    for (; i + 4 <= m; i += 4)
+        tile4(rows + i * stride, stride, d, packed, packed_norms, panels, bound_scale, largest_norm, index + i);
+    for (; i < m; i++)
+        tile1(rows + i * stride, stride, d, packed, packed_norms, panels, bound_scale, largest_norm, index + i);
+}
+
+#else
+
+int cb_screen_supported(void) { return 0; }
+
+void cb_screen_nearest(const float *rows, long stride, long m, long d,
+                       const float *packed, const float *packed_norms, long k,
+                       double bound_scale, double largest_norm, int32_t *index) {
+    (void)rows; (void)stride; (void)d; (void)packed; (void)packed_norms; (void)k;
+    (void)bound_scale; (void)largest_norm;
+    for (long i = 0; i < m; i++) index[i] = -1;
+}
+
+#endif
