@@ -49,8 +49,8 @@ public struct KMeansAssignmentPass: ShardComputation {
     public let search: NearestCentreSearch
     public let withSquares: Bool
 
-    public init(codebook: Codebook, withSquares: Bool = false) {
-        search = NearestCentreSearch(codebook: codebook)
+    public init(codebook: Codebook, withSquares: Bool = false, screen: NearestCentreSearch.Screen = .preferred) {
+        search = NearestCentreSearch(codebook: codebook, screen: screen)
         self.withSquares = withSquares
     }
 
