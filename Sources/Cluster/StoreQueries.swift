@@ -30,28 +30,45 @@ public struct StoreQueries: Requester {
         }
     }
 
-    private func get(_ request: GetRequest) throws -> WireMessage {
+    /// A GET answered from the store: the reply's metadata, and each found vector where
+    /// RocksDB keeps it, its float32 bytes as stored (both little-endian).
+    struct GetAnswer {
+        var reply: GetReply
+        var vectors: [(value: PinnedValue, floatBytes: Range<Int>)]
+
+        /// The vectors' float32 bytes, borrowed for a message's array frames.
+        var arrayFrames: [Socket.OutgoingFrame] {
+            vectors.map { .borrowed(UnsafeRawBufferPointer(rebasing: $0.value.bytes[$0.floatBytes]), owner: $0.value) }
+        }
+    }
+
+    func answer(_ request: GetRequest) throws -> GetAnswer {
         guard request.keys.count <= GetRequest.maximumKeys else {
             throw ClusterError("at most \(GetRequest.maximumKeys) keys per GET (got \(request.keys.count))")
         }
-        var entries: [VectorEntry] = [], arrays: [[UInt8]] = []
+        var answer = GetAnswer(reply: GetReply(entries: []), vectors: [])
         for key in request.keys {
             guard let slash = key.firstIndex(of: "/"),
-                  let bytes = try store.vectorBytes(set: String(key[..<slash]), key: String(key[key.index(after: slash)...])) else {
-                entries.append(VectorEntry(key: key, found: false))
+                  let value = try store.vectorValue(set: String(key[..<slash]), key: String(key[key.index(after: slash)...])) else {
+                answer.reply.entries.append(VectorEntry(key: key, found: false))
                 continue
             }
-            // The float32 bytes go into the reply as they are stored (both little-endian).
-            let (metadata, floatBytes) = try StoredValue.parts(of: bytes, expecting: .vector, key: key)
-            let record = try vectorRecords.record(for: metadata, key: key)
-            entries.append(VectorEntry(key: key, found: true, encoding: record.encoding, model: record.model,
-                                       flags: record.flags, dimension: floatBytes.count / 4))
-            arrays.append(Array(floatBytes))
+            let (metadata, floatBytes) = try StoredValue.parts(of: value.bytes, expecting: .vector, key: key)
+            let record = try vectorRecords.record(for: UnsafeRawBufferPointer(rebasing: value.bytes[metadata]), key: key)
+            answer.reply.entries.append(VectorEntry(key: key, found: true, encoding: record.encoding, model: record.model,
+                                                    flags: record.flags, dimension: floatBytes.count / 4))
+            answer.vectors.append((value, floatBytes))
         }
-        if request.keys.count == 1, entries[0].found == false {
+        if request.keys.count == 1, answer.reply.entries[0].found == false {
             throw StoreError(.notFound, "no vector \(request.keys[0])")
         }
-        return WireMessage(header: WireHeader(.getReply), metadata: GetReply(entries: entries), arrays: arrays)
+        return answer
+    }
+
+    private func get(_ request: GetRequest) throws -> WireMessage {
+        let answer = try answer(request)
+        return WireMessage(header: WireHeader(.getReply), metadata: answer.reply,
+                           arrays: answer.vectors.map { [UInt8]($0.value.bytes[$0.floatBytes]) })
     }
 
     private func list(_ request: ListRequest) throws -> WireMessage {
@@ -123,7 +140,7 @@ final class VectorRecordCache: Sendable {
     private let records = Mutex<[[UInt8]: VectorRecord]>([:])
     private static let capacity = 64
 
-    func record(for metadata: ArraySlice<UInt8>, key: String) throws -> VectorRecord {
+    func record(for metadata: UnsafeRawBufferPointer, key: String) throws -> VectorRecord {
         let bytes = Array(metadata)
         if let record = records.withLock({ $0[bytes] }) { return record }
         let decoder = JSONDecoder()
