@@ -30,8 +30,9 @@ public struct StoreQueries: Requester {
         }
     }
 
-    /// A GET answered from the store: the reply's metadata, and each found vector where
-    /// RocksDB keeps it, its float32 bytes as stored (both little-endian).
+    /// A GET answered from the store: the reply's metadata, and the found vectors pinned
+    /// where RocksDB keeps them, with where their float32 bytes are (stored little-endian,
+    /// as the reply carries them).
     struct GetAnswer {
         var reply: GetReply
         var vectors: [(value: PinnedValue, floatBytes: Range<Int>)]
