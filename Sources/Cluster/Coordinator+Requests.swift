@@ -2,18 +2,8 @@ import Storage
 import ZeroMQ
 
 extension Coordinator {
-    /// A reply to a client: a message, and array frames after its own that are sent from
-    /// where they are (a GET's vectors, from the store).
-    struct ClientReply {
-        var message: WireMessage
-        var borrowedArrays: [Socket.OutgoingFrame] = []
-
-        /// The frames to send after the envelope.
-        var frames: [Socket.OutgoingFrame] { message.frames.map(Socket.OutgoingFrame.copy) + borrowedArrays }
-    }
-
     /// The reply to a client's request (never throws: failures become ERROR-REPLY).
-    func answer(_ request: WireMessage, state: CoordinatorState, now: Double) -> ClientReply {
+    func answer(_ request: WireMessage, state: CoordinatorState, now: Double) -> WireMessage {
         let report: FailureReport
         do {
             return try reply(to: request, state: state, now: now)
@@ -24,19 +14,10 @@ extension Coordinator {
         } catch {
             report = FailureReport(message: "\(error)")
         }
-        return ClientReply(message: WireMessage(header: WireHeader(.errorReply, job: request.header.job), metadata: report))
+        return WireMessage(header: WireHeader(.errorReply, job: request.header.job), metadata: report)
     }
 
-    private func reply(to request: WireMessage, state: CoordinatorState, now: Double) throws -> ClientReply {
-        if request.header.type == .get, let queries {
-            let answer = try queries.answer(try request.decode(GetRequest.self))
-            return ClientReply(message: WireMessage(header: WireHeader(.getReply), metadata: answer.reply),
-                               borrowedArrays: answer.arrayFrames)
-        }
-        return ClientReply(message: try message(replyingTo: request, state: state, now: now))
-    }
-
-    private func message(replyingTo request: WireMessage, state: CoordinatorState, now: Double) throws -> WireMessage {
+    private func reply(to request: WireMessage, state: CoordinatorState, now: Double) throws -> WireMessage {
         let job = request.header.job
         switch request.header.type {
         case .submit:

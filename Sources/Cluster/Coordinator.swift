@@ -254,14 +254,14 @@ public final class Coordinator: @unchecked Sendable {
             noteMalformed(WireError.malformed("client request without an envelope"), from: "a client")
             return
         }
-        let reply: ClientReply
+        let reply: WireMessage
         do {
             let request = try WireMessage(frames: Array(frames.dropFirst(2)))
             reply = answer(request, state: state, now: now)
         } catch {
             noteMalformed(error, from: "a client")
-            reply = ClientReply(message: WireMessage(header: WireHeader(.errorReply), metadata: FailureReport(message: "\(error)")))
+            reply = WireMessage(header: WireHeader(.errorReply), metadata: FailureReport(message: "\(error)"))
         }
-        _ = try? socket.send([.copy(frames[0]), .copy([])] + reply.frames, dontWait: true)
+        _ = try? socket.send(frames: [frames[0], []] + reply.frames, dontWait: true)
     }
 }

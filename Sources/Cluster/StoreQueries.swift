@@ -30,46 +30,29 @@ public struct StoreQueries: Requester {
         }
     }
 
-    /// A GET answered from the store: the reply's metadata, and the found vectors pinned
-    /// where RocksDB keeps them, with where their float32 bytes are (stored little-endian,
-    /// as the reply carries them).
-    struct GetAnswer {
-        var reply: GetReply
-        var vectors: [(value: PinnedValue, floatBytes: Range<Int>)]
-
-        /// The vectors' float32 bytes, borrowed for a message's array frames.
-        var arrayFrames: [Socket.OutgoingFrame] {
-            vectors.map { .borrowed(UnsafeRawBufferPointer(rebasing: $0.value.bytes[$0.floatBytes]), owner: $0.value) }
-        }
-    }
-
-    func answer(_ request: GetRequest) throws -> GetAnswer {
+    private func get(_ request: GetRequest) throws -> WireMessage {
         guard request.keys.count <= GetRequest.maximumKeys else {
             throw ClusterError("at most \(GetRequest.maximumKeys) keys per GET (got \(request.keys.count))")
         }
-        var answer = GetAnswer(reply: GetReply(entries: []), vectors: [])
+        var entries: [VectorEntry] = [], arrays: [[UInt8]] = []
         for key in request.keys {
             guard let slash = key.firstIndex(of: "/"),
                   let value = try store.vectorValue(set: String(key[..<slash]), key: String(key[key.index(after: slash)...])) else {
-                answer.reply.entries.append(VectorEntry(key: key, found: false))
+                entries.append(VectorEntry(key: key, found: false))
                 continue
             }
+            // The float32 bytes go into the reply as they are stored (both little-endian),
+            // copied once from where RocksDB keeps them.
             let (metadata, floatBytes) = try StoredValue.parts(of: value.bytes, expecting: .vector, key: key)
             let record = try vectorRecords.record(for: UnsafeRawBufferPointer(rebasing: value.bytes[metadata]), key: key)
-            answer.reply.entries.append(VectorEntry(key: key, found: true, encoding: record.encoding, model: record.model,
-                                                    flags: record.flags, dimension: floatBytes.count / 4))
-            answer.vectors.append((value, floatBytes))
+            entries.append(VectorEntry(key: key, found: true, encoding: record.encoding, model: record.model,
+                                       flags: record.flags, dimension: floatBytes.count / 4))
+            arrays.append([UInt8](value.bytes[floatBytes]))
         }
-        if request.keys.count == 1, answer.reply.entries[0].found == false {
+        if request.keys.count == 1, entries[0].found == false {
             throw StoreError(.notFound, "no vector \(request.keys[0])")
         }
-        return answer
-    }
-
-    private func get(_ request: GetRequest) throws -> WireMessage {
-        let answer = try answer(request)
-        return WireMessage(header: WireHeader(.getReply), metadata: answer.reply,
-                           arrays: answer.vectors.map { [UInt8]($0.value.bytes[$0.floatBytes]) })
+        return WireMessage(header: WireHeader(.getReply), metadata: GetReply(entries: entries), arrays: arrays)
     }
 
     private func list(_ request: ListRequest) throws -> WireMessage {

@@ -100,14 +100,6 @@ public final class Socket {
 
     // MARK: Messages
 
-    /// A frame to send: bytes copied into the message, or bytes the message refers to where
-    /// they are, which `owner` keeps valid. libzmq lets go of `owner` once it has sent them,
-    /// on its I/O thread.
-    public enum OutgoingFrame {
-        case copy([UInt8])
-        case borrowed(UnsafeRawBufferPointer, owner: any AnyObject & Sendable)
-    }
-
     /// Sends one message made of `frames` (at least one; a frame may be empty).
     ///
     /// Returns `false` if the message could not be queued without blocking, with `dontWait`
@@ -116,42 +108,19 @@ public final class Socket {
     /// sent in part.
     @discardableResult
     public func send(frames: [[UInt8]], dontWait: Bool = false) throws -> Bool {
-        try send(frames.map(OutgoingFrame.copy), dontWait: dontWait)
-    }
-
-    /// `send(frames:dontWait:)` for frames that may be sent without a copy.
-    @discardableResult
-    public func send(_ frames: [OutgoingFrame], dontWait: Bool = false) throws -> Bool {
         precondition(!frames.isEmpty, "a ZeroMQ message has at least one frame")
         for (index, frame) in frames.enumerated() {
             var flags: Int32 = index == frames.count - 1 ? 0 : ZMQ_SNDMORE
             if dontWait && index == 0 { flags |= ZMQ_DONTWAIT }
-            let operation = { "zmq_send \(self.kind) frame \(index)" }
-            let sent: Int32?
-            switch frame {
-            case .copy(let bytes):
-                sent = try bytes.withUnsafeBytes { bytes in
-                    try LibZMQ.call(operation()) { zmq_send(handle, bytes.baseAddress, bytes.count, flags) }
+            let sent = try frame.withUnsafeBytes { bytes in
+                try LibZMQ.call("zmq_send \(kind) frame \(index)") {
+                    zmq_send(handle, bytes.baseAddress, bytes.count, flags)
                 }
-            case .borrowed(let bytes, let owner):
-                var message = zmq_msg_t()
-                let hint = Unmanaged.passRetained(owner as AnyObject).toOpaque()
-                guard zmq_msg_init_data(&message, UnsafeMutableRawPointer(mutating: bytes.baseAddress), bytes.count,
-                                        { _, hint in Unmanaged<AnyObject>.fromOpaque(hint!).release() }, hint) == 0 else {
-                    Unmanaged<AnyObject>.fromOpaque(hint).release()
-                    throw ZeroMQError(code: zmq_errno(), operation: "zmq_msg_init_data")
-                }
-                do {
-                    sent = try LibZMQ.call(operation()) { zmq_msg_send(&message, handle, flags) }
-                } catch {
-                    zmq_msg_close(&message)
-                    throw error
-                }
-                if sent == nil { zmq_msg_close(&message) } // not sent: still ours to release
             }
             if sent == nil {
                 guard index == 0 else {
-                    throw ZeroMQError(code: EAGAIN, operation: operation(), message: "libzmq refused a later frame of a message")
+                    throw ZeroMQError(code: EAGAIN, operation: "zmq_send \(kind) frame \(index)",
+                                      message: "libzmq refused a later frame of a message")
                 }
                 return false
             }

@@ -62,45 +62,6 @@ func bytes(_ text: String) -> [UInt8] { Array(text.utf8) }
         #expect(error?.code == EHOSTUNREACH)
     }
 
-    /// Borrowed bytes arrive as they were, and their owner is let go once they are sent,
-    /// also when the message is refused.
-    @Test func borrowedFramesAreSentInPlaceAndReleased() async throws {
-        final class Owner: @unchecked Sendable {
-            let bytes: UnsafeMutableRawBufferPointer
-            init(_ values: [UInt8]) {
-                bytes = .allocate(byteCount: values.count, alignment: 1)
-                bytes.copyBytes(from: values)
-            }
-            deinit { bytes.deallocate() }
-        }
-        let context = try ZeroMQContext()
-        let server = try Socket(.pair, context: context)
-        let client = try Socket(.pair, context: context)
-        try server.setReceiveTimeout(deliveryTimeout)
-        try client.connect(try bindLoopback(server))
-
-        let payload = (0..<100_000).map { UInt8(truncatingIfNeeded: $0 &* 7) }
-        weak var released: Owner?
-        do {
-            let owner = Owner(payload)
-            released = owner
-            #expect(try client.send([.copy(bytes("head")), .borrowed(UnsafeRawBufferPointer(owner.bytes), owner: owner),
-                                     .borrowed(UnsafeRawBufferPointer(rebasing: owner.bytes[0..<0]), owner: owner)]))
-        }
-        #expect(try server.receive() == [bytes("head"), payload, []])
-        let deadline = ContinuousClock.now + deliveryTimeout
-        while released != nil && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(1)) }
-        #expect(released == nil)
-
-        let unconnected = try Socket(.dealer, context: context)
-        do {
-            let owner = Owner(payload)
-            released = owner
-            #expect(try !unconnected.send([.borrowed(UnsafeRawBufferPointer(owner.bytes), owner: owner)], dontWait: true))
-        }
-        #expect(released == nil)
-    }
-
     @Test func pairOverInproc() throws {
         let context = try ZeroMQContext()
         let left = try Socket(.pair, context: context)
