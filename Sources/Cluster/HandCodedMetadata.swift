@@ -19,12 +19,15 @@ struct MetadataWriter {
 
     mutating func beginObject() { bytes.append(UInt8(ascii: "{")) }
     mutating func endObject() { bytes.append(UInt8(ascii: "}")) }
-    mutating func beginArray() { bytes.append(UInt8(ascii: "[")) }
-    mutating func endArray() { bytes.append(UInt8(ascii: "]")) }
 
-    /// Starts the next element of an array (a comma unless it is the first).
-    mutating func nextElement() {
-        if bytes.last != UInt8(ascii: "[") { bytes.append(UInt8(ascii: ",")) }
+    /// An array of `elements`, each written by `element`.
+    mutating func array<Elements: Sequence>(_ elements: Elements, _ element: (inout MetadataWriter, Elements.Element) -> Void) {
+        bytes.append(UInt8(ascii: "["))
+        for (index, value) in elements.enumerated() {
+            if index > 0 { bytes.append(UInt8(ascii: ",")) }
+            element(&self, value)
+        }
+        bytes.append(UInt8(ascii: "]"))
     }
 
     /// Starts the member `name` of an object (a comma unless it is the first); `name` needs no escaping.
@@ -89,14 +92,26 @@ struct MetadataScanner {
         return take(UInt8(ascii: "}"))
     }
 
-    /// Reads an array, calling `element` to read each element.
-    mutating func array(_ element: (inout MetadataScanner) -> Bool) -> Bool {
-        guard take(UInt8(ascii: "[")) else { return false }
-        if take(UInt8(ascii: "]")) { return true }
+    /// Reads an object whose one member is `name`, its value read by `value`.
+    mutating func object<Value>(withOnly name: String, _ value: (inout MetadataScanner) -> Value?) -> Value? {
+        var result: Value?
+        guard object({ scanner, key in
+            result = key == name ? value(&scanner) : nil
+            return result != nil
+        }) else { return nil }
+        return result
+    }
+
+    /// Reads an array, each element read by `element`.
+    mutating func array<Element>(of element: (inout MetadataScanner) -> Element?) -> [Element]? {
+        guard take(UInt8(ascii: "[")) else { return nil }
+        var elements: [Element] = []
+        if take(UInt8(ascii: "]")) { return elements }
         repeat {
-            guard element(&self) else { return false }
+            guard let value = element(&self) else { return nil }
+            elements.append(value)
         } while take(UInt8(ascii: ","))
-        return take(UInt8(ascii: "]"))
+        return take(UInt8(ascii: "]")) ? elements : nil
     }
 
     /// A string with at most the two-character escapes (`\"`, `\\`, `\/`, `\b`, `\f`, `\n`, `\r`, `\t`).

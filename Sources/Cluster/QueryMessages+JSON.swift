@@ -4,27 +4,12 @@ extension GetRequest: HandCodedMetadata {
     func write(to writer: inout MetadataWriter) {
         writer.beginObject()
         writer.key("keys")
-        writer.beginArray()
-        for key in keys {
-            writer.nextElement()
-            writer.string(key)
-        }
-        writer.endArray()
+        writer.array(keys) { writer, key in writer.string(key) }
         writer.endObject()
     }
 
     init?(scanning scanner: inout MetadataScanner) {
-        var keys: [String]?
-        guard scanner.object({ scanner, name in
-            guard name == "keys" else { return false }
-            var list: [String] = []
-            defer { keys = list }
-            return scanner.array { scanner in
-                guard let key = scanner.string() else { return false }
-                list.append(key)
-                return true
-            }
-        }), let keys else { return nil }
+        guard let keys = scanner.object(withOnly: "keys", { $0.array { $0.string() } }) else { return nil }
         self.init(keys: keys)
     }
 }
@@ -76,27 +61,12 @@ extension GetReply: HandCodedMetadata {
     func write(to writer: inout MetadataWriter) {
         writer.beginObject()
         writer.key("entries")
-        writer.beginArray()
-        for entry in entries {
-            writer.nextElement()
-            entry.write(to: &writer)
-        }
-        writer.endArray()
+        writer.array(entries) { writer, entry in entry.write(to: &writer) }
         writer.endObject()
     }
 
     init?(scanning scanner: inout MetadataScanner) {
-        var entries: [VectorEntry]?
-        guard scanner.object({ scanner, name in
-            guard name == "entries" else { return false }
-            var list: [VectorEntry] = []
-            defer { entries = list }
-            return scanner.array { scanner in
-                guard let entry = VectorEntry(scanning: &scanner) else { return false }
-                list.append(entry)
-                return true
-            }
-        }), let entries else { return nil }
+        guard let entries = scanner.object(withOnly: "entries", { $0.array { VectorEntry(scanning: &$0) } }) else { return nil }
         self.init(entries: entries)
     }
 }
