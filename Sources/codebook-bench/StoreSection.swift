@@ -164,7 +164,7 @@ struct StoreSection {
                    + "\(vectorLength); \(lookups.valueChecks) replies (1 in \(Self.valueCheckEvery)) compared with the .npy row bit for bit"
                    + (lookups.errors.isEmpty ? " — all equal." : " — **\(lookups.errors.count) errors**."))
         table.note("The coordinator answers GETs on its single I/O thread (RocksDB read, StoredValue header check, hand-written "
-                   + "JSON reply; the vector is sent from where RocksDB pins it, without a copy); the baseline is that work alone.")
+                   + "JSON reply; the vector copied once, from where RocksDB pins it, into the reply); the baseline is that work alone.")
         table.print()
         if !failures.isEmpty { throw CheckFailure(failures.joined(separator: "; ")) }
     }
