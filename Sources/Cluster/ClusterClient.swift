@@ -31,13 +31,14 @@ public final class ClusterClient: Requester {
         self.context = context
         self.endpoint = endpoint
         self.timeout = timeout
-        socket = try Self.connect(context: context, endpoint: endpoint)
+        socket = try Self.connect(context: context, endpoint: endpoint, timeout: timeout)
     }
 
-    private static func connect(context: ZeroMQContext, endpoint: String) throws -> Socket {
+    private static func connect(context: ZeroMQContext, endpoint: String, timeout: Duration) throws -> Socket {
         let socket = try Socket(.dealer, context: context)
         try socket.setLinger(.zero)
         try socket.setMaxMessageSize(1 << 30)
+        try socket.setReceiveTimeout(timeout)
         try socket.connect(endpoint)
         return socket
     }
@@ -45,10 +46,9 @@ public final class ClusterClient: Requester {
     /// Sends `message` and returns the reply; throws `ClusterError` for an error reply or none.
     public func request(_ message: WireMessage) throws -> WireMessage {
         _ = try socket.send(frames: [[]] + message.frames)
-        let poller = Poller()
-        poller.register(socket)
-        guard try !poller.poll(timeout: timeout).isEmpty, let frames = try socket.receive(dontWait: true) else {
-            socket = try Self.connect(context: context, endpoint: endpoint)
+        // A blocking receive bounded by the socket's receive timeout: one wait, no poller.
+        guard let frames = try socket.receive() else {
+            socket = try Self.connect(context: context, endpoint: endpoint, timeout: timeout)
             throw ClusterError("the coordinator at \(endpoint) did not answer within \(timeout)")
         }
         guard frames.first?.isEmpty == true else { throw ClusterError("reply without an envelope from \(endpoint)") }

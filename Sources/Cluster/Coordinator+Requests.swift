@@ -4,18 +4,17 @@ import ZeroMQ
 extension Coordinator {
     /// The reply to a client's request (never throws: failures become ERROR-REPLY).
     func answer(_ request: WireMessage, state: CoordinatorState, now: Double) -> WireMessage {
-        let job = request.header.job
+        let report: FailureReport
         do {
             return try reply(to: request, state: state, now: now)
         } catch let error as StoreError where error.code == .notFound {
-            return WireMessage(header: WireHeader(.errorReply, job: job),
-                               metadata: FailureReport(message: error.message, code: "not-found"))
+            report = FailureReport(message: error.message, code: "not-found")
         } catch let error as ClusterError where error.isNotFound {
-            return WireMessage(header: WireHeader(.errorReply, job: job),
-                               metadata: FailureReport(message: error.message, code: "not-found"))
+            report = FailureReport(message: error.message, code: "not-found")
         } catch {
-            return WireMessage(header: WireHeader(.errorReply, job: job), metadata: FailureReport(message: "\(error)"))
+            report = FailureReport(message: "\(error)")
         }
+        return WireMessage(header: WireHeader(.errorReply, job: request.header.job), metadata: report)
     }
 
     private func reply(to request: WireMessage, state: CoordinatorState, now: Double) throws -> WireMessage {

@@ -37,16 +37,17 @@ public struct StoreQueries: Requester {
         var entries: [VectorEntry] = [], arrays: [[UInt8]] = []
         for key in request.keys {
             guard let slash = key.firstIndex(of: "/"),
-                  let bytes = try store.vectorBytes(set: String(key[..<slash]), key: String(key[key.index(after: slash)...])) else {
+                  let value = try store.vectorValue(set: String(key[..<slash]), key: String(key[key.index(after: slash)...])) else {
                 entries.append(VectorEntry(key: key, found: false))
                 continue
             }
-            // The float32 bytes go into the reply as they are stored (both little-endian).
-            let (metadata, floatBytes) = try StoredValue.parts(of: bytes, expecting: .vector, key: key)
-            let record = try vectorRecords.record(for: metadata, key: key)
+            // The float32 bytes go into the reply as they are stored (both little-endian),
+            // copied once from where RocksDB keeps them.
+            let (metadata, floatBytes) = try StoredValue.parts(of: value.bytes, expecting: .vector, key: key)
+            let record = try vectorRecords.record(for: UnsafeRawBufferPointer(rebasing: value.bytes[metadata]), key: key)
             entries.append(VectorEntry(key: key, found: true, encoding: record.encoding, model: record.model,
                                        flags: record.flags, dimension: floatBytes.count / 4))
-            arrays.append(Array(floatBytes))
+            arrays.append([UInt8](value.bytes[floatBytes]))
         }
         if request.keys.count == 1, entries[0].found == false {
             throw StoreError(.notFound, "no vector \(request.keys[0])")
@@ -123,7 +124,7 @@ final class VectorRecordCache: Sendable {
     private let records = Mutex<[[UInt8]: VectorRecord]>([:])
     private static let capacity = 64
 
-    func record(for metadata: ArraySlice<UInt8>, key: String) throws -> VectorRecord {
+    func record(for metadata: UnsafeRawBufferPointer, key: String) throws -> VectorRecord {
         let bytes = Array(metadata)
         if let record = records.withLock({ $0[bytes] }) { return record }
         let decoder = JSONDecoder()

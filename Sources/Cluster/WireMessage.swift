@@ -19,6 +19,15 @@ public struct WireMessage: Sendable, Equatable {
         self.arrays = arrays
     }
 
+    /// The same message as `init(header:metadata:arrays:)`, its metadata written by hand.
+    init(header: WireHeader, metadata: some HandCodedMetadata, arrays: [[UInt8]] = []) {
+        self.header = header
+        var writer = MetadataWriter(capacity: 256)
+        metadata.write(to: &writer)
+        self.metadata = writer.bytes
+        self.arrays = arrays
+    }
+
     /// Decodes frames as received; throws `WireError` for anything malformed.
     public init(frames: [[UInt8]]) throws {
         guard frames.count >= 2 else {
@@ -33,6 +42,15 @@ public struct WireMessage: Sendable, Equatable {
 
     /// The metadata as `type`.
     public func decode<M: Decodable>(_ type: M.Type) throws -> M {
+        try decodeWithFoundation(type)
+    }
+
+    /// The metadata as `type`, read by hand when it is in a form the hand-written reader takes.
+    func decode<M: HandCodedMetadata>(_ type: M.Type) throws -> M {
+        try MetadataScanner.scan(metadata, M.init(scanning:)) ?? decodeWithFoundation(type)
+    }
+
+    private func decodeWithFoundation<M: Decodable>(_ type: M.Type) throws -> M {
         do {
             let decoder = JSONDecoder()
             decoder.nonConformingFloatDecodingStrategy = .convertFromString(

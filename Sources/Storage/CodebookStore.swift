@@ -142,14 +142,14 @@ public final class CodebookStore: Sendable {
         }
     }
 
-    /// The stored bytes of `set/key` (a `StoredValue`), undecoded.
-    public func vectorBytes(set: String, key: String) throws -> [UInt8]? {
-        try database.get(Self.vectorKey(set: set, key: key), in: vectors)
+    /// The stored bytes of `set/key` (a `StoredValue`), undecoded and in place.
+    public func vectorValue(set: String, key: String) throws -> PinnedValue? {
+        try database.getPinned(Self.vectorKey(set: set, key: key), in: vectors)
     }
 
     /// Whether `set/key` holds a vector (without decoding it).
     public func hasVector(set: String, key: String) throws -> Bool {
-        try database.get(Self.vectorKey(set: set, key: key), in: vectors) != nil
+        try database.getPinned(Self.vectorKey(set: set, key: key), in: vectors) != nil
     }
 
     /// Writes vectors in one atomic batch: each image's vector is whole or absent.

@@ -156,6 +156,11 @@ public final class Database: @unchecked Sendable {
 
     /// The value stored under `key` in `family`, or `nil` if there is none.
     public func get(_ key: [UInt8], in family: ColumnFamily) throws -> [UInt8]? {
+        try getPinned(key, in: family).map { [UInt8]($0.bytes) }
+    }
+
+    /// The value stored under `key` in `family`, read in place, or `nil` if there is none.
+    public func getPinned(_ key: [UInt8], in family: ColumnFamily) throws -> PinnedValue? {
         requireOwnFamily(family)
         // A pinned slice tells "missing" (nil) from "empty" without relying on malloc(0).
         let slice = try key.withCBytes { keyBytes, keyLength in
@@ -163,11 +168,7 @@ public final class Database: @unchecked Sendable {
                 rocksdb_get_pinned_cf(handle, readOptions, family.handle, keyBytes, keyLength, error)
             }
         }
-        guard let slice else { return nil }
-        defer { rocksdb_pinnableslice_destroy(slice) }
-        var length = 0
-        let value = rocksdb_pinnableslice_value(slice, &length)
-        return [UInt8](copying: value, count: length)
+        return slice.map { PinnedValue(slice: $0, database: self) }
     }
 
     /// Stores `value` under `key` in `family`. With `sync`, waits until the write-ahead log

@@ -60,17 +60,19 @@ public struct StoredValue: Sendable, Equatable {
         return out
     }
 
-    /// The metadata and float32 bytes of a value, checked like `init(bytes:expecting:key:)`
-    /// but without decoding anything: for readers that pass the floats on as they are.
-    public static func parts(of bytes: [UInt8], expecting kind: Kind, key: String) throws
-        -> (metadata: ArraySlice<UInt8>, floatBytes: ArraySlice<UInt8>) {
+    /// Where the metadata and the float32 bytes of a value are, checked like
+    /// `init(bytes:expecting:key:)` but without decoding anything: for readers that pass the
+    /// floats on as they are.
+    public static func parts(of bytes: UnsafeRawBufferPointer, expecting kind: Kind, key: String) throws
+        -> (metadata: Range<Int>, floatBytes: Range<Int>) {
         let (metadataLength, floatCount) = try checkedHeader(bytes, expecting: kind, key: key)
-        return (bytes[headerSize ..< headerSize + metadataLength], bytes[(headerSize + metadataLength) ..< (headerSize + metadataLength + 4 * floatCount)])
+        let floatStart = headerSize + metadataLength
+        return (headerSize ..< floatStart, floatStart ..< floatStart + 4 * floatCount)
     }
 
     /// Decodes `bytes`, expecting a record of `kind`. `key` names the value in errors.
     public init(bytes: [UInt8], expecting kind: Kind, key: String) throws {
-        let (metadataLength, floatCount) = try Self.checkedHeader(bytes, expecting: kind, key: key)
+        let (metadataLength, floatCount) = try bytes.withUnsafeBytes { try Self.checkedHeader($0, expecting: kind, key: key) }
         self.kind = kind
         metadata = Array(bytes[Self.headerSize ..< Self.headerSize + metadataLength])
         values = [Float](repeating: 0, count: floatCount)
@@ -82,12 +84,12 @@ public struct StoredValue: Sendable, Equatable {
     }
 
     /// Checks the header of `bytes` and returns its metadata length and float count.
-    private static func checkedHeader(_ bytes: [UInt8], expecting kind: Kind, key: String) throws -> (Int, Int) {
+    private static func checkedHeader(_ bytes: UnsafeRawBufferPointer, expecting kind: Kind, key: String) throws -> (Int, Int) {
         func corrupt(_ why: String) -> StoreError { StoreError(.corrupt, "\(key): \(why)") }
         guard bytes.count >= Self.headerSize else { throw corrupt("value of \(bytes.count) bytes is shorter than the 16-byte header") }
-        guard Array(bytes[0..<4]) == Self.magic else { throw corrupt("value does not start with \"CBKS\"; not written by Codebook") }
+        guard bytes[0..<4].elementsEqual(Self.magic) else { throw corrupt("value does not start with \"CBKS\"; not written by Codebook") }
         func read<T: FixedWidthInteger>(_ offset: Int, _: T.Type) -> T {
-            bytes.withUnsafeBytes { T(littleEndian: $0.loadUnaligned(fromByteOffset: offset, as: T.self)) }
+            T(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: T.self))
         }
         let version = read(4, UInt16.self)
         guard version == Self.version else {
