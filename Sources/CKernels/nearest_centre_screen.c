@@ -4,12 +4,24 @@
 
 #define PANEL CB_SCREEN_PANEL
 #define TILE CB_SCREEN_TILE_ROWS
+/// Bytes of packed centres met by a whole block of rows before the next ones are read.
+#define GROUP_BYTES (256L << 10)
+
+/// Where a row stands between panel groups: per lane, the best and second-best screened
+/// values seen so far and the best one's centre.
+typedef struct {
+    float best[16];
+    float second[16];
+    int32_t index[16];
+} RowState;
 
 static long panel_count(long k) { return (k + PANEL - 1) / PANEL; }
 
 long cb_screen_packed_length(long k, long d) { return panel_count(k) * PANEL * d; }
 
 long cb_screen_norms_length(long k) { return panel_count(k) * PANEL; }
+
+long cb_screen_scratch_bytes(long m) { return m * (long)sizeof(RowState); }
 
 void cb_screen_pack(const float *centres, long k, long d, const float *norms,
                     float *packed, float *packed_norms) {
@@ -70,20 +82,28 @@ TARGET int32_t decide(__m512 best, __m512 second, __m512i index, const float *x,
     return indices[__builtin_ctz(near)];
 }
 
-/// MR rows against every panel: 2·MR accumulators of 16 centres in registers, the
-/// dimension loop innermost, the row values broadcast straight from the rows.
+/// MR rows against panels [p0, p1): 2·MR accumulators of 16 centres in registers, the
+/// dimension loop innermost, the row values broadcast straight from the rows. The rows'
+/// lanes start fresh when `first` and are read from `state` otherwise; when `last`, each
+/// row is decided into `index_out`, otherwise its lanes are written back to `state`.
 #define DEFINE_TILE(MR)                                                                              \
-    TARGET void tile##MR(const float *x, long stride, long d, const float *packed,                    \
-                         const float *norms, long panels, double bound_scale, double largest_norm,    \
-                         int32_t *index_out) {                                                        \
+    TARGET void tile##MR(const float *x, long stride, long d, const float *packed, const float *norms, \
+                         long p0, long p1, int first, int last, RowState *state,                      \
+                         double bound_scale, double largest_norm, int32_t *index_out) {               \
         __m512 best[MR], second[MR];                                                                  \
         __m512i index[MR];                                                                            \
-        _Pragma("unroll") for (int r = 0; r < MR; r++) {                                                                \
-            best[r] = second[r] = _mm512_set1_ps(INFINITY);                                           \
-            index[r] = _mm512_setzero_si512();                                                        \
+        _Pragma("unroll") for (int r = 0; r < MR; r++) {                                              \
+            if (first) {                                                                              \
+                best[r] = second[r] = _mm512_set1_ps(INFINITY);                                       \
+                index[r] = _mm512_setzero_si512();                                                    \
+            } else {                                                                                  \
+                best[r] = _mm512_loadu_ps(state[r].best);                                             \
+                second[r] = _mm512_loadu_ps(state[r].second);                                         \
+                index[r] = _mm512_loadu_si512(state[r].index);                                        \
+            }                                                                                         \
         }                                                                                             \
         const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15); \
-        for (long p = 0; p < panels; p++) {                                                           \
+        for (long p = p0; p < p1; p++) {                                                              \
             const float *b = packed + p * d * PANEL;                                                  \
             /* The sums start from ‖c‖², so padding (+∞) never wins. */                              \
             __m512 n0 = _mm512_loadu_ps(norms + p * PANEL), n1 = _mm512_loadu_ps(norms + p * PANEL + 16); \
@@ -91,7 +111,7 @@ TARGET int32_t decide(__m512 best, __m512 second, __m512i index, const float *x,
             _Pragma("unroll") for (int r = 0; r < MR; r++) { low[r] = n0; high[r] = n1; }             \
             for (long j = 0; j < d; j++) {                                                            \
                 __m512 b0 = _mm512_loadu_ps(b + j * PANEL), b1 = _mm512_loadu_ps(b + j * PANEL + 16);  \
-                _Pragma("unroll") for (int r = 0; r < MR; r++) {                                                        \
+                _Pragma("unroll") for (int r = 0; r < MR; r++) {                                      \
                     __m512 xv = _mm512_set1_ps(x[r * stride + j]);                                    \
                     low[r] = _mm512_fmadd_ps(xv, b0, low[r]);                                         \
                     high[r] = _mm512_fmadd_ps(xv, b1, high[r]);                                       \
@@ -99,30 +119,52 @@ TARGET int32_t decide(__m512 best, __m512 second, __m512i index, const float *x,
             }                                                                                         \
             __m512i lanes0 = _mm512_add_epi32(iota, _mm512_set1_epi32((int)(p * PANEL)));             \
             __m512i lanes1 = _mm512_add_epi32(lanes0, _mm512_set1_epi32(16));                         \
-            _Pragma("unroll") for (int r = 0; r < MR; r++) {                                                            \
-                fold(low[r], lanes0, &best[r], &second[r], &index[r]);             \
-                fold(high[r], lanes1, &best[r], &second[r], &index[r]);            \
+            _Pragma("unroll") for (int r = 0; r < MR; r++) {                                          \
+                fold(low[r], lanes0, &best[r], &second[r], &index[r]);                                \
+                fold(high[r], lanes1, &best[r], &second[r], &index[r]);                               \
             }                                                                                         \
         }                                                                                             \
-        _Pragma("unroll") for (int r = 0; r < MR; r++)                                                                  \
-            index_out[r] = decide(best[r], second[r], index[r], x + r * stride, d, bound_scale, largest_norm); \
+        _Pragma("unroll") for (int r = 0; r < MR; r++) {                                              \
+            if (last) {                                                                               \
+                index_out[r] = decide(best[r], second[r], index[r], x + r * stride, d, bound_scale, largest_norm); \
+            } else {                                                                                  \
+                _mm512_storeu_ps(state[r].best, best[r]);                                             \
+                _mm512_storeu_ps(state[r].second, second[r]);                                         \
+                _mm512_storeu_si512(state[r].index, index[r]);                                        \
+            }                                                                                         \
+        }                                                                                             \
     }
 
 DEFINE_TILE(14)
 DEFINE_TILE(4)
 DEFINE_TILE(1)
 
+/// Packed centres per group: a group's panels stay in L2 while every row of a block meets them.
+static long group_panels(long d) {
+    long panels = GROUP_BYTES / (d * PANEL * (long)sizeof(float));
+    return panels > 0 ? panels : 1;
+}
+
 __attribute__((target("avx512f")))
 void cb_screen_nearest(const float *rows, long stride, long m, long d,
                        const float *packed, const float *packed_norms, long k,
-                       double bound_scale, double largest_norm, int32_t *index) {
-    long panels = panel_count(k), i = 0;
-    for (; i + TILE <= m; i += TILE)
-        tile14(rows + i * stride, stride, d, packed, packed_norms, panels, bound_scale, largest_norm, index + i);
-    for (; i + 4 <= m; i += 4)
-        tile4(rows + i * stride, stride, d, packed, packed_norms, panels, bound_scale, largest_norm, index + i);
-    for (; i < m; i++)
-        tile1(rows + i * stride, stride, d, packed, packed_norms, panels, bound_scale, largest_norm, index + i);
+                       double bound_scale, double largest_norm, void *scratch, int32_t *index) {
+    long panels = panel_count(k), group = group_panels(d);
+    RowState *state = scratch;
+    for (long p0 = 0; p0 < panels; p0 += group) {
+        long p1 = p0 + group < panels ? p0 + group : panels;
+        int first = p0 == 0, last = p1 == panels;
+        long i = 0;
+        for (; i + TILE <= m; i += TILE)
+            tile14(rows + i * stride, stride, d, packed, packed_norms, p0, p1, first, last, state + i,
+                   bound_scale, largest_norm, index + i);
+        for (; i + 4 <= m; i += 4)
+            tile4(rows + i * stride, stride, d, packed, packed_norms, p0, p1, first, last, state + i,
+                  bound_scale, largest_norm, index + i);
+        for (; i < m; i++)
+            tile1(rows + i * stride, stride, d, packed, packed_norms, p0, p1, first, last, state + i,
+                  bound_scale, largest_norm, index + i);
+    }
 }
 
 #else
@@ -131,9 +173,9 @@ int cb_screen_supported(void) { return 0; }
 
 void cb_screen_nearest(const float *rows, long stride, long m, long d,
                        const float *packed, const float *packed_norms, long k,
-                       double bound_scale, double largest_norm, int32_t *index) {
+                       double bound_scale, double largest_norm, void *scratch, int32_t *index) {
     (void)rows; (void)stride; (void)d; (void)packed; (void)packed_norms; (void)k;
-    (void)bound_scale; (void)largest_norm;
+    (void)bound_scale; (void)largest_norm; (void)scratch;
     for (long i = 0; i < m; i++) index[i] = -1;
 }
 

@@ -62,8 +62,8 @@ public struct KMeansAssignmentPass: ShardComputation {
         var assignments = [Int32](repeating: 0, count: RowScan.blockRows)
         var normSums = [Double](repeating: 0, count: k)
         var scratch = [Double](repeating: 0, count: d)
-        // Small chunks, so the sums read rows the assignment has just had in L1.
-        let chunk = search.screen == .fused ? 4 * Int(CB_SCREEN_TILE_ROWS) : kernelBlockRows(k: k)
+        // Chunk by chunk, so the sums read rows the assignment has just had in cache.
+        let chunk = search.blockRows
         try RowScan.forEachBlock(rows, workspace: workspace) { block, firstRow in
             try assignments.withUnsafeMutableBufferPointer { assigned in
                 var start = 0

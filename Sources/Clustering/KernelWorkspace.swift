@@ -2,6 +2,8 @@
 /// allocates nothing per row. Not shared between threads.
 public final class KernelWorkspace {
     var products: [Float] = []
+    /// The fused screen's per-row standing between groups of centres.
+    var screenState: [UInt8] = []
     var squares: [Float] = []
     /// uint8/int32 rows converted to float32.
     public var conversion: [Float] = []

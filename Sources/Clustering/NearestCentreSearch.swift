@@ -61,10 +61,14 @@ public struct NearestCentreSearch: Sendable {
         BLAS.configure()
     }
 
+    /// Rows per kernel call: for `.fused`, each group of packed centres (256 KiB) meets this
+    /// many rows (128 KiB at D = 128) while both are in L2; for `.blas`, `kernelBlockRows(k:)`.
+    public var blockRows: Int { screen == .fused ? 256 : kernelBlockRows(k: codebook.k) }
+
     /// Assigns each row of `rows` to its nearest centre, writing centre indices to
     /// `assignments` and, if given, the exact squared distances (float64) to `distances`.
-    /// Blocks of `kernelBlockRows(k:)` rows are processed one after the other: callers that
-    /// pass blocks of that size read rows the kernel has just brought into cache.
+    /// Blocks of `blockRows` rows are processed one after the other: callers that pass blocks
+    /// of that size read rows the kernel has just brought into cache.
     ///
     /// `firstRow` and `source` only serve the error for a NaN or infinite row.
     public func assign(_ rows: FloatRows, firstRow: Int, source: String, workspace: KernelWorkspace,
@@ -72,8 +76,15 @@ public struct NearestCentreSearch: Sendable {
                        distances: UnsafeMutablePointer<Double>? = nil) throws {
         let k = codebook.k, d = codebook.dimension
         precondition(rows.dimension == d, "row dimension must match the codebook")
-        let block = kernelBlockRows(k: k)
-        if screen == .blas { workspace.reserve(&workspace.products, block * k) }
+        let block = blockRows
+        switch screen {
+        case .fused:
+            if workspace.screenState.count < cb_screen_scratch_bytes(block) {
+                workspace.screenState = [UInt8](repeating: 0, count: cb_screen_scratch_bytes(block))
+            }
+        case .blas:
+            workspace.reserve(&workspace.products, block * k)
+        }
         var start = 0
         while start < rows.rows {
             let count = min(block, rows.rows - start)
@@ -95,7 +106,8 @@ public struct NearestCentreSearch: Sendable {
     private func fusedBlock(_ rows: FloatRows, firstRow: Int, source: String, workspace: KernelWorkspace,
                             assignments: UnsafeMutablePointer<Int32>, distances: UnsafeMutablePointer<Double>?) throws {
         let k = codebook.k, d = codebook.dimension
-        cb_screen_nearest(rows.base, rows.stride, rows.rows, d, panels, panelNorms, k, boundScale, largestNorm, assignments)
+        cb_screen_nearest(rows.base, rows.stride, rows.rows, d, panels, panelNorms, k, boundScale, largestNorm,
+                          &workspace.screenState, assignments)
         for i in 0..<rows.rows {
             let x = rows.row(i)
             if assignments[i] >= 0 {

@@ -31,10 +31,11 @@ import Testing
     }
 
     /// Every tile shape of the fused kernel (14, 4 and 1 rows; K across panel boundaries,
-    /// padded; D not a multiple of 16), with exact duplicate centres in the same lane, in
-    /// different lanes and in different panels: both screens give the float64 argmin, the
-    /// lowest index on ties.
-    @Test(arguments: [1, 16, 37, 128])
+    /// padded; D not a multiple of 16; at D = 2048 a group of centres is one panel, so rows
+    /// carry their standing from group to group), with exact duplicate centres in the same
+    /// lane, in different lanes and in different panels: both screens give the float64
+    /// argmin, the lowest index on ties.
+    @Test(arguments: [1, 16, 37, 128, 2048])
     func screensAgreeOnEveryBlockShape(dimension d: Int) throws {
         var generator = SeededGenerator(seed: UInt64(d))
         for k in [1, 2, 31, 32, 33, 70] {

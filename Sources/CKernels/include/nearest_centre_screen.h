@@ -18,6 +18,9 @@ long cb_screen_packed_length(long k, long d);
 /// Floats of the packed squared norms for k centres.
 long cb_screen_norms_length(long k);
 
+/// Bytes of the scratch `cb_screen_nearest` needs for m rows.
+long cb_screen_scratch_bytes(long m);
+
 /// Packs k centres (row-major k×d) for `cb_screen_nearest`: panel p holds, for each
 /// dimension j, the 32 values −2·c[32p + i][j] (zero past k); `packed_norms` holds ‖c‖²
 /// (`norms`, k values) followed by +∞ up to the panel boundary, so padding never wins.
@@ -31,8 +34,12 @@ void cb_screen_pack(const float *centres, long k, long d, const float *norms,
 /// s ≤ s_min + 2·bound, where bound = bound_scale·(2‖x‖·largest_norm + largest_norm²) — so
 /// the screen alone decides it. Otherwise, or when the row or a screened value is not
 /// finite, index[i] = −1 and the caller must decide the row exactly.
+///
+/// Centres are taken a group of panels (256 KiB) at a time, every row meeting one group
+/// before the next is read, so blocks of a few hundred rows keep the centres in L2 whatever
+/// k is; `scratch` (`cb_screen_scratch_bytes(m)`) holds each row's standing between groups.
 void cb_screen_nearest(const float *rows, long stride, long m, long d,
                        const float *packed, const float *packed_norms, long k,
-                       double bound_scale, double largest_norm, int32_t *index);
+                       double bound_scale, double largest_norm, void *scratch, int32_t *index);
 
 #endif
