@@ -131,15 +131,7 @@ final class WorkerProcesses: @unchecked Sendable {
     var pids: [Int32] { processes.map(\.processIdentifier) }
 
     /// Peak resident memory (VmHWM) of each worker, in bytes.
-    func peakResidentBytes() -> [Int?] { pids.map(Self.peakResidentBytes(pid:)) }
-
-    static func peakResidentBytes(pid: Int32) -> Int? {
-        guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
-              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }) else { return nil }
-        let fields = line.split(separator: " ", omittingEmptySubsequences: true)
-        guard fields.count >= 2, let kib = Int(fields[1]) else { return nil }
-        return kib * 1024
-    }
+    func peakResidentBytes() -> [Int?] { pids.map { Machine.peakResidentBytes(of: String($0)) } }
 
     /// SIGTERM, up to 5 s to exit, then SIGKILL; waits for (reaps) every worker.
     func stop() {

@@ -25,11 +25,15 @@ enum Machine {
         """
     }
 
-    /// Peak resident set of this process in bytes (ru_maxrss is in KiB on Linux).
-    static func peakResidentBytes() -> Int {
-        var usage = rusage()
-        getrusage(RUSAGE_SELF.rawValue, &usage)
-        return usage.ru_maxrss * 1024
+    /// Peak resident set (VmHWM) of a process — "self" or a pid — in bytes. Not ru_maxrss:
+    /// Linux carries that across execve, so a child started from a large parent would
+    /// report the parent's peak.
+    static func peakResidentBytes(of process: String = "self") -> Int? {
+        guard let text = try? String(contentsOfFile: "/proc/\(process)/status", encoding: .utf8),
+              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }) else { return nil }
+        let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+        guard fields.count >= 2, let kib = Int(fields[1]) else { return nil }
+        return kib * 1024
     }
 
     /// Bytes available to unprivileged users on the file system holding `path`.

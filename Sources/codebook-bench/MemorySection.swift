@@ -44,7 +44,7 @@ struct MemorySection {
         let line = String(decoding: data, as: UTF8.self).split(separator: "\n").last.map(String.init) ?? ""
         guard process.terminationStatus == 0,
               let result = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-              let peak = (result["peak_rss_bytes"] as? NSNumber)?.intValue,
+              let peak = (result["peak_rss_bytes"] as? NSNumber)?.intValue, peak > 0,
               let objectives = result["objectives"] as? [Double],
               let time = (result["seconds"] as? NSNumber)?.doubleValue else {
             throw CheckFailure("memory child exited with status \(process.terminationStatus): \(line)")
@@ -52,13 +52,13 @@ struct MemorySection {
         var table = MarkdownTable("Memory: k-means (\(Self.iterations) iterations, K=\(sizes.k), \(sizes.threads) threads) "
                                   + "on a \(format(Double(size) / 1e9, "%.2f")) GB fvecs corpus (\(rows) rows)",
                                   columns: ["measurement", "value", "target"])
-        table.add("peak resident memory (ru_maxrss of the child)", format(Double(peak) / Double(1 << 20), "%.0f MiB"),
+        table.add("peak resident memory (VmHWM of the child)", format(Double(peak) / Double(1 << 20), "%.0f MiB"),
                   verdict(peak < Self.target, "< 1024 MiB"))
         table.add("k-means wall time (child)", seconds(time), "")
         table.add("objective / row, iteration 0 → \(objectives.count - 1)",
                   objectives.map { format($0 / Double(rows), "%.4f") }.joined(separator: " → "), "")
         if size <= 4_000_000_000 { table.note("corpus is not larger than 4 GB at this size (smoke run)") }
-        table.note("The child re-executes this binary (hidden `memory-child` subcommand); ru_maxrss counts mapped file pages "
+        table.note("The child re-executes this binary (hidden `memory-child` subcommand); VmHWM counts mapped file pages "
                    + "that were resident, so it measures the engine's page release.")
         table.print()
         guard objectives.allSatisfy(\.isFinite), zip(objectives, objectives.dropFirst()).allSatisfy({ $1 <= $0 * (1 + 1e-12) }) else {
@@ -78,7 +78,7 @@ struct MemorySection {
         parameters.initialization = .given(try Codebook(k: k, dimension: corpus.dimension, centres: centres))
         let result = try await KMeans.train(on: LocalBackend(corpus: corpus, threads: threads), parameters: parameters)
         let object: [String: Any] = [
-            "peak_rss_bytes": Machine.peakResidentBytes(),
+            "peak_rss_bytes": Machine.peakResidentBytes() ?? -1,
             "seconds": Stopwatch.now() - started,
             "objectives": result.iterations.map(\.objective),
         ]
