@@ -11,9 +11,10 @@
 public final class CodebookStore: Sendable {
     public static let columnFamilies = ["models", "sets", "vectors", "jobs"]
 
-    /// Vectors are float32 and read by key: uncompressed tables, bloom filters and a
-    /// 256 MiB block cache.
-    static let tuning = Database.Tuning(compression: false, pointLookupCacheMegabytes: 256)
+    /// Vectors are float32 and read by key: uncompressed tables, bloom filters, a 256 MiB
+    /// block cache, and table files read through a memory map (a GET copies its 32 KiB
+    /// vector from the page cache once, not twice: 15 vs 21 µs per GET in `codebook-bench store`).
+    static let tuning = Database.Tuning(compression: false, pointLookupCacheMegabytes: 256, memoryMappedReads: true)
 
     /// How to open a store.
     public enum Mode: Sendable {

@@ -36,10 +36,14 @@ public final class Database: @unchecked Sendable {
         /// Tune for reads of single keys with a block cache of this many MiB
         /// (`OptimizeForPointLookup`: bloom filters, a hashed block index); 0 keeps RocksDB's defaults.
         public var pointLookupCacheMegabytes: Int
+        /// Read table files through a memory map (`allow_mmap_reads`): an uncompressed
+        /// value is read from the page cache in place instead of being copied in first.
+        public var memoryMappedReads: Bool
 
-        public init(compression: Bool = true, pointLookupCacheMegabytes: Int = 0) {
+        public init(compression: Bool = true, pointLookupCacheMegabytes: Int = 0, memoryMappedReads: Bool = false) {
             self.compression = compression
             self.pointLookupCacheMegabytes = pointLookupCacheMegabytes
+            self.memoryMappedReads = memoryMappedReads
         }
     }
 
@@ -88,6 +92,7 @@ public final class Database: @unchecked Sendable {
         let options = rocksdb_options_create()
         defer { rocksdb_options_destroy(options) }  // RocksDB copies the options it opens with.
         if !tuning.compression { rocksdb_options_set_compression(options, Int32(rocksdb_no_compression)) }
+        if tuning.memoryMappedReads { rocksdb_options_set_allow_mmap_reads(options, 1) }
         if tuning.pointLookupCacheMegabytes > 0 {
             rocksdb_options_optimize_for_point_lookup(options, UInt64(tuning.pointLookupCacheMegabytes))
         }
