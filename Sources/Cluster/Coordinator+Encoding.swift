@@ -119,17 +119,24 @@ final class EncodingSink: RoundSink, @unchecked Sendable {
         self.coordinator = coordinator
     }
 
-    /// The shard's vectors, checked: the set's dimension, and exactly the task's images in order.
-    private func decode(_ message: WireMessage) throws -> EncodedVectors {
-        let vectors = try EncodedVectors(shape: try message.decode(StatisticsShape.self), message: message)
-        guard vectors.dimension == dimension else {
-            throw WireError.malformed("vectors of \(vectors.dimension) values, the set's have \(dimension)")
+    /// The shard's image keys and its vectors' frame (little-endian float32, as stored),
+    /// checked without copying the vectors: the set's dimension, a frame of exactly one
+    /// vector per key, and exactly the task's images in order.
+    private func decode(_ message: WireMessage) throws -> (keys: [String], floatBytes: [UInt8]) {
+        let shape = try message.decode(StatisticsShape.self)
+        let keys = shape.keys ?? []
+        guard shape.dimension == dimension else {
+            throw WireError.malformed("vectors of \(shape.dimension) values, the set's have \(dimension)")
+        }
+        guard let frame = message.arrays.first, frame.count == keys.count * dimension * 4 else {
+            throw WireError.malformed("\(message.header.type) array 0 has \(message.arrays.first?.count ?? 0) bytes, "
+                                      + "expected \(keys.count) vectors of \(dimension) float32 values")
         }
         let shard = Int(message.header.shard)
-        guard shard < plan.count, vectors.keys == images[plan.rows(of: shard)].map(\.key) else {
+        guard shard < plan.count, keys == images[plan.rows(of: shard)].map(\.key) else {
             throw WireError.malformed("shard \(shard) returned keys that are not its task's images")
         }
-        return vectors
+        return (keys, frame)
     }
 
     func validate(_ message: WireMessage) throws { _ = try decode(message) }
@@ -137,17 +144,11 @@ final class EncodingSink: RoundSink, @unchecked Sendable {
     func deliver(shard: Int, message: WireMessage) {
         guard let coordinator, let store = coordinator.store else { return }
         do {
-            let vectors = try decode(message)
-            let entries = vectors.values.withUnsafeBytes { floats in
-                vectors.keys.enumerated().map { index, key in
-                    let stride = dimension * 4
-                    return (set: set, key: key,
-                            bytes: StoredValue.bytes(kind: .vector, metadata: metadata,
-                                                     floatBytes: UnsafeRawBufferPointer(rebasing: floats[index * stride ..< (index + 1) * stride])))
-                }
+            let (keys, floatBytes) = try decode(message)
+            try floatBytes.withUnsafeBytes { floats in
+                try store.putVectors(set: set, keys: keys, metadata: metadata, dimension: dimension, floatBytes: floats)
             }
-            try store.putVectorBytes(entries)
-            imagesDone += entries.count
+            imagesDone += keys.count
             coordinator.jobs.progress(job, imagesDone: imagesDone)
             shardsLeft -= 1
             if shardsLeft == 0 {

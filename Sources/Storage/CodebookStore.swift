@@ -155,13 +155,25 @@ public final class CodebookStore: Sendable {
 
     /// Writes vectors in one atomic batch: each image's vector is whole or absent.
     public func putVectors(_ entries: [(set: String, key: String, value: StoredValue)]) throws {
-        try putVectorBytes(entries.map { ($0.set, $0.key, $0.value.bytes) })
+        let batch = WriteBatch()
+        for entry in entries { batch.put(Self.vectorKey(set: entry.set, key: entry.key), entry.value.bytes, in: vectors) }
+        try database.write(batch)
     }
 
-    /// Like `putVectors`, with each value's bytes already made (`StoredValue.bytes(kind:metadata:floatBytes:)`).
-    public func putVectorBytes(_ entries: [(set: String, key: String, bytes: [UInt8])]) throws {
+    /// Writes the vectors of `keys` into `set` in one atomic batch, vector i being
+    /// `floatBytes[i·4·dimension ..< (i+1)·4·dimension]` (little-endian float32) with the
+    /// shared, already encoded `metadata`; each value goes into the batch from its parts.
+    public func putVectors(set: String, keys: [String], metadata: [UInt8], dimension: Int,
+                           floatBytes: UnsafeRawBufferPointer) throws {
+        precondition(floatBytes.count == keys.count * dimension * 4, "one vector of the dimension per key")
+        let prefix = StoredValue.prefix(kind: .vector, metadata: metadata, floatCount: dimension)
         let batch = WriteBatch()
-        for entry in entries { batch.put(Self.vectorKey(set: entry.set, key: entry.key), entry.bytes, in: vectors) }
+        prefix.withUnsafeBytes { prefix in
+            for (index, key) in keys.enumerated() {
+                let vector = UnsafeRawBufferPointer(rebasing: floatBytes[index * dimension * 4 ..< (index + 1) * dimension * 4])
+                batch.put(Self.vectorKey(set: set, key: key), parts: [prefix, vector], in: vectors)
+            }
+        }
         try database.write(batch)
     }
 

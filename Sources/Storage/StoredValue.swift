@@ -48,15 +48,22 @@ public struct StoredValue: Sendable, Equatable {
     /// writers of many values that share their metadata (an encoding job's vectors).
     public static func bytes(kind: Kind, metadata: [UInt8], floatBytes: UnsafeRawBufferPointer) -> [UInt8] {
         precondition(floatBytes.count % 4 == 0, "float32 bytes come in fours")
+        var out = prefix(kind: kind, metadata: metadata, floatCount: floatBytes.count / 4, reserving: floatBytes.count)
+        out += floatBytes
+        return out
+    }
+
+    /// What comes before the float32 bytes of a value of `floatCount` floats: the header and
+    /// the metadata. A value is this prefix followed by its little-endian float32 bytes.
+    public static func prefix(kind: Kind, metadata: [UInt8], floatCount: Int, reserving extra: Int = 0) -> [UInt8] {
         var out = magic
-        out.reserveCapacity(headerSize + metadata.count + floatBytes.count)
+        out.reserveCapacity(headerSize + metadata.count + extra)
         func append<T: FixedWidthInteger>(_ value: T) { withUnsafeBytes(of: value.littleEndian) { out += $0 } }
         append(version)
         append(kind.rawValue)
         append(UInt32(metadata.count))
-        append(UInt32(floatBytes.count / 4))
+        append(UInt32(floatCount))
         out += metadata
-        out += floatBytes
         return out
     }
 

@@ -20,6 +20,19 @@ public final class WriteBatch {
     /// The number of operations in the batch.
     public var count: Int { Int(rocksdb_writebatch_count(handle)) }
 
+    /// Adds "store the concatenation of `parts` under `key` in `family`", without
+    /// concatenating them first.
+    public func put(_ key: [UInt8], parts: [UnsafeRawBufferPointer], in family: ColumnFamily) {
+        use(family)
+        let pointers = parts.map { $0.baseAddress?.assumingMemoryBound(to: CChar.self) }
+        let sizes = parts.map(\.count)
+        key.withCBytes { keyBytes, keyLength in
+            var keyPointer: UnsafePointer<CChar>? = keyBytes
+            var keySize = keyLength
+            rocksdb_writebatch_putv_cf(handle, family.handle, 1, &keyPointer, &keySize, Int32(parts.count), pointers, sizes)
+        }
+    }
+
     /// Adds "store `value` under `key` in `family`".
     public func put(_ key: [UInt8], _ value: [UInt8], in family: ColumnFamily) {
         use(family)

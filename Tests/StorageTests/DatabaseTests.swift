@@ -49,6 +49,25 @@ let families = ["models", "vectors", "jobs"]
         #expect(try database.keys(withPrefix: [0, 1, 0], in: vectors) == [key])
     }
 
+    @Test func putFromPartsStoresTheirConcatenation() throws {
+        let directory = try TemporaryDirectory()
+        let database = try Database(path: directory.child("db"), columnFamilies: families)
+        let vectors = try #require(database.columnFamily(named: "vectors"))
+        let head: [UInt8] = [9, 8, 7], body = [UInt8](0..<200), empty: [UInt8] = []
+        let batch = WriteBatch()
+        head.withUnsafeBytes { head in
+            body.withUnsafeBytes { body in
+                empty.withUnsafeBytes { empty in
+                    batch.put(bytes("set/a"), parts: [head, body], in: vectors)
+                    batch.put(bytes("set/b"), parts: [body, empty, head], in: vectors)
+                }
+            }
+        }
+        try database.write(batch)
+        #expect(try database.get(bytes("set/a"), in: vectors) == head + body)
+        #expect(try database.get(bytes("set/b"), in: vectors) == body + head)
+    }
+
     @Test func writeBatchAcrossTwoFamiliesIsVisibleOnlyAfterWrite() throws {
         let directory = try TemporaryDirectory()
         let database = try Database(path: directory.child("db"), columnFamilies: families)
