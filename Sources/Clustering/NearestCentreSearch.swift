@@ -88,13 +88,13 @@ public struct NearestCentreSearch: Sendable {
         var start = 0
         while start < rows.rows {
             let count = min(block, rows.rows - start)
-            let blockRows = FloatRows(base: rows.row(start), rows: count, dimension: d, stride: rows.stride)
+            let slice = FloatRows(base: rows.row(start), rows: count, dimension: d, stride: rows.stride)
             switch screen {
             case .fused:
-                try fusedBlock(blockRows, firstRow: firstRow + start, source: source, workspace: workspace,
+                try fusedBlock(slice, firstRow: firstRow + start, source: source, workspace: workspace,
                                assignments: assignments + start, distances: distances.map { $0 + start })
             case .blas:
-                try blasBlock(blockRows, firstRow: firstRow + start, source: source, workspace: workspace,
+                try blasBlock(slice, firstRow: firstRow + start, source: source, workspace: workspace,
                               assignments: assignments + start, distances: distances.map { $0 + start })
             }
             start += count

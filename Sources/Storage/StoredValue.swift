@@ -39,17 +39,10 @@ public struct StoredValue: Sendable, Equatable {
         self.values = values
     }
 
-    /// The value's bytes.
+    /// The value's bytes: `prefix` followed by the values' little-endian float32 bytes.
     public var bytes: [UInt8] {
-        values.withUnsafeBytes { Self.bytes(kind: kind, metadata: metadata, floatBytes: $0) }
-    }
-
-    /// A value's bytes from already encoded metadata and little-endian float32 bytes, for
-    /// writers of many values that share their metadata (an encoding job's vectors).
-    public static func bytes(kind: Kind, metadata: [UInt8], floatBytes: UnsafeRawBufferPointer) -> [UInt8] {
-        precondition(floatBytes.count % 4 == 0, "float32 bytes come in fours")
-        var out = prefix(kind: kind, metadata: metadata, floatCount: floatBytes.count / 4, reserving: floatBytes.count)
-        out += floatBytes
+        var out = Self.prefix(kind: kind, metadata: metadata, floatCount: values.count, reserving: 4 * values.count)
+        values.withUnsafeBytes { out += $0 }
         return out
     }
 
