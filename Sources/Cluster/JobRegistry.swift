@@ -12,6 +12,8 @@ final class JobRegistry: Sendable {
         var record: JobRecord
         var initialValues: [Float]
         var checkpointValues: [Float] = []
+        /// Iterations done but not yet in a stored checkpoint: clients see them with it.
+        var pendingIterations: [IterationRecord] = []
 
         /// The model arrays of a succeeded job: its last checkpoint's model.
         func modelArrays() throws -> [[UInt8]] {
@@ -67,19 +69,23 @@ final class JobRegistry: Sendable {
         return restored.map { (id: $0.0, entry: $0.1) }
     }
 
+    /// Holds an iteration until the checkpoint that follows it is stored.
     func record(_ iteration: IterationRecord, job: UInt64) {
-        entries.withLock { $0.jobs[job]?.record.iterations.append(iteration) }
+        entries.withLock { $0.jobs[job]?.pendingIterations.append(iteration) }
     }
 
-    /// Keeps (and stores) a job's checkpoint.
+    /// Stores a job's checkpoint, then shows it and the iterations it completes to clients:
+    /// an iteration a client was told of survives the coordinator's crash. Called by the
+    /// job's own task only, so the entry does not change between the two steps.
     func checkpoint(_ job: UInt64, record checkpoint: CheckpointRecord, values: [Float], passes: UInt32) throws {
-        let entry = entries.withLock { state -> Entry? in
-            state.jobs[job]?.record.checkpoint = checkpoint
-            state.jobs[job]?.record.passes = passes
-            state.jobs[job]?.checkpointValues = values
-            return state.jobs[job]
-        }
-        if let entry { try store?.putJob(job, try entry.storedValue()) }
+        guard var entry = self[job] else { return }
+        entry.record.iterations += entry.pendingIterations
+        entry.pendingIterations = []
+        entry.record.checkpoint = checkpoint
+        entry.record.passes = passes
+        entry.checkpointValues = values
+        try store?.putJob(job, try entry.storedValue())
+        entries.withLock { $0.jobs[job] = entry }
     }
 
     /// Marks a job succeeded; with a model name, stores the model in the same atomic batch.
