@@ -28,6 +28,20 @@ public final class Database: @unchecked Sendable {
         }
     }
 
+    /// What a write survives.
+    public enum Durability: Sendable, Hashable {
+        /// In the write-ahead log, which the system writes back (RocksDB's default): the
+        /// write survives the process's crash.
+        case logged
+        /// In the write-ahead log, synced to disk before the write returns: the write
+        /// survives the machine's crash.
+        case synced
+        /// Kept out of the write-ahead log: until `flush(_:)` writes its column family to a
+        /// table file, the write is in memory only (lost if the process dies) and secondary
+        /// instances do not see it. For bulk data that can be made again.
+        case unlogged
+    }
+
     /// How data is kept, for any way of opening.
     public struct Tuning: Sendable, Hashable {
         /// Compress table files (RocksDB's default); float data gains little from it and
@@ -59,8 +73,8 @@ public final class Database: @unchecked Sendable {
     public let columnFamilyNames: [String]
     let handle: OpaquePointer
     let readOptions: OpaquePointer
-    private let writeOptions: OpaquePointer
-    private let syncWriteOptions: OpaquePointer
+    /// Write options by durability.
+    private let writeOptions: [Durability: OpaquePointer]
     private let columnFamilyHandles: [String: OpaquePointer]
 
     /// Opens the database at `path` for reading and writing, with the column families
@@ -134,17 +148,17 @@ public final class Database: @unchecked Sendable {
         self.columnFamilyNames = names
         self.columnFamilyHandles = Dictionary(uniqueKeysWithValues: zip(names, familyHandles.map { $0! }))
         self.readOptions = rocksdb_readoptions_create()
-        self.writeOptions = rocksdb_writeoptions_create()
-        self.syncWriteOptions = rocksdb_writeoptions_create()
-        rocksdb_writeoptions_set_sync(syncWriteOptions, 1)
+        let synced = rocksdb_writeoptions_create()!, unlogged = rocksdb_writeoptions_create()!
+        rocksdb_writeoptions_set_sync(synced, 1)
+        rocksdb_writeoptions_disable_WAL(unlogged, 1)
+        self.writeOptions = [.logged: rocksdb_writeoptions_create(), .synced: synced, .unlogged: unlogged]
     }
 
     deinit {
         for family in columnFamilyHandles.values { rocksdb_column_family_handle_destroy(family) }
         rocksdb_close(handle)
         rocksdb_readoptions_destroy(readOptions)
-        rocksdb_writeoptions_destroy(writeOptions)
-        rocksdb_writeoptions_destroy(syncWriteOptions)
+        writeOptions.values.forEach(rocksdb_writeoptions_destroy)
     }
 
     // MARK: Column families
@@ -176,11 +190,10 @@ public final class Database: @unchecked Sendable {
         return slice.map { PinnedValue(slice: $0, database: self) }
     }
 
-    /// Stores `value` under `key` in `family`. With `sync`, waits until the write-ahead log
-    /// is on disk.
-    public func put(_ key: [UInt8], _ value: [UInt8], in family: ColumnFamily, sync: Bool = false) throws {
+    /// Stores `value` under `key` in `family`.
+    public func put(_ key: [UInt8], _ value: [UInt8], in family: ColumnFamily, durability: Durability = .logged) throws {
         requireOwnFamily(family)
-        let options = sync ? syncWriteOptions : writeOptions
+        let options = writeOptions[durability]
         try key.withCBytes { keyBytes, keyLength in
             try value.withCBytes { valueBytes, valueLength in
                 try LibRocksDB.call("put in \(family.name)", path: path) { error in
@@ -192,9 +205,9 @@ public final class Database: @unchecked Sendable {
     }
 
     /// Removes `key` from `family`; removing a missing key is not an error.
-    public func delete(_ key: [UInt8], in family: ColumnFamily, sync: Bool = false) throws {
+    public func delete(_ key: [UInt8], in family: ColumnFamily, durability: Durability = .logged) throws {
         requireOwnFamily(family)
-        let options = sync ? syncWriteOptions : writeOptions
+        let options = writeOptions[durability]
         try key.withCBytes { keyBytes, keyLength in
             try LibRocksDB.call("delete in \(family.name)", path: path) { error in
                 rocksdb_delete_cf(handle, options, family.handle, keyBytes, keyLength, error)
@@ -203,12 +216,25 @@ public final class Database: @unchecked Sendable {
     }
 
     /// Applies every operation of `batch` atomically: readers see all of them or none.
-    public func write(_ batch: WriteBatch, sync: Bool = false) throws {
+    public func write(_ batch: WriteBatch, durability: Durability = .logged) throws {
         precondition(batch.database == nil || batch.database === self,
                      "the write batch holds column families of another database")
-        let options = sync ? syncWriteOptions : writeOptions
+        let options = writeOptions[durability]
         try LibRocksDB.call("write batch of \(batch.count)", path: path) { error in
             rocksdb_write(handle, options, batch.handle, error)
+        }
+    }
+
+    /// Writes the memtable of `family` to a table file and waits until it is on disk: the
+    /// family's `.unlogged` writes made before the call become durable, and visible to
+    /// secondary instances once they catch up.
+    public func flush(_ family: ColumnFamily) throws {
+        requireOwnFamily(family)
+        let options = rocksdb_flushoptions_create()
+        defer { rocksdb_flushoptions_destroy(options) }
+        rocksdb_flushoptions_set_wait(options, 1)
+        try LibRocksDB.call("flush \(family.name)", path: path) { error in
+            rocksdb_flush_cf(handle, options, family.handle, error)
         }
     }
 

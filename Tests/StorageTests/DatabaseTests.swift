@@ -29,7 +29,7 @@ let families = ["models", "vectors", "jobs"]
         let database = try Database(path: directory.child("db"), columnFamilies: [])
         let family = database.defaultColumnFamily
         #expect(try database.get(bytes("absent"), in: family) == nil)
-        try database.put(bytes("empty"), [], in: family, sync: true)
+        try database.put(bytes("empty"), [], in: family, durability: .synced)
         #expect(try database.get(bytes("empty"), in: family) == [])
         try database.put([], bytes("empty key"), in: family)
         #expect(try database.get([], in: family) == bytes("empty key"))
@@ -84,7 +84,7 @@ let families = ["models", "vectors", "jobs"]
         #expect(try database.get(bytes("job-1"), in: jobs) == nil)
         #expect(try database.get(bytes("stale"), in: jobs) == bytes("x"))
 
-        try database.write(batch, sync: true)
+        try database.write(batch, durability: .synced)
         #expect(try database.get(bytes("set/image-1"), in: vectors) == [1, 2, 3])
         #expect(try database.get(bytes("job-1"), in: jobs) == bytes("checkpoint 4"))
         #expect(try database.get(bytes("stale"), in: jobs) == nil)
@@ -201,6 +201,36 @@ let families = ["models", "vectors", "jobs"]
         #expect(try secondary.get(bytes("second"), in: vectors) == nil)
         try secondary.tryCatchUpWithPrimary()
         #expect(try secondary.get(bytes("second"), in: vectors) == bytes("2"))
+    }
+
+    /// An unlogged write is read at once by the primary, but reaches secondary instances
+    /// (which follow the write-ahead log and the table files) only when its family is
+    /// flushed; a logged write reaches them on the next catch-up.
+    @Test func unloggedWritesReachSecondariesWhenTheirFamilyIsFlushed() throws {
+        let directory = try TemporaryDirectory()
+        let path = directory.child("db")
+        let primary = try Database(path: path, columnFamilies: ["vectors", "jobs"])
+        let primaryVectors = try #require(primary.columnFamily(named: "vectors"))
+        let primaryJobs = try #require(primary.columnFamily(named: "jobs"))
+        let secondary = try Database.openSecondary(path: path, secondaryPath: directory.child("secondary"),
+                                                   columnFamilies: ["vectors", "jobs"])
+        let vectors = try #require(secondary.columnFamily(named: "vectors"))
+        let jobs = try #require(secondary.columnFamily(named: "jobs"))
+
+        let batch = WriteBatch()
+        batch.put(bytes("a"), bytes("1"), in: primaryVectors)
+        batch.put(bytes("b"), bytes("2"), in: primaryVectors)
+        try primary.write(batch, durability: .unlogged)
+        try primary.put(bytes("job"), bytes("running"), in: primaryJobs)
+        #expect(try primary.get(bytes("b"), in: primaryVectors) == bytes("2"))
+        try secondary.tryCatchUpWithPrimary()
+        #expect(try secondary.get(bytes("job"), in: jobs) == bytes("running"))
+        #expect(try secondary.get(bytes("a"), in: vectors) == nil)
+
+        try primary.flush(primaryVectors)
+        try secondary.tryCatchUpWithPrimary()
+        #expect(try secondary.get(bytes("a"), in: vectors) == bytes("1"))
+        #expect(try secondary.get(bytes("b"), in: vectors) == bytes("2"))
     }
 
     @Test func manyIteratorsAndBatchesComeAndGo() throws {
