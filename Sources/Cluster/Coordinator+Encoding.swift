@@ -91,7 +91,10 @@ struct EncodingPlan {
 }
 
 /// Writes an encoding pass's vectors to the store as their shards arrive, each shard in
-/// one atomic batch. Called only from the coordinator's I/O thread.
+/// one atomic batch kept out of the write-ahead log (a vector lost in a crash is encoded
+/// again, to the same bits). The job counts a shard's images as stored, and ends, once the
+/// coordinator's `vectorFlusher` has made them durable. Called only from the coordinator's
+/// I/O thread.
 final class EncodingSink: RoundSink, @unchecked Sendable {
     // @unchecked Sendable: created by the coordinator, then touched only by its I/O thread.
     let job: UInt64
@@ -142,28 +145,44 @@ final class EncodingSink: RoundSink, @unchecked Sendable {
     func validate(_ message: WireMessage) throws { _ = try decode(message) }
 
     func deliver(shard: Int, message: WireMessage) {
-        guard let coordinator, let store = coordinator.store else { return }
+        guard let coordinator, let store = coordinator.store, let flusher = coordinator.vectorFlusher else { return }
         do {
             let (keys, floatBytes) = try decode(message)
             try floatBytes.withUnsafeBytes { floats in
-                try store.putVectors(set: set, keys: keys, metadata: metadata, dimension: dimension, floatBytes: floats)
+                try store.putVectors(set: set, keys: keys, metadata: metadata, dimension: dimension, floatBytes: floats,
+                                     durability: .unlogged)
             }
             imagesDone += keys.count
-            coordinator.jobs.progress(job, imagesDone: imagesDone)
             shardsLeft -= 1
-            if shardsLeft == 0 {
-                try coordinator.jobs.finishEncoding(job)
-                coordinator.logger.info("encoding job \(job) finished", metadata: ["images": "\(imagesDone)"])
+            let (job, imagesDone, last) = (job, imagesDone, shardsLeft == 0)
+            flusher.afterNextFlush(urgent: last) { [weak coordinator] error in
+                guard let coordinator else { return }
+                do {
+                    if let error { throw error }
+                    coordinator.jobs.progress(job, imagesDone: imagesDone)
+                    guard last else { return }
+                    try coordinator.jobs.finishEncoding(job)
+                    coordinator.logger.info("encoding job \(job) finished", metadata: ["images": "\(imagesDone)"])
+                } catch {
+                    Self.fail(job, "shard \(shard): \(error)", coordinator: coordinator)
+                }
             }
         } catch {
-            fail("shard \(shard): \(error)")
-            coordinator.cancelPasses(of: job)
+            Self.fail(job, "shard \(shard): \(error)", coordinator: coordinator)
         }
     }
 
     func fail(_ message: String) {
-        coordinator?.jobs.fail(job, message: message)
-        coordinator?.logger.warning("encoding job \(job) failed", metadata: ["error": "\(message)"])
+        guard let coordinator else { return }
+        Self.fail(job, message, coordinator: coordinator, cancellingPasses: false)
+    }
+
+    /// Fails the job, if it still runs, and, unless the pass has already ended, drops its other shards.
+    private static func fail(_ job: UInt64, _ message: String, coordinator: Coordinator, cancellingPasses: Bool = true) {
+        guard coordinator.jobs[job]?.record.state == .running else { return }
+        coordinator.jobs.fail(job, message: message)
+        coordinator.logger.warning("encoding job \(job) failed", metadata: ["error": "\(message)"])
+        if cancellingPasses { coordinator.cancelPasses(of: job) }
     }
 
     func addDispatchTime(_ seconds: Double) {}

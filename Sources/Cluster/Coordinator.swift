@@ -20,6 +20,8 @@ public final class Coordinator: @unchecked Sendable {
     public let store: CodebookStore?
     /// The store's side of the client protocol.
     let queries: StoreQueries?
+    /// Makes the vectors that encoding jobs write unlogged durable (see `vectorFlushDelay`).
+    let vectorFlusher: GroupFlusher?
     private let requestedWorkersEndpoint: String
     private let requestedClientsEndpoint: String
     private let inbox = Mutex<[Command]>([])
@@ -44,6 +46,7 @@ public final class Coordinator: @unchecked Sendable {
         self.context = context
         self.store = store
         queries = store.map { StoreQueries(store: $0) }
+        vectorFlusher = store.map { store in GroupFlusher(delay: settings.vectorFlushDelay) { try store.flushVectors() } }
         jobs = JobRegistry(store: store)
         requestedWorkersEndpoint = workersEndpoint
         requestedClientsEndpoint = clientsEndpoint
@@ -99,6 +102,7 @@ public final class Coordinator: @unchecked Sendable {
         if keepingJobs { jobs.keepStoredJobsFromNowOn() }
         inbox.withLock { $0.append(.stop) }
         finished.wait()
+        vectorFlusher?.flushNow()
         for task in jobTasks.withLock({ tasks in defer { tasks.removeAll() }; return tasks }) {
             _ = task.wait(timeout: .now() + 30)
         }

@@ -54,6 +54,10 @@ public struct CoordinatorSettings: Sendable {
     /// embedded cluster sets it off: nobody waits for the jobs of an embedded run that ended,
     /// so they are marked failed instead.
     public var resumesStoredJobs = true
+    /// Encoded vectors go to the store without its write-ahead log and are flushed to disk
+    /// in groups: at most this many seconds after they are written, and at once when a job
+    /// has written its last. A job counts an image as stored once its vector is flushed.
+    public var vectorFlushDelay: Double = 0.1
 
     public init() {}
 }

@@ -163,8 +163,9 @@ public final class CodebookStore: Sendable {
     /// Writes the vectors of `keys` into `set` in one atomic batch, vector i being
     /// `floatBytes[i·4·dimension ..< (i+1)·4·dimension]` (little-endian float32) with the
     /// shared, already encoded `metadata`; each value goes into the batch from its parts.
+    /// `.unlogged` vectors are durable only after `flushVectors()`.
     public func putVectors(set: String, keys: [String], metadata: [UInt8], dimension: Int,
-                           floatBytes: UnsafeRawBufferPointer) throws {
+                           floatBytes: UnsafeRawBufferPointer, durability: Database.Durability) throws {
         precondition(floatBytes.count == keys.count * dimension * 4, "one vector of the dimension per key")
         let prefix = StoredValue.prefix(kind: .vector, metadata: metadata, floatCount: dimension)
         let batch = WriteBatch()
@@ -174,7 +175,13 @@ public final class CodebookStore: Sendable {
                 batch.put(Self.vectorKey(set: set, key: key), parts: [prefix, vector], in: vectors)
             }
         }
-        try database.write(batch)
+        try database.write(batch, durability: durability)
+    }
+
+    /// Writes the vectors held in memory to a table file and waits: every `.unlogged`
+    /// vector written before the call is then durable and visible to secondary instances.
+    public func flushVectors() throws {
+        try database.flush(vectors)
     }
 
     /// Full keys (`set/imageKey`) of the vectors starting with `prefix`, in byte order,

@@ -131,7 +131,8 @@ struct StoreSection {
         encoding.note("Medians of \(sizes.repeats) interleaved rounds, (a) then (b). (a) includes writing and fsync-ing the "
                       + "\(format(Double(vectorBytes) / 1e9, "%.2f")) GB .npy (AtomicFileSink); (b) runs from SUBMIT-ENCODING to the "
                       + "job's SUCCEEDED (polled every 5 ms): planning (index + a hasVector per image), tasks of 64 images, "
-                      + "RocksDB batch writes on the coordinator's I/O thread. Each round of (b) writes a new set (replace: true); "
+                      + "RocksDB batch writes without the write-ahead log on the coordinator's I/O thread, flushed (fsynced) "
+                      + "in groups at most 0.1 s apart and after the last shard; the job succeeds after that flush. Each round of (b) writes a new set (replace: true); "
                       + "the previous set is deleted outside the timing.")
         encoding.note("Codebook: 2 Lloyd iterations (LocalBackend) from K distinct true clusters' first rows; imported with "
                       + "IMPORT through the client. Store: \(storePath) (\(format(Double(Self.directoryBytes(storePath)) / 1e9, "%.2f")) GB on disk after the rounds).")

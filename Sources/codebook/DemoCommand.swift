@@ -25,21 +25,21 @@ struct DemoCommand: AsyncParsableCommand {
 
         print("\n2. k-means codebook, K=\(k), trained by the embedded cluster (a coordinator and one worker per core, over ZeroMQ),"
               + " kept in the store as \"demo-kmeans\"")
-        var kmeans = try TrainKMeans.parse(["--corpus", corpus, "--k", "\(k)", "--iterations", "15", "--name", "demo-kmeans",
+        let kmeans = try TrainKMeans.parse(["--corpus", corpus, "--k", "\(k)", "--iterations", "15", "--name", "demo-kmeans",
                                             "--replace", "--out", "\(dir)/centres.npy"] + storeOption)
         try await kmeans.run()
 
         print("\n3. diagonal GMM, K=\(components), initialised by k-means, kept in the store as \"demo-gmm\"")
-        var gmm = try TrainGMM.parse(["--corpus", corpus, "--k", "\(components)", "--iterations", "10", "--name", "demo-gmm",
+        let gmm = try TrainGMM.parse(["--corpus", corpus, "--k", "\(components)", "--iterations", "10", "--name", "demo-gmm",
                                       "--replace", "--out", "\(dir)/gmm"] + storeOption)
         try await gmm.run()
 
         print("\n4. every image encoded on the cluster into the store: VLAD (signed square root + intra-normalisation)"
               + " as set \"vlad\", improved Fisher vectors as set \"fisher\"")
-        var vlad = try EncodeVLAD.parse(["--model", "demo-kmeans", "--set", "vlad", "--replace", "--descriptors", corpus,
+        let vlad = try EncodeVLAD.parse(["--model", "demo-kmeans", "--set", "vlad", "--replace", "--descriptors", corpus,
                                          "--index", index, "--square-root", "--normalize-components"] + storeOption)
         try await vlad.run()
-        var fisher = try EncodeFisher.parse(["--model", "demo-gmm", "--set", "fisher", "--replace", "--descriptors", corpus,
+        let fisher = try EncodeFisher.parse(["--model", "demo-gmm", "--set", "fisher", "--replace", "--descriptors", corpus,
                                              "--index", index, "--improved"] + storeOption)
         try await fisher.run()
 
