@@ -50,6 +50,7 @@ final class GroupFlusher: @unchecked Sendable {
     func flushNow() {
         condition.lock()
         defer { condition.unlock() }
+        guard running else { return }
         urgent = true
         condition.broadcast()
         while running { condition.wait() }
