@@ -1,16 +1,16 @@
-"""Is Protocols/storage.md enough to read a vector? No RocksDB binding is installed, so:
+"""Is Protocols/storage.md enough to read a vector? Checked three ways:
 
 * the value decoder below (`decode_value`, written from storage.md §3/§8) is checked on the
   document's own hex example, on bytes built per the document, and on its error cases;
 * vectors served by a running coordinator (GET, cluster.md) are checked against
   `codebook get S/KEY --format json --store PATH` (a RocksDB secondary instance, storage.md
   §6) and against the metadata the document says a vector value carries;
-* the store's own files: RocksDB's write-ahead log of the running coordinator holds the
-  raw values it wrote (uncompressed); a minimal WAL reader pulls them out and
-  `decode_value` must decode every vector value to exactly what GET returns. (The WAL
-  format is RocksDB's, not Codebook's; it is read here only because no binding exists.)
+* the store's own files, read while the coordinator runs by another program: the rocksdict
+  binding (RocksDB from PyPI, not Codebook's code) opens them as a secondary instance, and
+  `decode_value` must decode every model, set, vector and job value to what the coordinator
+  serves.
 
-    CODEBOOK_BIN=.build-protocol/debug/codebook python3 -m pytest Tests/python/test_store_format.py
+    CODEBOOK_BIN=.build/debug/codebook python3 -m pytest Tests/python/test_store_format.py
 """
 
 import json
@@ -18,6 +18,7 @@ import struct
 
 import numpy as np
 import pytest
+from rocksdict import AccessType, Options, Rdict
 
 from codebook_client import DESCRIBE, DESCRIBE_REPLY, GET, GET_REPLY, LIST, LIST_REPLY, run_cli
 from store_cluster import JOB, MODEL, SET, VECTOR, decode_value, encode_value
@@ -146,105 +147,55 @@ def test_get_metadata_is_the_vector_record_of_the_document(cluster, client):
         assert float(np.linalg.norm(decoded)) == pytest.approx(1.0, rel=1e-5)
 
 
-# --- the store's files: RocksDB's write-ahead log ------------------------------------------
+# --- the store's files, through a RocksDB binding ----------------------------------------
 
-def _varint(data, pos):
-    result = shift = 0
-    while True:
-        byte = data[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return result, pos
-        shift += 7
+FAMILIES = ["models", "sets", "vectors", "jobs"]
 
 
-def _wal_records(data, block=32768):
-    """Logical records of a RocksDB log file (legacy and recyclable record headers)."""
-    pos, pending = 0, b""
-    while pos < len(data):
-        left_in_block = block - pos % block
-        if left_in_block < 7:
-            pos += left_in_block
-            continue
-        length, kind = struct.unpack_from("<HB", data, pos + 4)
-        header = 11 if kind in (5, 6, 7, 8) else 7
-        if kind == 0 and length == 0:
-            pos += left_in_block
-            continue
-        payload = data[pos + header:pos + header + length]
-        pos += header + length
-        base = kind - 4 if kind >= 5 and kind <= 8 else kind
-        if base == 1:
-            yield payload
-        elif base == 2:
-            pending = payload
-        elif base == 3:
-            pending += payload
-        elif base == 4:
-            yield pending + payload
-            pending = b""
+def open_store_files(path, secondary_path):
+    """The store's column families, opened by the rocksdict binding (not Codebook's code) as a
+    secondary instance (storage.md §6), caught up with the running coordinator: the calls of
+    storage.md §9's example."""
+    options = Options(raw_mode=True)
+    options.set_max_open_files(-1)
+    db = Rdict(str(path), options, column_families={name: Options(raw_mode=True) for name in FAMILIES},
+               access_type=AccessType.secondary(str(secondary_path)))
+    db.try_catch_up_with_primary()
+    return db, {name: db.get_column_family(name) for name in FAMILIES}
 
 
-def _batch_puts(record):
-    """(key, value) of the puts of one WriteBatch, in order."""
-    pos, puts = 12, []
-    count = struct.unpack_from("<I", record, 8)[0]
-    for _ in range(count):
-        tag = record[pos]
-        pos += 1
-        if tag in (0x4, 0x5, 0x6, 0x8, 0xE):  # column-family variants carry a varint32 id
-            _, pos = _varint(record, pos)
-        if tag in (0x1, 0x5, 0x2, 0x6):  # put / merge: key, value
-            klen, pos = _varint(record, pos)
-            key = record[pos:pos + klen]
-            pos += klen
-            vlen, pos = _varint(record, pos)
-            value = record[pos:pos + vlen]
-            pos += vlen
-            if tag in (0x1, 0x5):
-                puts.append((key, value))
-        elif tag in (0x0, 0x4, 0x7, 0x8):  # deletions: key
-            klen, pos = _varint(record, pos)
-            pos += klen
-        else:
-            break  # anything else: stop reading this batch
-    return puts
-
-
-def test_vector_values_in_the_store_files_decode_per_the_document(cluster, client):
-    logs = sorted(cluster.store.glob("*.log"))
-    assert logs, "no write-ahead log in the store directory"
-    found = {}
-    for log in logs:
-        for record in _wal_records(log.read_bytes()):
-            if len(record) >= 12:
-                for key, value in _batch_puts(record):
-                    found[key] = value
-    vectors = {k.decode(): v for k, v in found.items() if v[:4] == b"CBKS" and v[6:8] == b"\x03\x00"}
-    if not vectors:
-        pytest.skip("the coordinator's writes are no longer in its write-ahead log (flushed to tables)")
-    keys = sorted(k for k in vectors if k.startswith("S/"))
-    assert keys == all_keys(client, "S/")
+def test_vector_values_in_the_store_files_decode_per_the_document(cluster, client, tmp_path):
+    assert Rdict.list_cf(str(cluster.store), Options(raw_mode=True)) == ["default"] + FAMILIES
+    db, families = open_store_files(cluster.store, tmp_path / "secondary")
+    try:
+        found = {name: dict(family.items()) for name, family in families.items()}
+        in_set = [key for key, _ in families["vectors"].items(from_key=b"S/") if key.startswith(b"S/")]
+        assert in_set == sorted(found["vectors"])
+    finally:
+        db.close()
+    # Every value of the vectors family is a vector of set S, keyed "S/<image key>".
+    keys = sorted(key.decode() for key in found["vectors"])
+    assert keys == all_keys(client, "S/") and len(keys) == cluster.IMAGES
     reply = client.request(GET, {"keys": keys})
     for index, key in enumerate(keys):
-        kind, meta, values = decode_value(vectors[key], VECTOR)
+        kind, meta, values = decode_value(found["vectors"][key.encode()], VECTOR)
         entry = reply.metadata["entries"][index]
         assert meta == {"encoding": entry["encoding"], "model": entry["model"], "flags": entry["flags"]}
         np.testing.assert_array_equal(values, reply.f32(index, entry["dimension"]))
-    # The model and set values are there too, keyed by their names.
-    _, model, centres = decode_value(found[b"M"], MODEL)
+    # The model and the set, keyed by their names.
+    assert list(found["models"]) == [b"M"] and list(found["sets"]) == [b"S"]
+    _, model, centres = decode_value(found["models"][b"M"], MODEL)
     assert model["kind"] == "kmeans" and centres.size == model["k"] * model["dimension"]
     described = client.request(DESCRIBE, {"model": "M", "values": True})
     np.testing.assert_array_equal(centres, described.f32(0, centres.size))
-    _, set_record, none = decode_value(found[b"S"], SET)
+    _, set_record, none = decode_value(found["sets"][b"S"], SET)
     assert set_record == client.request(DESCRIBE, {"set": "S"}).metadata["set"]
     assert set_record["dimension"] == cluster.K * cluster.D and none.size == 0
     # Jobs: 8-byte big-endian ids; the last value of job 1 is its final record (succeeded,
     # checkpoint values = the model's centres).
-    _, job1, job_values = decode_value(found[(1).to_bytes(8, "big")], JOB)
+    _, job1, job_values = decode_value(found["jobs"][(1).to_bytes(8, "big")], JOB)
     assert job1["state"] == "succeeded" and job1["job"]["name"] == "M"
     np.testing.assert_array_equal(job_values[job1["initialValues"]:], centres)
-    _, job2, _ = decode_value(found[(2).to_bytes(8, "big")], JOB)
+    _, job2, _ = decode_value(found["jobs"][(2).to_bytes(8, "big")], JOB)
     assert job2["encoding"]["set"] == "S" and job2["state"] == "succeeded"
     assert job2["imagesDone"] == job2["imagesTotal"] == cluster.IMAGES
