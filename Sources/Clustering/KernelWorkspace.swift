@@ -4,6 +4,12 @@ public final class KernelWorkspace {
     var products: [Float] = []
     /// The fused screen's per-row standing between groups of centres.
     var screenState: [UInt8] = []
+    /// The rows of a block the fused screen left undecided: their indices, a copy of them
+    /// side by side, and what the sgemm screen makes of them.
+    var undecided: [Int] = []
+    var undecidedRows: [Float] = []
+    var undecidedAssignments: [Int32] = []
+    var undecidedDistances: [Double] = []
     var squares: [Float] = []
     /// uint8/int32 rows converted to float32.
     public var conversion: [Float] = []

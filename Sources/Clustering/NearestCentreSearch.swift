@@ -94,7 +94,7 @@ public struct NearestCentreSearch: Sendable {
                 try fusedBlock(slice, firstRow: firstRow + start, source: source, workspace: workspace,
                                assignments: assignments + start, distances: distances.map { $0 + start })
             case .blas:
-                try blasBlock(slice, firstRow: firstRow + start, source: source, workspace: workspace,
+                try blasBlock(slice, rowNumber: { firstRow + start + $0 }, source: source, workspace: workspace,
                               assignments: assignments + start, distances: distances.map { $0 + start })
             }
             start += count
@@ -102,24 +102,46 @@ public struct NearestCentreSearch: Sendable {
     }
 
     /// The fused screen over a block; the rows it leaves undecided (a rival within the bound,
-    /// or a value that is not finite) go to `blasBlock` one by one.
+    /// or a value that is not finite) are copied side by side and go to `blasBlock` together,
+    /// so that one sgemm screens them however many they are.
     private func fusedBlock(_ rows: FloatRows, firstRow: Int, source: String, workspace: KernelWorkspace,
                             assignments: UnsafeMutablePointer<Int32>, distances: UnsafeMutablePointer<Double>?) throws {
         let k = codebook.k, d = codebook.dimension
         cb_screen_nearest(rows.base, rows.stride, rows.rows, d, panels, panelNorms, k, boundScale, largestNorm,
                           &workspace.screenState, assignments)
+        workspace.undecided.removeAll(keepingCapacity: true)
         for i in 0..<rows.rows {
-            let x = rows.row(i)
-            if assignments[i] >= 0 {
-                if let distances {
-                    distances[i] = codebook.centres.withUnsafeBufferPointer {
-                        VectorMath.squaredDistance(x, $0.baseAddress! + Int(assignments[i]) * d, d)
+            if assignments[i] < 0 {
+                workspace.undecided.append(i)
+            } else if let distances {
+                distances[i] = codebook.centres.withUnsafeBufferPointer {
+                    VectorMath.squaredDistance(rows.row(i), $0.baseAddress! + Int(assignments[i]) * d, d)
+                }
+            }
+        }
+        let undecided = workspace.undecided
+        guard !undecided.isEmpty else { return }
+        let count = undecided.count
+        workspace.reserve(&workspace.undecidedRows, count * d)
+        workspace.reserve(&workspace.products, count * k)
+        if workspace.undecidedAssignments.count < count {
+            workspace.undecidedAssignments = [Int32](repeating: 0, count: count)
+            workspace.undecidedDistances = [Double](repeating: 0, count: count)
+        }
+        try workspace.undecidedRows.withUnsafeMutableBufferPointer { copies in
+            for (slot, i) in undecided.enumerated() {
+                (copies.baseAddress! + slot * d).update(from: rows.row(i), count: d)
+            }
+            try workspace.undecidedAssignments.withUnsafeMutableBufferPointer { chosen in
+                try workspace.undecidedDistances.withUnsafeMutableBufferPointer { exact in
+                    try blasBlock(FloatRows(base: copies.baseAddress!, rows: count, dimension: d, stride: d),
+                                  rowNumber: { firstRow + undecided[$0] }, source: source, workspace: workspace,
+                                  assignments: chosen.baseAddress!, distances: distances == nil ? nil : exact.baseAddress!)
+                    for (slot, i) in undecided.enumerated() {
+                        assignments[i] = chosen[slot]
+                        distances?[i] = exact[slot]
                     }
                 }
-            } else {
-                workspace.reserve(&workspace.products, k)
-                try blasBlock(FloatRows(base: x, rows: 1, dimension: d, stride: rows.stride), firstRow: firstRow + i,
-                              source: source, workspace: workspace, assignments: assignments + i, distances: distances.map { $0 + i })
             }
         }
     }
@@ -138,7 +160,8 @@ public struct NearestCentreSearch: Sendable {
     }
 
     /// The sgemm screen over a block.
-    private func blasBlock(_ rows: FloatRows, firstRow: Int, source: String, workspace: KernelWorkspace,
+    /// `rowNumber` maps a row of the block to its number in `source`, for errors.
+    private func blasBlock(_ rows: FloatRows, rowNumber: (Int) -> Int, source: String, workspace: KernelWorkspace,
                              assignments: UnsafeMutablePointer<Int32>,
                              distances: UnsafeMutablePointer<Double>?) throws {
         let k = codebook.k, d = codebook.dimension
@@ -155,7 +178,7 @@ public struct NearestCentreSearch: Sendable {
                         let x = rows.row(i)
                         let screened = products + i * k
                         let limit = try screenLimit(x, best: VectorMath.minimum(of: screened, plus: norms, k),
-                                                    row: firstRow + i, source: source)
+                                                    row: rowNumber(i), source: source)
                         var chosen = -1
                         var rivals = 0
                         VectorMath.forEach(in: screened, plus: norms, k, atMost: limit) { c in

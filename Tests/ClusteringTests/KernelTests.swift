@@ -95,6 +95,46 @@ import Testing
         #expect(error?.description.contains("corpus.npy") == true)
     }
 
+    /// Half the centres twice: the rows nearest to one of those tie exactly, so the fused
+    /// screen leaves them undecided and the sgemm screen takes them, copied side by side,
+    /// block after block, while it decides the others.
+    /// Assignments and distances are still the float64 ones (lowest index on ties), and a
+    /// NaN among them is reported at its own row, not at its place among the copies.
+    @Test(arguments: screens)
+    func blocksOfUndecidedRowsKeepTheFloat64ArgminAndTheirRowNumbers(screen: NearestCentreSearch.Screen) throws {
+        let d = 24, distinct = 20, rows = 700
+        let data = blobs(rows: rows, dimension: d, blobs: 6, seed: 9, spread: 10, scale: 150)
+        var generator = SeededGenerator(seed: 10)
+        let distinctCentres = (0..<distinct).flatMap { _ in data.row(Int(generator.next() % UInt64(rows))) }
+        // Centre c + distinct repeats centre c (c < distinct / 2): ties go to c.
+        let codebook = try Codebook(k: distinct + distinct / 2, dimension: d,
+                                    centres: distinctCentres + distinctCentres[..<(distinct / 2 * d)])
+        let search = NearestCentreSearch(codebook: codebook, screen: screen)
+        var assigned = [Int32](repeating: -1, count: rows)
+        var distances = [Double](repeating: 0, count: rows)
+        var scratch = [Float]()
+        try data.withFloatRows(0..<rows, scratch: &scratch) { block in
+            try search.assign(block, firstRow: 0, source: "test", workspace: KernelWorkspace(),
+                              assignments: &assigned, distances: &distances)
+        }
+        for i in 0..<rows {
+            let reference = referenceNearest(data.row(i), codebook)
+            #expect(reference.index < distinct)
+            #expect(Int(assigned[i]) == reference.index, "row \(i)")
+            #expect(abs(distances[i] - reference.distance) <= 1e-9 * max(1, reference.distance), "row \(i)")
+        }
+
+        var values = (0..<rows).flatMap { data.row($0) }
+        values[437 * d + 5] = .nan
+        let poisoned = DescriptorMatrix(rows: rows, dimension: d, values: values)
+        let error = #expect(throws: DescriptorError.self) {
+            try poisoned.withFloatRows(0..<rows, scratch: &scratch) { block in
+                try search.assign(block, firstRow: 1000, source: "corpus.npy", workspace: KernelWorkspace(), assignments: &assigned)
+            }
+        }
+        #expect(error?.description.contains("row 1437") == true, "\(String(describing: error))")
+    }
+
     @Test(arguments: [5 as UInt64, 6])
     func posteriorsEqualDirectFloat64(seed: UInt64) throws {
         let d = 19, k = 7
