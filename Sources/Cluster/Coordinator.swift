@@ -24,7 +24,9 @@ public final class Coordinator: @unchecked Sendable {
     let vectorFlusher: GroupFlusher?
     private let requestedWorkersEndpoint: String
     private let requestedClientsEndpoint: String
-    private let inbox = Mutex<[Command]>([])
+    /// Commands for the I/O thread; `stopped` once it has taken `.stop`, after which passes
+    /// submitted fail at once (nobody would run them).
+    private let inbox = Mutex<(commands: [Command], stopped: Bool)>(([], false))
     private let bound = Mutex<(workers: String, clients: String)?>(nil)
     private let finished = DispatchSemaphore(value: 0)
     private let counters = Mutex<(malformed: Int, requests: Int)>((0, 0))
@@ -100,7 +102,7 @@ public final class Coordinator: @unchecked Sendable {
     ///   they are stored as failed (an embedded cluster, whose client is gone).
     public func stop(keepingJobs: Bool = false) {
         if keepingJobs { jobs.keepStoredJobsFromNowOn() }
-        inbox.withLock { $0.append(.stop) }
+        inbox.withLock { $0.commands.append(.stop) }
         finished.wait()
         vectorFlusher?.flushNow()
         for task in jobTasks.withLock({ tasks in defer { tasks.removeAll() }; return tasks }) {
@@ -118,14 +120,19 @@ public final class Coordinator: @unchecked Sendable {
     /// Messages that could not be decoded, counted since start.
     public var malformedMessages: Int { counters.withLock { $0.malformed } }
 
-    /// Starts a pass; its shard results go to `sink` on the I/O thread.
+    /// Starts a pass; its shard results go to `sink` on the I/O thread. Once the coordinator
+    /// is stopping, the pass fails at once.
     func submit(_ spec: RoundSpec, to sink: any RoundSink) {
-        inbox.withLock { $0.append(.start(spec, sink)) }
+        let accepted = inbox.withLock { inbox in
+            if !inbox.stopped { inbox.commands.append(.start(spec, sink)) }
+            return !inbox.stopped
+        }
+        if !accepted { sink.fail("the coordinator stopped") }
     }
 
     /// Forgets the passes of a job that ended; their late results will be dropped.
     func cancelPasses(of job: UInt64) {
-        inbox.withLock { $0.append(.cancel(job)) }
+        inbox.withLock { $0.commands.append(.cancel(job)) }
     }
 
     /// Submits a training job as a client would (for the embedded cluster and tests).
@@ -177,18 +184,26 @@ public final class Coordinator: @unchecked Sendable {
             sinks = sinks.filter { key, _ in state.rounds[key] != nil }
         }
         while true {
-            for command in inbox.withLock({ inbox in defer { inbox.removeAll() }; return inbox }) {
+            let (commands, stopping) = inbox.withLock { inbox in
+                defer { inbox.commands.removeAll() }
+                if inbox.commands.contains(where: { if case .stop = $0 { true } else { false } }) { inbox.stopped = true }
+                return (inbox.commands, inbox.stopped)
+            }
+            for command in commands {
                 switch command {
                 case .start(let spec, let sink):
                     sinks[spec.key] = sink
-                    perform(state.start(spec, now: MonotonicClock.now()))
+                    if !stopping { perform(state.start(spec, now: MonotonicClock.now())) }
                 case .cancel(let job):
                     state.cancel(job: job)
                 case .stop:
-                    logger.info("coordinator stopping")
-                    for sink in sinks.values { sink.fail("the coordinator stopped") }
-                    return
+                    break
                 }
+            }
+            if stopping {
+                logger.info("coordinator stopping")
+                for sink in sinks.values { sink.fail("the coordinator stopped") }
+                return
             }
             let ready: [Poller.Ready]
             do {

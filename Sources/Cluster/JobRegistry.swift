@@ -111,13 +111,12 @@ final class JobRegistry: Sendable {
         }
     }
 
-    /// Marks an encoding job succeeded (stored).
+    /// Marks an encoding job succeeded: stored first, then shown to clients.
     func finishEncoding(_ job: UInt64) throws {
-        let entry = entries.withLock { state -> Entry? in
-            state.jobs[job]?.record.state = .succeeded
-            return state.jobs[job]
-        }
-        if let entry { try store?.putJob(job, try entry.storedValue()) }
+        guard var entry = self[job] else { return }
+        entry.record.state = .succeeded
+        try store?.putJob(job, try entry.storedValue())
+        entries.withLock { $0.jobs[job]?.record.state = .succeeded }
     }
 
     func fail(_ job: UInt64, message: String) {

@@ -90,4 +90,20 @@ func quietLogger() -> Logger {
         let (_, arrays) = try await TrainingJobRunner.run(job, id: 1, initialization: start, backend: backend) { _ in }
         #expect(Self.bits(try Frame.decode(arrays[0], as: Float.self)) == Self.bits(expected.centres))
     }
+
+    /// A job task that asks for its next pass after the coordinator began to stop gets an
+    /// error at once; it used to wait forever (and `stop()` 30 s for it).
+    @Test(.timeLimit(.minutes(1))) func aPassSubmittedAfterTheCoordinatorStoppedFailsAtOnce() async throws {
+        let corpus = try Corpora.path(rows: Self.rows, dimension: Self.dimension)
+        let matrix = try DescriptorMatrix.open(path: corpus)
+        let reference = CorpusReference(path: corpus, rows: matrix.rows, dimension: matrix.dimension, fileSize: matrix.file?.size ?? 0)
+        let cluster = try EmbeddedCluster(workers: 1, threadsPerWorker: 1, logger: quietLogger())
+        cluster.shutdown()
+        let backend = ClusterBackend(coordinator: cluster.coordinator, job: 1, corpus: reference, shardRows: Self.shardRows)
+        let codebook = try Codebook(k: 1, dimension: Self.dimension, centres: matrix.row(0))
+        let error = await #expect(throws: DescriptorError.self) {
+            _ = try await backend.run(KMeansAssignmentPass(codebook: codebook))
+        }
+        #expect(error?.description.contains("the coordinator stopped") == true, "\(String(describing: error))")
+    }
 }
