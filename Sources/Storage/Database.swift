@@ -96,7 +96,26 @@ public final class Database: @unchecked Sendable {
     /// `secondaryPath` is a directory of its own where this instance keeps its logs.
     public static func openSecondary(path: String, secondaryPath: String,
                                      columnFamilies: [String], tuning: Tuning = Tuning()) throws -> Database {
-        try Database(path: path, columnFamilies: columnFamilies, mode: .secondary(path: secondaryPath), tuning: tuning)
+        try retryingRaceWithPrimary {
+            try Database(path: path, columnFamilies: columnFamilies, mode: .secondary(path: secondaryPath), tuning: tuning)
+        }
+    }
+
+    /// Runs `body` again (up to `attempts` times, 20, 40, … ms apart) while it fails because
+    /// the primary deleted a file the secondary had just read about: a table file its
+    /// compaction replaced, or a MANIFEST it rotated (RocksDB reports "No such file or
+    /// directory" or "Try again"; facebook/rocksdb#12469, #14125). The next attempt reads the
+    /// newer MANIFEST, which no longer lists the file.
+    static func retryingRaceWithPrimary<Result>(attempts: Int = 6, _ body: () throws -> Result) throws -> Result {
+        var attempt = 1
+        while true {
+            do {
+                return try body()
+            } catch let error as RocksDBError where attempt < attempts && error.isRaceWithPrimary {
+                usleep(useconds_t(20_000 * attempt))
+                attempt += 1
+            }
+        }
     }
 
     private init(path: String, columnFamilies: [String], mode: Mode, tuning: Tuning = Tuning()) throws {
@@ -240,8 +259,10 @@ public final class Database: @unchecked Sendable {
 
     /// Secondary instance only: replays the primary's newest writes so reads see them.
     public func tryCatchUpWithPrimary() throws {
-        try LibRocksDB.call("catch up with primary", path: path) { error in
-            rocksdb_try_catch_up_with_primary(handle, error)
+        try Self.retryingRaceWithPrimary {
+            try LibRocksDB.call("catch up with primary", path: path) { error in
+                rocksdb_try_catch_up_with_primary(handle, error)
+            }
         }
     }
 

@@ -44,4 +44,10 @@ public struct RocksDBError: Error, CustomStringConvertible, Sendable, Hashable {
     }
 
     public var description: String { "\(path): \(operation): \(message)" }
+
+    /// Whether a secondary instance failed because the primary deleted a file it had just
+    /// read about (see `Database.retryingRaceWithPrimary`).
+    var isRaceWithPrimary: Bool {
+        message.contains("No such file or directory") || message.hasPrefix("Operation failed. Try again")
+    }
 }
