@@ -69,8 +69,8 @@ import ZeroMQ
         return copy
     }
 
-    /// The coordinator's view of `job` (the train client's stdout is block-buffered into its
-    /// log file, so its lines show only at exit: progress is asked of the coordinator).
+    /// The coordinator's view of `job` (the train client polls it every 100 ms, so the
+    /// coordinator is asked directly).
     static func progress(_ cluster: ProcessCluster, job: UInt64 = 1) -> JobProgress? {
         guard let context = try? ZeroMQContext(),
               let client = try? ClusterClient(context: context, endpoint: cluster.clientsEndpoint, timeout: .seconds(5)) else { return nil }
@@ -120,15 +120,19 @@ import ZeroMQ
             let reference = try await Self.reference(Self.withoutOut(arguments), outputs: [""])
             try await cluster.startCoordinator()
             let victim = try cluster.startWorker("victim")
-            try cluster.startWorker("survivor")
+            let survivor = try cluster.startWorker("survivor")
             let centres = cluster.scratch.file("centres.npy")
             let train = try cluster.start("train", Self.kmeansArguments(corpus, iterations: 30, out: centres)
                                           + ["--coordinator", cluster.clientsEndpoint])
             try cluster.require(await waitUntil(timeout: 20) { (Self.progress(cluster)?.iterations.count ?? 0) >= 1 || !train.isRunning },
                                 "no first iteration within 20 s")
-            try cluster.require(train.isRunning, "the job ended before the kill")
+            // Both workers held still: the job cannot end before the kill.
+            victim.kill(SIGSTOP)
+            survivor.kill(SIGSTOP)
+            try cluster.require(Self.progress(cluster)?.state == .running, "the job ended before the kill")
             victim.kill(SIGKILL)
             let newcomer = try cluster.startWorker("newcomer")
+            survivor.kill(SIGCONT)
             guard let status = await train.waitForExit(timeout: 60) else {
                 try cluster.require(false, "the job did not finish within 60 s of the kill")
                 return
@@ -158,13 +162,15 @@ import ZeroMQ
                                           + ["--coordinator", cluster.clientsEndpoint])
             try cluster.require(await waitUntil(timeout: 20) { (Self.progress(cluster)?.iterations.count ?? 0) >= 1 || !train.isRunning },
                                 "no first iteration within 20 s")
-            try cluster.require(train.isRunning, "the job ended before the kill")
+            only.kill(SIGSTOP) // held still: the job cannot end before the kill
+            try cluster.require(Self.progress(cluster)?.state == .running, "the job ended before the kill")
             only.kill(SIGKILL)
             try cluster.require(await waitUntil(timeout: 15) { Self.progress(cluster)?.message == "waiting: no workers alive" },
                                 "the coordinator never reported that the job waits for workers")
             let progress = Self.progress(cluster)
             cluster.check(progress?.state == .running, "progress: \(String(describing: progress))")
-            try await Task.sleep(for: .milliseconds(300)) // the client polls every 100 ms
+            try cluster.require(await waitUntil(timeout: 15) { train.log.contains("  waiting: no workers alive") },
+                                "the train client did not say it waited")
             try cluster.startWorker("phoenix", threads: 2)
             guard let status = await train.waitForExit(timeout: 60) else {
                 try cluster.require(false, "the job did not finish within 60 s of the new worker")
@@ -172,7 +178,6 @@ import ZeroMQ
             }
             try cluster.require(status == 0, "train exited with \(status)")
             cluster.check(Self.bytes(centres) == reference[0], "the centres differ from the embedded run's")
-            cluster.check(train.log.contains("  waiting: no workers alive"), "the train client did not say it waited")
         }
     }
 

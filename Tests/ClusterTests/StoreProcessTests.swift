@@ -165,21 +165,26 @@ final class StoreCoordinator: @unchecked Sendable {
 
             let coordinator = StoreCoordinator(cluster, store: cluster.scratch.file("store"))
             try await coordinator.start()
-            try coordinator.startWorker("worker")
             let client = try coordinator.client()
             // Job 1 the GMM, job 2 the k-means (the coordinator serves the older job's passes
             // first, so the GMM goes first to be still running when the k-means has begun).
-            // The train clients lose their coordinator when it dies; the jobs are theirs no more.
+            // The worker starts once both are in. The train clients lose their coordinator
+            // when it dies; the jobs are theirs no more.
             _ = try cluster.start("train-gmm", gmm + ["--name", "gm"] + coordinator.viaCoordinator)
             try cluster.require(await waitUntil(timeout: 20) { (try? client.progress(of: 1, since: 0)) != nil },
                                 "job 1 was not submitted within 20 s")
             _ = try cluster.start("train-kmeans", kmeans + ["--name", "km"] + coordinator.viaCoordinator)
+            try cluster.require(await waitUntil(timeout: 20) { (try? client.progress(of: 2, since: 0)) != nil },
+                                "job 2 was not submitted within 20 s")
+            let worker = try coordinator.startWorker("worker")
             var before: [UInt64: JobProgress] = [:]
             try cluster.require(await waitUntil(timeout: 30) {
                 for job: UInt64 in [1, 2] { before[job] = try? client.progress(of: job, since: 0) }
                 return (before[1]?.iterations.count ?? 0) >= 5 && (before[2]?.iterations.count ?? 0) >= 2
             }, "the jobs did not reach 5 and 2 iterations within 30 s: \(before.mapValues { "\($0.state) \($0.iterations.count)" })")
-            try cluster.require(before.values.allSatisfy { $0.state == .running },
+            worker.kill(SIGSTOP) // held still: no job can end before the kill
+            for job: UInt64 in [1, 2] { before[job] = try? client.progress(of: job, since: 0) }
+            try cluster.require(before.count == 2 && before.values.allSatisfy { $0.state == .running },
                                 "a job ended before the kill: \(before.mapValues { "\($0.state) \($0.iterations.count)" })")
 
             _ = try await coordinator.stop(SIGKILL)
@@ -194,6 +199,7 @@ final class StoreCoordinator: @unchecked Sendable {
             }
 
             try await coordinator.start()
+            worker.kill(SIGCONT)
             try await Self.waitForSuccess(coordinator, jobs: [1, 2], timeout: 60)
             for (job, total) in [(UInt64(1), 23), (2, 20)] {
                 let line = coordinator.resumedLine(job: job)
@@ -238,7 +244,7 @@ final class StoreCoordinator: @unchecked Sendable {
 
             let coordinator = StoreCoordinator(cluster, store: cluster.scratch.file("store"))
             try await coordinator.start()
-            try coordinator.startWorker("worker")
+            let worker = try coordinator.startWorker("worker")
             let client = try coordinator.client()
             _ = try cluster.start("train-gmm", gmm + ["--name", "gm"] + coordinator.viaCoordinator)
             var before: JobProgress?
@@ -246,7 +252,10 @@ final class StoreCoordinator: @unchecked Sendable {
                 before = try? client.progress(of: 1, since: 0)
                 return (before?.iterations.count ?? 0) >= 2
             }, "the job did not reach 2 iterations within 20 s: \(String(describing: before))")
-            try cluster.require(before?.state == .running, "the job ended before the stop: \(String(describing: before))")
+            worker.kill(SIGSTOP) // held still: the job stays in its k-means phase until the stop
+            before = try? client.progress(of: 1, since: 0)
+            try cluster.require(before?.state == .running && (before?.iterations.count ?? 10) < 10,
+                                "the job left its k-means phase before the stop: \(String(describing: before))")
 
             let status = try await coordinator.stop(SIGTERM)
             cluster.check(status == 0, "the coordinator exited with \(status) after SIGTERM")
@@ -257,6 +266,7 @@ final class StoreCoordinator: @unchecked Sendable {
                           "the stored checkpoint: \(record["checkpoint"] ?? "none")")
 
             try await coordinator.start()
+            worker.kill(SIGCONT)
             try await Self.waitForSuccess(coordinator, jobs: [1], timeout: 60)
             let done = Self.iterationsDone(in: coordinator.resumedLine(job: 1)) ?? -1
             cluster.check(done >= 2 && done < 10, "the job did not resume in its k-means phase: \(done)")
@@ -312,20 +322,21 @@ final class StoreCoordinator: @unchecked Sendable {
         try await ProcessCluster().run { cluster in
             let corpus = try Self.corpus()
             let index = cluster.scratch.file("images.tsv"), centres = cluster.scratch.file("centres.npy")
-            let images = 2_000, perShard = 8
-            let indexKeys = try Self.writeIndex(index, images: images, rows: 10, seed: 21)
+            let images = 8_000, perShard = 8
+            let indexKeys = try Self.writeIndex(index, images: images, rows: 2, seed: 21)
             try Self.writeCentres(centres, corpus: corpus, k: 8)
 
             let coordinator = StoreCoordinator(cluster, store: cluster.scratch.file("store"))
             try await coordinator.start()
             var run = try await cluster.run("import", ["import", "model", "cb", "--centres", centres] + coordinator.viaCoordinator)
             try cluster.require(run.status == 0 && run.log.contains("stored kmeans model cb: K=8, D=16"), "import: \(run.log)")
-            try coordinator.startWorker("worker")
+            let worker = try coordinator.startWorker("worker")
             let client = try coordinator.client()
             _ = try cluster.start("encode", ["encode", "vlad", "--model", "cb", "--set", "S", "--descriptors", corpus, "--index", index,
                                          "--images-per-shard", "\(perShard)", "--square-root"] + coordinator.viaCoordinator)
-            // Asked every 2 ms (the whole job takes a few hundred): the kill comes about a tenth
-            // of the way in.
+            // Asked every 2 ms. Counts come with flushes, the first 0.1 s after the first
+            // shard (here about 1,000 images in); then the worker is held still, so the
+            // job cannot end before the kill.
             let killAfter = 200
             var before: JobProgress?
             let deadline = Date().addingTimeInterval(20)
@@ -333,6 +344,9 @@ final class StoreCoordinator: @unchecked Sendable {
                 before = try? client.progress(of: 1, since: 0)
                 if (before?.imagesDone ?? 0) < killAfter { try await Task.sleep(for: .milliseconds(2)) }
             }
+            worker.kill(SIGSTOP) // held still: the job cannot end before the kill
+            try await Task.sleep(for: .milliseconds(250)) // shards already stored are flushed and counted
+            before = try? client.progress(of: 1, since: 0)
             _ = try await coordinator.stop(SIGKILL)
             try cluster.require((before?.imagesDone ?? 0) >= killAfter, "\(killAfter) images not stored within 20 s: \(String(describing: before))")
             try cluster.require(before?.state == .running, "the job ended before the kill: \(String(describing: before))")
@@ -353,6 +367,7 @@ final class StoreCoordinator: @unchecked Sendable {
             cluster.check(job["state"] as? String == "running" && job["encoding"] != nil, "the stored encoding job: \(job)")
 
             try await coordinator.start()
+            worker.kill(SIGCONT)
             let resumed = try? client.progress(of: 1, since: 0)
             cluster.check((resumed?.imagesDone ?? 0) >= stored && resumed?.imagesTotal == images,
                           "after the restart the job counts \(resumed?.imagesDone ?? -1) of \(resumed?.imagesTotal ?? -1) images stored; \(stored) were")
