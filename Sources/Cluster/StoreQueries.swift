@@ -1,5 +1,4 @@
 import Clustering
-import Foundation
 import Synchronization
 import Storage
 import ZeroMQ
@@ -127,13 +126,7 @@ final class VectorRecordCache: Sendable {
     func record(for metadata: UnsafeRawBufferPointer, key: String) throws -> VectorRecord {
         let bytes = Array(metadata)
         if let record = records.withLock({ $0[bytes] }) { return record }
-        let decoder = JSONDecoder()
-        let record: VectorRecord
-        do {
-            record = try decoder.decode(VectorRecord.self, from: Data(bytes))
-        } catch {
-            throw StoreError(.corrupt, "\(key): unreadable vector metadata: \(error)")
-        }
+        let record = try StoredValue.decodeMetadata(VectorRecord.self, from: bytes, of: .vector, key: key)
         records.withLock { cache in
             if cache.count >= Self.capacity { cache.removeAll() }
             cache[bytes] = record

@@ -108,6 +108,12 @@ public struct StoredValue: Sendable, Equatable {
 
     /// The metadata as `type`.
     public func decode<M: Decodable>(_ type: M.Type, key: String) throws -> M {
+        try Self.decodeMetadata(type, from: metadata, of: kind, key: key)
+    }
+
+    /// The metadata bytes of a value of `kind` as `type`; `key` names the value in errors.
+    public static func decodeMetadata<M: Decodable>(_ type: M.Type, from metadata: some Sequence<UInt8>, of kind: Kind,
+                                                    key: String) throws -> M {
         let decoder = JSONDecoder()
         decoder.nonConformingFloatDecodingStrategy = .convertFromString(
             positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
