@@ -47,9 +47,7 @@ extension Coordinator {
             status.jobs = jobs.summaries
             return WireMessage(header: WireHeader(.statusReply), metadata: status)
         case .get, .list, .describe, .catalog, .importModel:
-            guard let queries else {
-                throw StoreError(.notFound, "this coordinator has no store of models and vectors (start it with --store)")
-            }
+            guard let queries else { throw Self.noStore(for: "models and vectors") }
             return try queries.request(request)
         default:
             throw ClusterError("\(request.header.type) is not a client request")

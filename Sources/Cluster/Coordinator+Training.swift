@@ -22,10 +22,13 @@ extension Coordinator {
     }
 
     func requireStore(for what: String) throws -> CodebookStore {
-        guard let store else {
-            throw StoreError(.notFound, "this coordinator has no store to keep \(what) in (start it with --store)")
-        }
+        guard let store else { throw Self.noStore(for: what) }
         return store
+    }
+
+    /// The error for a request that needs the store this coordinator was started without.
+    static func noStore(for what: String) -> StoreError {
+        StoreError(.notFound, "this coordinator has no store to keep \(what) in (start it with --store)")
     }
 
     static func corpusReference(_ path: String) throws -> CorpusReference {
