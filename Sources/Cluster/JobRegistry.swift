@@ -75,15 +75,22 @@ final class JobRegistry: Sendable {
     }
 
     /// Stores a job's checkpoint, then shows it and the iterations it completes to clients:
-    /// an iteration a client was told of survives the coordinator's crash. Called by the
-    /// job's own task only, so the entry does not change between the two steps.
+    /// an iteration a client was told of survives the coordinator's crash.
     func checkpoint(_ job: UInt64, record checkpoint: CheckpointRecord, values: [Float], passes: UInt32) throws {
+        try storeThenShow(job) { entry in
+            entry.record.iterations += entry.pendingIterations
+            entry.pendingIterations = []
+            entry.record.checkpoint = checkpoint
+            entry.record.passes = passes
+            entry.checkpointValues = values
+        }
+    }
+
+    /// Applies `change` to a copy of the job's entry, stores it, and only then shows it to
+    /// clients. For the job's own task, the one writer of these fields.
+    private func storeThenShow(_ job: UInt64, _ change: (inout Entry) -> Void) throws {
         guard var entry = self[job] else { return }
-        entry.record.iterations += entry.pendingIterations
-        entry.pendingIterations = []
-        entry.record.checkpoint = checkpoint
-        entry.record.passes = passes
-        entry.checkpointValues = values
+        change(&entry)
         try store?.putJob(job, try entry.storedValue())
         entries.withLock { $0.jobs[job] = entry }
     }
@@ -113,10 +120,7 @@ final class JobRegistry: Sendable {
 
     /// Marks an encoding job succeeded: stored first, then shown to clients.
     func finishEncoding(_ job: UInt64) throws {
-        guard var entry = self[job] else { return }
-        entry.record.state = .succeeded
-        try store?.putJob(job, try entry.storedValue())
-        entries.withLock { $0.jobs[job]?.record.state = .succeeded }
+        try storeThenShow(job) { $0.record.state = .succeeded }
     }
 
     func fail(_ job: UInt64, message: String) {
