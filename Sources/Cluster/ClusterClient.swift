@@ -6,10 +6,14 @@ public struct ClusterError: Error, CustomStringConvertible, Sendable, Equatable 
     public var message: String
     /// The coordinator said the key, model, set or job does not exist.
     public var isNotFound: Bool
+    /// No reply came within the client's timeout: the coordinator is not there, or it did
+    /// not complete the CURVE handshake (it refused the client's key).
+    public var isUnanswered: Bool
 
-    public init(_ message: String, isNotFound: Bool = false) {
+    public init(_ message: String, isNotFound: Bool = false, isUnanswered: Bool = false) {
         self.message = message
         self.isNotFound = isNotFound
+        self.isUnanswered = isUnanswered
     }
 
     public var description: String { message }
@@ -27,18 +31,25 @@ public final class ClusterClient: Requester {
     private let context: ZeroMQContext
     private var socket: Socket
 
-    public init(context: ZeroMQContext, endpoint: String, timeout: Duration = .seconds(10)) throws {
+    /// CURVE with the coordinator, if it requires keys.
+    public let security: ClientSecurity?
+
+    public init(context: ZeroMQContext, endpoint: String, timeout: Duration = .seconds(10),
+                security: ClientSecurity? = nil) throws {
         self.context = context
         self.endpoint = endpoint
         self.timeout = timeout
-        socket = try Self.connect(context: context, endpoint: endpoint, timeout: timeout)
+        self.security = security
+        socket = try Self.connect(context: context, endpoint: endpoint, timeout: timeout, security: security)
     }
 
-    private static func connect(context: ZeroMQContext, endpoint: String, timeout: Duration) throws -> Socket {
+    private static func connect(context: ZeroMQContext, endpoint: String, timeout: Duration,
+                                security: ClientSecurity?) throws -> Socket {
         let socket = try Socket(.dealer, context: context)
         try socket.setLinger(.zero)
         try socket.setMaxMessageSize(1 << 30)
         try socket.setReceiveTimeout(timeout)
+        try security?.secure(socket, handshakeTimeout: timeout)
         try socket.connect(endpoint)
         return socket
     }
@@ -48,8 +59,13 @@ public final class ClusterClient: Requester {
         _ = try socket.send(frames: [[]] + message.frames)
         // A blocking receive bounded by the socket's receive timeout: one wait, no poller.
         guard let frames = try socket.receive() else {
-            socket = try Self.connect(context: context, endpoint: endpoint, timeout: timeout)
-            throw ClusterError("the coordinator at \(endpoint) did not answer within \(timeout)")
+            socket = try Self.connect(context: context, endpoint: endpoint, timeout: timeout, security: security)
+            throw ClusterError(security == nil
+                ? "the coordinator at \(endpoint) did not answer within \(timeout): it is not running there, "
+                    + "or it requires CURVE keys and this client has none"
+                : "the coordinator at \(endpoint) did not answer within \(timeout): it refused this client's key, "
+                    + "its public key is not the one this client was given, or it is not running there",
+                isUnanswered: true)
         }
         guard frames.first?.isEmpty == true else { throw ClusterError("reply without an envelope from \(endpoint)") }
         let reply = try WireMessage(frames: Array(frames.dropFirst()))

@@ -11,6 +11,8 @@ extension Coordinator {
             report = FailureReport(message: error.message, code: "not-found")
         } catch let error as ClusterError where error.isNotFound {
             report = FailureReport(message: error.message, code: "not-found")
+        } catch let error as ForbiddenPathError {
+            report = FailureReport(message: error.message, code: FailureReport.forbidden)
         } catch {
             report = FailureReport(message: "\(error)")
         }

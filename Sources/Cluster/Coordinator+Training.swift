@@ -5,6 +5,8 @@ import ZeroMQ
 extension Coordinator {
     /// Validates a training job against its corpus (and the store, for a named model) and starts it.
     func accept(_ job: TrainingJob, arrays: [[UInt8]]) throws -> UInt64 {
+        var job = job
+        job.corpus = try allowedPath(job.corpus, what: "corpus")
         let corpus = try Self.corpusReference(job.corpus)
         let initialization = try TrainingJobRunner.validate(job, corpus: corpus, arrays: arrays)
         if let name = job.name {

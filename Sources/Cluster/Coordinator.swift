@@ -22,6 +22,8 @@ public final class Coordinator: @unchecked Sendable {
     let queries: StoreQueries?
     /// Makes the vectors that encoding jobs write unlogged durable (see `vectorFlushDelay`).
     let vectorFlusher: GroupFlusher?
+    /// CURVE and the allow-lists, when `settings.security` is set.
+    let gatekeeper: CoordinatorGatekeeper?
     private let requestedWorkersEndpoint: String
     private let requestedClientsEndpoint: String
     /// Commands for the I/O thread; `stopped` once it has taken `.stop`, after which passes
@@ -54,12 +56,14 @@ public final class Coordinator: @unchecked Sendable {
         requestedClientsEndpoint = clientsEndpoint
         self.settings = settings
         self.logger = logger
+        gatekeeper = settings.security.map { CoordinatorGatekeeper(security: $0, context: context, logger: logger) }
     }
 
     /// Binds both sockets and starts the I/O thread; throws if either endpoint cannot be bound.
     /// Returns the endpoints actually bound (a `*` port resolved).
     @discardableResult
     public func start() throws -> (workers: String, clients: String) {
+        try gatekeeper?.start()
         let ready = DispatchSemaphore(value: 0)
         let failure = Mutex<(any Error)?>(nil)
         // The thread holds the coordinator only while it runs, and signals `finished` after
@@ -73,15 +77,18 @@ public final class Coordinator: @unchecked Sendable {
         thread.name = "codebook-coordinator-io"
         thread.start()
         ready.wait()
-        if let error = failure.withLock({ $0 }) { throw error }
+        if let error = failure.withLock({ $0 }) {
+            gatekeeper?.stop()
+            throw error
+        }
         try resumeStoredJobs()
         return bound.withLock { $0! }
     }
 
     private func run(ready: DispatchSemaphore, failure: borrowing Mutex<(any Error)?>) {
         do {
-            let workers = try makeSocket(binding: requestedWorkersEndpoint)
-            let clients = try makeSocket(binding: requestedClientsEndpoint)
+            let workers = try makeSocket(binding: requestedWorkersEndpoint, domain: .workers)
+            let clients = try makeSocket(binding: requestedClientsEndpoint, domain: .clients)
             let endpoints = (workers: (try? workers.lastEndpoint) ?? requestedWorkersEndpoint,
                              clients: (try? clients.lastEndpoint) ?? requestedClientsEndpoint)
             bound.withLock { $0 = endpoints }
@@ -104,6 +111,7 @@ public final class Coordinator: @unchecked Sendable {
         if keepingJobs { jobs.keepStoredJobsFromNowOn() }
         inbox.withLock { $0.commands.append(.stop) }
         finished.wait()
+        gatekeeper?.stop()
         vectorFlusher?.flushNow()
         for task in jobTasks.withLock({ tasks in defer { tasks.removeAll() }; return tasks }) {
             _ = task.wait(timeout: .now() + 30)
@@ -140,8 +148,9 @@ public final class Coordinator: @unchecked Sendable {
         try accept(job, arrays: arrays)
     }
 
-    private func makeSocket(binding endpoint: String) throws -> Socket {
+    private func makeSocket(binding endpoint: String, domain: CoordinatorGatekeeper.Domain) throws -> Socket {
         let socket = try Socket(.router, context: context)
+        try gatekeeper?.secure(socket, for: domain)
         try socket.setMaxMessageSize(Int64(settings.maximumMessageSize))
         try socket.setLinger(.zero)
         try socket.setRouterMandatory(false)
@@ -216,12 +225,13 @@ public final class Coordinator: @unchecked Sendable {
                 let isWorkers = socketReady.socket === workers
                 // Drain what is there, a bounded number at a time, so neither side starves.
                 for _ in 0..<256 {
-                    guard let frames = try? socketReady.socket.receive(dontWait: true) else { break }
+                    guard let (frames, userID) = try? socketReady.socket.receive(dontWait: true, property: .userID) else { break }
                     let now = MonotonicClock.now()
                     if isWorkers {
+                        guard admitsWorker(userID) else { continue }
                         perform(handleWorker(frames, state: &state, sinks: sinks, now: now))
                     } else {
-                        handleClient(frames, socket: clients, state: state, now: now)
+                        handleClient(frames, from: userID, socket: clients, state: state, now: now)
                     }
                 }
             }
@@ -268,7 +278,7 @@ public final class Coordinator: @unchecked Sendable {
 
     /// Client requests arrive as [identity, empty delimiter, header, metadata, arrays…]
     /// (a REQ socket, or a DEALER that sends the delimiter) and get a reply in the same envelope.
-    private func handleClient(_ frames: [[UInt8]], socket: Socket, state: CoordinatorState, now: Double) {
+    private func handleClient(_ frames: [[UInt8]], from userID: String?, socket: Socket, state: CoordinatorState, now: Double) {
         guard frames.count >= 2, frames[1].isEmpty else {
             noteMalformed(WireError.malformed("client request without an envelope"), from: "a client")
             return
@@ -276,7 +286,7 @@ public final class Coordinator: @unchecked Sendable {
         let reply: WireMessage
         do {
             let request = try WireMessage(frames: Array(frames.dropFirst(2)))
-            reply = answer(request, state: state, now: now)
+            reply = refusal(of: request, from: userID) ?? answer(request, state: state, now: now)
         } catch {
             noteMalformed(error, from: "a client")
             reply = WireMessage(header: WireHeader(.errorReply), metadata: FailureReport(message: "\(error)"))

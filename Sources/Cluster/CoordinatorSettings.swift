@@ -17,6 +17,10 @@ public struct CoordinatorSettings: Sendable {
     /// in groups: at most this many seconds after they are written, and at once when a job
     /// has written its last. A job counts an image as stored once its vector is flushed.
     public var vectorFlushDelay: Double = 0.1
+    /// CURVE on both sockets, admitting only listed keys; `nil`: no authentication, no encryption.
+    public var security: CoordinatorSecurity?
+    /// The directories jobs may read files in; `nil`: any path.
+    public var corpusRoots: CorpusRoots?
 
     public init() {}
 }

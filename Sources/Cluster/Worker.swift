@@ -18,6 +18,10 @@ public struct WorkerSettings: Sendable {
     public var reconnectInitial: Double = 1
     public var reconnectMaximum: Double = 32
     public var maximumMessageSize: Int = 1 << 30
+    /// CURVE with the coordinator; `nil`: no authentication, no encryption.
+    public var security: ClientSecurity?
+    /// The directories tasks may read corpora in; `nil`: any path.
+    public var corpusRoots: CorpusRoots?
 
     public init(name: String, threads: Int) {
         self.name = name
@@ -84,6 +88,7 @@ public final class Worker: @unchecked Sendable {
         let socket = try Socket(.dealer, context: context)
         try socket.setMaxMessageSize(Int64(settings.maximumMessageSize))
         try socket.setLinger(.zero)
+        try settings.security?.secure(socket, handshakeTimeout: .seconds(settings.heartbeatInterval * Double(settings.liveness)))
         try socket.connect(endpoint)
         return socket
     }
@@ -180,7 +185,8 @@ public final class Worker: @unchecked Sendable {
                         metadata: FailureReport(message: text, retry: retry))
         }
         do {
-            let assignment = try message.decode(TaskAssignment.self)
+            var assignment = try message.decode(TaskAssignment.self)
+            if let roots = settings.corpusRoots { assignment.corpus.path = try roots.check(assignment.corpus.path, what: "corpus") }
             if assignment.includesModel {
                 models[header.job] = (header.round, try PassDecoder.computation(assignment.computation, arrays: message))
             }

@@ -26,6 +26,14 @@ public struct CurveKeyPair: Sendable, Hashable {
                             secretKey: try CurveKey(z85: String(nulTerminated: secretText)))
     }
 
+    /// The pair whose secret key is `secretKey`, its public key derived (`zmq_curve_public`).
+    public init(secretKey: CurveKey) throws {
+        try Self.requireCurveSupport()
+        var publicText = [CChar](repeating: 0, count: 41)
+        try LibZMQ.check("zmq_curve_public") { zmq_curve_public(&publicText, secretKey.z85) }
+        self.init(publicKey: try CurveKey(z85: String(nulTerminated: publicText)), secretKey: secretKey)
+    }
+
     /// Throws `ENOTSUP` with a clear message unless libzmq has the CURVE mechanism.
     static func requireCurveSupport() throws {
         guard zmq_has("curve") != 0 else {

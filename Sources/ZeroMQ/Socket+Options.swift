@@ -115,6 +115,27 @@ extension Socket {
         try setOption(ZMQ_CURVE_SERVERKEY, "ZMQ_CURVE_SERVERKEY", bytes: key.bytes)
     }
 
+    /// The ZAP domain this socket's handshakes are authenticated in: the ZAP handler
+    /// (`ZAPHandler`) sees it in every request, and so can tell this socket's peers from
+    /// those of another socket in the same context.
+    public func setZAPDomain(_ domain: String) throws {
+        try setOption(ZMQ_ZAP_DOMAIN, "ZMQ_ZAP_DOMAIN", bytes: Array(domain.utf8))
+    }
+
+    /// How long a connection's security handshake may take before libzmq drops it;
+    /// `nil` never gives up.
+    public func setHandshakeInterval(_ interval: Duration?) throws {
+        try setOption(ZMQ_HANDSHAKE_IVL, "ZMQ_HANDSHAKE_IVL", interval?.zmqMilliseconds ?? 0)
+    }
+
+    /// Makes this socket a CURVE client of the server whose public key is `serverKey`,
+    /// authenticating itself with `keys`.
+    public func setCurveClient(keys: CurveKeyPair, serverKey: CurveKey) throws {
+        try setCurvePublicKey(keys.publicKey)
+        try setCurveSecretKey(keys.secretKey)
+        try setCurveServerKey(serverKey)
+    }
+
     // MARK: Raw setters
 
     private func setOption<Value: FixedWidthInteger>(_ option: Int32, _ name: String,

@@ -134,7 +134,18 @@ public final class Socket {
     /// expired. Messages above `setMaxMessageSize(_:)` never arrive: libzmq disconnects
     /// the peer that sent one.
     public func receive(dontWait: Bool = false) throws -> [[UInt8]]? {
+        try receive(dontWait: dontWait, property: nil)?.frames
+    }
+
+    /// Like `receive(dontWait:)`, with one of the message's metadata properties
+    /// (`zmq_msg_gets`): `nil` when the connection does not have it.
+    ///
+    /// `MessageProperty.userID` is the user id the ZAP handler gave the peer's connection
+    /// (see `ZAPHandler`); a connection authenticated by no handler has none.
+    public func receive(dontWait: Bool = false,
+                        property: MessageProperty?) throws -> (frames: [[UInt8]], property: String?)? {
         var frames: [[UInt8]] = []
+        var value: String?
         var message = zmq_msg_t()
         while true {
             try LibZMQ.check("zmq_msg_init") { zmq_msg_init(&message) }
@@ -151,9 +162,27 @@ public final class Socket {
                 }
                 return nil
             }
+            // A ROUTER's routing-id frame carries no metadata: ask each frame until one has it.
+            if value == nil, let property, let text = zmq_msg_gets(&message, property.name) {
+                value = String(cString: text)
+            }
             frames.append([UInt8](UnsafeRawBufferPointer(start: zmq_msg_data(&message),
                                                          count: zmq_msg_size(&message))))
-            if zmq_msg_more(&message) == 0 { return frames }
+            if zmq_msg_more(&message) == 0 { return (frames, value) }
         }
+    }
+
+    /// A metadata property of a received message's connection (ZMTP properties and the
+    /// ZAP handler's user id).
+    public struct MessageProperty: Sendable, Hashable {
+        /// The property's name as libzmq spells it.
+        public let name: String
+
+        public init(name: String) { self.name = name }
+
+        /// The user id the ZAP handler set for the peer ("User-Id").
+        public static let userID = MessageProperty(name: "User-Id")
+        /// The peer's IP address ("Peer-Address").
+        public static let peerAddress = MessageProperty(name: "Peer-Address")
     }
 }

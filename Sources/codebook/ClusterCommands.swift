@@ -31,6 +31,17 @@ enum Signals {
     }
 }
 
+extension Signals {
+    /// Calls `handler` on every SIGHUP until the returned source is cancelled.
+    static func onHangup(_ handler: @escaping @Sendable () -> Void) -> any DispatchSourceSignal {
+        signal(SIGHUP, SIG_IGN)
+        let source = DispatchSource.makeSignalSource(signal: SIGHUP, queue: DispatchQueue(label: "codebook.sighup"))
+        source.setEventHandler(handler: handler)
+        source.resume()
+        return source
+    }
+}
+
 func processLogger(_ label: String) -> Logger {
     var logger = Logger(label: label)
     logger.logLevel = .info
@@ -46,16 +57,36 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @Option(help: "Where clients connect (ZeroMQ endpoint).") var clientsEndpoint: String = "tcp://127.0.0.1:5556"
     @Option(help: "The store (a RocksDB directory): models, vectors, job checkpoints. Jobs left running in it resume.")
     var store: String = "codebook.db"
+    @OptionGroup var security: CoordinatorSecurityOptions
 
     func run() async throws {
         let logger = processLogger("codebook.coordinator")
+        var settings = CoordinatorSettings()
+        settings.security = try security.security(binding: [workersEndpoint, clientsEndpoint])
+        settings.corpusRoots = try security.roots
         let coordinator = Coordinator(context: try ZeroMQContext(), workersEndpoint: workersEndpoint,
-                                      clientsEndpoint: clientsEndpoint, store: try CodebookStore(path: store), logger: logger)
+                                      clientsEndpoint: clientsEndpoint, settings: settings,
+                                      store: try CodebookStore(path: store), logger: logger)
         let bound = try coordinator.start()
-        logger.info("coordinator ready", metadata: ["workers": "\(bound.workers)", "clients": "\(bound.clients)"])
+        if !isLoopbackEndpoint(workersEndpoint) || !isLoopbackEndpoint(clientsEndpoint) {
+            if settings.security == nil { logger.warning("bound beyond loopback with no authentication and no encryption (--insecure)") }
+            if settings.corpusRoots == nil { logger.warning("bound beyond loopback without --corpus-root: jobs may read any file the workers can") }
+        }
+        let hangup = settings.security.map { _ in Signals.onHangup { reload(coordinator, logger: logger) } }
+        logger.info("coordinator ready", metadata: ["workers": "\(bound.workers)", "clients": "\(bound.clients)",
+                                                    "curve": "\(settings.security == nil ? "off" : "on")"])
         await Signals.waitForTermination()
+        hangup?.cancel()
         coordinator.stop(keepingJobs: true)
         logger.info("coordinator stopped")
+    }
+
+    private func reload(_ coordinator: Coordinator, logger: Logger) {
+        do {
+            try coordinator.reloadAccessLists()
+        } catch {
+            logger.error("access lists not reloaded; the previous ones stay in force", metadata: ["error": "\(error)"])
+        }
     }
 }
 
@@ -66,13 +97,18 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(help: "The coordinator's workers endpoint.") var connect: String = "tcp://127.0.0.1:5555"
     @Option(help: "Compute threads (default: one per core).") var threads: Int = ProcessInfo.processInfo.activeProcessorCount
     @Option(help: "Name shown in status (default: host-pid).") var name: String?
+    @OptionGroup var keys: ClientKeyOptions
+    @Option(help: ArgumentHelp("Read corpora only inside this directory (repeatable; default: anywhere).", valueName: "dir"))
+    var corpusRoot: [String] = []
 
     func run() async throws {
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
         let logger = processLogger("codebook.worker")
         let workerName = name ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())"
-        let worker = Worker(context: try ZeroMQContext(), endpoint: connect,
-                            settings: WorkerSettings(name: workerName, threads: threads), logger: logger)
+        var settings = WorkerSettings(name: workerName, threads: threads)
+        settings.security = try keys.security()
+        settings.corpusRoots = corpusRoot.isEmpty ? nil : try CorpusRoots(corpusRoot)
+        let worker = Worker(context: try ZeroMQContext(), endpoint: connect, settings: settings, logger: logger)
         worker.start()
         logger.info("worker \(workerName) started", metadata: ["coordinator": "\(connect)", "threads": "\(threads)"])
         await Signals.waitForTermination()
@@ -85,9 +121,11 @@ struct StatusCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "status", abstract: "Show a coordinator's workers and jobs.")
 
     @Option(help: "The coordinator's clients endpoint.") var coordinator: String = "tcp://127.0.0.1:5556"
+    @OptionGroup var keys: ClientKeyOptions
 
     func run() throws {
-        let client = try ClusterClient(context: try ZeroMQContext(), endpoint: coordinator, timeout: .seconds(5))
+        let client = try ClusterClient(context: try ZeroMQContext(), endpoint: coordinator, timeout: .seconds(5),
+                                       security: try keys.security())
         let status = try client.status()
         print("workers: \(status.workers.count)")
         for worker in status.workers {

@@ -13,6 +13,7 @@ struct ClusterOptions: ParsableArguments {
     var localWorkers: Int = ProcessInfo.processInfo.activeProcessorCount
     @Option(help: "The embedded cluster's store: models, vectors and job checkpoints (a RocksDB directory).")
     var store: String = "codebook.db"
+    @OptionGroup var keys: ClientKeyOptions
 
     func validate() throws {
         guard localWorkers >= 1 else {
@@ -24,7 +25,7 @@ struct ClusterOptions: ParsableArguments {
     /// worker) to shut down after, if one was started.
     func connect(threads: Int = 1) throws -> (ClusterClient, EmbeddedCluster?) {
         if let coordinator {
-            return (try ClusterClient(context: try ZeroMQContext(), endpoint: coordinator), nil)
+            return (try ClusterClient(context: try ZeroMQContext(), endpoint: coordinator, security: try keys.security()), nil)
         }
         var logger = Logger(label: "codebook")
         logger.logLevel = .warning

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Cluster
 import Clustering
 import Foundation
 
@@ -6,7 +7,20 @@ import Foundation
 enum Entry {
     static func main() async {
         OpenBLASKernels.reexecuteWithBetterKernelsIfNeeded()
-        await CodebookCommand.main()
+        do {
+            var command = try CodebookCommand.parseAsRoot()
+            if var command = command as? AsyncParsableCommand {
+                try await command.run()
+            } else {
+                try command.run()
+            }
+        } catch let error as ClusterError where error.isUnanswered {
+            // Exit code 2: the coordinator did not answer (not there, or it refused the handshake).
+            FileHandle.standardError.write(Data("Error: \(error.message)\n".utf8))
+            exit(2)
+        } catch {
+            CodebookCommand.exit(withError: error)
+        }
     }
 }
 
@@ -15,7 +29,7 @@ struct CodebookCommand: AsyncParsableCommand {
         commandName: "codebook",
         abstract: "Train visual vocabularies (k-means, diagonal GMM) and encode images as VLAD or Fisher vectors.",
         subcommands: [DemoCommand.self, GenerateCommand.self, TrainCommand.self, EncodeCommand.self,
-                      CoordinatorCommand.self, WorkerCommand.self, StatusCommand.self,
+                      CoordinatorCommand.self, WorkerCommand.self, StatusCommand.self, KeysCommand.self,
                       GetCommand.self, ListCommand.self, ModelsCommand.self, ExportCommand.self, ImportCommand.self])
 }
 

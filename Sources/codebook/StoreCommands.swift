@@ -10,11 +10,13 @@ struct StoreAccessOptions: ParsableArguments {
     @Option(help: "A running coordinator's clients endpoint (e.g. tcp://HOST:5556).") var coordinator: String?
     @Option(help: "Or open this store directly (read-only, as a RocksDB secondary instance; works while a coordinator writes).")
     var store: String = "codebook.db"
+    @OptionGroup var keys: ClientKeyOptions
 
     /// A requester, and what to do when done with it.
     func requester(writable: Bool = false) throws -> (any Requester, cleanup: () -> Void) {
         if let coordinator {
-            return (try ClusterClient(context: try ZeroMQContext(), endpoint: coordinator, timeout: .seconds(10)), {})
+            return (try ClusterClient(context: try ZeroMQContext(), endpoint: coordinator, timeout: .seconds(10),
+                                      security: try keys.security()), {})
         }
         if writable { return (StoreQueries(store: try CodebookStore(path: store)), {}) }
         guard FileManager.default.fileExists(atPath: store) else {

@@ -1,0 +1,47 @@
+import ZeroMQ
+
+extension FailureReport {
+    /// The ERROR-REPLY code of a request the client may not make: its key's role is `read`,
+    /// its key is no longer listed, or a path is outside the corpus roots.
+    static let forbidden = "forbidden"
+}
+
+extension Coordinator {
+    /// Reads the allow-lists again (for SIGHUP). Throws, keeping the lists in force, if a
+    /// file cannot be read; does nothing without CURVE.
+    public func reloadAccessLists() throws {
+        try gatekeeper?.reload()
+    }
+
+    /// CURVE handshakes refused since start: keys not listed for the socket they tried.
+    public var refusedHandshakes: Int { gatekeeper?.refusedHandshakes ?? 0 }
+
+    /// Whether a worker's message is heard: always without CURVE; with it, while the
+    /// worker's key is listed.
+    func admitsWorker(_ userID: String?) -> Bool {
+        gatekeeper?.admitsWorker(userID) ?? true
+    }
+
+    /// The ERROR-REPLY `forbidden` for a request the client's key may not make (its role is
+    /// `read` and the request changes state, or the key is no longer listed); `nil` if it may.
+    func refusal(of request: WireMessage, from userID: String?) -> WireMessage? {
+        guard let gatekeeper else { return nil }
+        let type = request.header.type
+        let why: String
+        switch gatekeeper.role(of: userID) {
+        case .write: return nil
+        case .read where !type.changesState: return nil
+        case .read: why = "\(type) changes the coordinator's state, and this client's key has the read role"
+        case nil: why = "this client's key is no longer listed"
+        }
+        logger.warning("refused a client request", metadata: ["key": "\(userID ?? "none")", "request": "\(type)"])
+        return WireMessage(header: WireHeader(.errorReply, job: request.header.job),
+                           metadata: FailureReport(message: why, code: FailureReport.forbidden))
+    }
+
+    /// `path` resolved, if `settings.corpusRoots` allows it (or there are none); throws
+    /// `ForbiddenPathError` otherwise.
+    func allowedPath(_ path: String, what: String) throws -> String {
+        try settings.corpusRoots?.check(path, what: what) ?? path
+    }
+}
