@@ -152,15 +152,16 @@ final class ProcessCluster: @unchecked Sendable {
         return child
     }
 
-    /// Starts a coordinator on two free loopback ports, retrying if a port was taken meanwhile.
+    /// Starts a coordinator on two free loopback ports, retrying if a port was taken meanwhile;
+    /// `options` go after the endpoints.
     @discardableResult
-    func startCoordinator() async throws -> ChildProcess {
+    func startCoordinator(_ options: [String] = []) async throws -> ChildProcess {
         for attempt in 0..<5 {
             let workersPort = try freeLoopbackPort(), clientsPort = try freeLoopbackPort()
             guard workersPort != clientsPort else { continue }
             let workers = "tcp://127.0.0.1:\(workersPort)", clients = "tcp://127.0.0.1:\(clientsPort)"
             let coordinator = try start("coordinator-\(attempt)", ["coordinator", "--workers-endpoint", workers,
-                                                                   "--clients-endpoint", clients])
+                                                                   "--clients-endpoint", clients] + options)
             let ready = await waitUntil(timeout: 20) { coordinator.log.contains("coordinator ready") || !coordinator.isRunning }
             if ready && coordinator.isRunning && coordinator.log.contains("coordinator ready") {
                 workersEndpoint = workers
@@ -173,8 +174,8 @@ final class ProcessCluster: @unchecked Sendable {
     }
 
     @discardableResult
-    func startWorker(_ name: String, threads: Int = 1) throws -> ChildProcess {
-        try start(name, ["worker", "--connect", workersEndpoint, "--threads", "\(threads)", "--name", name])
+    func startWorker(_ name: String, threads: Int = 1, options: [String] = []) throws -> ChildProcess {
+        try start(name, ["worker", "--connect", workersEndpoint, "--threads", "\(threads)", "--name", name] + options)
     }
 
     /// Runs `codebook arguments` to its end (at most `timeout` seconds; killed after that).
