@@ -98,6 +98,18 @@ import ZeroMQ
             cluster.check(catalog.models.map(\.name) == ["M"] && catalog.sets.map(\.name) == ["S"],
                           "the store changed: \(catalog.models.map(\.name)) \(catalog.sets.map(\.name))")
             cluster.check(try writer.status().jobs.count == jobsBefore, "a read key started a job")
+
+            // SIGHUP: the stranger becomes a reader, the writer is dropped; the admitted worker stays.
+            try "\(pairs["reader"]!.publicKey.z85) read\n\(pairs["stranger"]!.publicKey.z85) read\n"
+                .write(toFile: scratch.file("clients.keys"), atomically: true, encoding: .utf8)
+            coordinator.kill(SIGHUP)
+            let reloaded = await waitUntil(timeout: 10) { coordinator.log.components(separatedBy: "access lists loaded").count == 3 }
+            try cluster.require(reloaded, "the coordinator did not reload its lists on SIGHUP")
+            run = try await cluster.run("status-stranger", ["status"] + via + Self.keyOptions("stranger", in: scratch))
+            cluster.check(run.status == 0 && run.log.contains("workers: 1") && run.log.contains("listed"),
+                          "status with the newly listed key: \(run.log)")
+            let dropped = #expect(throws: ClusterError.self) { try writer.status() }
+            cluster.check(dropped?.message == "this client's key is no longer listed", "the dropped writer: \(String(describing: dropped))")
         }
     }
 
