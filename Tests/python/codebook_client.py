@@ -28,6 +28,7 @@ SUBMIT, PROGRESS, FETCH_RESULT, STATUS = 32, 33, 34, 35
 GET, LIST, DESCRIBE, CATALOG, SUBMIT_ENCODING, IMPORT = 36, 37, 38, 39, 40, 41
 ACCEPTED, PROGRESS_REPLY, RESULT_REPLY, STATUS_REPLY = 48, 49, 50, 51
 GET_REPLY, LIST_REPLY, DESCRIBE_REPLY, CATALOG_REPLY, ERROR_REPLY = 52, 53, 54, 55, 63
+FORBIDDEN = "forbidden"  # ERROR-REPLY code: the key's role is read, or a path is outside the corpus roots
 
 TIMEOUT_MS = 10_000  # per request
 JOB_DEADLINE_S = 120  # per job
@@ -71,10 +72,51 @@ class Reply:
         return f"Reply(type={self.type}, job={self.job}, metadata={self.metadata}, arrays={len(self.arrays)})"
 
 
-def connect(endpoint, kind=zmq.DEALER, context=None):
-    """A bare socket (no LINGER) connected to `endpoint`: frames go out exactly as given."""
+# --- CURVE (section 1.1) -------------------------------------------------------------------
+
+class Keys:
+    """A CURVE client's keys: its own pair (z85 bytes) and the coordinator's public key."""
+
+    def __init__(self, public, secret, server):
+        self.public, self.secret, self.server = public, secret, server
+
+    def apply(self, sock):
+        sock.curve_publickey = self.public
+        sock.curve_secretkey = self.secret
+        sock.curve_serverkey = self.server
+
+
+def write_key_pair(name):
+    """A new pair as NAME.secret (mode 0600: "public-key KEY" and "secret-key KEY" lines) and
+    NAME.public (the public key alone); returns (public, secret) as z85 bytes."""
+    public, secret = zmq.curve_keypair()
+    fd = os.open(f"{name}.secret", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(f"# written by the Python tests\npublic-key {public.decode()}\nsecret-key {secret.decode()}\n")
+    Path(f"{name}.public").write_text(public.decode() + "\n")
+    return public, secret
+
+
+def read_key_file(path, label=None):
+    """The key on the line "label KEY" of a secret file, or the one key of a public file."""
+    for line in Path(path).read_text().splitlines():
+        words = line.split()
+        if not words or (words[0].startswith("#") and len(words[0]) != 40):
+            continue
+        if label is None:
+            return words[0].encode()
+        if words[0] == label:
+            return words[1].encode()
+    raise ValueError(f"{path}: no {label or 'key'}")
+
+
+def connect(endpoint, kind=zmq.DEALER, context=None, keys=None):
+    """A bare socket (no LINGER) connected to `endpoint`, a CURVE client with `keys`: frames
+    go out exactly as given."""
     sock = (context or zmq.Context.instance()).socket(kind)
     sock.setsockopt(zmq.LINGER, 0)
+    if keys is not None:
+        keys.apply(sock)
     sock.connect(endpoint)
     return sock
 
@@ -82,12 +124,12 @@ def connect(endpoint, kind=zmq.DEALER, context=None):
 class Client:
     """A DEALER client that sends the empty delimiter itself (Lazy Pirate on timeout)."""
 
-    def __init__(self, endpoint, context=None):
-        self.context, self.endpoint = context or zmq.Context.instance(), endpoint
+    def __init__(self, endpoint, context=None, keys=None):
+        self.context, self.endpoint, self.keys = context or zmq.Context.instance(), endpoint, keys
         self._connect()
 
     def _connect(self):
-        self.socket = connect(self.endpoint, zmq.DEALER, self.context)
+        self.socket = connect(self.endpoint, zmq.DEALER, self.context, self.keys)
 
     def raw(self, frames, expect_reply=True):
         self.socket.send_multipart([b""] + list(frames))
@@ -149,8 +191,8 @@ def free_port():
         return s.getsockname()[1]
 
 
-def run_cli(*args, timeout=CLI_TIMEOUT_S, check=True):
-    done = subprocess.run([BINARY, *args], capture_output=True, timeout=timeout)
+def run_cli(*args, timeout=CLI_TIMEOUT_S, check=True, env=None):
+    done = subprocess.run([BINARY, *args], capture_output=True, timeout=timeout, env=env)
     if check:
         assert done.returncode == 0, f"codebook {' '.join(args)}: {done.stderr.decode(errors='replace')}"
     return done
@@ -158,9 +200,12 @@ def run_cli(*args, timeout=CLI_TIMEOUT_S, check=True):
 
 class Cluster:
     """A coordinator with its own store in `workdir` and one worker of two threads, each
-    process logging to `workdir/<name>.log`."""
+    process logging to `workdir/<name>.log`. With `curve`, the coordinator requires CURVE:
+    its key from `codebook keys generate`, the others written here; clients get a write key
+    (`client_keys`, and the CODEBOOK_* variables in `cli_env` for the command line) or a
+    read key (`reader_keys`)."""
 
-    def __init__(self, workdir, worker_name="pytest-worker"):
+    def __init__(self, workdir, worker_name="pytest-worker", curve=False):
         self.workdir = Path(workdir)
         self.store = self.workdir / "store"
         self.worker_name = worker_name
@@ -168,6 +213,38 @@ class Cluster:
         self.logs = {}
         self.workers_endpoint = f"tcp://127.0.0.1:{free_port()}"
         self.clients_endpoint = f"tcp://127.0.0.1:{free_port()}"
+        self.curve = curve
+        self.coordinator_options, self.worker_options = [], []
+        self.client_keys = self.worker_keys = self.reader_keys = None
+        self.cli_env = None
+        if curve:
+            self._make_keys()
+
+    def _make_keys(self):
+        keys = self.workdir / "keys"
+        keys.mkdir()
+        run_cli("keys", "generate", "--out", str(keys / "coordinator"))
+        server = read_key_file(keys / "coordinator.public")
+        pairs = {name: write_key_pair(keys / name) for name in ("worker", "writer", "reader")}
+        self.worker_keys, self.client_keys, self.reader_keys = (Keys(*pairs[name], server)
+                                                                for name in ("worker", "writer", "reader"))
+        (keys / "workers.txt").write_text(f"# the worker\n{pairs['worker'][0].decode()}\n")
+        (keys / "clients.txt").write_text(f"{pairs['writer'][0].decode()} write\n{pairs['reader'][0].decode()} read\n")
+        self.coordinator_options = ["--secret-key", str(keys / "coordinator.secret"),
+                                    "--worker-keys", str(keys / "workers.txt"), "--client-keys", str(keys / "clients.txt")]
+        self.worker_options = ["--secret-key", str(keys / "worker.secret"), "--coordinator-key", str(keys / "coordinator.public")]
+        self.cli_env = dict(os.environ, CODEBOOK_SECRET_KEY=str(keys / "writer.secret"),
+                            CODEBOOK_COORDINATOR_KEY=str(keys / "coordinator.public"))
+
+    def client(self, context=None, keys=None):
+        """A Client of the clients endpoint, with the write key if the cluster has keys."""
+        return Client(self.clients_endpoint, context, keys or self.client_keys)
+
+    def connect_client(self, kind=zmq.DEALER):
+        return connect(self.clients_endpoint, kind, keys=self.client_keys)
+
+    def connect_worker(self):
+        return connect(self.workers_endpoint, keys=self.worker_keys)
 
     def spawn(self, name, *args):
         log = open(self.workdir / f"{name}.log", "wb")
@@ -179,12 +256,12 @@ class Cluster:
                    "--clients-endpoint", self.clients_endpoint,
                    # Its own store: the default (codebook.db in the working directory) would
                    # litter it and bring back jobs of earlier runs.
-                   "--store", str(self.store))
+                   "--store", str(self.store), *self.coordinator_options)
         self.spawn("worker", "worker", "--connect", self.workers_endpoint, "--threads", "2",
-                   "--name", self.worker_name)
+                   "--name", self.worker_name, *self.worker_options)
 
     def wait_for_worker(self, deadline_s=20):
-        client = Client(self.clients_endpoint)
+        client = self.client()
         try:
             return wait_for_worker(client, self.worker_name, deadline_s)
         finally:

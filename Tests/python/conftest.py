@@ -1,13 +1,12 @@
 """Fixtures shared by the store tests: a coordinator with a store and a worker, per module."""
 import pytest
 
-from codebook_client import Client
 from store_cluster import StoreCluster
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=["plain", "curve"])
 def cluster(tmp_path_factory, request):
-    c = StoreCluster(tmp_path_factory.mktemp(f"codebook-{request.module.__name__}"))
+    c = StoreCluster(tmp_path_factory.mktemp(f"codebook-{request.module.__name__}"), curve=request.param == "curve")
     failed = True
     try:
         c.start()
@@ -21,7 +20,7 @@ def cluster(tmp_path_factory, request):
 
 @pytest.fixture
 def client(cluster):
-    cl = Client(cluster.clients_endpoint)
+    cl = cluster.client()
     try:
         yield cl
     finally:

@@ -52,8 +52,8 @@ class StoreCluster(Cluster):
 
     K, D, IMAGES, IMAGE_ROWS = 4, 8, 30, 100
 
-    def __init__(self, workdir):
-        super().__init__(workdir, worker_name="store-worker")
+    def __init__(self, workdir, curve=False):
+        super().__init__(workdir, worker_name="store-worker", curve=curve)
         self.descriptors = self.workdir / "desc.npy"
         self.index = self.workdir / "index.tsv"
 
@@ -66,7 +66,8 @@ class StoreCluster(Cluster):
         super().start()
         self.wait_for_worker()
         run_cli("train", "kmeans", "--corpus", str(self.descriptors), "--k", str(self.K), "--iterations", "10",
-                "--seed", "3", "--name", "M", "--coordinator", self.clients_endpoint)
+                "--seed", "3", "--name", "M", "--coordinator", self.clients_endpoint, env=self.cli_env)
         run_cli("encode", "vlad", "--model", "M", "--set", "S", "--descriptors", str(self.descriptors),
-                "--index", str(self.index), "--images-per-shard", "7", "--coordinator", self.clients_endpoint)
+                "--index", str(self.index), "--images-per-shard", "7", "--coordinator", self.clients_endpoint,
+                env=self.cli_env)
         self.image_keys = [line.split("\t")[0] for line in self.index.read_text().splitlines() if line.strip()]

@@ -16,21 +16,21 @@ import numpy as np
 import pytest
 import zmq
 
-from codebook_client import (ACCEPTED, BINARY, COORDINATOR_HEARTBEAT, ERROR_REPLY, FETCH_RESULT, GOODBYE,
+from codebook_client import (ACCEPTED, BINARY, COORDINATOR_HEARTBEAT, ERROR_REPLY, FETCH_RESULT, FORBIDDEN, GOODBYE, Keys,
                              NO_SHARD, PROGRESS, PROGRESS_REPLY, READY, RESULT_REPLY, RESYNC, STATUS,
                              STATUS_REPLY, SUBMIT, TASK, TIMEOUT_MS, WELCOME, WORKER_HEARTBEAT, Client, Cluster,
                              Reply, connect, follow, header, message, run_cli, wait_for_worker)
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("codebook-protocol")
+@pytest.fixture(scope="module", params=["plain", "curve"])
+def cluster(tmp_path_factory, request):
+    workdir = tmp_path_factory.mktemp(f"codebook-protocol-{request.param}")
     if not Path(BINARY).exists():
         pytest.fail(f"codebook binary not found at {BINARY} (set CODEBOOK_BIN)")
     corpus = workdir / "corpus.npy"
     run_cli("generate", "--n", "5000", "--dim", "16", "--clusters", "4", "--seed", "1", "--out", str(corpus),
             timeout=60)
-    c = Cluster(workdir)
+    c = Cluster(workdir, curve=request.param == "curve")
     c.corpus = corpus
     c.failed = False
     c.start()
@@ -45,7 +45,7 @@ def cluster(tmp_path_factory):
 @pytest.fixture
 def client(cluster, request):
     context = zmq.Context.instance()
-    cl = Client(cluster.clients_endpoint, context)
+    cl = cluster.client(context)
     failed_before = request.session.testsfailed
     try:
         yield cl
@@ -90,7 +90,7 @@ def test_status_lists_the_worker(cluster, client):
 
 def test_status_over_req_socket(cluster, client):
     # A REQ socket adds the empty delimiter itself.
-    req = connect(cluster.clients_endpoint, zmq.REQ)
+    req = cluster.connect_client(zmq.REQ)
     try:
         req.send_multipart(message(STATUS))
         assert req.poll(TIMEOUT_MS, zmq.POLLIN)
@@ -274,13 +274,13 @@ def test_malformed_messages_do_not_stop_the_coordinator(cluster, client):
         assert reply.job == 0 and reply.metadata["message"]
 
     # No envelope (a DEALER without the delimiter): dropped, no answer.
-    bare = connect(cluster.clients_endpoint)
+    bare = cluster.connect_client()
     bare.send_multipart(message(STATUS))
     assert not bare.poll(1000, zmq.POLLIN), "a request without an envelope was answered"
     bare.close()
 
     # Garbage on the workers socket.
-    rogue = connect(cluster.workers_endpoint)
+    rogue = cluster.connect_worker()
     rogue.send_multipart([b"\x00" * 7])
     rogue.send_multipart([header(WORKER_HEARTBEAT, version=9), b"{}"])
     time.sleep(0.3)
@@ -294,8 +294,8 @@ def test_malformed_messages_do_not_stop_the_coordinator(cluster, client):
 
 def test_worker_handshake(cluster, client):
     """A minimal worker: READY → WELCOME, heartbeats, RESYNC for a stranger, GOODBYE."""
-    fake = connect(cluster.workers_endpoint)
-    stranger = connect(cluster.workers_endpoint)
+    fake = cluster.connect_worker()
+    stranger = cluster.connect_worker()
     try:
         # A heartbeat from an identity that never said READY: RESYNC.
         stranger.send_multipart(message(WORKER_HEARTBEAT))
@@ -332,3 +332,37 @@ def test_worker_handshake(cluster, client):
     finally:
         fake.close()
         stranger.close()
+
+
+def test_curve_keys_and_roles(cluster, client):
+    """Section 1.1: only listed keys are answered; a read key reads, and what would change
+    something gets ERROR-REPLY `forbidden` and changes nothing."""
+    if not cluster.curve:
+        pytest.skip("this cluster runs without keys")
+    wait_for_worker(client)
+    public, secret = zmq.curve_keypair()
+    unlisted = connect(cluster.clients_endpoint, keys=Keys(public, secret, cluster.client_keys.server))
+    keyless = connect(cluster.clients_endpoint)
+    wrong_server = connect(cluster.clients_endpoint, keys=Keys(cluster.client_keys.public, cluster.client_keys.secret,
+                                                               cluster.worker_keys.public))
+    try:
+        for sock in (unlisted, keyless, wrong_server):
+            sock.send_multipart([b""] + message(STATUS))
+        time.sleep(2)
+        assert not any(sock.poll(0, zmq.POLLIN) for sock in (unlisted, keyless, wrong_server)), "a refused client was answered"
+    finally:
+        for sock in (unlisted, keyless, wrong_server):
+            sock.close()
+
+    reader = cluster.client(keys=cluster.reader_keys)
+    try:
+        jobs = client.request(STATUS).metadata["jobs"]
+        assert reader.request(STATUS).type == STATUS_REPLY
+        job_spec = {"kind": "kmeans", "corpus": str(cluster.corpus), "k": 4, "iterations": 2, "seed": 7,
+                    "tolerance": 0, "shardRows": 1000}
+        refused = reader.request(SUBMIT, job_spec)
+        assert refused.type == ERROR_REPLY and refused.metadata["code"] == FORBIDDEN, refused
+        assert "read role" in refused.metadata["message"]
+        assert client.request(STATUS).metadata["jobs"] == jobs
+    finally:
+        reader.close()
