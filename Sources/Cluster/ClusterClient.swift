@@ -6,8 +6,8 @@ public struct ClusterError: Error, CustomStringConvertible, Sendable, Equatable 
     public var message: String
     /// The coordinator said the key, model, set or job does not exist.
     public var isNotFound: Bool
-    /// No reply came within the client's timeout: the coordinator is not there, or it did
-    /// not complete the CURVE handshake (it refused the client's key).
+    /// No reply came within the client's timeout: the coordinator is not there, does not
+    /// answer, or refused the handshake (the client's key, or its idea of the coordinator's).
     public var isUnanswered: Bool
 
     public init(_ message: String, isNotFound: Bool = false, isUnanswered: Bool = false) {
@@ -30,6 +30,8 @@ public final class ClusterClient: Requester {
     public let timeout: Duration
     private let context: ZeroMQContext
     private var socket: Socket
+    /// The socket's handshakes, to tell a refused key from a silent coordinator.
+    private var handshakes: SocketMonitor
 
     /// CURVE with the coordinator, if it requires keys.
     public let security: ClientSecurity?
@@ -40,18 +42,40 @@ public final class ClusterClient: Requester {
         self.endpoint = endpoint
         self.timeout = timeout
         self.security = security
-        socket = try Self.connect(context: context, endpoint: endpoint, timeout: timeout, security: security)
+        (socket, handshakes) = try Self.connect(context: context, endpoint: endpoint, timeout: timeout, security: security)
     }
 
     private static func connect(context: ZeroMQContext, endpoint: String, timeout: Duration,
-                                security: ClientSecurity?) throws -> Socket {
+                                security: ClientSecurity?) throws -> (Socket, SocketMonitor) {
         let socket = try Socket(.dealer, context: context)
         try socket.setLinger(.zero)
         try socket.setMaxMessageSize(1 << 30)
         try socket.setReceiveTimeout(timeout)
         try security?.secure(socket, handshakeTimeout: timeout)
+        let handshakes = try socket.monitor([.handshakeSucceeded, .handshakeFailedNoDetail, .handshakeFailedProtocol,
+                                             .handshakeFailedAuthentication])
         try socket.connect(endpoint)
-        return socket
+        return (socket, handshakes)
+    }
+
+    /// Why no reply came: the last handshake's failure if it failed, else silence.
+    private func silence() throws -> ClusterError {
+        var failure: SocketEvent?
+        while let event = try handshakes.next() { failure = event.kind == .handshakeSucceeded ? nil : event }
+        let why: String
+        switch failure?.kind {
+        case .handshakeFailedAuthentication?:
+            why = "the coordinator at \(endpoint) refused this client's key"
+        case .handshakeFailedProtocol? where failure?.value == SocketEvent.mechanismMismatch:
+            why = security == nil ? "the coordinator at \(endpoint) requires CURVE keys, and this client has none"
+                                  : "the coordinator at \(endpoint) does not use CURVE keys, and this client does"
+        case .some:
+            why = "the handshake with the coordinator at \(endpoint) failed"
+                + (security == nil ? "" : ": its public key is not the one this client was given")
+        case nil:
+            why = "the coordinator at \(endpoint) did not answer within \(timeout)"
+        }
+        return ClusterError(why, isUnanswered: true)
     }
 
     /// Sends `message` and returns the reply; throws `ClusterError` for an error reply or none.
@@ -59,13 +83,9 @@ public final class ClusterClient: Requester {
         _ = try socket.send(frames: [[]] + message.frames)
         // A blocking receive bounded by the socket's receive timeout: one wait, no poller.
         guard let frames = try socket.receive() else {
-            socket = try Self.connect(context: context, endpoint: endpoint, timeout: timeout, security: security)
-            throw ClusterError(security == nil
-                ? "the coordinator at \(endpoint) did not answer within \(timeout): it is not running there, "
-                    + "or it requires CURVE keys and this client has none"
-                : "the coordinator at \(endpoint) did not answer within \(timeout): it refused this client's key, "
-                    + "its public key is not the one this client was given, or it is not running there",
-                isUnanswered: true)
+            let error = try silence()
+            (socket, handshakes) = try Self.connect(context: context, endpoint: endpoint, timeout: timeout, security: security)
+            throw error
         }
         guard frames.first?.isEmpty == true else { throw ClusterError("reply without an envelope from \(endpoint)") }
         let reply = try WireMessage(frames: Array(frames.dropFirst()))

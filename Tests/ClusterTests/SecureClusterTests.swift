@@ -50,14 +50,21 @@ import ZeroMQ
             cluster.check(names == ["listed"], "workers in status: \(names)")
 
             // Clients without a key, with an unknown key, with the wrong coordinator key: exit code 2, in time.
-            for (name, options) in [("no-key", []), ("unknown-key", Self.keyOptions("stranger", in: scratch)),
-                                    ("wrong-coordinator-key", Self.keyOptions("writer", coordinatorKey: "worker", in: scratch))] {
+            for (name, options, why) in [
+                ("no-key", [], "requires CURVE keys, and this client has none"),
+                ("unknown-key", Self.keyOptions("stranger", in: scratch), "refused this client's key"),
+                ("wrong-coordinator-key", Self.keyOptions("writer", coordinatorKey: "worker", in: scratch),
+                 "failed: its public key is not the one this client was given"),
+            ] {
                 let started = Date()
                 let run = try await cluster.run("status-\(name)", ["status", "--coordinator", cluster.clientsEndpoint] + options)
                 let seconds = Date().timeIntervalSince(started)
-                cluster.check(run.status == 2 && run.log.contains("did not answer within 5") && seconds < 15,
+                cluster.check(run.status == 2 && run.log.contains(why) && seconds < 15,
                               "status with \(name): exit \(run.status) after \(seconds) s: \(run.log)")
             }
+            // Nobody at the endpoint: silence, the same exit code.
+            let nobody = try await cluster.run("status-nobody", ["status", "--coordinator", "tcp://127.0.0.1:\(try freeLoopbackPort())"])
+            cluster.check(nobody.status == 2 && nobody.log.contains("did not answer within 5"), "status with nobody there: \(nobody.log)")
             let coordinatorLog = coordinator.log
             cluster.check(coordinatorLog.contains("refused a worker key") && coordinatorLog.contains(pairs["stranger"]!.publicKey.z85),
                           "the coordinator did not log the refused worker key")

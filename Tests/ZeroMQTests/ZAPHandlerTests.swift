@@ -9,14 +9,21 @@ import Darwin
 #endif
 
 @Suite struct ZAPHandlerTests {
-    /// A CURVE client of `server` with key pair `keys`.
+    /// A CURVE client of `server` with key pair `keys`, and its handshake events.
     private func client(_ keys: CurveKeyPair, of serverKeys: CurveKeyPair, at endpoint: String,
-                        context: ZeroMQContext) throws -> Socket {
+                        context: ZeroMQContext) throws -> (socket: Socket, monitor: SocketMonitor) {
         let client = try Socket(.dealer, context: context)
         try client.setLinger(.zero)
         try client.setCurveClient(keys: keys, serverKey: serverKeys.publicKey)
+        let monitor = try client.monitor([.handshakeSucceeded, .handshakeFailedAuthentication, .handshakeFailedNoDetail])
         try client.connect(endpoint)
-        return client
+        return (client, monitor)
+    }
+
+    private func events(of client: (socket: Socket, monitor: SocketMonitor)) throws -> [SocketEvent] {
+        var events: [SocketEvent] = []
+        while let event = try client.monitor.next() { events.append(event) }
+        return events
     }
 
     @Test func admitsListedKeysWithTheirUserIDAndRefusesOthers() throws {
@@ -42,15 +49,17 @@ import Darwin
         try server.setReceiveTimeout(silenceTimeout)
 
         let refused = try client(mallory, of: serverKeys, at: endpoint, context: context)
-        try refused.send(frames: [bytes("from mallory")])
+        try refused.socket.send(frames: [bytes("from mallory")])
         #expect(try server.receive() == nil)
+        #expect(try events(of: refused).contains { $0.kind == .handshakeFailedAuthentication && $0.value == 400 })
 
         let admitted = try client(alice, of: serverKeys, at: endpoint, context: context)
-        try admitted.send(frames: [bytes("from alice")])
+        try admitted.socket.send(frames: [bytes("from alice")])
         try server.setReceiveTimeout(deliveryTimeout)
         let message = try #require(try server.receive(property: .userID))
         #expect(message.frames.last == bytes("from alice"))
         #expect(message.property == "alice")
+        #expect(try events(of: admitted).map(\.kind) == [.handshakeSucceeded])
 
         let requests = seen.withLock { $0 }
         #expect(requests.contains { $0.curveKey == mallory.publicKey && $0.mechanism == "CURVE" && $0.address == "127.0.0.1" })
