@@ -7,9 +7,7 @@ import Storage
 extension Coordinator {
     /// Validates an encoding job (model, images, set) and starts it.
     func accept(_ job: EncodingJob) throws -> UInt64 {
-        var job = job
-        job.descriptors = try allowedPath(job.descriptors, what: "descriptor file")
-        job.index = try allowedPath(job.index, what: "index")
+        let job = try allowed(job)
         let store = try requireStore(for: "set \"\(job.set)\"")
         _ = try EncodingPlan(job, store: store)
         let id = try jobs.add(nil, encoding: job)

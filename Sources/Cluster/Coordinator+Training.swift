@@ -5,8 +5,7 @@ import ZeroMQ
 extension Coordinator {
     /// Validates a training job against its corpus (and the store, for a named model) and starts it.
     func accept(_ job: TrainingJob, arrays: [[UInt8]]) throws -> UInt64 {
-        var job = job
-        job.corpus = try allowedPath(job.corpus, what: "corpus")
+        let job = try allowed(job)
         let corpus = try Self.corpusReference(job.corpus)
         let initialization = try TrainingJobRunner.validate(job, corpus: corpus, arrays: arrays)
         if let name = job.name {
@@ -96,8 +95,9 @@ extension Coordinator {
             do {
                 if let encoding = entry.record.encoding {
                     logger.info("encoding job \(id) resumed")
-                    try startEncoding(id, job: encoding, passesBefore: passesBefore)
-                } else if let job = entry.record.job {
+                    try startEncoding(id, job: try allowed(encoding), passesBefore: passesBefore)
+                } else if let stored = entry.record.job {
+                    let job = try allowed(stored)
                     let corpus = try Self.corpusReference(job.corpus)
                     let (initialization, resume) = try Self.resumePoint(job, entry: entry, corpus: corpus)
                     logger.info("job \(id) resumed", metadata: ["iterations done": "\(entry.record.iterations.count)"])

@@ -157,6 +157,29 @@ import ZeroMQ
     }
 
     @Test(.timeLimit(.minutes(1)))
+    func aStoredJobOutsideTheRootsOfTheNextStartDoesNotResume() async throws {
+        try await ProcessCluster().run { cluster in
+            let corpus = try MultiProcessTests.corpus()
+            let coordinator = StoreCoordinator(cluster, store: cluster.scratch.file("store"))
+            try await coordinator.start()
+            // No worker: the job waits, stored as running.
+            _ = try cluster.start("train", MultiProcessTests.kmeansArguments(corpus, iterations: 2, out: cluster.scratch.file("c.npy"))
+                                  + coordinator.viaCoordinator)
+            let client = try coordinator.client()
+            try cluster.require(await waitUntil(timeout: 10) { (try? client.progress(of: 1, since: 0))?.state == .running },
+                                "the job was not accepted")
+            let status = try await coordinator.stop(SIGTERM)
+            cluster.check(status == 0, "the coordinator exited with \(status) after SIGTERM")
+            let root = try ScratchDirectory()
+            try await coordinator.start(["--corpus-root", root.path])
+            let progress = try coordinator.client().progress(of: 1, since: 0)
+            cluster.check(progress.state == .failed && progress.message?.contains("cannot resume") == true
+                          && progress.message?.contains("is outside the corpus roots") == true,
+                          "the stored job after a start with other roots: \(progress.state) \(progress.message ?? "")")
+        }
+    }
+
+    @Test(.timeLimit(.minutes(1)))
     func aCoordinatorWithoutKeysRefusesToBindBeyondLoopback() async throws {
         try await ProcessCluster().run { cluster in
             // Refused before anything is bound: no socket is opened on the wildcard address.

@@ -22,9 +22,9 @@ final class StoreCoordinator: @unchecked Sendable {
     }
 
     /// Starts the coordinator: the first time on two free ports, later on the same ones
-    /// (retrying for up to 10 s while the old process's ports are released).
+    /// (retrying for up to 10 s while the old process's ports are released); `options` go last.
     @discardableResult
-    func start() async throws -> ChildProcess {
+    func start(_ options: [String] = []) async throws -> ChildProcess {
         let deadline = Date().addingTimeInterval(10)
         while true {
             if starts == 0 {
@@ -35,7 +35,7 @@ final class StoreCoordinator: @unchecked Sendable {
             }
             starts += 1
             let child = try cluster.start("coordinator-\(starts)", ["coordinator", "--workers-endpoint", workersEndpoint,
-                                                                     "--clients-endpoint", clientsEndpoint, "--store", store])
+                                                                     "--clients-endpoint", clientsEndpoint, "--store", store] + options)
             await waitUntil(timeout: 20) { child.log.contains("coordinator ready") || !child.isRunning }
             if child.isRunning && child.log.contains("coordinator ready") {
                 process = child

@@ -39,9 +39,24 @@ extension Coordinator {
                            metadata: FailureReport(message: why, code: FailureReport.forbidden))
     }
 
-    /// `path` resolved, if `settings.corpusRoots` allows it (or there are none); throws
-    /// `ForbiddenPathError` otherwise.
-    func allowedPath(_ path: String, what: String) throws -> String {
+    /// The job with its corpus path resolved, if `settings.corpusRoots` allows it (as is
+    /// without roots); throws `ForbiddenPathError` otherwise.
+    func allowed(_ job: TrainingJob) throws -> TrainingJob {
+        var job = job
+        job.corpus = try allowedPath(job.corpus, what: "corpus")
+        return job
+    }
+
+    /// The job with its descriptor and index paths resolved, if `settings.corpusRoots`
+    /// allows them; throws `ForbiddenPathError` otherwise.
+    func allowed(_ job: EncodingJob) throws -> EncodingJob {
+        var job = job
+        job.descriptors = try allowedPath(job.descriptors, what: "descriptor file")
+        job.index = try allowedPath(job.index, what: "index")
+        return job
+    }
+
+    private func allowedPath(_ path: String, what: String) throws -> String {
         try settings.corpusRoots?.check(path, what: what) ?? path
     }
 }
