@@ -32,6 +32,7 @@ import ZeroMQ
         }
         let secret = "public-key \(pair.publicKey.z85)\nsecret-key \(pair.secretKey.z85)\n"
         #expect(message { try KeyFiles.readKeyPair(path: scratch.file("missing.secret")) }.contains("No such file"))
+        #expect(message { try KeyFiles.readPublicKey(path: scratch.path) } == "\(scratch.path): not a regular file")
         let open = try write("open.secret", secret, mode: 0o640)
         #expect(message { try KeyFiles.readKeyPair(path: open) }.contains("its mode is 0640"))
         let short = try write("short.secret", "secret-key \(pair.secretKey.z85.dropLast())\n")

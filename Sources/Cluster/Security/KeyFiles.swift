@@ -42,8 +42,7 @@ public enum KeyFiles {
 
     /// The key pair in a secret key file, which only its owner may read or write.
     public static func readKeyPair(path: String) throws -> CurveKeyPair {
-        var info = stat()
-        guard stat(path, &info) == 0 else { throw KeyFileError(path: path, "cannot read the secret key file: \(String(cString: strerror(errno)))") }
+        let info = try regularFile(path)
         guard info.st_mode & 0o077 == 0 else {
             throw KeyFileError(path: path, "a secret key file must be private to its owner, but its mode is "
                                + String(format: "%04o", info.st_mode & 0o7777) + " (make it 0600)")
@@ -96,11 +95,17 @@ public enum KeyFiles {
     /// comments (a line starting with `#` whose first word is not a Z85 key: `#` is a Z85
     /// character) left out.
     static func lines(of path: String) throws -> [Line] {
+        _ = try regularFile(path)
         guard let handle = FileHandle(forReadingAtPath: path) else {
             throw KeyFileError(path: path, "cannot read the file: \(String(cString: strerror(errno)))")
         }
         defer { try? handle.close() }
-        let data = try handle.read(upToCount: maximumFileSize + 1) ?? Data()
+        let data: Data
+        do {
+            data = try handle.read(upToCount: maximumFileSize + 1) ?? Data()
+        } catch {
+            throw KeyFileError(path: path, "cannot read the file: \(error.localizedDescription)")
+        }
         guard data.count <= maximumFileSize else {
             throw KeyFileError(path: path, "larger than \(maximumFileSize) bytes: not a key file")
         }
@@ -111,6 +116,16 @@ public enum KeyFiles {
             if first.hasPrefix("#") && (try? CurveKey(z85: first)) == nil { return nil }
             return Line(path: path, number: index + 1, words: words)
         }
+    }
+
+    /// The status of `path` (symbolic links followed), if it is a regular file.
+    private static func regularFile(_ path: String) throws -> stat {
+        var info = stat()
+        guard stat(path, &info) == 0 else {
+            throw KeyFileError(path: path, "cannot read the file: \(String(cString: strerror(errno)))")
+        }
+        guard info.st_mode & S_IFMT == S_IFREG else { throw KeyFileError(path: path, "not a regular file") }
+        return info
     }
 
     private static func create(_ path: String, contents: String, mode: mode_t) throws {
