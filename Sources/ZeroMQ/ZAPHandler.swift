@@ -61,19 +61,7 @@ public final class ZAPHandler: Sendable {
         let ready = DispatchSemaphore(value: 0)
         let failure = Mutex<ZeroMQError?>(nil)
         let thread = Thread { [self] in
-            let socket: Socket
-            do {
-                socket = try Socket(.rep, context: context)
-                try socket.setLinger(.zero)
-                try socket.bind(Self.endpoint)
-            } catch {
-                failure.withLock { $0 = error as? ZeroMQError ?? ZeroMQError(code: EINVAL, operation: "\(error)") }
-                ready.signal()
-                finished.signal()
-                return
-            }
-            ready.signal()
-            serve(socket)
+            run(ready: ready, failure: failure)
             finished.signal()
         }
         thread.name = "zeromq-zap-handler"
@@ -87,6 +75,22 @@ public final class ZAPHandler: Sendable {
         guard started.load(ordering: .sequentiallyConsistent),
               !stopping.exchange(true, ordering: .sequentiallyConsistent) else { return }
         finished.wait()
+    }
+
+    /// Binds, reports how that went, and serves until `stop()`; the socket is closed on return.
+    private func run(ready: DispatchSemaphore, failure: borrowing Mutex<ZeroMQError?>) {
+        let socket: Socket
+        do {
+            socket = try Socket(.rep, context: context)
+            try socket.setLinger(.zero)
+            try socket.bind(Self.endpoint)
+        } catch {
+            failure.withLock { $0 = error as? ZeroMQError ?? ZeroMQError(code: EINVAL, operation: "\(error)") }
+            ready.signal()
+            return
+        }
+        ready.signal()
+        serve(socket)
     }
 
     private func serve(_ socket: Socket) {
