@@ -208,7 +208,7 @@ public struct CoordinatorState: Sendable {
         default:
             directives.append(.log("unexpected \(message.header.type) from a worker dropped"))
         }
-        if !known && benched[worker] == nil {
+        if !known {
             // Not registered (the coordinator restarted, or declared it dead): ask it to introduce itself.
             directives.append(.send(to: worker, WireMessage(header: WireHeader(.resync))))
         }

@@ -106,9 +106,10 @@ final class ScriptedWorker: Sendable {
     }
 
     /// A coordinator on 127.0.0.1, its endpoints, and a client.
-    static func coordinator(_ context: ZeroMQContext) throws -> (Coordinator, workers: String, ClusterClient) {
+    static func coordinator(_ context: ZeroMQContext, settings: CoordinatorSettings = CoordinatorSettings()) throws
+        -> (Coordinator, workers: String, ClusterClient) {
         let coordinator = Coordinator(context: context, workersEndpoint: "tcp://127.0.0.1:*", clientsEndpoint: "tcp://127.0.0.1:*",
-                                      logger: quietLogger())
+                                      settings: settings, logger: quietLogger())
         let endpoints = try coordinator.start()
         return (coordinator, endpoints.workers, try ClusterClient(context: context, endpoint: endpoints.clients, timeout: .seconds(10)))
     }
@@ -217,6 +218,28 @@ final class ScriptedWorker: Sendable {
         #expect(centres == expected, "\(lie): \(String(describing: try? client.progress(of: id, since: 0)))")
         #expect(liar.tasks.load(ordering: .relaxed) > 0)
         #expect(try client.status().workers.map(\.name) == ["honest"], "\(lie): the liar was dropped")
+    }
+
+    /// A worker that heartbeats but never answers registers first and takes shards of every
+    /// pass: they go overdue, the honest worker computes them, and the mute one is dropped.
+    @Test(.timeLimit(.minutes(1))) func aWorkerThatNeverAnswersDoesNotHoldItsShardsForever() async throws {
+        let corpus = try Self.corpus()
+        let expected = try await Self.reference(corpus, initialization: .kmeansPlusPlus)
+        let context = try ZeroMQContext()
+        var settings = CoordinatorSettings()
+        settings.taskDeadlineFloor = 0.5
+        let (coordinator, workers, client) = try Self.coordinator(context, settings: settings)
+        defer { coordinator.stop() }
+        let mute = ScriptedWorker(context: context, endpoint: workers, name: "mute", threads: 1) { _, _ in nil }
+        defer { mute.stop() }
+        #expect(try await waitUntil(timeout: 10) { try client.status().workers.map(\.name) == ["mute"] })
+        let worker = Self.honestWorker(context, workers)
+        defer { worker.stop() }
+        #expect(try await waitUntil(timeout: 10) { try client.status().workers.count == 2 })
+        let id = try client.submit(Self.job(corpus, initialization: "kmeans++"))
+        #expect(try await Self.centres(of: id, client) == expected)
+        #expect(mute.tasks.load(ordering: .relaxed) >= 3)
+        #expect(try client.status().workers.map(\.name) == ["honest"], "the mute worker was dropped")
     }
 
     /// A worker written from the protocol, which leaves out the optional `withSquares`
