@@ -12,6 +12,8 @@ import ZeroMQ
 final class ScriptedWorker: Sendable {
     private let stopping = Atomic<Bool>(false)
     private let finished = DispatchSemaphore(value: 0)
+    /// Messages for the worker's thread to send.
+    private let outbox = Mutex<[WireMessage]>([])
     /// TASKs received.
     let tasks = Atomic<Int>(0)
 
@@ -31,6 +33,7 @@ final class ScriptedWorker: Sendable {
             send(ready)
             var models: [UInt64: (round: UInt32, computation: any WireComputation)] = [:]
             while !stopping.load(ordering: .relaxed) {
+                for message in outbox.withLock({ outbox in defer { outbox.removeAll() }; return outbox }) { send(message) }
                 if MonotonicClock.now() - lastSent > 0.3 { send(WireMessage(header: WireHeader(.workerHeartbeat))) }
                 guard let frames = (try? socket.receive(dontWait: true)) ?? nil, let message = try? WireMessage(frames: frames) else {
                     Thread.sleep(forTimeInterval: 0.002)
@@ -69,6 +72,9 @@ final class ScriptedWorker: Sendable {
         return WireMessage(header: WireHeader(.result, job: header.job, round: header.round, shard: header.shard),
                            metadata: statistics.shape, arrays: statistics.arrays)
     }
+
+    /// Sends `message` (from the worker's socket).
+    func send(_ message: WireMessage) { outbox.withLock { $0.append(message) } }
 
     func stop() {
         stopping.store(true, ordering: .relaxed)
@@ -163,6 +169,44 @@ final class ScriptedWorker: Sendable {
         let status = try client.status()
         #expect(status.droppedResults == 2)
         #expect(status.workers.map(\.name) == ["honest"], "the intruder never became a worker")
+    }
+
+    /// The same while a real worker computes the pass: a scripted worker that registered
+    /// first holds shard 0 back until the forged RESULT for it has been dealt with.
+    @Test(.timeLimit(.minutes(1))) func aForgedResultForAShardInFlightIsDropped() async throws {
+        let corpus = try Self.corpus()
+        let given = try Self.givenCentres(corpus)
+        let expected = try await Self.reference(corpus, initialization: .given(try Codebook(k: Self.k, dimension: Self.dimension, centres: given)))
+        let context = try ZeroMQContext()
+        let (coordinator, workers, client) = try Self.coordinator(context)
+        defer { coordinator.stop() }
+        let held = Mutex<WireMessage?>(nil)
+        let holder = ScriptedWorker(context: context, endpoint: workers, name: "holder", threads: 1) { honest, _ in
+            guard honest.header.round == 1, honest.header.shard == 0 else { return honest }
+            held.withLock { $0 = honest }
+            return nil
+        }
+        defer { holder.stop() }
+        #expect(try await waitUntil(timeout: 10) { try client.status().workers.map(\.name) == ["holder"] })
+        let worker = Self.honestWorker(context, workers)
+        defer { worker.stop() }
+        #expect(try await waitUntil(timeout: 10) { try client.status().workers.count == 2 })
+        let id = try client.submit(Self.job(corpus, initialization: "given"), arrays: [Frame.encode(given)])
+        // Every shard of pass 1 but shard 0 is done; shard 0 waits at the holder.
+        #expect(try await waitUntil(timeout: 10) {
+            try client.status().passes.contains { $0.job == id && $0.pass == 1 && $0.done == $0.shards - 1 }
+        })
+        let honestShard0 = try #require(held.withLock { $0 })
+        var forged = try KMeansStatistics(shape: try honestShard0.decode(StatisticsShape.self), message: honestShard0)
+        forged.sums = forged.sums.map { $0 + 1000 }
+        let intruder = try Socket(.dealer, context: context)
+        try intruder.setLinger(.zero)
+        try intruder.connect(workers)
+        try intruder.send(frames: WireMessage(header: honestShard0.header, metadata: forged.shape, arrays: forged.arrays).frames)
+        #expect(try await waitUntil(timeout: 10) { try client.status().droppedResults == 1 })
+        holder.send(honestShard0)
+        #expect(try await Self.centres(of: id, client) == expected)
+        #expect(try client.status().droppedResults == 1)
     }
 
     /// Lies a registered worker tells, and what it tells the truth about otherwise.
