@@ -172,7 +172,8 @@ final class ScriptedWorker: Sendable {
     }
 
     /// The same while a real worker computes the pass: a scripted worker that registered
-    /// first holds shard 0 back until the forged RESULT for it has been dealt with.
+    /// first holds shard 0 of the last pass (whose statistics make the final centres) back
+    /// until the forged RESULT for it has been dealt with.
     @Test(.timeLimit(.minutes(1))) func aForgedResultForAShardInFlightIsDropped() async throws {
         let corpus = try Self.corpus()
         let given = try Self.givenCentres(corpus)
@@ -182,7 +183,7 @@ final class ScriptedWorker: Sendable {
         defer { coordinator.stop() }
         let held = Mutex<WireMessage?>(nil)
         let holder = ScriptedWorker(context: context, endpoint: workers, name: "holder", threads: 1) { honest, _ in
-            guard honest.header.round == 1, honest.header.shard == 0 else { return honest }
+            guard honest.header.round == 4, honest.header.shard == 0 else { return honest }
             held.withLock { $0 = honest }
             return nil
         }
@@ -192,9 +193,9 @@ final class ScriptedWorker: Sendable {
         defer { worker.stop() }
         #expect(try await waitUntil(timeout: 10) { try client.status().workers.count == 2 })
         let id = try client.submit(Self.job(corpus, initialization: "given"), arrays: [Frame.encode(given)])
-        // Every shard of pass 1 but shard 0 is done; shard 0 waits at the holder.
+        // Every shard of the last pass but shard 0 is done; shard 0 waits at the holder.
         #expect(try await waitUntil(timeout: 10) {
-            try client.status().passes.contains { $0.job == id && $0.pass == 1 && $0.done == $0.shards - 1 }
+            try client.status().passes.contains { $0.job == id && $0.pass == 4 && $0.done == $0.shards - 1 }
         })
         let honestShard0 = try #require(held.withLock { $0 })
         var forged = try KMeansStatistics(shape: try honestShard0.decode(StatisticsShape.self), message: honestShard0)
