@@ -23,8 +23,9 @@ public struct CoordinatorSettings: Sendable {
     /// A task is overdue once it has been out for `taskDeadlineFactor` times the longest a
     /// shard of its pass has taken so far (from TASK to RESULT taken), and never before
     /// `taskDeadlineFloor` seconds (the only bound until a shard of the pass is done). An
-    /// overdue shard is sent to one more worker once no fresh shard of its pass waits, and
-    /// the first right RESULT from any worker holding it is taken.
+    /// overdue shard is sent to one more worker once no fresh shard of its pass waits, to a
+    /// worker with an idle thread (fewer tasks than threads), and the first right RESULT
+    /// from any worker holding it is taken.
     public var taskDeadlineFactor: Double = 4
     public var taskDeadlineFloor: Double = 30
     /// A worker is dropped after this many strikes in a row: RESULTs of its that were

@@ -371,7 +371,8 @@ public struct CoordinatorState: Sendable {
     }
 
     /// Hands waiting shards to workers with spare capacity, oldest pass first: the queue in
-    /// ascending order, then, once a pass's queue is empty, its overdue shards.
+    /// ascending order, then, once a pass's queue is empty, its overdue shards, to workers
+    /// with an idle thread only (a second copy never waits behind other work).
     private mutating func dispatch(now: Double) -> [Directive] {
         var directives: [Directive] = []
         for key in rounds.keys.sorted() {
@@ -380,7 +381,7 @@ public struct CoordinatorState: Sendable {
                 var skipped = 0
                 while let shard = rounds[key]?.waiting(overdue: overdue, ascending: skipped) {
                     guard leastLoadedWorker() != nil else { return directives }
-                    guard let worker = worker(for: shard, of: key) else {
+                    guard let worker = worker(for: shard, of: key, idleThread: overdue) else {
                         skipped += 1
                         continue
                     }
@@ -391,13 +392,16 @@ public struct CoordinatorState: Sendable {
         return directives
     }
 
-    /// The least loaded worker with spare capacity that may take `shard`: not one that holds
-    /// it, nor one whose RESULT for it was rejected while another worker is registered.
-    private func worker(for shard: Int, of key: RoundKey) -> WorkerID? {
+    /// The least loaded worker with spare capacity (an idle thread, if `idleThread`) that may
+    /// take `shard`: not one that holds it, nor one whose RESULT for it was rejected while
+    /// another worker is registered.
+    private func worker(for shard: Int, of key: RoundKey, idleThread: Bool) -> WorkerID? {
         let holding = rounds[key]?.holders[shard] ?? [:]
         let refused = rounds[key]?.refused[shard] ?? []
         let avoidsRefused = !refused.isEmpty && !workerOrder.allSatisfy(refused.contains)
-        return leastLoadedWorker { holding[$0] != nil || (avoidsRefused && refused.contains($0)) }
+        return leastLoadedWorker(idleThread: idleThread) {
+            holding[$0] != nil || (avoidsRefused && refused.contains($0))
+        }
     }
 
     private mutating func send(_ shard: Int, of key: RoundKey, to worker: WorkerID, now: Double) -> [Directive] {
@@ -418,13 +422,16 @@ public struct CoordinatorState: Sendable {
         return sendTo(worker, message, now: now)
     }
 
-    private func leastLoadedWorker(excluding excluded: (WorkerID) -> Bool = { _ in false }) -> WorkerID? {
+    /// The worker with the fewest tasks among those with spare capacity: fewer tasks than
+    /// threads + `extraTasksPerWorker`, or than threads if `idleThread`.
+    private func leastLoadedWorker(idleThread: Bool = false, excluding excluded: (WorkerID) -> Bool = { _ in false }) -> WorkerID? {
+        let extraTasks = idleThread ? 0 : settings.extraTasksPerWorker
         var best: (id: WorkerID, load: Int)?
         for id in workerOrder {
             guard let record = workers[id], !excluded(id) else { continue }
             let load = record.taskCount
             // Subtracted, not added: a READY's thread count is the peer's word and may be Int.max.
-            guard load - settings.extraTasksPerWorker < record.threads else { continue }
+            guard load - extraTasks < record.threads else { continue }
             if best == nil || load < best!.load { best = (id, load) }
         }
         return best?.id

@@ -389,14 +389,14 @@ import ZeroMQ
     @Test func anOverdueShardGoesToAnotherWorkerAndTheFirstRightResultIsTaken() {
         var state = CoordinatorState(settings: Self.settings(floor: 2))
         _ = state.receive(T.ready("alice", threads: 1), from: Self.alice, now: 0)
-        _ = state.receive(T.ready("bob", threads: 1), from: Self.bob, now: 0)
+        _ = state.receive(T.ready("bob", threads: 2), from: Self.bob, now: 0)
         #expect(T.tasks(state.start(T.spec(shards: 6), now: 0)).map(\.worker)
-            == [Self.alice, Self.bob, Self.alice, Self.bob])
-        // Bob does his shards and the two left in 0.5–0.6 s each; alice says nothing.
-        #expect(T.tasks(state.receive(T.result(shard: 1), from: Self.bob, now: 0.5)).map(\.shard) == [4])
-        #expect(T.tasks(state.receive(T.result(shard: 3), from: Self.bob, now: 0.6)).map(\.shard) == [5])
-        _ = state.receive(T.result(shard: 4), from: Self.bob, now: 1.0)
-        _ = state.receive(T.result(shard: 5), from: Self.bob, now: 1.1)
+            == [Self.alice, Self.bob, Self.alice, Self.bob, Self.bob])
+        // Bob does his shards and the one left in 0.5–0.6 s each; alice says nothing.
+        #expect(T.tasks(state.receive(T.result(shard: 1), from: Self.bob, now: 0.5)).map(\.shard) == [5])
+        _ = state.receive(T.result(shard: 3), from: Self.bob, now: 0.6)
+        _ = state.receive(T.result(shard: 4), from: Self.bob, now: 0.6)
+        _ = state.receive(T.result(shard: 5), from: Self.bob, now: 1.0)
         // The deadline is 4 × the slowest shard (0.6 s), at least the floor (2 s).
         #expect(abs(state.taskDeadline(of: RoundKey(job: 1, round: 1)) - 2.4) < 1e-9)
         #expect(T.tasks(state.tick(now: 2.3)).isEmpty)
@@ -412,6 +412,20 @@ import ZeroMQ
         #expect(T.delivered(state.receive(T.result(shard: 0), from: Self.alice, now: 2.8)).isEmpty)
         #expect(T.delivered(state.receive(T.result(shard: 2), from: Self.bob, now: 2.8)).isEmpty)
         #expect(state.droppedResults == 2)
+    }
+
+    /// A second copy goes only to a worker with an idle thread: never behind other work.
+    @Test func anOverdueShardWaitsForAnIdleThread() {
+        var state = CoordinatorState(settings: Self.settings(floor: 1))
+        let key = RoundKey(job: 1, round: 1)
+        _ = state.receive(T.ready("alice", threads: 1), from: Self.alice, now: 0)
+        _ = state.receive(T.ready("bob", threads: 1), from: Self.bob, now: 0)
+        _ = state.start(T.spec(shards: 2), now: 0)
+        // Each holds one shard, with room for one more task but no idle thread.
+        #expect(T.tasks(state.tick(now: 1.5)).isEmpty)
+        #expect(state.rounds[key]?.overdue.count == 2)
+        let freed = state.receive(T.result(shard: 1), from: Self.bob, now: 1.6)
+        #expect(T.tasks(freed).map(\.shard) == [0] && T.tasks(freed).first?.worker == Self.bob)
     }
 
     /// Alice heartbeats but never answers; bob answers everything at once. The pass ends, the
