@@ -94,10 +94,12 @@ final class ScriptedWorker: Sendable {
                     initialization: initialization)
     }
 
-    /// The first `k` rows of the corpus: the initial centres of the "given" runs.
-    static func givenCentres(_ corpus: String) throws -> [Float] {
+    /// The initial centres of the "given" runs (the corpus's first `k` rows), and the
+    /// centres of a local run from them.
+    static func givenRun(_ corpus: String) async throws -> (given: [Float], expected: [UInt32]) {
         let matrix = try DescriptorMatrix.open(path: corpus)
-        return (0..<k).flatMap { matrix.row($0) }
+        let given = (0..<k).flatMap { matrix.row($0) }
+        return (given, try await reference(corpus, initialization: .given(try Codebook(k: k, dimension: dimension, centres: given))))
     }
 
     /// The centres of a local run of `job`.
@@ -127,6 +129,24 @@ final class ScriptedWorker: Sendable {
         return worker
     }
 
+    /// The honest worker, started once `first` has registered (so that `first` is served
+    /// first), when both are registered.
+    static func honestWorker(after first: String, _ context: ZeroMQContext, _ endpoint: String,
+                             _ client: ClusterClient) async throws -> Worker {
+        #expect(try await waitUntil(timeout: 10) { try client.status().workers.map(\.name) == [first] })
+        let worker = honestWorker(context, endpoint)
+        #expect(try await waitUntil(timeout: 10) { try client.status().workers.count == 2 })
+        return worker
+    }
+
+    /// A DEALER on the workers' endpoint that never says READY.
+    static func intruder(_ context: ZeroMQContext, _ endpoint: String) throws -> Socket {
+        let intruder = try Socket(.dealer, context: context)
+        try intruder.setLinger(.zero)
+        try intruder.connect(endpoint)
+        return intruder
+    }
+
     /// The job's centres once it succeeded (nil if it failed or is still running after 30 s).
     static func centres(of job: UInt64, _ client: ClusterClient) async throws -> [UInt32]? {
         _ = try await waitUntil(timeout: 30) { try client.progress(of: job, since: 0).state != .running }
@@ -139,17 +159,14 @@ final class ScriptedWorker: Sendable {
     /// counted; the real worker's model is the reference's.
     @Test(.timeLimit(.minutes(1))) func aForgedResultFromAPeerThatNeverRegisteredIsDropped() async throws {
         let corpus = try Self.corpus()
-        let given = try Self.givenCentres(corpus)
-        let expected = try await Self.reference(corpus, initialization: .given(try Codebook(k: Self.k, dimension: Self.dimension, centres: given)))
+        let (given, expected) = try await Self.givenRun(corpus)
         let context = try ZeroMQContext()
         let (coordinator, workers, client) = try Self.coordinator(context)
         defer { coordinator.stop() }
         let id = try client.submit(Self.job(corpus, initialization: "given"), arrays: [Frame.encode(given)])
         #expect(try await waitUntil(timeout: 10) { try client.status().passes.contains { $0.job == id && $0.pass == 1 } })
 
-        let intruder = try Socket(.dealer, context: context)
-        try intruder.setLinger(.zero)
-        try intruder.connect(workers)
+        let intruder = try Self.intruder(context, workers)
         var forged = KMeansStatistics(k: Self.k, dimension: Self.dimension)
         forged.rows = Self.shardRows
         forged.counts = [Self.shardRows, 0, 0, 0]
@@ -176,8 +193,7 @@ final class ScriptedWorker: Sendable {
     /// until the forged RESULT for it has been dealt with.
     @Test(.timeLimit(.minutes(1))) func aForgedResultForAShardInFlightIsDropped() async throws {
         let corpus = try Self.corpus()
-        let given = try Self.givenCentres(corpus)
-        let expected = try await Self.reference(corpus, initialization: .given(try Codebook(k: Self.k, dimension: Self.dimension, centres: given)))
+        let (given, expected) = try await Self.givenRun(corpus)
         let context = try ZeroMQContext()
         let (coordinator, workers, client) = try Self.coordinator(context)
         defer { coordinator.stop() }
@@ -188,10 +204,8 @@ final class ScriptedWorker: Sendable {
             return nil
         }
         defer { holder.stop() }
-        #expect(try await waitUntil(timeout: 10) { try client.status().workers.map(\.name) == ["holder"] })
-        let worker = Self.honestWorker(context, workers)
+        let worker = try await Self.honestWorker(after: "holder", context, workers, client)
         defer { worker.stop() }
-        #expect(try await waitUntil(timeout: 10) { try client.status().workers.count == 2 })
         let id = try client.submit(Self.job(corpus, initialization: "given"), arrays: [Frame.encode(given)])
         // Every shard of the last pass but shard 0 is done; shard 0 waits at the holder.
         #expect(try await waitUntil(timeout: 10) {
@@ -200,9 +214,7 @@ final class ScriptedWorker: Sendable {
         let honestShard0 = try #require(held.withLock { $0 })
         var forged = try KMeansStatistics(shape: try honestShard0.decode(StatisticsShape.self), message: honestShard0)
         forged.sums = forged.sums.map { $0 + 1000 }
-        let intruder = try Socket(.dealer, context: context)
-        try intruder.setLinger(.zero)
-        try intruder.connect(workers)
+        let intruder = try Self.intruder(context, workers)
         try intruder.send(frames: WireMessage(header: honestShard0.header, metadata: forged.shape, arrays: forged.arrays).frames)
         #expect(try await waitUntil(timeout: 10) { try client.status().droppedResults == 1 })
         holder.send(honestShard0)
@@ -253,10 +265,8 @@ final class ScriptedWorker: Sendable {
         defer { coordinator.stop() }
         let liar = ScriptedWorker(context: context, endpoint: workers, name: "liar", threads: 4) { lie.tamper($0, $1) }
         defer { liar.stop() }
-        #expect(try await waitUntil(timeout: 10) { try client.status().workers.map(\.name) == ["liar"] })
-        let worker = Self.honestWorker(context, workers)
+        let worker = try await Self.honestWorker(after: "liar", context, workers, client)
         defer { worker.stop() }
-        #expect(try await waitUntil(timeout: 10) { try client.status().workers.count == 2 })
 
         let id = try client.submit(Self.job(corpus, initialization: "kmeans++"))
         let centres = try await Self.centres(of: id, client)
@@ -277,10 +287,8 @@ final class ScriptedWorker: Sendable {
         defer { coordinator.stop() }
         let mute = ScriptedWorker(context: context, endpoint: workers, name: "mute", threads: 1) { _, _ in nil }
         defer { mute.stop() }
-        #expect(try await waitUntil(timeout: 10) { try client.status().workers.map(\.name) == ["mute"] })
-        let worker = Self.honestWorker(context, workers)
+        let worker = try await Self.honestWorker(after: "mute", context, workers, client)
         defer { worker.stop() }
-        #expect(try await waitUntil(timeout: 10) { try client.status().workers.count == 2 })
         let id = try client.submit(Self.job(corpus, initialization: "kmeans++"))
         #expect(try await Self.centres(of: id, client) == expected)
         #expect(mute.tasks.load(ordering: .relaxed) >= 3)
