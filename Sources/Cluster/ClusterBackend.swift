@@ -35,7 +35,7 @@ public struct ClusterBackend: StatisticsBackend {
 
     public func run<C: ShardComputation>(_ computation: C) async throws -> C.Statistics {
         guard let wire = computation as? any WireComputation,
-              let statisticsType = C.Statistics.self as? any WireStatistics.Type else {
+              let statisticsType = C.Statistics.self as? any CheckedStatistics.Type else {
             throw DescriptorError(.invalidArgument, "\(C.self) cannot run on a cluster: it has no wire encoding")
         }
         var description = wire.description
@@ -44,16 +44,9 @@ public struct ClusterBackend: StatisticsBackend {
                              computation: description, model: wire.modelArrays)
         return try await withCheckedThrowingContinuation { continuation in
             let collector = RoundCollector<C.Statistics>(shardCount: plan.count, continuation: continuation,
-                                                         log: timings) { message in
-                let shape = try message.decode(StatisticsShape.self)
-                // Statistics of another shape would trap in `merge`: a worker's word is checked first.
-                guard shape.dimension == description.dimension, shape.k == description.k,
-                      description.kind != .kmeansAssignment || shape.withSquares == (description.withSquares ?? false) else {
-                    throw WireError.malformed("shard \(message.header.shard) statistics are k=\(shape.k.map(String.init) ?? "-") "
-                                              + "D=\(shape.dimension) but the pass is k=\(description.k.map(String.init) ?? "-") "
-                                              + "D=\(description.dimension)")
-                }
-                return (try statisticsType.init(shape: shape, message: message) as! C.Statistics, shape.computeSeconds ?? 0)
+                                                         log: timings) { [plan] shard, message in
+                let (statistics, seconds) = try statisticsType.decode(message, pass: description, rows: plan.rows(of: shard))
+                return (statistics as! C.Statistics, seconds)
             }
             coordinator.submit(spec, to: collector)
         }
@@ -99,9 +92,12 @@ public final class PassTimingLog: Sendable {
 
 /// Where the coordinator's I/O thread hands a pass's shard results.
 protocol RoundSink: AnyObject, Sendable {
-    /// Throws if `message` is not a well-formed RESULT for this pass (checked before the
-    /// state machine takes the shard as done).
-    func validate(_ message: WireMessage) throws
+    /// Throws unless `message` is a right RESULT for `shard` of this pass: what its task
+    /// asked for, and numbers that can be right. Keeps what it decoded for `deliver`. The
+    /// state machine calls it only for a RESULT it would take, and, if it passes, delivers
+    /// the shard next.
+    func check(shard: Int, _ message: WireMessage) throws
+    /// Takes `shard`'s RESULT, which `check` has just accepted.
     func deliver(shard: Int, message: WireMessage)
     func fail(_ message: String)
     /// Time the I/O thread spent sending this pass's tasks.
@@ -114,32 +110,39 @@ final class RoundCollector<S: SufficientStatistics>: RoundSink, @unchecked Senda
     // @unchecked Sendable: created by `run`, then touched only by the coordinator's I/O thread.
     private var merger: OrderedMerger<S>
     private var continuation: CheckedContinuation<S, any Error>?
-    private let decode: (WireMessage) throws -> (S, computeSeconds: Double)
+    private let decode: (_ shard: Int, WireMessage) throws -> (S, computeSeconds: Double)
+    /// The statistics `check` accepted, until `deliver` merges them (each RESULT is decoded once).
+    private var checked: (shard: Int, statistics: S, computeSeconds: Double)?
     private let log: PassTimingLog
     private let started = MonotonicClock.now()
     private var timing = PassTiming(wallSeconds: 0, dispatchSeconds: 0, mergeSeconds: 0, workerComputeSeconds: 0)
 
+    /// - Parameter decode: decodes and checks a shard's RESULT (throws if it is not right).
     init(shardCount: Int, continuation: CheckedContinuation<S, any Error>, log: PassTimingLog,
-         decode: @escaping (WireMessage) throws -> (S, computeSeconds: Double)) {
+         decode: @escaping (_ shard: Int, WireMessage) throws -> (S, computeSeconds: Double)) {
         merger = OrderedMerger(shardCount: shardCount)
         self.continuation = continuation
         self.log = log
         self.decode = decode
     }
 
-    func validate(_ message: WireMessage) throws { _ = try decode(message) }
+    func check(shard: Int, _ message: WireMessage) throws {
+        let decodeStarted = MonotonicClock.now()
+        checked = nil
+        let (statistics, computeSeconds) = try decode(shard, message)
+        checked = (shard, statistics, computeSeconds)
+        timing.mergeSeconds += MonotonicClock.now() - decodeStarted
+    }
 
     func deliver(shard: Int, message: WireMessage) {
         guard continuation != nil else { return }
-        let mergeStarted = MonotonicClock.now()
-        do {
-            let (statistics, computeSeconds) = try decode(message)
-            merger.add(statistics, shard: shard)
-            timing.workerComputeSeconds += computeSeconds
-        } catch {
-            fail("shard \(shard): \(error)")
-            return
+        guard let checked, checked.shard == shard else {
+            preconditionFailure("shard \(shard) delivered without a check that passed")
         }
+        self.checked = nil
+        let mergeStarted = MonotonicClock.now()
+        merger.add(checked.statistics, shard: shard)
+        timing.workerComputeSeconds += checked.computeSeconds
         timing.mergeSeconds += MonotonicClock.now() - mergeStarted
         if let result = merger.result {
             timing.wallSeconds = MonotonicClock.now() - started

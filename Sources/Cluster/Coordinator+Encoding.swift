@@ -108,6 +108,8 @@ final class EncodingSink: RoundSink, @unchecked Sendable {
     let plan: ShardPlan
     private var shardsLeft: Int
     private var imagesDone: Int
+    /// The vectors `check` accepted, until `deliver` stores them (each RESULT is decoded once).
+    private var checked: (shard: Int, keys: [String], floatBytes: [UInt8])?
     private weak var coordinator: Coordinator?
 
     init(job: UInt64, set: String, vector: VectorRecord, dimension: Int, images: [ImageSlice], plan: ShardPlan, imagesDone: Int,
@@ -123,32 +125,37 @@ final class EncodingSink: RoundSink, @unchecked Sendable {
         self.coordinator = coordinator
     }
 
-    /// The shard's image keys and its vectors' frame (little-endian float32, as stored),
-    /// checked without copying the vectors: the set's dimension, a frame of exactly one
-    /// vector per key, and exactly the task's images in order.
-    private func decode(_ message: WireMessage) throws -> (keys: [String], floatBytes: [UInt8]) {
+    /// Checks the shard's image keys and its vectors' frame (little-endian float32, as
+    /// stored) without copying the vectors: the set's dimension, exactly the task's images
+    /// in order, `rows` their number, and a frame of exactly one vector per key.
+    func check(shard: Int, _ message: WireMessage) throws {
+        checked = nil
         let shape = try message.decode(StatisticsShape.self)
         let keys = shape.keys ?? []
         guard shape.dimension == dimension else {
             throw WireError.malformed("vectors of \(shape.dimension) values, the set's have \(dimension)")
         }
+        guard shard < plan.count, keys == images[plan.rows(of: shard)].map(\.key) else {
+            throw WireError.malformed("the keys are not the task's images")
+        }
+        guard shape.rows == keys.count else {
+            throw WireError.malformed("rows is \(shape.rows) but the task has \(keys.count) images")
+        }
         guard let frame = message.arrays.first, frame.count == keys.count * dimension * 4 else {
             throw WireError.malformed("\(message.header.type) array 0 has \(message.arrays.first?.count ?? 0) bytes, "
                                       + "expected \(keys.count) vectors of \(dimension) float32 values")
         }
-        let shard = Int(message.header.shard)
-        guard shard < plan.count, keys == images[plan.rows(of: shard)].map(\.key) else {
-            throw WireError.malformed("shard \(shard) returned keys that are not its task's images")
-        }
-        return (keys, frame)
+        checked = (shard, keys, frame)
     }
-
-    func validate(_ message: WireMessage) throws { _ = try decode(message) }
 
     func deliver(shard: Int, message: WireMessage) {
         guard let coordinator, let store = coordinator.store, let flusher = coordinator.vectorFlusher else { return }
+        guard let checked, checked.shard == shard else {
+            preconditionFailure("shard \(shard) delivered without a check that passed")
+        }
+        self.checked = nil
+        let (keys, floatBytes) = (checked.keys, checked.floatBytes)
         do {
-            let (keys, floatBytes) = try decode(message)
             try floatBytes.withUnsafeBytes { floats in
                 try store.putVectors(set: set, keys: keys, metadata: metadata, dimension: dimension, floatBytes: floats,
                                      durability: .unlogged)

@@ -253,20 +253,11 @@ public final class Coordinator: @unchecked Sendable {
             noteMalformed(error, from: "a worker")
             return []
         }
-        let header = message.header
-        if header.type == .result, let sink = sinks[RoundKey(job: header.job, round: header.round)] {
-            do {
-                try sink.validate(message)
-            } catch {
-                // A RESULT that does not decode is dropped like any malformed message, and
-                // its shard goes back to the queue.
-                noteMalformed(error, from: "a worker")
-                let retry = WireMessage(header: WireHeader(.failure, job: header.job, round: header.round, shard: header.shard),
-                                        metadata: FailureReport(message: "malformed result: \(error)", retry: true))
-                return state.receive(retry, from: identity, now: now)
-            }
+        // A RESULT the state machine would take is checked by its pass first (decoded once,
+        // against the shard's task); a rejected one is not taken and its shard is sent again.
+        return state.receive(message, from: identity, now: now) { key, shard, result in
+            try sinks[key]?.check(shard: shard, result)
         }
-        return state.receive(message, from: identity, now: now)
     }
 
     func noteMalformed(_ error: any Error, from peer: String) {

@@ -22,5 +22,24 @@ public struct CoordinatorSettings: Sendable {
     /// The directories jobs may read files in; `nil`: any path.
     public var corpusRoots: CorpusRoots?
 
+    // Results that never come or cannot be right (see `CoordinatorState`).
+
+    /// A task is overdue once it has been out for `taskDeadlineFactor` times the longest a
+    /// shard of its pass has taken so far (from TASK to RESULT taken), and never before
+    /// `taskDeadlineFloor` seconds (the only bound until a shard of the pass is done). An
+    /// overdue shard is sent to one more worker once no fresh shard of its pass waits, to a
+    /// worker with an idle thread (fewer tasks than threads), and the first right RESULT
+    /// from any worker holding it is taken.
+    public var taskDeadlineFactor: Double = 4
+    public var taskDeadlineFloor: Double = 30
+    /// A worker is dropped after this many strikes in a row: RESULTs of its that were
+    /// rejected, and tasks of its that went overdue and were computed by another worker.
+    /// A RESULT of its that is taken clears them.
+    public var strikesBeforeDrop: Int = 3
+    /// For this many seconds after a worker is dropped, every message from its connection
+    /// is ignored (no RESYNC, no READY taken); after that it may introduce itself again. A
+    /// new connection is a new worker.
+    public var droppedWorkerPause: Double = 60
+
     public init() {}
 }

@@ -45,8 +45,14 @@ public struct RoundSpec: Sendable, Equatable {
 /// without sockets or sleeps.
 ///
 /// Shards are handed out in ascending order to the workers with the fewest tasks in flight.
-/// A dead or departed worker's shards go back to the queue. A result is taken once per
-/// shard: a late or duplicate one is dropped (and counted).
+/// A dead or departed worker's shards go back to the queue. A shard's RESULT is taken only
+/// from a worker it was sent to, for its pass while that pass runs, once, and only if the
+/// pass's check accepts it; anything else is dropped (and counted). A rejected RESULT puts
+/// the shard back for another worker. A task out for longer than its pass's deadline (see
+/// `CoordinatorSettings.taskDeadlineFactor`) is sent to one more worker once no fresh shard
+/// waits, and the first right RESULT from either is taken. A worker with
+/// `strikesBeforeDrop` strikes in a row (RESULTs rejected, tasks overdue and computed by
+/// another worker) is dropped, and its messages are ignored for `droppedWorkerPause`.
 public struct CoordinatorState: Sendable {
     public enum Directive: Sendable, Equatable {
         case send(to: WorkerID, WireMessage)
@@ -57,7 +63,11 @@ public struct CoordinatorState: Sendable {
         case log(String)
     }
 
+    /// Checks a RESULT for a shard of a pass before it is taken; throws to reject it.
+    public typealias ResultCheck = (RoundKey, _ shard: Int, WireMessage) throws -> Void
+
     struct WorkerRecord: Sendable {
+        /// As introduced, escaped and cut (see `PeerText`): safe to log and to show.
         var name: String
         var threads: Int
         var lastHeard: Double
@@ -65,22 +75,80 @@ public struct CoordinatorState: Sendable {
         var inFlight: [RoundKey: Set<Int>] = [:]
         var modelRounds: Set<RoundKey> = []
         var shardsDone = 0
+        /// RESULTs rejected, and its tasks that went overdue and were computed by another
+        /// worker, since the last RESULT of its that was taken.
+        var strikes = 0
         var taskCount: Int { inFlight.values.reduce(0) { $0 + $1.count } }
     }
 
     struct RoundRecord: Sendable {
         var spec: RoundSpec
-        var queue: [Int]
-        var inFlight: [Int: WorkerID] = [:]
+        /// Shards waiting for a worker. Never a shard that a worker holds.
+        var queue: ShardQueue
+        /// Shards held past the deadline, waiting for one more worker.
+        var overdue = ShardQueue()
+        /// Shard → the workers it is out to, with the time it was sent to each.
+        var holders: [Int: [WorkerID: Double]] = [:]
         var done: Set<Int> = []
+        /// Shard → workers whose RESULT for it was rejected: it is not sent to them again in
+        /// this pass while a worker that is not among them is registered.
+        var refused: [Int: Set<WorkerID>] = [:]
+        /// The longest a shard of this pass has taken so far, from TASK to RESULT taken.
+        var slowestShard = 0.0
+
+        init(spec: RoundSpec) {
+            self.spec = spec
+            queue = ShardQueue(count: spec.plan.count)
+        }
+
+        /// The `index`-th lowest shard waiting: in the queue, or among the overdue ones.
+        func waiting(overdue fromOverdue: Bool, ascending index: Int) -> Int? {
+            (fromOverdue ? overdue : queue)[ascending: index]
+        }
+
+        mutating func hold(_ shard: Int, by worker: WorkerID, at now: Double) {
+            queue.remove(shard)
+            overdue.remove(shard)
+            holders[shard, default: [:]][worker] = now
+        }
+
+        /// `worker` no longer holds `shard`; if nobody does, it goes back in the queue.
+        mutating func release(_ shard: Int, from worker: WorkerID) {
+            guard holders[shard]?.removeValue(forKey: worker) != nil, holders[shard]!.isEmpty else { return }
+            holders.removeValue(forKey: shard)
+            overdue.remove(shard)
+            queue.insert(shard)
+        }
+
+        /// `worker`'s RESULT for `shard` was rejected.
+        mutating func refuse(_ shard: Int, from worker: WorkerID) {
+            refused[shard, default: []].insert(worker)
+            release(shard, from: worker)
+        }
+
+        /// Takes `shard` as computed by `worker`; returns the other workers that held it,
+        /// with the time it was sent to each.
+        mutating func complete(_ shard: Int, by worker: WorkerID, now: Double) -> [WorkerID: Double] {
+            var holding = holders.removeValue(forKey: shard) ?? [:]
+            if let sent = holding.removeValue(forKey: worker) { slowestShard = max(slowestShard, now - sent) }
+            overdue.remove(shard)
+            refused.removeValue(forKey: shard)
+            done.insert(shard)
+            return holding
+        }
     }
 
     public let settings: CoordinatorSettings
     private(set) var workers: [WorkerID: WorkerRecord] = [:]
     private(set) var workerOrder: [WorkerID] = []
     private(set) var rounds: [RoundKey: RoundRecord] = [:]
-    /// Results dropped because their shard was already merged or their pass is over.
+    /// Dropped workers, with the time until which their messages are ignored.
+    private(set) var benched: [WorkerID: Double] = [:]
+    /// RESULTs not taken: from a peer the shard was not out to (unregistered, another
+    /// worker, a dropped one), for a shard already taken, or for a pass that is over or unknown.
     public private(set) var droppedResults = 0
+    /// RESULTs from the worker a shard was out to that the pass's check rejected.
+    public private(set) var rejectedResults = 0
 
     public init(settings: CoordinatorSettings = CoordinatorSettings()) { self.settings = settings }
 
@@ -88,7 +156,7 @@ public struct CoordinatorState: Sendable {
 
     /// Starts a pass: every shard of its plan goes into the queue.
     public mutating func start(_ spec: RoundSpec, now: Double) -> [Directive] {
-        rounds[spec.key] = RoundRecord(spec: spec, queue: Array(0..<spec.plan.count))
+        rounds[spec.key] = RoundRecord(spec: spec)
         return dispatch(now: now)
     }
 
@@ -97,20 +165,31 @@ public struct CoordinatorState: Sendable {
         for key in rounds.keys where key.job == job { finish(key) }
     }
 
-    /// A message from a worker (already decoded).
-    public mutating func receive(_ message: WireMessage, from worker: WorkerID, now: Double) -> [Directive] {
+    /// A message from a worker (already decoded). A RESULT that would be taken is first given
+    /// to `check`, which throws to reject it.
+    public mutating func receive(_ message: WireMessage, from worker: WorkerID, now: Double,
+                                 check: ResultCheck = { _, _, _ in }) -> [Directive] {
+        if let until = benched[worker] {
+            guard now >= until else {
+                if message.header.type == .result { droppedResults += 1 }
+                return []
+            }
+            benched.removeValue(forKey: worker)
+        }
         var directives: [Directive] = []
         if message.header.type == .ready {
             guard let introduction = try? message.decode(WorkerIntroduction.self) else {
                 return [.log("READY without a valid introduction dropped")]
             }
-            if workers[worker] != nil { directives += requeue(worker) }
-            if workers[worker] == nil { workerOrder.append(worker) }
-            workers[worker] = WorkerRecord(name: introduction.name, threads: max(1, introduction.threads),
-                                           lastHeard: now, lastSent: now)
+            let name = PeerText.escaped(introduction.name, limit: PeerText.nameLimit)
+            // Introducing itself again does not clear a worker's strikes.
+            let strikes = workers[worker]?.strikes ?? 0
+            if workers[worker] != nil { requeue(worker) } else { workerOrder.append(worker) }
+            workers[worker] = WorkerRecord(name: name, threads: max(1, introduction.threads),
+                                           lastHeard: now, lastSent: now, strikes: strikes)
             let terms = HeartbeatTerms(intervalMilliseconds: Int(settings.heartbeatInterval * 1000), liveness: settings.liveness)
             directives.append(.send(to: worker, WireMessage(header: WireHeader(.welcome), metadata: terms)))
-            directives.append(.log("worker \(introduction.name) joined with \(introduction.threads) thread(s)"))
+            directives.append(.log("worker \(name) joined with \(introduction.threads) thread(s)"))
             return directives + dispatch(now: now)
         }
         let known = workers[worker] != nil
@@ -119,12 +198,12 @@ public struct CoordinatorState: Sendable {
         case .workerHeartbeat:
             break
         case .result:
-            directives += takeResult(message, from: worker)
+            directives += takeResult(message, from: worker, now: now, check: check)
         case .failure:
             directives += takeFailure(message, from: worker)
         case .goodbye:
             if let name = workers[worker]?.name { directives.append(.log("worker \(name) left")) }
-            directives += remove(worker)
+            remove(worker)
             return directives + dispatch(now: now)
         default:
             directives.append(.log("unexpected \(message.header.type) from a worker dropped"))
@@ -136,20 +215,22 @@ public struct CoordinatorState: Sendable {
         return directives + dispatch(now: now)
     }
 
-    /// The passage of time: declares silent workers dead and sends heartbeats.
+    /// The passage of time: declares silent workers dead, marks overdue tasks and sends heartbeats.
     public mutating func tick(now: Double) -> [Directive] {
         var directives: [Directive] = []
+        benched = benched.filter { $0.value > now }
         let deadline = settings.heartbeatInterval * Double(settings.liveness)
         for id in workerOrder {
             guard let record = workers[id] else { continue }
             if now - record.lastHeard > deadline {
                 directives.append(.log("worker \(record.name) silent for \(Int(now - record.lastHeard)) s: dead; "
                                        + "\(record.taskCount) shard(s) back in the queue"))
-                directives += remove(id)
+                remove(id)
             } else if now - record.lastSent >= settings.heartbeatInterval {
                 directives.append(contentsOf: sendTo(id, WireMessage(header: WireHeader(.coordinatorHeartbeat)), now: now))
             }
         }
+        directives += markOverdue(now: now)
         return directives + dispatch(now: now)
     }
 
@@ -171,72 +252,109 @@ public struct CoordinatorState: Sendable {
                 let round = rounds[key]!
                 return ClusterStatus.Pass(job: key.job, pass: Int(key.round), kind: round.spec.computation.kind.rawValue,
                                           shards: round.spec.plan.count, done: round.done.count,
-                                          inFlight: round.inFlight.count, queued: round.queue.count)
+                                          inFlight: round.holders.count, queued: round.queue.count)
             },
-            droppedResults: droppedResults)
+            droppedResults: droppedResults, rejectedResults: rejectedResults)
+    }
+
+    /// How long a task of pass `key` may be out before it is overdue.
+    func taskDeadline(of key: RoundKey) -> Double {
+        max(settings.taskDeadlineFloor, settings.taskDeadlineFactor * (rounds[key]?.slowestShard ?? 0))
     }
 
     // MARK: Internals
 
-    private mutating func takeResult(_ message: WireMessage, from worker: WorkerID) -> [Directive] {
+    private mutating func takeResult(_ message: WireMessage, from worker: WorkerID, now: Double,
+                                     check: ResultCheck) -> [Directive] {
         let key = RoundKey(job: message.header.job, round: message.header.round)
         let shard = Int(message.header.shard)
-        workers[worker]?.inFlight[key]?.remove(shard)
-        guard var round = rounds[key], shard < round.spec.plan.count, !round.done.contains(shard) else {
+        // Only a worker the shard is out to (so a registered one, for a running pass, a
+        // shard of its plan not yet taken) may answer it.
+        guard let sent = rounds[key]?.holders[shard]?[worker], let name = workers[worker]?.name else {
             droppedResults += 1
             return []
         }
-        round.done.insert(shard)
-        if let holder = round.inFlight.removeValue(forKey: shard), holder != worker {
-            workers[holder]?.inFlight[key]?.remove(shard)
+        workers[worker]!.inFlight[key]?.remove(shard)
+        do {
+            try check(key, shard, message)
+        } catch {
+            rejectedResults += 1
+            // The worker may hold a damaged model: the next task of the pass carries it again.
+            workers[worker]!.modelRounds.remove(key)
+            rounds[key]!.refuse(shard, from: worker)
+            let reason = PeerText.escaped("\(error)", limit: PeerText.messageLimit)
+            return [.log("worker \(name): RESULT for \(key) shard \(shard) rejected: \(reason)")] + strike(worker, now: now)
         }
-        round.queue.removeAll { $0 == shard }
-        workers[worker]?.shardsDone += 1
-        rounds[key] = round
-        if round.done.count == round.spec.plan.count { finish(key) }
-        return [.deliver(key, shard: shard, message)]
+        workers[worker]!.strikes = 0
+        workers[worker]!.shardsDone += 1
+        var directives: [Directive] = [.deliver(key, shard: shard, message)]
+        for (other, otherSent) in rounds[key]!.complete(shard, by: worker, now: now) {
+            workers[other]?.inFlight[key]?.remove(shard)
+            // Another worker got it earlier and was overdue: a strike against it.
+            if otherSent < sent { directives += strike(other, now: now) }
+        }
+        if let round = rounds[key], round.done.count == round.spec.plan.count { finish(key) }
+        return directives
     }
 
     private mutating func takeFailure(_ message: WireMessage, from worker: WorkerID) -> [Directive] {
         let key = RoundKey(job: message.header.job, round: message.header.round)
         let shard = Int(message.header.shard)
-        let report = (try? message.decode(FailureReport.self)) ?? FailureReport(message: "unreadable failure report")
         workers[worker]?.inFlight[key]?.remove(shard)
-        guard var round = rounds[key], round.inFlight[shard] == worker else { return [] }
-        round.inFlight.removeValue(forKey: shard)
+        guard rounds[key]?.holders[shard]?[worker] != nil else { return [] }
+        let report = (try? message.decode(FailureReport.self)) ?? FailureReport(message: "unreadable failure report")
         if report.retry == true {
             workers[worker]?.modelRounds.remove(key)
-            round.queue.insert(shard, at: round.queue.firstIndex { $0 > shard } ?? round.queue.endIndex)
-            rounds[key] = round
+            rounds[key]!.release(shard, from: worker)
             return []
         }
         finish(key)
         let name = workers[worker]?.name ?? "unknown worker"
-        return [.fail(key, "worker \(name): \(report.message)")]
+        return [.fail(key, "worker \(name): \(PeerText.escaped(report.message, limit: PeerText.messageLimit))")]
     }
 
-    /// Removes a worker and puts its shards back in the queue.
-    private mutating func remove(_ worker: WorkerID) -> [Directive] {
-        let directives = requeue(worker)
-        workers.removeValue(forKey: worker)
-        workerOrder.removeAll { $0 == worker }
+    /// One strike against `worker`; at `strikesBeforeDrop` in a row it is dropped and benched.
+    private mutating func strike(_ worker: WorkerID, now: Double) -> [Directive] {
+        guard let record = workers[worker] else { return [] }
+        workers[worker]!.strikes += 1
+        guard record.strikes + 1 >= settings.strikesBeforeDrop else { return [] }
+        benched[worker] = now + settings.droppedWorkerPause
+        remove(worker)
+        return [.log("worker \(record.name) dropped: \(record.strikes + 1) results rejected or tasks overdue in a row; "
+                     + "its messages are ignored for \(settings.droppedWorkerPause) s")]
+    }
+
+    /// Shards out for longer than their pass's deadline wait for one more worker.
+    private mutating func markOverdue(now: Double) -> [Directive] {
+        var directives: [Directive] = []
+        for key in rounds.keys.sorted() {
+            let deadline = taskDeadline(of: key)
+            for (shard, holding) in rounds[key]!.holders.sorted(by: { $0.key < $1.key }) {
+                guard let sent = holding.values.max(), now - sent > deadline, !rounds[key]!.overdue.contains(shard) else { continue }
+                rounds[key]!.overdue.insert(shard)
+                let names = holding.keys.compactMap { workers[$0]?.name }.sorted().joined(separator: ", ")
+                directives.append(.log("\(key) shard \(shard) overdue at \(names) (out \(Int(now - sent)) s, "
+                                       + "deadline \(Int(deadline)) s): it goes to one more worker"))
+            }
+        }
         return directives
     }
 
-    private mutating func requeue(_ worker: WorkerID) -> [Directive] {
-        guard let record = workers[worker] else { return [] }
+    /// Removes a worker and puts its shards back in the queue.
+    private mutating func remove(_ worker: WorkerID) {
+        requeue(worker)
+        workers.removeValue(forKey: worker)
+        workerOrder.removeAll { $0 == worker }
+    }
+
+    /// Takes back every shard `worker` holds (those nobody else holds go back in the queue).
+    private mutating func requeue(_ worker: WorkerID) {
+        guard let record = workers[worker] else { return }
         for (key, shards) in record.inFlight {
-            guard var round = rounds[key] else { continue }
-            for shard in shards where round.inFlight[shard] == worker {
-                round.inFlight.removeValue(forKey: shard)
-                round.queue.append(shard)
-            }
-            round.queue.sort()
-            rounds[key] = round
+            for shard in shards { rounds[key]?.release(shard, from: worker) }
         }
-        workers[worker]?.inFlight = [:]
-        workers[worker]?.modelRounds = []
-        return []
+        workers[worker]!.inFlight = [:]
+        workers[worker]!.modelRounds = []
     }
 
     private mutating func finish(_ key: RoundKey) {
@@ -252,44 +370,115 @@ public struct CoordinatorState: Sendable {
         return [.send(to: worker, message)]
     }
 
-    /// Hands queued shards to workers with spare capacity, oldest pass first.
+    /// Hands waiting shards to workers with spare capacity, oldest pass first: the queue in
+    /// ascending order, then, once a pass's queue is empty, its overdue shards, to workers
+    /// with an idle thread only (a second copy never waits behind other work).
     private mutating func dispatch(now: Double) -> [Directive] {
         var directives: [Directive] = []
         for key in rounds.keys.sorted() {
-            while var round = rounds[key], let shard = round.queue.first {
-                guard let worker = leastLoadedWorker() else { return directives }
-                round.queue.removeFirst()
-                round.inFlight[shard] = worker
-                rounds[key] = round
-                let includesModel = !(workers[worker]!.modelRounds.contains(key))
-                workers[worker]!.modelRounds.insert(key)
-                workers[worker]!.inFlight[key, default: []].insert(shard)
-                let rows = round.spec.plan.rows(of: shard)
-                var assignment = TaskAssignment(corpus: round.spec.corpus, firstRow: rows.lowerBound, rowCount: rows.count,
-                                                computation: round.spec.computation, includesModel: includesModel)
-                if let images = round.spec.images {
-                    assignment.images = Array(images[rows])
-                    assignment.firstRow = 0
-                    assignment.rowCount = round.spec.corpus.rows
+            for overdue in [false, true] {
+                if overdue && rounds[key]?.queue.isEmpty != true { break }
+                var skipped = 0
+                while let shard = rounds[key]?.waiting(overdue: overdue, ascending: skipped) {
+                    guard leastLoadedWorker() != nil else { return directives }
+                    guard let worker = worker(for: shard, of: key, idleThread: overdue) else {
+                        skipped += 1
+                        continue
+                    }
+                    directives += send(shard, of: key, to: worker, now: now)
                 }
-                let message = WireMessage(header: WireHeader(.task, job: key.job, round: key.round, shard: UInt32(shard)),
-                                          metadata: assignment, arrays: includesModel ? round.spec.model : [])
-                directives += sendTo(worker, message, now: now)
             }
         }
         return directives
     }
 
-    private func leastLoadedWorker() -> WorkerID? {
+    /// The least loaded worker with spare capacity (an idle thread, if `idleThread`) that may
+    /// take `shard`: not one that holds it, nor one whose RESULT for it was rejected while
+    /// another worker is registered.
+    private func worker(for shard: Int, of key: RoundKey, idleThread: Bool) -> WorkerID? {
+        let holding = rounds[key]?.holders[shard] ?? [:]
+        let refused = rounds[key]?.refused[shard] ?? []
+        let avoidsRefused = !refused.isEmpty && !workerOrder.allSatisfy(refused.contains)
+        return leastLoadedWorker(idleThread: idleThread) {
+            holding[$0] != nil || (avoidsRefused && refused.contains($0))
+        }
+    }
+
+    private mutating func send(_ shard: Int, of key: RoundKey, to worker: WorkerID, now: Double) -> [Directive] {
+        rounds[key]!.hold(shard, by: worker, at: now)
+        let spec = rounds[key]!.spec
+        let includesModel = workers[worker]!.modelRounds.insert(key).inserted
+        workers[worker]!.inFlight[key, default: []].insert(shard)
+        let rows = spec.plan.rows(of: shard)
+        var assignment = TaskAssignment(corpus: spec.corpus, firstRow: rows.lowerBound, rowCount: rows.count,
+                                        computation: spec.computation, includesModel: includesModel)
+        if let images = spec.images {
+            assignment.images = Array(images[rows])
+            assignment.firstRow = 0
+            assignment.rowCount = spec.corpus.rows
+        }
+        let message = WireMessage(header: WireHeader(.task, job: key.job, round: key.round, shard: UInt32(shard)),
+                                  metadata: assignment, arrays: includesModel ? spec.model : [])
+        return sendTo(worker, message, now: now)
+    }
+
+    /// The worker with the fewest tasks among those with spare capacity: fewer tasks than
+    /// threads + `extraTasksPerWorker`, or than threads if `idleThread`.
+    private func leastLoadedWorker(idleThread: Bool = false, excluding excluded: (WorkerID) -> Bool = { _ in false }) -> WorkerID? {
+        let extraTasks = idleThread ? 0 : settings.extraTasksPerWorker
         var best: (id: WorkerID, load: Int)?
         for id in workerOrder {
-            guard let record = workers[id] else { continue }
+            guard let record = workers[id], !excluded(id) else { continue }
             let load = record.taskCount
             // Subtracted, not added: a READY's thread count is the peer's word and may be Int.max.
-            guard load - settings.extraTasksPerWorker < record.threads else { continue }
+            guard load - extraTasks < record.threads else { continue }
             if best == nil || load < best!.load { best = (id, load) }
         }
         return best?.id
+    }
+}
+
+/// Shard indices without repeats, served lowest first. Kept in descending order, so taking
+/// the lowest takes the last element.
+struct ShardQueue: Sendable {
+    private var descending: [Int]
+
+    init() { descending = [] }
+
+    /// Shards 0 ..< `count`.
+    init(count: Int) { descending = Array((0..<count).reversed()) }
+
+    var count: Int { descending.count }
+    var isEmpty: Bool { descending.isEmpty }
+
+    /// The `index`-th lowest shard.
+    subscript(ascending index: Int) -> Int? {
+        index < descending.count ? descending[descending.count - 1 - index] : nil
+    }
+
+    func contains(_ shard: Int) -> Bool {
+        let index = position(of: shard)
+        return index < descending.count && descending[index] == shard
+    }
+
+    mutating func insert(_ shard: Int) {
+        let index = position(of: shard)
+        if !(index < descending.count && descending[index] == shard) { descending.insert(shard, at: index) }
+    }
+
+    mutating func remove(_ shard: Int) {
+        let index = position(of: shard)
+        if index < descending.count && descending[index] == shard { descending.remove(at: index) }
+    }
+
+    /// The index of the first element ≤ `shard`.
+    private func position(of shard: Int) -> Int {
+        var low = 0, high = descending.count
+        while low < high {
+            let middle = (low + high) / 2
+            if descending[middle] > shard { low = middle + 1 } else { high = middle }
+        }
+        return low
     }
 }
 
@@ -316,5 +505,6 @@ public struct ClusterStatus: Codable, Sendable, Equatable {
     public var workers: [Worker]
     public var passes: [Pass]
     public var droppedResults: Int
+    public var rejectedResults: Int
     public var jobs: [JobSummary] = []
 }

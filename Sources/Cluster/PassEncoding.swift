@@ -51,6 +51,56 @@ public protocol WireStatistics: SufficientStatistics {
     init(shape: StatisticsShape, message: WireMessage) throws
 }
 
+/// Shard statistics the coordinator merges into a model. A worker's numbers are its word:
+/// before they are merged they are checked against the task they answer, and statistics that
+/// cannot be right (not finite, counts that do not add up to the shard's rows, …) are rejected.
+/// (Wrong but plausible sums from a registered worker cannot be told from right ones.)
+public protocol CheckedStatistics: WireStatistics {
+    /// Throws `WireError.malformed`, naming the first thing wrong, unless these statistics
+    /// (decoded from `shape`) can be those of `pass` over `rows`, the shard's rows of the corpus.
+    func check(_ shape: StatisticsShape, against pass: PassDescription, rows: Range<Int>) throws
+}
+
+extension CheckedStatistics {
+    /// A RESULT for shard rows `rows` of `pass`, decoded and checked (see `check`), with the
+    /// seconds the worker says it computed (0 if it says nothing sensible).
+    public static func decode(_ message: WireMessage, pass: PassDescription,
+                              rows: Range<Int>) throws -> (statistics: Self, computeSeconds: Double) {
+        let shape = try message.decode(StatisticsShape.self)
+        // Statistics of another shape would trap in `merge`.
+        guard shape.dimension == pass.dimension, pass.k == nil || shape.k == pass.k else {
+            throw WireError.malformed("statistics are k=\(shape.k.map(String.init) ?? "-") D=\(shape.dimension) "
+                                      + "but the pass is k=\(pass.k.map(String.init) ?? "-") D=\(pass.dimension)")
+        }
+        let statistics = try Self(shape: shape, message: message)
+        try statistics.check(shape, against: pass, rows: rows)
+        let seconds = shape.computeSeconds ?? 0
+        return (statistics, seconds.isFinite && seconds > 0 ? seconds : 0)
+    }
+}
+
+/// The checks `CheckedStatistics` share.
+enum StatisticsCheck {
+    static func rows(_ claimed: Int, _ shard: Range<Int>) throws {
+        guard claimed == shard.count else {
+            throw WireError.malformed("statistics cover \(claimed) rows but the shard has \(shard.count)")
+        }
+    }
+
+    static func finite(_ values: [Double], _ name: String) throws {
+        if let bad = values.firstIndex(where: { !$0.isFinite }) {
+            throw WireError.malformed("\(name)[\(bad)] is \(values[bad])")
+        }
+    }
+
+    /// Finite and ≥ 0 (sums of squares, masses, distances).
+    static func nonNegative(_ values: [Double], _ name: String) throws {
+        if let bad = values.firstIndex(where: { !($0.isFinite && $0 >= 0) }) {
+            throw WireError.malformed("\(name)[\(bad)] is \(values[bad]), not a finite value ≥ 0")
+        }
+    }
+}
+
 /// The metadata of a RESULT message.
 public struct StatisticsShape: Codable, Sendable, Equatable {
     public var rows: Int
@@ -146,7 +196,7 @@ extension RowSamplePass: WireComputation {
     public var modelArrays: [[UInt8]] { [] }
 }
 
-extension KMeansStatistics: WireStatistics {
+extension KMeansStatistics: CheckedStatistics {
     public var shape: StatisticsShape {
         StatisticsShape(rows: rows, dimension: dimension, k: k, withSquares: sumsOfSquares != nil)
     }
@@ -171,9 +221,46 @@ extension KMeansStatistics: WireStatistics {
         self.clusterObjective = clusterObjective
         self.sumsOfSquares = sumsOfSquares
     }
+
+    /// Rows as the shard's, counts ≥ 0 adding up to them, finite sums, objectives and sums
+    /// of squares ≥ 0, nothing in a cluster without rows, and sums of squares exactly when
+    /// the pass asks for them (an absent `withSquares` is false, both ways).
+    public func check(_ shape: StatisticsShape, against pass: PassDescription, rows shard: Range<Int>) throws {
+        let squares = pass.withSquares ?? false
+        guard (sumsOfSquares != nil) == squares else {
+            throw WireError.malformed(squares ? "sums of squares missing; the pass asks for them"
+                                              : "sums of squares sent; the pass does not ask for them")
+        }
+        try StatisticsCheck.rows(rows, shard)
+        var total = 0
+        for (c, count) in counts.enumerated() {
+            // Each count at most the rows left, so the total cannot overflow.
+            guard count >= 0, count <= rows - total else {
+                throw WireError.malformed("cluster \(c) has \(count) rows; the counts must be ≥ 0 and add up to the shard's \(rows)")
+            }
+            total += count
+        }
+        guard total == rows else {
+            throw WireError.malformed("the counts add up to \(total) rows but the shard has \(rows)")
+        }
+        try StatisticsCheck.finite(sums, "sums")
+        try StatisticsCheck.nonNegative(clusterObjective, "clusterObjective")
+        if let sumsOfSquares { try StatisticsCheck.nonNegative(sumsOfSquares, "sumsOfSquares") }
+        for c in 0..<k where counts[c] == 0 {
+            let block = c * dimension ..< (c + 1) * dimension
+            guard clusterObjective[c] == 0, sums[block].allSatisfy({ $0 == 0 }),
+                  sumsOfSquares?[block].allSatisfy({ $0 == 0 }) ?? true else {
+                throw WireError.malformed("cluster \(c) has no rows but non-zero sums")
+            }
+        }
+    }
 }
 
-extension GaussianMixtureStatistics: WireStatistics {
+extension GaussianMixtureStatistics: CheckedStatistics {
+    /// How far Σq over the components may be from the shard's rows, as a fraction of them:
+    /// each row's posteriors are float64 and sum to 1 up to rounding.
+    public static let massTolerance = 1e-6
+
     public var shape: StatisticsShape { StatisticsShape(rows: rows, dimension: dimension, k: k) }
     /// log-likelihood f64[1], mass f64[K], first moments f64[K·D], second moments f64[K·D].
     public var arrays: [[UInt8]] {
@@ -193,9 +280,23 @@ extension GaussianMixtureStatistics: WireStatistics {
         self.firstMoments = firstMoments
         self.secondMoments = secondMoments
     }
+
+    /// Rows as the shard's, a finite log-likelihood, masses ≥ 0 adding up to the rows
+    /// (within `massTolerance`), finite first moments and second moments ≥ 0.
+    public func check(_ shape: StatisticsShape, against pass: PassDescription, rows shard: Range<Int>) throws {
+        try StatisticsCheck.rows(rows, shard)
+        try StatisticsCheck.finite([logLikelihood], "logLikelihood")
+        try StatisticsCheck.nonNegative(mass, "mass")
+        let total = mass.reduce(0, +)
+        guard abs(total - Double(rows)) <= Self.massTolerance * Double(max(rows, 1)) else {
+            throw WireError.malformed("the masses add up to \(total) but the shard has \(rows) rows")
+        }
+        try StatisticsCheck.finite(firstMoments, "firstMoments")
+        try StatisticsCheck.nonNegative(secondMoments, "secondMoments")
+    }
 }
 
-extension MomentStatistics: WireStatistics {
+extension MomentStatistics: CheckedStatistics {
     public var shape: StatisticsShape { StatisticsShape(rows: rows, dimension: sums.count) }
     /// sums f64[D], sums of squares f64[D].
     public var arrays: [[UInt8]] { [Frame.encode(sums), Frame.encode(sumsOfSquares)] }
@@ -207,9 +308,16 @@ extension MomentStatistics: WireStatistics {
         self.sums = sums
         self.sumsOfSquares = sumsOfSquares
     }
+
+    /// Rows as the shard's, finite sums, sums of squares ≥ 0.
+    public func check(_ shape: StatisticsShape, against pass: PassDescription, rows shard: Range<Int>) throws {
+        try StatisticsCheck.rows(rows, shard)
+        try StatisticsCheck.finite(sums, "sums")
+        try StatisticsCheck.nonNegative(sumsOfSquares, "sumsOfSquares")
+    }
 }
 
-extension RowSample: WireStatistics {
+extension RowSample: CheckedStatistics {
     public var shape: StatisticsShape { StatisticsShape(rows: 0, dimension: dimension, samples: count) }
     /// row indices i64[n], values f32[n·D].
     public var arrays: [[UInt8]] { [Frame.encode(rowIndices.map(Int64.init)), Frame.encode(values)] }
@@ -220,6 +328,28 @@ extension RowSample: WireStatistics {
         self.init(dimension: d)
         rowIndices = try message.array(0, as: Int64.self, count: n).map { Int($0) }
         values = try message.array(1, as: Float.self, count: try PassDecoder.product(n, d))
+    }
+
+    /// `rows` 0, as many rows as the shard's quota of the sample (see `RowSamplePass`),
+    /// distinct rows of the shard in ascending order, finite values.
+    public func check(_ shape: StatisticsShape, against pass: PassDescription, rows shard: Range<Int>) throws {
+        guard shape.rows == 0 else { throw WireError.malformed("a sample's rows must be 0, not \(shape.rows)") }
+        let sampling = RowSamplePass(sampleSize: try PassDecoder.positive(pass.sampleSize, "sampleSize"),
+                                     totalRows: try PassDecoder.positive(pass.totalRows, "totalRows"), seed: pass.seed ?? 0)
+        let quota = sampling.quota(of: shard)
+        guard count == quota else {
+            throw WireError.malformed("\(count) rows sampled but the shard's share of the sample is \(quota)")
+        }
+        var previous = shard.lowerBound - 1
+        for row in rowIndices {
+            guard row > previous, row < shard.upperBound else {
+                throw WireError.malformed("sampled row \(row) is out of order or outside the shard's rows \(shard)")
+            }
+            previous = row
+        }
+        if let bad = values.firstIndex(where: { !$0.isFinite }) {
+            throw WireError.malformed("sampled value \(bad) is \(values[bad])")
+        }
     }
 }
 

@@ -164,9 +164,14 @@ public enum KMeans {
         }
     }
 
-    /// k-means++ seeding on an in-memory sample.
+    /// k-means++ seeding on an in-memory sample (of one row at least).
     static func plusPlus(sample: RowSample, k: Int, seed: UInt64) throws -> Codebook {
         let d = sample.dimension, n = sample.count
+        // The draws below are taken modulo n, and the rows read as n×d values.
+        guard n >= 1, d >= 1, sample.values.count / d == n, sample.values.count % d == 0 else {
+            throw DescriptorError(.invalidArgument, "k-means++ needs a sample of at least one row of \(d) values "
+                                  + "(got \(n) rows, \(sample.values.count) values)")
+        }
         var generator = SeededGenerator(seed: seed, stream: 0x6B6D_2B2B)
         var centres = [Float]()
         centres.reserveCapacity(k * d)

@@ -37,11 +37,17 @@ public struct RowSamplePass: ShardComputation {
         self.seed = seed
     }
 
+    /// Rows the shard of rows `rows` contributes: ⌊S·end/N⌋ − ⌊S·start/N⌋ (exact: the
+    /// products are taken in double width).
+    public func quota(of rows: Range<Int>) -> Int {
+        func share(_ end: Int) -> Int { totalRows.dividingFullWidth(sampleSize.multipliedFullWidth(by: end)).quotient }
+        return share(rows.upperBound) - share(rows.lowerBound)
+    }
+
     public func statistics(of rows: DescriptorMatrix, shard index: Int, workspace: KernelWorkspace) throws -> RowSample {
         var sample = RowSample(dimension: rows.dimension)
-        let start = rows.firstRow, end = start + rows.rows
-        let quota = Int((Int64(sampleSize) * Int64(end)) / Int64(totalRows)
-                        - (Int64(sampleSize) * Int64(start)) / Int64(totalRows))
+        let start = rows.firstRow
+        let quota = quota(of: start ..< start + rows.rows)
         guard quota > 0 else { return sample }
         // Selection sampling (Knuth's Algorithm S): `quota` of `rows.rows`, in row order.
         var generator = SeededGenerator(seed: seed, stream: UInt64(index))

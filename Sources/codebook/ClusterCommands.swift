@@ -142,6 +142,7 @@ struct StatusCommand: ParsableCommand {
             print("  job \(pass.job) pass \(pass.pass) (\(pass.kind)): \(pass.done)/\(pass.shards) shards done, "
                   + "\(pass.inFlight) in flight, \(pass.queued) queued")
         }
-        if status.droppedResults > 0 { print("late or duplicate results dropped: \(status.droppedResults)") }
+        if status.droppedResults > 0 { print("results dropped (late, duplicate or not sent by the shard's worker): \(status.droppedResults)") }
+        if status.rejectedResults > 0 { print("results rejected by the checks: \(status.rejectedResults)") }
     }
 }

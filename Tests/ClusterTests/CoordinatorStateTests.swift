@@ -134,12 +134,13 @@ import ZeroMQ
         sent = Self.tasks(state.receive(Self.result(shard: 3), from: Self.bob, now: 3.3))
         redispatched += sent.map(\.shard)
         #expect(redispatched == [0, 2])
-        // A dead worker's late result for a shard now held by bob is still taken, once.
+        // A dead worker's late result is dropped: the shard is bob's now, and only bob's counts.
         let late = state.receive(Self.result(shard: 0), from: Self.alice, now: 3.4)
-        #expect(Self.delivered(late) == [0])
+        #expect(Self.delivered(late).isEmpty)
         #expect(Self.sends(late, of: .resync) == [Self.alice], "an unknown worker is asked to introduce itself")
+        #expect(state.droppedResults == 1)
         let bobs = state.receive(Self.result(shard: 0), from: Self.bob, now: 3.5)
-        #expect(Self.delivered(bobs).isEmpty)
+        #expect(Self.delivered(bobs) == [0])
         #expect(state.droppedResults == 1)
     }
 
@@ -288,5 +289,217 @@ import ZeroMQ
         }
         #expect(tasks.map(\.0) == [1, 1, 2, 2])
         #expect(tasks.map(\.1) == [0, 1, 0, 1])
+    }
+}
+
+/// Results from peers the coordinator did not send the shard to, results that cannot be
+/// right, workers that never answer, and names that are not text: the state machine alone.
+@Suite struct UntrustedWorkerStateTests {
+    typealias T = CoordinatorStateTests
+    static let (alice, bob, carol) = (T.alice, T.bob, T.carol)
+
+    static func logs(_ directives: [CoordinatorState.Directive]) -> [String] {
+        directives.compactMap { if case .log(let text) = $0 { text } else { nil } }
+    }
+
+    /// A check that rejects every RESULT.
+    static func reject(_ key: RoundKey, _ shard: Int, _ message: WireMessage) throws {
+        throw ClusterTestError("sums[0] is nan")
+    }
+
+    static func settings(floor: Double, factor: Double = 4) -> CoordinatorSettings {
+        var settings = CoordinatorSettings()
+        settings.taskDeadlineFloor = floor
+        settings.taskDeadlineFactor = factor
+        return settings
+    }
+
+    @Test func aResultFromAPeerTheShardWasNotSentToIsDroppedAndCounted() {
+        var state = CoordinatorState()
+        _ = state.start(T.spec(shards: 4), now: 0)
+        // Before any worker exists, a peer that never registered forges shard 0.
+        let forged = state.receive(T.result(shard: 0), from: Self.carol, now: 0.1)
+        #expect(T.delivered(forged).isEmpty)
+        #expect(T.sends(forged, of: .resync) == [Self.carol])
+        #expect(state.droppedResults == 1)
+        #expect(state.status(now: 0.1).passes.first.map { ($0.done, $0.queued) } ?? (-1, -1) == (0, 4))
+        // With workers, neither another worker nor the stranger can answer alice's shard.
+        _ = state.receive(T.ready("alice", threads: 1), from: Self.alice, now: 0.2)
+        _ = state.receive(T.ready("bob", threads: 1), from: Self.bob, now: 0.2)
+        #expect(T.delivered(state.receive(T.result(shard: 0), from: Self.bob, now: 0.3)).isEmpty)
+        #expect(T.delivered(state.receive(T.result(shard: 0), from: Self.carol, now: 0.3)).isEmpty)
+        #expect(state.droppedResults == 3)
+        #expect(state.status(now: 0.3).workers.map(\.tasksInFlight) == [2, 2], "bob still holds his own shards")
+        #expect(T.delivered(state.receive(T.result(shard: 0), from: Self.alice, now: 0.4)) == [0])
+        #expect(state.rejectedResults == 0)
+    }
+
+    @Test func aRejectedResultIsComputedAgainByAnotherWorker() throws {
+        var state = CoordinatorState()
+        _ = state.receive(T.ready("alice", threads: 1), from: Self.alice, now: 0)
+        _ = state.receive(T.ready("bob", threads: 1), from: Self.bob, now: 0)
+        #expect(T.tasks(state.start(T.spec(shards: 6), now: 0)).map(\.shard) == [0, 1, 2, 3])
+        let rejected = state.receive(T.result(shard: 0), from: Self.alice, now: 0.1, check: Self.reject)
+        #expect(T.delivered(rejected).isEmpty)
+        #expect(state.rejectedResults == 1 && state.droppedResults == 0)
+        #expect(Self.logs(rejected).contains { $0.contains("alice") && $0.contains("shard 0 rejected") && $0.contains("sums[0] is nan") })
+        // Alice's free slot takes the next fresh shard, model included again; shard 0 waits for bob.
+        let next = T.tasks(rejected)
+        #expect(next.map(\.shard) == [4] && next.first?.worker == Self.alice && next.first?.includesModel == true)
+        let bobs = T.tasks(state.receive(T.result(shard: 1), from: Self.bob, now: 0.2))
+        #expect(bobs.map(\.shard) == [0] && bobs.first?.worker == Self.bob)
+        #expect(T.delivered(state.receive(T.result(shard: 0), from: Self.bob, now: 0.3)) == [0])
+        // Alone, a worker whose result was rejected gets the shard again (nobody else could).
+        var alone = CoordinatorState()
+        _ = alone.receive(T.ready("alice", threads: 1), from: Self.alice, now: 0)
+        _ = alone.start(T.spec(shards: 2), now: 0)
+        let again = alone.receive(T.result(shard: 0), from: Self.alice, now: 0.1, check: Self.reject)
+        #expect(T.tasks(again).map(\.shard) == [0])
+    }
+
+    @Test func threeRejectionsInARowDropAWorkerThatIsThenIgnoredForAWhile() {
+        var state = CoordinatorState()
+        _ = state.receive(T.ready("alice", threads: 4), from: Self.alice, now: 0)
+        #expect(T.tasks(state.start(T.spec(shards: 10), now: 0)).count == 5)
+        // A result taken between two rejections clears the strikes.
+        _ = state.receive(T.result(shard: 0), from: Self.alice, now: 0.1, check: Self.reject)
+        #expect(T.delivered(state.receive(T.result(shard: 1), from: Self.alice, now: 0.1)) == [1])
+        _ = state.receive(T.result(shard: 2), from: Self.alice, now: 0.2, check: Self.reject)
+        _ = state.receive(T.result(shard: 3), from: Self.alice, now: 0.2, check: Self.reject)
+        #expect(state.status(now: 0.2).workers.map(\.name) == ["alice"], "two strikes in a row")
+        let dropped = state.receive(T.result(shard: 4), from: Self.alice, now: 0.3, check: Self.reject)
+        #expect(Self.logs(dropped).contains { $0.contains("alice") && $0.contains("dropped") })
+        #expect(state.status(now: 0.3).workers.isEmpty)
+        #expect(state.status(now: 0.3).passes.first?.queued == 9, "every shard but 1 waits for a worker")
+        #expect(state.rejectedResults == 4)
+        // For 60 s its messages are ignored: results counted as dropped, no RESYNC, no WELCOME.
+        let late = state.receive(T.result(shard: 5), from: Self.alice, now: 1)
+        #expect(late.isEmpty && state.droppedResults == 1)
+        #expect(state.receive(WireMessage(header: WireHeader(.workerHeartbeat)), from: Self.alice, now: 2).isEmpty)
+        #expect(state.receive(T.ready("alice", threads: 4), from: Self.alice, now: 30).isEmpty)
+        #expect(state.status(now: 30).workers.isEmpty)
+        // Then it may introduce itself again.
+        _ = state.tick(now: 61)
+        #expect(T.sends(state.receive(WireMessage(header: WireHeader(.workerHeartbeat)), from: Self.alice, now: 61), of: .resync)
+            == [Self.alice])
+        let back = state.receive(T.ready("alice", threads: 4), from: Self.alice, now: 61.1)
+        #expect(T.sends(back, of: .welcome) == [Self.alice] && T.tasks(back).count == 5)
+    }
+
+    @Test func anOverdueShardGoesToAnotherWorkerAndTheFirstRightResultIsTaken() {
+        var state = CoordinatorState(settings: Self.settings(floor: 2))
+        _ = state.receive(T.ready("alice", threads: 1), from: Self.alice, now: 0)
+        _ = state.receive(T.ready("bob", threads: 2), from: Self.bob, now: 0)
+        #expect(T.tasks(state.start(T.spec(shards: 6), now: 0)).map(\.worker)
+            == [Self.alice, Self.bob, Self.alice, Self.bob, Self.bob])
+        // Bob does his shards and the one left in 0.5–0.6 s each; alice says nothing.
+        #expect(T.tasks(state.receive(T.result(shard: 1), from: Self.bob, now: 0.5)).map(\.shard) == [5])
+        _ = state.receive(T.result(shard: 3), from: Self.bob, now: 0.6)
+        _ = state.receive(T.result(shard: 4), from: Self.bob, now: 0.6)
+        _ = state.receive(T.result(shard: 5), from: Self.bob, now: 1.0)
+        // The deadline is 4 × the slowest shard (0.6 s), at least the floor (2 s).
+        #expect(abs(state.taskDeadline(of: RoundKey(job: 1, round: 1)) - 2.4) < 1e-9)
+        #expect(T.tasks(state.tick(now: 2.3)).isEmpty)
+        let overdue = state.tick(now: 2.5)
+        #expect(T.tasks(overdue).map(\.shard) == [0, 2] && T.tasks(overdue).allSatisfy { $0.worker == Self.bob })
+        #expect(Self.logs(overdue).contains { $0.contains("shard 0 overdue at alice") })
+        // Alice answers shard 2 first: taken, and bob's copy is dropped later. Bob answers 0
+        // first: taken, and a strike against alice, who had it longer.
+        #expect(T.delivered(state.receive(T.result(shard: 2), from: Self.alice, now: 2.6)) == [2])
+        #expect(T.delivered(state.receive(T.result(shard: 0), from: Self.bob, now: 2.7)) == [0])
+        #expect(state.status(now: 2.7).passes.isEmpty)
+        #expect(state.workers[Self.alice]?.strikes == 1 && state.workers[Self.bob]?.strikes == 0)
+        #expect(T.delivered(state.receive(T.result(shard: 0), from: Self.alice, now: 2.8)).isEmpty)
+        #expect(T.delivered(state.receive(T.result(shard: 2), from: Self.bob, now: 2.8)).isEmpty)
+        #expect(state.droppedResults == 2)
+    }
+
+    /// A second copy goes only to a worker with an idle thread: never behind other work.
+    @Test func anOverdueShardWaitsForAnIdleThread() {
+        var state = CoordinatorState(settings: Self.settings(floor: 1))
+        let key = RoundKey(job: 1, round: 1)
+        _ = state.receive(T.ready("alice", threads: 1), from: Self.alice, now: 0)
+        _ = state.receive(T.ready("bob", threads: 1), from: Self.bob, now: 0)
+        _ = state.start(T.spec(shards: 2), now: 0)
+        // Each holds one shard, with room for one more task but no idle thread.
+        #expect(T.tasks(state.tick(now: 1.5)).isEmpty)
+        #expect(state.rounds[key]?.overdue.count == 2)
+        let freed = state.receive(T.result(shard: 1), from: Self.bob, now: 1.6)
+        #expect(T.tasks(freed).map(\.shard) == [0] && T.tasks(freed).first?.worker == Self.bob)
+    }
+
+    /// Alice heartbeats but never answers; bob answers everything at once. The pass ends, the
+    /// overdue shards go to bob only once no fresh shard waits, and alice is dropped.
+    @Test func aWorkerThatNeverAnswersNoLongerHoldsItsShards() {
+        var state = CoordinatorState(settings: Self.settings(floor: 1))
+        let key = RoundKey(job: 1, round: 1)
+        _ = state.receive(T.ready("alice", threads: 2), from: Self.alice, now: 0)
+        _ = state.receive(T.ready("bob", threads: 1), from: Self.bob, now: 0)
+        var directives = state.start(T.spec(shards: 12), now: 0)
+        var delivered: [Int] = [], bobsTasks: [Int] = []
+        var now = 0.0
+        while now < 30, !state.status(now: now).passes.isEmpty {
+            now += 0.1
+            bobsTasks += T.tasks(directives).filter { $0.worker == Self.bob }.map(\.shard)
+            directives = state.receive(WireMessage(header: WireHeader(.workerHeartbeat)), from: Self.alice, now: now)
+            for shard in state.workers[Self.bob]?.inFlight[key]?.sorted() ?? [] {
+                let answer = state.receive(T.result(shard: shard), from: Self.bob, now: now)
+                delivered += T.delivered(answer)
+                directives += answer
+            }
+            directives += state.tick(now: now)
+        }
+        #expect(delivered.sorted() == Array(0..<12), "at \(now) s")
+        #expect(state.status(now: now).workers.map(\.name) == ["bob"], "alice was dropped")
+        // Alice held 0, 2, 4 at first; bob took every fresh shard before any of hers.
+        #expect(bobsTasks == [1, 3, 5, 6, 7, 8, 9, 10, 11, 0, 2, 4])
+    }
+
+    /// A worker answering at once with results that are rejected takes no shard from an
+    /// honest one for good: the pass ends after a few rejections.
+    @Test func aFastLiarDoesNotStarveAnHonestWorker() {
+        var state = CoordinatorState()
+        let key = RoundKey(job: 1, round: 1)
+        _ = state.receive(T.ready("liar", threads: 8), from: Self.carol, now: 0)
+        _ = state.receive(T.ready("bob", threads: 1), from: Self.bob, now: 0)
+        _ = state.start(T.spec(shards: 20), now: 0)
+        var steps = 0
+        var delivered = 0
+        while !state.status(now: 0).passes.isEmpty && steps < 200 {
+            steps += 1
+            for shard in state.workers[Self.carol]?.inFlight[key]?.sorted() ?? [] {
+                _ = state.receive(T.result(shard: shard), from: Self.carol, now: Double(steps) * 0.01, check: Self.reject)
+            }
+            if let shard = state.workers[Self.bob]?.inFlight[key]?.min() {
+                delivered += T.delivered(state.receive(T.result(shard: shard), from: Self.bob, now: Double(steps) * 0.01)).count
+            }
+        }
+        #expect(delivered == 20, "\(steps) steps")
+        #expect(state.rejectedResults == 3)
+        #expect(state.status(now: 0).workers.map(\.name) == ["bob"])
+    }
+
+    @Test func namesAndFailureMessagesFromWorkersAreEscapedAndCut() {
+        var state = CoordinatorState()
+        let name = "evil\n2026-12-05T00:00:00 critical: forged line\u{1B}[31m" + String(repeating: "é", count: 500)
+        let joined = state.receive(T.ready(name, threads: 1), from: Self.alice, now: 0)
+        let shown = state.status(now: 0).workers.first?.name ?? ""
+        #expect(shown.hasPrefix("evil\\u{A}2026-12-05T00:00:00 critical: forged line\\u{1B}[31m"))
+        #expect(shown.unicodeScalars.count <= PeerText.nameLimit + 1 && shown.hasSuffix("…"))
+        for text in Self.logs(joined) + [shown] {
+            #expect(!text.unicodeScalars.contains { $0.properties.generalCategory == .control }, "\(text)")
+        }
+        _ = state.start(T.spec(shards: 2), now: 0)
+        let failed = state.receive(T.failure(shard: 0, retry: false, message: "disk\u{1B}[2J\r\nfake"), from: Self.alice, now: 0.1)
+        let why = failed.compactMap { if case .fail(_, let why) = $0 { why } else { nil } }.first ?? ""
+        #expect(why.hasSuffix(": disk\\u{1B}[2J\\u{D}\\u{A}fake"), "\(why)")
+    }
+
+    @Test func peerTextEscapesControlCharactersAndBackslashes() {
+        #expect(PeerText.escaped("a\\b\tc\u{7F}\u{85}\u{202E}d", limit: 100) == "a\\\\b\\u{9}c\\u{7F}\\u{85}\\u{202E}d")
+        #expect(PeerText.escaped("plain name-1", limit: 100) == "plain name-1")
+        // Cut by scalars, never inside an escape.
+        #expect(PeerText.escaped("abc\n", limit: 5) == "abc…")
+        #expect(PeerText.escaped("e\u{301}" + String(repeating: "\u{301}", count: 10_000), limit: 8).unicodeScalars.count == 9)
     }
 }

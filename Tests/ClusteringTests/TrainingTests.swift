@@ -28,6 +28,35 @@ import Testing
         }
     }
 
+    /// A backend whose sample pass returns no rows (a cluster's workers could say so).
+    struct EmptySampleBackend: StatisticsBackend {
+        let rows = 100, dimension = 2
+        let plan = ShardPlan(totalRows: 100, shardRows: 50)
+        func run<C: ShardComputation>(_ computation: C) async throws -> C.Statistics {
+            RowSample(dimension: dimension) as! C.Statistics
+        }
+    }
+
+    /// It used to divide by the sample's size (SIGFPE).
+    @Test func kmeansPlusPlusOnAnEmptySampleFailsInsteadOfDividingByZero() async throws {
+        var parameters = KMeansParameters(k: 2)
+        parameters.initialization = .kmeansPlusPlus
+        let error = await #expect(throws: DescriptorError.self) {
+            _ = try await KMeans.train(on: EmptySampleBackend(), parameters: parameters)
+        }
+        #expect(error?.description.contains("at least one row") == true, "\(String(describing: error))")
+    }
+
+    /// Shard quotas add up to the sample, whatever the sizes (they used to overflow Int64).
+    @Test func sampleQuotasAddUpWithoutOverflow() {
+        for (size, total, shard) in [(10, 1000, 7), (Int.max, Int.max / 3, Int.max / 7), (1 << 40, 1 << 50, 1 << 45)] {
+            let pass = RowSamplePass(sampleSize: size, totalRows: total, seed: 0)
+            let plan = ShardPlan(totalRows: total, shardRows: shard)
+            let quotas = (0..<plan.count).map { pass.quota(of: plan.rows(of: $0)) }
+            #expect(quotas.reduce(0, +) == min(size, total) && quotas.allSatisfy { $0 >= 0 }, "\(size) of \(total)")
+        }
+    }
+
     @Test func objectiveIsTheExactSumOfSquaredDistances() async throws {
         let data = blobs(rows: 700, dimension: 10, blobs: 4, seed: 3)
         let codebook = try await train(data, k: 6, iterations: 3).codebook

@@ -1,0 +1,186 @@
+@testable import Cluster
+import Clustering
+import Descriptors
+import Testing
+import ZeroMQ
+
+/// A worker's statistics are checked against the task they answer before they are merged:
+/// what cannot be right is rejected with `WireError`, what can is taken as it came.
+@Suite struct ResultCheckTests {
+    static let k = 3, d = 2
+    /// The shard: rows 100 ..< 110 of a 1000-row corpus.
+    static let shard = 100 ..< 110
+
+    static func message(_ shape: StatisticsShape, _ arrays: [[UInt8]]) -> WireMessage {
+        WireMessage(header: WireHeader(.result, job: 1, round: 1, shard: 1), metadata: shape, arrays: arrays)
+    }
+
+    static func message(_ statistics: some WireStatistics) -> WireMessage { message(statistics.shape, statistics.arrays) }
+
+    /// Decodes and checks `message`; returns the rejection's text, or nil if it was taken.
+    static func rejection<S: CheckedStatistics>(_ type: S.Type, _ message: WireMessage, _ pass: PassDescription) -> String? {
+        do {
+            _ = try S.decode(message, pass: pass, rows: shard)
+            return nil
+        } catch let error as WireError {
+            return "\(error)"
+        } catch {
+            return "not a WireError: \(error)"
+        }
+    }
+
+    // MARK: k-means
+
+    static let kmeansPass = PassDescription(kind: .kmeansAssignment, dimension: d, k: k)
+
+    static func kmeans(squares: Bool = false) -> KMeansStatistics {
+        var statistics = KMeansStatistics(k: k, dimension: d, withSquares: squares)
+        statistics.rows = 10
+        statistics.counts = [6, 0, 4]
+        statistics.sums = [6, 12, 0, 0, -4, 8]
+        statistics.clusterObjective = [1.5, 0, 2]
+        if squares { statistics.sumsOfSquares = [6, 24, 0, 0, 4, 16] }
+        return statistics
+    }
+
+    @Test func rightKMeansStatisticsAreTakenWithOrWithoutTheWithSquaresField() throws {
+        #expect(Self.rejection(KMeansStatistics.self, Self.message(Self.kmeans()), Self.kmeansPass) == nil)
+        // A worker following the protocol may leave out `withSquares: false`.
+        var shape = Self.kmeans().shape
+        shape.withSquares = nil
+        #expect(Self.rejection(KMeansStatistics.self, Self.message(shape, Self.kmeans().arrays), Self.kmeansPass) == nil)
+        var squaresPass = Self.kmeansPass
+        squaresPass.withSquares = true
+        let (statistics, _) = try KMeansStatistics.decode(Self.message(Self.kmeans(squares: true)), pass: squaresPass, rows: Self.shard)
+        #expect(statistics == Self.kmeans(squares: true))
+        #expect(Self.rejection(KMeansStatistics.self, Self.message(Self.kmeans()), squaresPass)?.contains("sums of squares missing") == true)
+        #expect(Self.rejection(KMeansStatistics.self, Self.message(Self.kmeans(squares: true)), Self.kmeansPass)?.contains("sums of squares sent") == true)
+    }
+
+    @Test(arguments: [
+        ("rows", "cover 9 rows"), ("negative count", "has -1 rows"), ("counts short", "add up to 9"),
+        ("huge count", "has 9223372036854775807 rows"), ("NaN sum", "sums[1] is nan"), ("infinite sum", "sums[0] is inf"),
+        ("negative objective", "clusterObjective[2] is -1.0"), ("empty cluster with sums", "cluster 1 has no rows"),
+        ("wrong k", "k=4"),
+    ])
+    func kmeansStatisticsThatCannotBeRightAreRejected(lie: String, expected: String) {
+        var statistics = Self.kmeans()
+        var k = Self.k
+        switch lie {
+        case "rows": statistics.rows = 9
+        case "negative count": statistics.counts = [7, -1, 4]
+        case "counts short": statistics.counts = [5, 0, 4]
+        case "huge count": statistics.counts = [Int.max, 0, 0]
+        case "NaN sum": statistics.sums[1] = .nan
+        case "infinite sum": statistics.sums[0] = .infinity
+        case "negative objective": statistics.clusterObjective[2] = -1
+        case "empty cluster with sums": statistics.sums[2] = 0.5
+        default: k = 4
+        }
+        var shape = statistics.shape
+        shape.k = k
+        let arrays = k == Self.k ? statistics.arrays : KMeansStatistics(k: k, dimension: Self.d).arrays
+        let rejection = Self.rejection(KMeansStatistics.self, Self.message(shape, arrays), Self.kmeansPass)
+        #expect(rejection?.contains(expected) == true, "\(lie): \(String(describing: rejection))")
+    }
+
+    // MARK: GMM
+
+    static let gmmPass = PassDescription(kind: .gaussianExpectation, dimension: d, k: k)
+
+    static func gmm() -> GaussianMixtureStatistics {
+        var statistics = GaussianMixtureStatistics(k: k, dimension: d)
+        statistics.rows = 10
+        statistics.logLikelihood = -35.5
+        statistics.mass = [2.5, 7.0 - 1e-12, 0.5 + 1e-12]
+        statistics.firstMoments = [1, -2, 3, 4, 0.5, 0]
+        statistics.secondMoments = [1, 2, 3, 4, 0.5, 0]
+        return statistics
+    }
+
+    @Test(arguments: ["", "rows", "mass", "negative mass", "NaN likelihood", "infinite moment", "negative second moment"])
+    func gaussianMixtureStatisticsAreCheckedAgainstTheShard(lie: String) {
+        var statistics = Self.gmm()
+        switch lie {
+        case "rows": statistics.rows = 11
+        case "mass": statistics.mass[1] += 1e-3
+        case "negative mass": statistics.mass = [-1, 10.5, 0.5]
+        case "NaN likelihood": statistics.logLikelihood = .nan
+        case "infinite moment": statistics.firstMoments[3] = -.infinity
+        case "negative second moment": statistics.secondMoments[0] = -1e-9
+        default: break
+        }
+        let rejection = Self.rejection(GaussianMixtureStatistics.self, Self.message(statistics), Self.gmmPass)
+        #expect((rejection == nil) == lie.isEmpty, "\(lie): \(String(describing: rejection))")
+    }
+
+    // MARK: Moments
+
+    @Test(arguments: ["", "rows", "NaN sum", "negative square"])
+    func momentsAreCheckedAgainstTheShard(lie: String) {
+        var statistics = MomentStatistics(dimension: Self.d)
+        statistics.rows = 10
+        statistics.sums = [3, -4]
+        statistics.sumsOfSquares = [5, 6]
+        switch lie {
+        case "rows": statistics.rows = 100
+        case "NaN sum": statistics.sums[0] = .nan
+        case "negative square": statistics.sumsOfSquares[1] = -6
+        default: break
+        }
+        let rejection = Self.rejection(MomentStatistics.self, Self.message(statistics), PassDescription(kind: .moments, dimension: Self.d))
+        #expect((rejection == nil) == lie.isEmpty, "\(lie): \(String(describing: rejection))")
+    }
+
+    // MARK: Samples
+
+    /// 50 of 1000 rows: the shard 100 ..< 110 contributes ⌊50·110/1000⌋ − ⌊50·100/1000⌋ = 0,
+    /// so the tests use 200 of 1000: 22 − 20 = 2 rows.
+    static let samplePass = PassDescription(kind: .sample, dimension: d, sampleSize: 200, totalRows: 1000, seed: 4)
+
+    @Test(arguments: ["", "none", "three", "outside", "below", "repeated", "descending", "rows", "NaN"])
+    func samplesAreTheShardsQuotaOfItsOwnRows(lie: String) {
+        var sample = RowSample(dimension: Self.d)
+        sample.rowIndices = [103, 107]
+        sample.values = [1, 2, 3, 4]
+        var rows = 0
+        switch lie {
+        case "none": (sample.rowIndices, sample.values) = ([], [])
+        case "three": (sample.rowIndices, sample.values) = ([101, 102, 103], [1, 2, 3, 4, 5, 6])
+        case "outside": sample.rowIndices = [103, 110]
+        case "below": sample.rowIndices = [99, 103]
+        case "repeated": sample.rowIndices = [103, 103]
+        case "descending": sample.rowIndices = [107, 103]
+        case "rows": rows = 10
+        case "NaN": sample.values[3] = .nan
+        default: break
+        }
+        var shape = sample.shape
+        shape.rows = rows
+        let rejection = Self.rejection(RowSample.self, Self.message(shape, sample.arrays), Self.samplePass)
+        #expect((rejection == nil) == lie.isEmpty, "\(lie): \(String(describing: rejection))")
+    }
+
+    // MARK: Encoded vectors
+
+    @Test func encodeResultsMustCarryTheTasksKeysAndRows() throws {
+        // A coordinator that is never started: the check needs none of it.
+        let coordinator = Coordinator(context: try ZeroMQContext(), workersEndpoint: "inproc://unused-workers",
+                                      clientsEndpoint: "inproc://unused-clients", logger: quietLogger())
+        let images = (0..<4).map { ImageSlice(key: "image-\($0)", firstRow: $0 * 10, rowCount: 10) }
+        let sink = try EncodingSink(job: 1, set: "S", vector: VectorRecord(encoding: .vlad, model: "M", flags: 0), dimension: 2,
+                                    images: images, plan: ShardPlan(totalRows: 4, shardRows: 2), imagesDone: 0,
+                                    coordinator: coordinator)
+        func result(_ keys: [String], rows: Int? = nil, vectors: Int? = nil) -> WireMessage {
+            WireMessage(header: WireHeader(.result, job: 1, round: 1, shard: 1),
+                        metadata: StatisticsShape(rows: rows ?? keys.count, dimension: 2, keys: keys),
+                        arrays: [Frame.encode([Float](repeating: 0.5, count: (vectors ?? keys.count) * 2))])
+        }
+        try sink.check(shard: 1, result(["image-2", "image-3"]))
+        #expect(throws: WireError.self) { try sink.check(shard: 1, result(["image-3", "image-2"])) }
+        #expect(throws: WireError.self) { try sink.check(shard: 1, result(["image-0", "image-1"])) }
+        #expect(throws: WireError.self) { try sink.check(shard: 1, result(["image-2"])) }
+        #expect(throws: WireError.self) { try sink.check(shard: 1, result(["image-2", "image-3"], rows: 0)) }
+        #expect(throws: WireError.self) { try sink.check(shard: 1, result(["image-2", "image-3"], vectors: 3)) }
+    }
+}
