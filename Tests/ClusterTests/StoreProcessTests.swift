@@ -159,7 +159,10 @@ final class StoreCoordinator: @unchecked Sendable {
         try await ProcessCluster().run { cluster in
             let corpus = try Self.corpus()
             let gmm = Self.gmmArguments(corpus, kmeansIterations: 3, iterations: 20)
-            let kmeans = Self.kmeansArguments(corpus, iterations: 20)
+            // Many cheap k-means iterations, so that the k-means job is still running when the
+            // GMM, whose passes go first, has reached its EM phase, even on a loaded machine.
+            let kmeansIterations = 80
+            let kmeans = Self.kmeansArguments(corpus, iterations: kmeansIterations)
             let gmmReference = try await MultiProcessTests.reference(gmm, outputs: MultiProcessTests.gmmSuffixes)
             let kmeansReference = try await MultiProcessTests.reference(kmeans, outputs: [""])
 
@@ -201,7 +204,7 @@ final class StoreCoordinator: @unchecked Sendable {
             try await coordinator.start()
             worker.kill(SIGCONT)
             try await Self.waitForSuccess(coordinator, jobs: [1, 2], timeout: 60)
-            for (job, total) in [(UInt64(1), 23), (2, 20)] {
+            for (job, total) in [(UInt64(1), 23), (2, kmeansIterations)] {
                 let line = coordinator.resumedLine(job: job)
                 let done = Self.iterationsDone(in: line) ?? -1
                 cluster.check(done >= 2 && done < total, "job \(job) did not resume mid-way: \(line ?? "no \"resumed\" line")")
@@ -224,7 +227,7 @@ final class StoreCoordinator: @unchecked Sendable {
             let gm = try client.describe(DescribeRequest(model: "gm")).0.model
             try cluster.require(km != nil && gm != nil, "DESCRIBE lost a model")
             cluster.check(km!.source == "trained" && km!.kind == .kmeans && km!.k == 8 && km!.dimension == 16, "km: \(km!)")
-            Self.checkIterations(km!, phases: [("kmeans", 20)], cluster)
+            Self.checkIterations(km!, phases: [("kmeans", kmeansIterations)], cluster)
             Self.checkIterations(gm!, phases: [("kmeans", 3), ("em", 20)], cluster)
             let after = try Self.storedJobs(coordinator)
             cluster.check([1, 2].allSatisfy { after[$0]?.metadata["state"] as? String == "succeeded" },
