@@ -110,4 +110,39 @@ import ZeroMQ
         #expect(progress[3].message == "cannot resume after a restart: invalid argument: images per shard must be ≥ 1 (got -3)")
         #expect(try store.vectorKeys(prefix: "s/", limit: 10) == ["s/a", "s/b"])
     }
+
+    /// A SUBMIT or SUBMIT-ENCODING naming a FIFO used to block the coordinator's I/O thread in
+    /// open(2) forever: no client or worker was served again. Each now gets an ERROR-REPLY
+    /// naming the FIFO within the client's 5 s timeout, and the coordinator serves on.
+    @Test(.timeLimit(.minutes(2))) func requestsNamingAFifoGetAnErrorReplyAndTheCoordinatorServesOn() async throws {
+        let cluster = try ProcessCluster()
+        await cluster.run { cluster in
+            try await cluster.startCoordinator()
+            let corpus = try Corpora.path(rows: 300, dimension: Self.dimension)
+            let fifo = cluster.scratch.file("corpus.npy"), fifoIndex = cluster.scratch.file("index.tsv")
+            let index = cluster.scratch.file("real.tsv")
+            try "a\t0\t100\n".write(toFile: index, atomically: true, encoding: .utf8)
+            try cluster.require(mkfifo(fifo, 0o600) == 0 && mkfifo(fifoIndex, 0o600) == 0, "mkfifo failed")
+            let client = try ClusterClient(context: try ZeroMQContext(), endpoint: cluster.clientsEndpoint, timeout: .seconds(5))
+            let centres = try DescriptorMatrix.open(path: corpus).row(0) + DescriptorMatrix.open(path: corpus).row(1)
+            _ = try client.importModel(ImportRequest(name: "m", kind: .kmeans, k: 2, dimension: Self.dimension, replace: false),
+                                       arrays: [Frame.encode(centres)])
+            let requests: [(String, () throws -> UInt64)] = [
+                (fifo, { try client.submit(Self.kmeansJob(fifo, shardRows: 100)) }),
+                (fifoIndex, { try client.submit(Self.encodingJob(corpus: corpus, index: fifoIndex, imagesPerShard: 1)) }),
+                (fifo, { try client.submit(Self.encodingJob(corpus: fifo, index: index, imagesPerShard: 1)) }),
+            ]
+            for (path, request) in requests {
+                do {
+                    _ = try request()
+                    cluster.check(false, "a request naming the FIFO \(path) was accepted")
+                } catch let error as ClusterError {
+                    cluster.check(error.message.contains("\(path): invalid argument: is a FIFO, not a regular file"), "\(error)")
+                }
+            }
+            let status = try client.status()
+            cluster.check(status.jobs.isEmpty, "jobs were accepted: \(status.jobs)")
+            cluster.check(try client.catalog().models.map(\.name) == ["m"], "the catalog does not list the imported model")
+        }
+    }
 }
