@@ -1,3 +1,4 @@
+#if os(Linux)  // mount(2) and tmpfs
 import Cluster
 import Foundation
 import Storage
@@ -148,4 +149,4 @@ final class SmallFileSystem {
         }
     }
 }
-
+#endif
