@@ -49,7 +49,7 @@ struct NpyHeader: Equatable {
                                   path: path, location: "byte \(start)")
         }
         guard length <= Self.maximumLength else {
-            throw DescriptorError(.unsupportedFormat, "header of \(length) bytes is longer than the \(Self.maximumLength) read",
+            throw DescriptorError(.unsupportedFormat, "header of \(length) bytes exceeds the \(Self.maximumLength) bytes this reader accepts",
                                   path: path, location: "byte 8")
         }
         var parser = Parser(bytes: Array(UnsafeRawBufferPointer(start: bytes! + start, count: length)))

@@ -62,7 +62,7 @@ func withFifoWatchdog(_ fifos: [String], sourceLocation: SourceLocation = #_sour
         let dir = TemporaryDirectory()
         let path = dir.write("long.npy", npy(version: 2, dict: Self.dictStart + "(1, 2), }" + String(repeating: " ", count: 1 << 20),
                                              data: bytes(floats: [1, 2])))
-        expectError(.unsupportedFormat, path, "byte 8", "longer than the 1048576 read") { _ = try DescriptorMatrix.open(path: path) }
+        expectError(.unsupportedFormat, path, "byte 8", "exceeds the 1048576 bytes this reader accepts") { _ = try DescriptorMatrix.open(path: path) }
     }
 
     /// A FIFO used to block open(2) forever (`codebook train` hung; a coordinator's I/O thread
