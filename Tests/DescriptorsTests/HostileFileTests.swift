@@ -90,7 +90,7 @@ func withFifoWatchdog(_ fifos: [String], sourceLocation: SourceLocation = #_sour
         }
     }
 
-    @Test func directoriesAndDevicesAreRefused() throws {
+    @Test func directoriesDevicesAndSocketsAreRefused() throws {
         let dir = TemporaryDirectory()
         try FileManager.default.createDirectory(atPath: dir.file("x.npy"), withIntermediateDirectories: false)
         expectError(.invalidArgument, dir.file("x.npy"), "is a directory, not a regular file") {
@@ -99,6 +99,19 @@ func withFifoWatchdog(_ fifos: [String], sourceLocation: SourceLocation = #_sour
         expectError(.invalidArgument, "/dev/null", "is a character device, not a regular file") {
             _ = try DescriptorMatrix.open(path: "/dev/null", format: .npy)
         }
+        #if os(Linux)
+        let socketPath = dir.file("socket.npy")
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: socketPath.utf8) }
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        #expect(bound == 0)
+        expectError(.invalidArgument, socketPath, "is a socket, not a regular file") { _ = try DescriptorMatrix.open(path: socketPath) }
+        #endif
     }
 
     /// An index that is not an index at all (any tab-separated file its reader can open):
