@@ -33,7 +33,7 @@ extension Coordinator {
             return
         }
         let spec = RoundSpec(key: RoundKey(job: id, round: passesBefore + 1), corpus: plan.descriptors,
-                             plan: ShardPlan(totalRows: remaining.count, shardRows: max(1, job.imagesPerShard)),
+                             plan: ShardPlan(totalRows: remaining.count, shardRows: job.imagesPerShard),
                              computation: plan.pass.description, model: plan.pass.modelArrays, images: remaining)
         let vector = VectorRecord(encoding: job.encoding, model: job.model, flags: job.flags)
         submit(spec, to: try EncodingSink(job: id, set: job.set, vector: vector, dimension: plan.pass.encoder.encodedDimension,
@@ -49,6 +49,9 @@ struct EncodingPlan {
     let setRecord: SetRecord
 
     init(_ job: EncodingJob, store: CodebookStore) throws {
+        guard job.imagesPerShard >= 1 else {
+            throw DescriptorError(.invalidArgument, "images per shard must be ≥ 1 (got \(job.imagesPerShard))")
+        }
         try CodebookStore.validate(name: job.set, of: "set")
         guard let value = try store.model(named: job.model) else {
             throw StoreError(.notFound, "no model named \"\(job.model)\" in the store")

@@ -90,9 +90,11 @@ extension Coordinator {
                 jobs.fail(id, message: "abandoned: the embedded run that started it ended")
                 continue
             }
-            // At most two passes run between checkpoints; number the new ones well after.
-            let passesBefore = (entry.record.passes ?? 0) + 16
             do {
+                // At most two passes run between checkpoints; number the new ones well after.
+                let stored = entry.record.passes ?? 0
+                guard stored <= UInt32.max / 2 else { throw StoreError(.corrupt, "job \(id) claims \(stored) passes") }
+                let passesBefore = stored + 16
                 if let encoding = entry.record.encoding {
                     logger.info("encoding job \(id) resumed")
                     try startEncoding(id, job: try allowed(encoding), passesBefore: passesBefore)
@@ -113,8 +115,9 @@ extension Coordinator {
 
     private static func resumePoint(_ job: TrainingJob, entry: JobRegistry.Entry, corpus: CorpusReference) throws
         -> (TrainingJobRunner.Initialization, TrainingJobRunner.Checkpoint?) {
-        let kd = job.k * corpus.dimension
-        let counts = job.initialization != "given" ? [] : job.kind == .kmeans ? [kd] : [kd, kd, job.k]
+        // A stored k too large for the corpus makes no arrays here; `validate` rejects it.
+        let (kd, overflow) = job.k.multipliedReportingOverflow(by: corpus.dimension)
+        let counts = job.initialization != "given" || overflow || kd < 0 ? [] : job.kind == .kmeans ? [kd] : [kd, kd, job.k]
         var arrays: [[UInt8]] = [], offset = 0
         for count in counts where offset + count <= entry.initialValues.count {
             arrays.append(Frame.encode(Array(entry.initialValues[offset ..< offset + count])))

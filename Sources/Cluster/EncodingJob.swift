@@ -108,12 +108,12 @@ public struct EncodePass: WireComputation {
         var result = EncodedVectors(dimension: encoder.encodedDimension)
         result.values.reserveCapacity(images.count * encoder.encodedDimension)
         for image in images {
-            guard image.firstRow >= 0, image.rowCount >= 0, image.firstRow + image.rowCount <= rows.rows else {
+            guard let range = rows.rowRange(first: image.firstRow, count: image.rowCount) else {
                 throw DescriptorError(.indexOutOfRange,
-                                      "image \(image.key): rows \(image.firstRow)..<\(image.firstRow + image.rowCount) exceed the file's \(rows.rows) rows",
+                                      "image \(image.key): \(image.rowCount) rows from row \(image.firstRow) exceed the file's \(rows.rows) rows",
                                       path: rows.source)
             }
-            result.values += try encoder.encode(rows.slice(image.firstRow ..< image.firstRow + image.rowCount), workspace: workspace)
+            result.values += try encoder.encode(rows.slice(range), workspace: workspace)
             result.keys.append(image.key)
         }
         return result

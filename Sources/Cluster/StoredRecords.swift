@@ -18,8 +18,15 @@ public struct ModelRecord: Codable, Sendable, Equatable {
     public var varianceFloor: Double?
     public var training: [IterationRecord]?
 
-    /// The number of float values a model of this shape stores.
-    public var valueCount: Int { kind == .kmeans ? k * dimension : 2 * k * dimension + k }
+    /// The number of float values a model of this shape stores; `nil` if K and D are
+    /// negative or that number is past `Int.max` (a corrupt record).
+    public var valueCount: Int? {
+        let (kd, overflow) = k.multipliedReportingOverflow(by: dimension)
+        guard k >= 0, dimension >= 0, !overflow else { return nil }
+        if kind == .kmeans { return kd }
+        guard kd <= (Int.max - k) / 2 else { return nil }
+        return 2 * kd + k
+    }
 
     public init(kind: TrainingJob.Kind, k: Int, dimension: Int, source: String, corpus: CorpusReference? = nil,
                 job: TrainingJob? = nil, varianceFloor: Double? = nil, training: [IterationRecord]? = nil) {

@@ -11,9 +11,9 @@ public enum TrainingJobRunner {
         guard job.k >= 1, job.k <= corpus.rows else {
             throw DescriptorError(.invalidArgument, "k=\(job.k) but only \(corpus.rows) training rows in \(corpus.path)")
         }
-        guard job.iterations >= 1, job.shardRows >= 1, job.tolerance >= 0 else {
-            throw DescriptorError(.invalidArgument, "iterations and shard rows must be ≥ 1 and the tolerance ≥ 0")
-        }
+        guard job.iterations >= 1 else { throw DescriptorError(.invalidArgument, "iterations must be ≥ 1 (got \(job.iterations))") }
+        guard job.shardRows >= 1 else { throw DescriptorError(.invalidArgument, "shard rows must be ≥ 1 (got \(job.shardRows))") }
+        guard job.tolerance >= 0 else { throw DescriptorError(.invalidArgument, "the tolerance must be ≥ 0 (got \(job.tolerance))") }
         let message = WireMessage(header: WireHeader(.submit), arrays: arrays)
         let k = job.k, d = corpus.dimension
         func given<T>(_ make: () throws -> T) throws -> T {

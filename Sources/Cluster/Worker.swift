@@ -207,9 +207,9 @@ public final class Worker: @unchecked Sendable {
         let reply: WireMessage
         do {
             let corpus = try corpora.open(task.assignment.corpus)
-            let rows = task.assignment.firstRow ..< task.assignment.firstRow + task.assignment.rowCount
-            guard rows.lowerBound >= 0, rows.upperBound <= corpus.rows else {
-                throw DescriptorError(.indexOutOfRange, "rows \(rows) are outside the corpus's \(corpus.rows) rows",
+            let (first, count) = (task.assignment.firstRow, task.assignment.rowCount)
+            guard let rows = corpus.rowRange(first: first, count: count) else {
+                throw DescriptorError(.indexOutOfRange, "\(count) rows from row \(first) are outside the corpus's \(corpus.rows) rows",
                                       path: corpus.source)
             }
             reply = try Self.compute(task.computation, rows: corpus.slice(rows), shard: Int(header.shard),

@@ -35,8 +35,7 @@ extension DescriptorMatrix {
         }
         let dimension = Int(Int32(littleEndian: bytes.loadUnaligned(as: Int32.self)))
         guard dimension > 0, dimension <= maximumDimension else {
-            throw DescriptorError(.malformed,
-                                  "row 0 has dimension \(dimension), expected 1...\(maximumDimension)",
+            throw DescriptorError(.malformed, "row 0 does not begin with a dimension in 1...\(maximumDimension)",
                                   path: path, location: "row 0, byte 0")
         }
         let rowBytes = 4 + dimension * elementType.size

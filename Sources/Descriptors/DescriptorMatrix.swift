@@ -108,6 +108,13 @@ public struct DescriptorMatrix: @unchecked Sendable {
         self.hasRowHeaders = parent.hasRowHeaders
     }
 
+    /// The rows `first ..< first + count` if they lie within this view, `nil` otherwise
+    /// (negative values, or a sum past `Int.max`, included): for row numbers from input.
+    public func rowRange(first: Int, count: Int) -> Range<Int>? {
+        guard first >= 0, count >= 0, first <= rows, count <= rows - first else { return nil }
+        return first ..< first + count
+    }
+
     /// The rows in `range` (relative to this view) as a view of their own.
     public func slice(_ range: Range<Int>) -> DescriptorMatrix {
         precondition(range.lowerBound >= 0 && range.upperBound <= rows, "row range out of bounds")
@@ -119,7 +126,8 @@ public struct DescriptorMatrix: @unchecked Sendable {
     /// all would read the whole file; a scan calls this once per block instead. A no-op for
     /// `.npy` files and in-memory matrices.
     ///
-    /// Throws `.dimensionMismatch` naming the file, the absolute row and its byte offset.
+    /// Throws `.dimensionMismatch` naming the file, the absolute row and its byte offset (not
+    /// the value found: the file may be anything).
     public func checkRows(_ range: Range<Int>) throws {
         precondition(range.lowerBound >= 0 && range.upperBound <= rows, "row range out of bounds")
         guard hasRowHeaders, let base else { return }
@@ -129,7 +137,7 @@ public struct DescriptorMatrix: @unchecked Sendable {
             if found != dimension {
                 let offset = file?.bytes.map { header - $0 } ?? 0
                 let row = firstRow + i
-                throw DescriptorError(.dimensionMismatch, "row \(row) has dimension \(found), expected \(dimension)",
+                throw DescriptorError(.dimensionMismatch, "row \(row) does not begin with the dimension \(dimension)",
                                       path: source, location: "row \(row), byte \(offset)")
             }
         }

@@ -70,7 +70,8 @@ public struct ImageCollection: RandomAccessCollection, Sendable {
     ///
     /// Throws `.malformed` (wrong field count, bad number, empty key, invalid UTF-8),
     /// `.indexOutOfRange` (rows past the end of `descriptors`) or `.duplicateKey`, each
-    /// naming the index file and line.
+    /// naming the index file and line, and what is wrong, without quoting the line: the file
+    /// may be anything its reader could open.
     public init(index: String, descriptors matrix: DescriptorMatrix) throws {
         let file = try MappedFile(path: index)
         let text = UnsafeRawBufferPointer(start: file.bytes, count: file.size)
@@ -94,25 +95,23 @@ public struct ImageCollection: RandomAccessCollection, Sendable {
             }
             guard !key.isEmpty else { throw failure(.malformed, "empty key") }
             func number(_ field: Slice<UnsafeRawBufferPointer>, _ name: String) throws -> Int {
-                let text = String(decoding: field, as: UTF8.self)
-                let digits = text.split(separator: " ")
+                let digits = String(decoding: field, as: UTF8.self).split(separator: " ")
                 guard digits.count == 1, let value = Int(digits[0]), value >= 0 else {
-                    throw failure(.malformed, "\(name) '\(text)' is not a non-negative integer")
+                    throw failure(.malformed, "\(name) is not a non-negative integer")
                 }
                 return value
             }
             let first = try number(fields[1], "first row")
             let count = try number(fields[2], "row count")
-            let (end, overflow) = first.addingReportingOverflow(count)
-            guard !overflow, end <= matrix.rows else {
+            guard let rows = matrix.rowRange(first: first, count: count) else {
                 throw failure(.indexOutOfRange,
-                              "rows \(first)..<\(overflow ? "∞" : String(end)) exceed the \(matrix.rows) rows of \(matrix.source)")
+                              "\(count) rows from row \(first) exceed the \(matrix.rows) rows of \(matrix.source)")
             }
             if let previous = lineOfKey[key] {
-                throw failure(.duplicateKey, "key '\(key)' already appears on line \(previous)")
+                throw failure(.duplicateKey, "the key of line \(previous) again")
             }
             lineOfKey[key] = lineNumber
-            images.append(Image(key: key, rows: count, source: .rows(matrix.slice(first..<end))))
+            images.append(Image(key: key, rows: count, source: .rows(matrix.slice(rows))))
         }
         self.images = images
         dimension = matrix.dimension

@@ -16,25 +16,20 @@ public final class MappedFile: @unchecked Sendable {
     /// The first byte of the mapping; `nil` for an empty file.
     public let bytes: UnsafeRawPointer?
 
-    /// Maps `path` read-only. Throws `.fileNotFound` or `.ioFailure` with errno's text.
+    /// Maps `path` read-only. Throws `.fileNotFound` or `.ioFailure` with errno's text, and
+    /// `.invalidArgument` at once for anything but a regular file (a FIFO, a device, a socket,
+    /// a directory), which is never opened in a way that could block.
     public init(path: String) throws {
         self.path = path
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else {
-            let err = errno
-            throw DescriptorError(err == ENOENT ? .fileNotFound : .ioFailure,
-                                  "cannot open for reading", path: path,
-                                  underlying: String(cString: strerror(err)))
-        }
-        defer { close(fd) }
         var info = stat()
-        guard fstat(fd, &info) == 0 else {
-            throw DescriptorError(.ioFailure, "cannot stat", path: path,
-                                  underlying: String(cString: strerror(errno)))
-        }
-        guard (info.st_mode & S_IFMT) == S_IFREG else {
-            throw DescriptorError(.ioFailure, "not a regular file", path: path)
-        }
+        guard stat(path, &info) == 0 else { throw Self.failure(errno, "cannot open for reading", path: path) }
+        try Self.requireRegularFile(info, path: path)
+        // Non-blocking: should the path become a FIFO after the check, open(2) still returns at once.
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
+        guard fd >= 0 else { throw Self.failure(errno, "cannot open for reading", path: path) }
+        defer { close(fd) }
+        guard fstat(fd, &info) == 0 else { throw Self.failure(errno, "cannot stat", path: path) }
+        try Self.requireRegularFile(info, path: path)
         size = Int(info.st_size)
         if size == 0 {
             bytes = nil
@@ -46,6 +41,25 @@ public final class MappedFile: @unchecked Sendable {
                                   underlying: String(cString: strerror(errno)))
         }
         bytes = UnsafeRawPointer(address)
+    }
+
+    private static func failure(_ err: Int32, _ message: String, path: String) -> DescriptorError {
+        DescriptorError(err == ENOENT ? .fileNotFound : .ioFailure, message, path: path,
+                        underlying: String(cString: strerror(err)))
+    }
+
+    private static func requireRegularFile(_ info: stat, path: String) throws {
+        let kind: String
+        switch info.st_mode & S_IFMT {
+        case S_IFREG: return
+        case S_IFIFO: kind = "a FIFO"
+        case S_IFCHR: kind = "a character device"
+        case S_IFBLK: kind = "a block device"
+        case S_IFSOCK: kind = "a socket"
+        case S_IFDIR: kind = "a directory"
+        default: kind = "of an unknown file type"
+        }
+        throw DescriptorError(.invalidArgument, "is \(kind), not a regular file", path: path)
     }
 
     /// Tells the kernel that `range` (bytes) will be read sequentially soon.

@@ -9,6 +9,10 @@ struct NpyHeader: Equatable {
     /// Length of every header this package writes: a multiple of 64 (so data is aligned)
     /// with room for any 2-D shape, so a writer can patch the row count in place at the end.
     static let writtenLength = 128
+    /// The longest header read (NumPy itself reads at most 10,000 bytes by default).
+    static let maximumLength = 1 << 20
+    /// The deepest nesting of dicts, tuples and lists read (a simple header nests 2 deep).
+    static let maximumDepth = 32
 
     var elementType: ElementType
     var shape: [Int]
@@ -44,6 +48,10 @@ struct NpyHeader: Equatable {
             throw DescriptorError(.truncated, "header of \(length) bytes runs past the end of the file (\(count) bytes)",
                                   path: path, location: "byte \(start)")
         }
+        guard length <= Self.maximumLength else {
+            throw DescriptorError(.unsupportedFormat, "header of \(length) bytes exceeds the \(Self.maximumLength) bytes this reader accepts",
+                                  path: path, location: "byte 8")
+        }
         var parser = Parser(bytes: Array(UnsafeRawBufferPointer(start: bytes! + start, count: length)))
         let fields: [(String, Literal)]
         do {
@@ -68,8 +76,11 @@ struct NpyHeader: Equatable {
         case "|u1", "<u1", ">u1", "=u1", "u1": elementType = .uint8
         case "<i4": elementType = .int32
         default:
+            // Only a NumPy type code is quoted back, never arbitrary text from the file.
+            let isTypeCode = descr.count <= 8
+                && descr.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "<>|=".contains($0)) }
             throw DescriptorError(.unsupportedFormat,
-                                  "unsupported dtype '\(descr)' (supported: '<f4', '|u1', '<i4')",
+                                  "unsupported dtype \(isTypeCode ? "'\(descr)'" : "(not a NumPy type code)") (supported: '<f4', '|u1', '<i4')",
                                   path: path, location: "byte \(start)")
         }
         switch try field("fortran_order") {
@@ -122,10 +133,14 @@ struct NpyHeader: Equatable {
         var offset: Int
     }
 
-    /// A recursive-descent parser for the Python literal subset in npy headers.
+    /// A recursive-descent parser for the Python literal subset in npy headers. Nesting
+    /// deeper than `maximumDepth` is an error, so no header can exhaust the stack.
     struct Parser {
         let bytes: [UInt8]
         var position = 0
+        private var depth = 0
+
+        init(bytes: [UInt8]) { self.bytes = bytes }
 
         /// The top-level dict, as (key, value) pairs; only whitespace may follow it.
         mutating func header() throws(ParseError) -> [(String, Literal)] {
@@ -197,14 +212,20 @@ struct NpyHeader: Equatable {
                 case "False": return .bool(false)
                 case "None": return .none
                 default:
-                    throw ParseError(message: "unexpected character '\(Unicode.Scalar(c))'", offset: begin)
+                    throw ParseError(message: "unexpected text (not a Python literal)", offset: begin)
                 }
             }
         }
 
-        /// Parses comma-separated elements up to `closing`, allowing a trailing comma.
+        /// Parses comma-separated elements up to `closing`, allowing a trailing comma; the
+        /// opening bracket is the byte before `position`.
         private mutating func sequence(closing: UInt8,
                                        _ element: (inout Parser) throws(ParseError) -> Void) throws(ParseError) {
+            guard depth < NpyHeader.maximumDepth else {
+                throw ParseError(message: "nested deeper than \(NpyHeader.maximumDepth) dicts, tuples or lists", offset: position - 1)
+            }
+            depth += 1
+            defer { depth -= 1 }
             while true {
                 skipSpace()
                 if current == closing { position += 1; return }

@@ -1,3 +1,10 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Synchronization
+
 /// Codebook's RocksDB store: the key schema (Protocols/storage.md) over four column families.
 ///
 /// - `models`: model name → a model record.
@@ -26,19 +33,49 @@ public final class CodebookStore: Sendable {
     }
 
     public let path: String
-    let database: Database
-    let models: ColumnFamily
-    let sets: ColumnFamily
-    let vectors: ColumnFamily
-    let jobs: ColumnFamily
+    private let isPrimary: Bool
+    /// The open database; replaced after a failed write (see `writableDatabase()`).
+    private let state: Mutex<State>
+    /// Held by the one writer that reopens the database; the time of its last attempt.
+    private let reopening = Mutex<ContinuousClock.Instant?>(nil)
+    /// The least time between two attempts to reopen a store that cannot be written: a
+    /// write sooner than that after a failed one fails at once.
+    public static let reopenInterval = Duration.seconds(1)
+
+    /// A database and its column families, used together: a family of one database must
+    /// never be used with another.
+    private struct Opened: Sendable {
+        let database: Database
+        let readOnly: Bool
+        let models, sets, vectors, jobs: ColumnFamily
+
+        init(_ database: Database, readOnly: Bool = false) {
+            self.database = database
+            self.readOnly = readOnly
+            models = database.columnFamily(named: "models")!
+            sets = database.columnFamily(named: "sets")!
+            vectors = database.columnFamily(named: "vectors")!
+            jobs = database.columnFamily(named: "jobs")!
+        }
+    }
+
+    private struct State: Sendable {
+        var opened: Opened
+        /// Set when a write failed on an I/O error: RocksDB then refuses every write (its
+        /// background error) until the database is opened again.
+        var writeFailure: RocksDBError?
+    }
 
     public init(path: String, mode: Mode = .primary) throws {
         self.path = path
+        let database: Database
         do {
             switch mode {
             case .primary:
+                isPrimary = true
                 database = try Database(path: path, columnFamilies: Self.columnFamilies, tuning: Self.tuning)
             case .secondary(let secondaryPath):
+                isPrimary = false
                 database = try Database.openSecondary(path: path, secondaryPath: secondaryPath,
                                                       columnFamilies: Self.columnFamilies, tuning: Self.tuning)
             }
@@ -55,14 +92,77 @@ public final class CodebookStore: Sendable {
                 throw StoreError(.notFound, "cannot open \(path) as a Codebook store: \(error.message)")
             }
         }
-        models = database.columnFamily(named: "models")!
-        sets = database.columnFamily(named: "sets")!
-        vectors = database.columnFamily(named: "vectors")!
-        jobs = database.columnFamily(named: "jobs")!
+        state = Mutex(State(opened: Opened(database)))
     }
 
     /// For a secondary instance: catch up with the primary's writes so far.
-    public func catchUp() throws { try database.tryCatchUpWithPrimary() }
+    public func catchUp() throws { try opened.database.tryCatchUpWithPrimary() }
+
+    // MARK: Reads, writes and a full disk
+
+    /// The database to read from (and its families, taken together).
+    private var opened: Opened { state.withLock { $0.opened } }
+
+    /// Runs `body`, which writes, on a writable database. A write that fails on an I/O error
+    /// (a full disk, typically) throws an `.unavailable` error naming the store, and makes
+    /// the next write reopen the database first.
+    private func write<Result>(_ what: @autoclosure () -> String, _ body: (Opened) throws -> Result) throws -> Result {
+        let opened = try writableDatabase(for: what())
+        do {
+            return try body(opened)
+        } catch let error as RocksDBError where error.code == .ioError && isPrimary {
+            state.withLock { if $0.opened.database === opened.database { $0.writeFailure = error } }
+            throw writeFailure(error, what())
+        }
+    }
+
+    private func writeFailure(_ error: RocksDBError, _ what: String) -> StoreError {
+        let cause = error.message.localizedCaseInsensitiveContains("no space left") ? "no space left on device" : "I/O error"
+        return StoreError(.unavailable, "\(cause) (store \(path)): cannot \(what); reads still work, and writes "
+                          + "work again once the cause is gone [\(error.message)]")
+    }
+
+    /// The database to write to. After a failed write RocksDB refuses writes until it is
+    /// opened again (its C API has no `Resume`), and it allows one read-write instance per
+    /// directory. So readers move to a read-only instance, which sees every write that
+    /// returned; the failed instance closes once its last reader lets go; and a new
+    /// read-write instance opens. While that fails (the disk is still full) readers keep the
+    /// read-only instance, and writes try again at most once per `reopenInterval`.
+    private func writableDatabase(for what: String) throws -> Opened {
+        if let opened = state.withLock({ $0.writeFailure == nil ? $0.opened : nil }) { return opened }
+        return try reopening.withLock { lastAttempt in
+            let failure = state.withLock { $0.writeFailure }
+            guard let failure else { return opened }  // another writer has reopened it
+            let now = ContinuousClock.now
+            if let lastAttempt, now - lastAttempt < Self.reopenInterval { throw writeFailure(failure, what) }
+            lastAttempt = now
+            do {
+                try moveReadersToReadOnlyInstance()
+                let reopened = Opened(try Database(path: path, columnFamilies: Self.columnFamilies, tuning: Self.tuning))
+                state.withLock { $0 = State(opened: reopened) }
+                return reopened
+            } catch let error as RocksDBError {
+                state.withLock { $0.writeFailure = error }
+                throw writeFailure(error, what)
+            }
+        }
+    }
+
+    /// Replaces a read-write database by a read-only instance of the same directory, and
+    /// waits (up to 5 s) until the read-write one has closed, its last user gone.
+    private func moveReadersToReadOnlyInstance() throws {
+        weak var replaced: Database?
+        do {
+            let current = opened
+            guard !current.readOnly else { return }
+            let readOnly = Opened(try Database.openReadOnly(path: path, columnFamilies: Self.columnFamilies, tuning: Self.tuning),
+                                  readOnly: true)
+            state.withLock { $0.opened = readOnly }
+            replaced = current.database
+        }
+        let deadline = ContinuousClock.now + .seconds(5)
+        while replaced != nil, ContinuousClock.now < deadline { usleep(1_000) }
+    }
 
     // MARK: Names and keys
 
@@ -82,7 +182,8 @@ public final class CodebookStore: Sendable {
     // MARK: Models
 
     public func model(named name: String) throws -> StoredValue? {
-        try database.get(Array(name.utf8), in: models).map {
+        let opened = opened
+        return try opened.database.get(Array(name.utf8), in: opened.models).map {
             try StoredValue(bytes: $0, expecting: .model, key: "model \(name)")
         }
     }
@@ -92,72 +193,85 @@ public final class CodebookStore: Sendable {
     public func putModel(named name: String, _ value: StoredValue, replace: Bool,
                          job: (id: UInt64, value: StoredValue)? = nil) throws {
         try Self.validate(name: name, of: "model")
-        if !replace, try database.get(Array(name.utf8), in: models) != nil {
-            throw StoreError(.exists, "a model named \"\(name)\" exists; pass --replace to overwrite it")
+        try write("store model \"\(name)\"") { opened in
+            if !replace, try opened.database.get(Array(name.utf8), in: opened.models) != nil {
+                throw StoreError(.exists, "a model named \"\(name)\" exists; pass --replace to overwrite it")
+            }
+            let batch = WriteBatch()
+            batch.put(Array(name.utf8), value.bytes, in: opened.models)
+            if let job { batch.put(Self.jobKey(job.id), job.value.bytes, in: opened.jobs) }
+            try opened.database.write(batch)
         }
-        let batch = WriteBatch()
-        batch.put(Array(name.utf8), value.bytes, in: models)
-        if let job { batch.put(Self.jobKey(job.id), job.value.bytes, in: jobs) }
-        try database.write(batch)
     }
 
     /// Model names in byte order.
     public func modelNames() throws -> [String] {
-        try database.keys(withPrefix: [], in: models).map { String(decoding: $0, as: UTF8.self) }
+        let opened = opened
+        return try opened.database.keys(withPrefix: [], in: opened.models).map { String(decoding: $0, as: UTF8.self) }
     }
 
     // MARK: Sets and vectors
 
     public func set(named name: String) throws -> StoredValue? {
-        try database.get(Array(name.utf8), in: sets).map { try StoredValue(bytes: $0, expecting: .set, key: "set \(name)") }
+        let opened = opened
+        return try opened.database.get(Array(name.utf8), in: opened.sets).map {
+            try StoredValue(bytes: $0, expecting: .set, key: "set \(name)")
+        }
     }
 
     public func putSet(named name: String, _ value: StoredValue) throws {
         try Self.validate(name: name, of: "set")
-        try database.put(Array(name.utf8), value.bytes, in: sets)
+        try write("store set \"\(name)\"") { try $0.database.put(Array(name.utf8), value.bytes, in: $0.sets) }
     }
 
     /// Set names in byte order.
     public func setNames() throws -> [String] {
-        try database.keys(withPrefix: [], in: sets).map { String(decoding: $0, as: UTF8.self) }
+        let opened = opened
+        return try opened.database.keys(withPrefix: [], in: opened.sets).map { String(decoding: $0, as: UTF8.self) }
     }
 
     /// Deletes a set's record and every vector in it.
     public func deleteSet(named name: String) throws {
         let prefix = Self.vectorKey(set: name, key: "")
-        var after: [UInt8]?
-        while true {
-            let keys = try database.keys(withPrefix: prefix, in: vectors, after: after, limit: 4096)
-            guard let last = keys.last else { break }
-            let batch = WriteBatch()
-            for key in keys { batch.delete(key, in: vectors) }
-            try database.write(batch)
-            after = last
+        try write("delete set \"\(name)\"") { opened in
+            var after: [UInt8]?
+            while true {
+                let keys = try opened.database.keys(withPrefix: prefix, in: opened.vectors, after: after, limit: 4096)
+                guard let last = keys.last else { break }
+                let batch = WriteBatch()
+                for key in keys { batch.delete(key, in: opened.vectors) }
+                try opened.database.write(batch)
+                after = last
+            }
+            try opened.database.delete(Array(name.utf8), in: opened.sets)
         }
-        try database.delete(Array(name.utf8), in: sets)
     }
 
     public func vector(set: String, key: String) throws -> StoredValue? {
-        try database.get(Self.vectorKey(set: set, key: key), in: vectors).map {
+        let opened = opened
+        return try opened.database.get(Self.vectorKey(set: set, key: key), in: opened.vectors).map {
             try StoredValue(bytes: $0, expecting: .vector, key: "\(set)/\(key)")
         }
     }
 
     /// The stored bytes of `set/key` (a `StoredValue`), undecoded and in place.
     public func vectorValue(set: String, key: String) throws -> PinnedValue? {
-        try database.getPinned(Self.vectorKey(set: set, key: key), in: vectors)
+        let opened = opened
+        return try opened.database.getPinned(Self.vectorKey(set: set, key: key), in: opened.vectors)
     }
 
     /// Whether `set/key` holds a vector (without decoding it).
     public func hasVector(set: String, key: String) throws -> Bool {
-        try database.getPinned(Self.vectorKey(set: set, key: key), in: vectors) != nil
+        try vectorValue(set: set, key: key) != nil
     }
 
     /// Writes vectors in one atomic batch: each image's vector is whole or absent.
     public func putVectors(_ entries: [(set: String, key: String, value: StoredValue)]) throws {
-        let batch = WriteBatch()
-        for entry in entries { batch.put(Self.vectorKey(set: entry.set, key: entry.key), entry.value.bytes, in: vectors) }
-        try database.write(batch)
+        try write("store \(entries.count) vectors") { opened in
+            let batch = WriteBatch()
+            for entry in entries { batch.put(Self.vectorKey(set: entry.set, key: entry.key), entry.value.bytes, in: opened.vectors) }
+            try opened.database.write(batch)
+        }
     }
 
     /// Writes the vectors of `keys` into `set` in one atomic batch, vector i being
@@ -168,42 +282,49 @@ public final class CodebookStore: Sendable {
                            floatBytes: UnsafeRawBufferPointer, durability: Database.Durability) throws {
         precondition(floatBytes.count == keys.count * dimension * 4, "one vector of the dimension per key")
         let prefix = StoredValue.prefix(kind: .vector, metadata: metadata, floatCount: dimension)
-        let batch = WriteBatch()
-        prefix.withUnsafeBytes { prefix in
-            for (index, key) in keys.enumerated() {
-                let vector = UnsafeRawBufferPointer(rebasing: floatBytes[index * dimension * 4 ..< (index + 1) * dimension * 4])
-                batch.put(Self.vectorKey(set: set, key: key), parts: [prefix, vector], in: vectors)
+        try write("store \(keys.count) vectors in set \"\(set)\"") { opened in
+            let batch = WriteBatch()
+            prefix.withUnsafeBytes { prefix in
+                for (index, key) in keys.enumerated() {
+                    let vector = UnsafeRawBufferPointer(rebasing: floatBytes[index * dimension * 4 ..< (index + 1) * dimension * 4])
+                    batch.put(Self.vectorKey(set: set, key: key), parts: [prefix, vector], in: opened.vectors)
+                }
             }
+            try opened.database.write(batch, durability: durability)
         }
-        try database.write(batch, durability: durability)
     }
 
     /// Writes the vectors held in memory to a table file and waits: every `.unlogged`
     /// vector written before the call is then durable and visible to secondary instances.
     public func flushVectors() throws {
-        try database.flush(vectors)
+        try write("flush vectors to disk") { try $0.database.flush($0.vectors) }
     }
 
     /// Full keys (`set/imageKey`) of the vectors starting with `prefix`, in byte order,
     /// after `after` (exclusive), at most `limit`.
     public func vectorKeys(prefix: String, after: String? = nil, limit: Int) throws -> [String] {
-        try database.keys(withPrefix: Array(prefix.utf8), in: vectors, after: after.map { Array($0.utf8) }, limit: limit)
-            .map { String(decoding: $0, as: UTF8.self) }
+        let opened = opened
+        return try opened.database.keys(withPrefix: Array(prefix.utf8), in: opened.vectors, after: after.map { Array($0.utf8) },
+                                        limit: limit).map { String(decoding: $0, as: UTF8.self) }
     }
 
     // MARK: Jobs
 
     public func job(_ id: UInt64) throws -> StoredValue? {
-        try database.get(Self.jobKey(id), in: jobs).map { try StoredValue(bytes: $0, expecting: .job, key: "job \(id)") }
+        let opened = opened
+        return try opened.database.get(Self.jobKey(id), in: opened.jobs).map {
+            try StoredValue(bytes: $0, expecting: .job, key: "job \(id)")
+        }
     }
 
     public func putJob(_ id: UInt64, _ value: StoredValue) throws {
-        try database.put(Self.jobKey(id), value.bytes, in: jobs)
+        try write("store job \(id)") { try $0.database.put(Self.jobKey(id), value.bytes, in: $0.jobs) }
     }
 
     /// Every job, in id order.
     public func allJobs() throws -> [(id: UInt64, value: StoredValue)] {
-        try database.scan(prefix: [], in: jobs).map { entry in
+        let opened = opened
+        return try opened.database.scan(prefix: [], in: opened.jobs).map { entry in
             guard entry.key.count == 8 else { throw StoreError(.corrupt, "job key of \(entry.key.count) bytes, expected 8") }
             let id = entry.key.reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
             return (id, try StoredValue(bytes: entry.value, expecting: .job, key: "job \(id)"))

@@ -87,9 +87,12 @@ public final class Database: @unchecked Sendable {
 
     /// Opens the database at `path` read-only: a consistent view as of opening, which does
     /// not see later writes. Any subset of the column families may be listed.
-    public static func openReadOnly(path: String, columnFamilies: [String]) throws -> Database {
-        try Database(path: path, columnFamilies: columnFamilies, mode: .readOnly)
+    public static func openReadOnly(path: String, columnFamilies: [String], tuning: Tuning = Tuning()) throws -> Database {
+        try Database(path: path, columnFamilies: columnFamilies, mode: .readOnly, tuning: tuning)
     }
+
+    /// RocksDB's `InfoLogLevel::HEADER_LEVEL`.
+    private static let headerLogLevel: Int32 = 5
 
     /// Opens the database at `path`, which another process may be writing, as a secondary
     /// instance: read-only, and brought up to date by `tryCatchUpWithPrimary()`.
@@ -124,6 +127,10 @@ public final class Database: @unchecked Sendable {
 
         let options = rocksdb_options_create()
         defer { rocksdb_options_destroy(options) }  // RocksDB copies the options it opens with.
+        // RocksDB's own log (LOG) gets its header at open and nothing after: with the
+        // library built with assertions (Debian's), a write to a LOG whose last write failed
+        // (a full disk) aborts the process. Errors reach callers as `RocksDBError`s instead.
+        rocksdb_options_set_info_log_level(options, Self.headerLogLevel)
         if !tuning.compression { rocksdb_options_set_compression(options, Int32(rocksdb_no_compression)) }
         if tuning.memoryMappedReads { rocksdb_options_set_allow_mmap_reads(options, 1) }
         if tuning.pointLookupCacheMegabytes > 0 {

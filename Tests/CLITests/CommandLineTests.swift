@@ -70,4 +70,27 @@ import Testing
         #expect(outcome.status != 0)
         #expect(outcome.error.contains("k=300 but only 20 training rows"), "\(outcome.error)")
     }
+
+    /// Shards of 2^63 − 1 rows used to crash the embedded run; a FIFO as the corpus or model
+    /// hung it, and a directory named like a corpus was an "I/O failure".
+    @Test func hostileShardSizesAndFilesFailFastOrRun() throws {
+        let scratch = try ScratchDirectory()
+        let corpus = scratch.file("corpus.npy"), fifo = scratch.file("fifo.npy"), directory = scratch.file("dir.npy")
+        #expect(try CommandRunner.run(["generate", "--n", "200", "--dim", "4", "--out", corpus]).status == 0)
+        #expect(mkfifo(fifo, 0o600) == 0)
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: false)
+        let train = ["train", "kmeans", "--k", "2", "--iterations", "2", "--store", scratch.file("store"), "--out", scratch.file("c.npy")]
+        let outcome = try CommandRunner.run(train + ["--corpus", corpus, "--shard-rows", "9223372036854775807"], timeout: 60)
+        #expect(outcome.status == 0, "\(outcome.error)")
+        let cases: [([String], String)] = [
+            (train + ["--corpus", fifo], "\(fifo): invalid argument: is a FIFO, not a regular file"),
+            (train + ["--corpus", directory], "\(directory): invalid argument: is a directory, not a regular file"),
+            (["encode", "vlad", "--centres", fifo, "--descriptors", corpus, "--index", fifo, "--out", scratch.file("v.npy")],
+             "\(fifo): invalid argument: is a FIFO, not a regular file"),
+        ]
+        for (arguments, expected) in cases {
+            let outcome = try CommandRunner.run(arguments, timeout: 30)
+            #expect(outcome.status != 0 && outcome.error.contains(expected), "\(arguments): status \(outcome.status), \(outcome.error)")
+        }
+    }
 }

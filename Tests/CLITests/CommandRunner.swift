@@ -20,7 +20,8 @@ struct CommandRunner {
         fatalError("codebook executable not found near \(CommandLine.arguments[0])")
     }()
 
-    static func run(_ arguments: [String]) throws -> Outcome {
+    /// Runs `codebook arguments`; kills it (SIGKILL) if it still runs after `timeout` seconds.
+    static func run(_ arguments: [String], timeout: Double = 300) throws -> Outcome {
         let process = Process()
         process.executableURL = executable
         process.arguments = arguments
@@ -28,6 +29,9 @@ struct CommandRunner {
         process.standardOutput = output
         process.standardError = error
         try process.run()
+        let deadline = DispatchWorkItem { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+        DispatchQueue.global().asyncAfter(deadline: .now() + timeout, execute: deadline)
+        defer { deadline.cancel() }
         let out = output.fileHandleForReading.readDataToEndOfFile()
         let err = error.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
