@@ -7,6 +7,7 @@ extension Coordinator {
     func accept(_ job: TrainingJob, arrays: [[UInt8]]) throws -> UInt64 {
         let corpus = try Self.corpusReference(job.corpus)
         let initialization = try TrainingJobRunner.validate(job, corpus: corpus, arrays: arrays)
+        try settings.check(job, corpus: corpus)
         if let name = job.name {
             let store = try requireStore(for: "model \"\(name)\"")
             try CodebookStore.validate(name: name, of: "model")
@@ -77,7 +78,7 @@ extension Coordinator {
         } catch {
             jobs.fail(id, message: "\(error)")
             cancelPasses(of: id)
-            logger.warning("job \(id) failed", metadata: ["error": "\(error)"])
+            if jobs[id]?.record.state == .failed { logger.warning("job \(id) failed", metadata: ["error": "\(error)"]) }
         }
     }
 

@@ -95,6 +95,8 @@ struct JobRecord: Codable, Sendable {
     /// Encoding jobs: images stored so far, and in all.
     var imagesDone: Int?
     var imagesTotal: Int?
+    /// When the job ended (succeeded, failed or was cancelled), in seconds since 1970.
+    var ended: Double?
 }
 
 /// The metadata of a checkpoint; its model's values follow the initial arrays.

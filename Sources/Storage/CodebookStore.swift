@@ -201,6 +201,13 @@ public final class CodebookStore: Sendable {
         try database.put(Self.jobKey(id), value.bytes, in: jobs)
     }
 
+    /// Deletes jobs (their records and values) in one atomic batch.
+    public func deleteJobs(_ ids: [UInt64]) throws {
+        let batch = WriteBatch()
+        for id in ids { batch.delete(Self.jobKey(id), in: jobs) }
+        try database.write(batch)
+    }
+
     /// Every job, in id order.
     public func allJobs() throws -> [(id: UInt64, value: StoredValue)] {
         try database.scan(prefix: [], in: jobs).map { entry in

@@ -46,16 +46,65 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @Option(help: "Where clients connect (ZeroMQ endpoint).") var clientsEndpoint: String = "tcp://127.0.0.1:5556"
     @Option(help: "The store (a RocksDB directory): models, vectors, job checkpoints. Jobs left running in it resume.")
     var store: String = "codebook.db"
+    @OptionGroup var limits: CoordinatorLimitOptions
 
     func run() async throws {
         let logger = processLogger("codebook.coordinator")
         let coordinator = Coordinator(context: try ZeroMQContext(), workersEndpoint: workersEndpoint,
-                                      clientsEndpoint: clientsEndpoint, store: try CodebookStore(path: store), logger: logger)
+                                      clientsEndpoint: clientsEndpoint, settings: limits.settings,
+                                      store: try CodebookStore(path: store), logger: logger)
         let bound = try coordinator.start()
         logger.info("coordinator ready", metadata: ["workers": "\(bound.workers)", "clients": "\(bound.clients)"])
         await Signals.waitForTermination()
         coordinator.stop(keepingJobs: true)
         logger.info("coordinator stopped")
+    }
+}
+
+/// The coordinator's limits (`CoordinatorSettings`), each with its default.
+struct CoordinatorLimitOptions: ParsableArguments {
+    private static let defaults = CoordinatorSettings()
+
+    @Option(help: "Largest K·D of a model (trained, imported or given). Also sets the largest message: 8·K·D bytes.")
+    var maxModelValues = defaults.maximumModelValues
+    @Option(help: "Largest D (values per descriptor) of a corpus or model.")
+    var maxDimension = defaults.maximumDimension
+    @Option(help: "Largest seeding sample a training job gathers on the coordinator, in bytes.")
+    var maxSampleBytes = defaults.maximumSampleBytes
+    @Option(help: "Most images in one encoding job.")
+    var maxImages = defaults.maximumImagesPerJob
+    @Option(help: "Most jobs running at once.")
+    var maxRunningJobs = defaults.maximumActiveJobs
+    @Option(help: "Most bytes of arrays in one client request (a given initial model, an import).")
+    var maxRequestArrayBytes = defaults.maximumRequestArrayBytes
+    @Option(help: "Finished jobs kept (the most recent), with their initial models.")
+    var keepFinishedJobs = defaults.finishedJobsKept
+    @Option(help: "Hours a finished job is kept.")
+    var keepFinishedJobsHours = defaults.finishedJobLifetime / 3600
+
+    func validate() throws {
+        for (name, value) in [("--max-model-values", maxModelValues), ("--max-dimension", maxDimension),
+                              ("--max-sample-bytes", maxSampleBytes), ("--max-images", maxImages),
+                              ("--max-running-jobs", maxRunningJobs), ("--max-request-array-bytes", maxRequestArrayBytes)]
+        where value < 1 {
+            throw ValidationError("\(name) must be at least 1")
+        }
+        guard keepFinishedJobs >= 0, keepFinishedJobsHours >= 0, keepFinishedJobsHours.isFinite else {
+            throw ValidationError("--keep-finished-jobs and --keep-finished-jobs-hours must be at least 0")
+        }
+    }
+
+    var settings: CoordinatorSettings {
+        var settings = CoordinatorSettings()
+        settings.maximumModelValues = maxModelValues
+        settings.maximumDimension = maxDimension
+        settings.maximumSampleBytes = maxSampleBytes
+        settings.maximumImagesPerJob = maxImages
+        settings.maximumActiveJobs = maxRunningJobs
+        settings.maximumRequestArrayBytes = maxRequestArrayBytes
+        settings.finishedJobsKept = keepFinishedJobs
+        settings.finishedJobLifetime = keepFinishedJobsHours * 3600
+        return settings
     }
 }
 
@@ -85,10 +134,13 @@ struct StatusCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "status", abstract: "Show a coordinator's workers and jobs.")
 
     @Option(help: "The coordinator's clients endpoint.") var coordinator: String = "tcp://127.0.0.1:5556"
+    @Option(help: "Finished jobs to list after the running ones (newest first; at most \(StatusRequest.maximumLimit)).")
+    var finished = StatusRequest.defaultLimit
+    @Option(help: "List only finished jobs with smaller ids (the next page).") var before: UInt64?
 
     func run() throws {
         let client = try ClusterClient(context: try ZeroMQContext(), endpoint: coordinator, timeout: .seconds(5))
-        let status = try client.status()
+        let status = try client.status(finishedJobs: finished, before: before)
         print("workers: \(status.workers.count)")
         for worker in status.workers {
             print(String(format: "  %@  threads %d  last heard %.1f s ago  in flight %d  shards done %d",
@@ -105,5 +157,21 @@ struct StatusCommand: ParsableCommand {
                   + "\(pass.inFlight) in flight, \(pass.queued) queued")
         }
         if status.droppedResults > 0 { print("late or duplicate results dropped: \(status.droppedResults)") }
+        if let next = status.jobsBefore { print("more finished jobs: codebook status --before \(next)") }
+    }
+}
+
+struct CancelCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "cancel", abstract: "Cancel a running job: its queued work is dropped and it is not resumed.")
+
+    @Argument(help: "The job's id.") var job: UInt64
+    @Option(help: "The coordinator's clients endpoint.") var coordinator: String = "tcp://127.0.0.1:5556"
+
+    func run() throws {
+        let client = try ClusterClient(context: try ZeroMQContext(), endpoint: coordinator, timeout: .seconds(5))
+        let progress = try client.cancel(job)
+        let images = progress.imagesDone.map { done in "; \(done) of \(progress.imagesTotal ?? done) images stored" } ?? ""
+        print("job \(job) \(progress.state.rawValue)\(images)")
     }
 }
