@@ -55,11 +55,11 @@ extension Coordinator {
                                                               before: paging.jobsBefore)
             return WireMessage(header: WireHeader(.statusReply), metadata: status)
         case .get, .list, .describe, .catalog, .importModel:
-            guard let queries else { throw Self.noStore(for: "models and vectors") }
             if request.header.type == .importModel {
                 let model = try request.decode(ImportRequest.self)
                 try settings.checkModel(k: model.k, dimension: model.dimension)
             }
+            guard let queries else { throw Self.noStore(for: "models and vectors") }
             return try queries.request(request)
         default:
             throw ClusterError("\(request.header.type) is not a client request")
