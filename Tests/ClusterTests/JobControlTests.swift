@@ -3,6 +3,7 @@ import Clustering
 import Descriptors
 import Foundation
 import Storage
+import Synchronization
 import Testing
 import ZeroMQ
 
@@ -109,10 +110,17 @@ enum JobFixtures {
         defer { cluster.stop() }
         let backend = ClusterBackend(coordinator: cluster.coordinator, job: 77,
                                      corpus: try Coordinator.corpusReference(corpus), shardRows: 100)
-        let pass = Task { try await backend.run(MomentPass(dimension: 4)) }
+        let outcome = Mutex<Result<MomentStatistics, any Error>?>(nil)
+        Task {
+            let result: Result<MomentStatistics, any Error>
+            do { result = .success(try await backend.run(MomentPass(dimension: 4))) } catch { result = .failure(error) }
+            outcome.withLock { $0 = result }
+        }
         #expect(await waitUntil(timeout: 10) { (try? cluster.client().status().passes.count) == 1 })
         cluster.coordinator.cancelPasses(of: 77)
-        await #expect(throws: (any Error).self) { _ = try await pass.value }
+        // Waited for with a bound: a pass that never ends fails the test instead of hanging it.
+        #expect(await waitUntil(timeout: 10) { outcome.withLock { $0 != nil } }, "the pass still waits")
+        #expect(throws: DescriptorError.self) { try outcome.withLock { $0 }?.get() }
         #expect(try cluster.client().status().passes.isEmpty)
     }
 
