@@ -63,13 +63,11 @@ public enum StoredModel: Sendable, Equatable {
         }
     }
 
-    /// The value to store.
-    public func value() throws -> StoredValue {
+    /// The model's arrays: centres; or means, variances, priors.
+    public var arrays: [[Float]] {
         switch self {
-        case .codebook(let codebook, let record):
-            try StoredValue(kind: .model, metadata: record, values: codebook.centres)
-        case .gaussianMixture(let model, let record):
-            try StoredValue(kind: .model, metadata: record, values: model.concatenated)
+        case .codebook(let codebook, _): [codebook.centres]
+        case .gaussianMixture(let model, _): [model.means, model.variances, model.priors]
         }
     }
 }

@@ -91,14 +91,34 @@ public final class CodebookStore: Sendable {
     /// With `job`, the job's record is written in the same atomic batch.
     public func putModel(named name: String, _ value: StoredValue, replace: Bool,
                          job: (id: UInt64, value: StoredValue)? = nil) throws {
-        try Self.validate(name: name, of: "model")
-        if !replace, try database.get(Array(name.utf8), in: models) != nil {
-            throw StoreError(.exists, "a model named \"\(name)\" exists; pass --replace to overwrite it")
-        }
+        try checkModelName(name, replace: replace)
         let batch = WriteBatch()
         batch.put(Array(name.utf8), value.bytes, in: models)
         if let job { batch.put(Self.jobKey(job.id), job.value.bytes, in: jobs) }
         try database.write(batch)
+    }
+
+    /// Stores a model whose values are `arrays` back to back, as
+    /// `putModel(named:_:replace:job:)` does, without first copying them into one value.
+    public func putModel(named name: String, metadata: [UInt8], arrays: [[Float]], replace: Bool) throws {
+        try checkModelName(name, replace: replace)
+        let key = Array(name.utf8)
+        let prefix = StoredValue.prefix(kind: .model, metadata: metadata, floatCount: arrays.reduce(0) { $0 + $1.count })
+        let batch = WriteBatch()
+        func put(_ parts: [UnsafeRawBufferPointer], _ rest: ArraySlice<[Float]>) {
+            guard let next = rest.first else { return batch.put(key, parts: parts, in: models) }
+            next.withUnsafeBytes { put(parts + [$0], rest.dropFirst()) }
+        }
+        prefix.withUnsafeBytes { put([$0], arrays[...]) }
+        try database.write(batch)
+    }
+
+    /// Throws unless `name` is a valid model name, free or to be replaced.
+    private func checkModelName(_ name: String, replace: Bool) throws {
+        try Self.validate(name: name, of: "model")
+        if !replace, try database.get(Array(name.utf8), in: models) != nil {
+            throw StoreError(.exists, "a model named \"\(name)\" exists; pass --replace to overwrite it")
+        }
     }
 
     /// Model names in byte order.
