@@ -43,8 +43,15 @@ public struct ClusterBackend: StatisticsBackend {
         let spec = RoundSpec(key: RoundKey(job: job, round: passes.next()), corpus: corpus, plan: plan,
                              computation: description, model: wire.modelArrays)
         return try await withCheckedThrowingContinuation { continuation in
-            let collector = RoundCollector<C.Statistics>(shardCount: plan.count, continuation: continuation,
-                                                         log: timings) { message in
+            let collector = RoundCollector<C.Statistics>(shardCount: plan.count, continuation: continuation, log: timings,
+                                                         prepareFirst: { statistics in
+                // The other shards' samples are appended to shard 0's: room for the whole
+                // sample at once, rather than growth by doubling (up to three times its size).
+                guard var sample = statistics as? RowSample, let size = description.sampleSize else { return }
+                sample.rowIndices.reserveCapacity(size)
+                sample.values.reserveCapacity(saturatingProduct(size, description.dimension))
+                statistics = sample as! C.Statistics
+            }) { message in
                 let shape = try message.decode(StatisticsShape.self)
                 // Statistics of another shape would trap in `merge`: a worker's word is checked first.
                 guard shape.dimension == description.dimension, shape.k == description.k,
@@ -115,15 +122,19 @@ final class RoundCollector<S: SufficientStatistics>: RoundSink, @unchecked Senda
     private var merger: OrderedMerger<S>
     private var continuation: CheckedContinuation<S, any Error>?
     private let decode: (WireMessage) throws -> (S, computeSeconds: Double)
+    /// Applied to shard 0's statistics, which the others are merged into.
+    private let prepareFirst: (inout S) -> Void
     private let log: PassTimingLog
     private let started = MonotonicClock.now()
     private var timing = PassTiming(wallSeconds: 0, dispatchSeconds: 0, mergeSeconds: 0, workerComputeSeconds: 0)
 
     init(shardCount: Int, continuation: CheckedContinuation<S, any Error>, log: PassTimingLog,
+         prepareFirst: @escaping (inout S) -> Void = { _ in },
          decode: @escaping (WireMessage) throws -> (S, computeSeconds: Double)) {
         merger = OrderedMerger(shardCount: shardCount)
         self.continuation = continuation
         self.log = log
+        self.prepareFirst = prepareFirst
         self.decode = decode
     }
 
@@ -133,7 +144,8 @@ final class RoundCollector<S: SufficientStatistics>: RoundSink, @unchecked Senda
         guard continuation != nil else { return }
         let mergeStarted = MonotonicClock.now()
         do {
-            let (statistics, computeSeconds) = try decode(message)
+            var (statistics, computeSeconds) = try decode(message)
+            if shard == 0 { prepareFirst(&statistics) }
             merger.add(statistics, shard: shard)
             timing.workerComputeSeconds += computeSeconds
         } catch {

@@ -359,6 +359,24 @@ enum JobFixtures {
     }
 }
 
+/// The coordinator holds a job's seeding sample once: the shards' samples are appended into
+/// room made for the whole sample, not into an array grown by doubling.
+@Suite struct SampleMemoryTests {
+    @Test(.timeLimit(.minutes(1))) func theMergedSampleIsAllocatedOnceAtItsSize() async throws {
+        let corpus = try Corpora.path(rows: 1_000, dimension: 4)
+        let cluster = try LocalCoordinator()
+        defer { cluster.stop() }
+        cluster.startWorker()
+        // Shards of 400, 400 and 200 rows: grown by doubling, 1600 values became 3200, then 6400.
+        let backend = ClusterBackend(coordinator: cluster.coordinator, job: 5,
+                                     corpus: try Coordinator.corpusReference(corpus), shardRows: 400)
+        let sample = try await backend.run(RowSamplePass(sampleSize: 1_000, totalRows: 1_000, seed: 1))
+        #expect(sample.count == 1_000)
+        #expect(sample.values.count == 4_000)
+        #expect(sample.values.capacity < 5_000, "capacity \(sample.values.capacity)")
+    }
+}
+
 /// Finished jobs are kept for a while and up to a count; STATUS lists them a page at a time.
 @Suite struct JobRetentionTests {
     static func cancelledJobs(_ count: Int, on cluster: LocalCoordinator, corpus: String) throws -> [UInt64] {
