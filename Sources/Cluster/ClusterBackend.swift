@@ -43,8 +43,15 @@ public struct ClusterBackend: StatisticsBackend {
         let spec = RoundSpec(key: RoundKey(job: job, round: passes.next()), corpus: corpus, plan: plan,
                              computation: description, model: wire.modelArrays)
         return try await withCheckedThrowingContinuation { continuation in
-            let collector = RoundCollector<C.Statistics>(shardCount: plan.count, continuation: continuation,
-                                                         log: timings) { [plan] shard, message in
+            let collector = RoundCollector<C.Statistics>(shardCount: plan.count, continuation: continuation, log: timings,
+                                                         prepareFirst: { statistics in
+                // The other shards' samples are appended to shard 0's: room for the whole
+                // sample at once, rather than growth by doubling (up to three times its size).
+                guard var sample = statistics as? RowSample, let size = description.sampleSize else { return }
+                sample.rowIndices.reserveCapacity(size)
+                sample.values.reserveCapacity(saturatingProduct(size, description.dimension))
+                statistics = sample as! C.Statistics
+            }) { [plan] shard, message in
                 let (statistics, seconds) = try statisticsType.decode(message, pass: description, rows: plan.rows(of: shard))
                 return (statistics as! C.Statistics, seconds)
             }
@@ -113,16 +120,20 @@ final class RoundCollector<S: SufficientStatistics>: RoundSink, @unchecked Senda
     private let decode: (_ shard: Int, WireMessage) throws -> (S, computeSeconds: Double)
     /// The statistics `check` accepted, until `deliver` merges them (each RESULT is decoded once).
     private var checked: (shard: Int, statistics: S, computeSeconds: Double)?
+    /// Applied to shard 0's statistics, which the others are merged into.
+    private let prepareFirst: (inout S) -> Void
     private let log: PassTimingLog
     private let started = MonotonicClock.now()
     private var timing = PassTiming(wallSeconds: 0, dispatchSeconds: 0, mergeSeconds: 0, workerComputeSeconds: 0)
 
     /// - Parameter decode: decodes and checks a shard's RESULT (throws if it is not right).
     init(shardCount: Int, continuation: CheckedContinuation<S, any Error>, log: PassTimingLog,
+         prepareFirst: @escaping (inout S) -> Void = { _ in },
          decode: @escaping (_ shard: Int, WireMessage) throws -> (S, computeSeconds: Double)) {
         merger = OrderedMerger(shardCount: shardCount)
         self.continuation = continuation
         self.log = log
+        self.prepareFirst = prepareFirst
         self.decode = decode
     }
 
@@ -141,7 +152,9 @@ final class RoundCollector<S: SufficientStatistics>: RoundSink, @unchecked Senda
         }
         self.checked = nil
         let mergeStarted = MonotonicClock.now()
-        merger.add(checked.statistics, shard: shard)
+        var statistics = checked.statistics
+        if shard == 0 { prepareFirst(&statistics) }
+        merger.add(statistics, shard: shard)
         timing.workerComputeSeconds += checked.computeSeconds
         timing.mergeSeconds += MonotonicClock.now() - mergeStarted
         if let result = merger.result {

@@ -111,8 +111,17 @@ public final class ClusterClient: Requester {
         return (try reply.decode(JobOutcome.self), reply)
     }
 
-    public func status() throws -> ClusterStatus {
-        try request(WireMessage(header: WireHeader(.status))).decode(ClusterStatus.self)
+    /// The cluster's workers and passes, the running jobs, and up to `finishedJobs` finished
+    /// ones with ids below `before` (newest first; `jobsBefore` of the reply for the next page).
+    public func status(finishedJobs: Int = StatusRequest.defaultLimit, before: UInt64? = nil) throws -> ClusterStatus {
+        try request(WireMessage(header: WireHeader(.status), metadata: StatusRequest(jobsLimit: finishedJobs, jobsBefore: before)))
+            .decode(ClusterStatus.self)
+    }
+
+    /// Cancels a running job; returns its progress, state `cancelled`.
+    @discardableResult
+    public func cancel(_ job: UInt64) throws -> JobProgress {
+        try request(WireMessage(header: WireHeader(.cancel, job: job))).decode(JobProgress.self)
     }
 
     public func submit(_ job: EncodingJob) throws -> UInt64 {
@@ -127,7 +136,7 @@ public final class ClusterClient: Requester {
             report(progress)
             switch progress.state {
             case .succeeded: return progress
-            case .failed: throw ClusterError("job \(job) failed: \(progress.message ?? "no reason given")")
+            case .failed, .cancelled: throw Self.ended(progress)
             case .running: try await Task.sleep(for: interval)
             }
         }
@@ -146,13 +155,19 @@ public final class ClusterClient: Requester {
             switch progress.state {
             case .succeeded:
                 return try result(of: job)
-            case .failed:
-                throw ClusterError("job \(job) failed: \(progress.message ?? "no reason given")")
+            case .failed, .cancelled:
+                throw Self.ended(progress)
             case .running:
                 if let note = progress.message, note != lastNote { waiting(note) }
                 lastNote = progress.message
                 try await Task.sleep(for: interval)
             }
         }
+    }
+
+    /// The error for a job that failed or was cancelled.
+    private static func ended(_ progress: JobProgress) -> ClusterError {
+        progress.state == .cancelled ? ClusterError("job \(progress.job) was cancelled")
+            : ClusterError("job \(progress.job) failed: \(progress.message ?? "no reason given")")
     }
 }

@@ -9,7 +9,11 @@ extension Coordinator {
     func accept(_ job: EncodingJob) throws -> UInt64 {
         let job = try allowed(job)
         let store = try requireStore(for: "set \"\(job.set)\"")
-        _ = try EncodingPlan(job, store: store)
+        let plan = try EncodingPlan(job, store: store)
+        let encoder = plan.pass.encoder
+        try settings.checkEncoding(images: plan.images, imagesPerShard: job.imagesPerShard,
+                                   model: (plan.pass.description.k ?? 0, encoder.descriptorDimension),
+                                   vectorDimension: encoder.encodedDimension)
         let id = try jobs.add(nil, encoding: job)
         logger.info("encoding job \(id) accepted", metadata: ["set": "\(job.set)", "model": "\(job.model)"])
         try startEncoding(id, job: job, passesBefore: 0)

@@ -13,6 +13,8 @@ extension Coordinator {
             report = FailureReport(message: error.message, code: "not-found")
         } catch let error as ForbiddenPathError {
             report = FailureReport(message: error.message, code: FailureReport.forbidden)
+        } catch let error as LimitExceeded {
+            report = FailureReport(message: error.message, code: "limit")
         } catch {
             report = FailureReport(message: "\(error)")
         }
@@ -21,6 +23,7 @@ extension Coordinator {
 
     private func reply(to request: WireMessage, state: CoordinatorState, now: Double) throws -> WireMessage {
         let job = request.header.job
+        try settings.checkRequestArrays(request.arrays)
         switch request.header.type {
         case .submit:
             let id = try accept(try request.decode(TrainingJob.self), arrays: request.arrays)
@@ -31,28 +34,46 @@ extension Coordinator {
         case .progress:
             guard let record = jobs[job]?.record else { throw StoreError(.notFound, "no job \(job)") }
             let since = (try? request.decode(ProgressRequest.self).since) ?? 0
-            var message = record.message
-            if record.state == .running && state.isWaitingForWorkers { message = "waiting: no workers alive" }
-            let progress = JobProgress(job: job, state: record.state, iterations: Array(record.iterations.dropFirst(max(0, since))),
-                                       message: message, imagesDone: record.imagesDone, imagesTotal: record.imagesTotal)
-            return WireMessage(header: WireHeader(.progressReply, job: job), metadata: progress)
+            return progressReply(job, record: record, since: since, state: state)
+        case .cancel:
+            let entry = try jobs.cancel(job)
+            cancelPasses(of: job)
+            logger.info("job \(job) cancelled")
+            return progressReply(job, record: entry.record, since: .max, state: state)
         case .fetchResult:
             guard let entry = jobs[job] else { throw StoreError(.notFound, "no job \(job)") }
             guard let outcome = entry.record.outcome else {
                 throw ClusterError(entry.record.state == .failed ? "job \(job) failed: \(entry.record.message ?? "")"
+                                   : entry.record.state == .cancelled ? "job \(job) was cancelled"
                                    : entry.record.encoding != nil ? "job \(job) is an encoding job: its vectors are in set \"\(entry.record.encoding!.set)\""
                                    : "job \(job) is still running")
             }
             return WireMessage(header: WireHeader(.resultReply, job: job), metadata: outcome, arrays: try entry.modelArrays())
         case .status:
+            let paging = (try? request.decode(StatusRequest.self)) ?? StatusRequest()
             var status = state.status(now: now)
-            status.jobs = jobs.summaries
+            (status.jobs, status.jobsBefore) = jobs.summaries(finished: min(max(paging.jobsLimit ?? StatusRequest.defaultLimit, 0),
+                                                                            StatusRequest.maximumLimit),
+                                                              before: paging.jobsBefore)
             return WireMessage(header: WireHeader(.statusReply), metadata: status)
         case .get, .list, .describe, .catalog, .importModel:
+            if request.header.type == .importModel {
+                let model = try request.decode(ImportRequest.self)
+                try settings.checkModel(k: model.k, dimension: model.dimension)
+            }
             guard let queries else { throw Self.noStore(for: "models and vectors") }
             return try queries.request(request)
         default:
             throw ClusterError("\(request.header.type) is not a client request")
         }
+    }
+
+    /// A job's PROGRESS-REPLY, with its iteration records from `since` on.
+    private func progressReply(_ job: UInt64, record: JobRecord, since: Int, state: CoordinatorState) -> WireMessage {
+        var message = record.message
+        if record.state == .running && state.isWaitingForWorkers { message = "waiting: no workers alive" }
+        let progress = JobProgress(job: job, state: record.state, iterations: Array(record.iterations.dropFirst(max(0, since))),
+                                   message: message, imagesDone: record.imagesDone, imagesTotal: record.imagesTotal)
+        return WireMessage(header: WireHeader(.progressReply, job: job), metadata: progress)
     }
 }

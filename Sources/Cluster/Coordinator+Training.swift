@@ -8,6 +8,7 @@ extension Coordinator {
         let job = try allowed(job)
         let corpus = try Self.corpusReference(job.corpus)
         let initialization = try TrainingJobRunner.validate(job, corpus: corpus, arrays: arrays)
+        try settings.check(job, corpus: corpus)
         if let name = job.name {
             let store = try requireStore(for: "model \"\(name)\"")
             try CodebookStore.validate(name: name, of: "model")
@@ -78,7 +79,7 @@ extension Coordinator {
         } catch {
             jobs.fail(id, message: "\(error)")
             cancelPasses(of: id)
-            logger.warning("job \(id) failed", metadata: ["error": "\(error)"])
+            if jobs[id]?.record.state == .failed { logger.warning("job \(id) failed", metadata: ["error": "\(error)"]) }
         }
     }
 

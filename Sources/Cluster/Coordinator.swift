@@ -51,7 +51,7 @@ public final class Coordinator: @unchecked Sendable {
         self.store = store
         queries = store.map { StoreQueries(store: $0) }
         vectorFlusher = store.map { store in GroupFlusher(delay: settings.vectorFlushDelay) { try store.flushVectors() } }
-        jobs = JobRegistry(store: store)
+        jobs = JobRegistry(store: store, policy: JobRegistry.Policy(settings))
         requestedWorkersEndpoint = workersEndpoint
         requestedClientsEndpoint = clientsEndpoint
         self.settings = settings
@@ -129,16 +129,21 @@ public final class Coordinator: @unchecked Sendable {
     public var malformedMessages: Int { counters.withLock { $0.malformed } }
 
     /// Starts a pass; its shard results go to `sink` on the I/O thread. Once the coordinator
-    /// is stopping, the pass fails at once.
+    /// is stopping, or the pass's job has ended (been cancelled), the pass fails at once.
     func submit(_ spec: RoundSpec, to sink: any RoundSink) {
-        let accepted = inbox.withLock { inbox in
-            if !inbox.stopped { inbox.commands.append(.start(spec, sink)) }
-            return !inbox.stopped
+        // Checked under the inbox's lock: a job that ends after this check has its
+        // `cancelPasses` queued after this pass, which it then fails.
+        let refusal = inbox.withLock { inbox -> String? in
+            if inbox.stopped { return "the coordinator stopped" }
+            if let state = jobs[spec.key.job]?.record.state, state != .running { return "job \(spec.key.job) \(state.rawValue)" }
+            inbox.commands.append(.start(spec, sink))
+            return nil
         }
-        if !accepted { sink.fail("the coordinator stopped") }
+        if let refusal { sink.fail(refusal) }
     }
 
-    /// Forgets the passes of a job that ended; their late results will be dropped.
+    /// Forgets the passes of a job that ended, failing their sinks (a job's task waiting
+    /// on one ends); their late results will be dropped.
     func cancelPasses(of job: UInt64) {
         inbox.withLock { $0.commands.append(.cancel(job)) }
     }
@@ -204,6 +209,8 @@ public final class Coordinator: @unchecked Sendable {
                     sinks[spec.key] = sink
                     if !stopping { perform(state.start(spec, now: MonotonicClock.now())) }
                 case .cancel(let job):
+                    for (key, sink) in sinks where key.job == job { sink.fail("job \(job) ended") }
+                    sinks = sinks.filter { $0.key.job != job }
                     state.cancel(job: job)
                 case .stop:
                     break

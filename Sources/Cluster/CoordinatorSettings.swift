@@ -7,8 +7,6 @@ public struct CoordinatorSettings: Sendable {
     public var liveness: Int = 3
     /// Tasks a worker holds beyond its thread count, so it never waits for the next one.
     public var extraTasksPerWorker: Int = 1
-    /// The largest message accepted on any socket (bytes).
-    public var maximumMessageSize: Int = 1 << 30
     /// Whether jobs left running in the store resume when the coordinator starts. An
     /// embedded cluster sets it off: nobody waits for the jobs of an embedded run that ended,
     /// so they are marked failed instead.
@@ -40,6 +38,39 @@ public struct CoordinatorSettings: Sendable {
     /// is ignored (no RESYNC, no READY taken); after that it may introduce itself again. A
     /// new connection is a new worker.
     public var droppedWorkerPause: Double = 60
+
+    // MARK: Limits
+    // What one request may make the coordinator hold or send. A request beyond one is
+    // answered with ERROR-REPLY code "limit", naming the limit and the values.
+
+    /// The largest K·D of a model (trained, imported or given): 2^24 values, a 64 MiB
+    /// float32 array, and 128 MiB of float64 statistics per shard result.
+    public var maximumModelValues: Int = 1 << 24
+    /// The largest D (values per descriptor) of a corpus, a model or an encoding job.
+    public var maximumDimension: Int = 1 << 16
+    /// The largest seeding sample a training job gathers on the coordinator (k-means++:
+    /// min(max(64·K, 10,000), rows) rows; random initialisation: K rows) × D × 4 bytes.
+    public var maximumSampleBytes: Int = 1 << 30
+    /// The most images in one encoding job.
+    public var maximumImagesPerJob: Int = 10_000_000
+    /// The most jobs running (queued or computing) at once.
+    public var maximumActiveJobs: Int = 64
+    /// The most bytes of array frames in one client request (a given initial model, an IMPORT).
+    public var maximumRequestArrayBytes: Int = 3 << 26
+    /// Finished jobs (succeeded, failed, cancelled) are kept, with their initial models, at
+    /// most this many (the most recently ended)…
+    public var finishedJobsKept: Int = 1000
+    /// …and for at most this many seconds after they ended. The job with the highest id is
+    /// always kept: a restarted coordinator numbers new jobs after it.
+    public var finishedJobLifetime: Double = 7 * 24 * 3600
+
+    /// The largest frame accepted on either socket (ZeroMQ's ZMQ_MAXMSGSIZE, which bounds
+    /// each frame): what the largest legal message needs given the limits above, the
+    /// float64 statistics of a model of `maximumModelValues` (8·K·D bytes; 128 MiB by
+    /// default), and at least 1 MiB, for metadata. Every other frame of a legal message is
+    /// smaller (a float32 model array is 4·K·D bytes), or is checked against this size when
+    /// its job is submitted (sample and encoding results).
+    public var maximumMessageSize: Int { max(min(maximumModelValues, Int.max / 8) * 8, 1 << 20) }
 
     public init() {}
 }

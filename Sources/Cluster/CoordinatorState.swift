@@ -506,5 +506,8 @@ public struct ClusterStatus: Codable, Sendable, Equatable {
     public var passes: [Pass]
     public var droppedResults: Int
     public var rejectedResults: Int
+    /// The running jobs, then a page of the finished ones, newest first.
     public var jobs: [JobSummary] = []
+    /// More finished jobs follow: pass this as STATUS `jobsBefore` for the next page.
+    public var jobsBefore: UInt64?
 }

@@ -1,4 +1,5 @@
 import Clustering
+import Foundation
 import Storage
 import Synchronization
 import ZeroMQ
@@ -27,16 +28,48 @@ final class JobRegistry: Sendable {
         }
     }
 
+    /// What the registry admits and keeps (see `CoordinatorSettings`).
+    struct Policy: Sendable {
+        var maximumActiveJobs = Int.max
+        var finishedJobsKept = Int.max
+        var finishedJobLifetime = Double.infinity
+
+        init() {}
+
+        init(_ settings: CoordinatorSettings) {
+            maximumActiveJobs = settings.maximumActiveJobs
+            finishedJobsKept = settings.finishedJobsKept
+            finishedJobLifetime = settings.finishedJobLifetime
+        }
+    }
+
     let store: CodebookStore?
+    let policy: Policy
     private let entries = Mutex<(next: UInt64, jobs: [UInt64: Entry])>((1, [:]))
+    /// Held while a job's record is changed and stored: a job leaves `running` once, and a
+    /// job's task never stores a record over its cancellation.
+    private let writes = Mutex<Void>(())
     /// Set when the coordinator stops and keeps its jobs: failures no longer reach the store.
     private let keepsStoredJobs = Atomic<Bool>(false)
 
-    init(store: CodebookStore?) { self.store = store }
+    init(store: CodebookStore?, policy: Policy = Policy()) {
+        self.store = store
+        self.policy = policy
+    }
 
-    /// Registers (and stores) a new job; returns its id.
+    /// Registers (and stores) a new job; returns its id. Refuses a job beyond
+    /// `maximumActiveJobs`, and an encoding job into a set that a running job writes.
     func add(_ job: TrainingJob?, encoding: EncodingJob? = nil, initialValues: [Float] = []) throws -> UInt64 {
-        let (id, entry) = entries.withLock { state in
+        let (id, entry) = try entries.withLock { state in
+            let running = state.jobs.filter { $0.value.record.state == .running }
+            guard running.count < policy.maximumActiveJobs else {
+                throw LimitExceeded("\(running.count) jobs are running, the coordinator's limit on running jobs "
+                                    + "(maximumActiveJobs = \(policy.maximumActiveJobs)); wait for one to end or cancel one")
+            }
+            if let set = encoding?.set, let writer = running.keys.sorted().first(where: { running[$0]!.record.encoding?.set == set }) {
+                throw ClusterError("set \"\(set)\" is being written by job \(writer); a set has one writer at a time: "
+                                   + "wait for job \(writer) to end or cancel it")
+            }
             let id = state.next
             state.next += 1
             let entry = Entry(record: JobRecord(job: job, encoding: encoding, state: .running, iterations: [],
@@ -45,15 +78,24 @@ final class JobRegistry: Sendable {
             state.jobs[id] = entry
             return (id, entry)
         }
-        try store?.putJob(id, try entry.storedValue())
+        do {
+            try store?.putJob(id, try entry.storedValue())
+        } catch {
+            entries.withLock { _ = $0.jobs.removeValue(forKey: id) }
+            throw error
+        }
+        prune()
         return id
     }
 
     /// Loads every stored job; returns them for the caller to resume the running ones.
     func restore() throws -> [(id: UInt64, entry: Entry)] {
         guard let store else { return [] }
+        let now = Date().timeIntervalSince1970
         let restored = try store.allJobs().map { id, value -> (UInt64, Entry) in
-            let record = try value.decode(JobRecord.self, key: "job \(id)")
+            var record = try value.decode(JobRecord.self, key: "job \(id)")
+            // Stored before jobs had an end time: counted from now.
+            if record.state != .running && record.ended == nil { record.ended = now }
             guard record.initialValues >= 0, record.initialValues <= value.values.count else {
                 throw StoreError(.corrupt, "job \(id): \(record.initialValues) initial values of \(value.values.count)")
             }
@@ -66,6 +108,7 @@ final class JobRegistry: Sendable {
                 state.next = max(state.next, id + 1)
             }
         }
+        prune()
         return restored.map { (id: $0.0, entry: $0.1) }
     }
 
@@ -86,28 +129,43 @@ final class JobRegistry: Sendable {
         }
     }
 
-    /// Applies `change` to a copy of the job's entry, stores it, and only then shows it to
-    /// clients. For the job's own task, the one writer of these fields.
-    private func storeThenShow(_ job: UInt64, _ change: (inout Entry) -> Void) throws {
-        guard var entry = self[job] else { return }
-        change(&entry)
-        try store?.putJob(job, try entry.storedValue())
-        entries.withLock { $0.jobs[job] = entry }
+    /// Applies `change` to a copy of the job's entry, stores it (with `write`, by default
+    /// the record alone), and only then shows it to clients. Throws if the job is no longer
+    /// running (cancelled, say): its task then ends. For the job's own task, the one writer
+    /// of these fields besides `cancel`.
+    private func storeThenShow(_ job: UInt64, _ change: (inout Entry) -> Void,
+                               write: ((CodebookStore, Entry) throws -> Void)? = nil) throws {
+        try writes.withLock { _ in
+            guard var entry = self[job] else { return }
+            guard entry.record.state == .running else {
+                throw ClusterError("job \(job) \(entry.record.state == .cancelled ? "was cancelled" : "has ended")")
+            }
+            change(&entry)
+            if let store { try write.map { try $0(store, entry) } ?? store.putJob(job, try entry.storedValue()) }
+            entries.withLock { $0.jobs[job] = entry }
+        }
+    }
+
+    /// Ends a running job as `state`: stored, shown, then older finished jobs pruned.
+    private func end(_ job: UInt64, as state: JobState, _ change: (inout Entry) -> Void = { _ in },
+                     write: ((CodebookStore, Entry) throws -> Void)? = nil) throws {
+        try storeThenShow(job, { entry in
+            change(&entry)
+            entry.record.state = state
+            entry.record.ended = Date().timeIntervalSince1970
+        }, write: write)
+        prune()
     }
 
     /// Marks a job succeeded; with a model name, stores the model in the same atomic batch.
     func succeed(_ job: UInt64, outcome: JobOutcome, model: (name: String, value: StoredValue, replace: Bool)?) throws {
-        guard var entry = self[job] else { return }
-        entry.record.state = .succeeded
-        entry.record.outcome = outcome
-        if let store {
+        try end(job, as: .succeeded, { $0.record.outcome = outcome }) { store, entry in
             if let model {
                 try store.putModel(named: model.name, model.value, replace: model.replace, job: (job, try entry.storedValue()))
             } else {
                 try store.putJob(job, try entry.storedValue())
             }
         }
-        entries.withLock { $0.jobs[job] = entry }
     }
 
     /// Counts an encoding job's stored images; with `total`, sets the total.
@@ -120,17 +178,29 @@ final class JobRegistry: Sendable {
 
     /// Marks an encoding job succeeded: stored first, then shown to clients.
     func finishEncoding(_ job: UInt64) throws {
-        try storeThenShow(job) { $0.record.state = .succeeded }
+        try end(job, as: .succeeded)
     }
 
+    /// Marks a running job failed (a job that ended already keeps its state). Once the
+    /// coordinator keeps its stored jobs, only clients see the failure.
     func fail(_ job: UInt64, message: String) {
-        let entry = entries.withLock { state -> Entry? in
-            state.jobs[job]?.record.state = .failed
-            state.jobs[job]?.record.message = message
-            return state.jobs[job]
+        let keeps = keepsStoredJobs.load(ordering: .sequentiallyConsistent)
+        // Shown even if the store cannot take it (a full disk, say): the job is over either way.
+        try? end(job, as: .failed, { $0.record.message = message }) { store, entry in
+            if !keeps { try? store.putJob(job, try entry.storedValue()) }
         }
-        guard !keepsStoredJobs.load(ordering: .sequentiallyConsistent) else { return }
-        if let entry, let value = try? entry.storedValue() { try? store?.putJob(job, value) }
+    }
+
+    /// Marks a running job cancelled and stores it, so it is not resumed; returns its entry.
+    /// Throws not-found for an unknown job, and an error for one that has ended.
+    func cancel(_ job: UInt64) throws -> Entry {
+        guard let entry = self[job] else { throw StoreError(.notFound, "no job \(job)") }
+        guard entry.record.state == .running else {
+            throw ClusterError("job \(job) has already \(entry.record.state == .cancelled ? "been cancelled" : entry.record.state.rawValue); "
+                               + "only a running job can be cancelled")
+        }
+        try end(job, as: .cancelled) { $0.record.message = "cancelled by a client" }
+        return self[job] ?? entry
     }
 
     /// From now on a failing job stays in the store as it is (running, with its last
@@ -139,15 +209,43 @@ final class JobRegistry: Sendable {
 
     subscript(job: UInt64) -> Entry? { entries.withLock { $0.jobs[job] } }
 
-    var summaries: [JobSummary] {
+    /// The running jobs, by id, then up to `limit` finished ones with ids below `before`,
+    /// newest first; and the id to pass as `before` for the next page, if there is one.
+    func summaries(finished limit: Int, before: UInt64? = nil) -> (jobs: [JobSummary], nextBefore: UInt64?) {
         entries.withLock { state in
-            state.jobs.keys.sorted().map { id in
+            let ids = state.jobs.keys.sorted()
+            let running = ids.filter { state.jobs[$0]!.record.state == .running }
+            let finished = ids.reversed().filter { state.jobs[$0]!.record.state != .running && $0 < (before ?? .max) }
+            let page = finished.prefix(max(0, limit))
+            let jobs = (running + page).map { id in
                 let record = state.jobs[id]!.record
                 return JobSummary(job: id, kind: record.job?.kind.rawValue ?? record.encoding?.encoding.rawValue ?? "unknown",
                                   corpus: record.job?.corpus ?? record.encoding?.descriptors ?? "", state: record.state,
                                   iterations: record.iterations.count, lastValuePerRow: record.iterations.last?.valuePerRow,
                                   message: record.message)
             }
+            return (jobs, finished.count > page.count ? page.last : nil)
         }
+    }
+
+    /// Deletes the finished jobs beyond the policy (from the store too): all but the
+    /// `finishedJobsKept` that ended last, and those that ended more than
+    /// `finishedJobLifetime` seconds ago. The job with the highest id stays, so that a
+    /// restarted coordinator numbers new jobs after it.
+    private func prune() {
+        let now = Date().timeIntervalSince1970
+        let doomed = entries.withLock { state -> [UInt64] in
+            let newest = state.jobs.keys.max()
+            let finished = state.jobs.filter { $0.value.record.state != .running }
+                .map { (id: $0.key, ended: $0.value.record.ended ?? now) }
+                .sorted { ($0.ended, $0.id) > ($1.ended, $1.id) }
+            let doomed = finished.enumerated()
+                .filter { index, job in job.id != newest && (index >= policy.finishedJobsKept || now - job.ended > policy.finishedJobLifetime) }
+                .map(\.element.id)
+            for id in doomed { state.jobs.removeValue(forKey: id) }
+            return doomed
+        }
+        guard !doomed.isEmpty, !keepsStoredJobs.load(ordering: .sequentiallyConsistent) else { return }
+        try? store?.deleteJobs(doomed)
     }
 }

@@ -78,12 +78,7 @@ public struct StoreQueries: Requester {
         throw ClusterError("DESCRIBE needs a model or a set")
     }
 
-    static func arrays(of model: StoredModel) -> [[UInt8]] {
-        switch model {
-        case .codebook(let codebook, _): [Frame.encode(codebook.centres)]
-        case .gaussianMixture(let mixture, _): mixture.frames
-        }
-    }
+    static func arrays(of model: StoredModel) -> [[UInt8]] { model.arrays.map(Frame.encode) }
 
     private func catalog() throws -> WireMessage {
         let catalog = CatalogReply(
@@ -113,7 +108,9 @@ public struct StoreQueries: Requester {
         } catch let error as WireError {
             throw ClusterError("the imported arrays do not fit k=\(k), D=\(d): \(error)")
         }
-        try store.putModel(named: request.name, try model.value(), replace: request.replace)
+        // The checked arrays go to the store as they are: no concatenated copy of the model.
+        try store.putModel(named: request.name, metadata: try StoredValue(kind: .model, metadata: record).metadata,
+                           arrays: model.arrays, replace: request.replace)
         return WireMessage(header: WireHeader(.describeReply), metadata: DescribeReply(model: record))
     }
 }

@@ -70,13 +70,11 @@ public enum StoredModel: Sendable, Equatable {
         }
     }
 
-    /// The value to store.
-    public func value() throws -> StoredValue {
+    /// The model's arrays: centres; or means, variances, priors.
+    public var arrays: [[Float]] {
         switch self {
-        case .codebook(let codebook, let record):
-            try StoredValue(kind: .model, metadata: record, values: codebook.centres)
-        case .gaussianMixture(let model, let record):
-            try StoredValue(kind: .model, metadata: record, values: model.concatenated)
+        case .codebook(let codebook, _): [codebook.centres]
+        case .gaussianMixture(let model, _): [model.means, model.variances, model.priors]
         }
     }
 }
@@ -102,6 +100,8 @@ struct JobRecord: Codable, Sendable {
     /// Encoding jobs: images stored so far, and in all.
     var imagesDone: Int?
     var imagesTotal: Int?
+    /// When the job ended (succeeded, failed or was cancelled), in seconds since 1970.
+    var ended: Double?
 }
 
 /// The metadata of a checkpoint; its model's values follow the initial arrays.

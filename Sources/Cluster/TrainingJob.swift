@@ -50,6 +50,21 @@ public struct ProgressRequest: Codable, Sendable, Equatable {
     public var since: Int
 }
 
+/// STATUS metadata (optional): which page of finished jobs to list after the running ones.
+public struct StatusRequest: Codable, Sendable, Equatable {
+    public static let defaultLimit = 20
+    public static let maximumLimit = 1000
+    /// Finished jobs to list, 0…`maximumLimit` (absent: `defaultLimit`).
+    public var jobsLimit: Int?
+    /// Only finished jobs with smaller ids (absent: from the newest).
+    public var jobsBefore: UInt64?
+
+    public init(jobsLimit: Int? = nil, jobsBefore: UInt64? = nil) {
+        self.jobsLimit = jobsLimit
+        self.jobsBefore = jobsBefore
+    }
+}
+
 /// One iteration of a job, as PROGRESS-REPLY carries it.
 public struct IterationRecord: Codable, Sendable, Equatable {
     /// "kmeans" or "em".
@@ -69,7 +84,7 @@ public struct IterationRecord: Codable, Sendable, Equatable {
 
 /// The state of a job.
 public enum JobState: String, Codable, Sendable {
-    case running, succeeded, failed
+    case running, succeeded, failed, cancelled
 }
 
 /// PROGRESS-REPLY metadata.

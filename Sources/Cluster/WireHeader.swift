@@ -84,6 +84,7 @@ public enum MessageType: UInt16, Sendable, CaseIterable {
     case catalog = 39
     case submitEncoding = 40
     case importModel = 41
+    case cancel = 42
     case accepted = 48
     case progressReply = 49
     case resultReply = 50

@@ -192,15 +192,37 @@ public final class CodebookStore: Sendable {
     /// With `job`, the job's record is written in the same atomic batch.
     public func putModel(named name: String, _ value: StoredValue, replace: Bool,
                          job: (id: UInt64, value: StoredValue)? = nil) throws {
-        try Self.validate(name: name, of: "model")
         try write("store model \"\(name)\"") { opened in
-            if !replace, try opened.database.get(Array(name.utf8), in: opened.models) != nil {
-                throw StoreError(.exists, "a model named \"\(name)\" exists; pass --replace to overwrite it")
-            }
+            try checkModelName(name, replace: replace, in: opened)
             let batch = WriteBatch()
             batch.put(Array(name.utf8), value.bytes, in: opened.models)
             if let job { batch.put(Self.jobKey(job.id), job.value.bytes, in: opened.jobs) }
             try opened.database.write(batch)
+        }
+    }
+
+    /// Stores a model whose values are `arrays` back to back, as
+    /// `putModel(named:_:replace:job:)` does, without first copying them into one value.
+    public func putModel(named name: String, metadata: [UInt8], arrays: [[Float]], replace: Bool) throws {
+        try write("store model \"\(name)\"") { opened in
+            try checkModelName(name, replace: replace, in: opened)
+            let key = Array(name.utf8)
+            let prefix = StoredValue.prefix(kind: .model, metadata: metadata, floatCount: arrays.reduce(0) { $0 + $1.count })
+            let batch = WriteBatch()
+            func put(_ parts: [UnsafeRawBufferPointer], _ rest: ArraySlice<[Float]>) {
+                guard let next = rest.first else { return batch.put(key, parts: parts, in: opened.models) }
+                next.withUnsafeBytes { put(parts + [$0], rest.dropFirst()) }
+            }
+            prefix.withUnsafeBytes { put([$0], arrays[...]) }
+            try opened.database.write(batch)
+        }
+    }
+
+    /// Throws unless `name` is a valid model name, free or to be replaced.
+    private func checkModelName(_ name: String, replace: Bool, in opened: Opened) throws {
+        try Self.validate(name: name, of: "model")
+        if !replace, try opened.database.get(Array(name.utf8), in: opened.models) != nil {
+            throw StoreError(.exists, "a model named \"\(name)\" exists; pass --replace to overwrite it")
         }
     }
 
@@ -319,6 +341,15 @@ public final class CodebookStore: Sendable {
 
     public func putJob(_ id: UInt64, _ value: StoredValue) throws {
         try write("store job \(id)") { try $0.database.put(Self.jobKey(id), value.bytes, in: $0.jobs) }
+    }
+
+    /// Deletes jobs (their records and values) in one atomic batch.
+    public func deleteJobs(_ ids: [UInt64]) throws {
+        try write("delete \(ids.count) job(s)") { opened in
+            let batch = WriteBatch()
+            for id in ids { batch.delete(Self.jobKey(id), in: opened.jobs) }
+            try opened.database.write(batch)
+        }
     }
 
     /// Every job, in id order.

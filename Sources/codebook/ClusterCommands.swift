@@ -58,10 +58,11 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @Option(help: "The store (a RocksDB directory): models, vectors, job checkpoints. Jobs left running in it resume.")
     var store: String = "codebook.db"
     @OptionGroup var security: CoordinatorSecurityOptions
+    @OptionGroup var limits: CoordinatorLimitOptions
 
     func run() async throws {
         let logger = processLogger("codebook.coordinator")
-        var settings = CoordinatorSettings()
+        var settings = limits.settings
         settings.security = try security.security(binding: [workersEndpoint, clientsEndpoint])
         settings.corpusRoots = try security.roots
         let coordinator = Coordinator(context: try ZeroMQContext(), workersEndpoint: workersEndpoint,
@@ -87,6 +88,53 @@ struct CoordinatorCommand: AsyncParsableCommand {
         } catch {
             logger.error("access lists not reloaded; the previous ones stay in force", metadata: ["error": "\(error)"])
         }
+    }
+}
+
+/// The coordinator's limits (`CoordinatorSettings`), each with its default.
+struct CoordinatorLimitOptions: ParsableArguments {
+    private static let defaults = CoordinatorSettings()
+
+    @Option(help: "Largest K·D of a model (trained, imported or given). Also sets the largest message: 8·K·D bytes.")
+    var maxModelValues = defaults.maximumModelValues
+    @Option(help: "Largest D (values per descriptor) of a corpus or model.")
+    var maxDimension = defaults.maximumDimension
+    @Option(help: "Largest seeding sample a training job gathers on the coordinator, in bytes.")
+    var maxSampleBytes = defaults.maximumSampleBytes
+    @Option(help: "Most images in one encoding job.")
+    var maxImages = defaults.maximumImagesPerJob
+    @Option(help: "Most jobs running at once.")
+    var maxRunningJobs = defaults.maximumActiveJobs
+    @Option(help: "Most bytes of arrays in one client request (a given initial model, an import).")
+    var maxRequestArrayBytes = defaults.maximumRequestArrayBytes
+    @Option(help: "Finished jobs kept (the most recent), with their initial models.")
+    var keepFinishedJobs = defaults.finishedJobsKept
+    @Option(help: "Hours a finished job is kept.")
+    var keepFinishedJobsHours = defaults.finishedJobLifetime / 3600
+
+    func validate() throws {
+        for (name, value) in [("--max-model-values", maxModelValues), ("--max-dimension", maxDimension),
+                              ("--max-sample-bytes", maxSampleBytes), ("--max-images", maxImages),
+                              ("--max-running-jobs", maxRunningJobs), ("--max-request-array-bytes", maxRequestArrayBytes)]
+        where value < 1 {
+            throw ValidationError("\(name) must be at least 1")
+        }
+        guard keepFinishedJobs >= 0, keepFinishedJobsHours >= 0, keepFinishedJobsHours.isFinite else {
+            throw ValidationError("--keep-finished-jobs and --keep-finished-jobs-hours must be at least 0")
+        }
+    }
+
+    var settings: CoordinatorSettings {
+        var settings = CoordinatorSettings()
+        settings.maximumModelValues = maxModelValues
+        settings.maximumDimension = maxDimension
+        settings.maximumSampleBytes = maxSampleBytes
+        settings.maximumImagesPerJob = maxImages
+        settings.maximumActiveJobs = maxRunningJobs
+        settings.maximumRequestArrayBytes = maxRequestArrayBytes
+        settings.finishedJobsKept = keepFinishedJobs
+        settings.finishedJobLifetime = keepFinishedJobsHours * 3600
+        return settings
     }
 }
 
@@ -122,11 +170,14 @@ struct StatusCommand: ParsableCommand {
 
     @Option(help: "The coordinator's clients endpoint.") var coordinator: String = "tcp://127.0.0.1:5556"
     @OptionGroup var keys: ClientKeyOptions
+    @Option(help: "Finished jobs to list after the running ones (newest first; at most \(StatusRequest.maximumLimit)).")
+    var finished = StatusRequest.defaultLimit
+    @Option(help: "List only finished jobs with smaller ids (the next page).") var before: UInt64?
 
     func run() throws {
         let client = try ClusterClient(context: try ZeroMQContext(), endpoint: coordinator, timeout: .seconds(5),
                                        security: try keys.security())
-        let status = try client.status()
+        let status = try client.status(finishedJobs: finished, before: before)
         print("workers: \(status.workers.count)")
         for worker in status.workers {
             print(String(format: "  %@  threads %d  last heard %.1f s ago  in flight %d  shards done %d",
@@ -144,5 +195,23 @@ struct StatusCommand: ParsableCommand {
         }
         if status.droppedResults > 0 { print("results dropped (late, duplicate or not sent by the shard's worker): \(status.droppedResults)") }
         if status.rejectedResults > 0 { print("results rejected by the checks: \(status.rejectedResults)") }
+        if let next = status.jobsBefore { print("more finished jobs: codebook status --before \(next)") }
+    }
+}
+
+struct CancelCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "cancel", abstract: "Cancel a running job: its queued work is dropped and it is not resumed.")
+
+    @Argument(help: "The job's id.") var job: UInt64
+    @Option(help: "The coordinator's clients endpoint.") var coordinator: String = "tcp://127.0.0.1:5556"
+    @OptionGroup var keys: ClientKeyOptions
+
+    func run() throws {
+        let client = try ClusterClient(context: try ZeroMQContext(), endpoint: coordinator, timeout: .seconds(5),
+                                       security: try keys.security())
+        let progress = try client.cancel(job)
+        let images = progress.imagesDone.map { done in "; \(done) of \(progress.imagesTotal ?? done) images stored" } ?? ""
+        print("job \(job) \(progress.state.rawValue)\(images)")
     }
 }

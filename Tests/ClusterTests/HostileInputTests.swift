@@ -22,14 +22,14 @@ import ZeroMQ
         let matrix = try DescriptorMatrix.open(path: corpus)
         let codebook = try Codebook(k: 2, dimension: dimension, centres: matrix.row(0) + matrix.row(1))
         let record = ModelRecord(kind: .kmeans, k: 2, dimension: dimension, source: "imported")
-        try store.putModel(named: "m", try StoredModel.codebook(codebook, record).value(), replace: false)
+        try store.putModel(named: "m", try StoredValue(kind: .model, metadata: record, values: codebook.centres), replace: false)
         let index = scratch.file("index.tsv")
         try "a\t0\t100\nb\t100\t100\n".write(toFile: index, atomically: true, encoding: .utf8)
         return index
     }
 
-    static func encodingJob(corpus: String, index: String, imagesPerShard: Int) -> EncodingJob {
-        EncodingJob(encoding: .vlad, model: "m", descriptors: corpus, index: index, set: "s", flags: 0, replace: false,
+    static func encodingJob(corpus: String, index: String, imagesPerShard: Int, set: String = "s") -> EncodingJob {
+        EncodingJob(encoding: .vlad, model: "m", descriptors: corpus, index: index, set: set, flags: 0, replace: false,
                     imagesPerShard: imagesPerShard)
     }
 
@@ -84,7 +84,8 @@ import ZeroMQ
             #expect(try registry.add(Self.kmeansJob(corpus, shardRows: .max)) == 1)
             #expect(try registry.add(Self.kmeansJob(corpus, shardRows: 0)) == 2)
             #expect(try registry.add(nil, encoding: Self.encodingJob(corpus: corpus, index: index, imagesPerShard: .max)) == 3)
-            #expect(try registry.add(nil, encoding: Self.encodingJob(corpus: corpus, index: index, imagesPerShard: -3)) == 4)
+            // Another set: a set has one writer at a time.
+            #expect(try registry.add(nil, encoding: Self.encodingJob(corpus: corpus, index: index, imagesPerShard: -3, set: "t")) == 4)
         }
         let store = try CodebookStore(path: path)
         let context = try ZeroMQContext()

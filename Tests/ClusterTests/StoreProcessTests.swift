@@ -519,3 +519,37 @@ final class StoreCoordinator: @unchecked Sendable {
         }
     }
 }
+
+/// `codebook cancel` and `codebook status` against a coordinator process, and a coordinator
+/// killed after the cancel: the job stays cancelled and is not resumed.
+@Suite(.serialized) struct CancelCommandTests {
+    @Test func codebookCancelStopsAJobThatAKilledCoordinatorDoesNotResume() async throws {
+        try await ProcessCluster().run { cluster in
+            let corpus = try StoreProcessTests.corpus()
+            let coordinator = StoreCoordinator(cluster, store: cluster.scratch.file("store"))
+            try await coordinator.start()
+            // No worker: the job waits on its first pass, and would be resumed after a restart.
+            let job = try coordinator.client().submit(
+                TrainingJob(kind: .kmeans, corpus: corpus, k: 8, iterations: 5, seed: 5, tolerance: 0, shardRows: 2000,
+                            initialization: "kmeans++"))
+            var run = try await cluster.run("cancel", ["cancel", "\(job)"] + coordinator.viaCoordinator)
+            cluster.check(run.status == 0 && run.log.contains("job \(job) cancelled"), "cancel: \(run.log)")
+            run = try await cluster.run("status", ["status"] + coordinator.viaCoordinator)
+            cluster.check(run.status == 0 && run.log.contains("  \(job)  kmeans  cancelled  "), "status: \(run.log)")
+            run = try await cluster.run("cancel-again", ["cancel", "\(job)"] + coordinator.viaCoordinator)
+            cluster.check(run.status != 0 && run.log.contains("job \(job) has already been cancelled"), "cancel again: \(run.log)")
+            run = try await cluster.run("cancel-unknown", ["cancel", "12345"] + coordinator.viaCoordinator)
+            cluster.check(run.status != 0 && run.log.contains("no job 12345"), "cancel unknown: \(run.log)")
+
+            _ = try await coordinator.stop(SIGKILL)
+            try await coordinator.start()
+            try coordinator.startWorker("worker")
+            try await Task.sleep(for: .seconds(1))
+            let progress = try coordinator.client().progress(of: job, since: 0)
+            cluster.check(progress.state == .cancelled, "after the restart: \(progress)")
+            cluster.check(coordinator.resumedLine(job: job) == nil, "the cancelled job was resumed")
+            let status = try coordinator.client().status()
+            cluster.check(status.passes.isEmpty && status.workers.allSatisfy { $0.shardsDone == 0 }, "\(status)")
+        }
+    }
+}

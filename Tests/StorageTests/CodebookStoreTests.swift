@@ -193,6 +193,25 @@ private func envelope(magic: [UInt8] = Array("CBKS".utf8), version: UInt16 = 1, 
         #expect(try store.job(3) == nil)
     }
 
+    /// A model written from its arrays (IMPORT, without concatenating them first) is the
+    /// value a concatenated `StoredValue` makes, byte for byte; deleted jobs are gone.
+    @Test func aModelWrittenFromItsArraysIsTheConcatenatedValueAndJobsAreDeleted() throws {
+        var random = SeededGenerator(seed: 13)
+        let directory = try TemporaryDirectory()
+        let store = try CodebookStore(path: directory.child("store"))
+        let gmm = ModelMetadata(kind: "gmm", k: 3, dimension: 5, source: "imported", created: "2026-11-27T07:40:05Z")
+        let arrays = [random.floats(15), random.floats(15), awkwardFloats.prefix(3).map { $0 }]
+        let value = try StoredValue(kind: .model, metadata: gmm, values: arrays.flatMap { $0 })
+        try store.putModel(named: "parts", metadata: value.metadata, arrays: arrays, replace: false)
+        #expect(try store.model(named: "parts") == value)
+        #expect(throws: StoreError.self) { try store.putModel(named: "parts", metadata: value.metadata, arrays: arrays, replace: false) }
+        for id: UInt64 in 1...4 {
+            try store.putJob(id, try StoredValue(kind: .job, metadata: JobMetadata(state: "failed", iterations: [], initialValues: 0)))
+        }
+        try store.deleteJobs([1, 3])
+        #expect(try store.allJobs().map(\.id) == [2, 4])
+    }
+
     // MARK: Names and models
 
     @Test func invalidNamesAreRefusedAndNothingIsWritten() throws {

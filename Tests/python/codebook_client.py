@@ -25,7 +25,7 @@ assert HEADER.size == 24
 READY, WORKER_HEARTBEAT, RESULT, FAILURE, GOODBYE = 1, 2, 3, 4, 5
 WELCOME, COORDINATOR_HEARTBEAT, TASK, RESYNC = 16, 17, 18, 19
 SUBMIT, PROGRESS, FETCH_RESULT, STATUS = 32, 33, 34, 35
-GET, LIST, DESCRIBE, CATALOG, SUBMIT_ENCODING, IMPORT = 36, 37, 38, 39, 40, 41
+GET, LIST, DESCRIBE, CATALOG, SUBMIT_ENCODING, IMPORT, CANCEL = 36, 37, 38, 39, 40, 41, 42
 ACCEPTED, PROGRESS_REPLY, RESULT_REPLY, STATUS_REPLY = 48, 49, 50, 51
 GET_REPLY, LIST_REPLY, DESCRIBE_REPLY, CATALOG_REPLY, ERROR_REPLY = 52, 53, 54, 55, 63
 FORBIDDEN = "forbidden"  # ERROR-REPLY code: the key's role is read, or a path is outside the corpus roots
@@ -172,7 +172,7 @@ def follow(client, job, deadline_s=JOB_DEADLINE_S):
         assert reply.job == job and reply.metadata["job"] == job
         records += reply.metadata["iterations"]
         state = reply.metadata["state"]
-        assert state in ("running", "succeeded", "failed")
+        assert state in ("running", "succeeded", "failed", "cancelled")
         if state != "running":
             return state, records, reply
         time.sleep(0.05)

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import zmq
 
-from codebook_client import (ACCEPTED, BINARY, COORDINATOR_HEARTBEAT, ERROR_REPLY, FETCH_RESULT, FORBIDDEN, GOODBYE, Keys,
+from codebook_client import (ACCEPTED, BINARY, CANCEL, COORDINATOR_HEARTBEAT, ERROR_REPLY, FETCH_RESULT, FORBIDDEN, GOODBYE, Keys,
                              NO_SHARD, PROGRESS, PROGRESS_REPLY, READY, RESULT_REPLY, RESYNC, STATUS,
                              STATUS_REPLY, SUBMIT, TASK, TIMEOUT_MS, WELCOME, WORKER_HEARTBEAT, Client, Cluster,
                              Reply, connect, follow, header, message, run_cli, wait_for_worker)
@@ -257,6 +257,82 @@ def test_given_initialization_and_unknown_fields(cluster, client):
     # And with tolerance 0 both iterations ran.
     result = client.request(FETCH_RESULT, job=job)
     assert result.metadata["iterations"] == 2 and result.metadata["converged"] is False
+
+
+def test_cancel_stops_a_running_job(cluster, client):
+    wait_for_worker(client)
+    # A job that would run for a very long time: a million iterations, tolerance 0.
+    job_spec = {"kind": "kmeans", "corpus": str(cluster.corpus), "k": 4, "iterations": 1_000_000, "seed": 1,
+                "tolerance": 0, "shardRows": 1000, "initialization": "kmeans++"}
+    accepted = client.request(SUBMIT, job_spec)
+    assert accepted.type == ACCEPTED, accepted
+    job = accepted.job
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        progress = client.request(PROGRESS, {"since": 0}, job=job)
+        assert progress.metadata["state"] == "running", progress
+        if progress.metadata["iterations"]:
+            break
+        time.sleep(0.05)
+    # CANCEL (42): header job = the job, metadata {}; the reply is the job's PROGRESS-REPLY.
+    reply = client.request(CANCEL, job=job)
+    assert reply.type == PROGRESS_REPLY, reply
+    assert reply.job == job and reply.metadata["job"] == job
+    assert reply.metadata["state"] == "cancelled"
+    assert reply.metadata["iterations"] == []
+    assert reply.arrays == []
+    state, records, _ = follow(client, job, deadline_s=10)
+    assert state == "cancelled" and records
+    # No more iterations after the cancel, and its passes leave STATUS.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        status = client.request(STATUS)
+        if not any(p["job"] == job for p in status.metadata["passes"]):
+            break
+        time.sleep(0.05)
+    assert not any(p["job"] == job for p in status.metadata["passes"]), status
+    assert [j["state"] for j in status.metadata["jobs"] if j["job"] == job] == ["cancelled"]
+    time.sleep(0.5)
+    assert len(client.request(PROGRESS, {"since": 0}, job=job).metadata["iterations"]) == len(records)
+    # A job that has ended cannot be cancelled; an unknown one is not found.
+    again = client.request(CANCEL, job=job)
+    assert again.type == ERROR_REPLY and again.job == job
+    assert "already been cancelled" in again.metadata["message"] and "code" not in again.metadata
+    unknown = client.request(CANCEL, job=987654)
+    assert unknown.type == ERROR_REPLY and unknown.metadata.get("code") == "not-found"
+    assert unknown.metadata["message"] == "no job 987654"
+    fetched = client.request(FETCH_RESULT, job=job)
+    assert fetched.type == ERROR_REPLY and fetched.metadata["message"] == f"job {job} was cancelled"
+    # The worker is free for the next job.
+    short = dict(job_spec, iterations=2)
+    state, records, _ = follow(client, client.request(SUBMIT, short).job)
+    assert state == "succeeded" and len(records) == 2
+
+
+def test_status_pages_finished_jobs(cluster, client):
+    ended = []
+    for _ in range(3):
+        job_spec = {"kind": "kmeans", "corpus": str(cluster.corpus), "k": 4, "iterations": 1_000_000, "seed": 1,
+                    "tolerance": 0, "shardRows": 1000, "initialization": "random"}
+        job = client.request(SUBMIT, job_spec).job
+        assert client.request(CANCEL, job=job).metadata["state"] == "cancelled"
+        ended.append(job)
+    listed, before = [], None
+    while True:
+        paging = {"jobsLimit": 2} if before is None else {"jobsLimit": 2, "jobsBefore": before}
+        status = client.request(STATUS, paging)
+        assert status.type == STATUS_REPLY
+        finished = [j for j in status.metadata["jobs"] if j["state"] != "running"]
+        assert len(finished) <= 2
+        ids = [j["job"] for j in finished]
+        assert ids == sorted(ids, reverse=True), "finished jobs come newest first"
+        listed += ids
+        before = status.metadata.get("jobsBefore")
+        if before is None:
+            break
+        assert before == ids[-1]
+    assert listed[:3] == ended[::-1]
+    assert listed == sorted(set(listed), reverse=True)
 
 
 def test_malformed_messages_do_not_stop_the_coordinator(cluster, client):

@@ -1,0 +1,84 @@
+import Descriptors
+
+/// A request beyond one of the coordinator's limits (`CoordinatorSettings`); answered
+/// with ERROR-REPLY code "limit". The message names the limit and the values.
+public struct LimitExceeded: Error, CustomStringConvertible, Sendable, Equatable {
+    public var message: String
+
+    public init(_ message: String) { self.message = message }
+
+    public var description: String { message }
+}
+
+/// `a·b`, or `Int.max` if it overflows (the operands are sizes, ≥ 0).
+func saturatingProduct(_ a: Int, _ b: Int) -> Int {
+    let (product, overflow) = a.multipliedReportingOverflow(by: b)
+    return overflow ? .max : product
+}
+
+extension CoordinatorSettings {
+    /// Throws unless `value` ≤ `limit`; `what` says what was measured, `setting` names the limit.
+    func check(_ what: String, _ value: Int, against limit: Int, setting: String, advice: String = "") throws {
+        guard value > limit else { return }
+        throw LimitExceeded("\(what) is \(value == .max ? "beyond \(Int.max)" : "\(value)"), above the coordinator's limit "
+                            + "(\(setting) = \(limit))" + (advice.isEmpty ? "" : "; \(advice)"))
+    }
+
+    /// The shape of a model the coordinator would hold and send: D and K·D.
+    func checkModel(k: Int, dimension: Int) throws {
+        try check("D", dimension, against: maximumDimension, setting: "maximumDimension")
+        try check("K·D (k=\(k), D=\(dimension))", saturatingProduct(k, dimension), against: maximumModelValues,
+                  setting: "maximumModelValues")
+    }
+
+    /// The array frames of a client request, in all.
+    func checkRequestArrays(_ arrays: [[UInt8]]) throws {
+        try check("the request's array frames' size in bytes", arrays.reduce(0) { $0 &+ $1.count },
+                  against: maximumRequestArrayBytes, setting: "maximumRequestArrayBytes")
+    }
+
+    /// What a training job (already validated against its corpus) makes the coordinator
+    /// hold and exchange: its model, its seeding sample, and each shard's sample result.
+    func check(_ job: TrainingJob, corpus: CorpusReference) throws {
+        try checkModel(k: job.k, dimension: corpus.dimension)
+        let sampleRows: Int
+        switch (job.kind, job.initialization) {
+        case (.kmeans, "kmeans++"), (.gmm, "kmeans"): sampleRows = min(max(saturatingProduct(64, job.k), 10_000), corpus.rows)
+        case (_, "random"): sampleRows = job.k
+        default: return
+        }
+        let rowBytes = saturatingProduct(corpus.dimension, 4)
+        try check("the seeding sample (\(sampleRows) rows of D=\(corpus.dimension) float32 values) in bytes",
+                  saturatingProduct(sampleRows, rowBytes), against: maximumSampleBytes, setting: "maximumSampleBytes",
+                  advice: job.initialization == "random" ? "" : "initialise at random or give the initial model")
+        // A shard of r rows contributes at most ⌈S·r/N⌉ rows of the S-row sample.
+        let shardRows = min(job.shardRows, corpus.rows)
+        let perShard = min(sampleRows, (saturatingProduct(sampleRows, shardRows) / corpus.rows) + 1)
+        try check("a shard's sample result (up to \(perShard) rows of D=\(corpus.dimension) float32 values) in bytes",
+                  saturatingProduct(perShard, rowBytes), against: maximumMessageSize,
+                  setting: "maximumMessageSize, from maximumModelValues", advice: "use fewer rows per shard")
+    }
+
+    /// What an encoding job makes the coordinator hold and receive: its model, its images,
+    /// and each shard's result (`imagesPerShard` vectors of `vectorDimension` float32
+    /// values, and their keys in the metadata).
+    func checkEncoding(images: [ImageSlice], imagesPerShard: Int, model: (k: Int, dimension: Int),
+                       vectorDimension: Int) throws {
+        try checkModel(k: model.k, dimension: model.dimension)
+        try check("the number of images", images.count, against: maximumImagesPerJob, setting: "maximumImagesPerJob")
+        let perShard = min(max(1, imagesPerShard), max(1, images.count))
+        try check("a shard's result (\(perShard) vectors of \(vectorDimension) float32 values) in bytes",
+                  saturatingProduct(perShard, saturatingProduct(vectorDimension, 4)), against: maximumMessageSize,
+                  setting: "maximumMessageSize, from maximumModelValues", advice: "use fewer images per shard")
+        // Keys as JSON strings: at most 6 bytes per byte (\u escapes), quotes and a comma.
+        var largest = 0, start = 0
+        while start < images.count {
+            let end = min(start + perShard, images.count)
+            largest = max(largest, images[start ..< end].reduce(1024) { $0 + 6 * $1.key.utf8.count + 3 })
+            start = end
+        }
+        try check("a shard's result metadata (the keys of \(perShard) images) in bytes, at most", largest,
+                  against: maximumMessageSize, setting: "maximumMessageSize, from maximumModelValues",
+                  advice: "use fewer images per shard or shorter keys")
+    }
+}
