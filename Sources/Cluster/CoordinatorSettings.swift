@@ -18,5 +18,16 @@ public struct CoordinatorSettings: Sendable {
     /// has written its last. A job counts an image as stored once its vector is flushed.
     public var vectorFlushDelay: Double = 0.1
 
+    // Memory per connection: what one peer can make the coordinator hold.
+    /// Messages queued for one client and from one client, each way (the high-water marks of
+    /// the clients socket). Replies to a client that has this many unread are dropped.
+    public var clientHighWaterMark: Int = 64
+    /// A client's requests the coordinator holds while it answers an earlier one of the same
+    /// client (replies go out in request order); a request beyond them gets an ERROR-REPLY.
+    public var maximumWaitingRequestsPerClient: Int = 16
+    /// Messages queued for one worker and from one worker, each way (the high-water marks
+    /// of the workers socket).
+    public var workerHighWaterMark: Int = 1000
+
     public init() {}
 }

@@ -155,6 +155,14 @@ public struct CoordinatorState: Sendable {
 
     // MARK: Queries
 
+    /// When `tick` next has something to do (a heartbeat to send, a silent worker to
+    /// declare dead), or nil while nothing waits on the clock. The I/O thread sleeps until
+    /// then unless a message comes first; every deadline that `tick` acts on belongs here.
+    public var nextDeadline: Double? {
+        let silence = settings.heartbeatInterval * Double(settings.liveness)
+        return workers.values.lazy.map { min($0.lastSent + settings.heartbeatInterval, $0.lastHeard + silence) }.min()
+    }
+
     /// Passes with shards left, and whether any worker is alive to take them.
     public var isWaitingForWorkers: Bool { workers.isEmpty && !rounds.isEmpty }
 
