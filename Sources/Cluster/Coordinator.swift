@@ -184,7 +184,7 @@ public final class Coordinator: @unchecked Sendable {
     private func loop(workers: Socket, clients: Socket, listener: DoorbellListener) {
         var state = CoordinatorState(settings: settings)
         var sinks: [RoundKey: any RoundSink] = [:]
-        var requests = ClientRequests(limit: settings.maximumWaitingRequestsPerClient)
+        var requests = ClientRequests(limit: settings.maximumWaitingRequestsPerClient, outstanding: settings.clientHighWaterMark)
         let poller = Poller()
         poller.register(workers)
         poller.register(clients)
@@ -349,7 +349,9 @@ public final class Coordinator: @unchecked Sendable {
 /// The clients' requests between arrival and reply, kept by the I/O thread so that each
 /// client gets its replies in the order of its requests while some of them are answered on
 /// the request thread: a client's requests that arrive while one of its own is there wait
-/// behind it (at most `limit` of them; one more is refused at once).
+/// behind it. At most `limit` requests wait; the next ones are refused (their ERROR-REPLY
+/// waits in their place), and past `outstanding` waiting items (the most replies the
+/// client can have unread without losing some) the client's messages are dropped.
 struct ClientRequests {
     enum Item {
         case request(WireMessage)
@@ -358,22 +360,29 @@ struct ClientRequests {
     }
 
     let limit: Int
+    let outstanding: Int
     /// By client with a request on the request thread: the items that wait behind it.
     private var waiting: [[UInt8]: [Item]] = [:]
 
-    init(limit: Int) { self.limit = limit }
+    init(limit: Int, outstanding: Int) {
+        self.limit = limit
+        self.outstanding = outstanding
+    }
 
-    /// What to answer now that `item` has arrived: the item itself; nothing, if it waits
-    /// behind the client's request on the request thread; or, if `limit` items wait there
-    /// already, an ERROR-REPLY instead, sent ahead of the replies still due.
+    /// What to answer now that `item` has arrived: the item itself, if the client has no
+    /// request on the request thread; otherwise nothing, and the item (or, past `limit`
+    /// waiting requests, its refusal) waits for the replies due before it.
     mutating func admit(_ item: Item, of client: [UInt8]) -> [Item] {
-        guard waiting[client] != nil else { return [item] }
-        guard waiting[client]!.count < limit else {
-            return [.reply(WireMessage(header: WireHeader(.errorReply), metadata: FailureReport(
+        guard var items = waiting.removeValue(forKey: client) else { return [item] }
+        defer { waiting[client] = items }
+        guard items.count < outstanding else { return [] }
+        if case .request = item, items.count(where: { if case .request = $0 { true } else { false } }) >= limit {
+            items.append(.reply(WireMessage(header: WireHeader(.errorReply), metadata: FailureReport(
                 message: "too many requests: \(limit) of this client already wait for an earlier one's reply; read replies before sending more",
-                code: "too-many-requests")))]
+                code: "too-many-requests"))))
+        } else {
+            items.append(item)
         }
-        waiting[client]!.append(item)
         return []
     }
 

@@ -1,4 +1,7 @@
 import ArgumentParser
+#if canImport(Glibc)
+import CMalloc
+#endif
 import Cluster
 import Foundation
 import Logging
@@ -49,6 +52,13 @@ struct CoordinatorCommand: AsyncParsableCommand {
 
     func run() async throws {
         let logger = processLogger("codebook.coordinator")
+        #if canImport(Glibc)
+        // Buffers of 128 KiB and more (messages, replies) are mapped on their own and go back
+        // to the system when freed. Left to itself, glibc raises this threshold after the
+        // first such free and keeps later ones in its heaps: the replies queued for a client
+        // that never read them stayed resident after it left.
+        mallopt(M_MMAP_THRESHOLD, 128 * 1024)
+        #endif
         let coordinator = Coordinator(context: try ZeroMQContext(), workersEndpoint: workersEndpoint,
                                       clientsEndpoint: clientsEndpoint, store: try CodebookStore(path: store), logger: logger)
         let bound = try coordinator.start()
