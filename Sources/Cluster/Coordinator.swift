@@ -376,8 +376,8 @@ struct ClientRequests {
         guard var items = waiting.removeValue(forKey: client) else { return [item] }
         defer { waiting[client] = items }
         guard items.count < outstanding else { return [] }
-        if case .request = item, items.count(where: { if case .request = $0 { true } else { false } }) >= limit {
-            items.append(.reply(WireMessage(header: WireHeader(.errorReply), metadata: FailureReport(
+        if case .request(let request) = item, items.count(where: { if case .request = $0 { true } else { false } }) >= limit {
+            items.append(.reply(WireMessage(header: WireHeader(.errorReply, job: request.header.job), metadata: FailureReport(
                 message: "too many requests: \(limit) of this client already wait for an earlier one's reply; read replies before sending more",
                 code: "too-many-requests"))))
         } else {
