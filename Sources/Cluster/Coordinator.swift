@@ -117,7 +117,7 @@ public final class Coordinator: @unchecked Sendable {
         inbox.withLock { $0.commands.append(.stop) }
         wake()
         finished.wait()
-        // A request still being answered may start a job, whose pass then fails at once.
+        // A request being answered may still start a job, whose pass then fails at once.
         let requestsDone = DispatchSemaphore(value: 0)
         requestThread.async { requestsDone.signal() }
         _ = requestsDone.wait(timeout: .now() + 30)
@@ -228,6 +228,8 @@ public final class Coordinator: @unchecked Sendable {
                     // A snapshot of the state goes along (copy-on-write: cheap until changed).
                     let snapshot = state
                     requestThread.async { [self] in
+                        // Once the coordinator stops, what still waits here is not answered.
+                        guard !inbox.withLock({ $0.stopped }) else { return }
                         post(.reply(to: client, answer(request, state: snapshot, now: MonotonicClock.now())))
                     }
                     return
