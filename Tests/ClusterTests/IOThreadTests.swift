@@ -53,7 +53,7 @@ import ZeroMQ
     /// Planning on the I/O thread stopped its heartbeats for seconds.
     @Test(.timeLimit(.minutes(3))) func heartbeatsKeepTheirIntervalWhileAMillionImageJobIsPlanned() async throws {
         let scratch = try ScratchDirectory()
-        let images = 1_000_000, dimension = 8, interval = 0.5
+        let images = 1_000_000, dimension = 8, interval = 1.0
         let descriptors = scratch.file("descriptors.npy"), index = scratch.file("images.tsv")
         try NpyFile.write(path: descriptors, rows: images, columns: dimension,
                           values: (0..<images * dimension).map { Float($0 % 13) })
@@ -79,7 +79,7 @@ import ZeroMQ
         try #require(await waitUntil(timeout: 20) { (try? client.status().workers.count) == 2 }, "the probe workers did not join")
 
         let job = EncodingJob(encoding: .vlad, model: "cb", descriptors: descriptors, index: index, set: "S", flags: 0,
-                              replace: false, imagesPerShard: 1000)
+                              replace: false)
         // Submitted from a thread of its own: the reply comes once the job is planned.
         let submitted = SubmitOutcome()
         let clients = endpoints.clients
@@ -94,7 +94,7 @@ import ZeroMQ
             if let status = try? client.status() {
                 statusReplies += 1
                 longestSilence = max(longestSilence, status.workers.map(\.secondsSinceHeard).max() ?? .infinity)
-                planned = status.passes.contains { $0.job == 1 && $0.shards == images / 1000 }
+                planned = status.passes.contains { $0.job == 1 && $0.shards == (images + job.imagesPerShard - 1) / job.imagesPerShard }
             }
             try await Task.sleep(for: .milliseconds(100))
         }
