@@ -32,6 +32,7 @@ let package = Package(
                        providers: [.apt(["librocksdb-dev"])]),
         .systemLibrary(name: "CVLFeat", path: "Sources/CVLFeat",
                        providers: [.apt(["libvlfeat-dev"])]),
+        .systemLibrary(name: "CMalloc", path: "Sources/CMalloc"),
 
         // Our own C kernels (AVX-512 where the CPU has it, chosen at run time), optimised in every
         // configuration; no FMA contraction, so their documented arithmetic holds on every CPU.
@@ -48,7 +49,7 @@ let package = Package(
         .target(name: "Cluster", dependencies: ["Descriptors", "Clustering", "Encoding", "ZeroMQ", "Storage",
                                                 .product(name: "Logging", package: "swift-log")]),
         .executableTarget(name: "codebook", dependencies: [
-            "Descriptors", "Clustering", "Encoding", "Cluster", "Storage",
+            "Descriptors", "Clustering", "Encoding", "Cluster", "Storage", "CMalloc",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),

@@ -21,6 +21,21 @@ extension Coordinator {
         return WireMessage(header: WireHeader(.errorReply, job: request.header.job), metadata: report)
     }
 
+    /// GETs of at most this many keys are answered on the I/O thread.
+    static let quickGetKeys = 16
+
+    /// Whether a request is answered on the I/O thread: only those that take microseconds
+    /// (PROGRESS, STATUS, a GET of a few keys). The others may read files, scan the store or
+    /// plan a job: they are answered on the request thread, which sees a snapshot of the
+    /// state as the request was handed over, so a request that reads the state belongs here.
+    static func answersOnIOThread(_ request: WireMessage) -> Bool {
+        switch request.header.type {
+        case .progress, .status: true
+        case .get: ((try? request.decode(GetRequest.self))?.keys.count ?? 0) <= quickGetKeys
+        default: false
+        }
+    }
+
     private func reply(to request: WireMessage, state: CoordinatorState, now: Double) throws -> WireMessage {
         let job = request.header.job
         try settings.checkRequestArrays(request.arrays)

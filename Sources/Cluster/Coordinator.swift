@@ -7,7 +7,9 @@ import ZeroMQ
 
 /// The coordinator process's shell: one I/O thread owns the ROUTER socket for workers and
 /// the ROUTER socket for clients, feeds `CoordinatorState` and carries out its directives.
-/// Training jobs run as tasks that talk to the I/O thread through `submit(_:to:)`.
+/// It never waits on anything but `zmq_poll`: requests that read files, scan the store or
+/// plan a job are answered on the request thread, one at a time, and training jobs run as
+/// tasks; both talk to the I/O thread through its inbox and wake it with a doorbell.
 ///
 /// `@unchecked Sendable`: the sockets and the state machine are touched only by the I/O
 /// thread; other threads reach it through the `inbox` mutex, and `jobs` is itself locked.
@@ -29,6 +31,10 @@ public final class Coordinator: @unchecked Sendable {
     /// Commands for the I/O thread; `stopped` once it has taken `.stop`, after which passes
     /// submitted fail at once (nobody would run them).
     private let inbox = Mutex<(commands: [Command], stopped: Bool)>(([], false))
+    /// Wakes the I/O thread when the inbox has something; set once the thread runs.
+    private let doorbell = Mutex<Doorbell?>(nil)
+    /// Where requests that may take more than a moment are answered (see `answersOnIOThread`).
+    private let requestThread = DispatchQueue(label: "codebook-coordinator-requests")
     private let bound = Mutex<(workers: String, clients: String)?>(nil)
     private let finished = DispatchSemaphore(value: 0)
     private let counters = Mutex<(malformed: Int, requests: Int)>((0, 0))
@@ -37,6 +43,8 @@ public final class Coordinator: @unchecked Sendable {
     private enum Command {
         case start(RoundSpec, any RoundSink)
         case cancel(UInt64)
+        /// The request thread's reply to a client's request.
+        case reply(to: [UInt8], WireMessage)
         case stop
     }
 
@@ -87,13 +95,19 @@ public final class Coordinator: @unchecked Sendable {
 
     private func run(ready: DispatchSemaphore, failure: borrowing Mutex<(any Error)?>) {
         do {
-            let workers = try makeSocket(binding: requestedWorkersEndpoint, domain: .workers)
-            let clients = try makeSocket(binding: requestedClientsEndpoint, domain: .clients)
+            let workers = try makeSocket(binding: requestedWorkersEndpoint, domain: .workers,
+                                         highWaterMark: settings.workerHighWaterMark)
+            let clients = try makeSocket(binding: requestedClientsEndpoint, domain: .clients,
+                                         highWaterMark: settings.clientHighWaterMark)
+            let (bell, listener) = try Doorbell.make(context: context)
+            // Published before the loop first looks at the inbox: a command posted earlier
+            // is seen then, one posted later rings.
+            doorbell.withLock { $0 = bell }
             let endpoints = (workers: (try? workers.lastEndpoint) ?? requestedWorkersEndpoint,
                              clients: (try? clients.lastEndpoint) ?? requestedClientsEndpoint)
             bound.withLock { $0 = endpoints }
             ready.signal()
-            loop(workers: workers, clients: clients)
+            loop(workers: workers, clients: clients, listener: listener)
         } catch {
             failure.withLock { $0 = error }
             ready.signal()
@@ -110,8 +124,13 @@ public final class Coordinator: @unchecked Sendable {
     public func stop(keepingJobs: Bool = false) {
         if keepingJobs { jobs.keepStoredJobsFromNowOn() }
         inbox.withLock { $0.commands.append(.stop) }
+        wake()
         finished.wait()
         gatekeeper?.stop()
+        // A request being answered may still start a job, whose pass then fails at once.
+        let requestsDone = DispatchSemaphore(value: 0)
+        requestThread.async { requestsDone.signal() }
+        _ = requestsDone.wait(timeout: .now() + 30)
         vectorFlusher?.flushNow()
         for task in jobTasks.withLock({ tasks in defer { tasks.removeAll() }; return tasks }) {
             _ = task.wait(timeout: .now() + 30)
@@ -139,13 +158,28 @@ public final class Coordinator: @unchecked Sendable {
             inbox.commands.append(.start(spec, sink))
             return nil
         }
-        if let refusal { sink.fail(refusal) }
+        if let refusal { sink.fail(refusal) } else { wake() }
     }
 
     /// Forgets the passes of a job that ended, failing their sinks (a job's task waiting
     /// on one ends); their late results will be dropped.
     func cancelPasses(of job: UInt64) {
-        inbox.withLock { $0.commands.append(.cancel(job)) }
+        post(.cancel(job))
+    }
+
+    /// Hands `command` to the I/O thread and wakes it; false (and dropped) once it has stopped.
+    @discardableResult
+    private func post(_ command: Command) -> Bool {
+        let accepted = inbox.withLock { inbox in
+            if !inbox.stopped { inbox.commands.append(command) }
+            return !inbox.stopped
+        }
+        if accepted { wake() }
+        return accepted
+    }
+
+    private func wake() {
+        doorbell.withLock { $0 }?.ring()
     }
 
     /// Submits a training job as a client would (for the embedded cluster and tests).
@@ -153,10 +187,12 @@ public final class Coordinator: @unchecked Sendable {
         try accept(job, arrays: arrays)
     }
 
-    private func makeSocket(binding endpoint: String, domain: CoordinatorGatekeeper.Domain) throws -> Socket {
+    private func makeSocket(binding endpoint: String, domain: CoordinatorGatekeeper.Domain, highWaterMark: Int) throws -> Socket {
         let socket = try Socket(.router, context: context)
         try gatekeeper?.secure(socket, for: domain)
         try socket.setMaxMessageSize(Int64(settings.maximumMessageSize))
+        try socket.setSendHighWaterMark(Int32(clamping: highWaterMark))
+        try socket.setReceiveHighWaterMark(Int32(clamping: highWaterMark))
         try socket.setLinger(.zero)
         try socket.setRouterMandatory(false)
         try socket.bind(endpoint)
@@ -165,13 +201,14 @@ public final class Coordinator: @unchecked Sendable {
 
     // MARK: The I/O loop
 
-    private func loop(workers: Socket, clients: Socket) {
+    private func loop(workers: Socket, clients: Socket, listener: DoorbellListener) {
         var state = CoordinatorState(settings: settings)
         var sinks: [RoundKey: any RoundSink] = [:]
-        var lastTick = MonotonicClock.now()
+        var requests = ClientRequests(limit: settings.maximumWaitingRequestsPerClient, outstanding: settings.clientHighWaterMark)
         let poller = Poller()
         poller.register(workers)
         poller.register(clients)
+        poller.register(listener)
         func perform(_ directives: [CoordinatorState.Directive]) {
             for directive in directives {
                 switch directive {
@@ -197,7 +234,30 @@ public final class Coordinator: @unchecked Sendable {
             }
             sinks = sinks.filter { key, _ in state.rounds[key] != nil }
         }
+        /// Answers a client's `items` in order, up to one that goes to the request thread;
+        /// the rest then wait for its reply.
+        func respond(_ items: [ClientRequests.Item], of client: [UInt8]) {
+            for (index, item) in items.enumerated() {
+                switch item {
+                case .reply(let reply):
+                    send(reply, to: client, on: clients)
+                case .request(let request) where Self.answersOnIOThread(request):
+                    send(answer(request, state: state, now: MonotonicClock.now()), to: client, on: clients)
+                case .request(let request):
+                    requests.handedOff(client, leaving: Array(items[(index + 1)...]))
+                    // A snapshot of the state goes along (copy-on-write: cheap until changed).
+                    let snapshot = state
+                    requestThread.async { [self] in
+                        // Once the coordinator stops, what still waits here is not answered.
+                        guard !inbox.withLock({ $0.stopped }) else { return }
+                        post(.reply(to: client, answer(request, state: snapshot, now: MonotonicClock.now())))
+                    }
+                    return
+                }
+            }
+        }
         while true {
+            listener.drain()
             let (commands, stopping) = inbox.withLock { inbox in
                 defer { inbox.commands.removeAll() }
                 if inbox.commands.contains(where: { if case .stop = $0 { true } else { false } }) { inbox.stopped = true }
@@ -209,9 +269,12 @@ public final class Coordinator: @unchecked Sendable {
                     sinks[spec.key] = sink
                     if !stopping { perform(state.start(spec, now: MonotonicClock.now())) }
                 case .cancel(let job):
+                    state.cancel(job: job)
                     for (key, sink) in sinks where key.job == job { sink.fail("job \(job) ended") }
                     sinks = sinks.filter { $0.key.job != job }
-                    state.cancel(job: job)
+                case .reply(let client, let reply):
+                    send(reply, to: client, on: clients)
+                    respond(requests.answered(client), of: client)
                 case .stop:
                     break
                 }
@@ -221,31 +284,32 @@ public final class Coordinator: @unchecked Sendable {
                 for sink in sinks.values { sink.fail("the coordinator stopped") }
                 return
             }
+            // Sleep until the clock has something for the state machine, a message arrives,
+            // or another thread rings; at least a millisecond once a deadline has passed,
+            // so that a deadline `tick` leaves as it is cannot make this loop spin.
+            var now = MonotonicClock.now()
+            if let deadline = state.nextDeadline, deadline <= now { perform(state.tick(now: now)) }
+            now = MonotonicClock.now()
+            let timeout = state.nextDeadline.map { Duration.seconds(max($0 - now, 0.001)) }
             let ready: [Poller.Ready]
             do {
-                ready = try poller.poll(timeout: .milliseconds(1))
+                ready = try poller.poll(timeout: timeout)
             } catch {
                 logger.error("poll failed; coordinator stopping", metadata: ["error": "\(error)"])
                 return
             }
-            for socketReady in ready {
+            for socketReady in ready where socketReady.socket === workers || socketReady.socket === clients {
                 let isWorkers = socketReady.socket === workers
                 // Drain what is there, a bounded number at a time, so neither side starves.
                 for _ in 0..<256 {
                     guard let (frames, userID) = try? socketReady.socket.receive(dontWait: true, property: .userID) else { break }
-                    let now = MonotonicClock.now()
                     if isWorkers {
                         guard admitsWorker(userID) else { continue }
-                        perform(handleWorker(frames, state: &state, sinks: sinks, now: now))
-                    } else {
-                        handleClient(frames, from: userID, socket: clients, state: state, now: now)
+                        perform(handleWorker(frames, state: &state, sinks: sinks, now: MonotonicClock.now()))
+                    } else if let (client, item) = clientRequest(frames, from: userID) {
+                        respond(requests.admit(item, of: client), of: client)
                     }
                 }
-            }
-            let now = MonotonicClock.now()
-            if now - lastTick >= 0.1 {
-                perform(state.tick(now: now))
-                lastTick = now
             }
         }
     }
@@ -274,21 +338,78 @@ public final class Coordinator: @unchecked Sendable {
 
     // MARK: Clients
 
-    /// Client requests arrive as [identity, empty delimiter, header, metadata, arrays…]
-    /// (a REQ socket, or a DEALER that sends the delimiter) and get a reply in the same envelope.
-    private func handleClient(_ frames: [[UInt8]], from userID: String?, socket: Socket, state: CoordinatorState, now: Double) {
+    /// A client request's identity and its request (or the ERROR-REPLY for a malformed one,
+    /// or for one the client's key may not make). Requests arrive as [identity, empty delimiter, header, metadata, arrays…] (a REQ
+    /// socket, or a DEALER that sends the delimiter) and get a reply in the same envelope;
+    /// nil for a message without that envelope, which is dropped.
+    private func clientRequest(_ frames: [[UInt8]], from userID: String?) -> (client: [UInt8], ClientRequests.Item)? {
         guard frames.count >= 2, frames[1].isEmpty else {
             noteMalformed(WireError.malformed("client request without an envelope"), from: "a client")
-            return
+            return nil
         }
-        let reply: WireMessage
         do {
             let request = try WireMessage(frames: Array(frames.dropFirst(2)))
-            reply = refusal(of: request, from: userID) ?? answer(request, state: state, now: now)
+            return (frames[0], refusal(of: request, from: userID).map { .reply($0) } ?? .request(request))
         } catch {
             noteMalformed(error, from: "a client")
-            reply = WireMessage(header: WireHeader(.errorReply), metadata: FailureReport(message: "\(error)"))
+            return (frames[0], .reply(WireMessage(header: WireHeader(.errorReply), metadata: FailureReport(message: "\(error)"))))
         }
-        _ = try? socket.send(frames: [frames[0], []] + reply.frames, dontWait: true)
+    }
+
+    /// Queues `reply` for `client`; ZeroMQ drops it if the client is gone or has
+    /// `clientHighWaterMark` replies unread.
+    private func send(_ reply: WireMessage, to client: [UInt8], on socket: Socket) {
+        _ = try? socket.send(frames: [client, []] + reply.frames, dontWait: true)
+    }
+}
+
+/// The clients' requests between arrival and reply, kept by the I/O thread so that each
+/// client gets its replies in the order of its requests while some of them are answered on
+/// the request thread: a client's requests that arrive while one of its own is there wait
+/// behind it. At most `limit` requests wait; the next ones are refused (their ERROR-REPLY
+/// waits in their place), and past `outstanding` waiting items (the most replies the
+/// client can have unread without losing some) the client's messages are dropped.
+struct ClientRequests {
+    enum Item {
+        case request(WireMessage)
+        /// The reply is known already (the request was malformed).
+        case reply(WireMessage)
+    }
+
+    let limit: Int
+    let outstanding: Int
+    /// By client with a request on the request thread: the items that wait behind it.
+    private var waiting: [[UInt8]: [Item]] = [:]
+
+    init(limit: Int, outstanding: Int) {
+        self.limit = limit
+        self.outstanding = outstanding
+    }
+
+    /// What to answer now that `item` has arrived: the item itself, if the client has no
+    /// request on the request thread; otherwise nothing, and the item (or, past `limit`
+    /// waiting requests, its refusal) waits for the replies due before it.
+    mutating func admit(_ item: Item, of client: [UInt8]) -> [Item] {
+        guard var items = waiting.removeValue(forKey: client) else { return [item] }
+        defer { waiting[client] = items }
+        guard items.count < outstanding else { return [] }
+        if case .request(let request) = item, items.count(where: { if case .request = $0 { true } else { false } }) >= limit {
+            items.append(.reply(WireMessage(header: WireHeader(.errorReply, job: request.header.job), metadata: FailureReport(
+                message: "too many requests: \(limit) of this client already wait for an earlier one's reply; read replies before sending more",
+                code: "too-many-requests"))))
+        } else {
+            items.append(item)
+        }
+        return []
+    }
+
+    /// The client's request went to the request thread; `rest` waits for its reply.
+    mutating func handedOff(_ client: [UInt8], leaving rest: [Item]) {
+        waiting[client] = rest
+    }
+
+    /// The client's request on the request thread has been answered: what waited behind it.
+    mutating func answered(_ client: [UInt8]) -> [Item] {
+        waiting.removeValue(forKey: client) ?? []
     }
 }

@@ -72,5 +72,18 @@ public struct CoordinatorSettings: Sendable {
     /// its job is submitted (sample and encoding results).
     public var maximumMessageSize: Int { max(min(maximumModelValues, Int.max / 8) * 8, 1 << 20) }
 
+    // Memory per connection: what one peer can make the coordinator hold.
+    /// Messages queued for one client and from one client, each way (the high-water marks of
+    /// the clients socket): the most requests a client can have outstanding. Replies beyond
+    /// it, to a client that does not read them, are dropped.
+    public var clientHighWaterMark: Int = 64
+    /// A client's requests the coordinator holds while it answers an earlier one of the same
+    /// client off the I/O thread (replies go out in request order); the ones beyond get an
+    /// ERROR-REPLY `too-many-requests`, in order.
+    public var maximumWaitingRequestsPerClient: Int = 16
+    /// Messages queued for one worker and from one worker, each way (the high-water marks
+    /// of the workers socket).
+    public var workerHighWaterMark: Int = 1000
+
     public init() {}
 }

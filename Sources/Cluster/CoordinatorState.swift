@@ -236,6 +236,23 @@ public struct CoordinatorState: Sendable {
 
     // MARK: Queries
 
+    /// When `tick` next has something to do (a heartbeat to send, a silent worker to
+    /// declare dead, a task to mark overdue), or nil while nothing waits on the clock. The
+    /// I/O thread sleeps until then unless a message comes first; every deadline that `tick`
+    /// acts on belongs here.
+    public var nextDeadline: Double? {
+        let silence = settings.heartbeatInterval * Double(settings.liveness)
+        var earliest = workers.values.lazy.map { min($0.lastSent + settings.heartbeatInterval, $0.lastHeard + silence) }.min()
+        for (key, round) in rounds {
+            let deadline = taskDeadline(of: key)
+            for (shard, holding) in round.holders where !round.overdue.contains(shard) {
+                guard let sent = holding.values.max() else { continue }
+                earliest = min(earliest ?? .infinity, sent + deadline)
+            }
+        }
+        return earliest
+    }
+
     /// Passes with shards left, and whether any worker is alive to take them.
     public var isWaitingForWorkers: Bool { workers.isEmpty && !rounds.isEmpty }
 

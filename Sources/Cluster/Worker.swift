@@ -31,7 +31,9 @@ public struct WorkerSettings: Sendable {
 
 /// A worker process's shell: an I/O thread owns the DEALER socket (heartbeats, tasks in,
 /// results out, reconnection with back-off) and `threads` compute threads run the shards.
-/// Shards are read from the corpus path in the task, by memory map.
+/// Shards are read from the corpus path in the task, by memory map. The I/O thread sleeps
+/// in `zmq_poll` until a message arrives, a heartbeat is due, or the doorbell rings (a
+/// result in the outbox, or `stop()`).
 ///
 /// `@unchecked Sendable`: the socket is touched only by the I/O thread; the queues between
 /// it and the compute threads are mutex-protected.
@@ -44,6 +46,8 @@ public final class Worker: @unchecked Sendable {
     private let finished = DispatchSemaphore(value: 0)
     private let tasks = TaskQueue()
     private let outbox = Mutex<[WireMessage]>([])
+    /// Wakes the I/O thread; set once the thread runs.
+    private let doorbell = Mutex<Doorbell?>(nil)
     private let corpora = CorpusCache()
 
     public init(context: ZeroMQContext, endpoint: String, settings: WorkerSettings, logger: Logger) {
@@ -79,6 +83,7 @@ public final class Worker: @unchecked Sendable {
     /// Says goodbye to the coordinator, stops the threads and waits for the I/O thread.
     public func stop() {
         stopping.store(true, ordering: .sequentiallyConsistent)
+        wake()
         finished.wait()
     }
 
@@ -93,6 +98,10 @@ public final class Worker: @unchecked Sendable {
         return socket
     }
 
+    private func wake() {
+        doorbell.withLock { $0 }?.ring()
+    }
+
     private var introduction: WireMessage {
         WireMessage(header: WireHeader(.ready),
                     metadata: WorkerIntroduction(name: settings.name, threads: settings.threads, pid: getpid()))
@@ -102,7 +111,12 @@ public final class Worker: @unchecked Sendable {
         var interval = settings.heartbeatInterval, liveness = settings.liveness
         var backoff = settings.reconnectInitial
         var socket: Socket
+        let listener: DoorbellListener
         do {
+            let (bell, bellListener) = try Doorbell.make(context: context)
+            listener = bellListener
+            // Published before the loop first looks at `stopping` and the outbox.
+            doorbell.withLock { $0 = bell }
             socket = try connect()
         } catch {
             logger.error("cannot connect to \(endpoint): \(error)")
@@ -110,6 +124,13 @@ public final class Worker: @unchecked Sendable {
         }
         var poller = Poller()
         poller.register(socket)
+        poller.register(listener)
+        /// Waits until a message arrives, `deadline` passes (at least 1 ms from now, so a
+        /// deadline that just passed cannot make the loop spin) or the doorbell rings.
+        func wait(until deadline: Double, on poller: Poller) {
+            _ = try? poller.poll(timeout: .seconds(max(deadline - MonotonicClock.now(), 0.001)))
+            listener.drain()
+        }
         var lastHeard = MonotonicClock.now(), lastSent = lastHeard
         var models: [UInt64: (round: UInt32, computation: any WireComputation)] = [:]
         func send(_ message: WireMessage) {
@@ -123,7 +144,7 @@ public final class Worker: @unchecked Sendable {
         send(introduction)
         while !stopping.load(ordering: .sequentiallyConsistent) {
             for message in outbox.withLock({ outbox in defer { outbox.removeAll() }; return outbox }) { send(message) }
-            _ = try? poller.poll(timeout: .milliseconds(1))
+            wait(until: min(lastSent + interval, lastHeard + interval * Double(liveness)), on: poller)
             while let frames = (try? socket.receive(dontWait: true)) ?? nil {
                 lastHeard = MonotonicClock.now()
                 backoff = settings.reconnectInitial
@@ -156,15 +177,18 @@ public final class Worker: @unchecked Sendable {
                 logger.warning("coordinator silent for \(Int(now - lastHeard)) s; reconnecting in \(backoff) s")
                 tasks.removeAll()
                 models = [:]
-                let deadline = MonotonicClock.now() + backoff
+                // Only the doorbell wakes this wait: `stop()` ends it, results wait for the new socket.
+                let deadline = MonotonicClock.now() + backoff, bellOnly = Poller()
+                bellOnly.register(listener)
                 while MonotonicClock.now() < deadline && !stopping.load(ordering: .sequentiallyConsistent) {
-                    Thread.sleep(forTimeInterval: 0.05)
+                    wait(until: deadline, on: bellOnly)
                 }
                 backoff = min(backoff * 2, settings.reconnectMaximum)
                 do {
                     socket = try connect()
                     poller = Poller()
                     poller.register(socket)
+                    poller.register(listener)
                 } catch {
                     logger.error("cannot reconnect to \(endpoint): \(error)")
                 }
@@ -219,6 +243,7 @@ public final class Worker: @unchecked Sendable {
                                 metadata: FailureReport(message: "\(error)", retry: false))
         }
         outbox.withLock { $0.append(reply) }
+        wake()
     }
 
     private static func compute<C: WireComputation>(_ computation: C, rows: DescriptorMatrix, shard: Int,

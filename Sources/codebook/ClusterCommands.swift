@@ -1,4 +1,7 @@
 import ArgumentParser
+#if canImport(Glibc)
+import CMalloc
+#endif
 import Cluster
 import Foundation
 import Logging
@@ -62,6 +65,13 @@ struct CoordinatorCommand: AsyncParsableCommand {
 
     func run() async throws {
         let logger = processLogger("codebook.coordinator")
+        #if canImport(Glibc)
+        // Buffers of 128 KiB and more (messages, replies) are mapped on their own and go back
+        // to the system when freed. Left to itself, glibc raises this threshold after the
+        // first such free and keeps later ones in its heaps: the replies queued for a client
+        // that never read them stayed resident after it left.
+        mallopt(M_MMAP_THRESHOLD, 128 * 1024)
+        #endif
         var settings = limits.settings
         settings.security = try security.security(binding: [workersEndpoint, clientsEndpoint])
         settings.corpusRoots = try security.roots

@@ -414,6 +414,21 @@ import ZeroMQ
         #expect(state.droppedResults == 2)
     }
 
+    /// The I/O thread sleeps until `nextDeadline`: a task's deadline is among them, not only
+    /// the heartbeats, and a task marked overdue is one no longer.
+    @Test func theNextDeadlineIsTheEarliestOfHeartbeatsAndTaskDeadlines() {
+        var settings = Self.settings(floor: 2)
+        settings.heartbeatInterval = 100
+        var state = CoordinatorState(settings: settings)
+        #expect(state.nextDeadline == nil)
+        _ = state.receive(T.ready("alice", threads: 1), from: Self.alice, now: 0)
+        #expect(state.nextDeadline == 100)
+        #expect(T.tasks(state.start(T.spec(shards: 3), now: 1)).map(\.shard) == [0, 1])
+        #expect(state.nextDeadline == 3)
+        #expect(Self.logs(state.tick(now: 3.5)).contains { $0.contains("shard 0 overdue") })
+        #expect(state.nextDeadline == 101)
+    }
+
     /// A second copy goes only to a worker with an idle thread: never behind other work.
     @Test func anOverdueShardWaitsForAnIdleThread() {
         var state = CoordinatorState(settings: Self.settings(floor: 1))
