@@ -65,7 +65,7 @@ import ZeroMQ
     /// One random mutation of `message`'s frames.
     static func mutate(_ message: WireMessage, _ rng: inout SeededGenerator) -> [[UInt8]] {
         var frames = message.frames
-        switch Int.random(in: 0..<10, using: &rng) {
+        switch Int.random(in: 0..<13, using: &rng) {
         case 0: // flip bytes
             let f = Int.random(in: 0..<frames.count, using: &rng)
             if !frames[f].isEmpty {
@@ -97,6 +97,17 @@ import ZeroMQ
             if frames.count > 2 {
                 let f = Int.random(in: 2..<frames.count, using: &rng)
                 frames[f] = randomBytes([0, 1, 4, 7, 8, 12, 16, 1000].randomElement(using: &rng)!, &rng)
+            }
+        case 9: // duplicate a frame
+            let f = Int.random(in: 0..<frames.count, using: &rng)
+            frames.insert(frames[f], at: Int.random(in: 0...frames.count, using: &rng))
+        case 10: // another valid message's header on this body
+            frames[0] = validMessages.randomElement(using: &rng)!.header.bytes
+        case 11: // two JSON fields swap their values
+            if var object = (try? JSONSerialization.jsonObject(with: Data(frames[1]))) as? [String: Any], object.count >= 2 {
+                let keys = object.keys.sorted().shuffled(using: &rng)
+                (object[keys[0]], object[keys[1]]) = (object[keys[1]], object[keys[0]])
+                frames[1] = Array((try? JSONSerialization.data(withJSONObject: object)) ?? Data())
             }
         default: // garbage JSON
             frames[1] = randomBytes(Int.random(in: 0..<40, using: &rng), &rng)
