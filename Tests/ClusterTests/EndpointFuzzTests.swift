@@ -63,7 +63,7 @@ import ZeroMQ
         let (k, d) = (k, dimension)
         let job = UInt64.random(in: 1...6, using: &rng)
         let centres = Frame.encode((0..<(k * d)).map { Float($0 % 7) })
-        switch Int.random(in: 0..<12, using: &rng) {
+        switch Int.random(in: 0..<13, using: &rng) {
         case 0:
             return WireMessage(header: WireHeader(.submit),
                                metadata: TrainingJob(kind: .kmeans, corpus: corpus, k: k, iterations: 2, seed: 1, tolerance: 0,
@@ -89,7 +89,8 @@ import ZeroMQ
         case 8: return WireMessage(header: WireHeader(.list), metadata: ListRequest(prefix: "fuzz/", limit: 10))
         case 9: return WireMessage(header: WireHeader(.describe), metadata: DescribeRequest(model: "fuzz-model", values: true))
         case 10: return WireMessage(header: WireHeader(.catalog))
-        default: return WireMessage(header: WireHeader(.status)) // CANCEL-PLACEHOLDER
+        case 11: return WireMessage(header: WireHeader(.status), metadata: StatusRequest(jobsLimit: 5, jobsBefore: job))
+        default: return WireMessage(header: WireHeader(.cancel, job: job))
         }
     }
 
@@ -103,7 +104,8 @@ import ZeroMQ
         return try await KMeans.train(on: backend, parameters: parameters).codebook.centres
     }
 
-    @Test(.timeLimit(.minutes(10)))
+    /// A hang fails sooner: every reply is awaited at most 20 s.
+    @Test(.timeLimit(.minutes(10 + messagesPerEndpoint / 20_000)))
     func bothEndpointsTakeMutatedMessagesAndTheCoordinatorStillTrainsTheReferenceModel() async throws {
         try await ProcessCluster().run { cluster in
             let coordinator = try await cluster.startCoordinator()
@@ -121,7 +123,7 @@ import ZeroMQ
             try client.connect(cluster.clientsEndpoint)
 
             var rng = SeededGenerator(seed: Self.seed)
-            var outstanding = 0, replies = 0, errorReplies = 0
+            var outstanding = 0, replies = 0, errorReplies = 0, accepted = 0
             /// Reads the replies there are, waiting (at most 20 s for the next one) while more
             /// than `keep` are outstanding: a coordinator that stops answering fails the test.
             func collect(keeping keep: Int) async throws {
@@ -131,6 +133,7 @@ import ZeroMQ
                         try cluster.require(frames.first?.isEmpty == true && frames.count >= 2, "a reply without its envelope")
                         let reply = try WireMessage(frames: Array(frames.dropFirst()))
                         if reply.header.type == .errorReply { errorReplies += 1 }
+                        if reply.header.type == .accepted { accepted += 1 }
                         outstanding -= 1
                         replies += 1
                         continue
@@ -166,7 +169,7 @@ import ZeroMQ
             try worker.disconnect(cluster.workersEndpoint)
             let requests = try ClusterClient(context: context, endpoint: cluster.clientsEndpoint, timeout: .seconds(20))
             for job in try requests.status().jobs where job.state == .running {
-                _ = job // CANCEL-PLACEHOLDER
+                _ = try? requests.cancel(job.job)
             }
             // A real worker, a real job: the model is the local engine's.
             try cluster.startWorker("worker")
@@ -181,7 +184,8 @@ import ZeroMQ
             cluster.check(centres.map(\.bitPattern) == expected.map(\.bitPattern),
                           "seed \(Self.seed): the model after fuzzing differs from the local engine's")
             print("endpoint fuzz, seed \(Self.seed): \(Self.messagesPerEndpoint) mutated messages per endpoint, "
-                  + "\(replies) replies (\(errorReplies) ERROR-REPLY); the coordinator stayed up and trained the reference model")
+                  + "\(replies) replies (\(errorReplies) ERROR-REPLY, \(accepted) jobs accepted); "
+                  + "the coordinator stayed up and trained the reference model")
         }
     }
 }
