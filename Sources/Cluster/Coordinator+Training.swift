@@ -18,7 +18,7 @@ extension Coordinator {
         }
         let initialValues = try arrays.flatMap { try Frame.decode($0, as: Float.self) }
         let id = try jobs.add(job, initialValues: initialValues)
-        logger.info("job \(id) accepted", metadata: ["kind": "\(job.kind.rawValue)", "corpus": "\(job.corpus)", "k": "\(job.k)"])
+        logger.info("job \(id) accepted", metadata: ["kind": "\(job.kind.rawValue)", "corpus": "\(PeerText.escaped(job.corpus))", "k": "\(job.k)"])
         launch(id, job: job, corpus: corpus, initialization: initialization, resumingFrom: nil)
         return id
     }
@@ -79,7 +79,7 @@ extension Coordinator {
         } catch {
             jobs.fail(id, message: "\(error)")
             cancelPasses(of: id)
-            if jobs[id]?.record.state == .failed { logger.warning("job \(id) failed", metadata: ["error": "\(error)"]) }
+            if jobs[id]?.record.state == .failed { logger.warning("job \(id) failed", metadata: ["error": "\(PeerText.escaped("\(error)"))"]) }
         }
     }
 
@@ -109,7 +109,7 @@ extension Coordinator {
                 }
             } catch {
                 jobs.fail(id, message: "cannot resume after a restart: \(error)")
-                logger.warning("job \(id) cannot resume", metadata: ["error": "\(error)"])
+                logger.warning("job \(id) cannot resume", metadata: ["error": "\(PeerText.escaped("\(error)"))"])
             }
         }
     }

@@ -333,7 +333,8 @@ public final class Coordinator: @unchecked Sendable {
 
     func noteMalformed(_ error: any Error, from peer: String) {
         let count = counters.withLock { $0.malformed += 1; return $0.malformed }
-        logger.warning("dropped a malformed message from \(peer)", metadata: ["error": "\(error)", "count": "\(count)"])
+        // The error may quote what the peer sent.
+        logger.warning("dropped a malformed message from \(peer)", metadata: ["error": "\(PeerText.escaped("\(error)"))", "count": "\(count)"])
     }
 
     // MARK: Clients

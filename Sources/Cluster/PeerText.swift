@@ -1,16 +1,16 @@
 /// Text a peer chose (a worker's name, its failure message, an error quoting what it sent),
 /// made safe to log and to show: it can forge neither a log line nor terminal output.
-enum PeerText {
+public enum PeerText {
     /// Scalars a worker's name keeps.
-    static let nameLimit = 128
+    public static let nameLimit = 128
     /// Scalars a worker's failure message keeps.
-    static let messageLimit = 1024
+    public static let messageLimit = 1024
 
     /// `text` with backslashes doubled and control, format and separator characters (C0,
     /// DEL, C1, bidirectional overrides, U+2028/9, …) written as `\u{1B}`, cut to `limit`
     /// Unicode scalars of the result (scalars, not characters: one character may carry
     /// any number of combining marks), with "…" appended when cut.
-    static func escaped(_ text: String, limit: Int) -> String {
+    public static func escaped(_ text: String, limit: Int = messageLimit) -> String {
         var result = String.UnicodeScalarView()
         var count = 0
         for scalar in text.unicodeScalars {

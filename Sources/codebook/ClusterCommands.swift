@@ -191,13 +191,14 @@ struct StatusCommand: ParsableCommand {
         print("workers: \(status.workers.count)")
         for worker in status.workers {
             print(String(format: "  %@  threads %d  last heard %.1f s ago  in flight %d  shards done %d",
-                         worker.name, worker.threads, worker.secondsSinceHeard, worker.tasksInFlight, worker.shardsDone))
+                         PeerText.escaped(worker.name), worker.threads, worker.secondsSinceHeard, worker.tasksInFlight, worker.shardsDone))
         }
         print("jobs: \(status.jobs.count)")
         for job in status.jobs {
             let last = job.lastValuePerRow.map { String(format: "  last %.6g/row", $0) } ?? ""
-            print("  \(job.job)  \(job.kind)  \(job.state.rawValue)  \(job.iterations) iteration(s)\(last)  \(job.corpus)"
-                  + (job.message.map { "  (\($0))" } ?? ""))
+            // Paths and messages are other clients' and workers' text: never terminal codes.
+            print("  \(job.job)  \(job.kind)  \(job.state.rawValue)  \(job.iterations) iteration(s)\(last)  \(PeerText.escaped(job.corpus))"
+                  + (job.message.map { "  (\(PeerText.escaped($0)))" } ?? ""))
         }
         for pass in status.passes {
             print("  job \(pass.job) pass \(pass.pass) (\(pass.kind)): \(pass.done)/\(pass.shards) shards done, "

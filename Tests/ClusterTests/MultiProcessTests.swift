@@ -214,6 +214,25 @@ import ZeroMQ
         }
     }
 
+    /// A client's text (a corpus path with a terminal escape and a newline in its name) is
+    /// data: neither the coordinator's log nor `codebook status` carries it raw.
+    @Test func aClientsTextReachesNeitherTheLogNorTheTerminalRaw() async throws {
+        try await ProcessCluster().run { cluster in
+            let corpus = cluster.scratch.file("corpus-\u{1B}[31mred\ninfo forged: job 9 finished.npy")
+            try FileManager.default.copyItem(atPath: try Corpora.path(rows: 1_000, dimension: Self.dimension), toPath: corpus)
+            try await cluster.startCoordinator()
+            let client = try ClusterClient(context: try ZeroMQContext(), endpoint: cluster.clientsEndpoint, timeout: .seconds(5))
+            _ = try client.submit(TrainingJob(kind: .kmeans, corpus: corpus, k: 4, iterations: 1, seed: 0, tolerance: 0,
+                                              shardRows: 500, initialization: "random"))
+            let run = try await cluster.run("status", ["status", "--coordinator", cluster.clientsEndpoint])
+            let coordinatorLog = cluster.children[0].log
+            cluster.check(run.status == 0 && run.log.contains("corpus-\\u{1B}[31mred\\u{A}info forged"), "status: \(run.log)")
+            for (name, text) in [("status", run.log), ("coordinator log", coordinatorLog)] {
+                cluster.check(!text.contains("\u{1B}") && !text.contains("\ninfo forged"), "\(name) carries the raw text: \(text)")
+            }
+        }
+    }
+
     /// The corpus a worker opens is not the one the coordinator planned for (replaced after
     /// the job was accepted): the worker refuses it, and the job fails naming the mismatch.
     @Test func aWorkerThatSeesADifferentCorpusFailsTheJobClearly() async throws {
