@@ -25,11 +25,19 @@ public struct ImageCollection: RandomAccessCollection, Sendable {
         /// Its number of descriptors.
         public let rows: Int
         fileprivate let source: Source
+        /// Applied to the descriptors as they are read.
+        fileprivate var transform: DescriptorTransform?
 
         /// The image's descriptors as a matrix view. For an indexed file, a slice whose
         /// texmex row headers have been checked; for a per-image file, a fresh memory map
         /// whose shape is checked against the one seen when the collection was built.
+        /// Carries the collection's transform, if any.
         public func descriptors() throws -> DescriptorMatrix {
+            let matrix = try storedDescriptors()
+            return transform.map { matrix.transformed($0) } ?? matrix
+        }
+
+        private func storedDescriptors() throws -> DescriptorMatrix {
             switch source {
             case .rows(let matrix):
                 try matrix.checkRows(0..<matrix.rows)
@@ -52,13 +60,24 @@ public struct ImageCollection: RandomAccessCollection, Sendable {
     }
 
     /// The images, in encoding order.
-    public let images: [Image]
+    public private(set) var images: [Image]
     /// Values per descriptor, shared by every image.
     public let dimension: Int
 
     public var startIndex: Int { images.startIndex }
     public var endIndex: Int { images.endIndex }
     public subscript(position: Int) -> Image { images[position] }
+
+    /// The same images, with `transform` applied to their descriptors as they are read.
+    public func transformed(_ transform: DescriptorTransform) -> ImageCollection {
+        var copy = self
+        copy.images = images.map { image in
+            var image = image
+            image.transform = transform
+            return image
+        }
+        return copy
+    }
 
     /// Reads the TSV index at `index` over the descriptor file at `descriptors` (any format
     /// that `DescriptorMatrix.open(path:)` reads).

@@ -16,10 +16,12 @@ public final class MappedFile: @unchecked Sendable {
     /// The first byte of the mapping; `nil` for an empty file.
     public let bytes: UnsafeRawPointer?
 
-    /// Maps `path` read-only. Throws `.fileNotFound` or `.ioFailure` with errno's text.
+    /// Maps `path` read-only. Throws `.fileNotFound` or `.ioFailure` with errno's text, and
+    /// `.ioFailure` for anything but a regular file (opened without blocking, so a FIFO is
+    /// refused instead of waiting for a writer).
     public init(path: String) throws {
         self.path = path
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else {
             let err = errno
             throw DescriptorError(err == ENOENT ? .fileNotFound : .ioFailure,
