@@ -72,6 +72,6 @@ let package = Package(
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"]),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "Descriptors"]),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Clustering", "Descriptors", "ZeroMQ", "Storage", "codebook"]),
-        .testTarget(name: "CLITests", dependencies: ["codebook", "Descriptors"]),
+        .testTarget(name: "CLITests", dependencies: ["codebook", "Descriptors", "Features"]),
     ]
 )
