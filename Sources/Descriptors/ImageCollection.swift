@@ -143,24 +143,11 @@ public struct ImageCollection: RandomAccessCollection, Sendable {
     /// `.npy` file, `.dimensionMismatch` naming the first file whose dimension differs, and
     /// any error of `DescriptorMatrix.open(path:)`.
     public init(directory: String) throws {
-        guard let handle = opendir(directory) else {
-            let err = errno
-            throw DescriptorError(err == ENOENT ? .fileNotFound : .ioFailure, "cannot list directory",
-                                  path: directory, underlying: String(cString: strerror(err)))
-        }
-        var keys: [String] = []
-        while let entry = readdir(handle) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) {
-                String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self)
-            }
-            guard !name.hasPrefix("."), name.hasSuffix(".npy"), name.count > 4 else { continue }
-            keys.append(String(name.dropLast(4)))
-        }
-        closedir(handle)
+        let keys = try Self.visibleNames(in: directory).filter { $0.hasSuffix(".npy") && $0.count > 4 }.map { String($0.dropLast(4)) }
+            .sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
         guard !keys.isEmpty else {
             throw DescriptorError(.invalidArgument, "no .npy files in directory", path: directory)
         }
-        keys.sort { $0.utf8.lexicographicallyPrecedes($1.utf8) }
         let prefix = directory.hasSuffix("/") ? directory : directory + "/"
         var images: [Image] = []
         var reference: (path: String, dimension: Int)?
@@ -177,5 +164,24 @@ public struct ImageCollection: RandomAccessCollection, Sendable {
         }
         self.images = images
         dimension = reference?.dimension ?? 0
+    }
+
+    /// The names in `directory` that do not start with `.`, in no particular order.
+    /// Throws `.fileNotFound` for a missing directory, `.ioFailure` if it cannot be listed.
+    public static func visibleNames(in directory: String) throws -> [String] {
+        guard let handle = opendir(directory) else {
+            let err = errno
+            throw DescriptorError(err == ENOENT ? .fileNotFound : .ioFailure, "cannot list directory",
+                                  path: directory, underlying: String(cString: strerror(err)))
+        }
+        defer { closedir(handle) }
+        var names: [String] = []
+        while let entry = readdir(handle) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) {
+                String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self)
+            }
+            if !name.hasPrefix(".") { names.append(name) }
+        }
+        return names
     }
 }

@@ -1,8 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 import Descriptors
 
 /// The images to extract from, in order: each a key (unique) and a path.
@@ -29,27 +24,17 @@ public struct ImageSource: Sendable {
     }
 
     /// The `.jpg`, `.jpeg` and `.png` files of `directory` (not its subdirectories; hidden
-    /// names skipped), sorted by name in byte order; key = name without the extension.
+    /// names skipped); key = name without the extension; sorted by key in byte order, the
+    /// order of the store's keys.
     /// Two names with the same key (`a.jpg`, `a.png`) are an error.
     public init(directory: String) throws {
-        guard let handle = opendir(directory) else {
-            let err = errno
-            throw DescriptorError(err == ENOENT ? .fileNotFound : .ioFailure, "cannot list directory",
-                                  path: directory, underlying: String(cString: strerror(err)))
+        let names = try ImageCollection.visibleNames(in: directory).filter { name in
+            guard let dot = name.lastIndex(of: "."), dot != name.startIndex else { return false }
+            return Self.extensions.contains(name[name.index(after: dot)...].lowercased())
         }
-        var names: [String] = []
-        while let entry = readdir(handle) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) {
-                String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self)
-            }
-            guard !name.hasPrefix("."), let dot = name.lastIndex(of: "."), dot != name.startIndex,
-                  Self.extensions.contains(name[name.index(after: dot)...].lowercased()) else { continue }
-            names.append(name)
-        }
-        closedir(handle)
-        names.sort { $0.utf8.lexicographicallyPrecedes($1.utf8) }
         let prefix = directory.hasSuffix("/") ? directory : directory + "/"
-        try self.init(entries: names.map { Entry(key: Self.key(ofName: $0), path: prefix + $0) })
+        let entries = names.map { Entry(key: Self.key(ofName: $0), path: prefix + $0) }
+        try self.init(entries: entries.sorted { $0.key.utf8.lexicographicallyPrecedes($1.key.utf8) })
     }
 
     /// A list file: one image per non-blank line, `PATH` or `KEY<TAB>PATH` (UTF-8). Without a
@@ -85,3 +70,4 @@ public struct ImageSource: Sendable {
         return String(name[..<dot])
     }
 }
+

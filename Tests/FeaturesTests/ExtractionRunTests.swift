@@ -61,6 +61,15 @@ import Testing
         #expect(left.isEmpty, "\(left)")
     }
 
+    @Test func directoriesAreReadInKeyOrderAndKeysMustBeUnique() throws {
+        let scratch = try ScratchDirectory()
+        for name in ["a-b.png", "a.JPEG", "b.txt", "c"] { scratch.write(name, [1]) }
+        // By key ("a" < "a-b"), as the store orders them, not by file name ("a-b.png" < "a.JPEG").
+        #expect(try ImageSource(directory: scratch.path).entries.map(\.key) == ["a", "a-b"])
+        scratch.write("a.png", [1])
+        #expect { try ImageSource(directory: scratch.path) } throws: { "\($0)".contains("key 'a'") }
+    }
+
     @Test func listFilesGiveKeysAndPaths() throws {
         let scratch = try ScratchDirectory()
         scratch.write("list.txt", Array("first\t/abs/one.jpg\r\n\nsub/two.png\n  \nthree.tar.png\n".utf8))
