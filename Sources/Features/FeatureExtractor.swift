@@ -5,7 +5,7 @@ import Synchronization
 /// Where a descriptor was computed: VLFeat's frame, in pixels of the (downscaled) image,
 /// 0-based. SIFT: centre, scale σ and orientation (radians); dense SIFT: centre, bin size
 /// as `scale` and orientation 0.
-public struct Frame: Sendable, Equatable {
+public struct SIFTFrame: Sendable, Equatable {
     public var x: Float
     public var y: Float
     public var scale: Float
@@ -34,6 +34,8 @@ public enum ExtractionMethod: Sendable, Equatable {
 public struct FeatureExtractor: Sendable {
     /// Values per descriptor.
     public static let dimension = 128
+    /// Dense SIFT's accepted grid steps and bin sizes (pixels).
+    public static let steps = 1...1024, binSizes = 1...256
     /// `vl_phow`'s defaults: magnification, window size (in bins), contrast threshold.
     static let phowMagnification = 6.0, phowWindowSize = 1.5, phowContrastThreshold = 0.005
     /// Images with a side shorter than this give no descriptors (VLFeat needs a few pixels
@@ -46,14 +48,23 @@ public struct FeatureExtractor: Sendable {
     /// Apply RootSIFT (`DescriptorTransform.rootSIFT`) to every descriptor.
     public var rootSIFT: Bool
 
-    public init(method: ExtractionMethod = .sift, maximumSide: Int? = nil, rootSIFT: Bool = false) {
+    /// Throws `.invalidArgument` for a dense SIFT step or bin size outside `steps` and
+    /// `binSizes`, or a maximum side under `minimumSide`.
+    public init(method: ExtractionMethod = .sift, maximumSide: Int? = nil, rootSIFT: Bool = false) throws {
+        if case .denseSIFT(let step, let binSize) = method, !Self.steps.contains(step) || !Self.binSizes.contains(binSize) {
+            throw DescriptorError(.invalidArgument, "dense SIFT step \(step) or bin size \(binSize) is outside "
+                                  + "\(Self.steps) and \(Self.binSizes)")
+        }
+        if let maximumSide, maximumSide < Self.minimumSide {
+            throw DescriptorError(.invalidArgument, "a maximum side of \(maximumSide) is under \(Self.minimumSide) pixels")
+        }
         self.method = method
         self.maximumSide = maximumSide
         self.rootSIFT = rootSIFT
     }
 
     /// The descriptors (row-major, 128 per frame) and frames of `image`.
-    public func extract(_ image: GreyImage) -> (descriptors: [Float], frames: [Frame]) {
+    public func extract(_ image: GreyImage) -> (descriptors: [Float], frames: [SIFTFrame]) {
         let image = maximumSide.map { image.downscaled(maxSide: $0) } ?? image
         guard image.width >= Self.minimumSide, image.height >= Self.minimumSide else { return ([], []) }
         var result = switch method {
@@ -75,12 +86,12 @@ public struct FeatureExtractor: Sendable {
         for j in 0..<dimension { out.append(min(512 * values[j], 255)) }
     }
 
-    static func sift(_ image: GreyImage) -> (descriptors: [Float], frames: [Frame]) {
+    static func sift(_ image: GreyImage) -> (descriptors: [Float], frames: [SIFTFrame]) {
         // vl_sift_new fills a process-wide exponential table: one thread at a time.
         let filter = siftCreation.withLock { _ in vl_sift_new(Int32(image.width), Int32(image.height), -1, 3, 0)! }
         defer { vl_sift_delete(filter) }
         let pixels = image.pixels.map { $0 * 255 }
-        var descriptors: [Float] = [], frames: [Frame] = []
+        var descriptors: [Float] = [], frames: [SIFTFrame] = []
         var buffer = [Float](repeating: 0, count: dimension)
         var angles = [Double](repeating: 0, count: 4)
         var status = pixels.withUnsafeBufferPointer { vl_sift_process_first_octave(filter, $0.baseAddress) }
@@ -93,7 +104,7 @@ public struct FeatureExtractor: Sendable {
                 for angle in angles.prefix(count) {
                     vl_sift_calc_keypoint_descriptor(filter, &buffer, keypoint, angle)
                     appendScaled(buffer, to: &descriptors)
-                    frames.append(Frame(x: keypoint.pointee.x, y: keypoint.pointee.y, scale: keypoint.pointee.sigma,
+                    frames.append(SIFTFrame(x: keypoint.pointee.x, y: keypoint.pointee.y, scale: keypoint.pointee.sigma,
                                         orientation: Float(angle)))
                 }
             }
@@ -102,7 +113,7 @@ public struct FeatureExtractor: Sendable {
         return (descriptors, frames)
     }
 
-    static func denseSIFT(_ image: GreyImage, step: Int, binSize: Int) -> (descriptors: [Float], frames: [Frame]) {
+    static func denseSIFT(_ image: GreyImage, step: Int, binSize: Int) -> (descriptors: [Float], frames: [SIFTFrame]) {
         let width = image.width, height = image.height
         var smoothed = [Float](repeating: 0, count: width * height)
         image.pixels.withUnsafeBufferPointer { source in
@@ -119,7 +130,7 @@ public struct FeatureExtractor: Sendable {
         guard count > 0, let values = vl_dsift_get_descriptors(filter), let keypoints = vl_dsift_get_keypoints(filter) else {
             return ([], [])
         }
-        var descriptors: [Float] = [], frames: [Frame] = []
+        var descriptors: [Float] = [], frames: [SIFTFrame] = []
         descriptors.reserveCapacity(count * dimension)
         frames.reserveCapacity(count)
         for i in 0..<count {
@@ -129,7 +140,7 @@ public struct FeatureExtractor: Sendable {
             } else {
                 appendScaled(values + i * dimension, to: &descriptors)
             }
-            frames.append(Frame(x: Float(keypoint.x), y: Float(keypoint.y), scale: Float(binSize), orientation: 0))
+            frames.append(SIFTFrame(x: Float(keypoint.x), y: Float(keypoint.y), scale: Float(binSize), orientation: 0))
         }
         return (descriptors, frames)
     }

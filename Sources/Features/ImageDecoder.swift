@@ -66,8 +66,10 @@ public enum ImageEncoder {
 
     /// The file's bytes for `pixels` (width × height × channels, channels 1 or 3, row-major).
     public static func encode(_ pixels: [UInt8], width: Int, height: Int, channels: Int, as format: Format) throws -> [UInt8] {
-        guard pixels.count == width * height * channels else {
-            throw DescriptorError(.invalidArgument, "\(pixels.count) bytes are not \(width)×\(height)×\(channels)")
+        guard (1...65_535).contains(width), (1...65_535).contains(height), channels == 1 || channels == 3,
+              pixels.count == width * height * channels else {
+            throw DescriptorError(.invalidArgument, "cannot encode \(pixels.count) bytes as \(width)×\(height)×\(channels): "
+                                  + "sides must be 1…65535, channels 1 or 3")
         }
         var out: UnsafeMutablePointer<UInt8>?
         var size = 0

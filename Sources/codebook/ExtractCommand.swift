@@ -25,7 +25,9 @@ struct ExtractCommand: ParsableCommand {
     func validate() throws {
         guard (images != nil) != (imageList != nil) else { throw ValidationError("give either --images DIR or --image-list FILE") }
         guard ["sift", "dsift"].contains(method) else { throw ValidationError("--method must be sift or dsift") }
-        guard step >= 1, binSize >= 1 else { throw ValidationError("--step and --bin-size must be at least 1") }
+        guard FeatureExtractor.steps.contains(step), FeatureExtractor.binSizes.contains(binSize) else {
+            throw ValidationError("--step must be in \(FeatureExtractor.steps) and --bin-size in \(FeatureExtractor.binSizes)")
+        }
         guard maxSide >= 0 else { throw ValidationError("--max-side must be 0 (never) or more") }
         guard maxSide == 0 || maxSide >= FeatureExtractor.minimumSide else {
             throw ValidationError("--max-side must be at least \(FeatureExtractor.minimumSide)")
@@ -35,7 +37,7 @@ struct ExtractCommand: ParsableCommand {
     func run() throws {
         let started = Date()
         let source = try images.map { try ImageSource(directory: $0) } ?? ImageSource(list: imageList!)
-        let extractor = FeatureExtractor(method: method == "sift" ? .sift : .denseSIFT(step: step, binSize: binSize),
+        let extractor = try FeatureExtractor(method: method == "sift" ? .sift : .denseSIFT(step: step, binSize: binSize),
                                          maximumSide: maxSide == 0 ? nil : maxSide, rootSIFT: rootSift)
         let extraction = Extraction(extractor: extractor, threads: compute.threads, strict: strict)
         let summary = try extraction.run(source, descriptors: out, index: index) { skipped in

@@ -27,7 +27,7 @@ import Testing
         let scratch = try imagesWithBadOnes()
         let source = try ImageSource(directory: scratch.file("images"))
         #expect(source.entries.map(\.key) == ["a", "b", "c", "folder", "garbage", "pipe", "truncated"])
-        let extractor = FeatureExtractor(method: .sift, maximumSide: 100)
+        let extractor = try FeatureExtractor(method: .sift, maximumSide: 100)
         var warnings: [String] = []
         let summary = try Extraction(extractor: extractor, threads: 3)
             .run(source, descriptors: scratch.file("d.npy"), index: scratch.file("d.tsv")) { warnings.append("\($0.path): \($0.error)") }
@@ -52,7 +52,7 @@ import Testing
         let scratch = try imagesWithBadOnes()
         let source = try ImageSource(directory: scratch.file("images"))
         #expect {
-            try Extraction(extractor: FeatureExtractor(method: .sift), threads: 2, strict: true)
+            try Extraction(extractor: try FeatureExtractor(method: .sift), threads: 2, strict: true)
                 .run(source, descriptors: scratch.file("d.fvecs"), index: scratch.file("d.tsv"))
         } throws: { error in
             "\(error)".contains("folder.jpeg") && "\(error)".contains("not a regular file")

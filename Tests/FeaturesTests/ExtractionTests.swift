@@ -56,7 +56,7 @@ enum VLFeatReference {
         let scratch = try ScratchDirectory()
         let path = try TestImages.file("scene.png", in: scratch, width: 160, height: 120)
         let image = try ImageDecoder().grey(path: path)
-        let (descriptors, frames) = FeatureExtractor(method: .sift).extract(image)
+        let (descriptors, frames) = try FeatureExtractor(method: .sift).extract(image)
         let reference = VLFeatReference.sift(image.pixels.map { $0 * 255 }, width: image.width, height: image.height)
         #expect(frames.count >= 20, "the test image should give SIFT something to find")
         #expect(frames.map { [$0.x, $0.y, $0.scale, $0.orientation] } == reference.frames)
@@ -69,7 +69,7 @@ enum VLFeatReference {
         let scratch = try ScratchDirectory()
         let path = try TestImages.file("scene.png", in: scratch, width: 100, height: 70, seed: 3)
         let image = try ImageDecoder().grey(path: path)
-        let (descriptors, frames) = FeatureExtractor(method: .denseSIFT(step: 4, binSize: 8)).extract(image)
+        let (descriptors, frames) = try FeatureExtractor(method: .denseSIFT(step: 4, binSize: 8)).extract(image)
         let reference = VLFeatReference.phow(image.pixels, width: 100, height: 70, step: 4, size: 8)
         // The grid: centres every 4 pixels where 4 bins of 8 fit in 0…width-1.
         #expect(frames.count == ((99 - 24) / 4 + 1) * ((69 - 24) / 4 + 1))
@@ -81,8 +81,8 @@ enum VLFeatReference {
     @Test func rootSIFTOnExtractEqualsAFloat64Reference() throws {
         let scratch = try ScratchDirectory()
         let image = try ImageDecoder().grey(path: try TestImages.file("scene.png", in: scratch, width: 120, height: 90))
-        let plain = FeatureExtractor(method: .sift).extract(image).descriptors
-        let root = FeatureExtractor(method: .sift, rootSIFT: true).extract(image).descriptors
+        let plain = try FeatureExtractor(method: .sift).extract(image).descriptors
+        let root = try FeatureExtractor(method: .sift, rootSIFT: true).extract(image).descriptors
         #expect(plain.count == root.count && !plain.isEmpty)
         for start in stride(from: 0, to: plain.count, by: 128) {
             let row = plain[start ..< start + 128].map(Double.init)
@@ -116,10 +116,19 @@ enum VLFeatReference {
         #expect(wide.width == 64 && wide.height == 21 && wide.pixels.allSatisfy { abs($0 - 0.5) < 1e-6 })
     }
 
+    @Test func settingsOutsideTheirRangesAreRefused() {
+        for method in [ExtractionMethod.denseSIFT(step: 0, binSize: 8), .denseSIFT(step: 4, binSize: 257),
+                       .denseSIFT(step: 1025, binSize: 8), .denseSIFT(step: 4, binSize: Int(Int32.max) + 1)] {
+            #expect(throws: DescriptorError.self) { try FeatureExtractor(method: method) }
+        }
+        #expect(throws: DescriptorError.self) { try FeatureExtractor(method: .sift, maximumSide: 15) }
+        #expect(throws: DescriptorError.self) { try ImageEncoder.encode([], width: 1 << 40, height: 0, channels: 1, as: .png) }
+    }
+
     @Test func maxSideShrinksBeforeExtraction() throws {
         let scratch = try ScratchDirectory()
         let image = try ImageDecoder().grey(path: try TestImages.file("big.png", in: scratch, width: 200, height: 100))
-        let frames = FeatureExtractor(method: .denseSIFT(step: 4, binSize: 8), maximumSide: 100).extract(image).frames
+        let frames = try FeatureExtractor(method: .denseSIFT(step: 4, binSize: 8), maximumSide: 100).extract(image).frames
         #expect(frames.count == ((99 - 24) / 4 + 1) * ((49 - 24) / 4 + 1))
     }
 }
