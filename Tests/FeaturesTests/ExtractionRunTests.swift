@@ -47,6 +47,26 @@ import Testing
         }
     }
 
+    /// Images run concurrently (VLFeat filters on several threads) and the files are the same
+    /// bytes whatever the thread count.
+    @Test(arguments: [ExtractionMethod.sift, .denseSIFT(step: 6, binSize: 6)])
+    func threadsDoNotChangeTheOutput(method: ExtractionMethod) throws {
+        let scratch = try ScratchDirectory()
+        try FileManager.default.createDirectory(atPath: scratch.file("images"), withIntermediateDirectories: false)
+        for seed in 0..<7 {
+            try TestImages.file("images/\(seed).png", in: scratch, width: 90 + 10 * seed, height: 80, seed: UInt64(seed))
+        }
+        let source = try ImageSource(directory: scratch.file("images"))
+        var outputs: [[UInt8]] = []
+        for threads in [1, 3] {
+            let extraction = Extraction(extractor: try FeatureExtractor(method: method, rootSIFT: true), threads: threads)
+            _ = try extraction.run(source, descriptors: scratch.file("\(threads).npy"), index: scratch.file("\(threads).tsv"))
+            outputs.append(Array(try Data(contentsOf: URL(fileURLWithPath: scratch.file("\(threads).npy"))))
+                           + Array(try Data(contentsOf: URL(fileURLWithPath: scratch.file("\(threads).tsv")))))
+        }
+        #expect(outputs[0].count > 7 * 128 * 4 && outputs[0] == outputs[1])
+    }
+
     @Test(.timeLimit(.minutes(1)))
     func strictFailsOnTheFirstBadImageAndWritesNothing() throws {
         let scratch = try imagesWithBadOnes()
