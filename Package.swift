@@ -16,7 +16,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "codebook", targets: ["codebook"]),
-        .library(name: "CodebookEngine", targets: ["Descriptors", "Clustering", "Encoding"]),
+        .library(name: "CodebookEngine", targets: ["Descriptors", "Clustering", "Encoding", "Features"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -33,6 +33,12 @@ let package = Package(
         .systemLibrary(name: "CVLFeat", path: "Sources/CVLFeat",
                        providers: [.apt(["libvlfeat-dev"])]),
         .systemLibrary(name: "CMalloc", path: "Sources/CMalloc"),
+        .systemLibrary(name: "CImageCodecs", path: "Sources/CImageCodecs", pkgConfig: "libpng16",
+                       providers: [.apt(["libjpeg62-turbo-dev", "libpng-dev"])]),
+        // libjpeg and libpng behind error handlers that return instead of exiting.
+        .target(name: "ImageCodecs", dependencies: ["CImageCodecs"],
+                cSettings: [.unsafeFlags(["-O2"])],
+                linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png16")]),
 
         // Our own C kernels (AVX-512 where the CPU has it, chosen at run time), optimised in every
         // configuration; no FMA contraction, so their documented arithmetic holds on every CPU.
@@ -44,12 +50,13 @@ let package = Package(
                 swiftSettings: numericSettings),
         .target(name: "Encoding", dependencies: ["Descriptors", "Clustering", "CBLAS"],
                 swiftSettings: numericSettings),
+        .target(name: "Features", dependencies: ["Descriptors", "ImageCodecs", "CVLFeat"], swiftSettings: numericSettings),
         .target(name: "ZeroMQ", dependencies: ["CZeroMQ"]),
         .target(name: "Storage", dependencies: ["CRocksDB"]),
         .target(name: "Cluster", dependencies: ["Descriptors", "Clustering", "Encoding", "ZeroMQ", "Storage",
                                                 .product(name: "Logging", package: "swift-log")]),
         .executableTarget(name: "codebook", dependencies: [
-            "Descriptors", "Clustering", "Encoding", "Cluster", "Storage", "CMalloc",
+            "Descriptors", "Clustering", "Encoding", "Features", "Cluster", "Storage", "CMalloc",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -60,11 +67,12 @@ let package = Package(
         ], swiftSettings: numericSettings),
 
         .testTarget(name: "DescriptorsTests", dependencies: ["Descriptors"]),
+        .testTarget(name: "FeaturesTests", dependencies: ["Features", "Descriptors", "CVLFeat"]),
         .testTarget(name: "ClusteringTests", dependencies: ["Clustering", "Descriptors", "CKernels"]),
         .testTarget(name: "EncodingTests", dependencies: ["Encoding", "Clustering", "Descriptors", "CVLFeat"]),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"]),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "Descriptors"]),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Clustering", "Descriptors", "ZeroMQ", "Storage", "codebook"]),
-        .testTarget(name: "CLITests", dependencies: ["codebook", "Descriptors"]),
+        .testTarget(name: "CLITests", dependencies: ["codebook", "Descriptors", "Features"]),
     ]
 )

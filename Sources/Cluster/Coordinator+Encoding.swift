@@ -38,7 +38,7 @@ extension Coordinator {
         }
         let spec = RoundSpec(key: RoundKey(job: id, round: passesBefore + 1), corpus: plan.descriptors,
                              plan: ShardPlan(totalRows: remaining.count, shardRows: job.imagesPerShard),
-                             computation: plan.pass.description, model: plan.pass.modelArrays, images: remaining)
+                             computation: plan.passDescription, model: plan.pass.modelArrays, images: remaining)
         let vector = VectorRecord(encoding: job.encoding, model: job.model, flags: job.flags)
         submit(spec, to: try EncodingSink(job: id, set: job.set, vector: vector, dimension: plan.pass.encoder.encodedDimension,
                                       images: remaining, plan: spec.plan, imagesDone: done, coordinator: self))
@@ -51,6 +51,14 @@ struct EncodingPlan {
     let descriptors: CorpusReference
     let images: [ImageSlice]
     let setRecord: SetRecord
+    let transform: DescriptorTransform?
+
+    /// The pass as the workers get it: the encoding, and the job's transform of the descriptors.
+    var passDescription: PassDescription {
+        var description = pass.description
+        description.transform = transform
+        return description
+    }
 
     init(_ job: EncodingJob, store: CodebookStore) throws {
         guard job.imagesPerShard >= 1 else {
@@ -84,15 +92,18 @@ struct EncodingPlan {
             : [("squareRoot", 0x1), ("normalized", 0x2), ("fast", 0x4)]
         setRecord = SetRecord(encoding: job.encoding, model: job.model, flags: job.flags,
                               options: options.filter { job.flags & $0.1 != 0 }.map(\.0),
-                              dimension: pass.encoder.encodedDimension, created: ISO8601DateFormatter().string(from: Date()))
+                              dimension: pass.encoder.encodedDimension, created: ISO8601DateFormatter().string(from: Date()),
+                              transform: job.transform)
+        transform = job.transform
         if !job.replace, let existing = try store.set(named: job.set) {
             let record = try existing.decode(SetRecord.self, key: "set \(job.set)")
             guard record.encoding == setRecord.encoding, record.model == setRecord.model, record.flags == setRecord.flags,
-                  record.dimension == setRecord.dimension else {
+                  record.dimension == setRecord.dimension, record.transform == setRecord.transform else {
+                let transforms = [record.transform, setRecord.transform].map { $0.map { ", \($0.rawValue) descriptors" } ?? "" }
                 throw StoreError(.mismatch,
                                  "set \"\(job.set)\" holds \(record.encoding.rawValue) vectors of model \"\(record.model)\" (flags \(record.flags), "
-                                 + "\(record.dimension) values); this job makes \(setRecord.encoding.rawValue) vectors of model \"\(job.model)\" "
-                                 + "(flags \(job.flags), \(setRecord.dimension) values). Use another set, or --replace")
+                                 + "\(record.dimension) values\(transforms[0])); this job makes \(setRecord.encoding.rawValue) vectors of model \"\(job.model)\" "
+                                 + "(flags \(job.flags), \(setRecord.dimension) values\(transforms[1])). Use another set, or --replace")
             }
         }
     }

@@ -22,9 +22,11 @@ public struct EncodingJob: Codable, Sendable, Equatable {
     public var replace: Bool
     /// Images per shard.
     public var imagesPerShard: Int
+    /// Transform every descriptor as it is read ("root-sift"), on the workers.
+    public var transform: DescriptorTransform?
 
     public init(encoding: Encoding, model: String, descriptors: String, index: String, set: String, flags: Int,
-                replace: Bool, imagesPerShard: Int = 64) {
+                replace: Bool, imagesPerShard: Int = 64, transform: DescriptorTransform? = nil) {
         self.encoding = encoding
         self.model = model
         self.descriptors = descriptors
@@ -33,6 +35,7 @@ public struct EncodingJob: Codable, Sendable, Equatable {
         self.flags = flags
         self.replace = replace
         self.imagesPerShard = imagesPerShard
+        self.transform = transform
     }
 }
 
@@ -59,6 +62,8 @@ public struct SetRecord: Codable, Sendable, Equatable {
     /// Values per vector.
     public var dimension: Int
     public var created: String
+    /// The transform the descriptors went through before encoding ("root-sift"), if any.
+    public var transform: DescriptorTransform?
 }
 
 /// A vector as the store keeps it (the metadata of a `vectors` value); the values follow.

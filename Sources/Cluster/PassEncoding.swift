@@ -28,6 +28,8 @@ public struct PassDescription: Codable, Sendable, Equatable {
     public var seed: UInt64?
     /// Encode passes: VLFeat's flag values of the encoding.
     public var flags: Int?
+    /// Applied to every row as the worker reads it, before the computation ("root-sift").
+    public var transform: DescriptorTransform?
 }
 
 /// A shard computation that can travel to workers: a description, model arrays, and a way
@@ -117,6 +119,17 @@ public struct StatisticsShape: Codable, Sendable, Equatable {
 /// Decodes a pass description and its arrays into the computation a worker runs.
 public enum PassDecoder {
     public static func computation(_ description: PassDescription, arrays message: WireMessage) throws -> any WireComputation {
+        let computation = try plainComputation(description, arrays: message)
+        guard let transform = description.transform else { return computation }
+        return transformed(computation, transform)
+    }
+
+    private static func transformed<C: WireComputation>(_ computation: C, _ transform: DescriptorTransform) -> any WireComputation {
+        TransformedComputation(computation, transform: transform)
+    }
+
+    /// The computation of `description`, without its transform.
+    private static func plainComputation(_ description: PassDescription, arrays message: WireMessage) throws -> any WireComputation {
         let d = description.dimension
         guard d >= 1 else { throw WireError.malformed("pass dimension \(d)") }
         do {
@@ -166,6 +179,16 @@ public enum PassDecoder {
         guard a >= 0, b >= 0, !overflow else { throw WireError.malformed("array size \(a)×\(b) is out of range") }
         return value
     }
+}
+
+extension TransformedComputation: WireComputation where Base: WireComputation {
+    public var description: PassDescription {
+        var description = base.description
+        description.transform = transform
+        return description
+    }
+    public var modelArrays: [[UInt8]] { base.modelArrays }
+    public func forTask(_ assignment: TaskAssignment) -> Self { Self(base.forTask(assignment), transform: transform) }
 }
 
 extension KMeansAssignmentPass: WireComputation {

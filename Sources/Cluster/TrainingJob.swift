@@ -1,3 +1,5 @@
+import Descriptors
+
 /// A training job as a client submits it (SUBMIT metadata). Initial models, when given,
 /// follow as arrays: centres f32[K·D] for k-means; means, variances, priors for a GMM.
 public struct TrainingJob: Codable, Sendable, Equatable {
@@ -21,10 +23,12 @@ public struct TrainingJob: Codable, Sendable, Equatable {
     public var name: String?
     /// Overwrite a model of that name.
     public var replace: Bool?
+    /// Transform every descriptor as it is read ("root-sift"), on the workers.
+    public var transform: DescriptorTransform?
 
     public init(kind: Kind, corpus: String, k: Int, iterations: Int, seed: UInt64, tolerance: Double, shardRows: Int,
                 initialization: String, kmeansIterations: Int? = nil, varianceFloorRatio: Double? = nil,
-                name: String? = nil, replace: Bool? = nil) {
+                name: String? = nil, replace: Bool? = nil, transform: DescriptorTransform? = nil) {
         self.kind = kind
         self.corpus = corpus
         self.k = k
@@ -37,6 +41,7 @@ public struct TrainingJob: Codable, Sendable, Equatable {
         self.varianceFloorRatio = varianceFloorRatio
         self.name = name
         self.replace = replace
+        self.transform = transform
     }
 }
 

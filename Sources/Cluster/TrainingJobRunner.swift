@@ -64,6 +64,12 @@ public enum TrainingJobRunner {
                            resumingFrom resumePoint: Checkpoint? = nil,
                            checkpoint: @escaping (Checkpoint) async throws -> Void = { _ in },
                            record: @escaping (IterationRecord) -> Void) async throws -> (JobOutcome, [[UInt8]]) {
+        if let transform = job.transform {
+            var plain = job
+            plain.transform = nil
+            return try await run(plain, id: id, initialization: initialization, backend: TransformingBackend(backend, transform: transform),
+                                 resumingFrom: resumePoint, checkpoint: checkpoint, record: record)
+        }
         let kmeansRecord: (KMeansIterationReport) -> Void = { report in
             record(IterationRecord(phase: "kmeans", iteration: report.iteration, valuePerRow: report.meanObjective,
                                    total: report.objective, rows: report.rows, seconds: report.seconds,

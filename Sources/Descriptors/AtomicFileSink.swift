@@ -7,12 +7,12 @@ import Darwin
 /// A file written through a buffer under a temporary name in the target's directory, and
 /// renamed over the target only by `commit()`, so the target is never seen half-written.
 /// Dropped without `commit()`, the temporary file is removed.
-final class AtomicFileSink {
+public final class AtomicFileSink {
     /// Size of the write buffer: large enough that writing a gigabyte takes a thousand
     /// system calls, not millions.
     static let bufferSize = 1 << 20
 
-    let path: String
+    public let path: String
     let temporaryPath: String
     private var descriptor: Int32
     private let buffer: UnsafeMutableRawPointer
@@ -20,7 +20,8 @@ final class AtomicFileSink {
     /// Bytes already handed to the kernel (the file offset of the buffer's first byte).
     private var flushed = 0
 
-    init(path: String) throws {
+    /// Creates the temporary file next to `path`.
+    public init(path: String) throws {
         let slash = path.lastIndex(of: "/")
         let directory = slash.map { String(path[...$0]) } ?? ""
         let name = slash.map { String(path[path.index(after: $0)...]) } ?? path
@@ -60,7 +61,7 @@ final class AtomicFileSink {
     }
 
     /// Appends `bytes`.
-    func write(_ bytes: [UInt8]) throws {
+    public func write(_ bytes: [UInt8]) throws {
         try bytes.withUnsafeBytes { try write($0) }
     }
 
@@ -71,7 +72,7 @@ final class AtomicFileSink {
     }
 
     /// Flushes, syncs and renames the file over `path`. On failure the temporary is removed.
-    func commit() throws {
+    public func commit() throws {
         do {
             try flush()
             guard fsync(descriptor) == 0 else { throw failure("cannot sync \(temporaryPath)") }
@@ -86,7 +87,7 @@ final class AtomicFileSink {
     }
 
     /// Closes and removes the temporary file; the target is untouched. Idempotent.
-    func abort() {
+    public func abort() {
         if descriptor >= 0 { close(descriptor) }
         descriptor = -1
         unlink(temporaryPath)

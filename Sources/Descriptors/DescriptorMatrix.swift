@@ -39,7 +39,8 @@ public struct FloatRows {
 /// in-memory buffer. Slicing rows (a shard) is another view, copying nothing.
 ///
 /// Rows may be strided (texmex files put a 4-byte dimension before every row) and may
-/// hold uint8 or int32 values, which are converted to float32 block by block.
+/// hold uint8 or int32 values, which are converted to float32 block by block. A view may
+/// carry a `DescriptorTransform` (RootSIFT), applied to every row as it is read.
 public struct DescriptorMatrix: @unchecked Sendable {
     // @unchecked Sendable: the storage is immutable after construction and kept alive by
     // `owner`; every view only reads it.
@@ -59,6 +60,8 @@ public struct DescriptorMatrix: @unchecked Sendable {
     /// Whether each row is preceded by a little-endian int32 holding the dimension (texmex
     /// `.fvecs`/`.bvecs`/`.ivecs`). Those headers are checked lazily by `checkRows(_:)`.
     public let hasRowHeaders: Bool
+    /// The transform applied to every row as it is read, if any.
+    public let transform: DescriptorTransform?
 
     /// A view over `file`: `rows` rows of `dimension` values starting at byte `offset`,
     /// `rowStride` bytes apart. With `rowHeaders`, the 4 bytes before each row hold its
@@ -77,6 +80,7 @@ public struct DescriptorMatrix: @unchecked Sendable {
         self.base = file.bytes.map { $0 + offset }
         self.rowStride = rowStride
         self.firstRow = 0
+        self.transform = nil
     }
 
     /// An in-memory matrix owning `values` (row-major, `rows × dimension`).
@@ -93,9 +97,10 @@ public struct DescriptorMatrix: @unchecked Sendable {
         self.rowStride = dimension * 4
         self.firstRow = 0
         self.hasRowHeaders = false
+        self.transform = nil
     }
 
-    private init(parent: DescriptorMatrix, rows range: Range<Int>) {
+    private init(parent: DescriptorMatrix, rows range: Range<Int>, transform: DescriptorTransform?) {
         self.rows = range.count
         self.dimension = parent.dimension
         self.elementType = parent.elementType
@@ -106,6 +111,7 @@ public struct DescriptorMatrix: @unchecked Sendable {
         self.rowStride = parent.rowStride
         self.firstRow = parent.firstRow + range.lowerBound
         self.hasRowHeaders = parent.hasRowHeaders
+        self.transform = transform
     }
 
     /// The rows `first ..< first + count` if they lie within this view, `nil` otherwise
@@ -118,7 +124,12 @@ public struct DescriptorMatrix: @unchecked Sendable {
     /// The rows in `range` (relative to this view) as a view of their own.
     public func slice(_ range: Range<Int>) -> DescriptorMatrix {
         precondition(range.lowerBound >= 0 && range.upperBound <= rows, "row range out of bounds")
-        return DescriptorMatrix(parent: self, rows: range)
+        return DescriptorMatrix(parent: self, rows: range, transform: transform)
+    }
+
+    /// The same rows with `transform` applied to each as it is read (`nil`: as stored).
+    public func transformed(_ transform: DescriptorTransform?) -> DescriptorMatrix {
+        DescriptorMatrix(parent: self, rows: 0..<rows, transform: transform)
     }
 
     /// Verifies that every row in `range` (relative to this view) carries a header equal to
@@ -161,7 +172,8 @@ public struct DescriptorMatrix: @unchecked Sendable {
     }
 
     /// Calls `body` with rows `range` as float32. Float rows are passed in place (no
-    /// copy); uint8 and int32 rows are converted into `scratch`, which grows as needed.
+    /// copy); uint8 and int32 rows, and rows of a transformed view, are converted into
+    /// `scratch`, which grows as needed.
     public func withFloatRows<R>(_ range: Range<Int>, scratch: inout [Float],
                                  _ body: (FloatRows) throws -> R) rethrows -> R {
         precondition(range.lowerBound >= 0 && range.upperBound <= rows, "row range out of bounds")
@@ -173,7 +185,7 @@ public struct DescriptorMatrix: @unchecked Sendable {
         }
         let first = base + range.lowerBound * rowStride
         switch elementType {
-        case .float32 where rowStride % 4 == 0 && Int(bitPattern: first) % 4 == 0:
+        case .float32 where transform == nil && rowStride % 4 == 0 && Int(bitPattern: first) % 4 == 0:
             return try body(FloatRows(base: first.assumingMemoryBound(to: Float.self), rows: count,
                                       dimension: dimension, stride: rowStride / 4))
         default:
@@ -184,6 +196,7 @@ public struct DescriptorMatrix: @unchecked Sendable {
                 for i in 0..<count {
                     convertRow(first + i * rowStride, into: out + i * dimension)
                 }
+                transform?.apply(UnsafeMutableBufferPointer(start: out, count: needed), dimension: dimension)
                 return try body(FloatRows(base: UnsafePointer(out), rows: count, dimension: dimension,
                                           stride: dimension))
             }
@@ -211,7 +224,10 @@ public struct DescriptorMatrix: @unchecked Sendable {
         precondition(i >= 0 && i < rows, "row out of bounds")
         var out = [Float](repeating: 0, count: dimension)
         guard let base else { return out }
-        out.withUnsafeMutableBufferPointer { convertRow(base + i * rowStride, into: $0.baseAddress!) }
+        out.withUnsafeMutableBufferPointer {
+            convertRow(base + i * rowStride, into: $0.baseAddress!)
+            transform?.apply($0.baseAddress!, count: dimension)
+        }
         return out
     }
 

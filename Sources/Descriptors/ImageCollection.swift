@@ -25,11 +25,19 @@ public struct ImageCollection: RandomAccessCollection, Sendable {
         /// Its number of descriptors.
         public let rows: Int
         fileprivate let source: Source
+        /// Applied to the descriptors as they are read.
+        fileprivate var transform: DescriptorTransform?
 
         /// The image's descriptors as a matrix view. For an indexed file, a slice whose
         /// texmex row headers have been checked; for a per-image file, a fresh memory map
         /// whose shape is checked against the one seen when the collection was built.
+        /// Carries the collection's transform, if any.
         public func descriptors() throws -> DescriptorMatrix {
+            let matrix = try storedDescriptors()
+            return transform.map { matrix.transformed($0) } ?? matrix
+        }
+
+        private func storedDescriptors() throws -> DescriptorMatrix {
             switch source {
             case .rows(let matrix):
                 try matrix.checkRows(0..<matrix.rows)
@@ -52,13 +60,24 @@ public struct ImageCollection: RandomAccessCollection, Sendable {
     }
 
     /// The images, in encoding order.
-    public let images: [Image]
+    public private(set) var images: [Image]
     /// Values per descriptor, shared by every image.
     public let dimension: Int
 
     public var startIndex: Int { images.startIndex }
     public var endIndex: Int { images.endIndex }
     public subscript(position: Int) -> Image { images[position] }
+
+    /// The same images, with `transform` applied to their descriptors as they are read.
+    public func transformed(_ transform: DescriptorTransform) -> ImageCollection {
+        var copy = self
+        copy.images = images.map { image in
+            var image = image
+            image.transform = transform
+            return image
+        }
+        return copy
+    }
 
     /// Reads the TSV index at `index` over the descriptor file at `descriptors` (any format
     /// that `DescriptorMatrix.open(path:)` reads).
@@ -123,24 +142,11 @@ public struct ImageCollection: RandomAccessCollection, Sendable {
     /// `.npy` file, `.dimensionMismatch` naming the first file whose dimension differs, and
     /// any error of `DescriptorMatrix.open(path:)`.
     public init(directory: String) throws {
-        guard let handle = opendir(directory) else {
-            let err = errno
-            throw DescriptorError(err == ENOENT ? .fileNotFound : .ioFailure, "cannot list directory",
-                                  path: directory, underlying: String(cString: strerror(err)))
-        }
-        var keys: [String] = []
-        while let entry = readdir(handle) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) {
-                String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self)
-            }
-            guard !name.hasPrefix("."), name.hasSuffix(".npy"), name.count > 4 else { continue }
-            keys.append(String(name.dropLast(4)))
-        }
-        closedir(handle)
+        let keys = try Self.visibleNames(in: directory).filter { $0.hasSuffix(".npy") && $0.count > 4 }.map { String($0.dropLast(4)) }
+            .sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
         guard !keys.isEmpty else {
             throw DescriptorError(.invalidArgument, "no .npy files in directory", path: directory)
         }
-        keys.sort { $0.utf8.lexicographicallyPrecedes($1.utf8) }
         let prefix = directory.hasSuffix("/") ? directory : directory + "/"
         var images: [Image] = []
         var reference: (path: String, dimension: Int)?
@@ -157,5 +163,24 @@ public struct ImageCollection: RandomAccessCollection, Sendable {
         }
         self.images = images
         dimension = reference?.dimension ?? 0
+    }
+
+    /// The names in `directory` that do not start with `.`, in no particular order.
+    /// Throws `.fileNotFound` for a missing directory, `.ioFailure` if it cannot be listed.
+    public static func visibleNames(in directory: String) throws -> [String] {
+        guard let handle = opendir(directory) else {
+            let err = errno
+            throw DescriptorError(err == ENOENT ? .fileNotFound : .ioFailure, "cannot list directory",
+                                  path: directory, underlying: String(cString: strerror(err)))
+        }
+        defer { closedir(handle) }
+        var names: [String] = []
+        while let entry = readdir(handle) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) {
+                String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self)
+            }
+            if !name.hasPrefix(".") { names.append(name) }
+        }
+        return names
     }
 }

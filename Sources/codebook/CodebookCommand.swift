@@ -28,7 +28,7 @@ struct CodebookCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "codebook",
         abstract: "Train visual vocabularies (k-means, diagonal GMM) and encode images as VLAD or Fisher vectors.",
-        subcommands: [DemoCommand.self, GenerateCommand.self, TrainCommand.self, EncodeCommand.self,
+        subcommands: [DemoCommand.self, GenerateCommand.self, ExtractCommand.self, TrainCommand.self, EncodeCommand.self,
                       CoordinatorCommand.self, WorkerCommand.self, StatusCommand.self, KeysCommand.self, CancelCommand.self,
                       GetCommand.self, ListCommand.self, ModelsCommand.self, ExportCommand.self, ImportCommand.self])
 }

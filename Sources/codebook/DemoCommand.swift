@@ -1,6 +1,7 @@
 import ArgumentParser
 import Cluster
 import Descriptors
+import Features
 import Foundation
 import Storage
 
@@ -8,9 +9,11 @@ import Storage
 struct DemoCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "demo",
-        abstract: "Generate a corpus, train a k-means codebook and a GMM on the embedded cluster, encode its images into the store, read one back.")
+        abstract: "Extract SIFT from photographs (or generate a synthetic corpus), train a k-means codebook and a GMM on the embedded cluster, encode the images into the store, read one back.")
 
     @Option(help: "Directory for the demo's files and store.") var dir: String = "demo"
+    @Option(help: "JPEG/PNG photographs to start from (default: DIR/photographs if it has any; scripts/fetch-photographs.sh fills it). Without photographs: a synthetic corpus.")
+    var photographs: String?
     @Option(help: "Descriptors in the synthetic corpus.") var rows: Int = 200_000
     @Option(help: "k-means clusters.") var k: Int = 64
     @Option(help: "GMM components.") var components: Int = 32
@@ -19,9 +22,19 @@ struct DemoCommand: AsyncParsableCommand {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let corpus = "\(dir)/corpus.fvecs", index = "\(dir)/images.tsv", store = "\(dir)/codebook.db"
         let storeOption = ["--store", store]
-        print("1. corpus: \(rows) SIFT-like 128-D descriptors from 48 clusters, 300 per image")
-        try GenerateCommand.parse(["--n", "\(rows)", "--dim", "128", "--clusters", "48", "--seed", "7",
-                                   "--out", corpus, "--index", index]).run()
+        let found = "\(dir)/photographs"
+        if let photographs = photographs ?? ((try? ImageSource(directory: found))?.entries.isEmpty == false ? found : nil) {
+            print("1. descriptors: SIFT (VLFeat) of the photographs in \(photographs), longer side at most 640 pixels, as RootSIFT")
+            try ExtractCommand.parse(["--images", photographs, "--max-side", "640", "--root-sift", "--out", corpus,
+                                      "--index", index]).run()
+        } else {
+            print("1. corpus: \(rows) SIFT-like 128-D descriptors from 48 clusters, 300 per image")
+            try GenerateCommand.parse(["--n", "\(rows)", "--dim", "128", "--clusters", "48", "--seed", "7",
+                                       "--out", corpus, "--index", index]).run()
+        }
+        guard let firstKey = try ImageCollection(index: index, descriptors: corpus).first?.key else {
+            throw ValidationError("no image to encode in \(index)")
+        }
 
         print("\n2. k-means codebook, K=\(k), trained by the embedded cluster (a coordinator and one worker per core, over ZeroMQ),"
               + " kept in the store as \"demo-kmeans\"")
@@ -46,7 +59,7 @@ struct DemoCommand: AsyncParsableCommand {
         print("\n5. read back by key, and export the sets as .npy")
         let reader = try StoreAccessOptions.parse(storeOption).requester()
         defer { reader.cleanup() }
-        let key = "vlad/image-000000"
+        let key = "vlad/\(firstKey)"
         guard let (entry, values) = try reader.0.get([key]).first, let values else { throw ExitCode(1) }
         print("\(key): \(entry.encoding?.rawValue ?? "?") vector of \(values.count) values, model \(entry.model ?? "?"), begins "
               + values.prefix(5).map { String(format: "%.4f", $0) }.joined(separator: " ") + " …")
@@ -54,6 +67,6 @@ struct DemoCommand: AsyncParsableCommand {
         try ExportSet.parse(["fisher", "--out", "\(dir)/fisher.npy"] + storeOption).run()
         print("\noutputs in \(dir)/: codebook.db (the store: models demo-kmeans and demo-gmm, sets vlad and fisher), corpus.fvecs, "
               + "images.tsv, centres.npy, gmm_{means,variances,priors}.npy, vlad.npy and fisher.npy (+ .keys.txt)")
-        print("try: codebook get vlad/image-000042 --store \(store)    codebook models --store \(store)")
+        print("try: codebook get \(key) --store \(store)    codebook models --store \(store)")
     }
 }

@@ -23,6 +23,8 @@ struct ImageOptions: ParsableArguments {
     @Option(help: "…and keep each image's vector in the store under SET/KEY.") var set: String?
     @Flag(help: "Store mode: empty the set first and encode every image again.") var replace = false
     @Option(help: "Store mode: images per shard.") var imagesPerShard: Int = 64
+    @Flag(help: "RootSIFT: encode the L1-normalised square roots of plain SIFT descriptors (applied as they are read).")
+    var rootSift = false
     @OptionGroup var cluster: ClusterOptions
 
     func validate() throws {
@@ -42,7 +44,8 @@ struct ImageOptions: ParsableArguments {
     func encodeIntoStore(_ encoding: EncodingJob.Encoding, flags: Int) async throws {
         let absolute = { URL(fileURLWithPath: $0).standardizedFileURL.path }
         let job = EncodingJob(encoding: encoding, model: model!, descriptors: absolute(descriptors!), index: absolute(index!),
-                              set: set!, flags: flags, replace: replace, imagesPerShard: imagesPerShard)
+                              set: set!, flags: flags, replace: replace, imagesPerShard: imagesPerShard,
+                              transform: rootSift ? .rootSIFT : nil)
         let (client, embedded) = try cluster.connect()
         defer { embedded?.shutdown() }
         let started = Date()
@@ -58,8 +61,9 @@ struct ImageOptions: ParsableArguments {
     }
 
     func collection() throws -> ImageCollection {
-        if let imagesDir { return try ImageCollection(directory: imagesDir) }
-        return try ImageCollection(index: index!, descriptors: descriptors!)
+        let images = try imagesDir.map { try ImageCollection(directory: $0) }
+            ?? ImageCollection(index: index!, descriptors: descriptors!)
+        return rootSift ? images.transformed(.rootSIFT) : images
     }
 
     /// Encodes every image to `out`, streaming, and prints a summary.

@@ -26,6 +26,8 @@ struct TrainingOptions: ParsableArguments {
     @Option(help: "Threads per embedded worker.") var threads: Int = 1
     @Option(help: "Keep the trained model in the coordinator's store under this name.") var name: String?
     @Flag(help: "Overwrite a stored model of the same name.") var replace = false
+    @Flag(help: "RootSIFT: train on the L1-normalised square roots of plain SIFT descriptors (applied as they are read).")
+    var rootSift = false
 
     func validate() throws {
         guard k >= 1 else { throw ValidationError("--k must be at least 1") }
@@ -49,6 +51,7 @@ struct TrainingOptions: ParsableArguments {
         var job = job
         job.name = name
         job.replace = replace
+        job.transform = rootSift ? .rootSIFT : nil
         let id = try client.submit(job, arrays: arrays)
         progressLine("job \(id): \(job.kind.rawValue) k=\(job.k) on \(job.corpus) \(cluster.summary(threads: threads))")
         return try await client.follow(id, iteration: Report.iteration, waiting: { progressLine("  \($0)") })

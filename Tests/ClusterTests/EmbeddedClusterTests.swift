@@ -26,9 +26,11 @@ func quietLogger() -> Logger {
                     initialization: "kmeans", kmeansIterations: 3, varianceFloorRatio: 1e-3)
     }
 
-    /// The models of a local run (LocalBackend, same shard rows and seed).
-    static func local(_ corpus: String) async throws -> (centres: [Float], gmm: [[Float]]) {
-        let backend = LocalBackend(corpus: try DescriptorMatrix.open(path: corpus), shardRows: shardRows, threads: 2)
+    /// The models of a local run (LocalBackend, same shard rows and seed) on the corpus's rows,
+    /// transformed by `transform` if given.
+    static func local(_ corpus: String, transform: DescriptorTransform? = nil) async throws -> (centres: [Float], gmm: [[Float]]) {
+        let backend = LocalBackend(corpus: try DescriptorMatrix.open(path: corpus).transformed(transform), shardRows: shardRows,
+                                   threads: 2)
         var kmeans = KMeansParameters(k: k)
         kmeans.iterations = 5
         kmeans.seed = 11
@@ -75,6 +77,28 @@ func quietLogger() -> Logger {
         #expect(status.workers.count == workers)
         #expect(status.droppedResults == 0)
         #expect(status.jobs.map(\.state) == [.succeeded, .succeeded])
+    }
+
+    /// RootSIFT training on the cluster (the transform travels in each pass's description and
+    /// is applied by the workers as they read) equals the engine on transformed rows.
+    @Test func rootSIFTTrainingOnTheClusterMatchesTheEngineOnTransformedRows() async throws {
+        let corpus = try Corpora.path(rows: Self.rows, dimension: Self.dimension)
+        let expected = try await Self.local(corpus, transform: .rootSIFT)
+        let plain = try await Self.local(corpus)
+        let cluster = try EmbeddedCluster(workers: 2, threadsPerWorker: 1, logger: quietLogger())
+        defer { cluster.shutdown() }
+        let client = try cluster.client()
+        var kmeansJob = Self.kmeansJob(corpus), gmmJob = Self.gmmJob(corpus)
+        kmeansJob.transform = .rootSIFT
+        gmmJob.transform = .rootSIFT
+        let (_, reply) = try await client.follow(try client.submit(kmeansJob), every: .milliseconds(10), iteration: { _ in })
+        let centres = try reply.array(0, as: Float.self, count: Self.k * Self.dimension)
+        #expect(Self.bits(centres) == Self.bits(expected.centres))
+        #expect(Self.bits(centres) != Self.bits(plain.centres))
+        let (_, gmmReply) = try await client.follow(try client.submit(gmmJob), every: .milliseconds(10), iteration: { _ in })
+        for (index, name) in ["means", "variances", "priors"].enumerated() {
+            #expect(Self.bits(try gmmReply.array(index, as: Float.self)) == Self.bits(expected.gmm[index]), "\(name)")
+        }
     }
 
     /// The runner used by the coordinator, over a LocalBackend, gives the same arrays as

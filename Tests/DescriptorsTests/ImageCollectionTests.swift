@@ -103,3 +103,46 @@ import Testing
         expectError(.malformed, "b.npy", "bad magic") { _ = try ImageCollection(directory: dir.path) }
     }
 }
+
+@Suite struct DescriptorTransformTests {
+    /// RootSIFT of one row in float64: sign(x)·√(|x| / Σ|x|), zero rows unchanged.
+    static func reference(_ row: [Float]) -> [Float] {
+        let norm = row.reduce(0.0) { $0 + Double(abs($1)) }
+        guard norm > 0 else { return row }
+        return row.map { value in
+            let root = (Double(abs(value)) / norm).squareRoot()
+            return Float(value < 0 ? -root : root)
+        }
+    }
+
+    @Test func rootSIFTRowsEqualTheFloat64Reference() {
+        var generator = SeededGenerator(seed: 9)
+        let rows = 300, dimension = 128
+        var values = (0..<rows * dimension).map { _ in Float(generator.nextUnit() * 255).rounded() }
+        values.replaceSubrange(0..<dimension, with: repeatElement(0, count: dimension)) // an all-zero row
+        values[dimension] = -3                                                           // a negative value
+        let matrix = DescriptorMatrix(rows: rows, dimension: dimension, values: values).transformed(.rootSIFT)
+        let expected = (0..<rows).flatMap { Self.reference(Array(values[$0 * dimension ..< ($0 + 1) * dimension])) }
+        #expect(matrix.toArray() == expected)
+        #expect(matrix.row(7) == Array(expected[7 * dimension ..< 8 * dimension]))
+        // Slices keep the transform; an untransformed view reads the rows as stored.
+        #expect(matrix.slice(100..<200).toArray() == Array(expected[100 * dimension ..< 200 * dimension]))
+        #expect(matrix.transformed(nil).toArray() == values)
+        var scratch: [Float] = []
+        matrix.withFloatRows(5..<9, scratch: &scratch) { block in
+            #expect(Array(UnsafeBufferPointer(start: block.base, count: 4 * dimension)) == Array(expected[5 * dimension ..< 9 * dimension]))
+        }
+    }
+
+    @Test func imageCollectionsCarryTheTransform() throws {
+        let scratch = TemporaryDirectory()
+        let values = (0..<40).map { Float($0 % 7) }
+        let index = scratch.write("i.tsv", text: "a\t0\t2\nb\t2\t3\n")
+        let images = try ImageCollection(index: index, descriptors: DescriptorMatrix(rows: 5, dimension: 8, values: values))
+            .transformed(.rootSIFT)
+        let b = try images[1].descriptors().toArray()
+        var expected: [Float] = []
+        for row in 2..<5 { expected += Self.reference(Array(values[row * 8 ..< (row + 1) * 8])) }
+        #expect(b == expected)
+    }
+}
