@@ -218,29 +218,53 @@ struct StatusCommand: ParsableCommand {
     @Option(help: "Finished jobs to list after the running ones (newest first; at most \(StatusRequest.maximumLimit)).")
     var finished = StatusRequest.defaultLimit
     @Option(help: "List only finished jobs with smaller ids (the next page).") var before: UInt64?
+    @Flag(help: "Refresh every second until SIGINT (redrawn on a terminal; otherwise snapshots separated by a blank line).")
+    var watch = false
 
     func run() throws {
         let client = try ClusterClient(context: try ZeroMQContext(), endpoint: coordinator, timeout: .seconds(5),
                                        security: try keys.security())
-        let status = try client.status(finishedJobs: finished, before: before)
-        print("workers: \(status.workers.count)")
-        for worker in status.workers {
-            print(String(format: "  %@  threads %d  last heard %.1f s ago  in flight %d  shards done %d",
-                         worker.name, worker.threads, worker.secondsSinceHeard, worker.tasksInFlight, worker.shardsDone))
+        guard watch else { return print(Self.render(try client.status(finishedJobs: finished, before: before)), terminator: "") }
+        let terminal = isatty(STDOUT_FILENO) == 1
+        signal(SIGINT, SIG_IGN)
+        let interrupt = DispatchSource.makeSignalSource(signal: SIGINT, queue: DispatchQueue(label: "codebook.status.sigint"))
+        interrupt.setEventHandler {
+            fflush(nil)
+            Foundation.exit(0)
         }
-        print("jobs: \(status.jobs.count)")
+        interrupt.resume()
+        var first = true
+        while true {
+            let text = Self.render(try client.status(finishedJobs: finished, before: before))
+            // Home and clear the screen on a terminal; elsewhere, a blank line between snapshots.
+            print(terminal ? "\u{1B}[H\u{1B}[2J" + text : (first ? "" : "\n") + text, terminator: "")
+            fflush(nil)
+            first = false
+            Thread.sleep(forTimeInterval: 1)
+        }
+    }
+
+    /// The cluster view: workers, jobs, passes and counts, one item a line.
+    static func render(_ status: ClusterStatus) -> String {
+        var lines = ["workers: \(status.workers.count)"]
+        for worker in status.workers {
+            lines.append(String(format: "  %@  threads %d  last heard %.1f s ago  in flight %d  shards done %d",
+                                worker.name, worker.threads, worker.secondsSinceHeard, worker.tasksInFlight, worker.shardsDone))
+        }
+        lines.append("jobs: \(status.jobs.count)")
         for job in status.jobs {
             let last = job.lastValuePerRow.map { String(format: "  last %.6g/row", $0) } ?? ""
-            print("  \(job.job)  \(job.kind)  \(job.state.rawValue)  \(job.iterations) iteration(s)\(last)  \(job.corpus)"
-                  + (job.message.map { "  (\($0))" } ?? ""))
+            lines.append("  \(job.job)  \(job.kind)  \(job.state.rawValue)  \(job.iterations) iteration(s)\(last)  \(job.corpus)"
+                         + (job.message.map { "  (\($0))" } ?? ""))
         }
         for pass in status.passes {
-            print("  job \(pass.job) pass \(pass.pass) (\(pass.kind)): \(pass.done)/\(pass.shards) shards done, "
-                  + "\(pass.inFlight) in flight, \(pass.queued) queued")
+            lines.append("  job \(pass.job) pass \(pass.pass) (\(pass.kind)): \(pass.done)/\(pass.shards) shards done, "
+                         + "\(pass.inFlight) in flight, \(pass.queued) queued")
         }
-        if status.droppedResults > 0 { print("results dropped (late, duplicate or not sent by the shard's worker): \(status.droppedResults)") }
-        if status.rejectedResults > 0 { print("results rejected by the checks: \(status.rejectedResults)") }
-        if let next = status.jobsBefore { print("more finished jobs: codebook status --before \(next)") }
+        if status.droppedResults > 0 { lines.append("results dropped (late, duplicate or not sent by the shard's worker): \(status.droppedResults)") }
+        if status.rejectedResults > 0 { lines.append("results rejected by the checks: \(status.rejectedResults)") }
+        if let next = status.jobsBefore { lines.append("more finished jobs: codebook status --before \(next)") }
+        return lines.map { $0 + "\n" }.joined()
     }
 }
 

@@ -24,6 +24,7 @@ struct ImageOptions: ParsableArguments {
     @Flag(help: "Store mode: empty the set first and encode every image again.") var replace = false
     @Option(help: "Store mode: images per shard.") var imagesPerShard: Int = 64
     @OptionGroup var cluster: ClusterOptions
+    @OptionGroup var output: OutputOptions
 
     func validate() throws {
         guard (descriptors != nil && index != nil) != (imagesDir != nil) else {
@@ -45,16 +46,24 @@ struct ImageOptions: ParsableArguments {
                               set: set!, flags: flags, replace: replace, imagesPerShard: imagesPerShard)
         let (client, embedded) = try cluster.connect()
         defer { embedded?.shutdown() }
+        let display = output.display()
         let started = Date()
         let id = try client.submit(job)
-        progressLine("job \(id): \(encoding.rawValue) of \(job.index) with model \(job.model) into set \(job.set) \(cluster.summary())")
+        display.note("job \(id): \(encoding.rawValue) of \(job.index) with model \(job.model) into set \(job.set) \(cluster.summary())")
         var lastReport = Date.distantPast
-        let final = try await client.wait(for: id) { progress in
-            guard Date().timeIntervalSince(lastReport) >= 1, let done = progress.imagesDone, let total = progress.imagesTotal else { return }
-            lastReport = Date()
-            progressLine("  \(done)/\(total) images stored" + (progress.message.map { " (\($0))" } ?? ""))
+        let final: JobProgress
+        do {
+            final = try await client.wait(for: id) { progress in
+                progress.pass.map(display.pass)
+                guard Date().timeIntervalSince(lastReport) >= 1, let done = progress.imagesDone, let total = progress.imagesTotal else { return }
+                lastReport = Date()
+                display.images(done: done, total: total, message: progress.message)
+            }
+        } catch {
+            display.clearBar()
+            throw error
         }
-        print(String(format: "stored %d images in set %@ in %.2f s", final.imagesTotal ?? 0, job.set, Date().timeIntervalSince(started)))
+        display.finish(String(format: "stored %d images in set %@ in %.2f s", final.imagesTotal ?? 0, job.set, Date().timeIntervalSince(started)))
     }
 
     func collection() throws -> ImageCollection {
