@@ -85,8 +85,8 @@ struct ImageOptions: ParsableArguments {
         }
         let seconds = Date().timeIntervalSince(started)
         let rows = images.reduce(0) { $0 + $1.rows }
-        print(String(format: "encoded %d images (%d descriptors) as %@ vectors of %d values in %.2f s (%.0f descriptors/s); wrote %@",
-                     images.count, rows, name, encoder.encodedDimension, seconds, Double(rows) / max(seconds, 1e-9), out!))
+        output.display().finish(String(format: "encoded %d images (%d descriptors) as %@ vectors of %d values in %.2f s (%.0f descriptors/s); wrote %@",
+                                       images.count, rows, name, encoder.encodedDimension, seconds, Double(rows) / max(seconds, 1e-9), out!))
     }
 }
 
