@@ -3,8 +3,8 @@ import NIOHTTP1
 import NIOPosix
 
 /// A small HTTP/1.1 server (swift-nio, one event-loop thread) that answers `GET /metrics`
-/// with a registry's exposition; every other path is 404, every other method 405, and
-/// request bodies are discarded.
+/// (and `HEAD`) with a registry's exposition; every other path is 404, every other method
+/// 405, and request bodies are discarded.
 public final class MetricsServer: Sendable {
     private let group: MultiThreadedEventLoopGroup
     private let channel: any Channel
@@ -18,8 +18,9 @@ public final class MetricsServer: Sendable {
             .serverChannelOption(.backlog, value: 64)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
-                channel.pipeline.configureHTTPServerPipeline(withErrorHandling: true).flatMap {
-                    channel.pipeline.addHandler(MetricsHandler(registry: registry))
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
+                    try channel.pipeline.syncOperations.addHandler(MetricsHandler(registry: registry))
                 }
             }
             .childChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -62,13 +63,13 @@ public struct MetricsServerError: Error, CustomStringConvertible, Sendable {
 }
 
 /// Answers each request once its end arrives; keeps the connection open when the client asks to.
-private final class MetricsHandler: ChannelInboundHandler, Sendable {
+private final class MetricsHandler: ChannelInboundHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
 
     let registry: MetricsRegistry
-    /// Set on `.head`, read on `.end`; the handler lives on one event loop.
-    nonisolated(unsafe) private var request: HTTPRequestHead?
+    /// Set on `.head`, read on `.end`.
+    private var request: HTTPRequestHead?
 
     init(registry: MetricsRegistry) { self.registry = registry }
 
