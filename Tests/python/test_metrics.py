@@ -4,6 +4,7 @@ during a training job and parsed with prometheus_client's text parser.
     CODEBOOK_BIN=.build/debug/codebook python3 -m pytest Tests/python/test_metrics.py
 """
 
+import signal
 import subprocess
 import time
 import urllib.request
@@ -113,6 +114,17 @@ def test_metrics_move_during_a_training_job(tmp_path):
         assert value(requests, "codebook_request_duration_seconds_count", type="list") == 2
         assert value(requests, "codebook_request_duration_seconds_bucket", type="get", le="+Inf") == 1
         assert value(requests, "codebook_malformed_messages_total", endpoint="clients") == 1
+
+        # status --watch off a terminal: a snapshot a second, separated by a blank line; SIGINT ends it with 0.
+        watch = subprocess.Popen([BINARY, "status", "--watch", "--coordinator", cluster.clients_endpoint],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        time.sleep(2.5)
+        watch.send_signal(signal.SIGINT)
+        out, err = watch.communicate(timeout=10)
+        assert watch.returncode == 0, err.decode(errors="replace")
+        snapshots = out.decode().split("\n\n")
+        assert len(snapshots) >= 2, out
+        assert all(snapshot.startswith("workers: 1\n  metrics-worker") for snapshot in snapshots), out
 
         # Only /metrics is served.
         try:
