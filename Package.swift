@@ -21,6 +21,9 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
         // C libraries: a module map and a shim header each, found through pkg-config.
@@ -53,10 +56,19 @@ let package = Package(
         .target(name: "Features", dependencies: ["Descriptors", "ImageCodecs", "CVLFeat"], swiftSettings: numericSettings),
         .target(name: "ZeroMQ", dependencies: ["CZeroMQ"]),
         .target(name: "Storage", dependencies: ["CRocksDB"]),
-        .target(name: "Cluster", dependencies: ["Descriptors", "Clustering", "Encoding", "ZeroMQ", "Storage",
+        // Metric definitions (swift-metrics over a Prometheus registry) and the `/metrics` HTTP server;
+        // the only module that sees NIO.
+        .target(name: "Telemetry", dependencies: [
+            .product(name: "CoreMetrics", package: "swift-metrics"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+        ]),
+        .target(name: "Cluster", dependencies: ["Descriptors", "Clustering", "Encoding", "ZeroMQ", "Storage", "Telemetry",
                                                 .product(name: "Logging", package: "swift-log")]),
         .executableTarget(name: "codebook", dependencies: [
-            "Descriptors", "Clustering", "Encoding", "Features", "Cluster", "Storage", "CMalloc",
+            "Descriptors", "Clustering", "Encoding", "Features", "Cluster", "Storage", "CMalloc", "Telemetry",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),

@@ -22,8 +22,8 @@ done
 python3 -m pip --version >/dev/null 2>&1 || missing+=(python3 python3-pip)
 ((${#missing[@]} == 0)) || apt_install "${missing[@]}"
 
-if ! python3 -c "import zmq, numpy, pytest, rocksdict" 2>/dev/null; then
-    echo "installing Python packages: pyzmq numpy pytest rocksdict"
+if ! python3 -c "import zmq, numpy, pytest, rocksdict, prometheus_client" 2>/dev/null; then
+    echo "installing Python packages: pyzmq numpy pytest rocksdict prometheus_client"
     python3 -m pip install -q -r Tests/python/requirements.txt \
         || python3 -m pip install -q --break-system-packages -r Tests/python/requirements.txt
 fi

@@ -142,16 +142,19 @@ public final class ClusterClient: Requester {
         }
     }
 
-    /// Follows a job to its end, calling `iteration` for each new iteration and `waiting`
-    /// when the coordinator reports it waits (for workers); returns its result.
+    /// Follows a job to its end, calling `iteration` for each new iteration, `waiting`
+    /// when the coordinator reports it waits (for workers) and `pass` with the running
+    /// pass at every look; returns its result.
     public func follow(_ job: UInt64, every interval: Duration = .milliseconds(100),
-                       iteration: (IterationRecord) -> Void, waiting: (String) -> Void = { _ in }) async throws -> (JobOutcome, WireMessage) {
+                       iteration: (IterationRecord) -> Void, waiting: (String) -> Void = { _ in },
+                       pass: (PassProgress) -> Void = { _ in }) async throws -> (JobOutcome, WireMessage) {
         var seen = 0
         var lastNote: String?
         while true {
             let progress = try progress(of: job, since: seen)
             progress.iterations.forEach(iteration)
             seen += progress.iterations.count
+            progress.pass.map(pass)
             switch progress.state {
             case .succeeded:
                 return try result(of: job)

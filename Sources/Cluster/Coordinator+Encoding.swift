@@ -180,6 +180,7 @@ final class EncodingSink: RoundSink, @unchecked Sendable {
             }
             imagesDone += keys.count
             shardsLeft -= 1
+            coordinator.metrics?.vectorsWritten.increment(by: keys.count)
             let (job, imagesDone, last) = (job, imagesDone, shardsLeft == 0)
             flusher.afterNextFlush(urgent: last) { [weak coordinator] error in
                 guard let coordinator else { return }

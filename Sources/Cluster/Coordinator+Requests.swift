@@ -1,9 +1,17 @@
 import Storage
+import Telemetry
 import ZeroMQ
 
 extension Coordinator {
     /// The reply to a client's request (never throws: failures become ERROR-REPLY).
     func answer(_ request: WireMessage, state: CoordinatorState, now: Double) -> WireMessage {
+        let timed: CoordinatorMetrics.TimedRequest? = switch request.header.type {
+        case .get: .get
+        case .list: .list
+        default: nil
+        }
+        let started = MonotonicClock.now()
+        defer { if let timed { metrics?.requestAnswered(timed, seconds: MonotonicClock.now() - started) } }
         let report: FailureReport
         do {
             return try reply(to: request, state: state, now: now)
@@ -49,12 +57,12 @@ extension Coordinator {
         case .progress:
             guard let record = jobs[job]?.record else { throw StoreError(.notFound, "no job \(job)") }
             let since = (try? request.decode(ProgressRequest.self).since) ?? 0
-            return progressReply(job, record: record, since: since, state: state)
+            return progressReply(job, record: record, since: since, state: state, now: now)
         case .cancel:
             let entry = try jobs.cancel(job)
             cancelPasses(of: job)
             logger.info("job \(job) cancelled")
-            return progressReply(job, record: entry.record, since: .max, state: state)
+            return progressReply(job, record: entry.record, since: .max, state: state, now: now)
         case .fetchResult:
             guard let entry = jobs[job] else { throw StoreError(.notFound, "no job \(job)") }
             guard let outcome = entry.record.outcome else {
@@ -84,11 +92,12 @@ extension Coordinator {
     }
 
     /// A job's PROGRESS-REPLY, with its iteration records from `since` on.
-    private func progressReply(_ job: UInt64, record: JobRecord, since: Int, state: CoordinatorState) -> WireMessage {
+    private func progressReply(_ job: UInt64, record: JobRecord, since: Int, state: CoordinatorState, now: Double) -> WireMessage {
         var message = record.message
         if record.state == .running && state.isWaitingForWorkers { message = "waiting: no workers alive" }
         let progress = JobProgress(job: job, state: record.state, iterations: Array(record.iterations.dropFirst(max(0, since))),
-                                   message: message, imagesDone: record.imagesDone, imagesTotal: record.imagesTotal)
+                                   message: message, imagesDone: record.imagesDone, imagesTotal: record.imagesTotal,
+                                   pass: record.state == .running ? state.passProgress(of: job, now: now) : nil)
         return WireMessage(header: WireHeader(.progressReply, job: job), metadata: progress)
     }
 }

@@ -65,7 +65,10 @@ extension Coordinator {
                         }
                         try jobs.checkpoint(id, record: record, values: values, passes: backend.lastPass)
                     },
-                    record: { jobs.record($0, job: id) })
+                    record: { [metrics] in
+                        jobs.record($0, job: id)
+                        metrics?.iterations.increment()
+                    })
                 var model: (name: String, value: StoredValue, replace: Bool)?
                 if let name = job.name, let entry = jobs[id] {
                     let record = ModelRecord(kind: job.kind, k: outcome.k, dimension: outcome.dimension, source: "trained",

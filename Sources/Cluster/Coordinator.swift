@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import Storage
 import Synchronization
+import Telemetry
 import ZeroMQ
 
 /// The coordinator process's shell: one I/O thread owns the ROUTER socket for workers and
@@ -26,6 +27,8 @@ public final class Coordinator: @unchecked Sendable {
     let vectorFlusher: GroupFlusher?
     /// CURVE and the allow-lists, when `settings.security` is set.
     let gatekeeper: CoordinatorGatekeeper?
+    /// What the shell counts, if metrics are served.
+    public let metrics: CoordinatorMetrics?
     private let requestedWorkersEndpoint: String
     private let requestedClientsEndpoint: String
     /// Commands for the I/O thread; `stopped` once it has taken `.stop`, after which passes
@@ -53,8 +56,10 @@ public final class Coordinator: @unchecked Sendable {
     ///   - clientsEndpoint: where clients connect (ROUTER), e.g. `tcp://127.0.0.1:5556`.
     ///   - store: where trained models and job checkpoints go; jobs left running in it are
     ///     resumed from their last checkpoint when the coordinator starts.
+    ///   - metrics: where to count what happens (nil: nothing is counted).
     public init(context: ZeroMQContext, workersEndpoint: String, clientsEndpoint: String,
-                settings: CoordinatorSettings = CoordinatorSettings(), store: CodebookStore? = nil, logger: Logger) {
+                settings: CoordinatorSettings = CoordinatorSettings(), store: CodebookStore? = nil,
+                metrics: CoordinatorMetrics? = nil, logger: Logger) {
         self.context = context
         self.store = store
         queries = store.map { StoreQueries(store: $0) }
@@ -65,6 +70,8 @@ public final class Coordinator: @unchecked Sendable {
         self.settings = settings
         self.logger = logger
         gatekeeper = settings.security.map { CoordinatorGatekeeper(security: $0, context: context, logger: logger) }
+        self.metrics = metrics
+        metrics?.registry.onScrape { [weak self] in self?.sampleMetrics() }
     }
 
     /// Binds both sockets and starts the I/O thread; throws if either endpoint cannot be bound.
@@ -205,6 +212,8 @@ public final class Coordinator: @unchecked Sendable {
         var state = CoordinatorState(settings: settings)
         var sinks: [RoundKey: any RoundSink] = [:]
         var requests = ClientRequests(limit: settings.maximumWaitingRequestsPerClient, outstanding: settings.clientHighWaterMark)
+        /// When each running pass started, and its kind (for the pass duration histogram).
+        var passStarts: [RoundKey: (time: Double, kind: String)] = [:]
         let poller = Poller()
         poller.register(workers)
         poller.register(clients)
@@ -222,17 +231,29 @@ public final class Coordinator: @unchecked Sendable {
                     if message.header.type == .task {
                         sinks[RoundKey(job: message.header.job, round: message.header.round)]?
                             .addDispatchTime(MonotonicClock.now() - started)
+                        metrics?.tasksDispatched.increment()
                     }
                 case .deliver(let key, let shard, let message):
                     sinks[key]?.deliver(shard: shard, message: message)
+                    metrics?.tasksCompleted.increment()
                 case .fail(let key, let why):
                     sinks.removeValue(forKey: key)?.fail(why)
+                    passStarts.removeValue(forKey: key)
                     state.cancel(job: key.job)
+                    metrics?.tasksFailed.increment()
                 case .log(let text):
                     logger.info("\(text)")
                 }
             }
             sinks = sinks.filter { key, _ in state.rounds[key] != nil }
+            if let metrics {
+                // Passes no longer in the state machine and not failed above finished all their shards.
+                for (key, start) in passStarts where state.rounds[key] == nil {
+                    metrics.passFinished(kind: start.kind, seconds: MonotonicClock.now() - start.time)
+                    passStarts.removeValue(forKey: key)
+                }
+                count(state, into: metrics)
+            }
         }
         /// Answers a client's `items` in order, up to one that goes to the request thread;
         /// the rest then wait for its reply.
@@ -267,9 +288,11 @@ public final class Coordinator: @unchecked Sendable {
                 switch command {
                 case .start(let spec, let sink):
                     sinks[spec.key] = sink
+                    if metrics != nil { passStarts[spec.key] = (MonotonicClock.now(), spec.computation.kind.rawValue) }
                     if !stopping { perform(state.start(spec, now: MonotonicClock.now())) }
                 case .cancel(let job):
                     state.cancel(job: job)
+                    passStarts = passStarts.filter { $0.key.job != job }
                     for (key, sink) in sinks where key.job == job { sink.fail("job \(job) ended") }
                     sinks = sinks.filter { $0.key.job != job }
                 case .reply(let client, let reply):
@@ -321,8 +344,11 @@ public final class Coordinator: @unchecked Sendable {
         do {
             message = try WireMessage(frames: Array(frames.dropFirst()))
         } catch {
-            noteMalformed(error, from: "a worker")
+            noteMalformed(error, from: .workers)
             return []
+        }
+        if let metrics, message.header.type == .result {
+            metrics.resultBytes.increment(by: frames.dropFirst().reduce(0) { $0 + $1.count })
         }
         // A RESULT the state machine would take is checked by its pass first (decoded once,
         // against the shard's task); a rejected one is not taken and its shard is sent again.
@@ -331,10 +357,39 @@ public final class Coordinator: @unchecked Sendable {
         }
     }
 
-    func noteMalformed(_ error: any Error, from peer: String) {
+    func noteMalformed(_ error: any Error, from domain: CoordinatorGatekeeper.Domain) {
         let count = counters.withLock { $0.malformed += 1; return $0.malformed }
+        (domain == .workers ? metrics?.malformedWorkerMessages : metrics?.malformedClientMessages)?.increment()
         // The error may quote what the peer sent.
-        logger.warning("dropped a malformed message from \(peer)", metadata: ["error": "\(PeerText.escaped("\(error)"))", "count": "\(count)"])
+        logger.warning("dropped a malformed message from \(domain == .workers ? "a worker" : "a client")",
+                       metadata: ["error": "\(PeerText.escaped("\(error)"))", "count": "\(count)"])
+    }
+
+    /// Brings the metrics that follow the state machine's own counts up to date.
+    private func count(_ state: CoordinatorState, into metrics: CoordinatorMetrics) {
+        metrics.workersAlive.record(state.workers.count)
+        metrics.resultsDropped.sync(to: state.droppedResults)
+        metrics.resultsRejected.sync(to: state.rejectedResults)
+        metrics.tasksRequeued.sync(to: state.requeuedShards)
+    }
+
+    /// Sets the sampled metrics before a scrape: jobs by state, the store's size, refused handshakes.
+    private func sampleMetrics() {
+        guard let metrics else { return }
+        for (state, count) in jobs.countsByState() { metrics.jobs(state.rawValue, count: count) }
+        if let store { metrics.storeSize(bytes: Self.diskBytes(under: store.path)) }
+        metrics.refusedHandshakes.sync(to: refusedHandshakes)
+    }
+
+    /// Bytes of the regular files under `path`.
+    private static func diskBytes(under path: String) -> Int {
+        guard let files = FileManager.default.enumerator(atPath: path) else { return 0 }
+        var total = 0
+        for case let file as String in files {
+            let attributes = try? FileManager.default.attributesOfItem(atPath: path + "/" + file)
+            if attributes?[.type] as? FileAttributeType == .typeRegular { total += (attributes?[.size] as? Int) ?? 0 }
+        }
+        return total
     }
 
     // MARK: Clients
@@ -345,14 +400,14 @@ public final class Coordinator: @unchecked Sendable {
     /// nil for a message without that envelope, which is dropped.
     private func clientRequest(_ frames: [[UInt8]], from userID: String?) -> (client: [UInt8], ClientRequests.Item)? {
         guard frames.count >= 2, frames[1].isEmpty else {
-            noteMalformed(WireError.malformed("client request without an envelope"), from: "a client")
+            noteMalformed(WireError.malformed("client request without an envelope"), from: .clients)
             return nil
         }
         do {
             let request = try WireMessage(frames: Array(frames.dropFirst(2)))
             return (frames[0], refusal(of: request, from: userID).map { .reply($0) } ?? .request(request))
         } catch {
-            noteMalformed(error, from: "a client")
+            noteMalformed(error, from: .clients)
             return (frames[0], .reply(WireMessage(header: WireHeader(.errorReply), metadata: FailureReport(message: "\(error)"))))
         }
     }

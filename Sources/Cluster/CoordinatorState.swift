@@ -95,9 +95,13 @@ public struct CoordinatorState: Sendable {
         var refused: [Int: Set<WorkerID>] = [:]
         /// The longest a shard of this pass has taken so far, from TASK to RESULT taken.
         var slowestShard = 0.0
+        /// When the pass started, and the rows of the shards taken so far.
+        let started: Double
+        var rowsDone = 0
 
-        init(spec: RoundSpec) {
+        init(spec: RoundSpec, now: Double) {
             self.spec = spec
+            started = now
             queue = ShardQueue(count: spec.plan.count)
         }
 
@@ -112,12 +116,14 @@ public struct CoordinatorState: Sendable {
             holders[shard, default: [:]][worker] = now
         }
 
-        /// `worker` no longer holds `shard`; if nobody does, it goes back in the queue.
-        mutating func release(_ shard: Int, from worker: WorkerID) {
-            guard holders[shard]?.removeValue(forKey: worker) != nil, holders[shard]!.isEmpty else { return }
+        /// `worker` no longer holds `shard`; if nobody does, it goes back in the queue (and true is returned).
+        @discardableResult
+        mutating func release(_ shard: Int, from worker: WorkerID) -> Bool {
+            guard holders[shard]?.removeValue(forKey: worker) != nil, holders[shard]!.isEmpty else { return false }
             holders.removeValue(forKey: shard)
             overdue.remove(shard)
             queue.insert(shard)
+            return true
         }
 
         /// `worker`'s RESULT for `shard` was rejected.
@@ -133,7 +139,7 @@ public struct CoordinatorState: Sendable {
             if let sent = holding.removeValue(forKey: worker) { slowestShard = max(slowestShard, now - sent) }
             overdue.remove(shard)
             refused.removeValue(forKey: shard)
-            done.insert(shard)
+            if done.insert(shard).inserted { rowsDone += spec.plan.rows(of: shard).count }
             return holding
         }
     }
@@ -149,6 +155,9 @@ public struct CoordinatorState: Sendable {
     public private(set) var droppedResults = 0
     /// RESULTs from the worker a shard was out to that the pass's check rejected.
     public private(set) var rejectedResults = 0
+    /// Shards put back in the queue because their worker went away (dead, departed, dropped,
+    /// introduced itself again) or gave them back (a FAILURE to retry).
+    public private(set) var requeuedShards = 0
 
     public init(settings: CoordinatorSettings = CoordinatorSettings()) { self.settings = settings }
 
@@ -156,7 +165,7 @@ public struct CoordinatorState: Sendable {
 
     /// Starts a pass: every shard of its plan goes into the queue.
     public mutating func start(_ spec: RoundSpec, now: Double) -> [Directive] {
-        rounds[spec.key] = RoundRecord(spec: spec)
+        rounds[spec.key] = RoundRecord(spec: spec, now: now)
         return dispatch(now: now)
     }
 
@@ -274,6 +283,14 @@ public struct CoordinatorState: Sendable {
             droppedResults: droppedResults, rejectedResults: rejectedResults)
     }
 
+    /// Where the latest running pass of `job` stands, if it has one.
+    public func passProgress(of job: UInt64, now: Double) -> PassProgress? {
+        guard let key = rounds.keys.filter({ $0.job == job }).max(), let round = rounds[key] else { return nil }
+        return PassProgress(pass: Int(key.round), kind: round.spec.computation.kind.rawValue,
+                            shards: round.spec.plan.count, shardsDone: round.done.count,
+                            rows: round.spec.plan.totalRows, rowsDone: round.rowsDone, seconds: max(0, now - round.started))
+    }
+
     /// How long a task of pass `key` may be out before it is overdue.
     func taskDeadline(of key: RoundKey) -> Double {
         max(settings.taskDeadlineFloor, settings.taskDeadlineFactor * (rounds[key]?.slowestShard ?? 0))
@@ -322,7 +339,7 @@ public struct CoordinatorState: Sendable {
         let report = (try? message.decode(FailureReport.self)) ?? FailureReport(message: "unreadable failure report")
         if report.retry == true {
             workers[worker]?.modelRounds.remove(key)
-            rounds[key]!.release(shard, from: worker)
+            if rounds[key]!.release(shard, from: worker) { requeuedShards += 1 }
             return []
         }
         finish(key)
@@ -368,7 +385,7 @@ public struct CoordinatorState: Sendable {
     private mutating func requeue(_ worker: WorkerID) {
         guard let record = workers[worker] else { return }
         for (key, shards) in record.inFlight {
-            for shard in shards { rounds[key]?.release(shard, from: worker) }
+            for shard in shards where rounds[key]?.release(shard, from: worker) == true { requeuedShards += 1 }
         }
         workers[worker]!.inFlight = [:]
         workers[worker]!.modelRounds = []

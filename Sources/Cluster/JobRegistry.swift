@@ -211,6 +211,12 @@ final class JobRegistry: Sendable {
 
     /// The running jobs, by id, then up to `limit` finished ones with ids below `before`,
     /// newest first; and the id to pass as `before` for the next page, if there is one.
+    /// How many jobs are in each state, every state listed.
+    func countsByState() -> [(state: JobState, count: Int)] {
+        let states = entries.withLock { $0.jobs.values.map(\.record.state) }
+        return [JobState.running, .succeeded, .failed, .cancelled].map { state in (state, states.count { $0 == state }) }
+    }
+
     func summaries(finished limit: Int, before: UInt64? = nil) -> (jobs: [JobSummary], nextBefore: UInt64?) {
         entries.withLock { state in
             let ids = state.jobs.keys.sorted()

@@ -103,6 +103,34 @@ public struct JobProgress: Codable, Sendable, Equatable {
     /// Encoding jobs: images encoded so far (this run and earlier ones) and in all.
     public var imagesDone: Int?
     public var imagesTotal: Int?
+    /// The pass running now, if any.
+    public var pass: PassProgress?
+}
+
+/// How far a running pass is (PROGRESS-REPLY `pass`).
+public struct PassProgress: Codable, Sendable, Equatable {
+    /// The pass's number within its job.
+    public var pass: Int
+    /// Its computation: "kmeans-assignment", "gmm-expectation", "moments", "sample" (the
+    /// last two seed a job), "encode-vlad" or "encode-fisher".
+    public var kind: String
+    public var shards: Int
+    public var shardsDone: Int
+    /// Rows of the corpus the pass reads (images, for an encoding pass) and of its shards done.
+    public var rows: Int
+    public var rowsDone: Int
+    /// Since the pass started.
+    public var seconds: Double
+
+    public init(pass: Int, kind: String, shards: Int, shardsDone: Int, rows: Int, rowsDone: Int, seconds: Double) {
+        self.pass = pass
+        self.kind = kind
+        self.shards = shards
+        self.shardsDone = shardsDone
+        self.rows = rows
+        self.rowsDone = rowsDone
+        self.seconds = seconds
+    }
 }
 
 /// RESULT-REPLY metadata; the model's arrays follow (centres, or means, variances, priors).

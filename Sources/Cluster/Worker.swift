@@ -3,6 +3,7 @@ import Descriptors
 import Foundation
 import Logging
 import Synchronization
+import Telemetry
 import ZeroMQ
 
 /// How a worker introduces itself, computes and reconnects.
@@ -49,11 +50,14 @@ public final class Worker: @unchecked Sendable {
     /// Wakes the I/O thread; set once the thread runs.
     private let doorbell = Mutex<Doorbell?>(nil)
     private let corpora = CorpusCache()
+    /// What the compute threads count, if metrics are served.
+    public let metrics: WorkerMetrics?
 
-    public init(context: ZeroMQContext, endpoint: String, settings: WorkerSettings, logger: Logger) {
+    public init(context: ZeroMQContext, endpoint: String, settings: WorkerSettings, metrics: WorkerMetrics? = nil, logger: Logger) {
         self.context = context
         self.endpoint = endpoint
         self.settings = settings
+        self.metrics = metrics
         self.logger = logger
     }
 
@@ -236,11 +240,16 @@ public final class Worker: @unchecked Sendable {
                 throw DescriptorError(.indexOutOfRange, "\(count) rows from row \(first) are outside the corpus's \(corpus.rows) rows",
                                       path: corpus.source)
             }
+            let started = MonotonicClock.now()
             reply = try Self.compute(task.computation, rows: corpus.slice(rows), shard: Int(header.shard),
                                      header: header, workspace: workspace)
+            // An encoding task names its images' rows; another, its range of rows.
+            let rowsRead = task.assignment.images.map { $0.reduce(0) { $0 + $1.rowCount } } ?? count
+            metrics?.shardComputed(rows: rowsRead, seconds: MonotonicClock.now() - started)
         } catch {
             reply = WireMessage(header: WireHeader(.failure, job: header.job, round: header.round, shard: header.shard),
                                 metadata: FailureReport(message: "\(error)", retry: false))
+            metrics?.shardsFailed.increment()
         }
         outbox.withLock { $0.append(reply) }
         wake()

@@ -86,7 +86,9 @@ final class WorkerProcesses: @unchecked Sendable {
     private let finished = DispatchSemaphore(value: 0)
     private var stopped = false
 
-    init(count: Int, binary: String, endpoint: String, threads: Int, logDirectory: String, tag: String) throws {
+    /// - Parameter keys: extra arguments of each worker (its CURVE key options), if any.
+    init(count: Int, binary: String, endpoint: String, threads: Int, logDirectory: String, tag: String,
+         keys: [String] = []) throws {
         let spawned = DispatchSemaphore(value: 0)
         let failure = Mutex<(any Error)?>(nil)
         let setpriv = ["/usr/bin/setpriv", "/bin/setpriv"].first { FileManager.default.isExecutableFile(atPath: $0) }
@@ -95,7 +97,7 @@ final class WorkerProcesses: @unchecked Sendable {
                 for index in 1...count {
                     let process = Process()
                     let arguments = [binary, "worker", "--connect", endpoint, "--threads", String(threads),
-                                     "--name", "\(tag)-w\(index)"]
+                                     "--name", "\(tag)-w\(index)"] + keys
                     if let setpriv {
                         process.executableURL = URL(fileURLWithPath: setpriv)
                         process.arguments = ["--pdeathsig", "KILL", "--"] + arguments
@@ -151,23 +153,64 @@ final class WorkerProcesses: @unchecked Sendable {
     deinit { stop() }
 }
 
+/// CURVE for a bench cluster: key pairs made with `codebook keys generate` (coordinator,
+/// workers, the bench as client) and the allow-lists that admit them.
+struct BenchKeys {
+    let coordinator: CoordinatorSecurity
+    let client: ClientSecurity
+    /// The worker processes' key options.
+    let workerArguments: [String]
+
+    /// Writes the keys into a fresh directory `tag-keys` under `directory`.
+    init(binary: String, directory: String, tag: String) throws {
+        let folder = directory + "/\(tag)-keys"
+        try? FileManager.default.removeItem(atPath: folder)
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        for name in ["coordinator", "worker", "client"] {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: binary)
+            process.arguments = ["keys", "generate", "--out", folder + "/" + name]
+            process.standardOutput = FileHandle.nullDevice
+            try process.run()
+            process.waitUntilExit()
+            guard process.terminationStatus == 0 else {
+                throw CheckFailure("`codebook keys generate --out \(folder)/\(name)` exited with \(process.terminationStatus)")
+            }
+        }
+        let workerKey = try KeyFiles.readPublicKey(path: folder + "/worker.public")
+        let clientKey = try KeyFiles.readPublicKey(path: folder + "/client.public")
+        try (workerKey.z85 + "\n").write(toFile: folder + "/workers.keys", atomically: true, encoding: .utf8)
+        try (clientKey.z85 + " write\n").write(toFile: folder + "/clients.keys", atomically: true, encoding: .utf8)
+        coordinator = CoordinatorSecurity(keyPair: try KeyFiles.readKeyPair(path: folder + "/coordinator.secret"),
+                                          workerKeysFile: folder + "/workers.keys", clientKeysFile: folder + "/clients.keys")
+        client = ClientSecurity(keyPair: try KeyFiles.readKeyPair(path: folder + "/client.secret"),
+                                coordinatorKey: coordinator.keyPair.publicKey)
+        workerArguments = ["--secret-key", folder + "/worker.secret", "--coordinator-key", folder + "/coordinator.public"]
+    }
+}
+
 /// An in-process coordinator on tcp loopback (ports chosen by the kernel) and `workers`
-/// worker processes of one thread each connected to it.
+/// worker processes of one thread each connected to it; with `keys`, over CURVE.
 final class ProcessCluster {
     let context: ZeroMQContext
     let coordinator: Coordinator
     let endpoints: (workers: String, clients: String)
     let workers: WorkerProcesses
+    private let clientSecurity: ClientSecurity?
     private var stopped = false
 
-    init(workers count: Int, binary: String, logDirectory: String, tag: String, store: CodebookStore? = nil) throws {
+    init(workers count: Int, binary: String, logDirectory: String, tag: String, store: CodebookStore? = nil,
+         keys: BenchKeys? = nil) throws {
         context = try ZeroMQContext()
+        var settings = CoordinatorSettings()
+        settings.security = keys?.coordinator
+        clientSecurity = keys?.client
         coordinator = Coordinator(context: context, workersEndpoint: "tcp://127.0.0.1:*",
-                                  clientsEndpoint: "tcp://127.0.0.1:*", store: store, logger: quietLogger)
+                                  clientsEndpoint: "tcp://127.0.0.1:*", settings: settings, store: store, logger: quietLogger)
         endpoints = try coordinator.start()
         do {
             workers = try WorkerProcesses(count: count, binary: binary, endpoint: endpoints.workers, threads: 1,
-                                          logDirectory: logDirectory, tag: tag)
+                                          logDirectory: logDirectory, tag: tag, keys: keys?.workerArguments ?? [])
         } catch {
             coordinator.stop()
             throw error
@@ -182,7 +225,7 @@ final class ProcessCluster {
 
     /// Waits (≤ 30 s) until the coordinator counts `count` live workers.
     private func waitForWorkers(_ count: Int, logDirectory: String) throws {
-        let client = try ClusterClient(context: context, endpoint: endpoints.clients, timeout: .seconds(5))
+        let client = try ClusterClient(context: context, endpoint: endpoints.clients, timeout: .seconds(5), security: clientSecurity)
         let deadline = Stopwatch.now() + 30
         while true {
             let seen = try client.status().workers.count

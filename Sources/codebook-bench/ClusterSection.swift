@@ -5,7 +5,8 @@ import Foundation
 
 /// Section 5: k-means on a cluster (an in-process coordinator and `codebook worker`
 /// processes over tcp loopback) against the embedded single-process engine, scaling with
-/// the corpus, and where the coordinator's time goes. Centres must be bit-identical.
+/// the corpus, and where the coordinator's time goes; the first comparison once more with
+/// CURVE on (keys from `codebook keys generate`). Centres must be bit-identical.
 struct ClusterSection {
     let sizes: BenchSizes
     let cluster: ClusterSizes
@@ -21,6 +22,8 @@ struct ClusterSection {
     struct Round {
         var localSeconds = 0.0
         var clusterSeconds = 0.0
+        /// The same iteration on the CURVE cluster, when there is one.
+        var secureSeconds: Double?
         var report: KMeansIterationReport?
         var timing: PassTiming?
     }
@@ -37,8 +40,9 @@ struct ClusterSection {
         let path = try workload.corpus(rows: sizes.rows)
         let (_, initial) = try workload.initialCentres(corpus: path)
         let rounds = max(3, sizes.repeats)
+        let keys = try BenchKeys(binary: binary, directory: sizes.workDirectory, tag: "k\(initial.k)-curve")
         let narrow = try await compare(path: path, initial: initial, rounds: rounds, binary: binary, tag: "k\(initial.k)",
-                                       failures: &failures)
+                                       secure: keys, failures: &failures)
 
         var overhead = MarkdownTable("Cluster overhead: one k-means iteration, N=\(narrow.rows) D=\(sizes.dimension) K=\(initial.k), "
                                      + "embedded engine vs coordinator + \(cluster.workers) worker processes",
@@ -50,10 +54,15 @@ struct ClusterSection {
         overhead.add("(b) ClusterBackend: in-process Coordinator + \(cluster.workers) × `codebook worker --threads 1`, tcp 127.0.0.1",
                      seconds(Stopwatch.median(remote)), seconds(remote.min()!) + " – " + seconds(remote.max()!),
                      "**" + ratio(ratioValue) + "**", verdict(ratioValue <= Self.overheadTarget, "≤ \(Self.overheadTarget)×"))
-        overhead.add("centres after \(rounds + 1) iterations (a) vs (b)", narrow.identical ? "bit-identical" : "**DIFFER**", "", "",
+        let secure = narrow.rounds.compactMap(\.secureSeconds)
+        let secureRatio = Stopwatch.median(secure) / Stopwatch.median(local)
+        overhead.add("(c) as (b) with CURVE on: coordinator `--secret-key/--worker-keys/--client-keys`, workers `--secret-key/--coordinator-key`",
+                     seconds(Stopwatch.median(secure)), seconds(secure.min()!) + " – " + seconds(secure.max()!),
+                     "**" + ratio(secureRatio) + "**", verdict(secureRatio <= Self.overheadTarget, "≤ \(Self.overheadTarget)×"))
+        overhead.add("centres after \(rounds + 1) iterations (a) vs (b) vs (c)", narrow.identical ? "bit-identical" : "**DIFFER**", "", "",
                      verdict(narrow.identical, "bit-identical"))
-        overhead.note("KMeans.train (1 iteration, .given centres) per round, (a) then (b), each continuing its own centres; "
-                      + "\(rounds) timed rounds after 1 warm-up round (worker start-up, first mapping of the corpus). "
+        overhead.note("KMeans.train (1 iteration, .given centres) per round, (a) then (b) then (c), each continuing its own centres; "
+                      + "\(rounds) timed rounds after 1 warm-up round (worker start-up, first mapping of the corpus, CURVE handshakes). "
                       + "Centres compared bit for bit after every round.")
         overhead.note("Worker peak RSS (VmHWM) on this \(format(Double(narrow.fileBytes) / 1e9, "%.2f")) GB .npy corpus: "
                       + narrow.peaks.map(mebibytes).joined(separator: ", ") + ".")
@@ -99,10 +108,11 @@ struct ClusterSection {
         if !failures.isEmpty { throw CheckFailure(failures.joined(separator: "; ")) }
     }
 
-    /// A warm-up round and `rounds` timed rounds of one iteration on each backend, each
-    /// continuing from its own centres; the centres compared after every round.
+    /// A warm-up round and `rounds` timed rounds of one iteration on each backend (and on a
+    /// CURVE cluster too, given `secure` keys), each continuing from its own centres; the
+    /// centres compared after every round.
     private func compare(path: String, initial: Codebook, rounds: Int, binary: String, tag: String,
-                         failures: inout [String]) async throws
+                         secure keys: BenchKeys? = nil, failures: inout [String]) async throws
         -> (rounds: [Round], identical: Bool, rows: Int, shards: Int, peaks: [Int?], fileBytes: Int) {
         let corpus = try DescriptorMatrix.open(path: path)
         let local = LocalBackend(corpus: corpus, shardRows: Self.shardRows, threads: sizes.threads)
@@ -111,8 +121,15 @@ struct ClusterSection {
         let reference = try Self.reference(path)
         let remote = ClusterBackend(coordinator: processes.coordinator, job: Self.jobBase + UInt64(initial.k),
                                     corpus: reference, shardRows: Self.shardRows)
+        let secureProcesses = try keys.map {
+            try ProcessCluster(workers: cluster.workers, binary: binary, logDirectory: sizes.workDirectory, tag: tag + "-curve", keys: $0)
+        }
+        defer { secureProcesses?.shutdown() }
+        let secureRemote = secureProcesses.map {
+            ClusterBackend(coordinator: $0.coordinator, job: Self.jobBase + UInt64(initial.k), corpus: reference, shardRows: Self.shardRows)
+        }
         noteLoadBeforeTiming("timing K=\(initial.k) on \(corpus.rows) rows")
-        var a = initial, b = initial
+        var a = initial, b = initial, c = initial
         var results: [Round] = []
         var firstDifference: Int?
         for round in 0...rounds {
@@ -123,12 +140,19 @@ struct ClusterSection {
             entry.clusterSeconds = elapsed
             entry.report = result.iterations.first
             entry.timing = remote.timings.passes.last
-            if firstDifference == nil && !bitIdentical(a.centres, b.centres) { firstDifference = round + 1 }
+            if let secureRemote {
+                (c, entry.secureSeconds) = try await Stopwatch.time { try await Self.iterate(secureRemote, from: c).codebook }
+            }
+            if firstDifference == nil && (!bitIdentical(a.centres, b.centres) || (secureRemote != nil && !bitIdentical(a.centres, c.centres))) {
+                firstDifference = round + 1
+            }
             if round > 0 { results.append(entry) }
         }
         let peaks = processes.shutdown()
+        secureProcesses?.shutdown()
         if let firstDifference {
-            failures.append("K=\(initial.k) N=\(corpus.rows): centres of the embedded engine and the cluster differ after iteration \(firstDifference)")
+            failures.append("K=\(initial.k) N=\(corpus.rows): centres of the embedded engine and the cluster"
+                            + (keys == nil ? "" : "s (with and without CURVE)") + " differ after iteration \(firstDifference)")
         }
         return (results, firstDifference == nil, corpus.rows, ShardPlan(totalRows: corpus.rows, shardRows: Self.shardRows).count,
                 peaks, reference.fileSize)

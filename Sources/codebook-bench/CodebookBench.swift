@@ -54,7 +54,7 @@ struct ClusterCommand: AsyncParsableCommand {
         commandName: "cluster",
         abstract: "k-means on a coordinator + `codebook worker` processes (tcp loopback) vs the embedded engine.",
         discussion: """
-        Three tables: (1) one iteration, K=--k on the kmeans corpus, embedded LocalBackend vs ClusterBackend with         --workers worker processes of 1 thread (target ≤ 1.10×; centres must be bit-identical); (2) coordinator work per         iteration (dispatch, merge, update vs workers' compute) for K=--k and K=--wide-k on --wide-rows rows; (3) scaling         on fvecs corpora of --scaling-rows and 4× as many rows (target 4 ± 0.5×) and the workers' peak RSS. Writes         ~5 GB of corpora to --work-dir (the larger one is skipped with < 10 GB free); takes a few minutes. Needs the         `codebook` executable next to this one (or --codebook-binary).
+        Three tables: (1) one iteration, K=--k on the kmeans corpus, embedded LocalBackend vs ClusterBackend with         --workers worker processes of 1 thread, and again with CURVE on (keys from `codebook keys generate`) (target ≤ 1.10× each; centres must be bit-identical); (2) coordinator work per         iteration (dispatch, merge, update vs workers' compute) for K=--k and K=--wide-k on --wide-rows rows; (3) scaling         on fvecs corpora of --scaling-rows and 4× as many rows (target 4 ± 0.5×) and the workers' peak RSS. Writes         ~5 GB of corpora to --work-dir (the larger one is skipped with < 10 GB free); takes a few minutes. Needs the         `codebook` executable next to this one (or --codebook-binary).
         """)
     @OptionGroup var options: BenchOptions
     @OptionGroup var cluster: ClusterBenchOptions

@@ -6,6 +6,7 @@ import Cluster
 import Foundation
 import Logging
 import Storage
+import Telemetry
 import ZeroMQ
 
 /// Blocks until SIGINT or SIGTERM.
@@ -62,6 +63,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
     var store: String = "codebook.db"
     @OptionGroup var security: CoordinatorSecurityOptions
     @OptionGroup var limits: CoordinatorLimitOptions
+    @OptionGroup var metricsOptions: MetricsOptions
 
     func run() async throws {
         let logger = processLogger("codebook.coordinator")
@@ -75,10 +77,18 @@ struct CoordinatorCommand: AsyncParsableCommand {
         var settings = limits.settings
         settings.security = try security.security(binding: [workersEndpoint, clientsEndpoint])
         settings.corpusRoots = try security.roots
+        let metrics = metricsOptions.metricsEndpoint.map { _ in CoordinatorMetrics(registry: MetricsRegistry()) }
         let coordinator = Coordinator(context: try ZeroMQContext(), workersEndpoint: workersEndpoint,
                                       clientsEndpoint: clientsEndpoint, settings: settings,
-                                      store: try CodebookStore(path: store), logger: logger)
+                                      store: try CodebookStore(path: store), metrics: metrics, logger: logger)
         let bound = try coordinator.start()
+        let server: MetricsServer?
+        do {
+            server = try metricsOptions.serve(metrics?.registry, logger: logger)
+        } catch {
+            coordinator.stop(keepingJobs: true)
+            throw error
+        }
         if !isLoopbackEndpoint(workersEndpoint) || !isLoopbackEndpoint(clientsEndpoint) {
             if settings.security == nil { logger.warning("bound beyond loopback with no authentication and no encryption (--insecure)") }
             if settings.corpusRoots == nil { logger.warning("bound beyond loopback without --corpus-root: jobs may read any file the workers can") }
@@ -88,6 +98,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
                                                     "curve": "\(settings.security == nil ? "off" : "on")"])
         await Signals.waitForTermination()
         hangup?.cancel()
+        server?.stop()
         coordinator.stop(keepingJobs: true)
         logger.info("coordinator stopped")
     }
@@ -158,6 +169,7 @@ struct WorkerCommand: AsyncParsableCommand {
     @OptionGroup var keys: ClientKeyOptions
     @Option(help: ArgumentHelp("Read corpora only inside this directory (repeatable; default: anywhere).", valueName: "dir"))
     var corpusRoot: [String] = []
+    @OptionGroup var metricsOptions: MetricsOptions
 
     func run() async throws {
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
@@ -166,12 +178,35 @@ struct WorkerCommand: AsyncParsableCommand {
         var settings = WorkerSettings(name: workerName, threads: threads)
         settings.security = try keys.security()
         settings.corpusRoots = corpusRoot.isEmpty ? nil : try CorpusRoots(corpusRoot)
-        let worker = Worker(context: try ZeroMQContext(), endpoint: connect, settings: settings, logger: logger)
+        let metrics = metricsOptions.metricsEndpoint.map { _ in WorkerMetrics(registry: MetricsRegistry()) }
+        let server = try metricsOptions.serve(metrics?.registry, logger: logger)
+        let worker = Worker(context: try ZeroMQContext(), endpoint: connect, settings: settings, metrics: metrics, logger: logger)
         worker.start()
         logger.info("worker \(workerName) started", metadata: ["coordinator": "\(connect)", "threads": "\(threads)"])
         await Signals.waitForTermination()
+        server?.stop()
         worker.stop()
         logger.info("worker stopped")
+    }
+}
+
+/// `--metrics-endpoint` of the coordinator and the worker.
+struct MetricsOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("Serve Prometheus metrics at http://HOST:PORT/metrics (a bare PORT: 127.0.0.1; default: off).",
+                               valueName: "host:port"))
+    var metricsEndpoint: String?
+
+    func validate() throws {
+        if let metricsEndpoint { _ = try MetricsServer.parse(metricsEndpoint) }
+    }
+
+    /// Starts the metrics server for `registry`, if `--metrics-endpoint` was given.
+    func serve(_ registry: MetricsRegistry?, logger: Logger) throws -> MetricsServer? {
+        guard let metricsEndpoint, let registry else { return nil }
+        let (host, port) = try MetricsServer.parse(metricsEndpoint)
+        let server = try MetricsServer(host: host, port: port, registry: registry)
+        logger.info("metrics served", metadata: ["endpoint": "http://\(server.boundAddress)/metrics"])
+        return server
     }
 }
 
@@ -183,30 +218,54 @@ struct StatusCommand: ParsableCommand {
     @Option(help: "Finished jobs to list after the running ones (newest first; at most \(StatusRequest.maximumLimit)).")
     var finished = StatusRequest.defaultLimit
     @Option(help: "List only finished jobs with smaller ids (the next page).") var before: UInt64?
+    @Flag(help: "Refresh every second until SIGINT (redrawn on a terminal; otherwise snapshots separated by a blank line).")
+    var watch = false
 
     func run() throws {
         let client = try ClusterClient(context: try ZeroMQContext(), endpoint: coordinator, timeout: .seconds(5),
                                        security: try keys.security())
-        let status = try client.status(finishedJobs: finished, before: before)
-        print("workers: \(status.workers.count)")
-        for worker in status.workers {
-            print(String(format: "  %@  threads %d  last heard %.1f s ago  in flight %d  shards done %d",
-                         PeerText.escaped(worker.name), worker.threads, worker.secondsSinceHeard, worker.tasksInFlight, worker.shardsDone))
+        guard watch else { return print(Self.render(try client.status(finishedJobs: finished, before: before)), terminator: "") }
+        let terminal = isatty(STDOUT_FILENO) == 1
+        signal(SIGINT, SIG_IGN)
+        let interrupt = DispatchSource.makeSignalSource(signal: SIGINT, queue: DispatchQueue(label: "codebook.status.sigint"))
+        interrupt.setEventHandler {
+            fflush(nil)
+            Foundation.exit(0)
         }
-        print("jobs: \(status.jobs.count)")
+        interrupt.resume()
+        var first = true
+        while true {
+            let text = Self.render(try client.status(finishedJobs: finished, before: before))
+            // Home and clear the screen on a terminal; elsewhere, a blank line between snapshots.
+            print(terminal ? "\u{1B}[H\u{1B}[2J" + text : (first ? "" : "\n") + text, terminator: "")
+            fflush(nil)
+            first = false
+            Thread.sleep(forTimeInterval: 1)
+        }
+    }
+
+    /// The cluster view: workers, jobs, passes and counts, one item a line.
+    static func render(_ status: ClusterStatus) -> String {
+        var lines = ["workers: \(status.workers.count)"]
+        for worker in status.workers {
+            lines.append(String(format: "  %@  threads %d  last heard %.1f s ago  in flight %d  shards done %d",
+                                PeerText.escaped(worker.name), worker.threads, worker.secondsSinceHeard, worker.tasksInFlight, worker.shardsDone))
+        }
+        lines.append("jobs: \(status.jobs.count)")
         for job in status.jobs {
             let last = job.lastValuePerRow.map { String(format: "  last %.6g/row", $0) } ?? ""
             // Paths and messages are other clients' and workers' text: never terminal codes.
-            print("  \(job.job)  \(job.kind)  \(job.state.rawValue)  \(job.iterations) iteration(s)\(last)  \(PeerText.escaped(job.corpus))"
-                  + (job.message.map { "  (\(PeerText.escaped($0)))" } ?? ""))
+            lines.append("  \(job.job)  \(job.kind)  \(job.state.rawValue)  \(job.iterations) iteration(s)\(last)  \(PeerText.escaped(job.corpus))"
+                         + (job.message.map { "  (\(PeerText.escaped($0)))" } ?? ""))
         }
         for pass in status.passes {
-            print("  job \(pass.job) pass \(pass.pass) (\(pass.kind)): \(pass.done)/\(pass.shards) shards done, "
-                  + "\(pass.inFlight) in flight, \(pass.queued) queued")
+            lines.append("  job \(pass.job) pass \(pass.pass) (\(pass.kind)): \(pass.done)/\(pass.shards) shards done, "
+                         + "\(pass.inFlight) in flight, \(pass.queued) queued")
         }
-        if status.droppedResults > 0 { print("results dropped (late, duplicate or not sent by the shard's worker): \(status.droppedResults)") }
-        if status.rejectedResults > 0 { print("results rejected by the checks: \(status.rejectedResults)") }
-        if let next = status.jobsBefore { print("more finished jobs: codebook status --before \(next)") }
+        if status.droppedResults > 0 { lines.append("results dropped (late, duplicate or not sent by the shard's worker): \(status.droppedResults)") }
+        if status.rejectedResults > 0 { lines.append("results rejected by the checks: \(status.rejectedResults)") }
+        if let next = status.jobsBefore { lines.append("more finished jobs: codebook status --before \(next)") }
+        return lines.map { $0 + "\n" }.joined()
     }
 }
 

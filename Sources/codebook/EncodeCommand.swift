@@ -26,6 +26,7 @@ struct ImageOptions: ParsableArguments {
     @Flag(help: "RootSIFT: encode the L1-normalised square roots of plain SIFT descriptors (applied as they are read).")
     var rootSift = false
     @OptionGroup var cluster: ClusterOptions
+    @OptionGroup var output: OutputOptions
 
     func validate() throws {
         guard (descriptors != nil && index != nil) != (imagesDir != nil) else {
@@ -48,16 +49,24 @@ struct ImageOptions: ParsableArguments {
                               transform: rootSift ? .rootSIFT : nil)
         let (client, embedded) = try cluster.connect()
         defer { embedded?.shutdown() }
+        let display = output.display()
         let started = Date()
         let id = try client.submit(job)
-        progressLine("job \(id): \(encoding.rawValue) of \(job.index) with model \(job.model) into set \(job.set) \(cluster.summary())")
+        display.note("job \(id): \(encoding.rawValue) of \(job.index) with model \(job.model) into set \(job.set) \(cluster.summary())")
         var lastReport = Date.distantPast
-        let final = try await client.wait(for: id) { progress in
-            guard Date().timeIntervalSince(lastReport) >= 1, let done = progress.imagesDone, let total = progress.imagesTotal else { return }
-            lastReport = Date()
-            progressLine("  \(done)/\(total) images stored" + (progress.message.map { " (\($0))" } ?? ""))
+        let final: JobProgress
+        do {
+            final = try await client.wait(for: id) { progress in
+                progress.pass.map(display.pass)
+                guard Date().timeIntervalSince(lastReport) >= 1, let done = progress.imagesDone, let total = progress.imagesTotal else { return }
+                lastReport = Date()
+                display.images(done: done, total: total, message: progress.message)
+            }
+        } catch {
+            display.clearBar()
+            throw error
         }
-        print(String(format: "stored %d images in set %@ in %.2f s", final.imagesTotal ?? 0, job.set, Date().timeIntervalSince(started)))
+        display.finish(String(format: "stored %d images in set %@ in %.2f s", final.imagesTotal ?? 0, job.set, Date().timeIntervalSince(started)))
     }
 
     func collection() throws -> ImageCollection {
@@ -80,8 +89,8 @@ struct ImageOptions: ParsableArguments {
         }
         let seconds = Date().timeIntervalSince(started)
         let rows = images.reduce(0) { $0 + $1.rows }
-        print(String(format: "encoded %d images (%d descriptors) as %@ vectors of %d values in %.2f s (%.0f descriptors/s); wrote %@",
-                     images.count, rows, name, encoder.encodedDimension, seconds, Double(rows) / max(seconds, 1e-9), out!))
+        output.display().finish(String(format: "encoded %d images (%d descriptors) as %@ vectors of %d values in %.2f s (%.0f descriptors/s); wrote %@",
+                                       images.count, rows, name, encoder.encodedDimension, seconds, Double(rows) / max(seconds, 1e-9), out!))
     }
 }
 

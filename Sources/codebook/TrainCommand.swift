@@ -28,6 +28,7 @@ struct TrainingOptions: ParsableArguments {
     @Flag(help: "Overwrite a stored model of the same name.") var replace = false
     @Flag(help: "RootSIFT: train on the L1-normalised square roots of plain SIFT descriptors (applied as they are read).")
     var rootSift = false
+    @OptionGroup var output: OutputOptions
 
     func validate() throws {
         guard k >= 1 else { throw ValidationError("--k must be at least 1") }
@@ -44,8 +45,8 @@ struct TrainingOptions: ParsableArguments {
     /// The corpus path as other processes on this host see it.
     var absoluteCorpus: String { URL(fileURLWithPath: corpus).standardizedFileURL.path }
 
-    /// Submits `job`, prints each iteration, and returns the result.
-    func run(_ job: TrainingJob, arrays: [[UInt8]]) async throws -> (JobOutcome, WireMessage) {
+    /// Submits `job`, shows its progress on `display`, and returns the result.
+    func run(_ job: TrainingJob, arrays: [[UInt8]], display: ProgressDisplay) async throws -> (JobOutcome, WireMessage) {
         let (client, embedded) = try cluster.connect(threads: threads)
         defer { embedded?.shutdown() }
         var job = job
@@ -53,8 +54,9 @@ struct TrainingOptions: ParsableArguments {
         job.replace = replace
         job.transform = rootSift ? .rootSIFT : nil
         let id = try client.submit(job, arrays: arrays)
-        progressLine("job \(id): \(job.kind.rawValue) k=\(job.k) on \(job.corpus) \(cluster.summary(threads: threads))")
-        return try await client.follow(id, iteration: Report.iteration, waiting: { progressLine("  \($0)") })
+        display.note("job \(id): \(job.kind.rawValue) k=\(job.k) on \(job.corpus) \(cluster.summary(threads: threads))")
+        defer { display.clearBar() }
+        return try await client.follow(id, iteration: display.iteration, waiting: { display.note("  \($0)") }, pass: display.pass)
     }
 }
 
@@ -79,7 +81,8 @@ struct TrainKMeans: AsyncParsableCommand {
         }
         let job = TrainingJob(kind: .kmeans, corpus: training.absoluteCorpus, k: training.k, iterations: training.iterations,
                               seed: training.seed, tolerance: tolerance, shardRows: training.shardRows, initialization: start)
-        let (outcome, reply) = try await training.run(job, arrays: arrays)
+        let display = training.output.display()
+        let (outcome, reply) = try await training.run(job, arrays: arrays, display: display)
         let centres = try reply.array(0, as: Float.self, count: outcome.k * outcome.dimension)
         var wrote: [String] = []
         if let out {
@@ -87,8 +90,8 @@ struct TrainKMeans: AsyncParsableCommand {
             wrote.append(out)
         }
         if let name = training.name { wrote.append("model \"\(name)\" in the store") }
-        print("\(outcome.converged ? "converged" : "stopped") after \(outcome.iterations) iterations; "
-              + "wrote \(outcome.k)×\(outcome.dimension) centres to \(wrote.joined(separator: " and "))")
+        display.finish("\(outcome.converged ? "converged" : "stopped") after \(outcome.iterations) iterations; "
+                       + "wrote \(outcome.k)×\(outcome.dimension) centres to \(wrote.joined(separator: " and "))")
     }
 }
 
@@ -131,24 +134,12 @@ struct TrainGMM: AsyncParsableCommand {
         let job = TrainingJob(kind: .gmm, corpus: training.absoluteCorpus, k: training.k, iterations: training.iterations,
                               seed: training.seed, tolerance: tolerance, shardRows: training.shardRows, initialization: start,
                               kmeansIterations: kmeansIterations, varianceFloorRatio: varianceFloor)
-        let (outcome, reply) = try await training.run(job, arrays: arrays)
+        let display = training.output.display()
+        let (outcome, reply) = try await training.run(job, arrays: arrays, display: display)
         let model = try GaussianMixtureModelFiles.model(from: reply, k: outcome.k, dimension: outcome.dimension)
         var wrote = try out.map { try ModelFiles.write(model, prefix: $0) } ?? []
         if let name = training.name { wrote.append("model \"\(name)\" in the store") }
-        print("\(outcome.converged ? "converged" : "stopped") after \(outcome.iterations) EM iterations "
-              + "(variance floor \(String(format: "%.4g", outcome.varianceFloor ?? 0))); wrote \(wrote.joined(separator: ", "))")
-    }
-}
-
-/// One progress line per iteration.
-enum Report {
-    static func iteration(_ record: IterationRecord) {
-        if record.phase == "kmeans" {
-            progressLine(String(format: "k-means %3d  objective/row %.6g  %.3f s  clusters %.0f..%.0f  empty repaired %d",
-                         record.iteration, record.valuePerRow, record.seconds, record.smallest, record.largest, record.repaired))
-        } else {
-            progressLine(String(format: "EM %3d  log-likelihood/row %.6f  %.3f s  priors %.3g..%.3g  empty repaired %d",
-                         record.iteration, record.valuePerRow, record.seconds, record.smallest, record.largest, record.repaired))
-        }
+        display.finish("\(outcome.converged ? "converged" : "stopped") after \(outcome.iterations) EM iterations "
+                       + "(variance floor \(String(format: "%.4g", outcome.varianceFloor ?? 0))); wrote \(wrote.joined(separator: ", "))")
     }
 }

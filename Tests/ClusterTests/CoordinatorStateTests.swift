@@ -75,6 +75,32 @@ import ZeroMQ
         #expect(after.map(\.shard) == [6] && after.map(\.worker) == [Self.alice])
     }
 
+    @Test func passProgressCountsShardsAndRowsDoneAndRequeuedShardsAreCounted() throws {
+        var state = CoordinatorState()
+        _ = state.receive(Self.ready("alice", threads: 1), from: Self.alice, now: 0)
+        _ = state.receive(Self.ready("bob", threads: 1), from: Self.bob, now: 0)
+        #expect(state.passProgress(of: 1, now: 0) == nil)
+        _ = state.start(Self.spec(round: 1, shards: 10), now: 1)
+        _ = state.start(Self.spec(job: 2, shards: 3), now: 1)
+        _ = state.receive(Self.result(shard: 0), from: Self.alice, now: 2)
+        _ = state.receive(Self.result(shard: 0), from: Self.alice, now: 2.5)  // a duplicate: not counted twice
+        #expect(state.passProgress(of: 1, now: 3) == PassProgress(pass: 1, kind: "kmeans-assignment", shards: 10, shardsDone: 1,
+                                                                  rows: 1000, rowsDone: 100, seconds: 2))
+        #expect(state.passProgress(of: 2, now: 3)?.shardsDone == 0)
+        // bob leaves holding two shards of job 1: both go back in the queue.
+        #expect(state.requeuedShards == 0)
+        _ = state.receive(WireMessage(header: WireHeader(.goodbye)), from: Self.bob, now: 3)
+        #expect(state.requeuedShards == 2)
+        // A FAILURE to retry puts its shard back too; a final one does not.
+        let held = try #require(state.status(now: 3).workers.first?.tasksInFlight)
+        #expect(held == 2)
+        let shard = try #require(state.rounds[RoundKey(job: 1, round: 1)]?.holders.keys.min())
+        _ = state.receive(Self.failure(shard: shard, retry: true), from: Self.alice, now: 4)
+        #expect(state.requeuedShards == 3)
+        state.cancel(job: 1)
+        #expect(state.passProgress(of: 1, now: 5) == nil)
+    }
+
     @Test func taskAssignmentCarriesTheShardRows() throws {
         var state = CoordinatorState()
         _ = state.receive(Self.ready("alice", threads: 1), from: Self.alice, now: 0)

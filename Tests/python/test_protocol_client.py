@@ -274,11 +274,20 @@ def test_cancel_stops_a_running_job(cluster, client):
         if progress.metadata["iterations"]:
             break
         time.sleep(0.05)
+    # While a pass runs, PROGRESS-REPLY carries it as `pass` (absent between passes).
+    running = None
+    while running is None and time.monotonic() < deadline:
+        running = client.request(PROGRESS, {"since": 0}, job=job).metadata.get("pass")
+    assert running is not None, "no PROGRESS-REPLY with a pass while the job ran"
+    assert set(running) == {"pass", "kind", "shards", "shardsDone", "rows", "rowsDone", "seconds"}
+    assert running["kind"] in ("kmeans-assignment", "sample")
+    assert running["shards"] == -(-running["rows"] // 1000) and 0 <= running["shardsDone"] <= running["shards"]
+    assert 0 <= running["rowsDone"] <= running["rows"] and running["seconds"] >= 0
     # CANCEL (42): header job = the job, metadata {}; the reply is the job's PROGRESS-REPLY.
     reply = client.request(CANCEL, job=job)
     assert reply.type == PROGRESS_REPLY, reply
     assert reply.job == job and reply.metadata["job"] == job
-    assert reply.metadata["state"] == "cancelled"
+    assert reply.metadata["state"] == "cancelled" and "pass" not in reply.metadata
     assert reply.metadata["iterations"] == []
     assert reply.arrays == []
     state, records, _ = follow(client, job, deadline_s=10)

@@ -35,6 +35,7 @@ extension Coordinator {
         case nil: why = "this client's key is no longer listed"
         }
         logger.warning("refused a client request", metadata: ["key": "\(userID ?? "none")", "request": "\(type)"])
+        metrics?.refusedRequests.increment()
         return WireMessage(header: WireHeader(.errorReply, job: request.header.job),
                            metadata: FailureReport(message: why, code: FailureReport.forbidden))
     }
