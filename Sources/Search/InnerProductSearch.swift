@@ -68,11 +68,12 @@ struct TopHeap {
 
     /// Offers rows `firstRow ..< firstRow + scores.count` with their scores.
     mutating func add(_ scores: UnsafeBufferPointer<Float>, firstRow: Int) {
-        for (offset, score) in scores.enumerated() {
-            // Most rows lose to the root: one comparison (false for NaN too) rejects them.
-            if items.count == capacity && !(score >= items[0].score) { continue }
-            guard !score.isNaN else { continue }
+        // Most rows lose to the root: one comparison with its score (false for NaN too)
+        // rejects them.
+        var threshold = items.count == capacity ? items[0].score : -.infinity
+        for (offset, score) in scores.enumerated() where score >= threshold {
             offer(Neighbour(row: firstRow + offset, score: score))
+            if items.count == capacity { threshold = items[0].score }
         }
     }
 
