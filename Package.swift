@@ -26,6 +26,8 @@ let package = Package(
         // C libraries: a module map and a shim header each, found through pkg-config.
         .systemLibrary(name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas",
                        providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CLAPACK", path: "Sources/CLAPACK", pkgConfig: "lapacke",
+                       providers: [.apt(["liblapacke-dev"])]),
         .systemLibrary(name: "CZeroMQ", path: "Sources/CZeroMQ", pkgConfig: "libzmq",
                        providers: [.apt(["libzmq3-dev"])]),
         .systemLibrary(name: "CRocksDB", path: "Sources/CRocksDB", pkgConfig: "rocksdb",
@@ -45,7 +47,7 @@ let package = Package(
         .target(name: "CKernels", cSettings: [.unsafeFlags(["-O2", "-ffp-contract=off"])]),
 
         .target(name: "Descriptors", swiftSettings: numericSettings),
-        .target(name: "Clustering", dependencies: ["Descriptors", "CBLAS", "CKernels",
+        .target(name: "Clustering", dependencies: ["Descriptors", "CBLAS", "CLAPACK", "CKernels",
                                                    .product(name: "Logging", package: "swift-log")],
                 swiftSettings: numericSettings),
         .target(name: "Encoding", dependencies: ["Descriptors", "Clustering", "CBLAS"],

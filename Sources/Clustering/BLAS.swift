@@ -20,6 +20,12 @@ public enum BLAS {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, blasint(m), blasint(n), blasint(k),
                     alpha, a, blasint(lda), b, blasint(ldb), beta, c, blasint(ldc))
     }
+
+    /// The upper triangle of C (n×n, row-major) += Aᵀ·A, A being k×n (row-major, float64).
+    @inline(__always)
+    static func addGram(n: Int, k: Int, a: UnsafePointer<Double>, c: UnsafeMutablePointer<Double>) {
+        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, blasint(n), blasint(k), 1, a, blasint(n), 1, c, blasint(n))
+    }
 }
 
 /// Which OpenBLAS kernels run, and a better choice where OpenBLAS's own is poor.
