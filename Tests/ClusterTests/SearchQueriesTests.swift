@@ -60,6 +60,17 @@ import ZeroMQ
         #expect(try Self.search(queries, SearchRequest(set: "S", top: 5, key: "a"))[0].keys == ["a", "b"])
     }
 
+    @Test func theCoordinatorsCacheHasItsSetting() throws {
+        let scratch = try ScratchDirectory(), tag = UUID().uuidString
+        var settings = CoordinatorSettings()
+        #expect(settings.searchCacheBytes == 1 << 30)
+        settings.searchCacheBytes = 12_345
+        let coordinator = Coordinator(context: try ZeroMQContext(), workersEndpoint: "inproc://workers-\(tag)",
+                                      clientsEndpoint: "inproc://clients-\(tag)", settings: settings,
+                                      store: try CodebookStore(path: scratch.file("db")), logger: quietLogger())
+        #expect(coordinator.queries?.searchCache.capacity == 12_345)
+    }
+
     @Test func badRequestsAreRefusedWithMessagesThatNameTheProblem() throws {
         let scratch = try ScratchDirectory()
         let queries = StoreQueries(store: try Self.store(at: scratch.file("db"), keys: ["a"], vectors: [1, 2, 3, 4]))
