@@ -29,6 +29,8 @@ let package = Package(
         // C libraries: a module map and a shim header each, found through pkg-config.
         .systemLibrary(name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas",
                        providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CLAPACK", path: "Sources/CLAPACK", pkgConfig: "lapacke",
+                       providers: [.apt(["liblapacke-dev"])]),
         .systemLibrary(name: "CZeroMQ", path: "Sources/CZeroMQ", pkgConfig: "libzmq",
                        providers: [.apt(["libzmq3-dev"])]),
         .systemLibrary(name: "CRocksDB", path: "Sources/CRocksDB", pkgConfig: "rocksdb",
@@ -48,11 +50,12 @@ let package = Package(
         .target(name: "CKernels", cSettings: [.unsafeFlags(["-O2", "-ffp-contract=off"])]),
 
         .target(name: "Descriptors", swiftSettings: numericSettings),
-        .target(name: "Clustering", dependencies: ["Descriptors", "CBLAS", "CKernels",
+        .target(name: "Clustering", dependencies: ["Descriptors", "CBLAS", "CLAPACK", "CKernels",
                                                    .product(name: "Logging", package: "swift-log")],
                 swiftSettings: numericSettings),
         .target(name: "Encoding", dependencies: ["Descriptors", "Clustering", "CBLAS"],
                 swiftSettings: numericSettings),
+        .target(name: "Search", dependencies: ["Clustering"], swiftSettings: numericSettings),
         .target(name: "Features", dependencies: ["Descriptors", "ImageCodecs", "CVLFeat"], swiftSettings: numericSettings),
         .target(name: "ZeroMQ", dependencies: ["CZeroMQ"]),
         .target(name: "Storage", dependencies: ["CRocksDB"]),
@@ -65,7 +68,7 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
         ]),
-        .target(name: "Cluster", dependencies: ["Descriptors", "Clustering", "Encoding", "ZeroMQ", "Storage", "Telemetry",
+        .target(name: "Cluster", dependencies: ["Descriptors", "Clustering", "Encoding", "Search", "ZeroMQ", "Storage", "Telemetry",
                                                 .product(name: "Logging", package: "swift-log")]),
         .executableTarget(name: "codebook", dependencies: [
             "Descriptors", "Clustering", "Encoding", "Features", "Cluster", "Storage", "CMalloc", "Telemetry",
@@ -73,7 +76,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "codebook-bench", dependencies: [
-            "Descriptors", "Clustering", "Encoding", "CBLAS", "CVLFeat", "Cluster", "Storage", "ZeroMQ",
+            "Descriptors", "Clustering", "Encoding", "Search", "CBLAS", "CVLFeat", "Cluster", "Storage", "ZeroMQ",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: numericSettings),
@@ -81,6 +84,7 @@ let package = Package(
         .testTarget(name: "DescriptorsTests", dependencies: ["Descriptors"]),
         .testTarget(name: "FeaturesTests", dependencies: ["Features", "Descriptors", "CVLFeat"]),
         .testTarget(name: "ClusteringTests", dependencies: ["Clustering", "Descriptors", "CKernels"]),
+        .testTarget(name: "SearchTests", dependencies: ["Search", "Descriptors"]),
         .testTarget(name: "EncodingTests", dependencies: ["Encoding", "Clustering", "Descriptors", "CVLFeat"]),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"]),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "Descriptors"]),

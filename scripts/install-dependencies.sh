@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what Codebook needs and this machine lacks: Debian's -dev packages for libzmq,
-# RocksDB, OpenBLAS, VLFeat (SIFT for `codebook extract`, and the reference of the tests and
+# RocksDB, OpenBLAS (and LAPACKE, LAPACK's C interface, for PCA), VLFeat (SIFT for `codebook extract`, and the reference of the tests and
 # benchmark), libjpeg-turbo and libpng (image decoding) and pkg-config, and the Python
 # packages of the protocol tests (pyzmq, numpy, pytest).
 # Safe to run again: it installs nothing that is already there.
@@ -16,7 +16,7 @@ apt_install() {
 }
 
 missing=()
-for package in pkg-config libzmq3-dev librocksdb-dev libopenblas-dev libvlfeat-dev libjpeg62-turbo-dev libpng-dev; do
+for package in pkg-config libzmq3-dev librocksdb-dev libopenblas-dev liblapacke-dev libvlfeat-dev libjpeg62-turbo-dev libpng-dev; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
 done
 python3 -m pip --version >/dev/null 2>&1 || missing+=(python3 python3-pip)

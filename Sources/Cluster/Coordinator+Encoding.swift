@@ -25,7 +25,10 @@ extension Coordinator {
     func startEncoding(_ id: UInt64, job: EncodingJob, passesBefore: UInt32) throws {
         let store = try requireStore(for: "set \"\(job.set)\"")
         let plan = try EncodingPlan(job, store: store)
-        if job.replace && passesBefore == 0 { try store.deleteSet(named: job.set) }
+        if job.replace && passesBefore == 0 {
+            try store.deleteSet(named: job.set)
+            queries?.invalidateSearch(of: job.set)
+        }
         if try store.set(named: job.set) == nil {
             try store.putSet(named: job.set, try StoredValue(kind: .set, metadata: plan.setRecord))
         }
@@ -178,6 +181,7 @@ final class EncodingSink: RoundSink, @unchecked Sendable {
                 try store.putVectors(set: set, keys: keys, metadata: metadata, dimension: dimension, floatBytes: floats,
                                      durability: .unlogged)
             }
+            coordinator.queries?.invalidateSearch(of: set)
             imagesDone += keys.count
             shardsLeft -= 1
             coordinator.metrics?.vectorsWritten.increment(by: keys.count)

@@ -62,7 +62,7 @@ public final class Coordinator: @unchecked Sendable {
                 metrics: CoordinatorMetrics? = nil, logger: Logger) {
         self.context = context
         self.store = store
-        queries = store.map { StoreQueries(store: $0) }
+        queries = store.map { StoreQueries(store: $0, searchCacheBytes: settings.searchCacheBytes) }
         vectorFlusher = store.map { store in GroupFlusher(delay: settings.vectorFlushDelay) { try store.flushVectors() } }
         jobs = JobRegistry(store: store, policy: JobRegistry.Policy(settings))
         requestedWorkersEndpoint = workersEndpoint

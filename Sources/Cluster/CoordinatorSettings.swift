@@ -57,6 +57,8 @@ public struct CoordinatorSettings: Sendable {
     public var maximumActiveJobs: Int = 64
     /// The most bytes of array frames in one client request (a given initial model, an IMPORT).
     public var maximumRequestArrayBytes: Int = 3 << 26
+    /// The most bytes of sets' vectors kept in memory between SEARCH requests (0: none kept).
+    public var searchCacheBytes: Int = StoreQueries.defaultSearchCacheBytes
     /// Finished jobs (succeeded, failed, cancelled) are kept, with their initial models, at
     /// most this many (the most recently ended)…
     public var finishedJobsKept: Int = 1000

@@ -17,6 +17,8 @@ public struct PassDescription: Codable, Sendable, Equatable {
         case encodeVLAD = "encode-vlad"
         /// Fisher vectors of the task's images; arrays: means, variances, priors.
         case encodeFisher = "encode-fisher"
+        /// Sum and sum of outer products of the rows (PCA); no arrays.
+        case covariance
     }
 
     public var kind: Kind
@@ -147,6 +149,8 @@ public enum PassDecoder {
                 return try GaussianMixtureExpectationPass(model: model)
             case .moments:
                 return MomentPass(dimension: d)
+            case .covariance:
+                return CovariancePass(dimension: d)
             case .sample:
                 let size = try positive(description.sampleSize, "sampleSize")
                 let total = try positive(description.totalRows, "totalRows")
@@ -208,6 +212,11 @@ extension GaussianMixtureExpectationPass: WireComputation {
 
 extension MomentPass: WireComputation {
     public var description: PassDescription { PassDescription(kind: .moments, dimension: dimension) }
+    public var modelArrays: [[UInt8]] { [] }
+}
+
+extension CovariancePass: WireComputation {
+    public var description: PassDescription { PassDescription(kind: .covariance, dimension: dimension) }
     public var modelArrays: [[UInt8]] { [] }
 }
 
@@ -337,6 +346,29 @@ extension MomentStatistics: CheckedStatistics {
         try StatisticsCheck.rows(rows, shard)
         try StatisticsCheck.finite(sums, "sums")
         try StatisticsCheck.nonNegative(sumsOfSquares, "sumsOfSquares")
+    }
+}
+
+extension CovarianceStatistics: CheckedStatistics {
+    public var shape: StatisticsShape { StatisticsShape(rows: rows, dimension: dimension) }
+    /// sums f64[D], sums of outer products f64[D·D] (row-major; the upper triangle holds them).
+    public var arrays: [[UInt8]] { [Frame.encode(sums), Frame.encode(products)] }
+    public init(shape: StatisticsShape, message: WireMessage) throws {
+        let d = try PassDecoder.positive(shape.dimension, "dimension")
+        let sums = try message.array(0, as: Double.self, count: d)
+        let products = try message.array(1, as: Double.self, count: try PassDecoder.product(d, d))
+        self.init(dimension: d)
+        rows = shape.rows
+        self.sums = sums
+        self.products = products
+    }
+
+    /// Rows as the shard's, finite sums and products, squares (the diagonal) ≥ 0.
+    public func check(_ shape: StatisticsShape, against pass: PassDescription, rows shard: Range<Int>) throws {
+        try StatisticsCheck.rows(rows, shard)
+        try StatisticsCheck.finite(sums, "sums")
+        try StatisticsCheck.finite(products, "products")
+        try StatisticsCheck.nonNegative((0..<dimension).map { products[$0 * dimension + $0] }, "products (diagonal)")
     }
 }
 

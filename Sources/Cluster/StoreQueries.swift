@@ -3,7 +3,7 @@ import Synchronization
 import Storage
 import ZeroMQ
 
-/// The store's side of the client protocol: GET, LIST, DESCRIBE, CATALOG and IMPORT,
+/// The store's side of the client protocol: GET, LIST, DESCRIBE, CATALOG, IMPORT and SEARCH,
 /// answered from a `CodebookStore`. The coordinator answers them with this; so do readers
 /// that open the store directly (a RocksDB secondary instance).
 public struct StoreQueries: Requester {
@@ -11,8 +11,21 @@ public struct StoreQueries: Requester {
     /// Vector metadata seen before, decoded: every vector of a set shares its metadata, so a
     /// GET parses JSON once per set rather than once per vector.
     private let vectorRecords = VectorRecordCache()
+    /// Sets' vectors kept for SEARCH.
+    let searchCache: SearchCache
 
-    public init(store: CodebookStore) { self.store = store }
+    /// Default of `searchCacheBytes`: 1 GiB.
+    public static let defaultSearchCacheBytes = 1 << 30
+
+    /// `searchCacheBytes` bounds the sets' vectors kept in memory between SEARCH requests
+    /// (a larger set is read from the store for each request).
+    public init(store: CodebookStore, searchCacheBytes: Int = defaultSearchCacheBytes) {
+        self.store = store
+        searchCache = SearchCache(capacity: searchCacheBytes)
+    }
+
+    /// Drops the vectors of `set` kept for SEARCH: call it whenever the set's vectors change.
+    public func invalidateSearch(of set: String) { searchCache.invalidate(set) }
 
     public func request(_ message: WireMessage) throws -> WireMessage {
         do {
@@ -22,6 +35,7 @@ public struct StoreQueries: Requester {
             case .describe: return try describe(try message.decode(DescribeRequest.self))
             case .catalog: return try catalog()
             case .importModel: return try importModel(try message.decode(ImportRequest.self), message: message)
+            case .search: return try search(try message.decode(SearchRequest.self), message: message)
             default: throw ClusterError("\(message.header.type) is not a store query")
             }
         } catch let error as StoreError where error.code == .notFound {

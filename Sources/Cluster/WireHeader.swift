@@ -85,6 +85,7 @@ public enum MessageType: UInt16, Sendable, CaseIterable {
     case submitEncoding = 40
     case importModel = 41
     case cancel = 42
+    case search = 43
     case accepted = 48
     case progressReply = 49
     case resultReply = 50
@@ -93,6 +94,7 @@ public enum MessageType: UInt16, Sendable, CaseIterable {
     case listReply = 53
     case describeReply = 54
     case catalogReply = 55
+    case searchReply = 56
     case errorReply = 63
 }
 

@@ -5,20 +5,26 @@ import Foundation
 ///
 /// Codebook runs shards on threads of its own and needs each shard's arithmetic to be
 /// the same whichever thread runs it, so OpenBLAS's own threading is switched off.
-enum BLAS {
+public enum BLAS {
     private static let singleThreaded: Void = { openblas_set_num_threads(1) }()
 
     /// Makes OpenBLAS run every call on the calling thread. Idempotent.
-    static func configure() { _ = singleThreaded }
+    public static func configure() { _ = singleThreaded }
 
     /// C (m×n, row stride ldc) = alpha · A (m×k, row stride lda) · Bᵀ (B is n×k, row stride ldb) + beta · C.
     @inline(__always)
-    static func gemmTransposedB(m: Int, n: Int, k: Int, alpha: Float,
+    public static func gemmTransposedB(m: Int, n: Int, k: Int, alpha: Float,
                                 a: UnsafePointer<Float>, lda: Int,
                                 b: UnsafePointer<Float>, ldb: Int,
                                 beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, blasint(m), blasint(n), blasint(k),
                     alpha, a, blasint(lda), b, blasint(ldb), beta, c, blasint(ldc))
+    }
+
+    /// The upper triangle of C (n×n, row-major) += Aᵀ·A, A being k×n (row-major, float64).
+    @inline(__always)
+    static func addGram(n: Int, k: Int, a: UnsafePointer<Double>, c: UnsafeMutablePointer<Double>) {
+        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, blasint(n), blasint(k), 1, a, blasint(n), 1, c, blasint(n))
     }
 }
 

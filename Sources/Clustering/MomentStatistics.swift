@@ -51,11 +51,17 @@ public struct MomentPass: ShardComputation {
                     }
                 }
             }
-            for i in 0..<block.rows where !VectorMath.squaredNorm(block.row(i), dimension).isFinite {
-                throw DescriptorError(.nonFinite, "row \(firstRow + i) has a NaN or infinite value (or one too large for float32 arithmetic)",
-                                      path: rows.source, location: "row \(firstRow + i)")
-            }
+            try Self.requireFinite(block, firstRow: firstRow, of: rows)
         }
         return statistics
+    }
+
+    /// Throws for the first row of `block` (rows `firstRow…` of `rows`) with a NaN or
+    /// infinite value.
+    static func requireFinite(_ block: FloatRows, firstRow: Int, of rows: DescriptorMatrix) throws {
+        for i in 0..<block.rows where !VectorMath.squaredNorm(block.row(i), block.dimension).isFinite {
+            throw DescriptorError(.nonFinite, "row \(firstRow + i) has a NaN or infinite value (or one too large for float32 arithmetic)",
+                                  path: rows.source, location: "row \(firstRow + i)")
+        }
     }
 }

@@ -330,6 +330,21 @@ public final class CodebookStore: Sendable {
                                         limit: limit).map { String(decoding: $0, as: UTF8.self) }
     }
 
+    /// Calls `body` with every vector of `set` in byte order of the image keys: the image
+    /// key and the stored value's bytes (a `StoredValue`), valid during the call only.
+    public func forEachVector(set: String, _ body: (String, UnsafeRawBufferPointer) throws -> Void) throws {
+        let opened = opened, prefix = Self.vectorKey(set: set, key: "")
+        let iterator = opened.database.makeIterator(in: opened.vectors)
+        iterator.seek(to: prefix)
+        while iterator.isValid {
+            let key = iterator.key
+            guard key.starts(with: prefix) else { break }
+            try iterator.value.withUnsafeBytes { try body(String(decoding: key[prefix.count...], as: UTF8.self), $0) }
+            iterator.next()
+        }
+        try iterator.checkStatus()
+    }
+
     // MARK: Jobs
 
     public func job(_ id: UInt64) throws -> StoredValue? {

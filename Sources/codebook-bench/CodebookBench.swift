@@ -17,7 +17,7 @@ struct CodebookBench: AsyncParsableCommand {
         commandName: "codebook-bench",
         abstract: "Benchmarks Codebook against sgemm, faiss, scikit-learn and VLFeat, and checks the results.",
         subcommands: [KMeansCommand.self, GaussianMixtureCommand.self, EncodingCommand.self, MemoryCommand.self,
-                      ClusterCommand.self, StoreCommand.self, AllCommand.self, MemoryChildCommand.self],
+                      ClusterCommand.self, StoreCommand.self, SearchCommand.self, AllCommand.self, MemoryChildCommand.self],
         defaultSubcommand: AllCommand.self)
 }
 
@@ -73,16 +73,24 @@ struct StoreCommand: AsyncParsableCommand {
     func run() async throws { try await Bench.run([.store], options, cluster: cluster) }
 }
 
+struct SearchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "search",
+        abstract: "Exact search over 1,000,000 vectors × 256: a batch of 100 queries vs one sgemm; one query's bandwidth.")
+    @OptionGroup var options: BenchOptions
+    func run() async throws { try await Bench.run([.search], options) }
+}
+
 struct AllCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "all",
-                                                    abstract: "kmeans, gmm and encode (memory with --large; cluster and store with --cluster).")
+                                                    abstract: "kmeans, gmm, encode and search (memory with --large; cluster and store with --cluster).")
     @OptionGroup var options: BenchOptions
     @OptionGroup var cluster: ClusterBenchOptions
     @Flag(name: .customLong("cluster"),
           help: "Also run the cluster and store sections (several minutes; ~10 GB of corpora in --work-dir).")
     var includeCluster = false
     func run() async throws {
-        var sections: [Bench.Section] = [.kmeans, .gmm, .encode]
+        var sections: [Bench.Section] = [.kmeans, .gmm, .encode, .search]
         if options.large { sections.append(.memory) }
         if includeCluster { sections += [.cluster, .store] }
         try await Bench.run(sections, options, cluster: cluster)
@@ -103,7 +111,7 @@ struct MemoryChildCommand: AsyncParsableCommand {
 
 /// The sections and what they share.
 enum Bench {
-    enum Section: String { case kmeans, gmm, encode, memory, cluster, store }
+    enum Section: String { case kmeans, gmm, encode, memory, cluster, store, search }
 
     static func run(_ sections: [Section], _ options: BenchOptions, cluster: ClusterBenchOptions? = nil) async throws {
         let sizes = try options.sizes()
@@ -123,6 +131,7 @@ enum Bench {
                 case .memory: try await MemorySection(sizes: sizes, large: options.large).run()
                 case .cluster: try await ClusterSection(sizes: sizes, cluster: clusterSizes).run()
                 case .store: try await StoreSection(sizes: sizes, cluster: clusterSizes).run()
+                case .search: try await SearchSection(sizes: sizes).run()
                 }
             } catch let failure as CheckFailure {
                 print("\n**CHECK FAILED** (\(section.rawValue)): \(failure.message)\n")

@@ -128,6 +128,8 @@ struct CoordinatorLimitOptions: ParsableArguments {
     var maxRunningJobs = defaults.maximumActiveJobs
     @Option(help: "Most bytes of arrays in one client request (a given initial model, an import).")
     var maxRequestArrayBytes = defaults.maximumRequestArrayBytes
+    @Option(help: "Most bytes of sets' vectors kept in memory between searches (0: read the set for every search).")
+    var searchCacheBytes = defaults.searchCacheBytes
     @Option(help: "Finished jobs kept (the most recent), with their initial models.")
     var keepFinishedJobs = defaults.finishedJobsKept
     @Option(help: "Hours a finished job is kept.")
@@ -140,8 +142,8 @@ struct CoordinatorLimitOptions: ParsableArguments {
         where value < 1 {
             throw ValidationError("\(name) must be at least 1")
         }
-        guard keepFinishedJobs >= 0, keepFinishedJobsHours >= 0, keepFinishedJobsHours.isFinite else {
-            throw ValidationError("--keep-finished-jobs and --keep-finished-jobs-hours must be at least 0")
+        guard keepFinishedJobs >= 0, keepFinishedJobsHours >= 0, keepFinishedJobsHours.isFinite, searchCacheBytes >= 0 else {
+            throw ValidationError("--keep-finished-jobs, --keep-finished-jobs-hours and --search-cache-bytes must be at least 0")
         }
     }
 
@@ -153,6 +155,7 @@ struct CoordinatorLimitOptions: ParsableArguments {
         settings.maximumImagesPerJob = maxImages
         settings.maximumActiveJobs = maxRunningJobs
         settings.maximumRequestArrayBytes = maxRequestArrayBytes
+        settings.searchCacheBytes = searchCacheBytes
         settings.finishedJobsKept = keepFinishedJobs
         settings.finishedJobLifetime = keepFinishedJobsHours * 3600
         return settings

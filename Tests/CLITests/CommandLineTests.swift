@@ -3,6 +3,11 @@ import Foundation
 import Testing
 
 @Suite struct CommandLineTests {
+    @Test func aNegativeSearchCacheIsRefused() throws {
+        let outcome = try CommandRunner.run(["coordinator", "--search-cache-bytes=-1"])
+        #expect(outcome.status != 0 && outcome.error.contains("--search-cache-bytes must be at least 0"), "\(outcome.error)")
+    }
+
     @Test func generateTrainAndEncodeEndToEnd() throws {
         let scratch = try ScratchDirectory()
         let corpus = scratch.file("corpus.npy"), index = scratch.file("images.tsv")

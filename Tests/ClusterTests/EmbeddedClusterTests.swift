@@ -115,6 +115,24 @@ func quietLogger() -> Logger {
         #expect(Self.bits(try Frame.decode(arrays[0], as: Float.self)) == Self.bits(expected.centres))
     }
 
+    /// The covariance pass (PCA's statistics) on 1, 2 and 3 workers: the local engine's sums,
+    /// bit for bit (shards merged in shard order).
+    @Test(.timeLimit(.minutes(2))) func covarianceStatisticsAreBitIdenticalOnAnyNumberOfWorkers() async throws {
+        let corpus = try Corpora.path(rows: Self.rows, dimension: Self.dimension)
+        let matrix = try DescriptorMatrix.open(path: corpus)
+        let reference = CorpusReference(path: corpus, rows: matrix.rows, dimension: matrix.dimension, fileSize: matrix.file?.size ?? 0)
+        let pass = CovariancePass(dimension: Self.dimension)
+        let local = try await LocalBackend(corpus: matrix, shardRows: Self.shardRows, threads: 2).run(pass)
+        for workers in 1...3 {
+            let cluster = try EmbeddedCluster(workers: workers, threadsPerWorker: 1, logger: quietLogger())
+            defer { cluster.shutdown() }
+            let backend = ClusterBackend(coordinator: cluster.coordinator, job: 1, corpus: reference, shardRows: Self.shardRows)
+            let statistics = try await backend.run(pass)
+            #expect(statistics.rows == Self.rows && statistics.sums.map(\.bitPattern) == local.sums.map(\.bitPattern)
+                    && statistics.products.map(\.bitPattern) == local.products.map(\.bitPattern), "\(workers) worker(s)")
+        }
+    }
+
     /// A job task that asks for its next pass after the coordinator began to stop gets an
     /// error at once; it used to wait forever (and `stop()` 30 s for it).
     @Test(.timeLimit(.minutes(1))) func aPassSubmittedAfterTheCoordinatorStoppedFailsAtOnce() async throws {

@@ -66,7 +66,7 @@ import ZeroMQ
     }
 
     @Test func readRolesMaySendOnlyRequestsThatChangeNothing() {
-        let reads: Set<MessageType> = [.status, .progress, .fetchResult, .get, .list, .describe, .catalog]
+        let reads: Set<MessageType> = [.status, .progress, .fetchResult, .get, .list, .describe, .catalog, .search]
         for type in MessageType.allCases {
             #expect(ClientRole.read.permits(type) == reads.contains(type), "\(type)")
             #expect(ClientRole.write.permits(type))

@@ -487,6 +487,28 @@ final class StoreCoordinator: @unchecked Sendable {
                               && pages.dropLast().allSatisfy(\.more), "LIST pages of 7 (\(type(of: requester))): \(pages)")
             }
 
+            // search: the key's own vector and the same vector from a .npy give the float64 brute
+            // force's neighbours, through the coordinator and the files, as tsv and json.
+            let vectors = reference.mapValues { $0.map(Float.init(bitPattern:)) }
+            let query = vectors[key]!
+            let expected = vectors.map { name, values in
+                (name, zip(query, values).reduce(0.0) { $0 + Double($1.0) * Double($1.1) })
+            }.sorted { $0.1 > $1.1 || ($0.1 == $1.1 && Array($0.0.utf8).lexicographicallyPrecedes(Array($1.0.utf8))) }.prefix(4)
+            for arguments in [["--key", key] + via, ["--vector", npy] + files] {
+                run = try await codebook(["search", "S", "--top", "4", "--format", "tsv"] + arguments)
+                let rows = run.log.split(separator: "\n").dropFirst().map { $0.split(separator: "\t").map(String.init) }
+                cluster.check(run.status == 0 && rows.map { $0[2] } == expected.map(\.0) && rows.map { $0[1] } == ["1", "2", "3", "4"]
+                              && zip(rows, expected).allSatisfy { abs(Double($0[3])! - $1.1) <= 1e-5 * max(1, abs($1.1)) },
+                              "search \(arguments[0]): \(run.log)")
+            }
+            run = try await codebook(["search", "S", "--key", key, "--top", "2", "--format", "json"] + files)
+            let hits = ((try? JSONSerialization.jsonObject(with: Data(run.log.utf8))) as? [[String: Any]])?.first
+            cluster.check(hits?["query"] as? String == key
+                          && (hits?["results"] as? [[String: Any]])?.compactMap { $0["key"] as? String } == expected.prefix(2).map(\.0),
+                          "search --format json: \(run.log)")
+            run = try await codebook(["search", "nosuchset", "--key", key] + via)
+            cluster.check(run.status == 1 && run.log.contains("not found: no set named \"nosuchset\""), "search nosuchset: \(run.log)")
+
             // One encoding per set: another model, other flags or another encoding is refused…
             run = try await codebook(encode + ["--model", "cb4"] + via)
             cluster.check(run.status != 0 && run.log.contains("set \"S\" holds vlad vectors of model \"cb\"")

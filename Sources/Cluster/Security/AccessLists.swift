@@ -2,7 +2,7 @@ import ZeroMQ
 
 /// What a client key may do on the clients endpoint.
 public enum ClientRole: String, Sendable, Hashable {
-    /// Requests that read: STATUS, PROGRESS, FETCH-RESULT, GET, LIST, DESCRIBE, CATALOG.
+    /// Requests that read: STATUS, PROGRESS, FETCH-RESULT, GET, LIST, DESCRIBE, CATALOG, SEARCH.
     case read
     /// Every request.
     case write
@@ -17,7 +17,7 @@ extension MessageType {
     /// not known to read only counts as changing state.
     public var changesState: Bool {
         switch self {
-        case .status, .progress, .fetchResult, .get, .list, .describe, .catalog: false
+        case .status, .progress, .fetchResult, .get, .list, .describe, .catalog, .search: false
         default: true
         }
     }

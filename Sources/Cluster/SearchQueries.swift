@@ -1,0 +1,189 @@
+import Search
+import Storage
+import Synchronization
+import ZeroMQ
+
+/// SEARCH metadata: the `top` vectors of `set` nearest to each query by inner product. The
+/// queries are exactly one of: the stored vector `key` of the set, every vector of
+/// `querySet`, or `queries` vectors in the request's array frame (f32[queries·D]).
+public struct SearchRequest: Codable, Sendable, Equatable {
+    public static let maximumTop = 10_000
+    public static let maximumQueries = 10_000
+    /// At most this many neighbours (queries × top) per reply.
+    public static let maximumResults = 1_000_000
+    public var set: String
+    public var top: Int
+    public var key: String?
+    public var querySet: String?
+    public var queries: Int?
+
+    public init(set: String, top: Int, key: String? = nil, querySet: String? = nil, queries: Int? = nil) {
+        self.set = set
+        self.top = top
+        self.key = key
+        self.querySet = querySet
+        self.queries = queries
+    }
+}
+
+/// SEARCH-REPLY metadata: one result per query, in query order; the scores follow as one
+/// f32 array per result.
+public struct SearchReply: Codable, Sendable, Equatable {
+    public struct Result: Codable, Sendable, Equatable {
+        /// The query's key, for queries that are stored vectors.
+        public var query: String?
+        /// The neighbours' image keys, best first.
+        public var keys: [String]
+    }
+
+    public var results: [Result]
+}
+
+/// The vectors of a stored set, in image-key byte order.
+struct SetVectors: Sendable {
+    var keys: [String] = []
+    var values: [Float] = []
+    let dimension: Int
+
+    /// Memory held, roughly.
+    var bytes: Int { values.count * 4 + keys.reduce(0) { $0 + $1.utf8.count + 16 } }
+
+    /// The row of image key `key`, by binary search on the keys' bytes.
+    func row(of key: String) -> Int? {
+        let target = Array(key.utf8)
+        var low = 0, high = keys.count
+        while low < high {
+            let middle = (low + high) / 2
+            if keys[middle].utf8.lexicographicallyPrecedes(target) { low = middle + 1 } else { high = middle }
+        }
+        return low < keys.count && keys[low].utf8.elementsEqual(target) ? low : nil
+    }
+
+    /// Reads every vector of `set`; each must have the set's dimension.
+    init(set: String, store: CodebookStore) throws {
+        guard let value = try store.set(named: set) else { throw StoreError(.notFound, "no set named \"\(set)\"") }
+        let dimension = try value.decode(SetRecord.self, key: "set \(set)").dimension
+        self.dimension = dimension
+        try store.forEachVector(set: set) { key, bytes in
+            let floats = try StoredValue.parts(of: bytes, expecting: .vector, key: "\(set)/\(key)").floatBytes
+            guard floats.count == 4 * dimension else {
+                throw StoreError(.corrupt, "\(set)/\(key) has \(floats.count / 4) values; set \"\(set)\" has dimension \(dimension)")
+            }
+            keys.append(key)
+            let start = values.count
+            values.append(contentsOf: repeatElement(0, count: dimension))
+            values.withUnsafeMutableBytes {
+                UnsafeMutableRawBufferPointer(rebasing: $0[(start * 4)...]).copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[floats]))
+            }
+        }
+    }
+}
+
+/// Sets' vectors kept in memory after a search, at most `capacity` bytes of them; a set is
+/// dropped when it changes (`invalidate`), and a set read while it changed is not kept.
+final class SearchCache: Sendable {
+    private struct State {
+        var sets: [String: SetVectors] = [:]
+        var generations: [String: UInt64] = [:]
+        var bytes = 0
+    }
+
+    private let state = Mutex(State())
+    let capacity: Int
+
+    init(capacity: Int) { self.capacity = capacity }
+
+    /// The vectors of `set`, from memory or from `store`.
+    func vectors(of set: String, store: CodebookStore) throws -> SetVectors {
+        let (cached, generation) = state.withLock { ($0.sets[set], $0.generations[set, default: 0]) }
+        if let cached { return cached }
+        let vectors = try SetVectors(set: set, store: store)
+        let bytes = vectors.bytes
+        guard bytes <= capacity else { return vectors }
+        state.withLock { state in
+            guard state.generations[set, default: 0] == generation, state.sets[set] == nil else { return }
+            // Evict whole sets, in no particular order, until this one fits.
+            while state.bytes + bytes > capacity, let (name, old) = state.sets.first {
+                state.sets[name] = nil
+                state.bytes -= old.bytes
+            }
+            state.sets[set] = vectors
+            state.bytes += bytes
+        }
+        return vectors
+    }
+
+    /// Forgets `set`: its vectors changed, or it was deleted.
+    func invalidate(_ set: String) {
+        state.withLock { state in
+            state.generations[set, default: 0] &+= 1
+            if let old = state.sets.removeValue(forKey: set) { state.bytes -= old.bytes }
+        }
+    }
+}
+
+extension StoreQueries {
+    func search(_ request: SearchRequest, message: WireMessage) throws -> WireMessage {
+        guard (1...SearchRequest.maximumTop).contains(request.top) else {
+            throw ClusterError("top must be 1…\(SearchRequest.maximumTop) (got \(request.top))")
+        }
+        guard [request.key != nil, request.querySet != nil, request.queries != nil].filter({ $0 }).count == 1 else {
+            throw ClusterError("SEARCH needs exactly one of key, querySet and queries")
+        }
+        let vectors = try searchCache.vectors(of: request.set, store: store)
+        let d = vectors.dimension
+        var queries: [Float], queryKeys: [String]?
+        if let key = request.key {
+            guard let row = vectors.row(of: key) else { throw StoreError(.notFound, "no vector \(request.set)/\(key)") }
+            queries = Array(vectors.values[row * d ..< (row + 1) * d])
+            queryKeys = [key]
+        } else if let querySet = request.querySet {
+            let stored = try searchCache.vectors(of: querySet, store: store)
+            guard stored.dimension == d else {
+                throw ClusterError("set \"\(querySet)\" has dimension \(stored.dimension), set \"\(request.set)\" \(d)")
+            }
+            (queries, queryKeys) = (stored.values, stored.keys)
+        } else {
+            let count = request.queries!
+            guard (1...SearchRequest.maximumQueries).contains(count) else {
+                throw ClusterError("queries must be 1…\(SearchRequest.maximumQueries) (got \(count))")
+            }
+            guard message.arrays.count == 1 else { throw ClusterError("SEARCH with queries needs one array frame (got \(message.arrays.count))") }
+            queries = try message.array(0, as: Float.self)
+            guard queries.count == count * d else {
+                throw ClusterError("the query array has \(queries.count) values; \(count) queries of set \"\(request.set)\"'s dimension \(d) are \(count * d)")
+            }
+        }
+        let queryCount = queries.count / d
+        guard queryCount <= SearchRequest.maximumQueries, queryCount * request.top <= SearchRequest.maximumResults else {
+            throw LimitExceeded("\(queryCount) queries × top \(request.top) is above \(SearchRequest.maximumResults) results "
+                                + "(at most \(SearchRequest.maximumQueries) queries)")
+        }
+        if let bad = queries.firstIndex(where: { !$0.isFinite }) {
+            throw ClusterError("query \(bad / d) has a non-finite value (\(queries[bad])) at position \(bad % d)")
+        }
+        let found = queries.withUnsafeBufferPointer { q in
+            vectors.values.withUnsafeBufferPointer { v in
+                InnerProductSearch.search(queries: q, queryCount: queryCount, vectors: v, rows: vectors.keys.count,
+                                          dimension: d, top: request.top)
+            }
+        }
+        let results = found.enumerated().map { query, neighbours in
+            SearchReply.Result(query: queryKeys?[query], keys: neighbours.map { vectors.keys[$0.row] })
+        }
+        return WireMessage(header: WireHeader(.searchReply), metadata: SearchReply(results: results),
+                           arrays: found.map { Frame.encode($0.map(\.score)) })
+    }
+}
+
+extension Requester {
+    /// The `top` nearest vectors of a set for each query: its image keys and scores, best first.
+    /// `vectors` holds the `request.queries` query vectors back to back, if the request has them.
+    public func search(_ request: SearchRequest, vectors: [Float] = []) throws -> [(query: String?, keys: [String], scores: [Float])] {
+        let reply = try self.request(WireMessage(header: WireHeader(.search), metadata: request,
+                                                 arrays: request.queries == nil ? [] : [Frame.encode(vectors)]))
+        return try reply.decode(SearchReply.self).results.enumerated().map { index, result in
+            (result.query, result.keys, try reply.array(index, as: Float.self, count: result.keys.count))
+        }
+    }
+}

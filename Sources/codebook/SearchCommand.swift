@@ -1,0 +1,63 @@
+import ArgumentParser
+import Cluster
+import Descriptors
+import Foundation
+
+struct SearchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "search",
+        abstract: "Exact nearest neighbours in a stored set by inner product (cosine on normalised vectors).")
+
+    @Argument(help: "The set to search.") var set: String
+    @Option(help: "Query with the set's own vector of this image key (it finds itself first).") var key: String?
+    @Option(help: ArgumentHelp("Query with the vectors in this .npy file (float32, one per row).", valueName: "Q.npy"))
+    var vector: String?
+    @Option(help: ArgumentHelp("Query with every vector of this stored set.", valueName: "QUERIES_SET")) var queries: String?
+    @Option(help: "Neighbours per query (1…\(SearchRequest.maximumTop)).") var top: Int = 10
+    @Option(help: "text, json or tsv.") var format: String = "text"
+    @OptionGroup var access: StoreAccessOptions
+
+    func validate() throws {
+        guard [key, vector, queries].compactMap({ $0 }).count == 1 else {
+            throw ValidationError("give exactly one of --key, --vector and --queries")
+        }
+        guard ["text", "json", "tsv"].contains(format) else { throw ValidationError("--format must be text, json or tsv") }
+        guard (1...SearchRequest.maximumTop).contains(top) else { throw ValidationError("--top must be 1…\(SearchRequest.maximumTop)") }
+    }
+
+    func run() throws {
+        var request = SearchRequest(set: set, top: top, key: key, querySet: queries)
+        var values: [Float] = []
+        if let vector {
+            let file = try NpyFile.readFloat32(path: vector)
+            (request.queries, values) = (file.rows, file.values)
+        }
+        let (requester, cleanup) = try access.requester()
+        defer { cleanup() }
+        let results = try reportingNotFound { try requester.search(request, vectors: values) }
+        let named = results.enumerated().map { index, result in (result.query ?? "\(index)", result) }
+        switch format {
+        case "json":
+            struct Hit: Encodable { let key: String; let score: Float }
+            struct Output: Encodable { let query: String; let results: [Hit] }
+            let output = named.map { query, result in
+                Output(query: query, results: zip(result.keys, result.scores).map { Hit(key: $0, score: $1) })
+            }
+            print(String(decoding: try JSONEncoder().encode(output), as: UTF8.self))
+        case "tsv":
+            print("query\trank\tkey\tscore")
+            for (query, result) in named {
+                for (rank, (key, score)) in zip(result.keys, result.scores).enumerated() {
+                    print("\(PeerText.escaped(query))\t\(rank + 1)\t\(PeerText.escaped(key))\t\(score)")
+                }
+            }
+        default:
+            for (query, result) in named {
+                print("query \(PeerText.escaped(query)):")
+                for (rank, (key, score)) in zip(result.keys, result.scores).enumerated() {
+                    print("  \(rank + 1)  \(score)  \(PeerText.escaped(key))")
+                }
+            }
+        }
+    }
+}
