@@ -13,8 +13,8 @@ public final class KernelWorkspace {
     var squares: [Float] = []
     /// uint8/int32 rows converted to float32.
     public var conversion: [Float] = []
-    var candidates: [Int32] = []
-    var exact: [Double] = []
+    /// The GMM posteriors of the current block.
+    let posteriors = TermLists()
 
     public init() {}
 
