@@ -15,6 +15,10 @@ public final class KernelWorkspace {
     public var conversion: [Float] = []
     /// The GMM posteriors of the current block.
     let posteriors = TermLists()
+    /// An encoder's float64 sums over one image, reused image after image.
+    public var accumulators: [Double] = []
+    /// The terms an encoder keeps of the posteriors (Fisher: q ≥ 1e−6).
+    public let selectedTerms = TermLists()
 
     public init() {}
 

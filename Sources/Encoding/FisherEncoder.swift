@@ -64,62 +64,64 @@ public struct FisherEncoder: VectorEncoder {
         let model = posteriors.model
         let k = model.k, d = model.dimension
         // Per component, over the terms kept: Σq, Σq·x and Σq·x² (float64), from which
-        // Σq·z = (Σq·x − μ·Σq)/σ and Σq·(z² − 1) = Σq·(x − μ)²/σ² − Σq.
-        var mass = [Double](repeating: 0, count: k)
-        var first = [Double](repeating: 0, count: k * d)
-        var second = first
-        let kept = TermLists()
+        // Σq·z = (Σq·x − μ·Σq)/σ and Σq·(z² − 1) = Σq·(x − μ)²/σ² − Σq. Laid out as
+        // [Σq | Σq·x | Σq·x²] in the workspace, so that the vector ends up in place as its last
+        // 2·K·D values (all mean blocks, then all variance blocks).
+        let length = k + 2 * k * d
+        if workspace.accumulators.count < length {
+            workspace.accumulators = [Double](repeating: 0, count: length)
+        } else {
+            workspace.accumulators.withUnsafeMutableBufferPointer { $0.baseAddress!.update(repeating: 0, count: length) }
+        }
+        let kept = workspace.selectedTerms
         var terms = 0
         let fast = options.contains(.fast)
-        try RowScan.forEachBlock(descriptors, workspace: workspace) { block, firstRow in
-            try mass.withUnsafeMutableBufferPointer { mass in
-                try first.withUnsafeMutableBufferPointer { first in
-                    try second.withUnsafeMutableBufferPointer { second in
-                        try posteriors.forEachBlock(block, firstRow: firstRow, source: descriptors.source,
-                                                    workspace: workspace) { _, posteriors in
-                            kept.starts = [0]
-                            kept.components.removeAll(keepingCapacity: true)
-                            kept.values.removeAll(keepingCapacity: true)
-                            for i in 0..<posteriors.rows.rows {
-                                let list = posteriors.list(i)
-                                if fast {
-                                    if list.count > 0 { kept.components.append(Int32(list.mostLikely)); kept.values.append(1) }
-                                } else {
-                                    for m in 0..<list.count where list.posteriors[m] >= Self.minimumPosterior {
-                                        kept.components.append(list.components[m])
-                                        kept.values.append(list.posteriors[m])
-                                    }
-                                }
-                                kept.starts.append(kept.components.count)
+        try workspace.accumulators.withUnsafeMutableBufferPointer { sums in
+            let mass = sums.baseAddress!, first = mass + k, second = first + k * d
+            try RowScan.forEachBlock(descriptors, workspace: workspace) { block, firstRow in
+                try posteriors.forEachBlock(block, firstRow: firstRow, source: descriptors.source,
+                                            workspace: workspace) { _, posteriors in
+                    kept.starts.removeAll(keepingCapacity: true)
+                    kept.components.removeAll(keepingCapacity: true)
+                    kept.values.removeAll(keepingCapacity: true)
+                    kept.starts.append(0)
+                    for i in 0..<posteriors.rows.rows {
+                        let list = posteriors.list(i)
+                        if fast {
+                            if list.count > 0 { kept.components.append(Int32(list.mostLikely)); kept.values.append(1) }
+                        } else {
+                            for m in 0..<list.count where list.posteriors[m] >= Self.minimumPosterior {
+                                kept.components.append(list.components[m])
+                                kept.values.append(list.posteriors[m])
                             }
-                            terms += kept.components.count
-                            kept.accumulateMoments(of: posteriors.rows, k: k, mass: mass.baseAddress!,
-                                                   first: first.baseAddress!, second: second.baseAddress!)
                         }
+                        kept.starts.append(kept.components.count)
                     }
+                    terms += kept.components.count
+                    kept.accumulateMoments(of: posteriors.rows, k: k, mass: mass, first: first, second: second)
                 }
             }
-        }
-        var phi = [Double](repeating: 0, count: 2 * k * d)
-        let n = Double(descriptors.rows)
-        if n > 0 {
-            for c in 0..<k where Double(model.priors[c]) >= Self.minimumPrior && mass[c] > 0 {
+            // Components with no mass (among them those below the minimum prior) stay 0.
+            let n = Double(descriptors.rows)
+            for c in 0..<k where mass[c] > 0 {
                 let prior = Double(model.priors[c])
                 let meanScale = 1 / (n * prior.squareRoot()), varianceScale = 1 / (n * (2 * prior).squareRoot())
                 for j in 0..<d {
                     let index = c * d + j
                     let mean = means[index], inverseSigma = inverseSigmas[index]
-                    let centred = first[index] - mean * mass[c]                    // Σq·(x − μ)
+                    let centred = first[index] - mean * mass[c]                           // Σq·(x − μ)
                     let squares = (second[index] - mean * first[index]) - mean * centred  // Σq·(x − μ)²
-                    phi[index] = centred * inverseSigma * meanScale
-                    phi[k * d + index] = (squares * inverseSigma * inverseSigma - mass[c]) * varianceScale
+                    first[index] = centred * inverseSigma * meanScale
+                    second[index] = (squares * inverseSigma * inverseSigma - mass[c]) * varianceScale
                 }
             }
         }
-        var whole = phi[...]
-        if options.contains(.squareRoot) { Normalization.signedSquareRoot(&whole) }
-        if options.contains(.normalized) { Normalization.normalizeL2(&whole) }
-        for i in 0..<output.count { output[i] = Float(whole[i]) }
+        let vector = k ..< length
+        if options.contains(.squareRoot) { Normalization.signedSquareRoot(&workspace.accumulators[vector]) }
+        if options.contains(.normalized) { Normalization.normalizeL2(&workspace.accumulators[vector]) }
+        workspace.accumulators.withUnsafeBufferPointer { sums in
+            for i in 0..<output.count { output[i] = Float(sums[k + i]) }
+        }
         return terms
     }
 }
