@@ -67,43 +67,49 @@ public struct FisherEncoder: VectorEncoder {
         // Σq·z = (Σq·x − μ·Σq)/σ and Σq·(z² − 1) = Σq·(x − μ)²/σ² − Σq. Laid out as
         // [Σq | Σq·x | Σq·x²] in the workspace, so that the vector ends up in place as its last
         // 2·K·D values (all mean blocks, then all variance blocks).
+        // They are all 0 between calls: each call clears what it used, or everything if it throws.
         let length = k + 2 * k * d
-        if workspace.accumulators.count < length {
-            workspace.accumulators = [Double](repeating: 0, count: length)
-        } else {
-            workspace.accumulators.withUnsafeMutableBufferPointer { $0.baseAddress!.update(repeating: 0, count: length) }
-        }
+        if workspace.accumulators.count < length { workspace.accumulators = [Double](repeating: 0, count: length) }
         let kept = workspace.selectedTerms
         var terms = 0
         let fast = options.contains(.fast)
         try workspace.accumulators.withUnsafeMutableBufferPointer { sums in
             let mass = sums.baseAddress!, first = mass + k, second = first + k * d
-            try RowScan.forEachBlock(descriptors, workspace: workspace) { block, firstRow in
-                try posteriors.forEachBlock(block, firstRow: firstRow, source: descriptors.source,
-                                            workspace: workspace) { _, posteriors in
-                    kept.starts.removeAll(keepingCapacity: true)
-                    kept.components.removeAll(keepingCapacity: true)
-                    kept.values.removeAll(keepingCapacity: true)
-                    kept.starts.append(0)
-                    for i in 0..<posteriors.rows.rows {
-                        let list = posteriors.list(i)
-                        if fast {
-                            if list.count > 0 { kept.components.append(Int32(list.mostLikely)); kept.values.append(1) }
-                        } else {
-                            for m in 0..<list.count where list.posteriors[m] >= Self.minimumPosterior {
-                                kept.components.append(list.components[m])
-                                kept.values.append(list.posteriors[m])
+            do {
+                try RowScan.forEachBlock(descriptors, workspace: workspace) { block, firstRow in
+                    try posteriors.forEachBlock(block, firstRow: firstRow, source: descriptors.source,
+                                                workspace: workspace) { _, posteriors in
+                        kept.starts.removeAll(keepingCapacity: true)
+                        kept.components.removeAll(keepingCapacity: true)
+                        kept.values.removeAll(keepingCapacity: true)
+                        kept.starts.append(0)
+                        for i in 0..<posteriors.rows.rows {
+                            let list = posteriors.list(i)
+                            if fast {
+                                if list.count > 0 { kept.components.append(Int32(list.mostLikely)); kept.values.append(1) }
+                            } else {
+                                for m in 0..<list.count where list.posteriors[m] >= Self.minimumPosterior {
+                                    kept.components.append(list.components[m])
+                                    kept.values.append(list.posteriors[m])
+                                }
                             }
+                            kept.starts.append(kept.components.count)
                         }
-                        kept.starts.append(kept.components.count)
+                        terms += kept.components.count
+                        kept.accumulateMoments(of: posteriors.rows, k: k, mass: mass, first: first, second: second)
                     }
-                    terms += kept.components.count
-                    kept.accumulateMoments(of: posteriors.rows, k: k, mass: mass, first: first, second: second)
                 }
+            } catch {
+                mass.update(repeating: 0, count: length)
+                throw error
             }
-            // Components with no mass (among them those below the minimum prior) stay 0.
+            // Components with no mass (among them those below the minimum prior) stay 0, so
+            // only the others' blocks are computed, rooted, summed and scaled: the same values,
+            // in the same order, as over the whole vector.
             let n = Double(descriptors.rows)
+            var blocks: [Int] = []
             for c in 0..<k where mass[c] > 0 {
+                blocks.append(c * d)
                 let prior = Double(model.priors[c])
                 let meanScale = 1 / (n * prior.squareRoot()), varianceScale = 1 / (n * (2 * prior).squareRoot())
                 for j in 0..<d {
@@ -115,12 +121,25 @@ public struct FisherEncoder: VectorEncoder {
                     second[index] = (squares * inverseSigma * inverseSigma - mass[c]) * varianceScale
                 }
             }
-        }
-        let vector = k ..< length
-        if options.contains(.squareRoot) { Normalization.signedSquareRoot(&workspace.accumulators[vector]) }
-        if options.contains(.normalized) { Normalization.normalizeL2(&workspace.accumulators[vector]) }
-        workspace.accumulators.withUnsafeBufferPointer { sums in
-            for i in 0..<output.count { output[i] = Float(sums[k + i]) }
+            blocks += blocks.map { k * d + $0 }
+            let vector = first  // u at c·D, then v at K·D + c·D
+            if options.contains(.squareRoot) {
+                for start in blocks {
+                    for j in start ..< start + d { vector[j] = vector[j] < 0 ? -(-vector[j]).squareRoot() : vector[j].squareRoot() }
+                }
+            }
+            if options.contains(.normalized) {
+                var total = 0.0
+                for start in blocks { for j in start ..< start + d { total += vector[j] * vector[j] } }
+                let scale = 1 / max(total.squareRoot(), Normalization.minimumNorm)
+                for start in blocks { for j in start ..< start + d { vector[j] *= scale } }
+            }
+            output.update(repeating: 0)
+            for start in blocks {
+                for j in start ..< start + d { output[j] = Float(vector[j]) }
+                (vector + start).update(repeating: 0, count: d)
+            }
+            for c in 0..<k { mass[c] = 0 }
         }
         return terms
     }
