@@ -48,22 +48,21 @@ public struct GaussianMixtureExpectationPass: ShardComputation {
         let k = posteriors.model.k, d = posteriors.model.dimension
         var statistics = GaussianMixtureStatistics(k: k, dimension: d)
         statistics.rows = rows.rows
+        var logLikelihood = 0.0
         try RowScan.forEachBlock(rows, workspace: workspace) { block, firstRow in
-            try statistics.firstMoments.withUnsafeMutableBufferPointer { first in
-                try statistics.secondMoments.withUnsafeMutableBufferPointer { second in
-                    try posteriors.forEachRow(block, firstRow: firstRow, source: rows.source, workspace: workspace) { i, list, logLikelihood in
-                        statistics.logLikelihood += logLikelihood
-                        let x = block.row(i)
-                        for m in 0..<list.count {
-                            let c = Int(list.components[m]), q = list.posteriors[m]
-                            statistics.mass[c] += q
-                            VectorMath.accumulateMoments(x, weight: q, first: first.baseAddress! + c * d,
-                                                         second: second.baseAddress! + c * d, d)
+            try statistics.mass.withUnsafeMutableBufferPointer { mass in
+                try statistics.firstMoments.withUnsafeMutableBufferPointer { first in
+                    try statistics.secondMoments.withUnsafeMutableBufferPointer { second in
+                        try posteriors.forEachBlock(block, firstRow: firstRow, source: rows.source, workspace: workspace) { _, terms in
+                            for i in 0..<terms.rows.rows { logLikelihood += terms.logLikelihoods[i] }
+                            workspace.posteriors.accumulateMoments(of: terms.rows, k: k, mass: mass.baseAddress!,
+                                                                   first: first.baseAddress!, second: second.baseAddress!)
                         }
                     }
                 }
             }
         }
+        statistics.logLikelihood = logLikelihood
         return statistics
     }
 }

@@ -1,3 +1,4 @@
+import CKernels
 import Descriptors
 
 #if canImport(Glibc)
@@ -85,13 +86,14 @@ public struct GaussianPosteriors: Sendable {
         BLAS.configure()
     }
 
-    /// The exact log-density term ℓ_k(x) in float64.
-    @inline(__always)
-    func exactLogDensity(_ x: UnsafePointer<Float>, component c: Int) -> Double {
-        let d = model.dimension
-        return meansD.withUnsafeBufferPointer { m in
-            precisionsD.withUnsafeBufferPointer { p in
-                logNormalizers[c] - 0.5 * VectorMath.weightedSquaredDistance(x, m.baseAddress! + c * d, p.baseAddress! + c * d, d)
+    /// The float64 model as `cb_gmm_log_densities` takes it.
+    private func withExactTerms<R>(_ body: ((means: UnsafePointer<Double>, precisions: UnsafePointer<Double>,
+                                             normalizers: UnsafePointer<Double>)) throws -> R) rethrows -> R {
+        try meansD.withUnsafeBufferPointer { means in
+            try precisionsD.withUnsafeBufferPointer { precisions in
+                try logNormalizers.withUnsafeBufferPointer { normalizers in
+                    try body((means.baseAddress!, precisions.baseAddress!, normalizers.baseAddress!))
+                }
             }
         }
     }
@@ -103,34 +105,44 @@ public struct GaussianPosteriors: Sendable {
     /// `firstRow` and `source` only serve the error for a NaN or infinite row.
     public func forEachRow(_ rows: FloatRows, firstRow: Int, source: String, workspace: KernelWorkspace,
                            _ visit: (_ row: Int, _ posteriors: PosteriorList, _ logLikelihood: Double) throws -> Void) throws {
+        try forEachBlock(rows, firstRow: firstRow, source: source, workspace: workspace) { offset, block in
+            for i in 0..<block.rows.rows { try visit(offset + i, block.list(i), block.logLikelihoods[i]) }
+        }
+    }
+
+    /// Computes the posteriors of `rows` block by block (`kernelBlockRows(k:)` rows at a time)
+    /// and calls `visit(offset, block)` for each, in row order, where `offset` is the index in
+    /// `rows` of the block's first row (see `PosteriorBlock`).
+    ///
+    /// `firstRow` and `source` only serve the error for a NaN or infinite row.
+    public func forEachBlock(_ rows: FloatRows, firstRow: Int, source: String, workspace: KernelWorkspace,
+                             _ visit: (_ offset: Int, _ block: PosteriorBlock) throws -> Void) throws {
         let k = model.k, d = model.dimension
         precondition(rows.dimension == d, "row dimension must match the model")
         let block = kernelBlockRows(k: k)
         workspace.reserve(&workspace.products, block * k)
         workspace.reserve(&workspace.squares, block * d)
-        if workspace.candidates.count < k {
-            workspace.candidates = [Int32](repeating: 0, count: k)
-            workspace.exact = [Double](repeating: 0, count: k)
-        }
         var start = 0
         while start < rows.rows {
             let count = min(block, rows.rows - start)
-            try visitBlock(FloatRows(base: rows.row(start), rows: count, dimension: d, stride: rows.stride),
-                           firstRow: firstRow + start, offset: start, source: source, workspace: workspace, visit)
+            let slice = FloatRows(base: rows.row(start), rows: count, dimension: d, stride: rows.stride)
+            try screen(slice, workspace: workspace)
+            try refine(slice, firstRow: firstRow + start, source: source, workspace: workspace)
+            try workspace.posteriors.withBlock(slice) { try visit(start, $0) }
             start += count
         }
     }
 
-    private func visitBlock(_ rows: FloatRows, firstRow: Int, offset: Int, source: String, workspace: KernelWorkspace,
-                            _ visit: (Int, PosteriorList, Double) throws -> Void) throws {
+    /// ℓ in float32 for every row and component of `rows`, into `workspace.products`.
+    private func screen(_ rows: FloatRows, workspace: KernelWorkspace) throws {
         let k = model.k, d = model.dimension, n = rows.rows
-        try workspace.squares.withUnsafeMutableBufferPointer { squaresBuffer in
+        workspace.squares.withUnsafeMutableBufferPointer { squaresBuffer in
             let squares = squaresBuffer.baseAddress!
             for i in 0..<n {
                 let x = rows.row(i), s = squares + i * d
                 for j in 0..<d { s[j] = x[j] * x[j] }
             }
-            try workspace.products.withUnsafeMutableBufferPointer { productsBuffer in
+            workspace.products.withUnsafeMutableBufferPointer { productsBuffer in
                 let products = productsBuffer.baseAddress!
                 // Each row starts as the constant of ℓ; the products add x·μ/σ² and −½x²/σ².
                 offsets.withUnsafeBufferPointer { offsets in
@@ -144,52 +156,135 @@ public struct GaussianPosteriors: Sendable {
                     BLAS.gemmTransposedB(m: n, n: k, k: d, alpha: -0.5, a: squares, lda: d,
                                          b: p.baseAddress!, ldb: d, beta: 1, c: products, ldc: k)
                 }
-                try workspace.candidates.withUnsafeMutableBufferPointer { candidatesBuffer in
-                    try workspace.exact.withUnsafeMutableBufferPointer { exactBuffer in
-                        let candidates = candidatesBuffer.baseAddress!, exact = exactBuffer.baseAddress!
-                        do {
-                            for i in 0..<n {
-                                let x = rows.row(i)
-                                let rowNorm = VectorMath.squaredNorm(x, d)
-                                guard rowNorm.isFinite else {
-                                    throw DescriptorError(.nonFinite, "row \(firstRow + i) has a NaN or infinite value (or one too large for float32 arithmetic)",
-                                                          path: source, location: "row \(firstRow + i)")
-                                }
-                                let screened = products + i * k
-                                let best = Double(VectorMath.maximum(screened, k))
-                                let normX = Double(rowNorm).squareRoot()
-                                let bound = boundScale * (normX * boundTerms.weights
-                                    + 0.5 * Double(rowNorm) * boundTerms.precisions + boundTerms.offsets)
-                                let limit = Float(best - Self.logPosteriorCutoff - 2 * bound)
-                                var count = 0
-                                var exactBest = -Double.infinity
-                                VectorMath.forEach(in: screened, k, atLeast: limit) { c in
-                                    let value = exactLogDensity(x, component: c)
-                                    candidates[count] = Int32(c)
-                                    exact[count] = value
-                                    exactBest = max(exactBest, value)
-                                    count += 1
-                                }
-                                var kept = 0
-                                var total = 0.0
-                                for m in 0..<count where exact[m] >= exactBest - Self.logPosteriorCutoff {
-                                    let weight = exp(exact[m] - exactBest)
-                                    candidates[kept] = candidates[m]
-                                    exact[kept] = weight
-                                    total += weight
-                                    kept += 1
-                                }
-                                let scale = 1 / total
-                                for m in 0..<kept { exact[m] *= scale }
-                                try visit(offset + i, PosteriorList(components: UnsafePointer(candidates),
-                                                                    posteriors: UnsafePointer(exact), count: kept),
-                                          exactBest + log(total))
-                            }
+            }
+        }
+    }
+
+    /// From the screened ℓ: the candidates of every row (within the cutoff and the rounding
+    /// bound of the row's best), their exact ℓ in float64, then the posteriors of those
+    /// within the cutoff of the exact best, into `workspace.posteriors`.
+    private func refine(_ rows: FloatRows, firstRow: Int, source: String, workspace: KernelWorkspace) throws {
+        let k = model.k, d = model.dimension, n = rows.rows
+        let terms = workspace.posteriors
+        terms.starts.removeAll(keepingCapacity: true)
+        terms.starts.append(0)
+        var count = 0
+        try workspace.products.withUnsafeBufferPointer { productsBuffer in
+            for i in 0..<n {
+                let x = rows.row(i)
+                let rowNorm = VectorMath.squaredNorm(x, d)
+                guard rowNorm.isFinite else {
+                    throw DescriptorError(.nonFinite, "row \(firstRow + i) has a NaN or infinite value (or one too large for float32 arithmetic)",
+                                          path: source, location: "row \(firstRow + i)")
+                }
+                let screened = productsBuffer.baseAddress! + i * k
+                let best = Double(VectorMath.maximum(screened, k))
+                let normX = Double(rowNorm).squareRoot()
+                let bound = boundScale * (normX * boundTerms.weights
+                    + 0.5 * Double(rowNorm) * boundTerms.precisions + boundTerms.offsets)
+                let limit = Float(best - Self.logPosteriorCutoff - 2 * bound)
+                if terms.components.count < count + k {
+                    terms.components += repeatElement(0, count: max(count + k, 2 * terms.components.count) - terms.components.count)
+                }
+                count += terms.components.withUnsafeMutableBufferPointer { cb_gmm_select(screened, k, limit, $0.baseAddress! + count) }
+                terms.starts.append(count)
+            }
+        }
+        if terms.values.count < count { terms.values = [Double](repeating: 0, count: max(count, 2 * terms.values.count)) }
+        terms.group(k: k)
+        withExactTerms { model in
+            cb_gmm_log_densities(rows.base, rows.stride, n, d, terms.starts, k, terms.scratch,
+                                 model.means, model.precisions, model.normalizers, &terms.values)
+        }
+        if terms.logLikelihoods.count < n { terms.logLikelihoods = [Double](repeating: 0, count: max(n, 1024)) }
+        // Per row: the exact best, then q for the candidates within the cutoff, compacted in place.
+        terms.components.withUnsafeMutableBufferPointer { componentsBuffer in
+            terms.values.withUnsafeMutableBufferPointer { valuesBuffer in
+                terms.starts.withUnsafeMutableBufferPointer { starts in
+                    let components = componentsBuffer.baseAddress!, values = valuesBuffer.baseAddress!
+                    var kept = 0
+                    for i in 0..<n {
+                        let first = starts[i], end = starts[i + 1]
+                        var exactBest = -Double.infinity
+                        for t in first..<end { exactBest = max(exactBest, values[t]) }
+                        let rowStart = kept
+                        var total = 0.0
+                        for t in first..<end where values[t] >= exactBest - Self.logPosteriorCutoff {
+                            let weight = exp(values[t] - exactBest)
+                            components[kept] = components[t]
+                            values[kept] = weight
+                            total += weight
+                            kept += 1
                         }
+                        let scale = 1 / total
+                        for t in rowStart..<kept { values[t] *= scale }
+                        starts[i] = rowStart
+                        terms.logLikelihoods[i] = exactBest + log(total)
+                    }
+                    starts[n] = kept
+                }
+            }
+        }
+    }
+}
+
+/// The posteriors of a block of rows as term lists: the terms of row i are
+/// `starts[i] ..< starts[i + 1]`, each a component (in increasing order within the row) and
+/// its posterior q > 0. Valid only inside the visit call.
+public struct PosteriorBlock {
+    public let rows: FloatRows
+    public let starts: UnsafePointer<Int>
+    public let components: UnsafePointer<Int32>
+    public let posteriors: UnsafePointer<Double>
+    /// log p(x) of each row.
+    public let logLikelihoods: UnsafePointer<Double>
+
+    /// Row i's posteriors.
+    public func list(_ i: Int) -> PosteriorList {
+        PosteriorList(components: components + starts[i], posteriors: posteriors + starts[i], count: starts[i + 1] - starts[i])
+    }
+}
+
+/// Term lists over a block of rows (the terms of row i are `starts[i] ..< starts[i + 1]`),
+/// the grouping `cb_gmm_group_terms` makes of them, and per-row log-likelihoods: the scratch
+/// of `GaussianPosteriors`, and of callers that accumulate moments of terms they choose.
+public final class TermLists {
+    /// n + 1 offsets into `components` and `values` (which may be longer).
+    public var starts: [Int] = []
+    public var components: [Int32] = []
+    /// Exact ℓ, then posteriors (or any weights).
+    public var values: [Double] = []
+    var logLikelihoods: [Double] = []
+    var scratch: [Int] = []
+
+    public init() {}
+
+    /// Groups the terms by component for the kernels.
+    func group(k: Int) {
+        let needed = cb_gmm_group_scratch_length(starts.last ?? 0, k)
+        if scratch.count < needed { scratch = [Int](repeating: 0, count: max(needed, 2 * scratch.count)) }
+        cb_gmm_group_terms(starts.count - 1, starts, components, k, &scratch)
+    }
+
+    func withBlock<R>(_ rows: FloatRows, _ body: (PosteriorBlock) throws -> R) rethrows -> R {
+        try starts.withUnsafeBufferPointer { starts in
+            try components.withUnsafeBufferPointer { components in
+                try values.withUnsafeBufferPointer { values in
+                    try logLikelihoods.withUnsafeBufferPointer { logLikelihoods in
+                        try body(PosteriorBlock(rows: rows, starts: starts.baseAddress!, components: components.baseAddress!,
+                                                posteriors: values.baseAddress!, logLikelihoods: logLikelihoods.baseAddress!))
                     }
                 }
             }
         }
+    }
+
+    /// Adds, per component, Σq, Σq·x and Σq·x² of these terms over `rows` (weights in `values`)
+    /// to `mass` (K), `first` and `second` (K×D), in float64 (`cb_gmm_accumulate`).
+    public func accumulateMoments(of rows: FloatRows, k: Int, mass: UnsafeMutablePointer<Double>,
+                                  first: UnsafeMutablePointer<Double>, second: UnsafeMutablePointer<Double>) {
+        group(k: k)
+        cb_gmm_accumulate(rows.base, rows.stride, rows.rows, rows.dimension, starts, values, k, scratch, mass, first, second)
     }
 }
 

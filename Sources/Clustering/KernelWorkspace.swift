@@ -13,8 +13,12 @@ public final class KernelWorkspace {
     var squares: [Float] = []
     /// uint8/int32 rows converted to float32.
     public var conversion: [Float] = []
-    var candidates: [Int32] = []
-    var exact: [Double] = []
+    /// The GMM posteriors of the current block.
+    let posteriors = TermLists()
+    /// An encoder's float64 sums over one image, reused image after image.
+    public var accumulators: [Double] = []
+    /// The terms an encoder keeps of the posteriors (Fisher: q ≥ 1e−6).
+    public let selectedTerms = TermLists()
 
     public init() {}
 

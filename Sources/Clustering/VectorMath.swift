@@ -141,17 +141,4 @@ enum VectorMath {
         }
         while j < n { if x[j] + y[j] <= limit { body(j) }; j += 1 }
     }
-
-    /// Calls `body(j)`, in increasing j, for every x[j] ≥ limit (see `forEach(in:_:atMost:_:)`).
-    @inline(__always)
-    static func forEach(in x: UnsafePointer<Float>, _ n: Int, atLeast limit: Float, _ body: (Int) -> Void) {
-        let bound = SIMD16<Float>(repeating: limit)
-        var j = 0
-        while j + 16 <= n {
-            let hits = UnsafeRawPointer(x + j).loadUnaligned(as: SIMD16<Float>.self) .>= bound
-            if any(hits) { for lane in 0..<16 where hits[lane] { body(j + lane) } }
-            j += 16
-        }
-        while j < n { if x[j] >= limit { body(j) }; j += 1 }
-    }
 }

@@ -24,7 +24,9 @@ public struct FisherOptions: OptionSet, Sendable, Hashable {
 ///     u_k = Σ_i q_ik · z          / (N·√π_k)
 ///     v_k = Σ_i q_ik · (z² − 1)   / (N·√(2π_k))
 ///
-/// N counts every row of the image. Then the signed square root (.squareRoot) and global
+/// N counts every row of the image. Both sums come from float64 moments per component,
+/// Σq, Σq·x and Σq·x² (`cb_gmm_accumulate`, one pass over each kept term), as
+/// Σq·z = (Σq·x − μ·Σq)/σ and Σq·(z² − 1) = Σq·(x − μ)²/σ² − Σq. Then the signed square root (.squareRoot) and global
 /// L2 normalisation (.normalized), in that order. Layout: 2·K·D values, all mean blocks
 /// first (u_k at k·D), then all variance blocks (v_k at K·D + k·D).
 public struct FisherEncoder: VectorEncoder {
@@ -61,49 +63,84 @@ public struct FisherEncoder: VectorEncoder {
         precondition(output.count == encodedDimension, "output must hold encodedDimension values")
         let model = posteriors.model
         let k = model.k, d = model.dimension
-        var phi = [Double](repeating: 0, count: 2 * k * d)
+        // Per component, over the terms kept: Σq, Σq·x and Σq·x² (float64), from which
+        // Σq·z = (Σq·x − μ·Σq)/σ and Σq·(z² − 1) = Σq·(x − μ)²/σ² − Σq. Laid out as
+        // [Σq | Σq·x | Σq·x²] in the workspace, so that the vector ends up in place as its last
+        // 2·K·D values (all mean blocks, then all variance blocks).
+        // They are all 0 between calls: each call clears what it used, or everything if it throws.
+        let length = k + 2 * k * d
+        if workspace.accumulators.count < length { workspace.accumulators = [Double](repeating: 0, count: length) }
+        let kept = workspace.selectedTerms
         var terms = 0
         let fast = options.contains(.fast)
-        try RowScan.forEachBlock(descriptors, workspace: workspace) { block, firstRow in
-            try posteriors.forEachRow(block, firstRow: firstRow, source: descriptors.source, workspace: workspace) { i, list, _ in
-                let x = block.row(i)
-                func accumulate(_ c: Int, _ q: Double) {
-                    terms += 1
-                    let base = c * d
-                    for j in 0..<d {
-                        let z = (Double(x[j]) - means[base + j]) * inverseSigmas[base + j]
-                        phi[base + j] += q * z
-                        phi[k * d + base + j] += q * (z * z - 1)
+        try workspace.accumulators.withUnsafeMutableBufferPointer { sums in
+            let mass = sums.baseAddress!, first = mass + k, second = first + k * d
+            do {
+                try RowScan.forEachBlock(descriptors, workspace: workspace) { block, firstRow in
+                    try posteriors.forEachBlock(block, firstRow: firstRow, source: descriptors.source,
+                                                workspace: workspace) { _, posteriors in
+                        kept.starts.removeAll(keepingCapacity: true)
+                        kept.components.removeAll(keepingCapacity: true)
+                        kept.values.removeAll(keepingCapacity: true)
+                        kept.starts.append(0)
+                        for i in 0..<posteriors.rows.rows {
+                            let list = posteriors.list(i)
+                            if fast {
+                                if list.count > 0 { kept.components.append(Int32(list.mostLikely)); kept.values.append(1) }
+                            } else {
+                                for m in 0..<list.count where list.posteriors[m] >= Self.minimumPosterior {
+                                    kept.components.append(list.components[m])
+                                    kept.values.append(list.posteriors[m])
+                                }
+                            }
+                            kept.starts.append(kept.components.count)
+                        }
+                        terms += kept.components.count
+                        kept.accumulateMoments(of: posteriors.rows, k: k, mass: mass, first: first, second: second)
                     }
                 }
-                if fast {
-                    if list.count > 0 { accumulate(list.mostLikely, 1) }
-                } else {
-                    for m in 0..<list.count where list.posteriors[m] >= Self.minimumPosterior {
-                        accumulate(Int(list.components[m]), list.posteriors[m])
-                    }
-                }
+            } catch {
+                mass.update(repeating: 0, count: length)
+                throw error
             }
-        }
-        let n = Double(descriptors.rows)
-        if n > 0 {
-            for c in 0..<k {
+            // Components with no mass (among them those below the minimum prior) stay 0, so
+            // only the others' blocks are computed, rooted, summed and scaled: the same values,
+            // in the same order, as over the whole vector.
+            let n = Double(descriptors.rows)
+            var blocks: [Int] = []
+            for c in 0..<k where mass[c] > 0 {
+                blocks.append(c * d)
                 let prior = Double(model.priors[c])
-                guard prior >= Self.minimumPrior else {
-                    for j in 0..<d { phi[c * d + j] = 0; phi[k * d + c * d + j] = 0 }
-                    continue
-                }
                 let meanScale = 1 / (n * prior.squareRoot()), varianceScale = 1 / (n * (2 * prior).squareRoot())
                 for j in 0..<d {
-                    phi[c * d + j] *= meanScale
-                    phi[k * d + c * d + j] *= varianceScale
+                    let index = c * d + j
+                    let mean = means[index], inverseSigma = inverseSigmas[index]
+                    let centred = first[index] - mean * mass[c]                           // Σq·(x − μ)
+                    let squares = (second[index] - mean * first[index]) - mean * centred  // Σq·(x − μ)²
+                    first[index] = centred * inverseSigma * meanScale
+                    second[index] = (squares * inverseSigma * inverseSigma - mass[c]) * varianceScale
                 }
             }
+            blocks += blocks.map { k * d + $0 }
+            let vector = first  // u at c·D, then v at K·D + c·D
+            if options.contains(.squareRoot) {
+                for start in blocks {
+                    for j in start ..< start + d { vector[j] = vector[j] < 0 ? -(-vector[j]).squareRoot() : vector[j].squareRoot() }
+                }
+            }
+            if options.contains(.normalized) {
+                var total = 0.0
+                for start in blocks { for j in start ..< start + d { total += vector[j] * vector[j] } }
+                let scale = 1 / max(total.squareRoot(), Normalization.minimumNorm)
+                for start in blocks { for j in start ..< start + d { vector[j] *= scale } }
+            }
+            output.update(repeating: 0)
+            for start in blocks {
+                for j in start ..< start + d { output[j] = Float(vector[j]) }
+                (vector + start).update(repeating: 0, count: d)
+            }
+            for c in 0..<k { mass[c] = 0 }
         }
-        var whole = phi[...]
-        if options.contains(.squareRoot) { Normalization.signedSquareRoot(&whole) }
-        if options.contains(.normalized) { Normalization.normalizeL2(&whole) }
-        for i in 0..<output.count { output[i] = Float(whole[i]) }
         return terms
     }
 }

@@ -13,6 +13,8 @@ struct BenchOptions: ParsableArguments {
     @Option(help: "Images to encode (each --image-rows descriptors).") var images: Int = 5000
     @Option(help: "Descriptors per image.") var imageRows: Int = 300
     @Option(help: "Rows of the corpus for the memory section (> 4 GB as fvecs by default).") var largeRows: Int = 8_500_000
+    @Option(help: "Real descriptors (.npy, .fvecs, .bvecs; e.g. made by bench/extract_sift.py): the gmm and encode sections run on them too, after the synthetic corpus.")
+    var corpus: String?
     @Option(help: "Python interpreter for bench/baselines.py.") var python: String = "python3"
     @Option(help: "Path of bench/baselines.py (default: next to the package).") var baselines: String?
     @Flag(help: "Small sizes for a smoke test.") var quick = false
@@ -24,7 +26,7 @@ struct BenchOptions: ParsableArguments {
         }
         var sizes = BenchSizes(rows: rows, dimension: dim, k: k, threads: threads, repeats: self.repeat,
                                workDirectory: workDir, iterations: iterations, gmmRows: min(gmmRows, rows),
-                               images: images, imageRows: imageRows, largeRows: largeRows, python: python,
+                               images: images, imageRows: imageRows, largeRows: largeRows, realCorpus: corpus, python: python,
                                baselines: baselines ?? BenchSizes.defaultBaselinesPath(), quick: quick)
         if quick {
             sizes.rows = min(rows, 60_000)
@@ -55,6 +57,8 @@ struct BenchSizes: Sendable {
     var images: Int
     var imageRows: Int
     var largeRows: Int
+    /// Real descriptors to run the gmm and encode sections on as well.
+    var realCorpus: String?
     var python: String
     var baselines: String
     var quick: Bool
@@ -67,6 +71,7 @@ struct BenchSizes: Sendable {
     var summary: String {
         "rows=\(rows) dim=\(dimension) k=\(k) threads=\(threads) repeat=\(repeats) (median) iterations=\(iterations) "
             + "gmm-rows=\(gmmRows) images=\(images)×\(imageRows) work-dir=\(workDirectory)\(quick ? " [quick]" : "")"
+            + (realCorpus.map { " real corpus=\($0)" } ?? "")
     }
 
     func path(_ name: String) -> String { workDirectory + "/" + name }

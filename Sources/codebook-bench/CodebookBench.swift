@@ -127,7 +127,7 @@ enum Bench {
                 switch section {
                 case .kmeans: try await KMeansSection(sizes: sizes).run()
                 case .gmm: try await GaussianMixtureSection(sizes: sizes).run()
-                case .encode: try await EncodingSection(sizes: sizes).run()
+                case .encode: try await EncodingSection(sizes: sizes, cluster: clusterSizes).run()
                 case .memory: try await MemorySection(sizes: sizes, large: options.large).run()
                 case .cluster: try await ClusterSection(sizes: sizes, cluster: clusterSizes).run()
                 case .store: try await StoreSection(sizes: sizes, cluster: clusterSizes).run()

@@ -14,14 +14,20 @@ struct GaussianMixtureSection {
     /// vs scikit-learn's lower bound, which it computes in float32 for float32 input.
     static let sklearnTolerance = 1e-4
 
+    /// Runs on the synthetic corpus, then on the real descriptors if given.
     func run() async throws {
+        try await Workload(sizes: sizes).onEachCorpus(syntheticRows: sizes.rows) { try await run(on: $0) }
+    }
+
+    private func run(on data: BenchCorpus) async throws {
         let workload = Workload(sizes: sizes)
-        let path = try workload.corpus(rows: sizes.rows)
-        let (_, initial) = try workload.initialCentres(corpus: path)
-        let corpus = try DescriptorMatrix.open(path: path)
+        let path = data.path, initial = data.initial.codebook
+        let corpus = data.matrix
         let backend = LocalBackend(corpus: corpus, threads: sizes.threads)
         let n = corpus.rows, k = sizes.k, d = corpus.dimension
-        let (model, paths) = try await workload.gaussianMixture(backend: backend, initial: initial, tag: "\(n)x\(d)-k\(k)")
+        let gmmRows = min(sizes.gmmRows, n)
+        let (model, paths) = try await workload.gaussianMixture(backend: backend, initial: initial,
+                                                                tag: "\(data.tag)-\(n)x\(d)-k\(k)")
 
         // Codebook's k-means iteration, measured again in this run.
         var kmeans = KMeansParameters(k: k)
@@ -52,7 +58,7 @@ struct GaussianMixtureSection {
         guard let statistics else { throw CheckFailure("no E-pass ran") }
 
         // The same on the rows scikit-learn gets, for like-for-like throughput and the LL check.
-        let subset = LocalBackend(corpus: corpus.slice(0..<sizes.gmmRows), threads: sizes.threads)
+        let subset = LocalBackend(corpus: corpus.slice(0..<gmmRows), threads: sizes.threads)
         var subsetTimes: [Double] = []
         var subsetReport: GaussianMixtureIterationReport?
         for _ in 0..<sizes.repeats {
@@ -63,12 +69,12 @@ struct GaussianMixtureSection {
         let subsetIteration = Stopwatch.median(subsetTimes)
 
         let outcome = PythonBaselines(sizes: sizes).run([
-            "gmm", "--data", path, "--rows", String(sizes.gmmRows), "--means", paths.means, "--variances", paths.variances,
+            "gmm", "--data", path, "--rows", String(gmmRows), "--means", paths.means, "--variances", paths.variances,
             "--priors", paths.priors, "--threads", String(sizes.threads), "--repeat", String(sizes.repeats),
         ])
         let sklearn = BaselineResult(outcome, library: "sklearn")
 
-        var table = MarkdownTable("GMM (diagonal): one EM iteration, N=\(n) D=\(d) K=\(k), \(sizes.threads) threads",
+        var table = MarkdownTable("GMM (diagonal): one EM iteration, \(data.label), N=\(n) D=\(d) K=\(k), \(sizes.threads) threads",
                                   columns: ["measurement", "rows", "time / iteration", "µs / row", "ratio", "target"])
         func perRow(_ time: Double, _ rows: Int) -> String { format(time / Double(rows) * 1e6, "%.3f") }
         table.add("Codebook k-means iteration (KMeans.train, 1 iteration)", "\(n)", seconds(kmeansIteration),
@@ -80,15 +86,15 @@ struct GaussianMixtureSection {
                   verdict(emIteration / kmeansIteration <= Self.kmeansTarget, "≤ \(Self.kmeansTarget)×"))
         table.add("Codebook GaussianMixture.train wall (moment pass + E + M)", "\(n)", seconds(wall),
                   perRow(wall, n), "", "")
-        table.add("Codebook EM iteration on scikit-learn's rows", "\(sizes.gmmRows)", seconds(subsetIteration),
-                  perRow(subsetIteration, sizes.gmmRows), "", "")
+        table.add("Codebook EM iteration on scikit-learn's rows", "\(gmmRows)", seconds(subsetIteration),
+                  perRow(subsetIteration, gmmRows), "", "")
         switch sklearn {
         case .skipped(let reason):
             table.add("scikit-learn GaussianMixture iteration", "", "skipped", "", "", "")
             table.note("scikit-learn skipped: \(reason)")
         case .measured:
             let time = sklearn.number("seconds_per_iteration") ?? .nan
-            let rows = Int(sklearn.number("rows") ?? Double(sizes.gmmRows))
+            let rows = Int(sklearn.number("rows") ?? Double(gmmRows))
             let sameRows = subsetIteration / time
             table.add("scikit-learn \(sklearn.string("version") ?? "") GaussianMixture iteration", "\(rows)", seconds(time),
                       perRow(time, rows), "", "")
@@ -102,7 +108,7 @@ struct GaussianMixtureSection {
         table.print()
 
         // The check: Σ log p(x) / N of the model both start from.
-        var check = MarkdownTable("GMM check: mean log-likelihood per row of the initial model",
+        var check = MarkdownTable("GMM check (\(data.label)): mean log-likelihood per row of the initial model",
                                   columns: ["figure", "rows", "mean log p(x)", "relative to Codebook", "tolerance"])
         let fullLL = statistics.logLikelihood / Double(statistics.rows)
         check.add("Codebook, E-pass (= iteration 0 report)", "\(n)", format(fullLL, "%.8f"), "", "")
@@ -111,12 +117,12 @@ struct GaussianMixtureSection {
                             tolerance: 1e-12)
         }
         let ours = subsetReport?.meanLogLikelihood ?? .nan
-        check.add("Codebook, iteration 0 report", "\(sizes.gmmRows)", format(ours, "%.8f"), "", "")
+        check.add("Codebook, iteration 0 report", "\(gmmRows)", format(ours, "%.8f"), "", "")
         var failures: [String] = []
         if case .measured = sklearn {
             if let reference = sklearn.number("reference_mean_log_likelihood") {
                 let difference = Check.relativeDifference(reference, ours)
-                check.add("NumPy float64 evaluation of the same model", "\(sizes.gmmRows)", format(reference, "%.8f"),
+                check.add("NumPy float64 evaluation of the same model", "\(gmmRows)", format(reference, "%.8f"),
                           format(difference, "%.2e"), "\(Self.referenceTolerance)")
                 if !(difference <= Self.referenceTolerance) {
                     failures.append("mean log-likelihood \(ours) vs float64 reference \(reference)")
@@ -124,7 +130,7 @@ struct GaussianMixtureSection {
             }
             if let bound = sklearn.number("lower_bound_after_1_iteration") {
                 let difference = Check.relativeDifference(bound, ours)
-                check.add("scikit-learn lower_bound_ after 1 iteration (float32)", "\(sizes.gmmRows)", format(bound, "%.8f"),
+                check.add("scikit-learn lower_bound_ after 1 iteration (float32)", "\(gmmRows)", format(bound, "%.8f"),
                           format(difference, "%.2e"), "\(Self.sklearnTolerance)")
                 if !(difference <= Self.sklearnTolerance) {
                     failures.append("mean log-likelihood \(ours) vs scikit-learn lower bound \(bound)")

@@ -55,6 +55,51 @@ struct Workload {
         return (out, try Codebook(k: k, dimension: d, centres: values))
     }
 
+    /// Runs `body` on the synthetic corpus of `rows` rows (with an image index of `imagesOf`
+    /// rows per image, if given), then on the real descriptors of `--corpus` (at most `--rows`
+    /// of them), if given. A failed check does not stop the next corpus; the failures are
+    /// thrown together at the end.
+    func onEachCorpus(syntheticRows rows: Int, imagesOf: Int? = nil, _ body: (BenchCorpus) async throws -> Void) async throws {
+        let path = try corpus(rows: rows, index: imagesOf != nil, imagesOf: imagesOf ?? 300)
+        var corpora = [BenchCorpus(label: "synthetic", tag: "synthetic", path: path, index: imagesOf.map { _ in path + ".tsv" },
+                                   matrix: try DescriptorMatrix.open(path: path), initial: try initialCentres(corpus: path))]
+        if let real = sizes.realCorpus {
+            let matrix = try DescriptorMatrix.open(path: real)
+            let used = matrix.slice(0..<min(sizes.rows, matrix.rows))
+            let name = URL(fileURLWithPath: real).lastPathComponent
+            corpora.append(BenchCorpus(label: "real: \(name)", tag: "real-\(name)-\(used.rows)", path: real, index: nil,
+                                       matrix: used, initial: try spacedCentres(of: used, name: name)))
+        }
+        var failures: [String] = []
+        for data in corpora {
+            do { try await body(data) } catch let failure as CheckFailure { failures.append("\(data.label): \(failure.message)") }
+        }
+        if !failures.isEmpty { throw CheckFailure(failures.joined(separator: "; ")) }
+    }
+
+    /// Initial centres for real descriptors, saved as `.npy`: K rows evenly spaced through
+    /// the corpus, skipping a row equal to one already taken (distinct centres keep the first
+    /// iterations free of empty clusters).
+    func spacedCentres(of matrix: DescriptorMatrix, name: String) throws -> (path: String, codebook: Codebook) {
+        let k = sizes.k, d = matrix.dimension
+        guard matrix.rows >= k else { throw CheckFailure("\(name) has \(matrix.rows) rows, fewer than k=\(k)") }
+        var taken = Set<[Float]>()
+        var values: [Float] = []
+        values.reserveCapacity(k * d)
+        for c in 0..<k {
+            var row = c * (matrix.rows / k)
+            while row < matrix.rows {
+                let x = matrix.row(row)
+                if taken.insert(x).inserted { values += x; break }
+                row += 1
+            }
+        }
+        guard values.count == k * d else { throw CheckFailure("\(name) has fewer than k=\(k) distinct rows") }
+        let out = sizes.path("centres-k\(k)-of-\(name)-\(matrix.rows).npy")
+        try NpyFile.write(path: out, rows: k, columns: d, values: values)
+        return (out, try Codebook(k: k, dimension: d, centres: values))
+    }
+
     /// A GMM from a quick k-means (3 Lloyd iterations from the initial centres): each
     /// cluster's mean, floored variance and share of rows, as `GaussianMixture`'s k-means
     /// initialisation does. Saved as means/variances/priors `.npy` for the Python baseline.
@@ -81,5 +126,30 @@ struct Workload {
         try NpyFile.write(path: paths.1, rows: k, columns: d, values: variances)
         try NpyFile.write(path: paths.2, vector: priors)
         return (model, paths)
+    }
+}
+
+/// A corpus a section runs on, with the initial centres every library starts from.
+struct BenchCorpus {
+    /// "synthetic" or "real: FILE", for table titles.
+    let label: String
+    /// Distinguishes the files cached for this corpus.
+    let tag: String
+    let path: String
+    /// The image index (`.tsv`) of a synthetic corpus made for encoding.
+    let index: String?
+    /// The rows used (of real descriptors, at most `--rows`).
+    let matrix: DescriptorMatrix
+    let initial: (path: String, codebook: Codebook)
+
+    /// `count` images of `rows` rows each: the index's images, or for real descriptors
+    /// consecutive rows (one photograph's patches) at evenly spaced starts through the corpus.
+    func images(count: Int, rows: Int) throws -> [DescriptorMatrix] {
+        if let index { return try ImageCollection(index: index, descriptors: matrix).map { try $0.descriptors() } }
+        let count = min(count, matrix.rows / rows)
+        return (0..<count).map { i in
+            let start = i * (matrix.rows / count)
+            return matrix.slice(start ..< start + rows)
+        }
     }
 }

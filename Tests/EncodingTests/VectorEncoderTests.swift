@@ -33,6 +33,25 @@ struct VectorEncoderTests {
         }
     }
 
+    /// Encoders keep sums in the thread's workspace from image to image: after an image
+    /// that failed half-way (NaN in its second `RowScan` block), the next image's vector is
+    /// still that of a fresh workspace.
+    @Test func aFailedImageLeavesTheWorkspaceClean() throws {
+        var random = SeededGenerator(seed: 24)
+        let n = 9000, d = 2
+        var values = (0..<n * d).map { _ in Float(random.nextGaussian()) }
+        let image = DescriptorMatrix(rows: 300, dimension: d, values: Array(values[0..<300 * d]))
+        values[8500 * d] = .nan
+        let poisoned = DescriptorMatrix(rows: n, dimension: d, values: values)
+        for (name, encoder) in try Self.encoders() {
+            let workspace = KernelWorkspace()
+            let fresh = try encoder.encode(image)
+            #expect(try encoder.encode(image, workspace: workspace) == fresh, "\(name)")
+            #expect(throws: DescriptorError.self, "\(name)") { _ = try encoder.encode(poisoned, workspace: workspace) }
+            #expect(try encoder.encode(image, workspace: workspace) == fresh, "\(name): after the failed image")
+        }
+    }
+
     @Test func wrongDimensionIsRejected() async throws {
         let descriptors = DescriptorMatrix(rows: 4, dimension: 3, values: [Float](repeating: 1, count: 12))
         for (name, encoder) in try Self.encoders() {
