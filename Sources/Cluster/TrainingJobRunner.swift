@@ -26,6 +26,7 @@ public enum TrainingJobRunner {
         }
         switch (job.kind, job.initialization) {
         case (.kmeans, "kmeans++"): return .kmeans(.kmeansPlusPlus)
+        case (.kmeans, "kmeans||"): return .kmeans(.kmeansParallel)
         case (.kmeans, "random"): return .kmeans(.random)
         case (.kmeans, "given"):
             return .kmeans(.given(try given {
@@ -76,6 +77,11 @@ public enum TrainingJobRunner {
                                    repaired: report.emptyClustersRepaired, smallest: Double(report.smallestCluster),
                                    largest: Double(report.largestCluster)))
         }
+        let seedingRecord: (KMeansParallel.RoundReport) -> Void = { report in
+            record(IterationRecord(phase: "seeding", iteration: report.round, valuePerRow: report.cost / Double(max(report.rows, 1)),
+                                   total: report.cost, rows: report.rows, seconds: report.seconds, repaired: 0,
+                                   smallest: Double(report.candidates), largest: Double(report.candidates)))
+        }
         switch initialization {
         case .kmeans(let start):
             var parameters = KMeansParameters(k: job.k)
@@ -90,7 +96,8 @@ public enum TrainingJobRunner {
             case .gmm: throw DescriptorError(.invalidArgument, "job \(id): a GMM checkpoint cannot resume a k-means job")
             }
             let result = try await KMeans.train(on: backend, parameters: parameters, resumingFrom: resume,
-                                                checkpoint: { try await checkpoint(.kmeans($0)) }, progress: kmeansRecord)
+                                                checkpoint: { try await checkpoint(.kmeans($0)) }, progress: kmeansRecord,
+                                                seedingProgress: seedingRecord)
             let outcome = JobOutcome(job: id, kind: .kmeans, k: job.k, dimension: backend.dimension,
                                      iterations: result.iterations.count, converged: result.converged)
             return (outcome, [Frame.encode(result.codebook.centres)])

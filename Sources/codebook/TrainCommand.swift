@@ -62,7 +62,7 @@ struct TrainKMeans: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "kmeans", abstract: "Train a k-means codebook (Lloyd).")
 
     @OptionGroup var training: TrainingOptions
-    @Option(name: .customLong("init"), help: "Initialisation: random, kmeans++, or a K×D .npy file of centres.")
+    @Option(name: .customLong("init"), help: "Initialisation: random, kmeans++ (on a sample of max(64·K, 10,000) rows), kmeans|| (k-means‖: sampling passes over all rows), or a K×D .npy file of centres.")
     var initialization: String = "kmeans++"
     @Option(help: "Stop when the objective falls by less than this fraction (0: run every iteration).")
     var tolerance: Double = 1e-4
@@ -73,7 +73,7 @@ struct TrainKMeans: AsyncParsableCommand {
     func run() async throws {
         var arrays: [[UInt8]] = []
         var start = initialization
-        if !["random", "kmeans++"].contains(initialization) {
+        if !["random", "kmeans++", "kmeans||"].contains(initialization) {
             arrays = [Frame.encode(try NpyFile.readFloat32(path: initialization).values)]
             start = "given"
         }
@@ -143,7 +143,10 @@ struct TrainGMM: AsyncParsableCommand {
 /// One progress line per iteration.
 enum Report {
     static func iteration(_ record: IterationRecord) {
-        if record.phase == "kmeans" {
+        if record.phase == "seeding" {
+            progressLine(String(format: "seeding %2d  cost/row %.6g  %.3f s  candidates %.0f",
+                         record.iteration, record.valuePerRow, record.seconds, record.largest))
+        } else if record.phase == "kmeans" {
             progressLine(String(format: "k-means %3d  objective/row %.6g  %.3f s  clusters %.0f..%.0f  empty repaired %d",
                          record.iteration, record.valuePerRow, record.seconds, record.smallest, record.largest, record.repaired))
         } else {

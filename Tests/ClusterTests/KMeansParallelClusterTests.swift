@@ -1,0 +1,36 @@
+@testable import Cluster
+import Clustering
+import Descriptors
+import Testing
+
+/// k-means‖ on a cluster: the same centres as the local engine, bit for bit, whatever the
+/// workers, and its rounds reported like iterations.
+@Suite struct KMeansParallelClusterTests {
+    static let rows = 10_000, dimension = 16, shardRows = 1_000, k = 8
+
+    @Test(.timeLimit(.minutes(1)), arguments: [(1, 1), (2, 1), (3, 2)])
+    func kmeansParallelOnAClusterMatchesTheLocalEngineBitForBit(workers: Int, threads: Int) async throws {
+        let corpus = try Corpora.path(rows: Self.rows, dimension: Self.dimension)
+        var parameters = KMeansParameters(k: Self.k)
+        parameters.iterations = 3
+        parameters.seed = 11
+        parameters.tolerance = 0
+        parameters.initialization = .kmeansParallel
+        let backend = LocalBackend(corpus: try DescriptorMatrix.open(path: corpus), shardRows: Self.shardRows, threads: 2)
+        let expected = try await KMeans.train(on: backend, parameters: parameters).codebook.centres
+
+        let cluster = try EmbeddedCluster(workers: workers, threadsPerWorker: threads, logger: quietLogger())
+        defer { cluster.shutdown() }
+        let client = try cluster.client()
+        let job = try client.submit(TrainingJob(kind: .kmeans, corpus: corpus, k: Self.k, iterations: 3, seed: 11, tolerance: 0,
+                                                shardRows: Self.shardRows, initialization: "kmeans||"))
+        var records: [IterationRecord] = []
+        let (_, reply) = try await client.follow(job, every: .milliseconds(10), iteration: { records.append($0) })
+        let centres = try reply.array(0, as: Float.self, count: Self.k * Self.dimension)
+        #expect(centres.map(\.bitPattern) == expected.map(\.bitPattern), "\(workers) worker(s) × \(threads) thread(s)")
+        let seeding = records.filter { $0.phase == "seeding" }
+        #expect(seeding.map(\.iteration) == [1, 2, 3, 4, 5, 6])
+        #expect(seeding.allSatisfy { $0.rows == Self.rows && $0.largest >= 1 })
+        #expect(records.filter { $0.phase == "kmeans" }.map(\.iteration) == [0, 1, 2])
+    }
+}
