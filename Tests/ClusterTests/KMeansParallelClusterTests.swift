@@ -34,3 +34,38 @@ import Testing
         #expect(records.filter { $0.phase == "kmeans" }.map(\.iteration) == [0, 1, 2])
     }
 }
+
+extension KMeansParallelClusterTests {
+    /// The candidates are the weighting pass's model and live on the coordinator; a round's
+    /// shard result may hold every row of the shard: each is checked at submission.
+    @Test func kmeansParallelJobsBeyondALimitAreRefused() throws {
+        let corpus = try Corpora.path(rows: 1_000, dimension: 16)
+        var settings = CoordinatorSettings()
+        settings.maximumModelValues = 600
+        settings.maximumSampleBytes = 2_000
+        let cluster = try LocalCoordinator(settings: settings)
+        defer { cluster.stop() }
+        let raw = try RawClient(context: cluster.context, endpoint: cluster.endpoints.clients)
+        // k = 2: up to 2·(1 + 2·2·5) = 42 candidates.
+        let job = JobFixtures.kmeans(corpus, k: 2, initialization: "kmeans||")
+        LimitTests.expectLimit(try raw.error(LimitTests.submit(job)), "maximumModelValues",
+                                    "k-means‖ candidates·D (up to 42 candidates, D=16) is 672")
+        var roomier = settings
+        roomier.maximumModelValues = 700
+        let second = try LocalCoordinator(settings: roomier)
+        defer { second.stop() }
+        LimitTests.expectLimit(try RawClient(context: second.context, endpoint: second.endpoints.clients)
+                                        .error(LimitTests.submit(job)),
+                                    "maximumSampleBytes", "(up to 42 rows of D=16 float32 values) in bytes is 2688")
+
+        let wide = try Corpora.path(rows: 20_000, dimension: 64)
+        var small = CoordinatorSettings()
+        small.maximumModelValues = 100_000  // messages of 1 MiB at most
+        let third = try LocalCoordinator(settings: small)
+        defer { third.stop() }
+        let whole = JobFixtures.kmeans(wide, k: 2, shardRows: 20_000, initialization: "kmeans||")
+        LimitTests.expectLimit(try RawClient(context: third.context, endpoint: third.endpoints.clients)
+                                        .error(LimitTests.submit(whole)),
+                                    "maximumMessageSize, from maximumModelValues", "(up to 20000 rows of D=64) in bytes is 5440000")
+    }
+}
