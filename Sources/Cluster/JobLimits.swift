@@ -42,7 +42,7 @@ extension CoordinatorSettings {
     /// hold and exchange: its model, its seeding sample, and each shard's sample result.
     func check(_ job: TrainingJob, corpus: CorpusReference) throws {
         try checkModel(k: job.k, dimension: corpus.dimension)
-        if job.kind == .kmeans, job.initialization == "kmeans||" { return try checkKMeansParallel(job, corpus: corpus) }
+        if job.initialization == "kmeans||" { return try checkKMeansParallel(job, corpus: corpus) }
         let sampleRows: Int
         switch (job.kind, job.initialization) {
         case (.kmeans, "kmeans++"), (.gmm, "kmeans"): sampleRows = min(max(saturatingProduct(64, job.k), 10_000), corpus.rows)

@@ -32,7 +32,7 @@ public enum TrainingJobRunner {
             return .kmeans(.given(try given {
                 try Codebook(k: k, dimension: d, centres: try message.array(0, as: Float.self, count: k * d))
             }))
-        case (.gmm, "kmeans"): return .gmm(.kmeans(iterations: max(1, job.kmeansIterations ?? 10)))
+        case (.gmm, "kmeans"), (.gmm, "kmeans||"): return .gmm(.kmeans(iterations: max(1, job.kmeansIterations ?? 10)))
         case (.gmm, "random"): return .gmm(.random)
         case (.gmm, "given"):
             return .gmm(.given(try given {
@@ -107,6 +107,7 @@ public enum TrainingJobRunner {
             parameters.seed = job.seed
             parameters.tolerance = job.tolerance
             parameters.initialization = start
+            if job.initialization == "kmeans||" { parameters.kmeansSeeding = .kmeansParallel }
             if let ratio = job.varianceFloorRatio { parameters.varianceFloorRatio = ratio }
             var resume: GaussianMixtureCheckpoint?
             switch resumePoint {
@@ -116,7 +117,7 @@ public enum TrainingJobRunner {
             }
             let result = try await GaussianMixture.train(on: backend, parameters: parameters, resumingFrom: resume,
                                                          checkpoint: { try await checkpoint(.gmm($0)) },
-                                                         kmeansProgress: kmeansRecord) { report in
+                                                         kmeansProgress: kmeansRecord, seedingProgress: seedingRecord) { report in
                 record(IterationRecord(phase: "em", iteration: report.iteration, valuePerRow: report.meanLogLikelihood,
                                        total: report.logLikelihood, rows: report.rows, seconds: report.seconds,
                                        repaired: report.emptyComponentsRepaired, smallest: report.smallestPrior,

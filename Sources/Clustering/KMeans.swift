@@ -200,18 +200,25 @@ public enum KMeans {
                     total += nearest[i]
                 }
                 if total > 0 {
-                    var target = generator.nextUnit() * total
-                    chosen = n - 1
-                    for i in 0..<n {
-                        target -= nearest[i]
-                        if target < 0 && nearest[i] > 0 { chosen = i; break }
-                    }
+                    chosen = draw(nearest, total: total, generator: &generator)
                 } else {
                     chosen = Int(generator.next() % UInt64(n))
                 }
             }
         }
         return try Codebook(k: k, dimension: d, centres: centres)
+    }
+
+    /// An index drawn with probability weights[i] / total, `total` being Σ weights > 0: the
+    /// first weight > 0 at which u·total less the weights so far falls below 0 (u =
+    /// `nextUnit()`), or the last index if rounding leaves none.
+    static func draw(_ weights: [Double], total: Double, generator: inout SeededGenerator) -> Int {
+        var target = generator.nextUnit() * total
+        for i in weights.indices {
+            target -= weights[i]
+            if target < 0 && weights[i] > 0 { return i }
+        }
+        return weights.count - 1
     }
 
     /// New centres from an assignment pass: the means of their rows, empty clusters

@@ -101,15 +101,8 @@ public enum KMeansParallel {
             let x = values.baseAddress!
             for c in 0..<k {
                 let total = mass.reduce(0, +)
-                var chosen = Int(generator.next() % UInt64(n))
-                if total > 0 {
-                    var target = generator.nextUnit() * total
-                    chosen = n - 1
-                    for i in 0..<n {
-                        target -= mass[i]
-                        if target < 0 && mass[i] > 0 { chosen = i; break }
-                    }
-                }
+                let chosen = total > 0 ? KMeans.draw(mass, total: total, generator: &generator)
+                                       : Int(generator.next() % UInt64(n))
                 centres.append(contentsOf: UnsafeBufferPointer(start: x + chosen * d, count: d))
                 guard c + 1 < k else { break }
                 for i in 0..<n where mass[i] > 0 {

@@ -96,7 +96,7 @@ struct TrainGMM: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "gmm", abstract: "Train a diagonal-covariance GMM (EM).")
 
     @OptionGroup var training: TrainingOptions
-    @Option(name: .customLong("init"), help: "Initialisation: kmeans (k-means, then per-cluster moments) or random.")
+    @Option(name: .customLong("init"), help: "Initialisation: kmeans (k-means seeded by k-means++, then per-cluster moments), kmeans|| (the same, k-means seeded by k-means‖), or random.")
     var initialization: String = "kmeans"
     @Option(help: "k-means iterations for --init kmeans.") var kmeansIterations: Int = 10
     @Option(help: "Initial means (K×D .npy); with --init-variances and --init-priors.") var initMeans: String?
@@ -114,8 +114,8 @@ struct TrainGMM: AsyncParsableCommand {
         guard given == 0 || given == 3 else {
             throw ValidationError("--init-means, --init-variances and --init-priors go together")
         }
-        guard ["kmeans", "random"].contains(initialization) else {
-            throw ValidationError("--init must be kmeans or random")
+        guard ["kmeans", "kmeans||", "random"].contains(initialization) else {
+            throw ValidationError("--init must be kmeans, kmeans|| or random")
         }
         guard varianceFloor > 0 else { throw ValidationError("--variance-floor must be > 0") }
     }

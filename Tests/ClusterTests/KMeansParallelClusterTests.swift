@@ -69,3 +69,35 @@ extension KMeansParallelClusterTests {
                                     "maximumMessageSize, from maximumModelValues", "(up to 20000 rows of D=64) in bytes is 5440000")
     }
 }
+
+extension KMeansParallelClusterTests {
+    /// A GMM's k-means initialisation seeded by k-means‖: the local engine's model, bit for bit.
+    @Test(.timeLimit(.minutes(1)))
+    func aGaussianMixtureSeededByKMeansParallelMatchesTheLocalEngine() async throws {
+        let corpus = try Corpora.path(rows: Self.rows, dimension: Self.dimension)
+        var parameters = GaussianMixtureParameters(k: Self.k)
+        parameters.iterations = 2
+        parameters.seed = 11
+        parameters.tolerance = 0
+        parameters.initialization = .kmeans(iterations: 2)
+        parameters.kmeansSeeding = .kmeansParallel
+        parameters.varianceFloorRatio = 1e-3
+        let backend = LocalBackend(corpus: try DescriptorMatrix.open(path: corpus), shardRows: Self.shardRows, threads: 2)
+        let expected = try await GaussianMixture.train(on: backend, parameters: parameters).model
+        parameters.kmeansSeeding = .kmeansPlusPlus
+        let plusPlus = try await GaussianMixture.train(on: backend, parameters: parameters).model
+
+        let cluster = try EmbeddedCluster(workers: 2, threadsPerWorker: 1, logger: quietLogger())
+        defer { cluster.shutdown() }
+        let client = try cluster.client()
+        let job = try client.submit(TrainingJob(kind: .gmm, corpus: corpus, k: Self.k, iterations: 2, seed: 11, tolerance: 0,
+                                                shardRows: Self.shardRows, initialization: "kmeans||", kmeansIterations: 2,
+                                                varianceFloorRatio: 1e-3))
+        var records: [IterationRecord] = []
+        let (_, reply) = try await client.follow(job, every: .milliseconds(10), iteration: { records.append($0) })
+        let means = try reply.array(0, as: Float.self, count: Self.k * Self.dimension)
+        #expect(means.map(\.bitPattern) == expected.means.map(\.bitPattern))
+        #expect(means != plusPlus.means, "the k-means‖ seeding was used")
+        #expect(records.map(\.phase) == Array(repeating: "seeding", count: 6) + ["kmeans", "kmeans", "em", "em"])
+    }
+}
