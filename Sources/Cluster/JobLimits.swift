@@ -1,3 +1,4 @@
+import Clustering
 import Descriptors
 
 /// A request beyond one of the coordinator's limits (`CoordinatorSettings`); answered
@@ -41,6 +42,7 @@ extension CoordinatorSettings {
     /// hold and exchange: its model, its seeding sample, and each shard's sample result.
     func check(_ job: TrainingJob, corpus: CorpusReference) throws {
         try checkModel(k: job.k, dimension: corpus.dimension)
+        if job.initialization == "kmeans||" { return try checkKMeansParallel(job, corpus: corpus) }
         let sampleRows: Int
         switch (job.kind, job.initialization) {
         case (.kmeans, "kmeans++"), (.gmm, "kmeans"): sampleRows = min(max(saturatingProduct(64, job.k), 10_000), corpus.rows)
@@ -56,6 +58,27 @@ extension CoordinatorSettings {
         let perShard = min(sampleRows, (saturatingProduct(sampleRows, shardRows) / corpus.rows) + 1)
         try check("a shard's sample result (up to \(perShard) rows of D=\(corpus.dimension) float32 values) in bytes",
                   saturatingProduct(perShard, rowBytes), against: maximumMessageSize,
+                  setting: "maximumMessageSize, from maximumModelValues", advice: "use fewer rows per shard")
+    }
+
+    /// k-means‖ seeding: the candidates (at most `KMeansParallel.candidateLimit`) are held by
+    /// the coordinator and are the model of the weighting pass, whose statistics are
+    /// 8·candidates·D bytes; a shard's round result may send every row of the shard.
+    private func checkKMeansParallel(_ job: TrainingJob, corpus: CorpusReference) throws {
+        let defaults = KMeansParameters(k: job.k)
+        let candidates = KMeansParallel.candidateLimit(k: job.k, rounds: defaults.seedingRounds,
+                                                       oversampling: defaults.seedingOversampling)
+        let advice = "initialise with k-means++ or give the initial model"
+        try check("k-means‖ candidates·D (up to \(candidates) candidates, D=\(corpus.dimension))",
+                  saturatingProduct(candidates, corpus.dimension), against: maximumModelValues, setting: "maximumModelValues",
+                  advice: advice)
+        try check("the k-means‖ candidates (up to \(candidates) rows of D=\(corpus.dimension) float32 values) in bytes",
+                  saturatingProduct(candidates, saturatingProduct(corpus.dimension, 4)), against: maximumSampleBytes,
+                  setting: "maximumSampleBytes", advice: advice)
+        // Each row sent: its index (8 bytes), its distance (8) and its values (4·D).
+        let shardRows = min(job.shardRows, corpus.rows)
+        try check("a shard's k-means‖ round result (up to \(shardRows) rows of D=\(corpus.dimension)) in bytes",
+                  saturatingProduct(shardRows, saturatingProduct(corpus.dimension, 4) &+ 16), against: maximumMessageSize,
                   setting: "maximumMessageSize, from maximumModelValues", advice: "use fewer rows per shard")
     }
 

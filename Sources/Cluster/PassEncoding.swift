@@ -19,6 +19,8 @@ public struct PassDescription: Codable, Sendable, Equatable {
         case encodeFisher = "encode-fisher"
         /// Sum and sum of outer products of the rows (PCA); no arrays.
         case covariance
+        /// k-means‖ sampling round; arrays: candidates f32[K·D] (`k` is the candidate count).
+        case kmeansParallelRound = "kmeans-parallel-round"
     }
 
     public var kind: Kind
@@ -32,6 +34,10 @@ public struct PassDescription: Codable, Sendable, Equatable {
     public var flags: Int?
     /// Applied to every row as the worker reads it, before the computation ("root-sift").
     public var transform: DescriptorTransform?
+    /// k-means‖ round: the round number (1…), part of each row's random stream.
+    public var round: Int?
+    /// k-means‖ round: ℓ, rows sampled per round in expectation.
+    public var oversampling: Double?
 }
 
 /// A shard computation that can travel to workers: a description, model arrays, and a way
@@ -166,6 +172,11 @@ public enum PassDecoder {
                                                      variances: try message.array(1, as: Float.self, count: kd),
                                                      priors: try message.array(2, as: Float.self, count: k))
                 return try EncodePass(encoding: .fisher, flags: description.flags ?? 0, mixture: model)
+            case .kmeansParallelRound:
+                let k = try positive(description.k, "k")
+                let codebook = try Codebook(k: k, dimension: d, centres: try message.array(0, as: Float.self, count: try product(k, d)))
+                return KMeansParallelRoundPass(candidates: codebook, oversampling: try oversampling(description),
+                                               seed: description.seed ?? 0, round: try positive(description.round, "round"))
             }
         } catch let error as DescriptorError {
             throw WireError.malformed("\(description.kind.rawValue) model: \(error)")
@@ -174,6 +185,14 @@ public enum PassDecoder {
 
     static func positive(_ value: Int?, _ name: String) throws -> Int {
         guard let value, value >= 1 else { throw WireError.malformed("pass needs \(name) ≥ 1") }
+        return value
+    }
+
+    /// A k-means‖ pass's ℓ: finite and > 0.
+    static func oversampling(_ description: PassDescription) throws -> Double {
+        guard let value = description.oversampling, value > 0, value.isFinite else {
+            throw WireError.malformed("pass needs a finite oversampling > 0")
+        }
         return value
     }
 
@@ -404,6 +423,69 @@ extension RowSample: CheckedStatistics {
         }
         if let bad = values.firstIndex(where: { !$0.isFinite }) {
             throw WireError.malformed("sampled value \(bad) is \(values[bad])")
+        }
+    }
+}
+
+// MARK: k-means‖ rounds
+
+extension KMeansParallelRoundPass: WireComputation {
+    public var description: PassDescription {
+        PassDescription(kind: .kmeansParallelRound, dimension: search.codebook.dimension, k: search.codebook.k,
+                        seed: seed, round: round, oversampling: oversampling)
+    }
+    public var modelArrays: [[UInt8]] { [Frame.encode(search.codebook.centres)] }
+}
+
+extension KMeansParallelRoundStatistics: CheckedStatistics {
+    /// How far the distances of the rows sent may add up past the shard's cost, as a fraction
+    /// of it (they are a subset of its terms, added in another order).
+    public static let costTolerance = 1e-9
+
+    public var shape: StatisticsShape {
+        StatisticsShape(rows: rows, dimension: dimension, k: candidates, samples: rowIndices.count)
+    }
+    /// cost f64[1], row indices i64[n], distances f64[n], values f32[n·D].
+    public var arrays: [[UInt8]] {
+        [Frame.encode([cost]), Frame.encode(rowIndices.map(Int64.init)), Frame.encode(distances), Frame.encode(values)]
+    }
+    public init(shape: StatisticsShape, message: WireMessage) throws {
+        let n = shape.samples ?? 0
+        guard n >= 0 else { throw WireError.malformed("negative sample count") }
+        let d = try PassDecoder.positive(shape.dimension, "dimension")
+        self.init(dimension: d, candidates: try PassDecoder.positive(shape.k, "k"))
+        rows = shape.rows
+        cost = try message.array(0, as: Double.self, count: 1)[0]
+        rowIndices = try message.array(1, as: Int64.self, count: n).map { Int($0) }
+        distances = try message.array(2, as: Double.self, count: n)
+        values = try message.array(3, as: Float.self, count: try PassDecoder.product(n, d))
+    }
+
+    /// Rows as the shard's, a finite cost ≥ 0, distinct rows of the shard in ascending order,
+    /// each with a finite distance ≥ 0 that the pass's rule sends at the shard's cost, the
+    /// distances adding up to at most the cost (within `costTolerance`), finite values.
+    public func check(_ shape: StatisticsShape, against pass: PassDescription, rows shard: Range<Int>) throws {
+        try StatisticsCheck.rows(rows, shard)
+        try StatisticsCheck.nonNegative([cost], "cost")
+        try StatisticsCheck.nonNegative(distances, "distances")
+        let ell = try PassDecoder.oversampling(pass), round = try PassDecoder.positive(pass.round, "round")
+        var previous = shard.lowerBound - 1
+        for (i, row) in rowIndices.enumerated() {
+            guard row > previous, row < shard.upperBound else {
+                throw WireError.malformed("sent row \(row) is out of order or outside the shard's rows \(shard)")
+            }
+            guard KMeansParallelRoundPass.sends(seed: pass.seed ?? 0, round: round, oversampling: ell, row: row,
+                                                distance: distances[i], cost: cost) else {
+                throw WireError.malformed("row \(row) at distance \(distances[i]) is not sampled at the shard's cost \(cost)")
+            }
+            previous = row
+        }
+        let sent = distances.reduce(0, +)
+        guard sent <= cost * (1 + Self.costTolerance) else {
+            throw WireError.malformed("the rows sent are at distances adding up to \(sent), more than the shard's cost \(cost)")
+        }
+        if let bad = values.firstIndex(where: { !$0.isFinite }) {
+            throw WireError.malformed("sent value \(bad) is \(values[bad])")
         }
     }
 }

@@ -13,7 +13,7 @@ public struct TrainingJob: Codable, Sendable, Equatable {
     public var seed: UInt64
     public var tolerance: Double
     public var shardRows: Int
-    /// k-means: "kmeans++", "random" or "given"; GMM: "kmeans", "random" or "given".
+    /// k-means: "kmeans++", "kmeans||", "random" or "given"; GMM: "kmeans", "kmeans||", "random" or "given".
     public var initialization: String
     /// GMM: k-means iterations of the "kmeans" initialisation.
     public var kmeansIterations: Int?
@@ -72,7 +72,7 @@ public struct StatusRequest: Codable, Sendable, Equatable {
 
 /// One iteration of a job, as PROGRESS-REPLY carries it.
 public struct IterationRecord: Codable, Sendable, Equatable {
-    /// "kmeans" or "em".
+    /// "kmeans", "em" or "seeding" (a k-means‖ step: `smallest` and `largest` are the candidates).
     public var phase: String
     public var iteration: Int
     /// k-means: objective per row; EM: log-likelihood per row.

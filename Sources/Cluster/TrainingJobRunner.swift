@@ -26,12 +26,13 @@ public enum TrainingJobRunner {
         }
         switch (job.kind, job.initialization) {
         case (.kmeans, "kmeans++"): return .kmeans(.kmeansPlusPlus)
+        case (.kmeans, "kmeans||"): return .kmeans(.kmeansParallel)
         case (.kmeans, "random"): return .kmeans(.random)
         case (.kmeans, "given"):
             return .kmeans(.given(try given {
                 try Codebook(k: k, dimension: d, centres: try message.array(0, as: Float.self, count: k * d))
             }))
-        case (.gmm, "kmeans"): return .gmm(.kmeans(iterations: max(1, job.kmeansIterations ?? 10)))
+        case (.gmm, "kmeans"), (.gmm, "kmeans||"): return .gmm(.kmeans(iterations: max(1, job.kmeansIterations ?? 10)))
         case (.gmm, "random"): return .gmm(.random)
         case (.gmm, "given"):
             return .gmm(.given(try given {
@@ -76,6 +77,11 @@ public enum TrainingJobRunner {
                                    repaired: report.emptyClustersRepaired, smallest: Double(report.smallestCluster),
                                    largest: Double(report.largestCluster)))
         }
+        let seedingRecord: (KMeansParallel.RoundReport) -> Void = { report in
+            record(IterationRecord(phase: "seeding", iteration: report.round, valuePerRow: report.cost / Double(max(report.rows, 1)),
+                                   total: report.cost, rows: report.rows, seconds: report.seconds, repaired: 0,
+                                   smallest: Double(report.candidates), largest: Double(report.candidates)))
+        }
         switch initialization {
         case .kmeans(let start):
             var parameters = KMeansParameters(k: job.k)
@@ -90,7 +96,8 @@ public enum TrainingJobRunner {
             case .gmm: throw DescriptorError(.invalidArgument, "job \(id): a GMM checkpoint cannot resume a k-means job")
             }
             let result = try await KMeans.train(on: backend, parameters: parameters, resumingFrom: resume,
-                                                checkpoint: { try await checkpoint(.kmeans($0)) }, progress: kmeansRecord)
+                                                checkpoint: { try await checkpoint(.kmeans($0)) }, progress: kmeansRecord,
+                                                seedingProgress: seedingRecord)
             let outcome = JobOutcome(job: id, kind: .kmeans, k: job.k, dimension: backend.dimension,
                                      iterations: result.iterations.count, converged: result.converged)
             return (outcome, [Frame.encode(result.codebook.centres)])
@@ -100,6 +107,7 @@ public enum TrainingJobRunner {
             parameters.seed = job.seed
             parameters.tolerance = job.tolerance
             parameters.initialization = start
+            if job.initialization == "kmeans||" { parameters.kmeansSeeding = .kmeansParallel }
             if let ratio = job.varianceFloorRatio { parameters.varianceFloorRatio = ratio }
             var resume: GaussianMixtureCheckpoint?
             switch resumePoint {
@@ -109,7 +117,7 @@ public enum TrainingJobRunner {
             }
             let result = try await GaussianMixture.train(on: backend, parameters: parameters, resumingFrom: resume,
                                                          checkpoint: { try await checkpoint(.gmm($0)) },
-                                                         kmeansProgress: kmeansRecord) { report in
+                                                         kmeansProgress: kmeansRecord, seedingProgress: seedingRecord) { report in
                 record(IterationRecord(phase: "em", iteration: report.iteration, valuePerRow: report.meanLogLikelihood,
                                        total: report.logLikelihood, rows: report.rows, seconds: report.seconds,
                                        repaired: report.emptyComponentsRepaired, smallest: report.smallestPrior,

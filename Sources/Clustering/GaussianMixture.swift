@@ -23,6 +23,8 @@ public struct GaussianMixtureParameters: Sendable {
     /// 0 runs every iteration.
     public var tolerance: Double = 1e-6
     public var initialization: GaussianMixtureInitialization = .kmeans(iterations: 10)
+    /// With `.kmeans` initialisation: how k-means is seeded (`.kmeansPlusPlus` or `.kmeansParallel`).
+    public var kmeansSeeding: KMeansInitialization = .kmeansPlusPlus
     public var seed: UInt64 = 0
     /// The variance floor as a fraction of the data's largest per-dimension variance.
     /// A floor relative to the data keeps it meaningful in any unit (VLFeat's absolute
@@ -86,6 +88,7 @@ public enum GaussianMixture {
                              logger: Logger = Logger(label: "codebook.gmm", factory: { _ in SwiftLogNoOpLogHandler() }),
                              checkpoint: (GaussianMixtureCheckpoint) async throws -> Void = { _ in },
                              kmeansProgress: (KMeansIterationReport) -> Void = { _ in },
+                             seedingProgress: (KMeansParallel.RoundReport) -> Void = { _ in },
                              progress: (GaussianMixtureIterationReport) -> Void = { _ in }) async throws -> GaussianMixtureResult {
         let k = parameters.k, d = backend.dimension
         guard k >= 1, k <= backend.rows else {
@@ -104,12 +107,14 @@ public enum GaussianMixture {
         case .initializing(let savedFloor, let dataVariances, let kmeans):
             floor = savedFloor
             model = try await initialModel(backend: backend, parameters: parameters, dataVariances: dataVariances, floor: floor,
-                                           resumingKMeans: kmeans, checkpoint: checkpoint, kmeansProgress: kmeansProgress)
+                                           resumingKMeans: kmeans, checkpoint: checkpoint, kmeansProgress: kmeansProgress,
+                                           seedingProgress: seedingProgress)
         case nil:
             let dataVariances = try await backend.run(MomentPass(dimension: d)).variances
             floor = max(parameters.varianceFloorRatio * (dataVariances.max() ?? 0), minimumVarianceFloor)
             model = try await initialModel(backend: backend, parameters: parameters, dataVariances: dataVariances, floor: floor,
-                                           resumingKMeans: nil, checkpoint: checkpoint, kmeansProgress: kmeansProgress)
+                                           resumingKMeans: nil, checkpoint: checkpoint, kmeansProgress: kmeansProgress,
+                                           seedingProgress: seedingProgress)
         }
         if case .expectationMaximization = start {} else {
             try await checkpoint(.expectationMaximization(varianceFloor: floor, model: model, reports: [], converged: false))
@@ -147,7 +152,8 @@ public enum GaussianMixture {
     static func initialModel(backend: some StatisticsBackend, parameters: GaussianMixtureParameters,
                              dataVariances: [Double], floor: Double, resumingKMeans: KMeansCheckpoint?,
                              checkpoint: (GaussianMixtureCheckpoint) async throws -> Void,
-                             kmeansProgress: (KMeansIterationReport) -> Void) async throws -> GaussianMixtureModel {
+                             kmeansProgress: (KMeansIterationReport) -> Void,
+                             seedingProgress: (KMeansParallel.RoundReport) -> Void) async throws -> GaussianMixtureModel {
         let k = parameters.k, d = backend.dimension
         let flooredData = dataVariances.map { Float(max($0, floor)) }
         switch parameters.initialization {
@@ -166,12 +172,13 @@ public enum GaussianMixture {
             var kmeansParameters = KMeansParameters(k: k)
             kmeansParameters.iterations = max(1, iterations)
             kmeansParameters.seed = parameters.seed
+            kmeansParameters.initialization = parameters.kmeansSeeding
             let kmeans = try await KMeans.train(on: backend, parameters: kmeansParameters, resumingFrom: resumingKMeans,
                                                 checkpoint: { state in
                                                     try await checkpoint(.initializing(varianceFloor: floor,
                                                                                        dataVariances: dataVariances,
                                                                                        kmeans: state))
-                                                }, progress: kmeansProgress)
+                                                }, progress: kmeansProgress, seedingProgress: seedingProgress)
             let hard = try await backend.run(KMeansAssignmentPass(codebook: kmeans.codebook, withSquares: true))
             return try model(fromHardAssignments: hard, centres: kmeans.codebook, varianceFloor: floor,
                              emptyClusterVariances: flooredData)

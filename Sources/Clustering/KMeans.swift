@@ -9,6 +9,9 @@ public enum KMeansInitialization: Sendable, Equatable {
     /// k-means++ (D² sampling, Arthur & Vassilvitskii 2007) on a seeded sample drawn
     /// across the corpus, so it works when the corpus is far larger than memory.
     case kmeansPlusPlus
+    /// k-means‖ (Bahmani et al. 2012): a few sampling passes over every shard, then weighted
+    /// k-means++ over the candidates (see `KMeansParallel`).
+    case kmeansParallel
     /// These centres.
     case given(Codebook)
 }
@@ -26,6 +29,10 @@ public struct KMeansParameters: Sendable {
     /// Rows sampled for initialisation; nil: max(64·k, 10,000), as many as the corpus has
     /// at most. faiss samples up to 256·k for training; 64·k is plenty for seeding.
     public var sampleSize: Int?
+    /// k-means‖: sampling rounds. 5, as Bahmani et al. found enough with ℓ = 2K.
+    public var seedingRounds: Int = 5
+    /// k-means‖: ℓ/K, the rows sampled per round per centre (2, as Bahmani et al.).
+    public var seedingOversampling: Double = 2
 
     public init(k: Int) { self.k = k }
 }
@@ -92,13 +99,14 @@ public enum KMeans {
                              resumingFrom start: KMeansCheckpoint? = nil,
                              logger: Logger = Logger(label: "codebook.kmeans", factory: { _ in SwiftLogNoOpLogHandler() }),
                              checkpoint: (KMeansCheckpoint) async throws -> Void = { _ in },
-                             progress: (KMeansIterationReport) -> Void = { _ in }) async throws -> KMeansResult {
+                             progress: (KMeansIterationReport) -> Void = { _ in },
+                             seedingProgress: (KMeansParallel.RoundReport) -> Void = { _ in }) async throws -> KMeansResult {
         try validate(parameters, backend: backend)
         var codebook: Codebook
         if let start {
             codebook = start.codebook
         } else {
-            codebook = try await initialCodebook(backend: backend, parameters: parameters)
+            codebook = try await initialCodebook(backend: backend, parameters: parameters, progress: seedingProgress)
         }
         var reports = start?.reports ?? []
         var converged = start?.converged ?? false
@@ -149,7 +157,8 @@ public enum KMeans {
         }
     }
 
-    static func initialCodebook(backend: some StatisticsBackend, parameters: KMeansParameters) async throws -> Codebook {
+    static func initialCodebook(backend: some StatisticsBackend, parameters: KMeansParameters,
+                                progress: (KMeansParallel.RoundReport) -> Void = { _ in }) async throws -> Codebook {
         let k = parameters.k, d = backend.dimension
         switch parameters.initialization {
         case .given(let codebook):
@@ -161,6 +170,9 @@ public enum KMeans {
             let size = parameters.sampleSize ?? max(64 * k, 10_000)
             let sample = try await backend.run(RowSamplePass(sampleSize: size, totalRows: backend.rows, seed: parameters.seed))
             return try plusPlus(sample: sample, k: k, seed: parameters.seed)
+        case .kmeansParallel:
+            return try await KMeansParallel.seed(backend: backend, k: k, seed: parameters.seed, rounds: parameters.seedingRounds,
+                                                 oversampling: parameters.seedingOversampling, progress: progress)
         }
     }
 
@@ -188,18 +200,25 @@ public enum KMeans {
                     total += nearest[i]
                 }
                 if total > 0 {
-                    var target = generator.nextUnit() * total
-                    chosen = n - 1
-                    for i in 0..<n {
-                        target -= nearest[i]
-                        if target < 0 && nearest[i] > 0 { chosen = i; break }
-                    }
+                    chosen = draw(nearest, total: total, generator: &generator)
                 } else {
                     chosen = Int(generator.next() % UInt64(n))
                 }
             }
         }
         return try Codebook(k: k, dimension: d, centres: centres)
+    }
+
+    /// An index drawn with probability weights[i] / total, `total` being Σ weights > 0: the
+    /// first weight > 0 at which u·total less the weights so far falls below 0 (u =
+    /// `nextUnit()`), or the last index if rounding leaves none.
+    static func draw(_ weights: [Double], total: Double, generator: inout SeededGenerator) -> Int {
+        var target = generator.nextUnit() * total
+        for i in weights.indices {
+            target -= weights[i]
+            if target < 0 && weights[i] > 0 { return i }
+        }
+        return weights.count - 1
     }
 
     /// New centres from an assignment pass: the means of their rows, empty clusters

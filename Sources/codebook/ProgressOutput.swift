@@ -122,6 +122,11 @@ final class ProgressDisplay {
 enum ProgressText {
     /// One line per iteration.
     static func iteration(_ record: IterationRecord) -> String {
+        if record.phase == "seeding" {
+            // k-means‖: a sampling round (or the weighting pass after the last), its cost and the candidates kept.
+            return String(format: "seeding %2d  cost/row %.6g  %.3f s  candidates %.0f",
+                          record.iteration, record.valuePerRow, record.seconds, record.largest)
+        }
         if record.phase == "kmeans" {
             return String(format: "k-means %3d  objective/row %.6g  %.3f s  clusters %.0f..%.0f  empty repaired %d",
                           record.iteration, record.valuePerRow, record.seconds, record.smallest, record.largest, record.repaired)
@@ -135,6 +140,7 @@ enum ProgressText {
         switch kind {
         case "sample": "k-means++ sample"
         case "moments": "moments"
+        case "kmeans-parallel-round": "k-means‖ round"
         default: nil
         }
     }

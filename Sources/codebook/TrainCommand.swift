@@ -64,7 +64,7 @@ struct TrainKMeans: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "kmeans", abstract: "Train a k-means codebook (Lloyd).")
 
     @OptionGroup var training: TrainingOptions
-    @Option(name: .customLong("init"), help: "Initialisation: random, kmeans++, or a K×D .npy file of centres.")
+    @Option(name: .customLong("init"), help: "Initialisation: random, kmeans++ (on a sample of max(64·K, 10,000) rows), kmeans|| (k-means‖: sampling passes over all rows), or a K×D .npy file of centres.")
     var initialization: String = "kmeans++"
     @Option(help: "Stop when the objective falls by less than this fraction (0: run every iteration).")
     var tolerance: Double = 1e-4
@@ -75,7 +75,7 @@ struct TrainKMeans: AsyncParsableCommand {
     func run() async throws {
         var arrays: [[UInt8]] = []
         var start = initialization
-        if !["random", "kmeans++"].contains(initialization) {
+        if !["random", "kmeans++", "kmeans||"].contains(initialization) {
             arrays = [Frame.encode(try NpyFile.readFloat32(path: initialization).values)]
             start = "given"
         }
@@ -99,7 +99,7 @@ struct TrainGMM: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "gmm", abstract: "Train a diagonal-covariance GMM (EM).")
 
     @OptionGroup var training: TrainingOptions
-    @Option(name: .customLong("init"), help: "Initialisation: kmeans (k-means, then per-cluster moments) or random.")
+    @Option(name: .customLong("init"), help: "Initialisation: kmeans (k-means seeded by k-means++, then per-cluster moments), kmeans|| (the same, k-means seeded by k-means‖), or random.")
     var initialization: String = "kmeans"
     @Option(help: "k-means iterations for --init kmeans.") var kmeansIterations: Int = 10
     @Option(help: "Initial means (K×D .npy); with --init-variances and --init-priors.") var initMeans: String?
@@ -117,8 +117,8 @@ struct TrainGMM: AsyncParsableCommand {
         guard given == 0 || given == 3 else {
             throw ValidationError("--init-means, --init-variances and --init-priors go together")
         }
-        guard ["kmeans", "random"].contains(initialization) else {
-            throw ValidationError("--init must be kmeans or random")
+        guard ["kmeans", "kmeans||", "random"].contains(initialization) else {
+            throw ValidationError("--init must be kmeans, kmeans|| or random")
         }
         guard varianceFloor > 0 else { throw ValidationError("--variance-floor must be > 0") }
     }

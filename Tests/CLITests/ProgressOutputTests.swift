@@ -29,12 +29,18 @@ import Testing
         #expect(wide.count == 200 && wide.contains("[" + String(repeating: "#", count: 200 - "k-means ".count - " 40/40 shards  100.0k rows/s  ETA 0s".count - 2) + "]"))
     }
 
-    @Test func barBeforeAnyShardHasNoETAAndSeedingShowsItsPhase() {
+    @Test func barBeforeAnyShardHasNoETAAndSeedingShowsItsPhase() throws {
         let line = ProgressText.bar(pass(kind: "sample", done: 0, rowsDone: 0, seconds: 0.5), width: 100)
         #expect(line.hasPrefix("seeding (k-means++ sample) ["))
         #expect(line.hasSuffix(" 0/40 shards  0 rows/s  ETA --"))
         #expect(ProgressText.bar(pass(kind: "encode-vlad", done: 1, rowsDone: 64, seconds: 1), width: 100).contains("64 images/s"))
         #expect(ProgressText.phase("moments") == "seeding (moments)")
+        #expect(ProgressText.phase("kmeans-parallel-round") == "seeding (k-means‖ round)")
+        let round = try JSONDecoder().decode(IterationRecord.self, from: Data("""
+            {"phase": "seeding", "iteration": 2, "valuePerRow": 1.5, "total": 3, "rows": 2, "seconds": 0.25, "repaired": 0,
+             "smallest": 0, "largest": 517}
+            """.utf8))
+        #expect(ProgressText.iteration(round) == "seeding  2  cost/row 1.5  0.250 s  candidates 517")
         #expect(ProgressText.phase("gmm-expectation") == "EM")
     }
 

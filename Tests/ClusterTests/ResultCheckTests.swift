@@ -184,3 +184,69 @@ import ZeroMQ
         #expect(throws: WireError.self) { try sink.check(shard: 1, result(["image-2", "image-3"], vectors: 3)) }
     }
 }
+
+// MARK: k-means‖ rounds
+
+extension ResultCheckTests {
+    /// Round 2 of a k-means‖ seeding with ℓ = 6 and two candidates, over rows 100 ..< 110 of a
+    /// 1000-row corpus: the statistics a right worker sends.
+    static let parallelPass = PassDescription(kind: .kmeansParallelRound, dimension: d, k: 2, seed: 9, round: 2, oversampling: 6)
+
+    static func parallelRound() throws -> KMeansParallelRoundStatistics {
+        let corpus = DescriptorMatrix(rows: 1000, dimension: d, values: (0..<2000).map { Float($0 % 37) })
+        let pass = KMeansParallelRoundPass(candidates: try Codebook(k: 2, dimension: d, centres: [0, 0, 30, 30]),
+                                           oversampling: 6, seed: 9, round: 2)
+        return try pass.statistics(of: corpus.slice(shard), shard: 10, workspace: KernelWorkspace())
+    }
+
+    @Test(arguments: ["", "rows", "cost NaN", "cost negative", "cost low", "outside", "below", "repeated", "descending",
+                      "not sampled", "distance NaN", "distance negative", "value NaN"])
+    func kmeansParallelRoundsAreRowsOfTheShardThatTheRuleSends(lie: String) throws {
+        var statistics = try Self.parallelRound()
+        try #require(statistics.rowIndices.count >= 2 && statistics.rowIndices.count < 10,
+                     "the fixture should send some rows, not all: \(statistics.rowIndices)")
+        let last = statistics.rowIndices.count - 1
+        switch lie {
+        case "rows": statistics.rows = 9
+        case "cost NaN": statistics.cost = .nan
+        case "cost negative": statistics.cost = -1
+        case "cost low": statistics.cost = statistics.distances.reduce(0, +) / 2
+        case "outside": statistics.rowIndices[last] = 110
+        case "below": statistics.rowIndices[0] = 99
+        case "repeated": statistics.rowIndices[1] = statistics.rowIndices[0]
+        case "descending": statistics.rowIndices.swapAt(0, 1)
+        case "not sampled":
+            // A row of the shard the rule does not send, claimed at its own distance.
+            let sent = Set(statistics.rowIndices)
+            let row = try #require(Self.shard.first { !sent.contains($0) })
+            let index = statistics.rowIndices.firstIndex { $0 > row } ?? statistics.rowIndices.count
+            statistics.rowIndices.insert(row, at: index)
+            statistics.distances.insert(0, at: index)
+            statistics.values.insert(contentsOf: [0, 0], at: index * Self.d)
+        case "distance NaN": statistics.distances[0] = .nan
+        case "distance negative": statistics.distances[0] = -1
+        case "value NaN": statistics.values[1] = .nan
+        default: break
+        }
+        let rejection = Self.rejection(KMeansParallelRoundStatistics.self, Self.message(statistics), Self.parallelPass)
+        #expect((rejection == nil) == lie.isEmpty, "\(lie): \(String(describing: rejection))")
+    }
+
+    @Test func kmeansParallelRoundsSurviveTheWire() throws {
+        let statistics = try Self.parallelRound()
+        let (decoded, _) = try KMeansParallelRoundStatistics.decode(Self.message(statistics), pass: Self.parallelPass, rows: Self.shard)
+        #expect(decoded == statistics)
+        let pass = KMeansParallelRoundPass(candidates: try Codebook(k: 2, dimension: Self.d, centres: [0, 0, 30, 30]),
+                                           oversampling: 6, seed: 9, round: 2)
+        #expect(pass.description == Self.parallelPass)
+        let message = WireMessage(header: WireHeader(.task), arrays: pass.modelArrays)
+        let worker = try #require(try PassDecoder.computation(pass.description, arrays: message) as? KMeansParallelRoundPass)
+        #expect(worker.search.codebook == pass.search.codebook && worker.round == 2 && worker.seed == 9 && worker.oversampling == 6)
+        var zero = Self.parallelPass
+        zero.oversampling = 0
+        #expect(throws: WireError.self) { try PassDecoder.computation(zero, arrays: message) }
+        zero = Self.parallelPass
+        zero.round = nil
+        #expect(throws: WireError.self) { try PassDecoder.computation(zero, arrays: message) }
+    }
+}
