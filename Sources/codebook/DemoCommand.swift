@@ -65,8 +65,15 @@ struct DemoCommand: AsyncParsableCommand {
               + values.prefix(5).map { String(format: "%.4f", $0) }.joined(separator: " ") + " …")
         try ExportSet.parse(["vlad", "--out", "\(dir)/vlad.npy"] + storeOption).run()
         try ExportSet.parse(["fisher", "--out", "\(dir)/fisher.npy"] + storeOption).run()
+
+        print("\n6. the images most like \(firstKey): exact search of set \"vlad\" by inner product (cosine: the vectors are L2-normalised)")
+        guard let ranked = try reader.0.search(SearchRequest(set: "vlad", top: 5, key: firstKey)).first else { throw ExitCode(1) }
+        for (rank, (neighbour, score)) in zip(ranked.keys, ranked.scores).enumerated() {
+            print(String(format: "  %d. %@  %.4f", rank + 1, neighbour, score) + (neighbour == firstKey ? "  (the query itself)" : ""))
+        }
         print("\noutputs in \(dir)/: codebook.db (the store: models demo-kmeans and demo-gmm, sets vlad and fisher), corpus.fvecs, "
               + "images.tsv, centres.npy, gmm_{means,variances,priors}.npy, vlad.npy and fisher.npy (+ .keys.txt)")
-        print("try: codebook get \(key) --store \(store)    codebook models --store \(store)")
+        print("try: codebook get \(key) --store \(store)    codebook search vlad --key \(firstKey) --store \(store)    "
+              + "codebook models --store \(store)")
     }
 }

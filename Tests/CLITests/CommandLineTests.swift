@@ -8,6 +8,20 @@ import Testing
         #expect(outcome.status != 0 && outcome.error.contains("--search-cache-bytes must be at least 0"), "\(outcome.error)")
     }
 
+    /// The embedded default on a small synthetic corpus, from descriptors to a ranked list of
+    /// similar images: the first image's own vector ranks first, at cosine 1.
+    @Test func theDemoEndsWithTheImagesMostLikeTheFirstOne() throws {
+        let scratch = try ScratchDirectory()
+        let outcome = try CommandRunner.run(["demo", "--dir", scratch.file("demo"), "--rows", "6000", "--k", "8", "--components", "4"])
+        #expect(outcome.status == 0, "\(outcome.error)")
+        let lines = outcome.output.split(separator: "\n").map(String.init)
+        let heading = try #require(lines.firstIndex { $0.hasPrefix("6. the images most like ") }, "\(outcome.output)")
+        let query = String(lines[heading].dropFirst("6. the images most like ".count).prefix { $0 != ":" })
+        let ranked = lines[(heading + 1)...].prefix { $0.hasPrefix("  ") }
+        #expect(ranked.count == 5, "\(outcome.output)")
+        #expect(ranked.first == "  1. \(query)  1.0000  (the query itself)", "\(outcome.output)")
+    }
+
     @Test func generateTrainAndEncodeEndToEnd() throws {
         let scratch = try ScratchDirectory()
         let corpus = scratch.file("corpus.npy"), index = scratch.file("images.tsv")
