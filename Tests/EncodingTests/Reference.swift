@@ -8,7 +8,7 @@ import Glibc
 import Darwin
 #endif
 
-// Slow, obviously correct float64 encoders written from SEMANTICS.md, independently of
+// Slow, obviously correct float64 encoders written from Protocols/encodings.md, independently of
 // the sources under test: exhaustive distances, direct log-sum-exp, no screening.
 
 enum Reference {
@@ -217,7 +217,7 @@ func relativeError(_ a: [Float], _ b: [Double]) -> Double {
 
 func relativeError(_ a: [Float], _ b: [Float]) -> Double { relativeError(a, b.map(Double.init)) }
 
-/// SEMANTICS.md: 1e−5 relative, 3e−4 once a signed square root has amplified rounding near 0.
+/// Protocols/encodings.md: 1e−5 relative, 3e−4 once a signed square root has amplified rounding near 0.
 func tolerance(squareRoot: Bool) -> Double { squareRoot ? 3e-4 : 1e-5 }
 
 extension VLADOptions {

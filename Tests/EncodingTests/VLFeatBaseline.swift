@@ -1,7 +1,7 @@
 import CVLFeat
 
 /// VLFeat 0.9.21's encoders on float32 data, called directly (the interoperability
-/// baseline of SEMANTICS.md). Both accumulate in float32 internally.
+/// baseline of Protocols/encodings.md). Both accumulate in float32 internally.
 enum VLFeat {
     /// `vl_vlad_encode` with hard assignments given as a one-hot N×K float matrix.
     static func vlad(_ data: [Float], dimension d: Int, centres: [Float], k: Int,
