@@ -95,7 +95,9 @@ public final class CodebookStore: Sendable {
         state = Mutex(State(opened: Opened(database)))
     }
 
-    /// For a secondary instance: catch up with the primary's writes so far.
+    /// For a secondary instance: catch up with the primary's writes so far, never showing a
+    /// write without the ones before it (see `Database.tryCatchUpWithPrimary()`; it throws a
+    /// `.busy` `RocksDBError` when the primary switched logs during each of 8 attempts).
     public func catchUp() throws { try opened.database.tryCatchUpWithPrimary() }
 
     // MARK: Reads, writes and a full disk

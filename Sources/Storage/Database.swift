@@ -264,13 +264,59 @@ public final class Database: @unchecked Sendable {
         }
     }
 
-    /// Secondary instance only: replays the primary's newest writes so reads see them.
+    /// Secondary instance only: replays the primary's newest writes so reads see them,
+    /// never a write without the ones before it.
+    ///
+    /// One RocksDB catch-up reads the primary's MANIFEST, then lists its write-ahead logs and
+    /// reads them. When the primary flushes a memtable in between (its restart does: recovery
+    /// writes the old log to a table file, records it in a new MANIFEST and deletes the log),
+    /// that catch-up misses both the table file and the unread rest of the deleted log, yet
+    /// reads the newer log: later writes show without earlier ones. The primary records the
+    /// table file before it deletes the log, so a catch-up during which the set of logs did
+    /// not change reads it (and drops the stale memtable). Hence: catch up until one catch-up
+    /// saw the same logs before and after (at most 8 catch-ups; then it throws a `.busy` error).
     public func tryCatchUpWithPrimary() throws {
+        try catchUpWithPrimary { try catchUpOnce() }
+    }
+
+    /// The loop of `tryCatchUpWithPrimary()`, with `attempt` doing one RocksDB catch-up.
+    func catchUpWithPrimary(attempts: Int = 8, attempt: () throws -> Void) throws {
+        for number in 1...attempts {
+            let before = try primaryLogFiles()
+            try attempt()
+            if try primaryLogFiles() == before { return }
+            if number < attempts { usleep(useconds_t(10_000 * number)) }
+        }
+        throw RocksDBError(code: .busy, message: "the primary switched its write-ahead logs during each of \(attempts) catch-ups, "
+                           + "so the view may miss writes; try again", operation: "catch up with primary", path: path)
+    }
+
+    /// One RocksDB catch-up, tried again when the primary deleted a file it was reading.
+    func catchUpOnce() throws {
         try Self.retryingRaceWithPrimary {
             try LibRocksDB.call("catch up with primary", path: path) { error in
                 rocksdb_try_catch_up_with_primary(handle, error)
             }
         }
+    }
+
+    /// The names of the primary's write-ahead logs (`NNNNNN.log` in its directory, where
+    /// RocksDB keeps them unless told otherwise).
+    func primaryLogFiles() throws -> Set<String> {
+        guard let directory = opendir(path) else {
+            throw RocksDBError(code: .ioError, message: "cannot list the directory: \(String(cString: strerror(errno)))",
+                               operation: "catch up with primary", path: path)
+        }
+        defer { closedir(directory) }
+        var names = Set<String>()
+        while let entry = readdir(directory) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            let stem = name.utf8.dropLast(4)
+            if name.hasSuffix(".log"), !stem.isEmpty, stem.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }) {
+                names.insert(name)
+            }
+        }
+        return names
     }
 
     /// Traps when `family` comes from another database: its handle would be used after
