@@ -14,7 +14,9 @@
 """
 
 import json
+import os
 import struct
+import time
 
 import numpy as np
 import pytest
@@ -152,6 +154,21 @@ def test_get_metadata_is_the_vector_record_of_the_document(cluster, client):
 FAMILIES = ["models", "sets", "vectors", "jobs"]
 
 
+def wal_files(path):
+    return {name for name in os.listdir(path) if name.endswith(".log") and name[:-4].isdigit()}
+
+
+def catch_up(db, path, attempts=8):
+    """Catches up until the coordinator's WAL files did not change during one catch-up (§6)."""
+    for attempt in range(1, attempts + 1):
+        before = wal_files(path)
+        db.try_catch_up_with_primary()
+        if wal_files(path) == before:
+            return
+        time.sleep(0.01 * attempt)
+    raise RuntimeError(f"{path}: the coordinator kept switching its WAL files; try again")
+
+
 def open_store_files(path, secondary_path):
     """The store's column families, opened by the rocksdict binding (not Codebook's code) as a
     secondary instance (storage.md §6), caught up with the running coordinator: the calls of
@@ -160,13 +177,16 @@ def open_store_files(path, secondary_path):
     options.set_max_open_files(-1)
     db = Rdict(str(path), options, column_families={name: Options(raw_mode=True) for name in FAMILIES},
                access_type=AccessType.secondary(str(secondary_path)))
-    db.try_catch_up_with_primary()
+    catch_up(db, str(path))
     return db, {name: db.get_column_family(name) for name in FAMILIES}
 
 
 def test_vector_values_in_the_store_files_decode_per_the_document(cluster, client, tmp_path):
     assert Rdict.list_cf(str(cluster.store), Options(raw_mode=True)) == ["default"] + FAMILIES
+    config = os.path.join(str(cluster.store), "rocksdict-config.json")
+    assert not os.path.exists(config)
     db, families = open_store_files(cluster.store, tmp_path / "secondary")
+    assert os.path.exists(config), "rocksdict writes its config into the store directory (storage.md §9)"
     try:
         found = {name: dict(family.items()) for name, family in families.items()}
         in_set = [key for key, _ in families["vectors"].items(from_key=b"S/") if key.startswith(b"S/")]
