@@ -11,18 +11,6 @@ public enum ClientRole: String, Sendable, Hashable {
     public func permits(_ type: MessageType) -> Bool { self == .write || !type.changesState }
 }
 
-extension MessageType {
-    /// Whether a client request of this type may change the coordinator's state (start a
-    /// job, store or replace a model…), so that only a `write` key may send it. Every type
-    /// not known to read only counts as changing state.
-    public var changesState: Bool {
-        switch self {
-        case .status, .progress, .fetchResult, .get, .list, .describe, .catalog, .search: false
-        default: true
-        }
-    }
-}
-
 /// The public keys a CURVE coordinator admits: workers on the workers endpoint, clients
 /// (each with a role) on the clients endpoint.
 ///
