@@ -6,6 +6,14 @@ public struct ClusterStatus: Codable, Sendable, Equatable {
         public var secondsSinceHeard: Double
         public var tasksInFlight: Int
         public var shardsDone: Int
+
+        public init(name: String, threads: Int, secondsSinceHeard: Double, tasksInFlight: Int, shardsDone: Int) {
+            self.name = name
+            self.threads = threads
+            self.secondsSinceHeard = secondsSinceHeard
+            self.tasksInFlight = tasksInFlight
+            self.shardsDone = shardsDone
+        }
     }
 
     public struct Pass: Codable, Sendable, Equatable {
@@ -16,6 +24,16 @@ public struct ClusterStatus: Codable, Sendable, Equatable {
         public var done: Int
         public var inFlight: Int
         public var queued: Int
+
+        public init(job: UInt64, pass: Int, kind: String, shards: Int, done: Int, inFlight: Int, queued: Int) {
+            self.job = job
+            self.pass = pass
+            self.kind = kind
+            self.shards = shards
+            self.done = done
+            self.inFlight = inFlight
+            self.queued = queued
+        }
     }
 
     public var workers: [Worker]
@@ -26,4 +44,14 @@ public struct ClusterStatus: Codable, Sendable, Equatable {
     public var jobs: [JobSummary] = []
     /// More finished jobs follow: pass this as STATUS `jobsBefore` for the next page.
     public var jobsBefore: UInt64?
+
+    public init(workers: [Worker], passes: [Pass], droppedResults: Int, rejectedResults: Int, jobs: [JobSummary] = [],
+                jobsBefore: UInt64? = nil) {
+        self.workers = workers
+        self.passes = passes
+        self.droppedResults = droppedResults
+        self.rejectedResults = rejectedResults
+        self.jobs = jobs
+        self.jobsBefore = jobsBefore
+    }
 }

@@ -29,7 +29,16 @@ public struct SearchReply: Codable, Sendable, Equatable {
         public var query: String?
         /// The neighbours' image keys, best first.
         public var keys: [String]
+
+        public init(query: String? = nil, keys: [String]) {
+            self.query = query
+            self.keys = keys
+        }
     }
 
     public var results: [Result]
+
+    public init(results: [Result]) {
+        self.results = results
+    }
 }

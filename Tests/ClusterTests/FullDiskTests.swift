@@ -1,5 +1,6 @@
 #if os(Linux)  // mount(2) and tmpfs
 import Cluster
+import ClusterProtocol
 import Foundation
 import Storage
 import Testing

@@ -1,3 +1,5 @@
+import ClusterProtocol
+
 /// Anything that answers Codebook's client requests: a coordinator over ZeroMQ
 /// (`ClusterClient`) or a store read directly (`StoreQueries`). The queries below work with
 /// either.

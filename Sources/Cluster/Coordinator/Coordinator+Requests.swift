@@ -1,3 +1,4 @@
+import ClusterProtocol
 import Storage
 import Telemetry
 import ZeroMQ

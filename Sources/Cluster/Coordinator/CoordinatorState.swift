@@ -1,3 +1,4 @@
+import ClusterProtocol
 import Descriptors
 
 /// A ZeroMQ routing identity: how the coordinator's ROUTER names a worker.

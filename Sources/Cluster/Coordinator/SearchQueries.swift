@@ -1,3 +1,4 @@
+import ClusterProtocol
 import Search
 import Storage
 import Synchronization

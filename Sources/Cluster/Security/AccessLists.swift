@@ -1,3 +1,4 @@
+import ClusterProtocol
 import ZeroMQ
 
 /// What a client key may do on the clients endpoint.
