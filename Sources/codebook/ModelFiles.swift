@@ -3,7 +3,6 @@ import Clustering
 import Descriptors
 
 import Cluster
-import ZeroMQ
 
 /// A GMM from a reply's arrays (means, variances, priors).
 enum GaussianMixtureModelFiles {

@@ -6,7 +6,6 @@ import Descriptors
 import Foundation
 import Logging
 import Storage
-import ZeroMQ
 
 struct TrainCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

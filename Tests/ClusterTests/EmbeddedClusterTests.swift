@@ -5,7 +5,6 @@ import Descriptors
 import Foundation
 import Logging
 import Testing
-import ZeroMQ
 
 func quietLogger() -> Logger {
     var logger = Logger(label: "cluster-tests")

@@ -1,7 +1,6 @@
 import ClusterProtocol
 import Storage
 import Telemetry
-import ZeroMQ
 
 extension Coordinator {
     /// The reply to a client's request (never throws: failures become ERROR-REPLY).

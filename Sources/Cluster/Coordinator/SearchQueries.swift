@@ -2,7 +2,6 @@ import ClusterProtocol
 import Search
 import Storage
 import Synchronization
-import ZeroMQ
 
 /// The vectors of a stored set, in image-key byte order.
 struct SetVectors: Sendable {

@@ -2,7 +2,6 @@ import ClusterProtocol
 import Clustering
 import Synchronization
 import Storage
-import ZeroMQ
 
 /// The store's side of the client protocol: GET, LIST, DESCRIBE, CATALOG, IMPORT and SEARCH,
 /// answered from a `CodebookStore`. The coordinator answers them with this; so do readers

@@ -1,5 +1,4 @@
 import ClusterProtocol
-import ZeroMQ
 
 extension FailureReport {
     /// The ERROR-REPLY code of a request the client may not make: its key's role is `read`,
