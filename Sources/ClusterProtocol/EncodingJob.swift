@@ -38,6 +38,16 @@ public struct EncodingJob: Codable, Sendable, Equatable {
     }
 }
 
+extension EncodingJob.Encoding {
+    /// The names of the options `flags` sets (`VLADOptions` or `FisherOptions`), as a set's record lists them.
+    public func optionNames(flags: Int) -> [String] {
+        switch self {
+        case .vlad: VLADOptions(rawValue: flags).names
+        case .fisher: FisherOptions(rawValue: flags).names
+        }
+    }
+}
+
 /// One image of an encoding task: its key and rows in the descriptor file.
 public struct ImageSlice: Codable, Sendable, Equatable {
     public var key: String
