@@ -3,7 +3,7 @@ import ZeroMQ
 
 /// What a client key may do on the clients endpoint.
 public enum ClientRole: String, Sendable, Hashable {
-    /// Requests that read: STATUS, PROGRESS, FETCH-RESULT, GET, LIST, DESCRIBE, CATALOG, SEARCH.
+    /// Requests that only read: those whose `MessageType.changesState` is false.
     case read
     /// Every request.
     case write
