@@ -139,15 +139,3 @@ extension StoreQueries {
                            arrays: found.map { Frame.encode($0.map(\.score)) })
     }
 }
-
-extension Requester {
-    /// The `top` nearest vectors of a set for each query: its image keys and scores, best first.
-    /// `vectors` holds the `request.queries` query vectors back to back, if the request has them.
-    public func search(_ request: SearchRequest, vectors: [Float] = []) throws -> [(query: String?, keys: [String], scores: [Float])] {
-        let reply = try self.request(WireMessage(header: WireHeader(.search), metadata: request,
-                                                 arrays: request.queries == nil ? [] : [Frame.encode(vectors)]))
-        return try reply.decode(SearchReply.self).results.enumerated().map { index, result in
-            (result.query, result.keys, try reply.array(index, as: Float.self, count: result.keys.count))
-        }
-    }
-}
