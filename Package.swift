@@ -68,15 +68,17 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
         ]),
-        .target(name: "Cluster", dependencies: ["Descriptors", "Clustering", "Encoding", "Search", "ZeroMQ", "Storage", "Telemetry",
+        // The wire protocol: messages and their encoding, no sockets and no store.
+        .target(name: "ClusterProtocol", dependencies: ["Descriptors", "Clustering", "Encoding"]),
+        .target(name: "Cluster", dependencies: ["ClusterProtocol", "Descriptors", "Clustering", "Encoding", "Search", "ZeroMQ", "Storage", "Telemetry",
                                                 .product(name: "Logging", package: "swift-log")]),
         .executableTarget(name: "codebook", dependencies: [
-            "Descriptors", "Clustering", "Encoding", "Features", "Cluster", "Storage", "CMalloc", "Telemetry",
+            "Descriptors", "Clustering", "Encoding", "Features", "ClusterProtocol", "Cluster", "Storage", "CMalloc", "Telemetry",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "codebook-bench", dependencies: [
-            "Descriptors", "Clustering", "Encoding", "Search", "CBLAS", "CVLFeat", "Cluster", "Storage", "ZeroMQ",
+            "Descriptors", "Clustering", "Encoding", "Search", "CBLAS", "CVLFeat", "ClusterProtocol", "Cluster", "Storage", "ZeroMQ",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: numericSettings),
@@ -88,7 +90,8 @@ let package = Package(
         .testTarget(name: "EncodingTests", dependencies: ["Encoding", "Clustering", "Descriptors", "CVLFeat"]),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"]),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "Descriptors"]),
-        .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Clustering", "Descriptors", "ZeroMQ", "Storage", "codebook"]),
-        .testTarget(name: "CLITests", dependencies: ["codebook", "Descriptors", "Features"]),
+        .testTarget(name: "ClusterProtocolTests", dependencies: ["ClusterProtocol", "Descriptors"]),
+        .testTarget(name: "ClusterTests", dependencies: ["ClusterProtocol", "Cluster", "Clustering", "Descriptors", "ZeroMQ", "Storage", "codebook"]),
+        .testTarget(name: "CLITests", dependencies: ["codebook", "ClusterProtocol", "Descriptors", "Features"]),
     ]
 )

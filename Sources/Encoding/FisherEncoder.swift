@@ -16,6 +16,12 @@ public struct FisherOptions: OptionSet, Sendable, Hashable {
     public static let fast = FisherOptions(rawValue: 0x4)
 }
 
+extension FisherOptions: NamedOptions {
+    public static let named: [(name: String, option: FisherOptions)] = [
+        ("squareRoot", .squareRoot), ("normalized", .normalized), ("fast", .fast),
+    ]
+}
+
 /// The Fisher vector of a diagonal GMM, equal to VLFeat 0.9.21's `vl_fisher_encode`.
 ///
 /// With posteriors q_ik (see `GaussianPosteriors`; components with π_k < 1e−6 get q = 0)

@@ -16,6 +16,13 @@ public struct VLADOptions: OptionSet, Sendable, Hashable {
     public static let normalizeMass = VLADOptions(rawValue: 0x8)
 }
 
+extension VLADOptions: NamedOptions {
+    public static let named: [(name: String, option: VLADOptions)] = [
+        ("normalizeComponents", .normalizeComponents), ("squareRoot", .squareRoot),
+        ("unnormalized", .unnormalized), ("normalizeMass", .normalizeMass),
+    ]
+}
+
 /// VLAD (vector of locally aggregated descriptors), equal to VLFeat 0.9.21's
 /// `vl_vlad_encode` with hard nearest-centre assignments.
 ///

@@ -1,4 +1,5 @@
 import Cluster
+import ClusterProtocol
 import Clustering
 import Descriptors
 import Encoding

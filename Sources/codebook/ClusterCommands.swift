@@ -3,6 +3,7 @@ import ArgumentParser
 import CMalloc
 #endif
 import Cluster
+import ClusterProtocol
 import Foundation
 import Logging
 import Storage

@@ -1,8 +1,8 @@
+import ClusterProtocol
 import Clustering
 import Descriptors
 
 import Cluster
-import ZeroMQ
 
 /// A GMM from a reply's arrays (means, variances, priors).
 enum GaussianMixtureModelFiles {

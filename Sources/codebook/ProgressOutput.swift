@@ -1,5 +1,6 @@
 import ArgumentParser
 import Cluster
+import ClusterProtocol
 import Foundation
 
 /// How `train` and `encode` (store mode) report a job: a live bar on a terminal, lines

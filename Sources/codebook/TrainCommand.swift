@@ -1,11 +1,11 @@
 import ArgumentParser
 import Cluster
+import ClusterProtocol
 import Clustering
 import Descriptors
 import Foundation
 import Logging
 import Storage
-import ZeroMQ
 
 struct TrainCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

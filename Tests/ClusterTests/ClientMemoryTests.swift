@@ -1,4 +1,5 @@
 import Cluster
+import ClusterProtocol
 import Foundation
 import Synchronization
 import Testing

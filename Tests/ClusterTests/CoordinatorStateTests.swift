@@ -1,7 +1,7 @@
 @testable import Cluster
+import ClusterProtocol
 import Descriptors
 import Testing
-import ZeroMQ
 
 /// The coordinator's state machine, driven by hand with an injected clock: no sockets, no sleeps.
 @Suite struct CoordinatorStateTests {

@@ -1,10 +1,10 @@
 @testable import Cluster
+import ClusterProtocol
 import Clustering
 import Descriptors
 import Foundation
 import Logging
 import Testing
-import ZeroMQ
 
 func quietLogger() -> Logger {
     var logger = Logger(label: "cluster-tests")

@@ -1,9 +1,9 @@
 #if os(Linux)  // mount(2) and tmpfs
 import Cluster
+import ClusterProtocol
 import Foundation
 import Storage
 import Testing
-import ZeroMQ
 
 /// A tmpfs of a few MiB mounted on a fresh directory, so that a store can fill its disk;
 /// unmounted (and the directory removed) when released. Mounting needs root: a test that

@@ -1,4 +1,5 @@
 @testable import Cluster
+import ClusterProtocol
 import Clustering
 import Descriptors
 import Testing

@@ -1,4 +1,5 @@
 import Cluster
+import ClusterProtocol
 import Descriptors
 import Foundation
 import Storage

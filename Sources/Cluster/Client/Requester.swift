@@ -1,3 +1,5 @@
+import ClusterProtocol
+
 /// Anything that answers Codebook's client requests: a coordinator over ZeroMQ
 /// (`ClusterClient`) or a store read directly (`StoreQueries`). The queries below work with
 /// either.
@@ -40,5 +42,15 @@ extension Requester {
         let reply = try self.request(WireMessage(header: WireHeader(.importModel), metadata: request, arrays: arrays))
         guard let record = try reply.decode(DescribeReply.self).model else { throw ClusterError("IMPORT answered without a model") }
         return record
+    }
+
+    /// The `top` nearest vectors of a set for each query: its image keys and scores, best first.
+    /// `vectors` holds the `request.queries` query vectors back to back, if the request has them.
+    public func search(_ request: SearchRequest, vectors: [Float] = []) throws -> [(query: String?, keys: [String], scores: [Float])] {
+        let reply = try self.request(WireMessage(header: WireHeader(.search), metadata: request,
+                                                 arrays: request.queries == nil ? [] : [Frame.encode(vectors)]))
+        return try reply.decode(SearchReply.self).results.enumerated().map { index, result in
+            (result.query, result.keys, try reply.array(index, as: Float.self, count: result.keys.count))
+        }
     }
 }

@@ -1,3 +1,4 @@
+import ClusterProtocol
 import Clustering
 import Descriptors
 import Encoding
@@ -90,11 +91,8 @@ struct EncodingPlan {
             ImageSlice(key: image.key, firstRow: try image.descriptors().firstRow, rowCount: image.rows)
         }
         descriptors = try Coordinator.corpusReference(job.descriptors)
-        let options = job.encoding == .vlad
-            ? [("normalizeComponents", 0x1), ("squareRoot", 0x2), ("unnormalized", 0x4), ("normalizeMass", 0x8)]
-            : [("squareRoot", 0x1), ("normalized", 0x2), ("fast", 0x4)]
         setRecord = SetRecord(encoding: job.encoding, model: job.model, flags: job.flags,
-                              options: options.filter { job.flags & $0.1 != 0 }.map(\.0),
+                              options: job.encoding.optionNames(flags: job.flags),
                               dimension: pass.encoder.encodedDimension, created: ISO8601DateFormatter().string(from: Date()),
                               transform: job.transform)
         transform = job.transform

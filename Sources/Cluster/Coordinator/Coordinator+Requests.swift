@@ -1,6 +1,6 @@
+import ClusterProtocol
 import Storage
 import Telemetry
-import ZeroMQ
 
 extension Coordinator {
     /// The reply to a client's request (never throws: failures become ERROR-REPLY).
@@ -79,8 +79,8 @@ extension Coordinator {
                                                                             StatusRequest.maximumLimit),
                                                               before: paging.jobsBefore)
             return WireMessage(header: WireHeader(.statusReply), metadata: status)
-        case .get, .list, .describe, .catalog, .importModel, .search:
-            if request.header.type == .importModel {
+        case let type where StoreQueries.answers(type):
+            if type == .importModel {
                 let model = try request.decode(ImportRequest.self)
                 try settings.checkModel(k: model.k, dimension: model.dimension)
             }

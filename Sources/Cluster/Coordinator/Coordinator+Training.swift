@@ -1,6 +1,6 @@
+import ClusterProtocol
 import Descriptors
 import Storage
-import ZeroMQ
 
 extension Coordinator {
     /// Validates a training job against its corpus (and the store, for a named model) and starts it.

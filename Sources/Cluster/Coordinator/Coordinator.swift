@@ -1,3 +1,4 @@
+import ClusterProtocol
 import Descriptors
 import Foundation
 import Logging

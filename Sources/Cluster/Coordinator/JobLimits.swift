@@ -1,3 +1,4 @@
+import ClusterProtocol
 import Clustering
 import Descriptors
 

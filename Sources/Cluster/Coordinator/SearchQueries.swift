@@ -1,43 +1,7 @@
+import ClusterProtocol
 import Search
 import Storage
 import Synchronization
-import ZeroMQ
-
-/// SEARCH metadata: the `top` vectors of `set` nearest to each query by inner product. The
-/// queries are exactly one of: the stored vector `key` of the set, every vector of
-/// `querySet`, or `queries` vectors in the request's array frame (f32[queries·D]).
-public struct SearchRequest: Codable, Sendable, Equatable {
-    public static let maximumTop = 10_000
-    public static let maximumQueries = 10_000
-    /// At most this many neighbours (queries × top) per reply.
-    public static let maximumResults = 1_000_000
-    public var set: String
-    public var top: Int
-    public var key: String?
-    public var querySet: String?
-    public var queries: Int?
-
-    public init(set: String, top: Int, key: String? = nil, querySet: String? = nil, queries: Int? = nil) {
-        self.set = set
-        self.top = top
-        self.key = key
-        self.querySet = querySet
-        self.queries = queries
-    }
-}
-
-/// SEARCH-REPLY metadata: one result per query, in query order; the scores follow as one
-/// f32 array per result.
-public struct SearchReply: Codable, Sendable, Equatable {
-    public struct Result: Codable, Sendable, Equatable {
-        /// The query's key, for queries that are stored vectors.
-        public var query: String?
-        /// The neighbours' image keys, best first.
-        public var keys: [String]
-    }
-
-    public var results: [Result]
-}
 
 /// The vectors of a stored set, in image-key byte order.
 struct SetVectors: Sendable {
@@ -173,17 +137,5 @@ extension StoreQueries {
         }
         return WireMessage(header: WireHeader(.searchReply), metadata: SearchReply(results: results),
                            arrays: found.map { Frame.encode($0.map(\.score)) })
-    }
-}
-
-extension Requester {
-    /// The `top` nearest vectors of a set for each query: its image keys and scores, best first.
-    /// `vectors` holds the `request.queries` query vectors back to back, if the request has them.
-    public func search(_ request: SearchRequest, vectors: [Float] = []) throws -> [(query: String?, keys: [String], scores: [Float])] {
-        let reply = try self.request(WireMessage(header: WireHeader(.search), metadata: request,
-                                                 arrays: request.queries == nil ? [] : [Frame.encode(vectors)]))
-        return try reply.decode(SearchReply.self).results.enumerated().map { index, result in
-            (result.query, result.keys, try reply.array(index, as: Float.self, count: result.keys.count))
-        }
     }
 }

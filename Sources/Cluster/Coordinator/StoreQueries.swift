@@ -1,7 +1,7 @@
+import ClusterProtocol
 import Clustering
 import Synchronization
 import Storage
-import ZeroMQ
 
 /// The store's side of the client protocol: GET, LIST, DESCRIBE, CATALOG, IMPORT and SEARCH,
 /// answered from a `CodebookStore`. The coordinator answers them with this; so do readers
@@ -27,17 +27,26 @@ public struct StoreQueries: Requester {
     /// Drops the vectors of `set` kept for SEARCH: call it whenever the set's vectors change.
     public func invalidateSearch(of set: String) { searchCache.invalidate(set) }
 
+    /// The store's requests, each with its handler: the one list of them (the coordinator
+    /// hands every type listed here to `request`).
+    private static let handlers: [MessageType: @Sendable (StoreQueries, WireMessage) throws -> WireMessage] = [
+        .get: { try $0.get(try $1.decode(GetRequest.self)) },
+        .list: { try $0.list(try $1.decode(ListRequest.self)) },
+        .describe: { try $0.describe(try $1.decode(DescribeRequest.self)) },
+        .catalog: { queries, _ in try queries.catalog() },
+        .importModel: { try $0.importModel(try $1.decode(ImportRequest.self), message: $1) },
+        .search: { try $0.search(try $1.decode(SearchRequest.self), message: $1) },
+    ]
+
+    /// Whether requests of `type` are the store's (answered by `request`).
+    public static func answers(_ type: MessageType) -> Bool { handlers[type] != nil }
+
     public func request(_ message: WireMessage) throws -> WireMessage {
+        guard let handler = Self.handlers[message.header.type] else {
+            throw ClusterError("\(message.header.type) is not a store query")
+        }
         do {
-            switch message.header.type {
-            case .get: return try get(try message.decode(GetRequest.self))
-            case .list: return try list(try message.decode(ListRequest.self))
-            case .describe: return try describe(try message.decode(DescribeRequest.self))
-            case .catalog: return try catalog()
-            case .importModel: return try importModel(try message.decode(ImportRequest.self), message: message)
-            case .search: return try search(try message.decode(SearchRequest.self), message: message)
-            default: throw ClusterError("\(message.header.type) is not a store query")
-            }
+            return try handler(self, message)
         } catch let error as StoreError where error.code == .notFound {
             throw ClusterError(error.message, isNotFound: true)
         }

@@ -1,8 +1,8 @@
+import ClusterProtocol
 import Clustering
 import Foundation
 import Storage
 import Synchronization
-import ZeroMQ
 
 /// The coordinator's jobs: what clients submitted, how far each got, its last checkpoint
 /// and its outcome. Shared by the I/O thread (which answers clients) and the tasks that run

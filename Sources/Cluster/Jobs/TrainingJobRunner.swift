@@ -1,6 +1,6 @@
+import ClusterProtocol
 import Clustering
 import Descriptors
-import ZeroMQ
 
 /// Runs a `TrainingJob` with the engine's drivers over any backend: the same k-means and
 /// EM loops as a local run, reporting every iteration.

@@ -1,26 +1,15 @@
+import ClusterProtocol
 import ZeroMQ
 
 /// What a client key may do on the clients endpoint.
 public enum ClientRole: String, Sendable, Hashable {
-    /// Requests that read: STATUS, PROGRESS, FETCH-RESULT, GET, LIST, DESCRIBE, CATALOG, SEARCH.
+    /// Requests that only read: those whose `MessageType.changesState` is false.
     case read
     /// Every request.
     case write
 
     /// Whether this role may send a request of `type`.
     public func permits(_ type: MessageType) -> Bool { self == .write || !type.changesState }
-}
-
-extension MessageType {
-    /// Whether a client request of this type may change the coordinator's state (start a
-    /// job, store or replace a model…), so that only a `write` key may send it. Every type
-    /// not known to read only counts as changing state.
-    public var changesState: Bool {
-        switch self {
-        case .status, .progress, .fetchResult, .get, .list, .describe, .catalog, .search: false
-        default: true
-        }
-    }
 }
 
 /// The public keys a CURVE coordinator admits: workers on the workers endpoint, clients

@@ -1,4 +1,4 @@
-import ZeroMQ
+import ClusterProtocol
 
 extension FailureReport {
     /// The ERROR-REPLY code of a request the client may not make: its key's role is `read`,

@@ -4,7 +4,7 @@
 /// the reader takes the common forms and leaves anything else (unknown or repeated keys,
 /// `null`, numbers with a fraction or an exponent, `\u` escapes) to `JSONDecoder`, so every
 /// JSON text is read as before. `WireMessage` picks these up by overload.
-protocol HandCodedMetadata: Codable {
+public protocol HandCodedMetadata: Codable {
     /// Appends the JSON object, keys sorted, exactly as `JSONEncoder` writes it.
     func write(to writer: inout MetadataWriter)
     /// Reads the JSON object; `nil` when it is in a form left to `JSONDecoder`.
@@ -12,16 +12,20 @@ protocol HandCodedMetadata: Codable {
 }
 
 /// Writes JSON text as `JSONEncoder` does: no spaces, `/` escaped as `\/`.
-struct MetadataWriter {
-    private(set) var bytes: [UInt8] = []
+public struct MetadataWriter {
+    /// The JSON text written so far.
+    public private(set) var bytes: [UInt8] = []
 
-    init(capacity: Int) { bytes.reserveCapacity(capacity) }
+    /// A writer with room for `capacity` bytes.
+    public init(capacity: Int) { bytes.reserveCapacity(capacity) }
 
-    mutating func beginObject() { bytes.append(UInt8(ascii: "{")) }
-    mutating func endObject() { bytes.append(UInt8(ascii: "}")) }
+    /// Opens an object; its members follow as `key` and a value each.
+    public mutating func beginObject() { bytes.append(UInt8(ascii: "{")) }
+    /// Closes the object.
+    public mutating func endObject() { bytes.append(UInt8(ascii: "}")) }
 
     /// An array of `elements`, each written by `element`.
-    mutating func array<Elements: Sequence>(_ elements: Elements, _ element: (inout MetadataWriter, Elements.Element) -> Void) {
+    public mutating func array<Elements: Sequence>(_ elements: Elements, _ element: (inout MetadataWriter, Elements.Element) -> Void) {
         bytes.append(UInt8(ascii: "["))
         for (index, value) in elements.enumerated() {
             if index > 0 { bytes.append(UInt8(ascii: ",")) }
@@ -31,14 +35,15 @@ struct MetadataWriter {
     }
 
     /// Starts the member `name` of an object (a comma unless it is the first); `name` needs no escaping.
-    mutating func key(_ name: StaticString) {
+    public mutating func key(_ name: StaticString) {
         if bytes.last != UInt8(ascii: "{") { bytes.append(UInt8(ascii: ",")) }
         bytes.append(UInt8(ascii: "\""))
         bytes.append(contentsOf: UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount))
         bytes.append(contentsOf: [UInt8(ascii: "\""), UInt8(ascii: ":")])
     }
 
-    mutating func string(_ value: String) {
+    /// A string, escaped as `JSONEncoder` escapes it.
+    public mutating func string(_ value: String) {
         bytes.append(UInt8(ascii: "\""))
         for byte in value.utf8 {
             switch byte {
@@ -57,21 +62,23 @@ struct MetadataWriter {
         bytes.append(UInt8(ascii: "\""))
     }
 
-    mutating func integer(_ value: Int) { bytes.append(contentsOf: String(value).utf8) }
+    /// An integer in decimal.
+    public mutating func integer(_ value: Int) { bytes.append(contentsOf: String(value).utf8) }
 
-    mutating func boolean(_ value: Bool) { bytes.append(contentsOf: (value ? "true" : "false").utf8) }
+    /// `true` or `false`.
+    public mutating func boolean(_ value: Bool) { bytes.append(contentsOf: (value ? "true" : "false").utf8) }
 }
 
 /// Reads the forms of JSON `HandCodedMetadata` takes; every reader returns `nil` (or
 /// `false`) at anything else, and the caller falls back to `JSONDecoder`.
-struct MetadataScanner {
+public struct MetadataScanner {
     private let bytes: UnsafeBufferPointer<UInt8>
     private var index = 0
 
     private init(bytes: UnsafeBufferPointer<UInt8>) { self.bytes = bytes }
 
     /// `body` applied to all of `text`, or `nil` if it declined or left anything but whitespace.
-    static func scan<Value>(_ text: [UInt8], _ body: (inout MetadataScanner) -> Value?) -> Value? {
+    public static func scan<Value>(_ text: [UInt8], _ body: (inout MetadataScanner) -> Value?) -> Value? {
         text.withUnsafeBufferPointer { bytes in
             var scanner = MetadataScanner(bytes: bytes)
             guard let value = body(&scanner) else { return nil }
@@ -82,7 +89,7 @@ struct MetadataScanner {
 
     /// Reads an object, calling `member` with each key to read its value; `member`
     /// returns `false` for a key it does not take. Repeated keys are declined.
-    mutating func object(_ member: (inout MetadataScanner, String) -> Bool) -> Bool {
+    public mutating func object(_ member: (inout MetadataScanner, String) -> Bool) -> Bool {
         guard take(UInt8(ascii: "{")) else { return false }
         if take(UInt8(ascii: "}")) { return true }
         var seen: Set<String> = []
@@ -93,7 +100,7 @@ struct MetadataScanner {
     }
 
     /// Reads an object whose one member is `name`, its value read by `value`.
-    mutating func object<Value>(withOnly name: String, _ value: (inout MetadataScanner) -> Value?) -> Value? {
+    public mutating func object<Value>(withOnly name: String, _ value: (inout MetadataScanner) -> Value?) -> Value? {
         var result: Value?
         guard object({ scanner, key in
             result = key == name ? value(&scanner) : nil
@@ -103,7 +110,7 @@ struct MetadataScanner {
     }
 
     /// Reads an array, each element read by `element`.
-    mutating func array<Element>(of element: (inout MetadataScanner) -> Element?) -> [Element]? {
+    public mutating func array<Element>(of element: (inout MetadataScanner) -> Element?) -> [Element]? {
         guard take(UInt8(ascii: "[")) else { return nil }
         var elements: [Element] = []
         if take(UInt8(ascii: "]")) { return elements }
@@ -115,7 +122,7 @@ struct MetadataScanner {
     }
 
     /// A string with at most the two-character escapes (`\"`, `\\`, `\/`, `\b`, `\f`, `\n`, `\r`, `\t`).
-    mutating func string() -> String? {
+    public mutating func string() -> String? {
         guard take(UInt8(ascii: "\"")) else { return nil }
         let start = index
         var unescaped: [UInt8]?
@@ -154,7 +161,7 @@ struct MetadataScanner {
     }
 
     /// An integer without fraction or exponent that fits an `Int`.
-    mutating func integer() -> Int? {
+    public mutating func integer() -> Int? {
         skipWhitespace()
         let negative = index < bytes.count && bytes[index] == UInt8(ascii: "-")
         if negative { index += 1 }
@@ -178,7 +185,8 @@ struct MetadataScanner {
         return negative ? -magnitude : magnitude
     }
 
-    mutating func boolean() -> Bool? {
+    /// `true` or `false`.
+    public mutating func boolean() -> Bool? {
         if literal("true") { return true }
         if literal("false") { return false }
         return nil

@@ -1,7 +1,6 @@
 import Clustering
 import Descriptors
 import Encoding
-import ZeroMQ
 
 /// An encoding job as a client submits it (SUBMIT-ENCODING metadata): encode every image of
 /// an index with a stored model and keep each vector in the store under `set/key`.
@@ -39,6 +38,16 @@ public struct EncodingJob: Codable, Sendable, Equatable {
     }
 }
 
+extension EncodingJob.Encoding {
+    /// The names of the options `flags` sets (`VLADOptions` or `FisherOptions`), as a set's record lists them.
+    public func optionNames(flags: Int) -> [String] {
+        switch self {
+        case .vlad: VLADOptions(rawValue: flags).names
+        case .fisher: FisherOptions(rawValue: flags).names
+        }
+    }
+}
+
 /// One image of an encoding task: its key and rows in the descriptor file.
 public struct ImageSlice: Codable, Sendable, Equatable {
     public var key: String
@@ -64,6 +73,17 @@ public struct SetRecord: Codable, Sendable, Equatable {
     public var created: String
     /// The transform the descriptors went through before encoding ("root-sift"), if any.
     public var transform: DescriptorTransform?
+
+    public init(encoding: EncodingJob.Encoding, model: String, flags: Int, options: [String], dimension: Int,
+                created: String, transform: DescriptorTransform? = nil) {
+        self.encoding = encoding
+        self.model = model
+        self.flags = flags
+        self.options = options
+        self.dimension = dimension
+        self.created = created
+        self.transform = transform
+    }
 }
 
 /// A vector as the store keeps it (the metadata of a `vectors` value); the values follow.
@@ -71,6 +91,12 @@ public struct VectorRecord: Codable, Sendable, Equatable {
     public var encoding: EncodingJob.Encoding
     public var model: String
     public var flags: Int
+
+    public init(encoding: EncodingJob.Encoding, model: String, flags: Int) {
+        self.encoding = encoding
+        self.model = model
+        self.flags = flags
+    }
 }
 
 /// The encoder of a pass, built from the pass's model arrays; each task adds its images.

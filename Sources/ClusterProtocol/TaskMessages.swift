@@ -24,6 +24,16 @@ public struct TaskAssignment: Codable, Sendable, Equatable {
     public var includesModel: Bool
     /// Encode passes: the images of this task (rows of the whole file).
     public var images: [ImageSlice]?
+
+    public init(corpus: CorpusReference, firstRow: Int, rowCount: Int, computation: PassDescription, includesModel: Bool,
+                images: [ImageSlice]? = nil) {
+        self.corpus = corpus
+        self.firstRow = firstRow
+        self.rowCount = rowCount
+        self.computation = computation
+        self.includesModel = includesModel
+        self.images = images
+    }
 }
 
 /// READY metadata: who a worker is.
@@ -43,6 +53,11 @@ public struct WorkerIntroduction: Codable, Sendable, Equatable {
 public struct HeartbeatTerms: Codable, Sendable, Equatable {
     public var intervalMilliseconds: Int
     public var liveness: Int
+
+    public init(intervalMilliseconds: Int, liveness: Int) {
+        self.intervalMilliseconds = intervalMilliseconds
+        self.liveness = liveness
+    }
 }
 
 /// FAILURE and ERROR-REPLY metadata.

@@ -48,11 +48,19 @@ public struct TrainingJob: Codable, Sendable, Equatable {
 /// ACCEPTED metadata.
 public struct JobTicket: Codable, Sendable, Equatable {
     public var job: UInt64
+
+    public init(job: UInt64) {
+        self.job = job
+    }
 }
 
 /// PROGRESS request metadata: the iterations already seen are not sent again.
 public struct ProgressRequest: Codable, Sendable, Equatable {
     public var since: Int
+
+    public init(since: Int) {
+        self.since = since
+    }
 }
 
 /// STATUS metadata (optional): which page of finished jobs to list after the running ones.
@@ -85,6 +93,19 @@ public struct IterationRecord: Codable, Sendable, Equatable {
     /// k-means: smallest and largest cluster (rows); EM: smallest and largest prior.
     public var smallest: Double
     public var largest: Double
+
+    public init(phase: String, iteration: Int, valuePerRow: Double, total: Double, rows: Int, seconds: Double, repaired: Int,
+                smallest: Double, largest: Double) {
+        self.phase = phase
+        self.iteration = iteration
+        self.valuePerRow = valuePerRow
+        self.total = total
+        self.rows = rows
+        self.seconds = seconds
+        self.repaired = repaired
+        self.smallest = smallest
+        self.largest = largest
+    }
 }
 
 /// The state of a job.
@@ -105,6 +126,17 @@ public struct JobProgress: Codable, Sendable, Equatable {
     public var imagesTotal: Int?
     /// The pass running now, if any.
     public var pass: PassProgress?
+
+    public init(job: UInt64, state: JobState, iterations: [IterationRecord], message: String? = nil, imagesDone: Int? = nil,
+                imagesTotal: Int? = nil, pass: PassProgress? = nil) {
+        self.job = job
+        self.state = state
+        self.iterations = iterations
+        self.message = message
+        self.imagesDone = imagesDone
+        self.imagesTotal = imagesTotal
+        self.pass = pass
+    }
 }
 
 /// How far a running pass is (PROGRESS-REPLY `pass`).
@@ -142,6 +174,17 @@ public struct JobOutcome: Codable, Sendable, Equatable {
     public var iterations: Int
     public var converged: Bool
     public var varianceFloor: Double?
+
+    public init(job: UInt64, kind: TrainingJob.Kind, k: Int, dimension: Int, iterations: Int, converged: Bool,
+                varianceFloor: Double? = nil) {
+        self.job = job
+        self.kind = kind
+        self.k = k
+        self.dimension = dimension
+        self.iterations = iterations
+        self.converged = converged
+        self.varianceFloor = varianceFloor
+    }
 }
 
 /// A job as STATUS lists it.
@@ -155,4 +198,15 @@ public struct JobSummary: Codable, Sendable, Equatable {
     public var iterations: Int
     public var lastValuePerRow: Double?
     public var message: String?
+
+    public init(job: UInt64, kind: String, corpus: String, state: JobState, iterations: Int, lastValuePerRow: Double? = nil,
+                message: String? = nil) {
+        self.job = job
+        self.kind = kind
+        self.corpus = corpus
+        self.state = state
+        self.iterations = iterations
+        self.lastValuePerRow = lastValuePerRow
+        self.message = message
+    }
 }

@@ -1,5 +1,4 @@
 import Foundation
-import ZeroMQ
 
 /// A decoded message: the header, a JSON metadata frame, and raw little-endian array frames.
 ///
@@ -20,7 +19,7 @@ public struct WireMessage: Sendable, Equatable {
     }
 
     /// The same message as `init(header:metadata:arrays:)`, its metadata written by hand.
-    init(header: WireHeader, metadata: some HandCodedMetadata, arrays: [[UInt8]] = []) {
+    public init(header: WireHeader, metadata: some HandCodedMetadata, arrays: [[UInt8]] = []) {
         self.header = header
         var writer = MetadataWriter(capacity: 256)
         metadata.write(to: &writer)
@@ -46,7 +45,7 @@ public struct WireMessage: Sendable, Equatable {
     }
 
     /// The metadata as `type`, read by hand when it is in a form the hand-written reader takes.
-    func decode<M: HandCodedMetadata>(_ type: M.Type) throws -> M {
+    public func decode<M: HandCodedMetadata>(_ type: M.Type) throws -> M {
         try MetadataScanner.scan(metadata, M.init(scanning:)) ?? decodeWithFoundation(type)
     }
 

@@ -1,4 +1,4 @@
-@testable import Cluster
+import ClusterProtocol
 import Foundation
 import Testing
 

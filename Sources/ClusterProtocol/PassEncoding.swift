@@ -1,6 +1,5 @@
 import Clustering
 import Descriptors
-import ZeroMQ
 
 /// What a pass computes, as its task metadata says (`computation` in a TASK message).
 public struct PassDescription: Codable, Sendable, Equatable {
@@ -38,6 +37,22 @@ public struct PassDescription: Codable, Sendable, Equatable {
     public var round: Int?
     /// k-means‖ round: ℓ, rows sampled per round in expectation.
     public var oversampling: Double?
+
+    public init(kind: Kind, dimension: Int, k: Int? = nil, withSquares: Bool? = nil, sampleSize: Int? = nil,
+                totalRows: Int? = nil, seed: UInt64? = nil, flags: Int? = nil, transform: DescriptorTransform? = nil,
+                round: Int? = nil, oversampling: Double? = nil) {
+        self.kind = kind
+        self.dimension = dimension
+        self.k = k
+        self.withSquares = withSquares
+        self.sampleSize = sampleSize
+        self.totalRows = totalRows
+        self.seed = seed
+        self.flags = flags
+        self.transform = transform
+        self.round = round
+        self.oversampling = oversampling
+    }
 }
 
 /// A shard computation that can travel to workers: a description, model arrays, and a way
@@ -122,6 +137,17 @@ public struct StatisticsShape: Codable, Sendable, Equatable {
     public var keys: [String]?
     /// Seconds the worker spent computing the shard (reported, not merged).
     public var computeSeconds: Double?
+
+    public init(rows: Int, dimension: Int, k: Int? = nil, withSquares: Bool? = nil, samples: Int? = nil,
+                keys: [String]? = nil, computeSeconds: Double? = nil) {
+        self.rows = rows
+        self.dimension = dimension
+        self.k = k
+        self.withSquares = withSquares
+        self.samples = samples
+        self.keys = keys
+        self.computeSeconds = computeSeconds
+    }
 }
 
 /// Decodes a pass description and its arrays into the computation a worker runs.
@@ -197,7 +223,7 @@ public enum PassDecoder {
     }
 
     /// `a`·`b` for sizes from the wire: non-negative, without overflow.
-    static func product(_ a: Int, _ b: Int) throws -> Int {
+    public static func product(_ a: Int, _ b: Int) throws -> Int {
         let (value, overflow) = a.multipliedReportingOverflow(by: b)
         guard a >= 0, b >= 0, !overflow else { throw WireError.malformed("array size \(a)×\(b) is out of range") }
         return value

@@ -13,11 +13,25 @@ public struct VectorEntry: Codable, Sendable, Equatable {
     public var model: String?
     public var flags: Int?
     public var dimension: Int?
+
+    public init(key: String, found: Bool, encoding: EncodingJob.Encoding? = nil, model: String? = nil, flags: Int? = nil,
+                dimension: Int? = nil) {
+        self.key = key
+        self.found = found
+        self.encoding = encoding
+        self.model = model
+        self.flags = flags
+        self.dimension = dimension
+    }
 }
 
 /// GET-REPLY metadata.
 public struct GetReply: Codable, Sendable, Equatable {
     public var entries: [VectorEntry]
+
+    public init(entries: [VectorEntry]) {
+        self.entries = entries
+    }
 }
 
 /// LIST metadata: vector keys starting with `prefix`, after `after`, at most `limit`
@@ -38,6 +52,11 @@ public struct ListRequest: Codable, Sendable, Equatable {
 public struct ListReply: Codable, Sendable, Equatable {
     public var keys: [String]
     public var more: Bool
+
+    public init(keys: [String], more: Bool) {
+        self.keys = keys
+        self.more = more
+    }
 }
 
 /// DESCRIBE metadata: one model or one set; `values` asks for a model's arrays.
@@ -57,6 +76,11 @@ public struct DescribeRequest: Codable, Sendable, Equatable {
 public struct DescribeReply: Codable, Sendable, Equatable {
     public var model: ModelRecord?
     public var set: SetRecord?
+
+    public init(model: ModelRecord? = nil, set: SetRecord? = nil) {
+        self.model = model
+        self.set = set
+    }
 }
 
 /// IMPORT metadata: store the model in the arrays (centres; or means, variances, priors)
@@ -81,13 +105,28 @@ public struct CatalogReply: Codable, Sendable, Equatable {
     public struct Model: Codable, Sendable, Equatable {
         public var name: String
         public var record: ModelRecord
+
+        public init(name: String, record: ModelRecord) {
+            self.name = name
+            self.record = record
+        }
     }
 
     public struct Set: Codable, Sendable, Equatable {
         public var name: String
         public var record: SetRecord
+
+        public init(name: String, record: SetRecord) {
+            self.name = name
+            self.record = record
+        }
     }
 
     public var models: [Model]
     public var sets: [Set]
+
+    public init(models: [Model], sets: [Set]) {
+        self.models = models
+        self.sets = sets
+    }
 }

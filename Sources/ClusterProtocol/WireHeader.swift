@@ -98,6 +98,18 @@ public enum MessageType: UInt16, Sendable, CaseIterable {
     case errorReply = 63
 }
 
+extension MessageType {
+    /// Whether a client request of this type may change the coordinator's state (start a
+    /// job, store or replace a model…), so that only a `write` key may send it. Every type
+    /// not known to read only counts as changing state.
+    public var changesState: Bool {
+        switch self {
+        case .status, .progress, .fetchResult, .get, .list, .describe, .catalog, .search: false
+        default: true
+        }
+    }
+}
+
 /// Why a message could not be decoded.
 public enum WireError: Error, Equatable, CustomStringConvertible, Sendable {
     case malformed(String)

@@ -1,21 +1,21 @@
 // The GET request and reply carry hand-coded JSON: they are the store's hot path.
 
 extension GetRequest: HandCodedMetadata {
-    func write(to writer: inout MetadataWriter) {
+    public func write(to writer: inout MetadataWriter) {
         writer.beginObject()
         writer.key("keys")
         writer.array(keys) { writer, key in writer.string(key) }
         writer.endObject()
     }
 
-    init?(scanning scanner: inout MetadataScanner) {
+    public init?(scanning scanner: inout MetadataScanner) {
         guard let keys = scanner.object(withOnly: "keys", { $0.array { $0.string() } }) else { return nil }
         self.init(keys: keys)
     }
 }
 
 extension VectorEntry: HandCodedMetadata {
-    func write(to writer: inout MetadataWriter) {
+    public func write(to writer: inout MetadataWriter) {
         writer.beginObject()
         if let dimension {
             writer.key("dimension")
@@ -40,7 +40,7 @@ extension VectorEntry: HandCodedMetadata {
         writer.endObject()
     }
 
-    init?(scanning scanner: inout MetadataScanner) {
+    public init?(scanning scanner: inout MetadataScanner) {
         var key: String?, found: Bool?, encoding: EncodingJob.Encoding?, model: String?, flags: Int?, dimension: Int?
         guard scanner.object({ scanner, name in
             switch name {
@@ -58,14 +58,14 @@ extension VectorEntry: HandCodedMetadata {
 }
 
 extension GetReply: HandCodedMetadata {
-    func write(to writer: inout MetadataWriter) {
+    public func write(to writer: inout MetadataWriter) {
         writer.beginObject()
         writer.key("entries")
         writer.array(entries) { writer, entry in entry.write(to: &writer) }
         writer.endObject()
     }
 
-    init?(scanning scanner: inout MetadataScanner) {
+    public init?(scanning scanner: inout MetadataScanner) {
         guard let entries = scanner.object(withOnly: "entries", { $0.array { VectorEntry(scanning: &$0) } }) else { return nil }
         self.init(entries: entries)
     }
