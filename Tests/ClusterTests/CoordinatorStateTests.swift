@@ -395,6 +395,12 @@ import ZeroMQ
         #expect(state.status(now: 0.2).workers.map(\.name) == ["alice"], "two strikes in a row")
         let dropped = state.receive(T.result(shard: 4), from: Self.alice, now: 0.3, check: Self.reject)
         #expect(Self.logs(dropped).contains { $0.contains("alice") && $0.contains("dropped") })
+        // It is told why, so that it leaves rather than waiting out the silence.
+        let dismissals = dropped.compactMap { directive -> FailureReport? in
+            guard case .send(let worker, let message) = directive, worker == Self.alice, message.header.type == .dismiss else { return nil }
+            return try? message.decode(FailureReport.self)
+        }
+        #expect(dismissals == [FailureReport(message: "3 results rejected or tasks overdue in a row")])
         #expect(state.status(now: 0.3).workers.isEmpty)
         #expect(state.status(now: 0.3).passes.first?.queued == 9, "every shard but 1 waits for a worker")
         #expect(state.rejectedResults == 4)

@@ -354,8 +354,10 @@ public struct CoordinatorState: Sendable {
         guard record.strikes + 1 >= settings.strikesBeforeDrop else { return [] }
         benched[worker] = now + settings.droppedWorkerPause
         remove(worker)
-        return [.log("worker \(record.name) dropped: \(record.strikes + 1) results rejected or tasks overdue in a row; "
-                     + "its messages are ignored for \(settings.droppedWorkerPause) s")]
+        let reason = "\(record.strikes + 1) results rejected or tasks overdue in a row"
+        // Told, so that it reconnects after its back-off rather than waiting out the silence.
+        return [.send(to: worker, WireMessage(header: WireHeader(.dismiss), metadata: FailureReport(message: reason))),
+                .log("worker \(record.name) dropped: \(reason); its messages are ignored for \(settings.droppedWorkerPause) s")]
     }
 
     /// Shards out for longer than their pass's deadline wait for one more worker.
