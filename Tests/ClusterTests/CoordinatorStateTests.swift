@@ -112,6 +112,32 @@ import ZeroMQ
         #expect(messages.map(\.header.job) == [1, 1] && messages.map(\.header.round) == [1, 1])
     }
 
+    @Test func anEncodePassLayoutPutsTheShardsImagesInTheTaskAndReadsTheWholeFile() throws {
+        var state = CoordinatorState()
+        _ = state.receive(Self.ready("alice", threads: 2), from: Self.alice, now: 0)
+        let images = (0..<5).map { ImageSlice(key: "img-\($0)", firstRow: $0 * 10, rowCount: 10) }
+        var spec = Self.spec(shards: 1)
+        spec.plan = ShardPlan(totalRows: images.count, shardRows: 2)
+        spec.layout = ImageShards(images: images, rows: spec.corpus.rows)
+        let messages = state.start(spec, now: 0).compactMap { if case .send(_, let m) = $0, m.header.type == .task { m } else { nil } }
+        let assignments = try messages.map { try $0.decode(TaskAssignment.self) }
+        #expect(assignments.map { $0.images?.map(\.key) } == [["img-0", "img-1"], ["img-2", "img-3"], ["img-4"]])
+        #expect(assignments.allSatisfy { $0.firstRow == 0 && $0.rowCount == spec.corpus.rows })
+    }
+
+    @Test func aPassThatIsDoneSaysHowLongItTookAfterItsLastShard() {
+        var state = CoordinatorState()
+        _ = state.receive(Self.ready("alice", threads: 1), from: Self.alice, now: 0)
+        _ = state.start(Self.spec(shards: 2), now: 1)
+        #expect(!state.receive(Self.result(shard: 0), from: Self.alice, now: 2).contains { if case .passFinished = $0 { true } else { false } })
+        let last = state.receive(Self.result(shard: 1), from: Self.alice, now: 3.5)
+        guard case .deliver(_, 1, _)? = last.first, case .passFinished(let key, let kind, let seconds)? = last.last else {
+            Issue.record("\(last)")
+            return
+        }
+        #expect(key == RoundKey(job: 1, round: 1) && kind == .kmeansAssignment && seconds == 2.5)
+    }
+
     @Test func theModelIsSentOncePerWorkerPerPass() {
         var state = CoordinatorState()
         _ = state.receive(Self.ready("alice", threads: 1), from: Self.alice, now: 0)

@@ -212,8 +212,6 @@ public final class Coordinator: @unchecked Sendable {
         var state = CoordinatorState(settings: settings)
         var sinks: [RoundKey: any RoundSink] = [:]
         var requests = ClientRequests(limit: settings.maximumWaitingRequestsPerClient, outstanding: settings.clientHighWaterMark)
-        /// When each running pass started, and its kind (for the pass duration histogram).
-        var passStarts: [RoundKey: (time: Double, kind: String)] = [:]
         let poller = Poller()
         poller.register(workers)
         poller.register(clients)
@@ -238,22 +236,16 @@ public final class Coordinator: @unchecked Sendable {
                     metrics?.tasksCompleted.increment()
                 case .fail(let key, let why):
                     sinks.removeValue(forKey: key)?.fail(why)
-                    passStarts.removeValue(forKey: key)
                     state.cancel(job: key.job)
                     metrics?.tasksFailed.increment()
+                case .passFinished(_, let kind, let seconds):
+                    metrics?.passFinished(kind: kind.rawValue, seconds: seconds)
                 case .log(let text):
                     logger.info("\(text)")
                 }
             }
             sinks = sinks.filter { key, _ in state.rounds[key] != nil }
-            if let metrics {
-                // Passes no longer in the state machine and not failed above finished all their shards.
-                for (key, start) in passStarts where state.rounds[key] == nil {
-                    metrics.passFinished(kind: start.kind, seconds: MonotonicClock.now() - start.time)
-                    passStarts.removeValue(forKey: key)
-                }
-                count(state, into: metrics)
-            }
+            if let metrics { count(state, into: metrics) }
         }
         /// Answers a client's `items` in order, up to one that goes to the request thread;
         /// the rest then wait for its reply.
@@ -288,11 +280,9 @@ public final class Coordinator: @unchecked Sendable {
                 switch command {
                 case .start(let spec, let sink):
                     sinks[spec.key] = sink
-                    if metrics != nil { passStarts[spec.key] = (MonotonicClock.now(), spec.computation.kind.rawValue) }
                     if !stopping { perform(state.start(spec, now: MonotonicClock.now())) }
                 case .cancel(let job):
                     state.cancel(job: job)
-                    passStarts = passStarts.filter { $0.key.job != job }
                     for (key, sink) in sinks where key.job == job { sink.fail("job \(job) ended") }
                     sinks = sinks.filter { $0.key.job != job }
                 case .reply(let client, let reply):

@@ -18,24 +18,30 @@ public struct RoundKey: Hashable, Sendable, Comparable, CustomStringConvertible 
 }
 
 /// A pass to run over every shard of a corpus.
-public struct RoundSpec: Sendable, Equatable {
+public struct RoundSpec: Sendable {
     public var key: RoundKey
     public var corpus: CorpusReference
     public var plan: ShardPlan
     public var computation: PassDescription
     public var model: [[UInt8]]
-    /// Encode passes: the images to encode; the plan's shards are ranges of this list and
-    /// each task reads from the whole descriptor file.
-    public var images: [ImageSlice]?
+    /// What the plan's shards stand for (by default, ranges of the corpus's rows).
+    public var layout: any ShardLayout
 
     public init(key: RoundKey, corpus: CorpusReference, plan: ShardPlan, computation: PassDescription, model: [[UInt8]],
-                images: [ImageSlice]? = nil) {
-        self.images = images
+                layout: any ShardLayout = RowShards()) {
         self.key = key
         self.corpus = corpus
         self.plan = plan
         self.computation = computation
         self.model = model
+        self.layout = layout
+    }
+
+    /// The TASK metadata for `shard`.
+    func assignment(of shard: Int, includesModel: Bool) -> TaskAssignment {
+        var assignment = TaskAssignment(corpus: corpus, firstRow: 0, rowCount: 0, computation: computation, includesModel: includesModel)
+        layout.place(&assignment, items: plan.rows(of: shard))
+        return assignment
     }
 }
 
@@ -60,6 +66,8 @@ public struct CoordinatorState: Sendable {
         case deliver(RoundKey, shard: Int, WireMessage)
         /// The pass cannot finish: a worker reported this.
         case fail(RoundKey, String)
+        /// Every shard of the pass is delivered; it ran this long (from `start`).
+        case passFinished(RoundKey, kind: PassDescription.Kind, seconds: Double)
         case log(String)
     }
 
@@ -327,7 +335,10 @@ public struct CoordinatorState: Sendable {
             // Another worker got it earlier and was overdue: a strike against it.
             if otherSent < sent { directives += strike(other, now: now) }
         }
-        if let round = rounds[key], round.done.count == round.spec.plan.count { finish(key) }
+        if let round = rounds[key], round.done.count == round.spec.plan.count {
+            finish(key)
+            directives.append(.passFinished(key, kind: round.spec.computation.kind, seconds: now - round.started))
+        }
         return directives
     }
 
@@ -445,16 +456,9 @@ public struct CoordinatorState: Sendable {
         let spec = rounds[key]!.spec
         let includesModel = workers[worker]!.modelRounds.insert(key).inserted
         workers[worker]!.inFlight[key, default: []].insert(shard)
-        let rows = spec.plan.rows(of: shard)
-        var assignment = TaskAssignment(corpus: spec.corpus, firstRow: rows.lowerBound, rowCount: rows.count,
-                                        computation: spec.computation, includesModel: includesModel)
-        if let images = spec.images {
-            assignment.images = Array(images[rows])
-            assignment.firstRow = 0
-            assignment.rowCount = spec.corpus.rows
-        }
         let message = WireMessage(header: WireHeader(.task, job: key.job, round: key.round, shard: UInt32(shard)),
-                                  metadata: assignment, arrays: includesModel ? spec.model : [])
+                                  metadata: spec.assignment(of: shard, includesModel: includesModel),
+                                  arrays: includesModel ? spec.model : [])
         return sendTo(worker, message, now: now)
     }
 

@@ -44,14 +44,7 @@ public struct ClusterBackend: StatisticsBackend {
                              computation: description, model: wire.modelArrays)
         return try await withCheckedThrowingContinuation { continuation in
             let collector = RoundCollector<C.Statistics>(shardCount: plan.count, continuation: continuation, log: timings,
-                                                         prepareFirst: { statistics in
-                // The other shards' samples are appended to shard 0's: room for the whole
-                // sample at once, rather than growth by doubling (up to three times its size).
-                guard var sample = statistics as? RowSample, let size = description.sampleSize else { return }
-                sample.rowIndices.reserveCapacity(size)
-                sample.values.reserveCapacity(saturatingProduct(size, description.dimension))
-                statistics = sample as! C.Statistics
-            }) { [plan] shard, message in
+                                                         prepareFirst: { computation.reserveMergeCapacity(in: &$0) }) { [plan] shard, message in
                 let (statistics, seconds) = try statisticsType.decode(message, pass: description, rows: plan.rows(of: shard))
                 return (statistics as! C.Statistics, seconds)
             }
