@@ -217,5 +217,5 @@ final class EncodingSink: RoundSink, @unchecked Sendable {
         if cancellingPasses { coordinator.cancelPasses(of: job) }
     }
 
-    func addDispatchTime(_ seconds: Double) {}
+    func addDispatchTime(_ duration: Duration) {}
 }

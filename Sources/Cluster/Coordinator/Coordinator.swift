@@ -220,7 +220,7 @@ public final class Coordinator: @unchecked Sendable {
             for directive in directives {
                 switch directive {
                 case .send(let worker, let message):
-                    let started = MonotonicClock.now()
+                    let started = ContinuousClock.now
                     do {
                         _ = try workers.send(frames: [worker] + message.frames, dontWait: true)
                     } catch {
@@ -228,7 +228,7 @@ public final class Coordinator: @unchecked Sendable {
                     }
                     if message.header.type == .task {
                         sinks[RoundKey(job: message.header.job, round: message.header.round)]?
-                            .addDispatchTime(MonotonicClock.now() - started)
+                            .addDispatchTime(ContinuousClock.now - started)
                         metrics?.tasksDispatched.increment()
                     }
                 case .deliver(let key, let shard, let message):
@@ -238,8 +238,8 @@ public final class Coordinator: @unchecked Sendable {
                     sinks.removeValue(forKey: key)?.fail(why)
                     state.cancel(job: key.job)
                     metrics?.tasksFailed.increment()
-                case .passFinished(_, let kind, let seconds):
-                    metrics?.passFinished(kind: kind.rawValue, seconds: seconds)
+                case .passFinished(_, let kind, let duration):
+                    metrics?.passFinished(kind: kind.rawValue, seconds: duration.seconds)
                 case .log(let text):
                     logger.info("\(text)")
                 }
@@ -255,7 +255,7 @@ public final class Coordinator: @unchecked Sendable {
                 case .reply(let reply):
                     send(reply, to: client, on: clients)
                 case .request(let request) where Self.answersOnIOThread(request):
-                    send(answer(request, state: state, now: MonotonicClock.now()), to: client, on: clients)
+                    send(answer(request, state: state, now: .now), to: client, on: clients)
                 case .request(let request):
                     requests.handedOff(client, leaving: Array(items[(index + 1)...]))
                     // A snapshot of the state goes along (copy-on-write: cheap until changed).
@@ -263,7 +263,7 @@ public final class Coordinator: @unchecked Sendable {
                     requestThread.async { [self] in
                         // Once the coordinator stops, what still waits here is not answered.
                         guard !inbox.withLock({ $0.stopped }) else { return }
-                        post(.reply(to: client, answer(request, state: snapshot, now: MonotonicClock.now())))
+                        post(.reply(to: client, answer(request, state: snapshot, now: .now)))
                     }
                     return
                 }
@@ -280,7 +280,7 @@ public final class Coordinator: @unchecked Sendable {
                 switch command {
                 case .start(let spec, let sink):
                     sinks[spec.key] = sink
-                    if !stopping { perform(state.start(spec, now: MonotonicClock.now())) }
+                    if !stopping { perform(state.start(spec, now: .now)) }
                 case .cancel(let job):
                     state.cancel(job: job)
                     for (key, sink) in sinks where key.job == job { sink.fail("job \(job) ended") }
@@ -300,10 +300,10 @@ public final class Coordinator: @unchecked Sendable {
             // Sleep until the clock has something for the state machine, a message arrives,
             // or another thread rings; at least a millisecond once a deadline has passed,
             // so that a deadline `tick` leaves as it is cannot make this loop spin.
-            var now = MonotonicClock.now()
+            var now = ContinuousClock.now
             if let deadline = state.nextDeadline, deadline <= now { perform(state.tick(now: now)) }
-            now = MonotonicClock.now()
-            let timeout = state.nextDeadline.map { Duration.seconds(max($0 - now, 0.001)) }
+            now = .now
+            let timeout = state.nextDeadline.map { max($0 - now, .milliseconds(1)) }
             let ready: [Poller.Ready]
             do {
                 ready = try poller.poll(timeout: timeout)
@@ -318,7 +318,7 @@ public final class Coordinator: @unchecked Sendable {
                     guard let (frames, userID) = try? socketReady.socket.receive(dontWait: true, property: .userID) else { break }
                     if isWorkers {
                         guard admitsWorker(userID) else { continue }
-                        perform(handleWorker(frames, state: &state, sinks: sinks, now: MonotonicClock.now()))
+                        perform(handleWorker(frames, state: &state, sinks: sinks, now: .now))
                     } else if let (client, item) = clientRequest(frames, from: userID) {
                         respond(requests.admit(item, of: client), of: client)
                     }
@@ -328,7 +328,7 @@ public final class Coordinator: @unchecked Sendable {
     }
 
     private func handleWorker(_ frames: [[UInt8]], state: inout CoordinatorState, sinks: [RoundKey: any RoundSink],
-                              now: Double) -> [CoordinatorState.Directive] {
+                              now: ContinuousClock.Instant) -> [CoordinatorState.Directive] {
         guard let identity = frames.first else { return [] }
         let message: WireMessage
         do {

@@ -101,7 +101,7 @@ protocol RoundSink: AnyObject, Sendable {
     func deliver(shard: Int, message: WireMessage)
     func fail(_ message: String)
     /// Time the I/O thread spent sending this pass's tasks.
-    func addDispatchTime(_ seconds: Double)
+    func addDispatchTime(_ duration: Duration)
 }
 
 /// Decodes and merges one pass's shard results in shard order, then resumes the waiting
@@ -116,7 +116,7 @@ final class RoundCollector<S: SufficientStatistics>: RoundSink, @unchecked Senda
     /// Applied to shard 0's statistics, which the others are merged into.
     private let prepareFirst: (inout S) -> Void
     private let log: PassTimingLog
-    private let started = MonotonicClock.now()
+    private let started = ContinuousClock.now
     private var timing = PassTiming(wallSeconds: 0, dispatchSeconds: 0, mergeSeconds: 0, workerComputeSeconds: 0)
 
     /// - Parameter decode: decodes and checks a shard's RESULT (throws if it is not right).
@@ -131,11 +131,11 @@ final class RoundCollector<S: SufficientStatistics>: RoundSink, @unchecked Senda
     }
 
     func check(shard: Int, _ message: WireMessage) throws {
-        let decodeStarted = MonotonicClock.now()
+        let decodeStarted = ContinuousClock.now
         checked = nil
         let (statistics, computeSeconds) = try decode(shard, message)
         checked = (shard, statistics, computeSeconds)
-        timing.mergeSeconds += MonotonicClock.now() - decodeStarted
+        timing.mergeSeconds += (ContinuousClock.now - decodeStarted).seconds
     }
 
     func deliver(shard: Int, message: WireMessage) {
@@ -144,21 +144,21 @@ final class RoundCollector<S: SufficientStatistics>: RoundSink, @unchecked Senda
             preconditionFailure("shard \(shard) delivered without a check that passed")
         }
         self.checked = nil
-        let mergeStarted = MonotonicClock.now()
+        let mergeStarted = ContinuousClock.now
         var statistics = checked.statistics
         if shard == 0 { prepareFirst(&statistics) }
         merger.add(statistics, shard: shard)
         timing.workerComputeSeconds += checked.computeSeconds
-        timing.mergeSeconds += MonotonicClock.now() - mergeStarted
+        timing.mergeSeconds += (ContinuousClock.now - mergeStarted).seconds
         if let result = merger.result {
-            timing.wallSeconds = MonotonicClock.now() - started
+            timing.wallSeconds = (ContinuousClock.now - started).seconds
             log.append(timing)
             continuation?.resume(returning: result)
             continuation = nil
         }
     }
 
-    func addDispatchTime(_ seconds: Double) { timing.dispatchSeconds += seconds }
+    func addDispatchTime(_ duration: Duration) { timing.dispatchSeconds += duration.seconds }
 
     func fail(_ message: String) {
         continuation?.resume(throwing: DescriptorError(.ioFailure, message))

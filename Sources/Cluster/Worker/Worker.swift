@@ -11,13 +11,13 @@ public struct WorkerSettings: Sendable {
     public var name: String
     /// Compute threads: shards computed at once.
     public var threads: Int
-    /// Until the coordinator's WELCOME says otherwise: heartbeat interval (s) and liveness.
-    public var heartbeatInterval: Double = 1
+    /// Until the coordinator's WELCOME says otherwise: heartbeat interval and liveness.
+    public var heartbeatInterval: Duration = .seconds(1)
     public var liveness: Int = 3
     /// Back-off before reconnecting to a silent coordinator: doubles from `reconnectInitial`
-    /// to `reconnectMaximum` seconds (Paranoid Pirate).
-    public var reconnectInitial: Double = 1
-    public var reconnectMaximum: Double = 32
+    /// to `reconnectMaximum` (Paranoid Pirate; see `WorkerState`).
+    public var reconnectInitial: Duration = .seconds(1)
+    public var reconnectMaximum: Duration = .seconds(32)
     public var maximumMessageSize: Int = 1 << 30
     /// CURVE with the coordinator; `nil`: no authentication, no encryption.
     public var security: ClientSecurity?
@@ -103,7 +103,7 @@ public final class Worker: @unchecked Sendable {
         let socket = try Socket(.dealer, context: context)
         try socket.setMaxMessageSize(Int64(settings.maximumMessageSize))
         try socket.setLinger(.zero)
-        try settings.security?.secure(socket, handshakeTimeout: .seconds(settings.heartbeatInterval * Double(settings.liveness)))
+        try settings.security?.secure(socket, handshakeTimeout: settings.heartbeatInterval * settings.liveness)
         let handshakes = try socket.monitor([.handshakeFailedNoDetail, .handshakeFailedProtocol, .handshakeFailedAuthentication])
         try socket.connect(endpoint)
         return Connection(socket: socket, handshakes: handshakes)
@@ -216,12 +216,12 @@ public final class Worker: @unchecked Sendable {
                 throw DescriptorError(.indexOutOfRange, "\(count) rows from row \(first) are outside the corpus's \(corpus.rows) rows",
                                       path: corpus.source)
             }
-            let started = MonotonicClock.now()
+            let started = ContinuousClock.now
             reply = try Self.compute(task.computation, rows: corpus.slice(rows), shard: Int(header.shard),
                                      header: header, workspace: workspace)
             // An encoding task names its images' rows; another, its range of rows.
             let rowsRead = task.assignment.images.map { $0.reduce(0) { $0 + $1.rowCount } } ?? count
-            metrics?.shardComputed(rows: rowsRead, seconds: MonotonicClock.now() - started)
+            metrics?.shardComputed(rows: rowsRead, seconds: (ContinuousClock.now - started).seconds)
         } catch {
             reply = WireMessage(header: WireHeader(.failure, job: header.job, round: header.round, shard: header.shard),
                                 metadata: FailureReport(message: "\(error)", retry: false))
@@ -233,10 +233,10 @@ public final class Worker: @unchecked Sendable {
 
     private static func compute<C: WireComputation>(_ computation: C, rows: DescriptorMatrix, shard: Int,
                                                     header: WireHeader, workspace: KernelWorkspace) throws -> WireMessage {
-        let started = MonotonicClock.now()
+        let started = ContinuousClock.now
         let statistics = try computation.statistics(of: rows, shard: shard, workspace: workspace)
         var shape = statistics.shape
-        shape.computeSeconds = MonotonicClock.now() - started
+        shape.computeSeconds = (ContinuousClock.now - started).seconds
         return WireMessage(header: WireHeader(.result, job: header.job, round: header.round, shard: header.shard),
                            metadata: shape, arrays: statistics.arrays)
     }

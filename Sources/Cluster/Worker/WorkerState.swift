@@ -83,7 +83,7 @@ struct WorkerState {
     init(settings: WorkerSettings, pid: Int32? = nil) {
         self.settings = settings
         self.pid = pid
-        interval = .seconds(settings.heartbeatInterval)
+        interval = settings.heartbeatInterval
         liveness = settings.liveness
     }
 
@@ -238,7 +238,7 @@ struct WorkerState {
         var heard = false
         if case .connected(let session) = phase { heard = session.heard }
         if case .silent = reason, heard { failures = 0 }
-        let backoff = min(.seconds(settings.reconnectInitial) * (1 << min(failures, 30)), .seconds(settings.reconnectMaximum))
+        let backoff = min(settings.reconnectInitial * (1 << min(failures, 30)), settings.reconnectMaximum)
         failures += 1
         lastEnd = reason
         models = [:]
