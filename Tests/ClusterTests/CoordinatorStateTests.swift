@@ -142,6 +142,37 @@ private let testEpoch = ContinuousClock.now
         #expect(key == RoundKey(job: 1, round: 1) && kind == .kmeansAssignment && duration == .milliseconds(2500))
     }
 
+    /// A pass that persists first (its job's checkpoint) says so before anything else, and
+    /// none of its tasks goes out until the write is done: a checkpoint is never behind the
+    /// pass that follows it.
+    @Test func aCheckpointIsPersistedBeforeTheNextPassIsSent() {
+        var state = CoordinatorState()
+        _ = state.receive(Self.ready("alice", threads: 1), from: Self.alice, now: at(0))
+        _ = state.start(Self.spec(round: 1, shards: 1), now: at(0))
+        let done = state.receive(Self.result(shard: 0), from: Self.alice, now: at(1))
+        #expect(Self.delivered(done) == [0])
+        var next = Self.spec(round: 2, shards: 3)
+        next.persistsFirst = true
+        let key = next.key
+        let started = state.start(next, now: at(1.5))
+        guard started.count == 1, case .persist(key)? = started.first else {
+            Issue.record("\(started)")
+            return
+        }
+        // Meanwhile nothing of the pass goes out, whatever happens.
+        #expect(Self.tasks(state.tick(now: at(1.6))).isEmpty)
+        #expect(Self.tasks(state.receive(Self.ready("bob", threads: 1), from: Self.bob, now: at(1.7))).isEmpty)
+        #expect(state.status(now: at(1.7)).passes.first?.queued == 3)
+        let persisted = Self.tasks(state.persisted(key, now: at(2)))
+        #expect(persisted.map(\.shard) == [0, 1, 2] && persisted.filter(\.includesModel).count == 2)
+        // A pass cancelled while it persists stays cancelled.
+        var late = Self.spec(job: 2, round: 1, shards: 2)
+        late.persistsFirst = true
+        _ = state.start(late, now: at(3))
+        state.cancel(job: 2)
+        #expect(state.persisted(late.key, now: at(3.1)).isEmpty)
+    }
+
     @Test func theModelIsSentOncePerWorkerPerPass() {
         var state = CoordinatorState()
         _ = state.receive(Self.ready("alice", threads: 1), from: Self.alice, now: at(0))

@@ -38,6 +38,9 @@ public final class Coordinator: @unchecked Sendable {
     private let doorbell = Mutex<Doorbell?>(nil)
     /// Where requests that may take more than a moment are answered (see `answersOnIOThread`).
     private let requestThread = DispatchQueue(label: "codebook-coordinator-requests")
+    /// Where the state machine's `persist` directives are carried out, in order, so that the
+    /// I/O thread never waits on the store.
+    private let persistThread = DispatchQueue(label: "codebook-coordinator-persist")
     private let bound = Mutex<(workers: String, clients: String)?>(nil)
     private let finished = DispatchSemaphore(value: 0)
     private let counters = Mutex<(malformed: Int, requests: Int)>((0, 0))
@@ -48,6 +51,8 @@ public final class Coordinator: @unchecked Sendable {
         case cancel(UInt64)
         /// The request thread's reply to a client's request.
         case reply(to: [UInt8], WireMessage)
+        /// The persist thread has written what pass `key` writes first (or failed to).
+        case persisted(RoundKey, failure: String?)
         case stop
     }
 
@@ -134,10 +139,13 @@ public final class Coordinator: @unchecked Sendable {
         wake()
         finished.wait()
         gatekeeper?.stop()
-        // A request being answered may still start a job, whose pass then fails at once.
-        let requestsDone = DispatchSemaphore(value: 0)
-        requestThread.async { requestsDone.signal() }
-        _ = requestsDone.wait(timeout: .now() + 30)
+        // A request being answered may still start a job, whose pass then fails at once; a
+        // checkpoint being written still holds the coordinator.
+        for queue in [requestThread, persistThread] {
+            let done = DispatchSemaphore(value: 0)
+            queue.async { done.signal() }
+            _ = done.wait(timeout: .now() + 30)
+        }
         vectorFlusher?.flushNow()
         for task in jobTasks.withLock({ tasks in defer { tasks.removeAll() }; return tasks }) {
             _ = task.wait(timeout: .now() + 30)
@@ -238,6 +246,13 @@ public final class Coordinator: @unchecked Sendable {
                     sinks.removeValue(forKey: key)?.fail(why)
                     state.cancel(job: key.job)
                     metrics?.tasksFailed.increment()
+                case .persist(let key):
+                    guard let sink = sinks[key] else { continue }
+                    persistThread.async { [self] in
+                        var failure: String?
+                        do { try sink.persist() } catch { failure = "\(error)" }
+                        post(.persisted(key, failure: failure))
+                    }
                 case .passFinished(_, let kind, let duration):
                     metrics?.passFinished(kind: kind.rawValue, seconds: duration.seconds)
                 case .log(let text):
@@ -288,6 +303,11 @@ public final class Coordinator: @unchecked Sendable {
                 case .reply(let client, let reply):
                     send(reply, to: client, on: clients)
                     respond(requests.answered(client), of: client)
+                case .persisted(let key, nil):
+                    if !stopping { perform(state.persisted(key, now: .now)) }
+                case .persisted(let key, let failure?):
+                    state.cancel(job: key.job)
+                    sinks.removeValue(forKey: key)?.fail(failure)
                 case .stop:
                     break
                 }

@@ -26,6 +26,9 @@ public struct RoundSpec: Sendable {
     public var model: [[UInt8]]
     /// What the plan's shards stand for (by default, ranges of the corpus's rows).
     public var layout: any ShardLayout
+    /// Whether something is written before the pass's first task goes out (its job's
+    /// checkpoint): the state machine then says `persist` and waits for `persisted`.
+    public var persistsFirst = false
 
     public init(key: RoundKey, corpus: CorpusReference, plan: ShardPlan, computation: PassDescription, model: [[UInt8]],
                 layout: any ShardLayout = RowShards()) {
@@ -66,6 +69,9 @@ public struct CoordinatorState: Sendable {
         case deliver(RoundKey, shard: Int, WireMessage)
         /// The pass cannot finish: a worker reported this.
         case fail(RoundKey, String)
+        /// Write what the pass's owner keeps before the pass (see `RoundSpec.persistsFirst`),
+        /// then report `persisted`; no task of the pass goes out before.
+        case persist(RoundKey)
         /// Every shard of the pass is delivered; it ran this long (from `start`).
         case passFinished(RoundKey, kind: PassDescription.Kind, duration: Duration)
         case log(String)
@@ -106,10 +112,13 @@ public struct CoordinatorState: Sendable {
         /// When the pass started, and the rows of the shards taken so far.
         let started: ContinuousClock.Instant
         var rowsDone = 0
+        /// Waiting for `persisted`: no shard is handed out.
+        var persisting: Bool
 
         init(spec: RoundSpec, now: ContinuousClock.Instant) {
             self.spec = spec
             started = now
+            persisting = spec.persistsFirst
             queue = ShardQueue(count: spec.plan.count)
         }
 
@@ -171,9 +180,16 @@ public struct CoordinatorState: Sendable {
 
     // MARK: Events
 
-    /// Starts a pass: every shard of its plan goes into the queue.
+    /// Starts a pass: every shard of its plan goes into the queue, handed out at once or,
+    /// if the pass `persistsFirst`, once it is `persisted`.
     public mutating func start(_ spec: RoundSpec, now: ContinuousClock.Instant) -> [Directive] {
         rounds[spec.key] = RoundRecord(spec: spec, now: now)
+        return spec.persistsFirst ? [.persist(spec.key)] : dispatch(now: now)
+    }
+
+    /// What pass `key` writes first is written: its shards may go out.
+    public mutating func persisted(_ key: RoundKey, now: ContinuousClock.Instant) -> [Directive] {
+        rounds[key]?.persisting = false
         return dispatch(now: now)
     }
 
@@ -422,7 +438,7 @@ public struct CoordinatorState: Sendable {
     /// with an idle thread only (a second copy never waits behind other work).
     private mutating func dispatch(now: ContinuousClock.Instant) -> [Directive] {
         var directives: [Directive] = []
-        for key in rounds.keys.sorted() {
+        for key in rounds.keys.sorted() where rounds[key]?.persisting == false {
             for overdue in [false, true] {
                 if overdue && rounds[key]?.queue.isEmpty != true { break }
                 var skipped = 0
