@@ -73,6 +73,7 @@ public enum MessageType: UInt16, Sendable, CaseIterable {
     case coordinatorHeartbeat = 17
     case task = 18
     case resync = 19
+    case dismiss = 20
     // Client → coordinator (requests) and the replies.
     case submit = 32
     case progress = 33

@@ -44,6 +44,13 @@ public struct RowSamplePass: ShardComputation {
         return share(rows.upperBound) - share(rows.lowerBound)
     }
 
+    /// Room for the whole sample.
+    public func reserveMergeCapacity(in first: inout RowSample) {
+        first.rowIndices.reserveCapacity(sampleSize)
+        let (values, overflow) = sampleSize.multipliedReportingOverflow(by: first.dimension)
+        if !overflow { first.values.reserveCapacity(values) }
+    }
+
     public func statistics(of rows: DescriptorMatrix, shard index: Int, workspace: KernelWorkspace) throws -> RowSample {
         var sample = RowSample(dimension: rows.dimension)
         let start = rows.firstRow

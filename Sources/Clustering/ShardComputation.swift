@@ -14,6 +14,13 @@ public protocol ShardComputation: Sendable {
     /// The statistics of `rows`, which are rows `shard.firstRow ..<` of the corpus and
     /// are shard number `index` of the plan.
     func statistics(of rows: DescriptorMatrix, shard index: Int, workspace: KernelWorkspace) throws -> Statistics
+    /// Makes room in shard 0's statistics, which the other shards' are merged into, for
+    /// all of them at once (rather than growth by doubling); by default nothing.
+    func reserveMergeCapacity(in first: inout Statistics)
+}
+
+extension ShardComputation {
+    public func reserveMergeCapacity(in first: inout Statistics) {}
 }
 
 /// Where shard computations run: local threads, or the workers of a cluster.

@@ -15,6 +15,8 @@ public struct TransformedComputation<Base: ShardComputation>: ShardComputation {
     public func statistics(of rows: DescriptorMatrix, shard index: Int, workspace: KernelWorkspace) throws -> Base.Statistics {
         try base.statistics(of: rows.transformed(transform), shard: index, workspace: workspace)
     }
+
+    public func reserveMergeCapacity(in first: inout Base.Statistics) { base.reserveMergeCapacity(in: &first) }
 }
 
 /// A backend whose every computation sees the corpus transformed (see `TransformedComputation`).

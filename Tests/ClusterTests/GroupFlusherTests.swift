@@ -20,7 +20,7 @@ struct GroupFlusherTests {
 
     @Test func everyCompletionRunsInOrderAfterAFlushThatBeganAfterItWasQueued() async throws {
         let flush = CountingFlush()
-        let flusher = GroupFlusher(delay: 0.002) { try flush() }
+        let flusher = GroupFlusher(delay: .milliseconds(2)) { try flush() }
         let seen = Mutex<[(index: Int, queuedAfter: Int, ranAfter: Int)]>([])
         for index in 0..<200 {
             let queuedAfter = flush.started.load(ordering: .sequentiallyConsistent)
@@ -39,7 +39,7 @@ struct GroupFlusherTests {
 
     @Test func aFailedFlushGivesItsErrorToTheCompletionsItCovered() throws {
         let flush = CountingFlush(failing: [1])
-        let flusher = GroupFlusher(delay: 3600) { try flush() }
+        let flusher = GroupFlusher(delay: .seconds(3600)) { try flush() }
         let errors = Mutex<[String?]>([])
         for _ in 0..<3 { flusher.afterNextFlush { error in errors.withLock { $0.append(error.map { "\($0)" }) } } }
         flusher.flushNow()
@@ -50,7 +50,7 @@ struct GroupFlusherTests {
 
     @Test func anUrgentWriteIsFlushedWithoutWaitingForTheDelay() throws {
         let flush = CountingFlush()
-        let flusher = GroupFlusher(delay: 3600) { try flush() }
+        let flusher = GroupFlusher(delay: .seconds(3600)) { try flush() }
         let ran = DispatchSemaphore(value: 0)
         flusher.afterNextFlush { _ in ran.signal() }
         #expect(ran.wait(timeout: .now() + .milliseconds(100)) == .timedOut, "flushed before the delay")

@@ -69,7 +69,7 @@ import ZeroMQ
                                                         values: codebook.centres), replace: false)
 
         var settings = CoordinatorSettings()
-        settings.heartbeatInterval = interval
+        settings.heartbeatInterval = .seconds(interval)
         let context = try ZeroMQContext()
         let coordinator = Coordinator(context: context, workersEndpoint: "tcp://127.0.0.1:*", clientsEndpoint: "tcp://127.0.0.1:*",
                                       settings: settings, store: store, logger: quietLogger())
@@ -85,14 +85,14 @@ import ZeroMQ
         // Submitted from a thread of its own: the reply comes once the job is planned.
         let submitted = SubmitOutcome()
         let clients = endpoints.clients
-        let windowStart = MonotonicClock.now()
+        let windowStart = ContinuousClock.now
         Thread {
             let result = Result { try ClusterClient(context: context, endpoint: clients, timeout: .seconds(150)).submit(job) }
             submitted.result.withLock { $0 = result }
         }.start()
         // Until the job is accepted and its pass planned, STATUS every 100 ms.
         var statusReplies = 0, longestSilence = 0.0, planned = false
-        while !planned, MonotonicClock.now() - windowStart < 150 {
+        while !planned, ContinuousClock.now - windowStart < .seconds(150) {
             if let status = try? client.status() {
                 statusReplies += 1
                 longestSilence = max(longestSilence, status.workers.map(\.secondsSinceHeard).max() ?? .infinity)
@@ -102,12 +102,12 @@ import ZeroMQ
         }
         let id = try #require(try submitted.result.withLock { $0 }?.get())
         try await Task.sleep(for: .seconds(interval))
-        let windowEnd = MonotonicClock.now()
+        let windowEnd = ContinuousClock.now
         let status = try client.status()
         probe.stop()
 
         #expect(id == 1 && planned, "the job was not planned within 150 s")
-        print("planning took \(windowEnd - windowStart - interval) s; longest gap between coordinator messages "
+        print("planning took \((windowEnd - windowStart).seconds - interval) s; longest gap between coordinator messages "
               + "\(probe.gaps(until: windowEnd)) s; longest silence in STATUS \(longestSilence) s")
         for (worker, gap) in probe.gaps(until: windowEnd).enumerated() {
             #expect(gap <= 1.5 * interval, "worker \(worker) heard nothing from the coordinator for \(gap) s")
@@ -127,7 +127,7 @@ final class SubmitOutcome: Sendable {
 /// themselves, heartbeat every `interval` seconds, take no task, and note when each message
 /// from the coordinator arrives.
 final class HeartbeatProbe: Sendable {
-    private let arrivals: Mutex<[[Double]]>
+    private let arrivals: Mutex<[[ContinuousClock.Instant]]>
     private let resyncCount = Atomic<Int>(0)
     private let stopping = Atomic<Bool>(false)
     private let finished = DispatchSemaphore(value: 0)
@@ -157,30 +157,30 @@ final class HeartbeatProbe: Sendable {
             poller.register(socket)
             return socket
         }
-        var lastSent = MonotonicClock.now()
+        var lastSent = ContinuousClock.now
         while !stopping.load(ordering: .sequentiallyConsistent) {
             _ = try poller.poll(timeout: .milliseconds(10))
             for (index, socket) in sockets.enumerated() {
                 while let frames = try socket.receive(dontWait: true) {
-                    let now = MonotonicClock.now()
+                    let now = ContinuousClock.now
                     arrivals.withLock { $0[index].append(now) }
                     if (try? WireMessage(frames: frames))?.header.type == .resync { resyncCount.add(1, ordering: .relaxed) }
                 }
             }
-            if MonotonicClock.now() - lastSent >= interval {
+            if ContinuousClock.now - lastSent >= .seconds(interval) {
                 for socket in sockets { try socket.send(frames: WireMessage(header: WireHeader(.workerHeartbeat)).frames) }
-                lastSent = MonotonicClock.now()
+                lastSent = ContinuousClock.now
             }
         }
     }
 
     /// Per worker, the longest time without a message from the coordinator, from its first
     /// (the WELCOME) until `end`.
-    func gaps(until end: Double) -> [Double] {
+    func gaps(until end: ContinuousClock.Instant) -> [Double] {
         arrivals.withLock { arrivals in
             arrivals.map { times in
                 let inWindow = times.filter { $0 <= end } + [end]
-                return zip(inWindow, inWindow.dropFirst()).map { $1 - $0 }.max() ?? .infinity
+                return zip(inWindow, inWindow.dropFirst()).map { ($1 - $0).seconds }.max() ?? .infinity
             }
         }
     }

@@ -36,7 +36,7 @@ import ZeroMQ
                                                 "--worker-keys", scratch.file("workers.keys"),
                                                 "--client-keys", scratch.file("clients.keys")])
             try cluster.startWorker("listed", options: Self.keyOptions("worker", in: scratch))
-            try cluster.startWorker("unlisted", options: Self.keyOptions("stranger", in: scratch))
+            let unlisted = try cluster.startWorker("unlisted", options: Self.keyOptions("stranger", in: scratch))
             // A worker key is no client key: the clients endpoint has its own list.
             try cluster.startWorker("wrong-endpoint", options: Self.keyOptions("writer", in: scratch))
 
@@ -68,6 +68,10 @@ import ZeroMQ
             let coordinatorLog = coordinator.log
             cluster.check(coordinatorLog.contains("refused a worker key") && coordinatorLog.contains(pairs["stranger"]!.publicKey.z85),
                           "the coordinator did not log the refused worker key")
+            // The refused worker says so, and backs off instead of letting libzmq retry at once.
+            cluster.check(unlisted.log.contains("the coordinator refused the connection: the coordinator at \(cluster.workersEndpoint) "
+                                                + "refused this worker's key; reconnecting in"),
+                          "the unlisted worker's log: \(unlisted.log.suffix(600))")
 
             // A write key trains the model the embedded cluster trains, and encodes a set.
             let corpus = try MultiProcessTests.corpus()

@@ -26,16 +26,16 @@ final class ScriptedWorker: Sendable {
             guard let socket = try? Socket(.dealer, context: context), (try? socket.setLinger(.zero)) != nil,
                   (try? socket.connect(endpoint)) != nil else { return }
             let ready = WireMessage(header: WireHeader(.ready), metadata: WorkerIntroduction(name: name, threads: threads))
-            var lastSent = MonotonicClock.now()
+            var lastSent = ContinuousClock.now
             func send(_ message: WireMessage) {
                 _ = try? socket.send(frames: message.frames, dontWait: true)
-                lastSent = MonotonicClock.now()
+                lastSent = ContinuousClock.now
             }
             send(ready)
             var models: [UInt64: (round: UInt32, computation: any WireComputation)] = [:]
             while !stopping.load(ordering: .relaxed) {
                 for message in outbox.withLock({ outbox in defer { outbox.removeAll() }; return outbox }) { send(message) }
-                if MonotonicClock.now() - lastSent > 0.3 { send(WireMessage(header: WireHeader(.workerHeartbeat))) }
+                if ContinuousClock.now - lastSent > .milliseconds(300) { send(WireMessage(header: WireHeader(.workerHeartbeat))) }
                 guard let frames = (try? socket.receive(dontWait: true)) ?? nil, let message = try? WireMessage(frames: frames) else {
                     Thread.sleep(forTimeInterval: 0.002)
                     continue
@@ -283,7 +283,7 @@ final class ScriptedWorker: Sendable {
         let expected = try await Self.reference(corpus, initialization: .kmeansPlusPlus)
         let context = try ZeroMQContext()
         var settings = CoordinatorSettings()
-        settings.taskDeadlineFloor = 0.5
+        settings.taskDeadlineFloor = .milliseconds(500)
         let (coordinator, workers, client) = try Self.coordinator(context, settings: settings)
         defer { coordinator.stop() }
         let mute = ScriptedWorker(context: context, endpoint: workers, name: "mute", threads: 1) { _, _ in nil }

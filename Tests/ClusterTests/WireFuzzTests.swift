@@ -159,12 +159,12 @@ import ZeroMQ
     static func busyState() -> CoordinatorState {
         var state = CoordinatorState()
         _ = state.receive(WireMessage(header: WireHeader(.ready), metadata: WorkerIntroduction(name: "a", threads: 1)),
-                          from: [1], now: 0)
+                          from: [1], now: at(0))
         _ = state.receive(WireMessage(header: WireHeader(.ready), metadata: WorkerIntroduction(name: "b", threads: 2)),
-                          from: [2], now: 0)
+                          from: [2], now: at(0))
         _ = state.start(RoundSpec(key: RoundKey(job: 1, round: 1), corpus: corpus, plan: ShardPlan(totalRows: 1000, shardRows: 10),
                                   computation: PassDescription(kind: .kmeansAssignment, dimension: 4, k: 3, withSquares: true),
-                                  model: [Frame.encode([Float](repeating: 1, count: 12))]), now: 0)
+                                  model: [Frame.encode([Float](repeating: 1, count: 12))]), now: at(0))
         return state
     }
 
@@ -227,9 +227,9 @@ import ZeroMQ
             let unexpected = Self.decodeEverything(message)
             #expect(unexpected.isEmpty, "seed \(Self.seed &+ 1) iteration \(iteration) (\(original.header.type)): \(unexpected)")
             let worker: WorkerID = [UInt8.random(in: 0...3, using: &rng)]
-            _ = state.receive(message, from: worker, now: Double(iteration) * 0.01)
-            if iteration % 50 == 0 { _ = state.tick(now: Double(iteration) * 0.01) }
-            if state.status(now: 0).passes.isEmpty { state = Self.busyState() }
+            _ = state.receive(message, from: worker, now: at(Double(iteration) * 0.01))
+            if iteration % 50 == 0 { _ = state.tick(now: at(Double(iteration) * 0.01)) }
+            if state.status(now: at(0)).passes.isEmpty { state = Self.busyState() }
         }
         #expect(accepted > Self.iterations / 4)
     }
@@ -266,9 +266,9 @@ import ZeroMQ
         for threads in Self.extremes {
             var state = Self.busyState()
             let ready = WireMessage(header: WireHeader(.ready), metadata: WorkerIntroduction(name: "greedy", threads: threads))
-            _ = state.receive(ready, from: [9], now: 1)
-            _ = state.tick(now: 1.5)
-            #expect(state.status(now: 1.5).workers.count == 3, "threads \(threads)")
+            _ = state.receive(ready, from: [9], now: at(1))
+            _ = state.tick(now: at(1.5))
+            #expect(state.status(now: at(1.5)).workers.count == 3, "threads \(threads)")
         }
     }
 

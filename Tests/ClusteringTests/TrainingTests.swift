@@ -57,6 +57,17 @@ import Testing
         }
     }
 
+    @Test func aSamplePassMakesRoomForTheWholeSampleInShardZerosStatistics() {
+        let pass = RowSamplePass(sampleSize: 500, totalRows: 10_000, seed: 0)
+        var first = RowSample(dimension: 8)
+        pass.reserveMergeCapacity(in: &first)
+        #expect(first.rowIndices.capacity >= 500 && first.values.capacity >= 500 * 8)
+        // Through a transform too.
+        var transformed = RowSample(dimension: 8)
+        TransformedComputation(pass, transform: .rootSIFT).reserveMergeCapacity(in: &transformed)
+        #expect(transformed.rowIndices.capacity >= 500)
+    }
+
     @Test func objectiveIsTheExactSumOfSquaredDistances() async throws {
         let data = blobs(rows: 700, dimension: 10, blobs: 4, seed: 3)
         let codebook = try await train(data, k: 6, iterations: 3).codebook

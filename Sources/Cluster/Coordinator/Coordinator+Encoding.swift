@@ -42,7 +42,8 @@ extension Coordinator {
         }
         let spec = RoundSpec(key: RoundKey(job: id, round: passesBefore + 1), corpus: plan.descriptors,
                              plan: ShardPlan(totalRows: remaining.count, shardRows: job.imagesPerShard),
-                             computation: plan.passDescription, model: plan.pass.modelArrays, images: remaining)
+                             computation: plan.passDescription, model: plan.pass.modelArrays,
+                             layout: ImageShards(images: remaining, rows: plan.descriptors.rows))
         let vector = VectorRecord(encoding: job.encoding, model: job.model, flags: job.flags)
         submit(spec, to: try EncodingSink(job: id, set: job.set, vector: vector, dimension: plan.pass.encoder.encodedDimension,
                                       images: remaining, plan: spec.plan, imagesDone: done, coordinator: self))
@@ -214,5 +215,5 @@ final class EncodingSink: RoundSink, @unchecked Sendable {
         if cancellingPasses { coordinator.cancelPasses(of: job) }
     }
 
-    func addDispatchTime(_ seconds: Double) {}
+    func addDispatchTime(_ duration: Duration) {}
 }

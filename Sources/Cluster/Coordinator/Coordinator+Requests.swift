@@ -4,14 +4,14 @@ import Telemetry
 
 extension Coordinator {
     /// The reply to a client's request (never throws: failures become ERROR-REPLY).
-    func answer(_ request: WireMessage, state: CoordinatorState, now: Double) -> WireMessage {
+    func answer(_ request: WireMessage, state: CoordinatorState, now: ContinuousClock.Instant) -> WireMessage {
         let timed: CoordinatorMetrics.TimedRequest? = switch request.header.type {
         case .get: .get
         case .list: .list
         default: nil
         }
-        let started = MonotonicClock.now()
-        defer { if let timed { metrics?.requestAnswered(timed, seconds: MonotonicClock.now() - started) } }
+        let started = ContinuousClock.now
+        defer { if let timed { metrics?.requestAnswered(timed, seconds: (ContinuousClock.now - started).seconds) } }
         let report: FailureReport
         do {
             return try reply(to: request, state: state, now: now)
@@ -44,7 +44,7 @@ extension Coordinator {
         }
     }
 
-    private func reply(to request: WireMessage, state: CoordinatorState, now: Double) throws -> WireMessage {
+    private func reply(to request: WireMessage, state: CoordinatorState, now: ContinuousClock.Instant) throws -> WireMessage {
         let job = request.header.job
         try settings.checkRequestArrays(request.arrays)
         switch request.header.type {
@@ -92,7 +92,7 @@ extension Coordinator {
     }
 
     /// A job's PROGRESS-REPLY, with its iteration records from `since` on.
-    private func progressReply(_ job: UInt64, record: JobRecord, since: Int, state: CoordinatorState, now: Double) -> WireMessage {
+    private func progressReply(_ job: UInt64, record: JobRecord, since: Int, state: CoordinatorState, now: ContinuousClock.Instant) -> WireMessage {
         var message = record.message
         if record.state == .running && state.isWaitingForWorkers { message = "waiting: no workers alive" }
         let progress = JobProgress(job: job, state: record.state, iterations: Array(record.iterations.dropFirst(max(0, since))),

@@ -63,12 +63,16 @@ extension Coordinator {
                         case .kmeans(let state): StoredCheckpoint.record(state)
                         case .gmm(let state): StoredCheckpoint.record(state)
                         }
-                        try jobs.checkpoint(id, record: record, values: values, passes: backend.lastPass)
+                        // Written before the next pass's tasks go out (a `persist` directive of
+                        // the coordinator's state machine), or below after the last pass.
+                        let passes = backend.lastPass
+                        backend.keepBeforeNextPass { try jobs.checkpoint(id, record: record, values: values, passes: passes) }
                     },
                     record: { [metrics] in
                         jobs.record($0, job: id)
                         metrics?.iterations.increment()
                     })
+                try backend.writeHeld()
                 var model: (name: String, value: StoredValue, replace: Bool)?
                 if let name = job.name, let entry = jobs[id] {
                     let record = ModelRecord(kind: job.kind, k: outcome.k, dimension: outcome.dimension, source: "trained",

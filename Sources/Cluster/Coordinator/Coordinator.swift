@@ -39,6 +39,9 @@ public final class Coordinator: @unchecked Sendable {
     private let doorbell = Mutex<Doorbell?>(nil)
     /// Where requests that may take more than a moment are answered (see `answersOnIOThread`).
     private let requestThread = DispatchQueue(label: "codebook-coordinator-requests")
+    /// Where the state machine's `persist` directives are carried out, in order, so that the
+    /// I/O thread never waits on the store.
+    private let persistThread = DispatchQueue(label: "codebook-coordinator-persist")
     private let bound = Mutex<(workers: String, clients: String)?>(nil)
     private let finished = DispatchSemaphore(value: 0)
     private let counters = Mutex<(malformed: Int, requests: Int)>((0, 0))
@@ -49,6 +52,8 @@ public final class Coordinator: @unchecked Sendable {
         case cancel(UInt64)
         /// The request thread's reply to a client's request.
         case reply(to: [UInt8], WireMessage)
+        /// The persist thread has written what pass `key` writes first (or failed to).
+        case persisted(RoundKey, failure: String?)
         case stop
     }
 
@@ -135,10 +140,13 @@ public final class Coordinator: @unchecked Sendable {
         wake()
         finished.wait()
         gatekeeper?.stop()
-        // A request being answered may still start a job, whose pass then fails at once.
-        let requestsDone = DispatchSemaphore(value: 0)
-        requestThread.async { requestsDone.signal() }
-        _ = requestsDone.wait(timeout: .now() + 30)
+        // A request being answered may still start a job, whose pass then fails at once; a
+        // checkpoint being written still holds the coordinator.
+        for queue in [requestThread, persistThread] {
+            let done = DispatchSemaphore(value: 0)
+            queue.async { done.signal() }
+            _ = done.wait(timeout: .now() + 30)
+        }
         vectorFlusher?.flushNow()
         for task in jobTasks.withLock({ tasks in defer { tasks.removeAll() }; return tasks }) {
             _ = task.wait(timeout: .now() + 30)
@@ -213,8 +221,6 @@ public final class Coordinator: @unchecked Sendable {
         var state = CoordinatorState(settings: settings)
         var sinks: [RoundKey: any RoundSink] = [:]
         var requests = ClientRequests(limit: settings.maximumWaitingRequestsPerClient, outstanding: settings.clientHighWaterMark)
-        /// When each running pass started, and its kind (for the pass duration histogram).
-        var passStarts: [RoundKey: (time: Double, kind: String)] = [:]
         let poller = Poller()
         poller.register(workers)
         poller.register(clients)
@@ -223,7 +229,7 @@ public final class Coordinator: @unchecked Sendable {
             for directive in directives {
                 switch directive {
                 case .send(let worker, let message):
-                    let started = MonotonicClock.now()
+                    let started = ContinuousClock.now
                     do {
                         _ = try workers.send(frames: [worker] + message.frames, dontWait: true)
                     } catch {
@@ -231,7 +237,7 @@ public final class Coordinator: @unchecked Sendable {
                     }
                     if message.header.type == .task {
                         sinks[RoundKey(job: message.header.job, round: message.header.round)]?
-                            .addDispatchTime(MonotonicClock.now() - started)
+                            .addDispatchTime(ContinuousClock.now - started)
                         metrics?.tasksDispatched.increment()
                     }
                 case .deliver(let key, let shard, let message):
@@ -239,22 +245,23 @@ public final class Coordinator: @unchecked Sendable {
                     metrics?.tasksCompleted.increment()
                 case .fail(let key, let why):
                     sinks.removeValue(forKey: key)?.fail(why)
-                    passStarts.removeValue(forKey: key)
                     state.cancel(job: key.job)
                     metrics?.tasksFailed.increment()
+                case .persist(let key):
+                    guard let sink = sinks[key] else { continue }
+                    persistThread.async { [self] in
+                        var failure: String?
+                        do { try sink.persist() } catch { failure = "\(error)" }
+                        post(.persisted(key, failure: failure))
+                    }
+                case .passFinished(_, let kind, let duration):
+                    metrics?.passFinished(kind: kind.rawValue, seconds: duration.seconds)
                 case .log(let text):
                     logger.info("\(text)")
                 }
             }
             sinks = sinks.filter { key, _ in state.rounds[key] != nil }
-            if let metrics {
-                // Passes no longer in the state machine and not failed above finished all their shards.
-                for (key, start) in passStarts where state.rounds[key] == nil {
-                    metrics.passFinished(kind: start.kind, seconds: MonotonicClock.now() - start.time)
-                    passStarts.removeValue(forKey: key)
-                }
-                count(state, into: metrics)
-            }
+            if let metrics { count(state, into: metrics) }
         }
         /// Answers a client's `items` in order, up to one that goes to the request thread;
         /// the rest then wait for its reply.
@@ -264,7 +271,7 @@ public final class Coordinator: @unchecked Sendable {
                 case .reply(let reply):
                     send(reply, to: client, on: clients)
                 case .request(let request) where Self.answersOnIOThread(request):
-                    send(answer(request, state: state, now: MonotonicClock.now()), to: client, on: clients)
+                    send(answer(request, state: state, now: .now), to: client, on: clients)
                 case .request(let request):
                     requests.handedOff(client, leaving: Array(items[(index + 1)...]))
                     // A snapshot of the state goes along (copy-on-write: cheap until changed).
@@ -272,7 +279,7 @@ public final class Coordinator: @unchecked Sendable {
                     requestThread.async { [self] in
                         // Once the coordinator stops, what still waits here is not answered.
                         guard !inbox.withLock({ $0.stopped }) else { return }
-                        post(.reply(to: client, answer(request, state: snapshot, now: MonotonicClock.now())))
+                        post(.reply(to: client, answer(request, state: snapshot, now: .now)))
                     }
                     return
                 }
@@ -289,16 +296,19 @@ public final class Coordinator: @unchecked Sendable {
                 switch command {
                 case .start(let spec, let sink):
                     sinks[spec.key] = sink
-                    if metrics != nil { passStarts[spec.key] = (MonotonicClock.now(), spec.computation.kind.rawValue) }
-                    if !stopping { perform(state.start(spec, now: MonotonicClock.now())) }
+                    if !stopping { perform(state.start(spec, now: .now)) }
                 case .cancel(let job):
                     state.cancel(job: job)
-                    passStarts = passStarts.filter { $0.key.job != job }
                     for (key, sink) in sinks where key.job == job { sink.fail("job \(job) ended") }
                     sinks = sinks.filter { $0.key.job != job }
                 case .reply(let client, let reply):
                     send(reply, to: client, on: clients)
                     respond(requests.answered(client), of: client)
+                case .persisted(let key, nil):
+                    if !stopping { perform(state.persisted(key, now: .now)) }
+                case .persisted(let key, let failure?):
+                    state.cancel(job: key.job)
+                    sinks.removeValue(forKey: key)?.fail(failure)
                 case .stop:
                     break
                 }
@@ -311,10 +321,10 @@ public final class Coordinator: @unchecked Sendable {
             // Sleep until the clock has something for the state machine, a message arrives,
             // or another thread rings; at least a millisecond once a deadline has passed,
             // so that a deadline `tick` leaves as it is cannot make this loop spin.
-            var now = MonotonicClock.now()
+            var now = ContinuousClock.now
             if let deadline = state.nextDeadline, deadline <= now { perform(state.tick(now: now)) }
-            now = MonotonicClock.now()
-            let timeout = state.nextDeadline.map { Duration.seconds(max($0 - now, 0.001)) }
+            now = .now
+            let timeout = state.nextDeadline.map { max($0 - now, .milliseconds(1)) }
             let ready: [Poller.Ready]
             do {
                 ready = try poller.poll(timeout: timeout)
@@ -329,7 +339,7 @@ public final class Coordinator: @unchecked Sendable {
                     guard let (frames, userID) = try? socketReady.socket.receive(dontWait: true, property: .userID) else { break }
                     if isWorkers {
                         guard admitsWorker(userID) else { continue }
-                        perform(handleWorker(frames, state: &state, sinks: sinks, now: MonotonicClock.now()))
+                        perform(handleWorker(frames, state: &state, sinks: sinks, now: .now))
                     } else if let (client, item) = clientRequest(frames, from: userID) {
                         respond(requests.admit(item, of: client), of: client)
                     }
@@ -339,7 +349,7 @@ public final class Coordinator: @unchecked Sendable {
     }
 
     private func handleWorker(_ frames: [[UInt8]], state: inout CoordinatorState, sinks: [RoundKey: any RoundSink],
-                              now: Double) -> [CoordinatorState.Directive] {
+                              now: ContinuousClock.Instant) -> [CoordinatorState.Directive] {
         guard let identity = frames.first else { return [] }
         let message: WireMessage
         do {

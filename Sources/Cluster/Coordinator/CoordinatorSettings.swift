@@ -2,7 +2,7 @@
 /// Paranoid Pirate pattern.
 public struct CoordinatorSettings: Sendable {
     /// Heartbeats go out this often, both ways; any message counts as one.
-    public var heartbeatInterval: Double = 1
+    public var heartbeatInterval: Duration = .seconds(1)
     /// A worker not heard from for this many intervals is dead.
     public var liveness: Int = 3
     /// Tasks a worker holds beyond its thread count, so it never waits for the next one.
@@ -12,9 +12,9 @@ public struct CoordinatorSettings: Sendable {
     /// so they are marked failed instead.
     public var resumesStoredJobs = true
     /// Encoded vectors go to the store without its write-ahead log and are flushed to disk
-    /// in groups: at most this many seconds after they are written, and at once when a job
+    /// in groups: at most this long after they are written, and at once when a job
     /// has written its last. A job counts an image as stored once its vector is flushed.
-    public var vectorFlushDelay: Double = 0.1
+    public var vectorFlushDelay: Duration = .milliseconds(100)
     /// CURVE on both sockets, admitting only listed keys; `nil`: no authentication, no encryption.
     public var security: CoordinatorSecurity?
     /// The directories jobs may read files in; `nil`: any path.
@@ -24,20 +24,20 @@ public struct CoordinatorSettings: Sendable {
 
     /// A task is overdue once it has been out for `taskDeadlineFactor` times the longest a
     /// shard of its pass has taken so far (from TASK to RESULT taken), and never before
-    /// `taskDeadlineFloor` seconds (the only bound until a shard of the pass is done). An
+    /// `taskDeadlineFloor` (the only bound until a shard of the pass is done). An
     /// overdue shard is sent to one more worker once no fresh shard of its pass waits, to a
     /// worker with an idle thread (fewer tasks than threads), and the first right RESULT
     /// from any worker holding it is taken.
     public var taskDeadlineFactor: Double = 4
-    public var taskDeadlineFloor: Double = 30
+    public var taskDeadlineFloor: Duration = .seconds(30)
     /// A worker is dropped after this many strikes in a row: RESULTs of its that were
     /// rejected, and tasks of its that went overdue and were computed by another worker.
     /// A RESULT of its that is taken clears them.
     public var strikesBeforeDrop: Int = 3
-    /// For this many seconds after a worker is dropped, every message from its connection
+    /// For this long after a worker is dropped, every message from its connection
     /// is ignored (no RESYNC, no READY taken); after that it may introduce itself again. A
     /// new connection is a new worker.
-    public var droppedWorkerPause: Double = 60
+    public var droppedWorkerPause: Duration = .seconds(60)
 
     // MARK: Limits
     // What one request may make the coordinator hold or send. A request beyond one is

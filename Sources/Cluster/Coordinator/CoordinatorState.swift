@@ -19,24 +19,33 @@ public struct RoundKey: Hashable, Sendable, Comparable, CustomStringConvertible 
 }
 
 /// A pass to run over every shard of a corpus.
-public struct RoundSpec: Sendable, Equatable {
+public struct RoundSpec: Sendable {
     public var key: RoundKey
     public var corpus: CorpusReference
     public var plan: ShardPlan
     public var computation: PassDescription
     public var model: [[UInt8]]
-    /// Encode passes: the images to encode; the plan's shards are ranges of this list and
-    /// each task reads from the whole descriptor file.
-    public var images: [ImageSlice]?
+    /// What the plan's shards stand for (by default, ranges of the corpus's rows).
+    public var layout: any ShardLayout
+    /// Whether something is written before the pass's first task goes out (its job's
+    /// checkpoint): the state machine then says `persist` and waits for `persisted`.
+    public var persistsFirst = false
 
     public init(key: RoundKey, corpus: CorpusReference, plan: ShardPlan, computation: PassDescription, model: [[UInt8]],
-                images: [ImageSlice]? = nil) {
-        self.images = images
+                layout: any ShardLayout = RowShards()) {
         self.key = key
         self.corpus = corpus
         self.plan = plan
         self.computation = computation
         self.model = model
+        self.layout = layout
+    }
+
+    /// The TASK metadata for `shard`.
+    func assignment(of shard: Int, includesModel: Bool) -> TaskAssignment {
+        var assignment = TaskAssignment(corpus: corpus, firstRow: 0, rowCount: 0, computation: computation, includesModel: includesModel)
+        layout.place(&assignment, items: plan.rows(of: shard))
+        return assignment
     }
 }
 
@@ -61,6 +70,11 @@ public struct CoordinatorState: Sendable {
         case deliver(RoundKey, shard: Int, WireMessage)
         /// The pass cannot finish: a worker reported this.
         case fail(RoundKey, String)
+        /// Write what the pass's owner keeps before the pass (see `RoundSpec.persistsFirst`),
+        /// then report `persisted`; no task of the pass goes out before.
+        case persist(RoundKey)
+        /// Every shard of the pass is delivered; it ran this long (from `start`).
+        case passFinished(RoundKey, kind: PassDescription.Kind, duration: Duration)
         case log(String)
     }
 
@@ -71,8 +85,8 @@ public struct CoordinatorState: Sendable {
         /// As introduced, escaped and cut (see `PeerText`): safe to log and to show.
         var name: String
         var threads: Int
-        var lastHeard: Double
-        var lastSent: Double
+        var lastHeard: ContinuousClock.Instant
+        var lastSent: ContinuousClock.Instant
         var inFlight: [RoundKey: Set<Int>] = [:]
         var modelRounds: Set<RoundKey> = []
         var shardsDone = 0
@@ -89,20 +103,23 @@ public struct CoordinatorState: Sendable {
         /// Shards held past the deadline, waiting for one more worker.
         var overdue = ShardQueue()
         /// Shard → the workers it is out to, with the time it was sent to each.
-        var holders: [Int: [WorkerID: Double]] = [:]
+        var holders: [Int: [WorkerID: ContinuousClock.Instant]] = [:]
         var done: Set<Int> = []
         /// Shard → workers whose RESULT for it was rejected: it is not sent to them again in
         /// this pass while a worker that is not among them is registered.
         var refused: [Int: Set<WorkerID>] = [:]
         /// The longest a shard of this pass has taken so far, from TASK to RESULT taken.
-        var slowestShard = 0.0
+        var slowestShard = Duration.zero
         /// When the pass started, and the rows of the shards taken so far.
-        let started: Double
+        let started: ContinuousClock.Instant
         var rowsDone = 0
+        /// Waiting for `persisted`: no shard is handed out.
+        var persisting: Bool
 
-        init(spec: RoundSpec, now: Double) {
+        init(spec: RoundSpec, now: ContinuousClock.Instant) {
             self.spec = spec
             started = now
+            persisting = spec.persistsFirst
             queue = ShardQueue(count: spec.plan.count)
         }
 
@@ -111,7 +128,7 @@ public struct CoordinatorState: Sendable {
             (fromOverdue ? overdue : queue)[ascending: index]
         }
 
-        mutating func hold(_ shard: Int, by worker: WorkerID, at now: Double) {
+        mutating func hold(_ shard: Int, by worker: WorkerID, at now: ContinuousClock.Instant) {
             queue.remove(shard)
             overdue.remove(shard)
             holders[shard, default: [:]][worker] = now
@@ -135,7 +152,7 @@ public struct CoordinatorState: Sendable {
 
         /// Takes `shard` as computed by `worker`; returns the other workers that held it,
         /// with the time it was sent to each.
-        mutating func complete(_ shard: Int, by worker: WorkerID, now: Double) -> [WorkerID: Double] {
+        mutating func complete(_ shard: Int, by worker: WorkerID, now: ContinuousClock.Instant) -> [WorkerID: ContinuousClock.Instant] {
             var holding = holders.removeValue(forKey: shard) ?? [:]
             if let sent = holding.removeValue(forKey: worker) { slowestShard = max(slowestShard, now - sent) }
             overdue.remove(shard)
@@ -150,7 +167,7 @@ public struct CoordinatorState: Sendable {
     private(set) var workerOrder: [WorkerID] = []
     private(set) var rounds: [RoundKey: RoundRecord] = [:]
     /// Dropped workers, with the time until which their messages are ignored.
-    private(set) var benched: [WorkerID: Double] = [:]
+    private(set) var benched: [WorkerID: ContinuousClock.Instant] = [:]
     /// RESULTs not taken: from a peer the shard was not out to (unregistered, another
     /// worker, a dropped one), for a shard already taken, or for a pass that is over or unknown.
     public private(set) var droppedResults = 0
@@ -164,9 +181,16 @@ public struct CoordinatorState: Sendable {
 
     // MARK: Events
 
-    /// Starts a pass: every shard of its plan goes into the queue.
-    public mutating func start(_ spec: RoundSpec, now: Double) -> [Directive] {
+    /// Starts a pass: every shard of its plan goes into the queue, handed out at once or,
+    /// if the pass `persistsFirst`, once it is `persisted`.
+    public mutating func start(_ spec: RoundSpec, now: ContinuousClock.Instant) -> [Directive] {
         rounds[spec.key] = RoundRecord(spec: spec, now: now)
+        return spec.persistsFirst ? [.persist(spec.key)] : dispatch(now: now)
+    }
+
+    /// What pass `key` writes first is written: its shards may go out.
+    public mutating func persisted(_ key: RoundKey, now: ContinuousClock.Instant) -> [Directive] {
+        rounds[key]?.persisting = false
         return dispatch(now: now)
     }
 
@@ -177,7 +201,7 @@ public struct CoordinatorState: Sendable {
 
     /// A message from a worker (already decoded). A RESULT that would be taken is first given
     /// to `check`, which throws to reject it.
-    public mutating func receive(_ message: WireMessage, from worker: WorkerID, now: Double,
+    public mutating func receive(_ message: WireMessage, from worker: WorkerID, now: ContinuousClock.Instant,
                                  check: ResultCheck = { _, _, _ in }) -> [Directive] {
         if let until = benched[worker] {
             guard now >= until else {
@@ -197,7 +221,7 @@ public struct CoordinatorState: Sendable {
             if workers[worker] != nil { requeue(worker) } else { workerOrder.append(worker) }
             workers[worker] = WorkerRecord(name: name, threads: max(1, introduction.threads),
                                            lastHeard: now, lastSent: now, strikes: strikes)
-            let terms = HeartbeatTerms(intervalMilliseconds: Int(settings.heartbeatInterval * 1000), liveness: settings.liveness)
+            let terms = HeartbeatTerms(intervalMilliseconds: Int(settings.heartbeatInterval / .milliseconds(1)), liveness: settings.liveness)
             directives.append(.send(to: worker, WireMessage(header: WireHeader(.welcome), metadata: terms)))
             directives.append(.log("worker \(name) joined with \(introduction.threads) thread(s)"))
             return directives + dispatch(now: now)
@@ -226,14 +250,14 @@ public struct CoordinatorState: Sendable {
     }
 
     /// The passage of time: declares silent workers dead, marks overdue tasks and sends heartbeats.
-    public mutating func tick(now: Double) -> [Directive] {
+    public mutating func tick(now: ContinuousClock.Instant) -> [Directive] {
         var directives: [Directive] = []
         benched = benched.filter { $0.value > now }
-        let deadline = settings.heartbeatInterval * Double(settings.liveness)
+        let deadline = settings.heartbeatInterval * settings.liveness
         for id in workerOrder {
             guard let record = workers[id] else { continue }
             if now - record.lastHeard > deadline {
-                directives.append(.log("worker \(record.name) silent for \(Int(now - record.lastHeard)) s: dead; "
+                directives.append(.log("worker \(record.name) silent for \(Int((now - record.lastHeard).seconds)) s: dead; "
                                        + "\(record.taskCount) shard(s) back in the queue"))
                 remove(id)
             } else if now - record.lastSent >= settings.heartbeatInterval {
@@ -250,14 +274,14 @@ public struct CoordinatorState: Sendable {
     /// declare dead, a task to mark overdue), or nil while nothing waits on the clock. The
     /// I/O thread sleeps until then unless a message comes first; every deadline that `tick`
     /// acts on belongs here.
-    public var nextDeadline: Double? {
-        let silence = settings.heartbeatInterval * Double(settings.liveness)
+    public var nextDeadline: ContinuousClock.Instant? {
+        let silence = settings.heartbeatInterval * settings.liveness
         var earliest = workers.values.lazy.map { min($0.lastSent + settings.heartbeatInterval, $0.lastHeard + silence) }.min()
         for (key, round) in rounds {
             let deadline = taskDeadline(of: key)
             for (shard, holding) in round.holders where !round.overdue.contains(shard) {
                 guard let sent = holding.values.max() else { continue }
-                earliest = min(earliest ?? .infinity, sent + deadline)
+                earliest = min(earliest ?? sent + deadline, sent + deadline)
             }
         }
         return earliest
@@ -266,12 +290,12 @@ public struct CoordinatorState: Sendable {
     /// Passes with shards left, and whether any worker is alive to take them.
     public var isWaitingForWorkers: Bool { workers.isEmpty && !rounds.isEmpty }
 
-    public func status(now: Double) -> ClusterStatus {
+    public func status(now: ContinuousClock.Instant) -> ClusterStatus {
         ClusterStatus(
             workers: workerOrder.compactMap { id in
                 workers[id].map { record in
                     ClusterStatus.Worker(name: record.name, threads: record.threads,
-                                         secondsSinceHeard: now - record.lastHeard,
+                                         secondsSinceHeard: (now - record.lastHeard).seconds,
                                          tasksInFlight: record.taskCount, shardsDone: record.shardsDone)
                 }
             },
@@ -285,21 +309,21 @@ public struct CoordinatorState: Sendable {
     }
 
     /// Where the latest running pass of `job` stands, if it has one.
-    public func passProgress(of job: UInt64, now: Double) -> PassProgress? {
+    public func passProgress(of job: UInt64, now: ContinuousClock.Instant) -> PassProgress? {
         guard let key = rounds.keys.filter({ $0.job == job }).max(), let round = rounds[key] else { return nil }
         return PassProgress(pass: Int(key.round), kind: round.spec.computation.kind.rawValue,
                             shards: round.spec.plan.count, shardsDone: round.done.count,
-                            rows: round.spec.plan.totalRows, rowsDone: round.rowsDone, seconds: max(0, now - round.started))
+                            rows: round.spec.plan.totalRows, rowsDone: round.rowsDone, seconds: max(0, (now - round.started).seconds))
     }
 
     /// How long a task of pass `key` may be out before it is overdue.
-    func taskDeadline(of key: RoundKey) -> Double {
-        max(settings.taskDeadlineFloor, settings.taskDeadlineFactor * (rounds[key]?.slowestShard ?? 0))
+    func taskDeadline(of key: RoundKey) -> Duration {
+        max(settings.taskDeadlineFloor, (rounds[key]?.slowestShard ?? .zero) * settings.taskDeadlineFactor)
     }
 
     // MARK: Internals
 
-    private mutating func takeResult(_ message: WireMessage, from worker: WorkerID, now: Double,
+    private mutating func takeResult(_ message: WireMessage, from worker: WorkerID, now: ContinuousClock.Instant,
                                      check: ResultCheck) -> [Directive] {
         let key = RoundKey(job: message.header.job, round: message.header.round)
         let shard = Int(message.header.shard)
@@ -328,7 +352,10 @@ public struct CoordinatorState: Sendable {
             // Another worker got it earlier and was overdue: a strike against it.
             if otherSent < sent { directives += strike(other, now: now) }
         }
-        if let round = rounds[key], round.done.count == round.spec.plan.count { finish(key) }
+        if let round = rounds[key], round.done.count == round.spec.plan.count {
+            finish(key)
+            directives.append(.passFinished(key, kind: round.spec.computation.kind, duration: now - round.started))
+        }
         return directives
     }
 
@@ -349,18 +376,20 @@ public struct CoordinatorState: Sendable {
     }
 
     /// One strike against `worker`; at `strikesBeforeDrop` in a row it is dropped and benched.
-    private mutating func strike(_ worker: WorkerID, now: Double) -> [Directive] {
+    private mutating func strike(_ worker: WorkerID, now: ContinuousClock.Instant) -> [Directive] {
         guard let record = workers[worker] else { return [] }
         workers[worker]!.strikes += 1
         guard record.strikes + 1 >= settings.strikesBeforeDrop else { return [] }
         benched[worker] = now + settings.droppedWorkerPause
         remove(worker)
-        return [.log("worker \(record.name) dropped: \(record.strikes + 1) results rejected or tasks overdue in a row; "
-                     + "its messages are ignored for \(settings.droppedWorkerPause) s")]
+        let reason = "\(record.strikes + 1) results rejected or tasks overdue in a row"
+        // Told, so that it reconnects after its back-off rather than waiting out the silence.
+        return [.send(to: worker, WireMessage(header: WireHeader(.dismiss), metadata: FailureReport(message: reason))),
+                .log("worker \(record.name) dropped: \(reason); its messages are ignored for \(settings.droppedWorkerPause.secondsText) s")]
     }
 
     /// Shards out for longer than their pass's deadline wait for one more worker.
-    private mutating func markOverdue(now: Double) -> [Directive] {
+    private mutating func markOverdue(now: ContinuousClock.Instant) -> [Directive] {
         var directives: [Directive] = []
         for key in rounds.keys.sorted() {
             let deadline = taskDeadline(of: key)
@@ -368,8 +397,8 @@ public struct CoordinatorState: Sendable {
                 guard let sent = holding.values.max(), now - sent > deadline, !rounds[key]!.overdue.contains(shard) else { continue }
                 rounds[key]!.overdue.insert(shard)
                 let names = holding.keys.compactMap { workers[$0]?.name }.sorted().joined(separator: ", ")
-                directives.append(.log("\(key) shard \(shard) overdue at \(names) (out \(Int(now - sent)) s, "
-                                       + "deadline \(Int(deadline)) s): it goes to one more worker"))
+                directives.append(.log("\(key) shard \(shard) overdue at \(names) (out \(Int((now - sent).seconds)) s, "
+                                       + "deadline \(Int(deadline.seconds)) s): it goes to one more worker"))
             }
         }
         return directives
@@ -400,7 +429,7 @@ public struct CoordinatorState: Sendable {
         }
     }
 
-    private mutating func sendTo(_ worker: WorkerID, _ message: WireMessage, now: Double) -> [Directive] {
+    private mutating func sendTo(_ worker: WorkerID, _ message: WireMessage, now: ContinuousClock.Instant) -> [Directive] {
         workers[worker]?.lastSent = now
         return [.send(to: worker, message)]
     }
@@ -408,9 +437,9 @@ public struct CoordinatorState: Sendable {
     /// Hands waiting shards to workers with spare capacity, oldest pass first: the queue in
     /// ascending order, then, once a pass's queue is empty, its overdue shards, to workers
     /// with an idle thread only (a second copy never waits behind other work).
-    private mutating func dispatch(now: Double) -> [Directive] {
+    private mutating func dispatch(now: ContinuousClock.Instant) -> [Directive] {
         var directives: [Directive] = []
-        for key in rounds.keys.sorted() {
+        for key in rounds.keys.sorted() where rounds[key]?.persisting == false {
             for overdue in [false, true] {
                 if overdue && rounds[key]?.queue.isEmpty != true { break }
                 var skipped = 0
@@ -439,21 +468,14 @@ public struct CoordinatorState: Sendable {
         }
     }
 
-    private mutating func send(_ shard: Int, of key: RoundKey, to worker: WorkerID, now: Double) -> [Directive] {
+    private mutating func send(_ shard: Int, of key: RoundKey, to worker: WorkerID, now: ContinuousClock.Instant) -> [Directive] {
         rounds[key]!.hold(shard, by: worker, at: now)
         let spec = rounds[key]!.spec
         let includesModel = workers[worker]!.modelRounds.insert(key).inserted
         workers[worker]!.inFlight[key, default: []].insert(shard)
-        let rows = spec.plan.rows(of: shard)
-        var assignment = TaskAssignment(corpus: spec.corpus, firstRow: rows.lowerBound, rowCount: rows.count,
-                                        computation: spec.computation, includesModel: includesModel)
-        if let images = spec.images {
-            assignment.images = Array(images[rows])
-            assignment.firstRow = 0
-            assignment.rowCount = spec.corpus.rows
-        }
         let message = WireMessage(header: WireHeader(.task, job: key.job, round: key.round, shard: UInt32(shard)),
-                                  metadata: assignment, arrays: includesModel ? spec.model : [])
+                                  metadata: spec.assignment(of: shard, includesModel: includesModel),
+                                  arrays: includesModel ? spec.model : [])
         return sendTo(worker, message, now: now)
     }
 

@@ -16,6 +16,8 @@ public struct ClusterBackend: StatisticsBackend {
     /// Where each pass's time went, in pass order.
     public let timings = PassTimingLog()
     private let passes: PassCounter
+    /// What is written before the next pass's first task goes out (see `keepBeforeNextPass`).
+    private let pendingWrite = HeldWrite()
 
     /// - Parameter passesBefore: passes this job ran before (in an earlier coordinator); the
     ///   new ones are numbered after them, so a late result of an old pass is never taken
@@ -31,6 +33,18 @@ public struct ClusterBackend: StatisticsBackend {
     /// The number of the last pass started.
     public var lastPass: UInt32 { passes.current }
 
+    /// Holds `write` (a checkpoint of the job) until the next pass: the coordinator's state
+    /// machine has it persisted before that pass's first task goes out. Replaces a write
+    /// still held.
+    func keepBeforeNextPass(_ write: @escaping @Sendable () throws -> Void) {
+        pendingWrite.hold(write)
+    }
+
+    /// Carries out the write still held, if any (after the last pass: there is no next one).
+    func writeHeld() throws {
+        try pendingWrite.take()?()
+    }
+
     public var rows: Int { corpus.rows }
     public var dimension: Int { corpus.dimension }
 
@@ -41,18 +55,14 @@ public struct ClusterBackend: StatisticsBackend {
         }
         var description = wire.description
         if description.kind == .sample { description.dimension = corpus.dimension }
-        let spec = RoundSpec(key: RoundKey(job: job, round: passes.next()), corpus: corpus, plan: plan,
+        var spec = RoundSpec(key: RoundKey(job: job, round: passes.next()), corpus: corpus, plan: plan,
                              computation: description, model: wire.modelArrays)
+        let write = pendingWrite.take()
+        spec.persistsFirst = write != nil
         return try await withCheckedThrowingContinuation { continuation in
             let collector = RoundCollector<C.Statistics>(shardCount: plan.count, continuation: continuation, log: timings,
-                                                         prepareFirst: { statistics in
-                // The other shards' samples are appended to shard 0's: room for the whole
-                // sample at once, rather than growth by doubling (up to three times its size).
-                guard var sample = statistics as? RowSample, let size = description.sampleSize else { return }
-                sample.rowIndices.reserveCapacity(size)
-                sample.values.reserveCapacity(saturatingProduct(size, description.dimension))
-                statistics = sample as! C.Statistics
-            }) { [plan] shard, message in
+                                                         persist: write,
+                                                         prepareFirst: { computation.reserveMergeCapacity(in: &$0) }) { [plan] shard, message in
                 let (statistics, seconds) = try statisticsType.decode(message, pass: description, rows: plan.rows(of: shard))
                 return (statistics as! C.Statistics, seconds)
             }
@@ -74,6 +84,18 @@ final class PassCounter: Sendable {
             $0 += 1
             return $0
         }
+    }
+}
+
+/// A write held for later (see `ClusterBackend.keepBeforeNextPass`).
+final class HeldWrite: Sendable {
+    private let write = Mutex<(@Sendable () throws -> Void)?>(nil)
+
+    func hold(_ write: @escaping @Sendable () throws -> Void) { self.write.withLock { $0 = write } }
+
+    /// The write held, if any, which is no longer held.
+    func take() -> (@Sendable () throws -> Void)? {
+        write.withLock { held in defer { held = nil }; return held }
     }
 }
 
@@ -109,7 +131,14 @@ protocol RoundSink: AnyObject, Sendable {
     func deliver(shard: Int, message: WireMessage)
     func fail(_ message: String)
     /// Time the I/O thread spent sending this pass's tasks.
-    func addDispatchTime(_ seconds: Double)
+    func addDispatchTime(_ duration: Duration)
+    /// Writes what the pass's owner keeps before the pass (`RoundSpec.persistsFirst`);
+    /// called once, off the I/O thread.
+    func persist() throws
+}
+
+extension RoundSink {
+    func persist() throws {}
 }
 
 /// Decodes and merges one pass's shard results in shard order, then resumes the waiting
@@ -123,27 +152,32 @@ final class RoundCollector<S: SufficientStatistics>: RoundSink, @unchecked Senda
     private var checked: (shard: Int, statistics: S, computeSeconds: Double)?
     /// Applied to shard 0's statistics, which the others are merged into.
     private let prepareFirst: (inout S) -> Void
+    /// What is written before the pass (see `RoundSink.persist`).
+    private let write: (@Sendable () throws -> Void)?
     private let log: PassTimingLog
-    private let started = MonotonicClock.now()
+    private let started = ContinuousClock.now
     private var timing = PassTiming(wallSeconds: 0, dispatchSeconds: 0, mergeSeconds: 0, workerComputeSeconds: 0)
 
     /// - Parameter decode: decodes and checks a shard's RESULT (throws if it is not right).
     init(shardCount: Int, continuation: CheckedContinuation<S, any Error>, log: PassTimingLog,
-         prepareFirst: @escaping (inout S) -> Void = { _ in },
+         persist write: (@Sendable () throws -> Void)? = nil, prepareFirst: @escaping (inout S) -> Void = { _ in },
          decode: @escaping (_ shard: Int, WireMessage) throws -> (S, computeSeconds: Double)) {
         merger = OrderedMerger(shardCount: shardCount)
         self.continuation = continuation
         self.log = log
         self.prepareFirst = prepareFirst
+        self.write = write
         self.decode = decode
     }
 
+    func persist() throws { try write?() }
+
     func check(shard: Int, _ message: WireMessage) throws {
-        let decodeStarted = MonotonicClock.now()
+        let decodeStarted = ContinuousClock.now
         checked = nil
         let (statistics, computeSeconds) = try decode(shard, message)
         checked = (shard, statistics, computeSeconds)
-        timing.mergeSeconds += MonotonicClock.now() - decodeStarted
+        timing.mergeSeconds += (ContinuousClock.now - decodeStarted).seconds
     }
 
     func deliver(shard: Int, message: WireMessage) {
@@ -152,21 +186,21 @@ final class RoundCollector<S: SufficientStatistics>: RoundSink, @unchecked Senda
             preconditionFailure("shard \(shard) delivered without a check that passed")
         }
         self.checked = nil
-        let mergeStarted = MonotonicClock.now()
+        let mergeStarted = ContinuousClock.now
         var statistics = checked.statistics
         if shard == 0 { prepareFirst(&statistics) }
         merger.add(statistics, shard: shard)
         timing.workerComputeSeconds += checked.computeSeconds
-        timing.mergeSeconds += MonotonicClock.now() - mergeStarted
+        timing.mergeSeconds += (ContinuousClock.now - mergeStarted).seconds
         if let result = merger.result {
-            timing.wallSeconds = MonotonicClock.now() - started
+            timing.wallSeconds = (ContinuousClock.now - started).seconds
             log.append(timing)
             continuation?.resume(returning: result)
             continuation = nil
         }
     }
 
-    func addDispatchTime(_ seconds: Double) { timing.dispatchSeconds += seconds }
+    func addDispatchTime(_ duration: Duration) { timing.dispatchSeconds += duration.seconds }
 
     func fail(_ message: String) {
         continuation?.resume(throwing: DescriptorError(.ioFailure, message))

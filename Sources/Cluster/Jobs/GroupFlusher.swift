@@ -10,18 +10,18 @@ final class GroupFlusher: @unchecked Sendable {
     /// Called after a flush: with `nil`, or with the error the flush threw.
     typealias Completion = @Sendable ((any Error)?) -> Void
 
-    private let delay: TimeInterval
+    private let delay: Duration
     private let flush: @Sendable () throws -> Void
     private let condition = NSCondition()
     private var queued: [Completion] = []
-    private var firstQueuedAt = Date()
+    private var firstQueuedAt = ContinuousClock.now
     private var urgent = false
     private var running = false
 
     /// - Parameters:
-    ///   - delay: the longest a write waits for its flush, in seconds.
+    ///   - delay: the longest a write waits for its flush.
     ///   - flush: makes every write that returned before the call durable.
-    init(delay: TimeInterval, flush: @escaping @Sendable () throws -> Void) {
+    init(delay: Duration, flush: @escaping @Sendable () throws -> Void) {
         self.delay = delay
         self.flush = flush
     }
@@ -32,7 +32,7 @@ final class GroupFlusher: @unchecked Sendable {
     func afterNextFlush(urgent: Bool = false, _ completion: @escaping Completion) {
         condition.lock()
         defer { condition.unlock() }
-        if queued.isEmpty { firstQueuedAt = Date() }
+        if queued.isEmpty { firstQueuedAt = .now }
         queued.append(completion)
         self.urgent = self.urgent || urgent
         if running {
@@ -59,8 +59,11 @@ final class GroupFlusher: @unchecked Sendable {
     private func run() {
         condition.lock()
         while !queued.isEmpty {
-            let deadline = firstQueuedAt.addingTimeInterval(delay)
-            while !urgent && Date() < deadline { _ = condition.wait(until: deadline) }
+            let deadline = firstQueuedAt + delay
+            // `NSCondition` waits until a `Date`: each wait is bounded by what the monotonic clock says is left.
+            while !urgent && ContinuousClock.now < deadline {
+                _ = condition.wait(until: Date(timeIntervalSinceNow: (deadline - .now).seconds))
+            }
             let completions = queued
             queued = []
             urgent = false

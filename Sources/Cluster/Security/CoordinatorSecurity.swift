@@ -103,7 +103,7 @@ final class CoordinatorGatekeeper: Sendable {
         let lists = Mutex<AccessLists>(AccessLists(workers: [], clients: [:]))
         let refused = Atomic<Int>(0)
         /// When each refused key was last logged.
-        private let lastLogged = Mutex<[String: Double]>([:])
+        private let lastLogged = Mutex<[String: ContinuousClock.Instant]>([:])
 
         init(logger: Logger) { self.logger = logger }
 
@@ -118,10 +118,10 @@ final class CoordinatorGatekeeper: Sendable {
             let count = refused.add(1, ordering: .relaxed).newValue
             let peer = domain == .workers ? "worker" : "client"
             // A refused peer's libzmq keeps reconnecting: one line per key and minute is enough.
-            let now = MonotonicClock.now()
+            let now = ContinuousClock.now
             let identity = "\(request.domain) \(request.curveKey?.z85 ?? request.mechanism)"
             let quiet = lastLogged.withLock { logged in
-                if let last = logged[identity], now - last < 60 { return true }
+                if let last = logged[identity], now - last < .seconds(60) { return true }
                 if logged.count >= 1024 { logged.removeAll() }
                 logged[identity] = now
                 return false

@@ -12,13 +12,13 @@ public struct WorkerSettings: Sendable {
     public var name: String
     /// Compute threads: shards computed at once.
     public var threads: Int
-    /// Until the coordinator's WELCOME says otherwise: heartbeat interval (s) and liveness.
-    public var heartbeatInterval: Double = 1
+    /// Until the coordinator's WELCOME says otherwise: heartbeat interval and liveness.
+    public var heartbeatInterval: Duration = .seconds(1)
     public var liveness: Int = 3
     /// Back-off before reconnecting to a silent coordinator: doubles from `reconnectInitial`
-    /// to `reconnectMaximum` seconds (Paranoid Pirate).
-    public var reconnectInitial: Double = 1
-    public var reconnectMaximum: Double = 32
+    /// to `reconnectMaximum` (Paranoid Pirate; see `WorkerState`).
+    public var reconnectInitial: Duration = .seconds(1)
+    public var reconnectMaximum: Duration = .seconds(32)
     public var maximumMessageSize: Int = 1 << 30
     /// CURVE with the coordinator; `nil`: no authentication, no encryption.
     public var security: ClientSecurity?
@@ -31,11 +31,10 @@ public struct WorkerSettings: Sendable {
     }
 }
 
-/// A worker process's shell: an I/O thread owns the DEALER socket (heartbeats, tasks in,
-/// results out, reconnection with back-off) and `threads` compute threads run the shards.
-/// Shards are read from the corpus path in the task, by memory map. The I/O thread sleeps
-/// in `zmq_poll` until a message arrives, a heartbeat is due, or the doorbell rings (a
-/// result in the outbox, or `stop()`).
+/// A worker process's shell: an I/O thread owns the DEALER socket and carries out the
+/// directives of `WorkerState` (heartbeats, tasks in, results out, reconnection with
+/// back-off), and `threads` compute threads run the shards. Shards are read from the
+/// corpus path in the task, by memory map.
 ///
 /// `@unchecked Sendable`: the socket is touched only by the I/O thread; the queues between
 /// it and the compute threads are mutex-protected.
@@ -47,7 +46,8 @@ public final class Worker: @unchecked Sendable {
     private let stopping = Atomic<Bool>(false)
     private let finished = DispatchSemaphore(value: 0)
     private let tasks = TaskQueue()
-    private let outbox = Mutex<[WireMessage]>([])
+    /// Replies from the compute threads, with the session of their task.
+    private let outbox = Mutex<[(session: Int, reply: WireMessage)]>([])
     /// Wakes the I/O thread; set once the thread runs.
     private let doorbell = Mutex<Doorbell?>(nil)
     private let corpora = CorpusCache()
@@ -94,139 +94,113 @@ public final class Worker: @unchecked Sendable {
 
     // MARK: I/O
 
-    private func connect() throws -> Socket {
+    /// A connection to the coordinator: the socket, and its handshake events.
+    private struct Connection {
+        let socket: Socket
+        let handshakes: SocketMonitor
+    }
+
+    private func connect() throws -> Connection {
         let socket = try Socket(.dealer, context: context)
         try socket.setMaxMessageSize(Int64(settings.maximumMessageSize))
         try socket.setLinger(.zero)
-        try settings.security?.secure(socket, handshakeTimeout: .seconds(settings.heartbeatInterval * Double(settings.liveness)))
+        try settings.security?.secure(socket, handshakeTimeout: settings.heartbeatInterval * settings.liveness)
+        let handshakes = try socket.monitor([.handshakeFailedNoDetail, .handshakeFailedProtocol, .handshakeFailedAuthentication])
         try socket.connect(endpoint)
-        return socket
+        return Connection(socket: socket, handshakes: handshakes)
     }
 
     private func wake() {
         doorbell.withLock { $0 }?.ring()
     }
 
-    private var introduction: WireMessage {
-        WireMessage(header: WireHeader(.ready),
-                    metadata: WorkerIntroduction(name: settings.name, threads: settings.threads, pid: getpid()))
+    /// Why a handshake failed, from the worker's side.
+    private func refusal(_ event: SocketEvent) -> String {
+        switch event.kind {
+        case .handshakeFailedAuthentication:
+            "the coordinator at \(endpoint) refused this worker's key"
+        case .handshakeFailedProtocol where event.value == SocketEvent.mechanismMismatch:
+            settings.security == nil ? "the coordinator at \(endpoint) requires CURVE keys, and this worker has none"
+                                     : "the coordinator at \(endpoint) does not use CURVE keys, and this worker does"
+        default:
+            "the handshake with the coordinator at \(endpoint) failed"
+                + (settings.security == nil ? "" : ": its public key is not the one this worker was given")
+        }
     }
 
+    /// Carries out `WorkerState`'s directives: owns the connection, the poller and the task
+    /// queue; sleeps in `zmq_poll` until a message arrives, the state machine's next
+    /// deadline passes, or the doorbell rings (a result in the outbox, or `stop()`).
     private func ioLoop() {
-        var interval = settings.heartbeatInterval, liveness = settings.liveness
-        var backoff = settings.reconnectInitial
-        var socket: Socket
         let listener: DoorbellListener
         do {
             let (bell, bellListener) = try Doorbell.make(context: context)
             listener = bellListener
             // Published before the loop first looks at `stopping` and the outbox.
             doorbell.withLock { $0 = bell }
-            socket = try connect()
         } catch {
-            logger.error("cannot connect to \(endpoint): \(error)")
+            logger.error("cannot start the worker's I/O thread: \(error)")
             return
         }
+        var state = WorkerState(settings: settings, pid: getpid())
+        var connection: Connection?
         var poller = Poller()
-        poller.register(socket)
         poller.register(listener)
-        /// Waits until a message arrives, `deadline` passes (at least 1 ms from now, so a
-        /// deadline that just passed cannot make the loop spin) or the doorbell rings.
-        func wait(until deadline: Double, on poller: Poller) {
-            _ = try? poller.poll(timeout: .seconds(max(deadline - MonotonicClock.now(), 0.001)))
-            listener.drain()
-        }
-        var lastHeard = MonotonicClock.now(), lastSent = lastHeard
-        var models: [UInt64: (round: UInt32, computation: any WireComputation)] = [:]
-        func send(_ message: WireMessage) {
-            do {
-                _ = try socket.send(frames: message.frames, dontWait: true)
-                lastSent = MonotonicClock.now()
-            } catch {
-                logger.warning("send failed: \(error)")
-            }
-        }
-        send(introduction)
-        while !stopping.load(ordering: .sequentiallyConsistent) {
-            for message in outbox.withLock({ outbox in defer { outbox.removeAll() }; return outbox }) { send(message) }
-            wait(until: min(lastSent + interval, lastHeard + interval * Double(liveness)), on: poller)
-            while let frames = (try? socket.receive(dontWait: true)) ?? nil {
-                lastHeard = MonotonicClock.now()
-                backoff = settings.reconnectInitial
-                let message: WireMessage
-                do {
-                    message = try WireMessage(frames: frames)
-                } catch {
-                    logger.warning("dropped a malformed message from the coordinator: \(error)")
-                    continue
-                }
-                switch message.header.type {
-                case .welcome:
-                    if let terms = try? message.decode(HeartbeatTerms.self) {
-                        interval = Double(terms.intervalMilliseconds) / 1000
-                        liveness = terms.liveness
+        func perform(_ directives: [WorkerState.Directive]) {
+            for directive in directives {
+                switch directive {
+                case .connect:
+                    do {
+                        let made = try connect()
+                        connection = made
+                        poller = Poller()
+                        poller.register(made.socket)
+                        poller.register(listener)
+                        perform(state.connected(now: .now))
+                    } catch {
+                        perform(state.connectFailed("\(error)", now: .now))
                     }
-                case .coordinatorHeartbeat:
-                    break
-                case .resync:
-                    send(introduction)
-                case .task:
-                    if let failure = accept(message, models: &models) { send(failure) }
-                default:
-                    logger.warning("unexpected \(message.header.type) from the coordinator dropped")
-                }
-            }
-            let now = MonotonicClock.now()
-            if now - lastSent >= interval { send(WireMessage(header: WireHeader(.workerHeartbeat))) }
-            if now - lastHeard > interval * Double(liveness) {
-                logger.warning("coordinator silent for \(Int(now - lastHeard)) s; reconnecting in \(backoff) s")
-                tasks.removeAll()
-                models = [:]
-                // Only the doorbell wakes this wait: `stop()` ends it, results wait for the new socket.
-                let deadline = MonotonicClock.now() + backoff, bellOnly = Poller()
-                bellOnly.register(listener)
-                while MonotonicClock.now() < deadline && !stopping.load(ordering: .sequentiallyConsistent) {
-                    wait(until: deadline, on: bellOnly)
-                }
-                backoff = min(backoff * 2, settings.reconnectMaximum)
-                do {
-                    socket = try connect()
+                case .disconnect:
+                    tasks.removeAll()
+                    connection = nil
                     poller = Poller()
-                    poller.register(socket)
                     poller.register(listener)
-                } catch {
-                    logger.error("cannot reconnect to \(endpoint): \(error)")
+                case .send(let message):
+                    guard let socket = connection?.socket else { continue }
+                    do {
+                        _ = try socket.send(frames: message.frames, dontWait: true)
+                    } catch {
+                        perform(state.sendFailed(message, error: "\(error)"))
+                    }
+                case .compute(let task):
+                    tasks.push(task)
+                case .log(let level, let text):
+                    logger.log(level: level, "\(text)")
                 }
-                lastHeard = MonotonicClock.now()
-                send(introduction)
             }
+        }
+        perform(state.start())
+        while !stopping.load(ordering: .sequentiallyConsistent) {
+            let replies: [(session: Int, reply: WireMessage)] = outbox.withLock { outbox in
+                defer { outbox.removeAll() }
+                return outbox
+            }
+            for (session, reply) in replies { perform(state.finished(reply, session: session, now: .now)) }
+            // At least 1 ms, so that a deadline that just passed cannot make the loop spin.
+            let timeout = state.nextDeadline.map { max($0 - ContinuousClock.now, .milliseconds(1)) }
+            _ = try? poller.poll(timeout: timeout)
+            listener.drain()
+            while let event = try? connection?.handshakes.next() {
+                perform(state.refused(refusal(event), now: .now))
+            }
+            while let frames = (try? connection?.socket.receive(dontWait: true)) ?? nil {
+                perform(state.receive(frames, now: .now))
+            }
+            if let deadline = state.nextDeadline, deadline <= ContinuousClock.now { perform(state.tick(now: .now)) }
         }
         // Give GOODBYE a moment to leave before the socket closes.
-        try? socket.setLinger(.milliseconds(200))
-        send(WireMessage(header: WireHeader(.goodbye)))
-    }
-
-    /// Queues a TASK for the compute threads, or returns the FAILURE to send back.
-    private func accept(_ message: WireMessage, models: inout [UInt64: (round: UInt32, computation: any WireComputation)]) -> WireMessage? {
-        let header = message.header
-        func failure(_ text: String, retry: Bool = false) -> WireMessage {
-            WireMessage(header: WireHeader(.failure, job: header.job, round: header.round, shard: header.shard),
-                        metadata: FailureReport(message: text, retry: retry))
-        }
-        do {
-            var assignment = try message.decode(TaskAssignment.self)
-            if let roots = settings.corpusRoots { assignment.corpus.path = try roots.check(assignment.corpus.path, what: "corpus") }
-            if assignment.includesModel {
-                models[header.job] = (header.round, try PassDecoder.computation(assignment.computation, arrays: message))
-            }
-            guard let model = models[header.job], model.round == header.round else {
-                return failure("no model for pass \(header.round) of job \(header.job)", retry: true)
-            }
-            tasks.push(ShardTask(header: header, assignment: assignment, computation: model.computation.forTask(assignment)))
-            return nil
-        } catch {
-            return failure("\(error)")
-        }
+        try? connection?.socket.setLinger(.milliseconds(200))
+        perform(state.stop())
     }
 
     // MARK: Compute
@@ -235,33 +209,35 @@ public final class Worker: @unchecked Sendable {
         let header = task.header
         let reply: WireMessage
         do {
-            let corpus = try corpora.open(task.assignment.corpus)
+            var reference = task.assignment.corpus
+            if let roots = settings.corpusRoots { reference.path = try roots.check(reference.path, what: "corpus") }
+            let corpus = try corpora.open(reference)
             let (first, count) = (task.assignment.firstRow, task.assignment.rowCount)
             guard let rows = corpus.rowRange(first: first, count: count) else {
                 throw DescriptorError(.indexOutOfRange, "\(count) rows from row \(first) are outside the corpus's \(corpus.rows) rows",
                                       path: corpus.source)
             }
-            let started = MonotonicClock.now()
+            let started = ContinuousClock.now
             reply = try Self.compute(task.computation, rows: corpus.slice(rows), shard: Int(header.shard),
                                      header: header, workspace: workspace)
             // An encoding task names its images' rows; another, its range of rows.
             let rowsRead = task.assignment.images.map { $0.reduce(0) { $0 + $1.rowCount } } ?? count
-            metrics?.shardComputed(rows: rowsRead, seconds: MonotonicClock.now() - started)
+            metrics?.shardComputed(rows: rowsRead, seconds: (ContinuousClock.now - started).seconds)
         } catch {
             reply = WireMessage(header: WireHeader(.failure, job: header.job, round: header.round, shard: header.shard),
                                 metadata: FailureReport(message: "\(error)", retry: false))
             metrics?.shardsFailed.increment()
         }
-        outbox.withLock { $0.append(reply) }
+        outbox.withLock { $0.append((task.session, reply)) }
         wake()
     }
 
     private static func compute<C: WireComputation>(_ computation: C, rows: DescriptorMatrix, shard: Int,
                                                     header: WireHeader, workspace: KernelWorkspace) throws -> WireMessage {
-        let started = MonotonicClock.now()
+        let started = ContinuousClock.now
         let statistics = try computation.statistics(of: rows, shard: shard, workspace: workspace)
         var shape = statistics.shape
-        shape.computeSeconds = MonotonicClock.now() - started
+        shape.computeSeconds = (ContinuousClock.now - started).seconds
         return WireMessage(header: WireHeader(.result, job: header.job, round: header.round, shard: header.shard),
                            metadata: shape, arrays: statistics.arrays)
     }
@@ -273,6 +249,8 @@ struct ShardTask: @unchecked Sendable {
     let header: WireHeader
     let assignment: TaskAssignment
     let computation: any WireComputation
+    /// The worker's connection it came on (see `WorkerState`).
+    let session: Int
 }
 
 /// A blocking FIFO between the I/O thread and the compute threads.
