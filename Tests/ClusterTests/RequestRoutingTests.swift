@@ -12,7 +12,7 @@ import ZeroMQ
 
     /// The coordinator's answer to a request of `type` with empty metadata; its ERROR-REPLY message, if any.
     static func refusal(of type: MessageType, by coordinator: Coordinator) throws -> String? {
-        let reply = coordinator.answer(WireMessage(header: WireHeader(type)), state: CoordinatorState(), now: 0)
+        let reply = coordinator.answer(WireMessage(header: WireHeader(type)), state: CoordinatorState(), now: at(0))
         return reply.header.type == .errorReply ? try reply.decode(FailureReport.self).message : nil
     }
 

@@ -1,4 +1,5 @@
 @testable import Cluster
+import ClusterProtocol
 import Descriptors
 import Testing
 import ZeroMQ

@@ -1,3 +1,5 @@
+import ClusterProtocol
+
 /// What a pass's shards stand for: the scheduler knows shard numbers and the plan's
 /// ranges; the pass's layout says what a shard's task reads.
 public protocol ShardLayout: Sendable {

@@ -1,3 +1,4 @@
+import ClusterProtocol
 import Logging
 
 /// A worker's bookkeeping, without I/O: it takes events (connected, a message from the
