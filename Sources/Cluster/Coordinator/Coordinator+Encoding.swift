@@ -71,19 +71,22 @@ struct EncodingPlan {
         guard let value = try store.model(named: job.model) else {
             throw StoreError(.notFound, "no model named \"\(job.model)\" in the store")
         }
-        switch (job.encoding, try StoredModel(value, name: job.model)) {
+        let stored = try StoredModel(value, name: job.model)
+        let projection = try store.projection(encodingWith: job.model, record: stored.record, requested: job.pca)
+        switch (job.encoding, stored) {
         case (.vlad, .codebook(let codebook, _)):
-            pass = try EncodePass(encoding: .vlad, flags: job.flags, codebook: codebook)
+            pass = try EncodePass(encoding: .vlad, flags: job.flags, codebook: codebook, projection: projection)
         case (.fisher, .gaussianMixture(let model, _)):
-            pass = try EncodePass(encoding: .fisher, flags: job.flags, mixture: model)
+            pass = try EncodePass(encoding: .fisher, flags: job.flags, mixture: model, projection: projection)
         case (let encoding, let model):
             throw StoreError(.mismatch, "model \"\(job.model)\" is a \(model.record.kind.rawValue) model; "
                              + "\(encoding == .vlad ? "VLAD needs a k-means codebook" : "Fisher vectors need a GMM")")
         }
         let collection = try ImageCollection(index: job.index, descriptors: job.descriptors)
-        guard collection.isEmpty || collection.dimension == pass.encoder.descriptorDimension else {
+        guard collection.isEmpty || collection.dimension == pass.descriptorDimension else {
             throw DescriptorError(.dimensionMismatch,
-                                  "descriptors have dimension \(collection.dimension) but model \"\(job.model)\" has \(pass.encoder.descriptorDimension)",
+                                  "descriptors have dimension \(collection.dimension) but model \"\(job.model)\" "
+                                  + (projection == nil ? "has" : "takes, through its PCA,") + " \(pass.descriptorDimension)",
                                   path: job.descriptors)
         }
         images = try collection.map { image in
@@ -96,12 +99,12 @@ struct EncodingPlan {
         setRecord = SetRecord(encoding: job.encoding, model: job.model, flags: job.flags,
                               options: options.filter { job.flags & $0.1 != 0 }.map(\.0),
                               dimension: pass.encoder.encodedDimension, created: ISO8601DateFormatter().string(from: Date()),
-                              transform: job.transform)
+                              transform: job.transform, pca: stored.record.pca)
         transform = job.transform
         if !job.replace, let existing = try store.set(named: job.set) {
             let record = try existing.decode(SetRecord.self, key: "set \(job.set)")
             guard record.encoding == setRecord.encoding, record.model == setRecord.model, record.flags == setRecord.flags,
-                  record.dimension == setRecord.dimension, record.transform == setRecord.transform else {
+                  record.dimension == setRecord.dimension, record.transform == setRecord.transform, record.pca == setRecord.pca else {
                 let transforms = [record.transform, setRecord.transform].map { $0.map { ", \($0.rawValue) descriptors" } ?? "" }
                 throw StoreError(.mismatch,
                                  "set \"\(job.set)\" holds \(record.encoding.rawValue) vectors of model \"\(record.model)\" (flags \(record.flags), "

@@ -7,8 +7,19 @@ extension Coordinator {
     func accept(_ job: TrainingJob, arrays: [[UInt8]]) throws -> UInt64 {
         let job = try allowed(job)
         let corpus = try Self.corpusReference(job.corpus)
-        let initialization = try TrainingJobRunner.validate(job, corpus: corpus, arrays: arrays)
-        try settings.check(job, corpus: corpus)
+        let seen = try projectedCorpus(of: job, corpus: corpus)
+        let initialization = try TrainingJobRunner.validate(job, corpus: seen, arrays: arrays)
+        try settings.check(job, corpus: seen)
+        try checkName(of: job)
+        let initialValues = try arrays.flatMap { try Frame.decode($0, as: Float.self) }
+        let id = try jobs.add(job, initialValues: initialValues)
+        logger.info("job \(id) accepted", metadata: ["kind": "\(job.kind.rawValue)", "corpus": "\(PeerText.escaped(job.corpus))", "k": "\(job.k)"])
+        launch(id, job: job, corpus: corpus, initialization: initialization, resumingFrom: nil)
+        return id
+    }
+
+    /// Refuses a job whose model name is invalid, or taken without `replace`.
+    func checkName(of job: TrainingJob) throws {
         if let name = job.name {
             let store = try requireStore(for: "model \"\(name)\"")
             try CodebookStore.validate(name: name, of: "model")
@@ -16,11 +27,6 @@ extension Coordinator {
                 throw StoreError(.exists, "a model named \"\(name)\" exists; pass --replace to overwrite it")
             }
         }
-        let initialValues = try arrays.flatMap { try Frame.decode($0, as: Float.self) }
-        let id = try jobs.add(job, initialValues: initialValues)
-        logger.info("job \(id) accepted", metadata: ["kind": "\(job.kind.rawValue)", "corpus": "\(PeerText.escaped(job.corpus))", "k": "\(job.k)"])
-        launch(id, job: job, corpus: corpus, initialization: initialization, resumingFrom: nil)
-        return id
     }
 
     func requireStore(for what: String) throws -> CodebookStore {
@@ -56,13 +62,11 @@ extension Coordinator {
                                      passesBefore: passesBefore)
         let jobs = self.jobs
         do {
+                let projection = try job.pca.map { try requireStore(for: "PCA models").principalComponents(named: $0) }
                 let (outcome, _) = try await TrainingJobRunner.run(
-                    job, id: id, initialization: initialization, backend: backend, resumingFrom: resume,
+                    job, id: id, initialization: initialization, backend: backend, projection: projection, resumingFrom: resume,
                     checkpoint: { checkpoint in
-                        let (record, values) = switch checkpoint {
-                        case .kmeans(let state): StoredCheckpoint.record(state)
-                        case .gmm(let state): StoredCheckpoint.record(state)
-                        }
+                        let (record, values) = StoredCheckpoint.record(checkpoint)
                         try jobs.checkpoint(id, record: record, values: values, passes: backend.lastPass)
                     },
                     record: { [metrics] in
@@ -71,9 +75,10 @@ extension Coordinator {
                     })
                 var model: (name: String, value: StoredValue, replace: Bool)?
                 if let name = job.name, let entry = jobs[id] {
-                    let record = ModelRecord(kind: job.kind, k: outcome.k, dimension: outcome.dimension, source: "trained",
+                    var record = ModelRecord(kind: job.kind, k: outcome.k, dimension: outcome.dimension, source: "trained",
                                              corpus: corpus, job: job, varianceFloor: outcome.varianceFloor,
                                              training: entry.record.iterations)
+                    record.describe(job, projection: projection)
                     model = (name, try StoredValue(kind: .model, metadata: record, values: entry.checkpointValues),
                              job.replace ?? false)
                 }
@@ -105,7 +110,8 @@ extension Coordinator {
                 } else if let stored = entry.record.job {
                     let job = try allowed(stored)
                     let corpus = try Self.corpusReference(job.corpus)
-                    let (initialization, resume) = try Self.resumePoint(job, entry: entry, corpus: corpus)
+                    let (initialization, resume) = try Self.resumePoint(job, entry: entry,
+                                                                        corpus: try projectedCorpus(of: job, corpus: corpus))
                     logger.info("job \(id) resumed", metadata: ["iterations done": "\(entry.record.iterations.count)"])
                     launch(id, job: job, corpus: corpus, initialization: initialization, resumingFrom: resume,
                            passesBefore: passesBefore)
@@ -128,7 +134,8 @@ extension Coordinator {
             offset += count
         }
         let initialization = try TrainingJobRunner.validate(job, corpus: corpus, arrays: arrays)
-        guard let checkpoint = entry.record.checkpoint else { return (initialization, nil) }
+        // A PCA job is one pass: it runs again.
+        guard job.kind != .pca, let checkpoint = entry.record.checkpoint else { return (initialization, nil) }
         let values = entry.checkpointValues
         return (initialization, job.kind == .kmeans
             ? .kmeans(try StoredCheckpoint.kmeans(checkpoint, values: values, k: job.k, dimension: corpus.dimension))

@@ -39,7 +39,8 @@ public struct ClusterBackend: StatisticsBackend {
             throw DescriptorError(.invalidArgument, "\(C.self) cannot run on a cluster: it has no wire encoding")
         }
         var description = wire.description
-        if description.kind == .sample { description.dimension = corpus.dimension }
+        // A sample's rows are the corpus's, or the projection's when projected (which says so).
+        if description.kind == .sample && description.projection == nil { description.dimension = corpus.dimension }
         let spec = RoundSpec(key: RoundKey(job: job, round: passes.next()), corpus: corpus, plan: plan,
                              computation: description, model: wire.modelArrays)
         return try await withCheckedThrowingContinuation { continuation in

@@ -24,9 +24,13 @@ public struct EncodingJob: Codable, Sendable, Equatable {
     public var imagesPerShard: Int
     /// Transform every descriptor as it is read ("root-sift"), on the workers.
     public var transform: DescriptorTransform?
+    /// The stored PCA model every descriptor is projected by (after the transform), on the
+    /// workers: the one the model was trained through, which the model requires.
+    public var pca: String?
 
     public init(encoding: Encoding, model: String, descriptors: String, index: String, set: String, flags: Int,
-                replace: Bool, imagesPerShard: Int = 64, transform: DescriptorTransform? = nil) {
+                replace: Bool, imagesPerShard: Int = 64, transform: DescriptorTransform? = nil, pca: String? = nil) {
+        self.pca = pca
         self.encoding = encoding
         self.model = model
         self.descriptors = descriptors
@@ -64,6 +68,8 @@ public struct SetRecord: Codable, Sendable, Equatable {
     public var created: String
     /// The transform the descriptors went through before encoding ("root-sift"), if any.
     public var transform: DescriptorTransform?
+    /// The PCA the descriptors went through (after the transform), if any.
+    public var pca: PCAReference?
 }
 
 /// A vector as the store keeps it (the metadata of a `vectors` value); the values follow.
@@ -76,14 +82,17 @@ public struct VectorRecord: Codable, Sendable, Equatable {
 /// The encoder of a pass, built from the pass's model arrays; each task adds its images.
 public struct EncodePass: WireComputation {
     public let encoder: any VectorEncoder
-    public let description: PassDescription
-    public let modelArrays: [[UInt8]]
+    public private(set) var description: PassDescription
+    public private(set) var modelArrays: [[UInt8]]
+    /// The PCA each image's descriptors go through before the encoder, if any.
+    public let projection: PCAProjection?
     /// This task's images (empty for the pass as a whole).
     public let images: [ImageSlice]
 
-    /// The pass for `model` (a codebook for VLAD, a GMM for Fisher) with `flags`.
+    /// The pass for `model` (a codebook for VLAD, a GMM for Fisher) with `flags`, encoding
+    /// descriptors projected by `projection` (whose output must be the model's dimension).
     public init(encoding: EncodingJob.Encoding, flags: Int, codebook: Codebook? = nil, mixture: GaussianMixtureModel? = nil,
-                images: [ImageSlice] = []) throws {
+                projection: PCAProjection? = nil, images: [ImageSlice] = []) throws {
         switch (encoding, codebook, mixture) {
         case (.vlad, let codebook?, _):
             encoder = VLADEncoder(codebook: codebook, options: VLADOptions(rawValue: flags))
@@ -96,6 +105,15 @@ public struct EncodePass: WireComputation {
         default:
             throw DescriptorError(.invalidArgument, "\(encoding.rawValue) encoding needs a \(encoding == .vlad ? "k-means codebook" : "GMM")")
         }
+        if let projection {
+            guard projection.outputDimension == description.dimension else {
+                throw DescriptorError(.dimensionMismatch, "the PCA projects to \(projection.outputDimension) values but the model has "
+                                      + "dimension \(description.dimension)")
+            }
+            description.projection = ProjectionDescription(projection)
+            modelArrays += projection.frames
+        }
+        self.projection = projection
         self.images = images
     }
 
@@ -103,8 +121,12 @@ public struct EncodePass: WireComputation {
         encoder = pass.encoder
         description = pass.description
         modelArrays = pass.modelArrays
+        projection = pass.projection
         self.images = images
     }
+
+    /// D of the descriptors the pass reads: the PCA's input, or the encoder's.
+    public var descriptorDimension: Int { projection?.inputDimension ?? encoder.descriptorDimension }
 
     public func forTask(_ assignment: TaskAssignment) -> EncodePass { EncodePass(self, images: assignment.images ?? []) }
 
@@ -118,7 +140,9 @@ public struct EncodePass: WireComputation {
                                       "image \(image.key): \(image.rowCount) rows from row \(image.firstRow) exceed the file's \(rows.rows) rows",
                                       path: rows.source)
             }
-            result.values += try encoder.encode(rows.slice(range), workspace: workspace)
+            let descriptors = rows.slice(range)
+            result.values += try encoder.encode(try projection?.project(descriptors, workspace: workspace) ?? descriptors,
+                                                workspace: workspace)
             result.keys.append(image.key)
         }
         return result

@@ -17,15 +17,25 @@ public struct ModelRecord: Codable, Sendable, Equatable {
     public var job: TrainingJob?
     public var varianceFloor: Double?
     public var training: [IterationRecord]?
+    /// PCA: whether it whitens.
+    public var whiten: Bool?
+    /// k-means and GMM trained on projected descriptors: the PCA model they need.
+    public var pca: PCAReference?
 
     /// The number of float values a model of this shape stores; `nil` if K and D are
     /// negative or that number is past `Int.max` (a corrupt record).
     public var valueCount: Int? {
         let (kd, overflow) = k.multipliedReportingOverflow(by: dimension)
         guard k >= 0, dimension >= 0, !overflow else { return nil }
-        if kind == .kmeans { return kd }
-        guard kd <= (Int.max - k) / 2 else { return nil }
-        return 2 * kd + k
+        switch kind {
+        case .kmeans: return kd
+        case .gmm:
+            guard kd <= (Int.max - k) / 2 else { return nil }
+            return 2 * kd + k
+        case .pca:
+            guard kd <= Int.max - k - dimension else { return nil }
+            return dimension + kd + k
+        }
     }
 
     public init(kind: TrainingJob.Kind, k: Int, dimension: Int, source: String, corpus: CorpusReference? = nil,
@@ -48,10 +58,11 @@ public struct ModelRecord: Codable, Sendable, Equatable {
 public enum StoredModel: Sendable, Equatable {
     case codebook(Codebook, ModelRecord)
     case gaussianMixture(GaussianMixtureModel, ModelRecord)
+    case principalComponents(PCAProjection, ModelRecord)
 
     public var record: ModelRecord {
         switch self {
-        case .codebook(_, let record), .gaussianMixture(_, let record): record
+        case .codebook(_, let record), .gaussianMixture(_, let record), .principalComponents(_, let record): record
         }
     }
 
@@ -67,6 +78,8 @@ public enum StoredModel: Sendable, Equatable {
         case .gmm:
             self = .gaussianMixture(try GaussianMixtureModel(k: record.k, dimension: record.dimension,
                                                              concatenated: value.values), record)
+        case .pca:
+            self = .principalComponents(try PCAProjection(record: record, values: value.values), record)
         }
     }
 
@@ -75,6 +88,8 @@ public enum StoredModel: Sendable, Equatable {
         switch self {
         case .codebook(let codebook, _): [codebook.centres]
         case .gaussianMixture(let model, _): [model.means, model.variances, model.priors]
+        case .principalComponents(let projection, _):
+            [projection.principalComponents.mean, projection.principalComponents.components, projection.principalComponents.eigenvalues]
         }
     }
 }
@@ -118,6 +133,14 @@ struct CheckpointRecord: Codable, Sendable {
 
 /// Conversions between the engine's checkpoints and their stored form.
 enum StoredCheckpoint {
+    static func record(_ checkpoint: TrainingJobRunner.Checkpoint) -> (CheckpointRecord, [Float]) {
+        switch checkpoint {
+        case .kmeans(let state): record(state)
+        case .gmm(let state): record(state)
+        case .pca(let values): (CheckpointRecord(phase: "pca", modelValues: values.count, converged: true), values)
+        }
+    }
+
     static func record(_ checkpoint: KMeansCheckpoint) -> (CheckpointRecord, [Float]) {
         (CheckpointRecord(phase: "kmeans", modelValues: checkpoint.codebook.centres.count, converged: checkpoint.converged,
                           kmeansReports: checkpoint.reports), checkpoint.codebook.centres)

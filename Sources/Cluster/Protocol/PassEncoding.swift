@@ -38,6 +38,9 @@ public struct PassDescription: Codable, Sendable, Equatable {
     public var round: Int?
     /// k-means‖ round: ℓ, rows sampled per round in expectation.
     public var oversampling: Double?
+    /// A PCA applied to every row (after `transform`) before the computation; `dimension`
+    /// is then its output D'.
+    public var projection: ProjectionDescription?
 }
 
 /// A shard computation that can travel to workers: a description, model arrays, and a way
@@ -127,7 +130,15 @@ public struct StatisticsShape: Codable, Sendable, Equatable {
 /// Decodes a pass description and its arrays into the computation a worker runs.
 public enum PassDecoder {
     public static func computation(_ description: PassDescription, arrays message: WireMessage) throws -> any WireComputation {
-        let computation = try plainComputation(description, arrays: message)
+        let d = description.dimension
+        guard d >= 1 else { throw WireError.malformed("pass dimension \(d)") }
+        let projection = try description.projection?.decode(outputDimension: d, arrays: message,
+                                                            first: description.kind.modelArrayCount)
+        var computation = try plainComputation(description, arrays: message, projection: projection)
+        // An encode pass projects each image's rows itself (its rows are the whole file).
+        if let projection, description.kind != .encodeVLAD, description.kind != .encodeFisher {
+            computation = projected(computation, projection)
+        }
         guard let transform = description.transform else { return computation }
         return transformed(computation, transform)
     }
@@ -136,10 +147,14 @@ public enum PassDecoder {
         TransformedComputation(computation, transform: transform)
     }
 
-    /// The computation of `description`, without its transform.
-    private static func plainComputation(_ description: PassDescription, arrays message: WireMessage) throws -> any WireComputation {
+    private static func projected<C: WireComputation>(_ computation: C, _ projection: PCAProjection) -> any WireComputation {
+        ProjectedComputation(computation, projection: projection)
+    }
+
+    /// The computation of `description`, without its transform (an encode pass with its projection).
+    private static func plainComputation(_ description: PassDescription, arrays message: WireMessage,
+                                         projection: PCAProjection?) throws -> any WireComputation {
         let d = description.dimension
-        guard d >= 1 else { throw WireError.malformed("pass dimension \(d)") }
         do {
             switch description.kind {
             case .kmeansAssignment:
@@ -164,14 +179,14 @@ public enum PassDecoder {
             case .encodeVLAD:
                 let k = try positive(description.k, "k")
                 let codebook = try Codebook(k: k, dimension: d, centres: try message.array(0, as: Float.self, count: try product(k, d)))
-                return try EncodePass(encoding: .vlad, flags: description.flags ?? 0, codebook: codebook)
+                return try EncodePass(encoding: .vlad, flags: description.flags ?? 0, codebook: codebook, projection: projection)
             case .encodeFisher:
                 let k = try positive(description.k, "k"), kd = try product(k, d)
                 let model = try GaussianMixtureModel(k: k, dimension: d,
                                                      means: try message.array(0, as: Float.self, count: kd),
                                                      variances: try message.array(1, as: Float.self, count: kd),
                                                      priors: try message.array(2, as: Float.self, count: k))
-                return try EncodePass(encoding: .fisher, flags: description.flags ?? 0, mixture: model)
+                return try EncodePass(encoding: .fisher, flags: description.flags ?? 0, mixture: model, projection: projection)
             case .kmeansParallelRound:
                 let k = try positive(description.k, "k")
                 let codebook = try Codebook(k: k, dimension: d, centres: try message.array(0, as: Float.self, count: try product(k, d)))

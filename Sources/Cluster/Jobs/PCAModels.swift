@@ -1,0 +1,86 @@
+import Clustering
+import Descriptors
+import Storage
+
+/// The PCA model a k-means or GMM model was trained through (a model record's `pca`): its
+/// name and a checksum of its values, so that encoding with another PCA, or with the same
+/// name after it was replaced, is refused.
+public struct PCAReference: Codable, Sendable, Equatable {
+    public var name: String
+    /// "fnv1a64:" and 16 hex digits: FNV-1a (64-bit) over the little-endian bytes of the
+    /// model's values (mean, components, eigenvalues), then one byte 1 if it whitens, else 0.
+    public var checksum: String
+
+    public init(name: String, projection: PCAProjection) {
+        self.name = name
+        checksum = Self.checksum(projection)
+    }
+
+    public static func checksum(_ projection: PCAProjection) -> String {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        func add(_ byte: UInt8) {
+            hash ^= UInt64(byte)
+            hash = hash &* 0x100_0000_01b3
+        }
+        let pca = projection.principalComponents
+        for value in pca.mean + pca.components + pca.eigenvalues {
+            var bits = value.bitPattern.littleEndian
+            withUnsafeBytes(of: &bits) { $0.forEach(add) }
+        }
+        add(projection.whiten ? 1 : 0)
+        let hex = String(hash, radix: 16)
+        return "fnv1a64:" + String(repeating: "0", count: 16 - hex.count) + hex
+    }
+}
+
+extension PCAProjection {
+    /// A projection from its concatenated values (mean D, components k·D, eigenvalues k), checked.
+    public init(k: Int, dimension d: Int, values: [Float], whiten: Bool, power: Double? = nil) throws {
+        let (kd, overflow) = k.multipliedReportingOverflow(by: d)
+        guard k >= 1, d >= 1, !overflow, kd <= Int.max - d - k, values.count == d + kd + k else {
+            throw DescriptorError(.dimensionMismatch, "a PCA of D=\(d), D'=\(k) has \(d) + \(k)·\(d) + \(k) values (got \(values.count))")
+        }
+        try self.init(PrincipalComponents(dimension: d, mean: Array(values[0 ..< d]), components: Array(values[d ..< d + kd]),
+                                          eigenvalues: Array(values[(d + kd)...])), whiten: whiten, power: power)
+    }
+
+    /// The projection of a stored `pca` model.
+    init(record: ModelRecord, values: [Float]) throws {
+        try self.init(k: record.k, dimension: record.dimension, values: values, whiten: record.whiten ?? false)
+    }
+}
+
+extension CodebookStore {
+    /// The stored PCA model `name`, checked: it exists and is a PCA.
+    public func principalComponents(named name: String) throws -> PCAProjection {
+        guard let value = try model(named: name) else { throw StoreError(.notFound, "no PCA model named \"\(name)\" in the store") }
+        guard case .principalComponents(let projection, _) = try StoredModel(value, name: name) else {
+            throw StoreError(.mismatch, "model \"\(name)\" is not a PCA model")
+        }
+        return projection
+    }
+
+    /// The PCA an encoding with `model` (whose record is `record`) goes through, given the
+    /// PCA model asked for (`requested`): the one the model was trained through, and only it.
+    public func projection(encodingWith model: String, record: ModelRecord, requested: String?) throws -> PCAProjection? {
+        switch (record.pca, requested) {
+        case (nil, nil): return nil
+        case (nil, let requested?):
+            throw StoreError(.mismatch, "model \"\(model)\" was trained on descriptors without a PCA; "
+                             + "encode without PCA model \"\(requested)\"")
+        case (let needed?, nil):
+            throw StoreError(.mismatch, "model \"\(model)\" was trained on descriptors projected by PCA model \"\(needed.name)\"; "
+                             + "encode through that PCA")
+        case (let needed?, let requested?):
+            guard needed.name == requested else {
+                throw StoreError(.mismatch, "model \"\(model)\" was trained through PCA model \"\(needed.name)\", not \"\(requested)\"")
+            }
+            let projection = try principalComponents(named: requested)
+            guard PCAReference.checksum(projection) == needed.checksum else {
+                throw StoreError(.mismatch, "PCA model \"\(requested)\" has changed since model \"\(model)\" was trained through it "
+                                 + "(checksum \(PCAReference.checksum(projection)), trained with \(needed.checksum))")
+            }
+            return projection
+        }
+    }
+}
