@@ -150,7 +150,8 @@ struct ExportModel: ParsableCommand {
             let model = try GaussianMixtureModelFiles.model(from: message, k: record.k, dimension: record.dimension)
             print("wrote \(try ModelFiles.write(model, prefix: out).joined(separator: ", "))")
         case .pca:
-            let projection = try PCAFiles.projection(from: message, k: record.k, dimension: record.dimension, whiten: record.whiten ?? false)
+            let projection = try PCAFiles.projection(from: message, k: record.k, dimension: record.dimension, whiten: record.whiten ?? false,
+                                                     power: record.power)
             print("wrote \(try PCAFiles.write(projection, prefix: out).joined(separator: ", "))\(record.whiten == true ? " (a whitening PCA)" : "")")
         }
     }

@@ -16,7 +16,7 @@ struct TrainCommand: AsyncParsableCommand {
 /// Options shared by every trainer: the corpus, where the job runs, where the model goes.
 struct CorpusJobOptions: ParsableArguments {
     @Option(help: "Training corpus (.fvecs, .bvecs, .ivecs or .npy), a path the coordinator and workers can read.")
-    var corpus: String
+    var corpus: String?
     @Option(help: "Rows per shard: the unit of work; results depend on it, never on the workers.")
     var shardRows: Int = ShardPlan.defaultShardRows
     @OptionGroup var cluster: ClusterOptions
@@ -38,7 +38,7 @@ struct CorpusJobOptions: ParsableArguments {
     }
 
     /// The corpus path as other processes on this host see it.
-    var absoluteCorpus: String { URL(fileURLWithPath: corpus).standardizedFileURL.path }
+    var absoluteCorpus: String { corpus.map { URL(fileURLWithPath: $0).standardizedFileURL.path } ?? "" }
 
     /// Submits `job`, shows its progress on `display`, and returns the result.
     func run(_ job: TrainingJob, arrays: [[UInt8]], display: ProgressDisplay) async throws -> (JobOutcome, WireMessage) {
@@ -49,7 +49,7 @@ struct CorpusJobOptions: ParsableArguments {
         job.replace = replace
         job.transform = rootSift ? .rootSIFT : nil
         let id = try client.submit(job, arrays: arrays)
-        display.note("job \(id): \(job.kind.rawValue) \(job.kind == .pca ? "D'" : "k")=\(job.k) on \(job.corpus)"
+        display.note("job \(id): \(job.kind.rawValue) \(job.kind == .pca ? "D'" : "k")=\(job.k) on \(job.set.map { "set \($0)" } ?? job.corpus)"
                      + "\(job.pca.map { " through PCA \($0)" } ?? "") \(cluster.summary(threads: threads))")
         defer { display.clearBar() }
         return try await client.follow(id, iteration: display.iteration, waiting: { display.note("  \($0)") }, pass: display.pass)
@@ -67,6 +67,7 @@ struct TrainingOptions: ParsableArguments {
     var pca: String?
 
     func validate() throws {
+        guard job.corpus != nil else { throw ValidationError("give --corpus") }
         guard k >= 1 else { throw ValidationError("--k must be at least 1") }
         guard iterations >= 1 else { throw ValidationError("--iterations must be at least 1") }
     }

@@ -7,9 +7,14 @@ import ZeroMQ
 struct TrainPCA: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "pca",
-        abstract: "Principal components of a corpus's descriptors (one covariance pass on the workers, LAPACK dsyevr), for --pca.")
+        abstract: "Principal components of a corpus's descriptors (one covariance pass on the workers, LAPACK dsyevr), for --pca; "
+            + "or the PCA-whitening of a stored set's vectors (--set), for --whiten-with and search --pca.")
 
     @OptionGroup var job: CorpusJobOptions
+    @Option(help: ArgumentHelp("Instead of --corpus: learn from this stored set's vectors (vector whitening: power law, L2, PCA; "
+                               + "computed by the coordinator from the set).", valueName: "SET"))
+    var set: String?
+    @Option(help: "With --set: the signed power law applied to each value first (then L2-normalised).") var power: Double?
     @Option(help: "Components kept, D' (1…D).") var dimensions: Int
     @Flag(help: "Whiten when applied: divide each component by √(eigenvalue + ε), ε = 1e-6 × the largest eigenvalue.")
     var whiten = false
@@ -19,14 +24,19 @@ struct TrainPCA: AsyncParsableCommand {
     func validate() throws {
         try job.validateOutputs(out: out)
         guard dimensions >= 1 else { throw ValidationError("--dimensions must be at least 1") }
+        guard (job.corpus == nil) != (set == nil) else { throw ValidationError("give --corpus or --set") }
+        guard set != nil || power == nil else { throw ValidationError("--power goes with --set") }
+        guard set == nil || !job.rootSift else { throw ValidationError("--root-sift is for descriptors, not a set's vectors") }
+        if let power { guard power > 0, power.isFinite else { throw ValidationError("--power must be finite and > 0") } }
     }
 
     func run() async throws {
         let training = TrainingJob(kind: .pca, corpus: job.absoluteCorpus, k: dimensions, iterations: 1, seed: 0, tolerance: 0,
-                                   shardRows: job.shardRows, initialization: "none", whiten: whiten)
+                                   shardRows: job.shardRows, initialization: "none", whiten: whiten, set: set, power: power)
         let display = job.output.display()
         let (outcome, reply) = try await job.run(training, arrays: [], display: display)
-        let projection = try PCAFiles.projection(from: reply, k: outcome.k, dimension: outcome.dimension, whiten: whiten)
+        let projection = try PCAFiles.projection(from: reply, k: outcome.k, dimension: outcome.dimension, whiten: whiten,
+                                                 power: set == nil ? nil : power ?? 0.5)
         var wrote = try out.map { try PCAFiles.write(projection, prefix: $0) } ?? []
         if let name = job.name { wrote.append("model \"\(name)\" in the store") }
         let pca = projection.principalComponents
@@ -38,12 +48,13 @@ struct TrainPCA: AsyncParsableCommand {
 
 /// A PCA as .npy files: PREFIX_mean (D), PREFIX_components (D'×D), PREFIX_eigenvalues (D').
 enum PCAFiles {
-    static func projection(from message: WireMessage, k: Int, dimension: Int, whiten: Bool) throws -> PCAProjection {
+    static func projection(from message: WireMessage, k: Int, dimension: Int, whiten: Bool, power: Double? = nil) throws -> PCAProjection {
         let (kd, overflow) = k.multipliedReportingOverflow(by: dimension)
         guard !overflow else { throw ClusterError("a PCA of D'=\(k), D=\(dimension) is too large") }
         return try PCAProjection(PrincipalComponents(dimension: dimension, mean: try message.array(0, as: Float.self, count: dimension),
                                                      components: try message.array(1, as: Float.self, count: kd),
-                                                     eigenvalues: try message.array(2, as: Float.self, count: k)), whiten: whiten)
+                                                     eigenvalues: try message.array(2, as: Float.self, count: k)),
+                                 whiten: whiten, power: power)
     }
 
     static func paths(prefix: String) -> [String] {

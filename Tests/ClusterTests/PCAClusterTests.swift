@@ -127,6 +127,60 @@ import ZeroMQ
         #expect(refusal(model: "km", pca: "p")?.contains("PCA model \"p\" has changed since model \"km\" was trained") == true)
     }
 
+    /// Vector whitening: a PCA of a set's vectors (power law, L2, then the covariance pass on
+    /// the coordinator) equals the engine's on the same prepared vectors; encoding with it
+    /// stores each vector projected as a local projection of the plain vector; SEARCH with it
+    /// projects the queries.
+    @Test(.timeLimit(.minutes(3))) func aSetIsWhitenedEncodedThroughTheWhiteningAndSearchedWithProjectedQueries() async throws {
+        let scratch = try ScratchDirectory()
+        let corpus = try Corpora.path(rows: Self.rows, dimension: Self.dimension)
+        let store = try CodebookStore(path: scratch.file("store"))
+        let cluster = try EmbeddedCluster(workers: 2, threadsPerWorker: 1, store: store, logger: quietLogger())
+        defer { cluster.shutdown() }
+        let client = try cluster.client()
+        _ = try await client.follow(try client.submit(Self.kmeansJob(corpus, pca: nil, name: "km")), every: .milliseconds(10),
+                                    iteration: { _ in })
+        let index = scratch.file("index.tsv")
+        try (0..<12).map { "image\($0)\t\($0 * 400)\t\(300 + $0 * 7)" }.joined(separator: "\n")
+            .write(toFile: index, atomically: true, encoding: .utf8)
+        let plain = EncodingJob(encoding: .vlad, model: "km", descriptors: corpus, index: index, set: "v", flags: 0x2,
+                                replace: false, imagesPerShard: 5)
+        _ = try await client.wait(for: try client.submit(plain), every: .milliseconds(10))
+
+        let job = TrainingJob(kind: .pca, corpus: "", k: 4, iterations: 1, seed: 0, tolerance: 0, shardRows: 5,
+                              initialization: "none", name: "w", whiten: true, set: "v", power: 0.5)
+        let (outcome, reply) = try await client.follow(try client.submit(job), every: .milliseconds(10), iteration: { _ in })
+        #expect(outcome.k == 4 && outcome.dimension == 6 * Self.dimension)
+        var vectors = try SetVectors(set: "v", store: store)
+        PCAProjection.prepareVectors(&vectors.values, dimension: vectors.dimension, power: 0.5)
+        let local = try await PrincipalComponents.train(
+            on: LocalBackend(corpus: DescriptorMatrix(rows: 12, dimension: vectors.dimension, values: vectors.values), shardRows: 5,
+                             threads: 1), kept: 4)
+        #expect(try (0..<3).map { Self.bits(try reply.array($0, as: Float.self)) }
+                == [local.mean, local.components, local.eigenvalues].map(Self.bits))
+        let whitening = try store.principalComponents(named: "w")
+        #expect(whitening.whiten && whitening.power == 0.5)
+
+        var whitened = plain
+        (whitened.set, whitened.whitening) = ("vw", "w")
+        _ = try await client.wait(for: try client.submit(whitened), every: .milliseconds(10))
+        let stored = try SetVectors(set: "v", store: store), projected = try SetVectors(set: "vw", store: store)
+        #expect(projected.keys == stored.keys && projected.dimension == 4)
+        // The workers whiten each vector alone (one sgemm of one row; a block of rows may round otherwise).
+        let locally = (0..<12).flatMap { whitening.project(Array(stored.values[$0 * 72 ..< ($0 + 1) * 72]), rows: 1) }
+        #expect(Self.bits(projected.values) == Self.bits(locally))
+        let record = try store.set(named: "vw")!.decode(SetRecord.self, key: "vw")
+        #expect(record.whitening == PCAReference(name: "w", projection: whitening) && record.dimension == 4)
+
+        let throughPCA = try client.search(SearchRequest(set: "vw", top: 5, querySet: "v", pca: "w"))
+        let direct = try client.search(SearchRequest(set: "vw", top: 5, querySet: "vw"))
+        #expect(throughPCA.map(\.keys) == direct.map(\.keys))
+        #expect(zip(throughPCA, direct).allSatisfy { zip($0.scores, $1.scores).allSatisfy { abs($0 - $1) <= 1e-5 } })
+        #expect(throws: ClusterError.self) { try client.search(SearchRequest(set: "vw", top: 5, key: "image0", pca: "w")) }
+        let mismatch = #expect(throws: ClusterError.self) { try client.search(SearchRequest(set: "v", top: 5, querySet: "v", pca: "w")) }
+        #expect(mismatch?.message.contains("projects to 4 values but set \"v\" has dimension 72") == true, "\(String(describing: mismatch))")
+    }
+
     /// A PCA's D·D float64 statistics are checked against maximumModelValues; D' ≤ D.
     @Test func aPCAOfTooManyDimensionsOrComponentsIsRefused() throws {
         let corpus = try Corpora.path(rows: 1_000, dimension: 16)

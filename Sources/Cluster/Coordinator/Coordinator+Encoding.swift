@@ -13,7 +13,7 @@ extension Coordinator {
         let encoder = plan.pass.encoder
         try settings.checkEncoding(images: plan.images, imagesPerShard: job.imagesPerShard,
                                    model: (plan.pass.description.k ?? 0, encoder.descriptorDimension),
-                                   vectorDimension: encoder.encodedDimension)
+                                   vectorDimension: plan.pass.encodedDimension)
         let id = try jobs.add(nil, encoding: job)
         logger.info("encoding job \(id) accepted", metadata: ["set": "\(job.set)", "model": "\(job.model)"])
         try startEncoding(id, job: job, passesBefore: 0)
@@ -43,7 +43,7 @@ extension Coordinator {
                              plan: ShardPlan(totalRows: remaining.count, shardRows: job.imagesPerShard),
                              computation: plan.passDescription, model: plan.pass.modelArrays, images: remaining)
         let vector = VectorRecord(encoding: job.encoding, model: job.model, flags: job.flags)
-        submit(spec, to: try EncodingSink(job: id, set: job.set, vector: vector, dimension: plan.pass.encoder.encodedDimension,
+        submit(spec, to: try EncodingSink(job: id, set: job.set, vector: vector, dimension: plan.pass.encodedDimension,
                                       images: remaining, plan: spec.plan, imagesDone: done, coordinator: self))
     }
 }
@@ -73,11 +73,12 @@ struct EncodingPlan {
         }
         let stored = try StoredModel(value, name: job.model)
         let projection = try store.projection(encodingWith: job.model, record: stored.record, requested: job.pca)
+        let whitening = try job.whitening.map { try store.principalComponents(named: $0) }
         switch (job.encoding, stored) {
         case (.vlad, .codebook(let codebook, _)):
-            pass = try EncodePass(encoding: .vlad, flags: job.flags, codebook: codebook, projection: projection)
+            pass = try EncodePass(encoding: .vlad, flags: job.flags, codebook: codebook, projection: projection, whitening: whitening)
         case (.fisher, .gaussianMixture(let model, _)):
-            pass = try EncodePass(encoding: .fisher, flags: job.flags, mixture: model, projection: projection)
+            pass = try EncodePass(encoding: .fisher, flags: job.flags, mixture: model, projection: projection, whitening: whitening)
         case (let encoding, let model):
             throw StoreError(.mismatch, "model \"\(job.model)\" is a \(model.record.kind.rawValue) model; "
                              + "\(encoding == .vlad ? "VLAD needs a k-means codebook" : "Fisher vectors need a GMM")")
@@ -98,13 +99,15 @@ struct EncodingPlan {
             : [("squareRoot", 0x1), ("normalized", 0x2), ("fast", 0x4)]
         setRecord = SetRecord(encoding: job.encoding, model: job.model, flags: job.flags,
                               options: options.filter { job.flags & $0.1 != 0 }.map(\.0),
-                              dimension: pass.encoder.encodedDimension, created: ISO8601DateFormatter().string(from: Date()),
-                              transform: job.transform, pca: stored.record.pca)
+                              dimension: pass.encodedDimension, created: ISO8601DateFormatter().string(from: Date()),
+                              transform: job.transform, pca: stored.record.pca,
+                              whitening: job.whitening.flatMap { name in whitening.map { PCAReference(name: name, projection: $0) } })
         transform = job.transform
         if !job.replace, let existing = try store.set(named: job.set) {
             let record = try existing.decode(SetRecord.self, key: "set \(job.set)")
             guard record.encoding == setRecord.encoding, record.model == setRecord.model, record.flags == setRecord.flags,
-                  record.dimension == setRecord.dimension, record.transform == setRecord.transform, record.pca == setRecord.pca else {
+                  record.dimension == setRecord.dimension, record.transform == setRecord.transform, record.pca == setRecord.pca,
+                  record.whitening == setRecord.whitening else {
                 let transforms = [record.transform, setRecord.transform].map { $0.map { ", \($0.rawValue) descriptors" } ?? "" }
                 throw StoreError(.mismatch,
                                  "set \"\(job.set)\" holds \(record.encoding.rawValue) vectors of model \"\(record.model)\" (flags \(record.flags), "

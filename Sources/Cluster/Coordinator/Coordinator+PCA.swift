@@ -32,11 +32,48 @@ extension Coordinator {
     }
 }
 
+extension Coordinator {
+    /// Validates a PCA of a stored set's vectors (vector whitening) and starts it: the
+    /// coordinator reads the set, raises every value to the power with its sign,
+    /// L2-normalises each vector, and runs the covariance pass over them on its own threads
+    /// (the workers read files only). D·D is checked like a corpus's.
+    func acceptSetPCA(_ job: TrainingJob) throws -> UInt64 {
+        guard let set = job.set, job.kind == .pca else { throw DescriptorError(.invalidArgument, "only a PCA is trained on a set") }
+        let store = try requireStore(for: "set \"\(set)\"")
+        guard let value = try store.set(named: set) else { throw StoreError(.notFound, "no set named \"\(set)\"") }
+        let record = try value.decode(SetRecord.self, key: "set \(set)")
+        let shape = CorpusReference(path: "", rows: Int.max, dimension: record.dimension, fileSize: 0)
+        _ = try projectedCorpus(of: job, corpus: shape)
+        _ = try TrainingJobRunner.validatePCA(job, rows: Int.max, dimension: record.dimension)
+        try checkName(of: job)
+        let id = try jobs.add(job)
+        logger.info("job \(id) accepted", metadata: ["kind": "pca", "set": "\(PeerText.escaped(set))", "k": "\(job.k)"])
+        startSetPCA(id, job: job)
+        return id
+    }
+
+    /// Runs a PCA of a set's vectors as a job task (again from the start if resumed).
+    func startSetPCA(_ id: UInt64, job: TrainingJob) {
+        let store = self.store
+        execute(id, job: job, corpus: nil, initialization: .pca, resumingFrom: nil, passes: { 0 }) {
+            guard let store, let set = job.set else { throw Self.noStore(for: "sets") }
+            var vectors = try SetVectors(set: set, store: store)
+            PCAProjection.prepareVectors(&vectors.values, dimension: vectors.dimension, power: job.power ?? 0.5)
+            let matrix = DescriptorMatrix(rows: vectors.keys.count, dimension: vectors.dimension, values: vectors.values,
+                                          source: "set \(set)")
+            return LocalBackend(corpus: matrix, shardRows: job.shardRows)
+        }
+    }
+}
+
 extension ModelRecord {
     /// What a trained model's record says of PCAs: a PCA whether it whitens; a model trained
     /// through one, which (`job.pca`, projecting by `projection`).
     mutating func describe(_ job: TrainingJob, projection: PCAProjection?) {
-        if job.kind == .pca { whiten = job.whiten ?? false }
+        if job.kind == .pca {
+            whiten = job.whiten ?? false
+            if job.set != nil { power = job.power ?? 0.5 }
+        }
         if let name = job.pca, let projection { pca = PCAReference(name: name, projection: projection) }
     }
 }

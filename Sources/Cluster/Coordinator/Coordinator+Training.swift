@@ -1,3 +1,4 @@
+import Clustering
 import Descriptors
 import Storage
 import ZeroMQ
@@ -5,6 +6,7 @@ import ZeroMQ
 extension Coordinator {
     /// Validates a training job against its corpus (and the store, for a named model) and starts it.
     func accept(_ job: TrainingJob, arrays: [[UInt8]]) throws -> UInt64 {
+        if job.set != nil { return try acceptSetPCA(job) }
         let job = try allowed(job)
         let corpus = try Self.corpusReference(job.corpus)
         let seen = try projectedCorpus(of: job, corpus: corpus)
@@ -44,30 +46,46 @@ extension Coordinator {
         return CorpusReference(path: path, rows: matrix.rows, dimension: matrix.dimension, fileSize: matrix.file?.size ?? 0)
     }
 
-    /// Runs a training job as a task: iterations and checkpoints go to the registry (and store).
-    /// The task holds the coordinator only while the job runs (see `stop()`).
+    /// Runs a training job on the workers as a task: iterations and checkpoints go to the
+    /// registry (and store).
     func launch(_ id: UInt64, job: TrainingJob, corpus: CorpusReference, initialization: TrainingJobRunner.Initialization,
                 resumingFrom resume: TrainingJobRunner.Checkpoint?, passesBefore: UInt32 = 0) {
+        let backend = ClusterBackend(coordinator: self, job: id, corpus: corpus, shardRows: job.shardRows,
+                                     passesBefore: passesBefore)
+        execute(id, job: job, corpus: corpus, initialization: initialization, resumingFrom: resume,
+                passes: { backend.lastPass }) { backend }
+    }
+
+    /// Runs a training job as a task over the backend `makeBackend` gives (called in the
+    /// task; what it throws fails the job). The task holds the coordinator only while the job
+    /// runs (see `stop()`).
+    func execute<Backend: StatisticsBackend>(_ id: UInt64, job: TrainingJob, corpus: CorpusReference?,
+                                             initialization: TrainingJobRunner.Initialization,
+                                             resumingFrom resume: TrainingJobRunner.Checkpoint?,
+                                             passes: @escaping @Sendable () -> UInt32,
+                                             makeBackend: @escaping @Sendable () throws -> Backend) {
         let done = trackJobTask()
         Task.detached(executorPreference: JobExecutor.shared) { [weak self] in
-            await self?.run(id, job: job, corpus: corpus, initialization: initialization, resumingFrom: resume,
-                            passesBefore: passesBefore)
+            await self?.run(id, job: job, corpus: corpus, initialization: initialization, resumingFrom: resume, passes: passes,
+                            makeBackend: makeBackend)
             done.signal()
         }
     }
 
-    private func run(_ id: UInt64, job: TrainingJob, corpus: CorpusReference, initialization: TrainingJobRunner.Initialization,
-                     resumingFrom resume: TrainingJobRunner.Checkpoint?, passesBefore: UInt32) async {
-        let backend = ClusterBackend(coordinator: self, job: id, corpus: corpus, shardRows: job.shardRows,
-                                     passesBefore: passesBefore)
+    private func run<Backend: StatisticsBackend>(_ id: UInt64, job: TrainingJob, corpus: CorpusReference?,
+                                                 initialization: TrainingJobRunner.Initialization,
+                                                 resumingFrom resume: TrainingJobRunner.Checkpoint?,
+                                                 passes: @escaping @Sendable () -> UInt32,
+                                                 makeBackend: () throws -> Backend) async {
         let jobs = self.jobs
         do {
+                let backend = try makeBackend()
                 let projection = try job.pca.map { try requireStore(for: "PCA models").principalComponents(named: $0) }
                 let (outcome, _) = try await TrainingJobRunner.run(
                     job, id: id, initialization: initialization, backend: backend, projection: projection, resumingFrom: resume,
                     checkpoint: { checkpoint in
                         let (record, values) = StoredCheckpoint.record(checkpoint)
-                        try jobs.checkpoint(id, record: record, values: values, passes: backend.lastPass)
+                        try jobs.checkpoint(id, record: record, values: values, passes: passes())
                     },
                     record: { [metrics] in
                         jobs.record($0, job: id)
@@ -107,6 +125,9 @@ extension Coordinator {
                 if let encoding = entry.record.encoding {
                     logger.info("encoding job \(id) resumed")
                     try startEncoding(id, job: try allowed(encoding), passesBefore: passesBefore)
+                } else if let stored = entry.record.job, stored.set != nil {
+                    logger.info("job \(id) (a PCA of set \(PeerText.escaped(stored.set!))) started again")
+                    startSetPCA(id, job: stored)
                 } else if let stored = entry.record.job {
                     let job = try allowed(stored)
                     let corpus = try Self.corpusReference(job.corpus)

@@ -46,7 +46,7 @@ extension PCAProjection {
 
     /// The projection of a stored `pca` model.
     init(record: ModelRecord, values: [Float]) throws {
-        try self.init(k: record.k, dimension: record.dimension, values: values, whiten: record.whiten ?? false)
+        try self.init(k: record.k, dimension: record.dimension, values: values, whiten: record.whiten ?? false, power: record.power)
     }
 }
 

@@ -17,8 +17,9 @@ public struct ModelRecord: Codable, Sendable, Equatable {
     public var job: TrainingJob?
     public var varianceFloor: Double?
     public var training: [IterationRecord]?
-    /// PCA: whether it whitens.
+    /// PCA: whether it whitens, and vector whitening's power law (a PCA of a set; absent for descriptors).
     public var whiten: Bool?
+    public var power: Double?
     /// k-means and GMM trained on projected descriptors: the PCA model they need.
     public var pca: PCAReference?
 

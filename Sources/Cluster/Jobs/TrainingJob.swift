@@ -32,13 +32,20 @@ public struct TrainingJob: Codable, Sendable, Equatable {
     public var pca: String?
     /// PCA: divide each component by √(eigenvalue + ε) when applied.
     public var whiten: Bool?
+    /// PCA of a stored set's vectors (`corpus` is then empty): vector whitening, computed
+    /// by the coordinator from the set.
+    public var set: String?
+    /// PCA of a set: the power law applied to each vector first (default 0.5), then L2.
+    public var power: Double?
 
     public init(kind: Kind, corpus: String, k: Int, iterations: Int, seed: UInt64, tolerance: Double, shardRows: Int,
                 initialization: String, kmeansIterations: Int? = nil, varianceFloorRatio: Double? = nil,
                 name: String? = nil, replace: Bool? = nil, transform: DescriptorTransform? = nil, pca: String? = nil,
-                whiten: Bool? = nil) {
+                whiten: Bool? = nil, set: String? = nil, power: Double? = nil) {
         self.pca = pca
         self.whiten = whiten
+        self.set = set
+        self.power = power
         self.kind = kind
         self.corpus = corpus
         self.k = k

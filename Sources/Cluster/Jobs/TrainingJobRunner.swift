@@ -54,6 +54,13 @@ public enum TrainingJobRunner {
         guard rows >= 2 else { throw DescriptorError(.invalidArgument, "a PCA needs at least 2 rows (got \(rows))") }
         guard job.shardRows >= 1 else { throw DescriptorError(.invalidArgument, "shard rows must be ≥ 1 (got \(job.shardRows))") }
         guard job.pca == nil else { throw DescriptorError(.invalidArgument, "a PCA is not trained on projected rows") }
+        if let power = job.power {
+            guard job.set != nil else { throw DescriptorError(.invalidArgument, "a power law applies to a set's vectors only") }
+            guard power.isFinite, power > 0 else { throw DescriptorError(.invalidArgument, "the power must be finite and > 0 (got \(power))") }
+        }
+        guard job.set == nil || job.transform == nil else {
+            throw DescriptorError(.invalidArgument, "a set's vectors take no descriptor transform")
+        }
         return .pca
     }
 
@@ -108,7 +115,7 @@ public enum TrainingJobRunner {
         case .pca:
             let started = MonotonicClock.now()
             let projection = try PCAProjection(try await PrincipalComponents.train(on: backend, kept: job.k),
-                                               whiten: job.whiten ?? false)
+                                               whiten: job.whiten ?? false, power: job.set == nil ? nil : job.power ?? 0.5)
             let pca = projection.principalComponents
             try await checkpoint(.pca(pca.mean + pca.components + pca.eigenvalues))
             let total = pca.eigenvalues.reduce(0.0) { $0 + Double($1) }

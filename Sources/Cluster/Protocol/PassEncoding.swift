@@ -41,6 +41,8 @@ public struct PassDescription: Codable, Sendable, Equatable {
     /// A PCA applied to every row (after `transform`) before the computation; `dimension`
     /// is then its output D'.
     public var projection: ProjectionDescription?
+    /// Encode passes: a PCA applied to every encoded vector (vector whitening).
+    public var whitening: ProjectionDescription?
 }
 
 /// A shard computation that can travel to workers: a description, model arrays, and a way
@@ -132,9 +134,14 @@ public enum PassDecoder {
     public static func computation(_ description: PassDescription, arrays message: WireMessage) throws -> any WireComputation {
         let d = description.dimension
         guard d >= 1 else { throw WireError.malformed("pass dimension \(d)") }
-        let projection = try description.projection?.decode(outputDimension: d, arrays: message,
-                                                            first: description.kind.modelArrayCount)
-        var computation = try plainComputation(description, arrays: message, projection: projection)
+        let first = description.kind.modelArrayCount
+        let projection = try description.projection?.decode(arrays: message, first: first)
+        guard projection == nil || projection?.outputDimension == d else { throw WireError.malformed("the projection's output is not the pass's dimension \(d)") }
+        let whitening = try description.whitening?.decode(arrays: message, first: first + (projection == nil ? 0 : 3))
+        guard whitening == nil || description.kind == .encodeVLAD || description.kind == .encodeFisher else {
+            throw WireError.malformed("only an encode pass whitens its vectors")
+        }
+        var computation = try plainComputation(description, arrays: message, projection: projection, whitening: whitening)
         // An encode pass projects each image's rows itself (its rows are the whole file).
         if let projection, description.kind != .encodeVLAD, description.kind != .encodeFisher {
             computation = projected(computation, projection)
@@ -151,9 +158,10 @@ public enum PassDecoder {
         ProjectedComputation(computation, projection: projection)
     }
 
-    /// The computation of `description`, without its transform (an encode pass with its projection).
+    /// The computation of `description`, without its transform (an encode pass with its
+    /// projection and whitening).
     private static func plainComputation(_ description: PassDescription, arrays message: WireMessage,
-                                         projection: PCAProjection?) throws -> any WireComputation {
+                                         projection: PCAProjection?, whitening: PCAProjection?) throws -> any WireComputation {
         let d = description.dimension
         do {
             switch description.kind {
@@ -179,14 +187,16 @@ public enum PassDecoder {
             case .encodeVLAD:
                 let k = try positive(description.k, "k")
                 let codebook = try Codebook(k: k, dimension: d, centres: try message.array(0, as: Float.self, count: try product(k, d)))
-                return try EncodePass(encoding: .vlad, flags: description.flags ?? 0, codebook: codebook, projection: projection)
+                return try EncodePass(encoding: .vlad, flags: description.flags ?? 0, codebook: codebook, projection: projection,
+                                      whitening: whitening)
             case .encodeFisher:
                 let k = try positive(description.k, "k"), kd = try product(k, d)
                 let model = try GaussianMixtureModel(k: k, dimension: d,
                                                      means: try message.array(0, as: Float.self, count: kd),
                                                      variances: try message.array(1, as: Float.self, count: kd),
                                                      priors: try message.array(2, as: Float.self, count: k))
-                return try EncodePass(encoding: .fisher, flags: description.flags ?? 0, mixture: model, projection: projection)
+                return try EncodePass(encoding: .fisher, flags: description.flags ?? 0, mixture: model, projection: projection,
+                                      whitening: whitening)
             case .kmeansParallelRound:
                 let k = try positive(description.k, "k")
                 let codebook = try Codebook(k: k, dimension: d, centres: try message.array(0, as: Float.self, count: try product(k, d)))

@@ -2,12 +2,15 @@ import Clustering
 import Descriptors
 import ZeroMQ
 
-/// A PCA the workers apply to every row before a pass's computation (`projection` in a
-/// pass description). Its arrays follow the computation's: mean f32[D], components
-/// f32[D'·D], eigenvalues f32[D']; D' is the pass's `dimension`.
+/// A PCA the workers apply: to every row before a pass's computation (`projection` in a
+/// pass description), or to every encoded vector (`whitening`). Its arrays follow the
+/// computation's (a projection's, then a whitening's): mean f32[D], components f32[D'·D],
+/// eigenvalues f32[D'].
 public struct ProjectionDescription: Codable, Sendable, Equatable {
     /// D, the values of a row as read.
     public var inputDimension: Int
+    /// D', the values of a projected row.
+    public var outputDimension: Int
     /// Divide each component by √(eigenvalue + ε).
     public var whiten: Bool
     /// Vector whitening's power law (then L2 before and after the projection); absent for descriptors.
@@ -15,13 +18,15 @@ public struct ProjectionDescription: Codable, Sendable, Equatable {
 
     public init(_ projection: PCAProjection) {
         inputDimension = projection.inputDimension
+        outputDimension = projection.outputDimension
         whiten = projection.whiten
         power = projection.power
     }
 
     /// The projection, from a message's arrays `first`, `first + 1`, `first + 2`.
-    func decode(outputDimension kept: Int, arrays message: WireMessage, first: Int) throws -> PCAProjection {
+    func decode(arrays message: WireMessage, first: Int) throws -> PCAProjection {
         let d = try PassDecoder.positive(inputDimension, "projection inputDimension")
+        let kept = try PassDecoder.positive(outputDimension, "projection outputDimension")
         do {
             let pca = try PrincipalComponents(dimension: d, mean: try message.array(first, as: Float.self, count: d),
                                               components: try message.array(first + 1, as: Float.self,
