@@ -117,11 +117,12 @@ public enum TrainingJobRunner {
             let projection = try PCAProjection(try await PrincipalComponents.train(on: backend, kept: job.k),
                                                whiten: job.whiten ?? false, power: job.set == nil ? nil : job.power ?? 0.5)
             let pca = projection.principalComponents
-            try await checkpoint(.pca(pca.mean + pca.components + pca.eigenvalues))
             let total = pca.eigenvalues.reduce(0.0) { $0 + Double($1) }
+            // The record first: a stored checkpoint publishes the records before it.
             record(IterationRecord(phase: "pca", iteration: 0, valuePerRow: total, total: total, rows: backend.rows,
                                    seconds: MonotonicClock.now() - started, repaired: 0,
                                    smallest: Double(pca.eigenvalues.last!), largest: Double(pca.eigenvalues[0])))
+            try await checkpoint(.pca(pca.mean + pca.components + pca.eigenvalues))
             let outcome = JobOutcome(job: id, kind: .pca, k: job.k, dimension: backend.dimension, iterations: 1, converged: true)
             return (outcome, projection.frames)
         case .kmeans(let start):
