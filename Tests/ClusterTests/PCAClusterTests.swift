@@ -122,6 +122,14 @@ import ZeroMQ
         #expect((#expect(throws: ClusterError.self) { try client.submit(unknown) })?.message.contains("no PCA model named \"none\"") == true)
         unknown.pca = "plain"
         #expect((#expect(throws: ClusterError.self) { try client.submit(unknown) })?.message.contains("\"plain\" is not a PCA model") == true)
+        // A PCA of plain descriptors is not applied to RootSIFT ones.
+        (unknown.pca, unknown.transform) = ("p", .rootSIFT)
+        #expect((#expect(throws: ClusterError.self) { try client.submit(unknown) })?.message
+                .contains("PCA model \"p\" was trained on untransformed descriptors; these are read root-sift") == true)
+        var rootSIFT = encoding
+        (rootSIFT.set, rootSIFT.transform) = ("r", .rootSIFT)
+        #expect((#expect(throws: ClusterError.self) { try client.submit(rootSIFT) })?.message
+                .contains("was trained on untransformed descriptors; these are read root-sift") == true)
         _ = try await client.follow(try client.submit(Self.pcaJob(corpus, whiten: false, name: "p")), every: .milliseconds(10),
                                     iteration: { _ in })
         #expect(refusal(model: "km", pca: "p")?.contains("PCA model \"p\" has changed since model \"km\" was trained") == true)

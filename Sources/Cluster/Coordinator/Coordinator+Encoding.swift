@@ -73,6 +73,7 @@ struct EncodingPlan {
         }
         let stored = try StoredModel(value, name: job.model)
         let projection = try store.projection(encodingWith: job.model, record: stored.record, requested: job.pca)
+        if let name = job.pca { try store.requireSameTransform(pca: name, as: job.transform) }
         let whitening = try job.whitening.map { try store.principalComponents(named: $0) }
         switch (job.encoding, stored) {
         case (.vlad, .codebook(let codebook, _)):

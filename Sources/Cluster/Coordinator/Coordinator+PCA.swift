@@ -16,7 +16,9 @@ extension Coordinator {
             return corpus
         }
         guard let name = job.pca else { return corpus }
-        let projection = try requireStore(for: "PCA models").principalComponents(named: name)
+        let store = try requireStore(for: "PCA models")
+        let projection = try store.principalComponents(named: name)
+        try store.requireSameTransform(pca: name, as: job.transform)
         guard projection.inputDimension == d else {
             throw DescriptorError(.dimensionMismatch, "PCA model \"\(name)\" takes rows of \(projection.inputDimension) values "
                                   + "but the corpus has \(d)", path: corpus.path)

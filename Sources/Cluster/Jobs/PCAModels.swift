@@ -60,6 +60,16 @@ extension CodebookStore {
         return projection
     }
 
+    /// Refuses to apply the PCA `name`, if it was trained on a corpus, to descriptors read
+    /// with another transform than it was trained on (`transform`: how they are read now).
+    public func requireSameTransform(pca name: String, as transform: DescriptorTransform?) throws {
+        guard let value = try model(named: name), let trained = try StoredModel(value, name: name).record.job, trained.set == nil,
+              trained.transform != transform else { return }
+        let named = { (transform: DescriptorTransform?) in transform.map { "\($0.rawValue)" } ?? "untransformed" }
+        throw StoreError(.mismatch, "PCA model \"\(name)\" was trained on \(named(trained.transform)) descriptors; "
+                         + "these are read \(named(transform))")
+    }
+
     /// The PCA an encoding with `model` (whose record is `record`) goes through, given the
     /// PCA model asked for (`requested`): the one the model was trained through, and only it.
     public func projection(encodingWith model: String, record: ModelRecord, requested: String?) throws -> PCAProjection? {
