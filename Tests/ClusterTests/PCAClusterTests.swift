@@ -189,6 +189,33 @@ import ZeroMQ
         #expect(mismatch?.message.contains("projects to 4 values but set \"v\" has dimension 72") == true, "\(String(describing: mismatch))")
     }
 
+    /// A job through a PCA that was replaced while the coordinator was down fails when the
+    /// coordinator comes back, rather than resuming its checkpoint through another PCA.
+    @Test(.timeLimit(.minutes(2))) func aJobWhosePCAChangedWhileItWasStoppedFailsOnResume() async throws {
+        let scratch = try ScratchDirectory()
+        let corpus = try Corpora.path(rows: Self.rows, dimension: Self.dimension)
+        let store = try CodebookStore(path: scratch.file("store"))
+        let queries = StoreQueries(store: store)
+        let s = Float(0.5).squareRoot()
+        let mean = [Float](repeating: 0, count: Self.dimension)
+        func pca(_ first: [Float], replace: Bool) throws {
+            let components = first + [Float](repeating: 0, count: Self.dimension - 2)
+            _ = try queries.importModel(ImportRequest(name: "p", kind: .pca, k: 1, dimension: Self.dimension, replace: replace),
+                                        arrays: [mean, components, [1]].map(Frame.encode))
+        }
+        try pca([s, s], replace: false)
+        let first = try LocalCoordinator(store: store)
+        let job = try first.client().submit(Self.kmeansJob(corpus, pca: "p", name: "km"))
+        first.stop(keepingJobs: true)
+        try pca([s, -s], replace: true)
+        let second = try LocalCoordinator(store: store)
+        defer { second.stop() }
+        let progress = try second.client().progress(of: job, since: 0)
+        #expect(progress.state == .failed)
+        #expect(progress.message?.hasPrefix("cannot resume after a restart: mismatch: PCA model \"p\" has changed since the job started") == true,
+                "\(String(describing: progress.message))")
+    }
+
     /// A PCA's D·D float64 statistics are checked against maximumModelValues; D' ≤ D.
     @Test func aPCAOfTooManyDimensionsOrComponentsIsRefused() throws {
         let corpus = try Corpora.path(rows: 1_000, dimension: 16)

@@ -7,7 +7,8 @@ extension Coordinator {
     /// have the PCA's D' values; the PCA must take the corpus's D, and a shard's projected
     /// rows must fit `PCAProjection.maximumProjectedBytes`. A PCA job's D·D float64
     /// statistics are checked against `maximumModelValues` (and D against `maximumDimension`).
-    func projectedCorpus(of job: TrainingJob, corpus: CorpusReference) throws -> CorpusReference {
+    /// Sets the job's `pcaChecksum` to the PCA's, or, if it has one (a resumed job), requires it.
+    func projectedCorpus(of job: inout TrainingJob, corpus: CorpusReference) throws -> CorpusReference {
         let d = corpus.dimension
         if job.kind == .pca {
             try settings.check("D", d, against: settings.maximumDimension, setting: "maximumDimension")
@@ -19,6 +20,8 @@ extension Coordinator {
         let store = try requireStore(for: "PCA models")
         let projection = try store.principalComponents(named: name)
         try store.requireSameTransform(pca: name, as: job.transform)
+        if let checksum = job.pcaChecksum { try PCAReference.require(checksum, of: projection, named: name) }
+        job.pcaChecksum = PCAReference.checksum(projection)
         guard projection.inputDimension == d else {
             throw DescriptorError(.dimensionMismatch, "PCA model \"\(name)\" takes rows of \(projection.inputDimension) values "
                                   + "but the corpus has \(d)", path: corpus.path)
@@ -45,7 +48,8 @@ extension Coordinator {
         guard let value = try store.set(named: set) else { throw StoreError(.notFound, "no set named \"\(set)\"") }
         let record = try value.decode(SetRecord.self, key: "set \(set)")
         let shape = CorpusReference(path: "", rows: Int.max, dimension: record.dimension, fileSize: 0)
-        _ = try projectedCorpus(of: job, corpus: shape)
+        var checked = job
+        _ = try projectedCorpus(of: &checked, corpus: shape)
         _ = try TrainingJobRunner.validatePCA(job, rows: Int.max, dimension: record.dimension)
         try checkName(of: job)
         let id = try jobs.add(job)

@@ -7,9 +7,10 @@ extension Coordinator {
     /// Validates a training job against its corpus (and the store, for a named model) and starts it.
     func accept(_ job: TrainingJob, arrays: [[UInt8]]) throws -> UInt64 {
         if job.set != nil { return try acceptSetPCA(job) }
-        let job = try allowed(job)
+        var job = try allowed(job)
+        job.pcaChecksum = nil
         let corpus = try Self.corpusReference(job.corpus)
-        let seen = try projectedCorpus(of: job, corpus: corpus)
+        let seen = try projectedCorpus(of: &job, corpus: corpus)
         let initialization = try TrainingJobRunner.validate(job, corpus: seen, arrays: arrays)
         try settings.check(job, corpus: seen)
         try checkName(of: job)
@@ -81,6 +82,9 @@ extension Coordinator {
         do {
                 let backend = try makeBackend()
                 let projection = try job.pca.map { try requireStore(for: "PCA models").principalComponents(named: $0) }
+                if let projection, let name = job.pca, let checksum = job.pcaChecksum {
+                    try PCAReference.require(checksum, of: projection, named: name)
+                }
                 let (outcome, _) = try await TrainingJobRunner.run(
                     job, id: id, initialization: initialization, backend: backend, projection: projection, resumingFrom: resume,
                     checkpoint: { checkpoint in
@@ -129,10 +133,10 @@ extension Coordinator {
                     logger.info("job \(id) (a PCA of set \(PeerText.escaped(stored.set!))) started again")
                     startSetPCA(id, job: stored)
                 } else if let stored = entry.record.job {
-                    let job = try allowed(stored)
+                    var job = try allowed(stored)
                     let corpus = try Self.corpusReference(job.corpus)
                     let (initialization, resume) = try Self.resumePoint(job, entry: entry,
-                                                                        corpus: try projectedCorpus(of: job, corpus: corpus))
+                                                                        corpus: try projectedCorpus(of: &job, corpus: corpus))
                     logger.info("job \(id) resumed", metadata: ["iterations done": "\(entry.record.iterations.count)"])
                     launch(id, job: job, corpus: corpus, initialization: initialization, resumingFrom: resume,
                            passesBefore: passesBefore)

@@ -16,6 +16,14 @@ public struct PCAReference: Codable, Sendable, Equatable {
         checksum = Self.checksum(projection)
     }
 
+    /// Throws unless `projection` (the PCA model `name`) has `checksum`.
+    public static func require(_ checksum: String, of projection: PCAProjection, named name: String) throws {
+        let current = Self.checksum(projection)
+        guard current == checksum else {
+            throw StoreError(.mismatch, "PCA model \"\(name)\" has changed since the job started (checksum \(current), not \(checksum))")
+        }
+    }
+
     public static func checksum(_ projection: PCAProjection) -> String {
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
         func add(_ byte: UInt8) {

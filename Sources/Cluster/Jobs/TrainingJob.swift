@@ -30,6 +30,9 @@ public struct TrainingJob: Codable, Sendable, Equatable {
     /// k-means and GMM: the stored PCA model every descriptor is projected by (after the
     /// transform), on the workers.
     public var pca: String?
+    /// With `pca`: the checksum of that PCA (`PCAReference`), which the coordinator sets when it
+    /// accepts the job; the job fails if the PCA changes before it ends (a resumed job, say).
+    public var pcaChecksum: String?
     /// PCA: divide each component by √(eigenvalue + ε) when applied.
     public var whiten: Bool?
     /// PCA of a stored set's vectors (`corpus` is then empty): vector whitening, computed
