@@ -23,9 +23,18 @@ public struct EncodingJob: Codable, Sendable, Equatable {
     public var imagesPerShard: Int
     /// Transform every descriptor as it is read ("root-sift"), on the workers.
     public var transform: DescriptorTransform?
+    /// The stored PCA model every descriptor is projected by (after the transform), on the
+    /// workers: the one the model was trained through, which the model requires.
+    public var pca: String?
+    /// A stored PCA model every encoded vector is projected by, on the workers (vector
+    /// whitening): the set holds the whitened vectors.
+    public var whitening: String?
 
     public init(encoding: Encoding, model: String, descriptors: String, index: String, set: String, flags: Int,
-                replace: Bool, imagesPerShard: Int = 64, transform: DescriptorTransform? = nil) {
+                replace: Bool, imagesPerShard: Int = 64, transform: DescriptorTransform? = nil, pca: String? = nil,
+                whitening: String? = nil) {
+        self.pca = pca
+        self.whitening = whitening
         self.encoding = encoding
         self.model = model
         self.descriptors = descriptors
@@ -73,9 +82,14 @@ public struct SetRecord: Codable, Sendable, Equatable {
     public var created: String
     /// The transform the descriptors went through before encoding ("root-sift"), if any.
     public var transform: DescriptorTransform?
+    /// The PCA the descriptors went through (after the transform), if any.
+    public var pca: PCAReference?
+    /// The PCA the encoded vectors went through (vector whitening), if any.
+    public var whitening: PCAReference?
 
     public init(encoding: EncodingJob.Encoding, model: String, flags: Int, options: [String], dimension: Int,
-                created: String, transform: DescriptorTransform? = nil) {
+                created: String, transform: DescriptorTransform? = nil, pca: PCAReference? = nil,
+                whitening: PCAReference? = nil) {
         self.encoding = encoding
         self.model = model
         self.flags = flags
@@ -83,6 +97,8 @@ public struct SetRecord: Codable, Sendable, Equatable {
         self.dimension = dimension
         self.created = created
         self.transform = transform
+        self.pca = pca
+        self.whitening = whitening
     }
 }
 
@@ -102,14 +118,19 @@ public struct VectorRecord: Codable, Sendable, Equatable {
 /// The encoder of a pass, built from the pass's model arrays; each task adds its images.
 public struct EncodePass: WireComputation {
     public let encoder: any VectorEncoder
-    public let description: PassDescription
-    public let modelArrays: [[UInt8]]
+    public private(set) var description: PassDescription
+    public private(set) var modelArrays: [[UInt8]]
+    /// The PCA each image's descriptors go through before the encoder, if any.
+    public let projection: PCAProjection?
+    /// The PCA each encoded vector goes through (vector whitening), if any.
+    public let whitening: PCAProjection?
     /// This task's images (empty for the pass as a whole).
     public let images: [ImageSlice]
 
-    /// The pass for `model` (a codebook for VLAD, a GMM for Fisher) with `flags`.
+    /// The pass for `model` (a codebook for VLAD, a GMM for Fisher) with `flags`, encoding
+    /// descriptors projected by `projection` (whose output must be the model's dimension).
     public init(encoding: EncodingJob.Encoding, flags: Int, codebook: Codebook? = nil, mixture: GaussianMixtureModel? = nil,
-                images: [ImageSlice] = []) throws {
+                projection: PCAProjection? = nil, whitening: PCAProjection? = nil, images: [ImageSlice] = []) throws {
         switch (encoding, codebook, mixture) {
         case (.vlad, let codebook?, _):
             encoder = VLADEncoder(codebook: codebook, options: VLADOptions(rawValue: flags))
@@ -122,6 +143,24 @@ public struct EncodePass: WireComputation {
         default:
             throw DescriptorError(.invalidArgument, "\(encoding.rawValue) encoding needs a \(encoding == .vlad ? "k-means codebook" : "GMM")")
         }
+        if let projection {
+            guard projection.outputDimension == description.dimension else {
+                throw DescriptorError(.dimensionMismatch, "the PCA projects to \(projection.outputDimension) values but the model has "
+                                      + "dimension \(description.dimension)")
+            }
+            description.projection = ProjectionDescription(projection)
+            modelArrays += projection.frames
+        }
+        if let whitening {
+            guard whitening.inputDimension == encoder.encodedDimension else {
+                throw DescriptorError(.dimensionMismatch, "the whitening PCA takes \(whitening.inputDimension) values but the vectors "
+                                      + "have \(encoder.encodedDimension)")
+            }
+            description.whitening = ProjectionDescription(whitening)
+            modelArrays += whitening.frames
+        }
+        self.projection = projection
+        self.whitening = whitening
         self.images = images
     }
 
@@ -129,22 +168,32 @@ public struct EncodePass: WireComputation {
         encoder = pass.encoder
         description = pass.description
         modelArrays = pass.modelArrays
+        projection = pass.projection
+        whitening = pass.whitening
         self.images = images
     }
+
+    /// D of the descriptors the pass reads: the PCA's input, or the encoder's.
+    public var descriptorDimension: Int { projection?.inputDimension ?? encoder.descriptorDimension }
+    /// Values per vector: the whitening's output, or the encoder's.
+    public var encodedDimension: Int { whitening?.outputDimension ?? encoder.encodedDimension }
 
     public func forTask(_ assignment: TaskAssignment) -> EncodePass { EncodePass(self, images: assignment.images ?? []) }
 
     /// Encodes this task's images from `rows` (the whole descriptor file).
     public func statistics(of rows: DescriptorMatrix, shard index: Int, workspace: KernelWorkspace) throws -> EncodedVectors {
-        var result = EncodedVectors(dimension: encoder.encodedDimension)
-        result.values.reserveCapacity(images.count * encoder.encodedDimension)
+        var result = EncodedVectors(dimension: encodedDimension)
+        result.values.reserveCapacity(images.count * encodedDimension)
         for image in images {
             guard let range = rows.rowRange(first: image.firstRow, count: image.rowCount) else {
                 throw DescriptorError(.indexOutOfRange,
                                       "image \(image.key): \(image.rowCount) rows from row \(image.firstRow) exceed the file's \(rows.rows) rows",
                                       path: rows.source)
             }
-            result.values += try encoder.encode(rows.slice(range), workspace: workspace)
+            let descriptors = rows.slice(range)
+            let vector = try encoder.encode(try projection?.project(descriptors, workspace: workspace) ?? descriptors,
+                                            workspace: workspace)
+            result.values += whitening?.project(vector, rows: 1) ?? vector
             result.keys.append(image.key)
         }
         return result

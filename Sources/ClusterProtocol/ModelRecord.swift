@@ -15,15 +15,26 @@ public struct ModelRecord: Codable, Sendable, Equatable {
     public var job: TrainingJob?
     public var varianceFloor: Double?
     public var training: [IterationRecord]?
+    /// PCA: whether it whitens, and vector whitening's power law (a PCA of a set; absent for descriptors).
+    public var whiten: Bool?
+    public var power: Double?
+    /// k-means and GMM trained on projected descriptors: the PCA model they need.
+    public var pca: PCAReference?
 
     /// The number of float values a model of this shape stores; `nil` if K and D are
     /// negative or that number is past `Int.max` (a corrupt record).
     public var valueCount: Int? {
         let (kd, overflow) = k.multipliedReportingOverflow(by: dimension)
         guard k >= 0, dimension >= 0, !overflow else { return nil }
-        if kind == .kmeans { return kd }
-        guard kd <= (Int.max - k) / 2 else { return nil }
-        return 2 * kd + k
+        switch kind {
+        case .kmeans: return kd
+        case .gmm:
+            guard kd <= (Int.max - k) / 2 else { return nil }
+            return 2 * kd + k
+        case .pca:
+            guard kd <= Int.max - k - dimension else { return nil }
+            return dimension + kd + k
+        }
     }
 
     public init(kind: TrainingJob.Kind, k: Int, dimension: Int, source: String, corpus: CorpusReference? = nil,

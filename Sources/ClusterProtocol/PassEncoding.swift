@@ -37,10 +37,16 @@ public struct PassDescription: Codable, Sendable, Equatable {
     public var round: Int?
     /// k-means‖ round: ℓ, rows sampled per round in expectation.
     public var oversampling: Double?
+    /// A PCA applied to every row (after `transform`) before the computation; `dimension`
+    /// is then its output D'.
+    public var projection: ProjectionDescription?
+    /// Encode passes: a PCA applied to every encoded vector (vector whitening).
+    public var whitening: ProjectionDescription?
 
     public init(kind: Kind, dimension: Int, k: Int? = nil, withSquares: Bool? = nil, sampleSize: Int? = nil,
                 totalRows: Int? = nil, seed: UInt64? = nil, flags: Int? = nil, transform: DescriptorTransform? = nil,
-                round: Int? = nil, oversampling: Double? = nil) {
+                round: Int? = nil, oversampling: Double? = nil,
+                projection: ProjectionDescription? = nil, whitening: ProjectionDescription? = nil) {
         self.kind = kind
         self.dimension = dimension
         self.k = k
@@ -52,6 +58,8 @@ public struct PassDescription: Codable, Sendable, Equatable {
         self.transform = transform
         self.round = round
         self.oversampling = oversampling
+        self.projection = projection
+        self.whitening = whitening
     }
 }
 
@@ -153,7 +161,20 @@ public struct StatisticsShape: Codable, Sendable, Equatable {
 /// Decodes a pass description and its arrays into the computation a worker runs.
 public enum PassDecoder {
     public static func computation(_ description: PassDescription, arrays message: WireMessage) throws -> any WireComputation {
-        let computation = try plainComputation(description, arrays: message)
+        let d = description.dimension
+        guard d >= 1 else { throw WireError.malformed("pass dimension \(d)") }
+        let first = description.kind.modelArrayCount
+        let projection = try description.projection?.decode(arrays: message, first: first)
+        guard projection == nil || projection?.outputDimension == d else { throw WireError.malformed("the projection's output is not the pass's dimension \(d)") }
+        let whitening = try description.whitening?.decode(arrays: message, first: first + (projection == nil ? 0 : 3))
+        guard whitening == nil || description.kind == .encodeVLAD || description.kind == .encodeFisher else {
+            throw WireError.malformed("only an encode pass whitens its vectors")
+        }
+        var computation = try plainComputation(description, arrays: message, projection: projection, whitening: whitening)
+        // An encode pass projects each image's rows itself (its rows are the whole file).
+        if let projection, description.kind != .encodeVLAD, description.kind != .encodeFisher {
+            computation = projected(computation, projection)
+        }
         guard let transform = description.transform else { return computation }
         return transformed(computation, transform)
     }
@@ -162,10 +183,15 @@ public enum PassDecoder {
         TransformedComputation(computation, transform: transform)
     }
 
-    /// The computation of `description`, without its transform.
-    private static func plainComputation(_ description: PassDescription, arrays message: WireMessage) throws -> any WireComputation {
+    private static func projected<C: WireComputation>(_ computation: C, _ projection: PCAProjection) -> any WireComputation {
+        ProjectedComputation(computation, projection: projection)
+    }
+
+    /// The computation of `description`, without its transform (an encode pass with its
+    /// projection and whitening).
+    private static func plainComputation(_ description: PassDescription, arrays message: WireMessage,
+                                         projection: PCAProjection?, whitening: PCAProjection?) throws -> any WireComputation {
         let d = description.dimension
-        guard d >= 1 else { throw WireError.malformed("pass dimension \(d)") }
         do {
             switch description.kind {
             case .kmeansAssignment:
@@ -190,14 +216,16 @@ public enum PassDecoder {
             case .encodeVLAD:
                 let k = try positive(description.k, "k")
                 let codebook = try Codebook(k: k, dimension: d, centres: try message.array(0, as: Float.self, count: try product(k, d)))
-                return try EncodePass(encoding: .vlad, flags: description.flags ?? 0, codebook: codebook)
+                return try EncodePass(encoding: .vlad, flags: description.flags ?? 0, codebook: codebook, projection: projection,
+                                      whitening: whitening)
             case .encodeFisher:
                 let k = try positive(description.k, "k"), kd = try product(k, d)
                 let model = try GaussianMixtureModel(k: k, dimension: d,
                                                      means: try message.array(0, as: Float.self, count: kd),
                                                      variances: try message.array(1, as: Float.self, count: kd),
                                                      priors: try message.array(2, as: Float.self, count: k))
-                return try EncodePass(encoding: .fisher, flags: description.flags ?? 0, mixture: model)
+                return try EncodePass(encoding: .fisher, flags: description.flags ?? 0, mixture: model, projection: projection,
+                                      whitening: whitening)
             case .kmeansParallelRound:
                 let k = try positive(description.k, "k")
                 let codebook = try Codebook(k: k, dimension: d, centres: try message.array(0, as: Float.self, count: try product(k, d)))

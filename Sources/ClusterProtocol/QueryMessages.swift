@@ -91,7 +91,10 @@ public struct ImportRequest: Codable, Sendable, Equatable {
     public var k: Int
     public var dimension: Int
     public var replace: Bool
-    public init(name: String, kind: TrainingJob.Kind, k: Int, dimension: Int, replace: Bool) {
+    /// A PCA: whether it whitens (absent: false).
+    public var whiten: Bool?
+    public init(name: String, kind: TrainingJob.Kind, k: Int, dimension: Int, replace: Bool, whiten: Bool? = nil) {
+        self.whiten = whiten
         self.name = name
         self.kind = kind
         self.k = k

@@ -11,8 +11,12 @@ public struct SearchRequest: Codable, Sendable, Equatable {
     public var key: String?
     public var querySet: String?
     public var queries: Int?
+    /// A stored PCA model the queries (of `querySet` or `queries`) are projected by first:
+    /// they have its input dimension, the set its output dimension.
+    public var pca: String?
 
-    public init(set: String, top: Int, key: String? = nil, querySet: String? = nil, queries: Int? = nil) {
+    public init(set: String, top: Int, key: String? = nil, querySet: String? = nil, queries: Int? = nil, pca: String? = nil) {
+        self.pca = pca
         self.set = set
         self.top = top
         self.key = key

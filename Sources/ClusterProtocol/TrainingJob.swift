@@ -3,7 +3,9 @@ import Descriptors
 /// A training job as a client submits it (SUBMIT metadata). Initial models, when given,
 /// follow as arrays: centres f32[K·D] for k-means; means, variances, priors for a GMM.
 public struct TrainingJob: Codable, Sendable, Equatable {
-    public enum Kind: String, Codable, Sendable { case kmeans, gmm }
+    /// `pca`: principal components of the corpus (or of a stored set's vectors); `k` is D',
+    /// the components kept.
+    public enum Kind: String, Codable, Sendable { case kmeans, gmm, pca }
 
     public var kind: Kind
     /// The corpus path, as the coordinator and every worker see it.
@@ -25,10 +27,28 @@ public struct TrainingJob: Codable, Sendable, Equatable {
     public var replace: Bool?
     /// Transform every descriptor as it is read ("root-sift"), on the workers.
     public var transform: DescriptorTransform?
+    /// k-means and GMM: the stored PCA model every descriptor is projected by (after the
+    /// transform), on the workers.
+    public var pca: String?
+    /// With `pca`: the checksum of that PCA (`PCAReference`), which the coordinator sets when it
+    /// accepts the job; the job fails if the PCA changes before it ends (a resumed job, say).
+    public var pcaChecksum: String?
+    /// PCA: divide each component by √(eigenvalue + ε) when applied.
+    public var whiten: Bool?
+    /// PCA of a stored set's vectors (`corpus` is then empty): vector whitening, computed
+    /// by the coordinator from the set.
+    public var set: String?
+    /// PCA of a set: the power law applied to each vector first (default 0.5), then L2.
+    public var power: Double?
 
     public init(kind: Kind, corpus: String, k: Int, iterations: Int, seed: UInt64, tolerance: Double, shardRows: Int,
                 initialization: String, kmeansIterations: Int? = nil, varianceFloorRatio: Double? = nil,
-                name: String? = nil, replace: Bool? = nil, transform: DescriptorTransform? = nil) {
+                name: String? = nil, replace: Bool? = nil, transform: DescriptorTransform? = nil, pca: String? = nil,
+                whiten: Bool? = nil, set: String? = nil, power: Double? = nil) {
+        self.pca = pca
+        self.whiten = whiten
+        self.set = set
+        self.power = power
         self.kind = kind
         self.corpus = corpus
         self.k = k

@@ -83,19 +83,21 @@ public struct DescriptorMatrix: @unchecked Sendable {
         self.transform = nil
     }
 
-    /// An in-memory matrix owning `values` (row-major, `rows × dimension`).
-    public init(rows: Int, dimension: Int, values: [Float]) {
+    /// An in-memory matrix owning `values` (row-major, `rows × dimension`). `firstRow` and
+    /// `source` say where the rows came from, for error messages (rows derived from a file's,
+    /// e.g. projected).
+    public init(rows: Int, dimension: Int, values: [Float], firstRow: Int = 0, source: String = "in-memory") {
         precondition(values.count == rows * dimension, "values.count must be rows × dimension")
         let box = FloatBuffer(values)
         self.rows = rows
         self.dimension = dimension
         self.elementType = .float32
-        self.source = "in-memory"
+        self.source = source
         self.file = nil
         self.owner = box
         self.base = UnsafeRawPointer(box.pointer)
         self.rowStride = dimension * 4
-        self.firstRow = 0
+        self.firstRow = firstRow
         self.hasRowHeaders = false
         self.transform = nil
     }

@@ -26,6 +26,12 @@ struct ImageOptions: ParsableArguments {
     @Option(help: "Store mode: images per shard.") var imagesPerShard: Int = 64
     @Flag(help: "RootSIFT: encode the L1-normalised square roots of plain SIFT descriptors (applied as they are read).")
     var rootSift = false
+    @Option(help: ArgumentHelp("Store mode: project every descriptor by this stored PCA model (after --root-sift), on the workers; "
+                               + "the one the model was trained through (required then, refused otherwise).", valueName: "NAME"))
+    var pca: String?
+    @Option(help: ArgumentHelp("Store mode: project every encoded vector by this stored PCA model (train pca --set … --whiten), "
+                               + "on the workers: the set holds the whitened vectors.", valueName: "NAME"))
+    var whitenWith: String?
     @OptionGroup var cluster: ClusterOptions
     @OptionGroup var output: OutputOptions
 
@@ -40,6 +46,9 @@ struct ImageOptions: ParsableArguments {
             throw ValidationError("store mode reads --descriptors and --index (a directory of .npy files is for --out)")
         }
         guard imagesPerShard >= 1 else { throw ValidationError("--images-per-shard must be at least 1") }
+        guard (pca == nil && whitenWith == nil) || model != nil else {
+            throw ValidationError("--pca and --whiten-with go with --model and --set (store mode)")
+        }
     }
 
     /// Store mode: submits an encoding job and follows it to the end.
@@ -47,7 +56,7 @@ struct ImageOptions: ParsableArguments {
         let absolute = { URL(fileURLWithPath: $0).standardizedFileURL.path }
         let job = EncodingJob(encoding: encoding, model: model!, descriptors: absolute(descriptors!), index: absolute(index!),
                               set: set!, flags: flags, replace: replace, imagesPerShard: imagesPerShard,
-                              transform: rootSift ? .rootSIFT : nil)
+                              transform: rootSift ? .rootSIFT : nil, pca: pca, whitening: whitenWith)
         let (client, embedded) = try cluster.connect()
         defer { embedded?.shutdown() }
         let display = output.display()

@@ -15,6 +15,9 @@ struct SearchCommand: ParsableCommand {
     var vector: String?
     @Option(help: ArgumentHelp("Query with every vector of this stored set.", valueName: "QUERIES_SET")) var queries: String?
     @Option(help: "Neighbours per query (1…\(SearchRequest.maximumTop)).") var top: Int = 10
+    @Option(help: ArgumentHelp("Project the queries (--vector, --queries) by this stored PCA model first, e.g. the whitening "
+                               + "the set was encoded with (--whiten-with).", valueName: "NAME"))
+    var pca: String?
     @Option(help: "text, json or tsv.") var format: String = "text"
     @OptionGroup var access: StoreAccessOptions
 
@@ -24,10 +27,11 @@ struct SearchCommand: ParsableCommand {
         }
         guard ["text", "json", "tsv"].contains(format) else { throw ValidationError("--format must be text, json or tsv") }
         guard (1...SearchRequest.maximumTop).contains(top) else { throw ValidationError("--top must be 1…\(SearchRequest.maximumTop)") }
+        guard pca == nil || key == nil else { throw ValidationError("--pca projects --vector or --queries; a --key's vector is in the set already") }
     }
 
     func run() throws {
-        var request = SearchRequest(set: set, top: top, key: key, querySet: queries)
+        var request = SearchRequest(set: set, top: top, key: key, querySet: queries, pca: pca)
         var values: [Float] = []
         if let vector {
             let file = try NpyFile.readFloat32(path: vector)

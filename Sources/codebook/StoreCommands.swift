@@ -110,8 +110,11 @@ struct ModelsCommand: ParsableCommand {
         let catalog = try requester.catalog()
         print("models: \(catalog.models.count)")
         for model in catalog.models {
-            print("  \(model.name)  \(model.record.kind.rawValue)  K=\(model.record.k)  D=\(model.record.dimension)  "
-                  + "\(model.record.source)  \(model.record.created)")
+            let record = model.record
+            let shape = record.kind == .pca ? "D'=\(record.k)  D=\(record.dimension)\(record.whiten == true ? "  whitening" : "")"
+                                            : "K=\(record.k)  D=\(record.dimension)"
+            print("  \(model.name)  \(record.kind.rawValue)  \(shape)  \(record.pca.map { "through PCA \($0.name)  " } ?? "")"
+                  + "\(record.source)  \(record.created)")
         }
         print("sets: \(catalog.sets.count)")
         for set in catalog.sets {
@@ -127,10 +130,11 @@ struct ExportCommand: ParsableCommand {
 }
 
 struct ExportModel: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "model", abstract: "A model: CENTRES.npy, or PREFIX_{means,variances,priors}.npy.")
+    static let configuration = CommandConfiguration(
+        commandName: "model", abstract: "A model: CENTRES.npy, PREFIX_{means,variances,priors}.npy, or PREFIX_{mean,components,eigenvalues}.npy.")
 
     @Argument(help: "Model name.") var name: String
-    @Option(help: "k-means: the .npy file; GMM: the prefix.") var out: String
+    @Option(help: "k-means: the .npy file; GMM and PCA: the prefix.") var out: String
     @OptionGroup var access: StoreAccessOptions
 
     func run() throws {
@@ -146,6 +150,10 @@ struct ExportModel: ParsableCommand {
         case .gmm:
             let model = try GaussianMixtureModelFiles.model(from: message, k: record.k, dimension: record.dimension)
             print("wrote \(try ModelFiles.write(model, prefix: out).joined(separator: ", "))")
+        case .pca:
+            let projection = try PCAFiles.projection(from: message, k: record.k, dimension: record.dimension, whiten: record.whiten ?? false,
+                                                     power: record.power)
+            print("wrote \(try PCAFiles.write(projection, prefix: out).joined(separator: ", "))\(record.whiten == true ? " (a whitening PCA)" : "")")
         }
     }
 }
@@ -195,21 +203,27 @@ struct ImportCommand: ParsableCommand {
 
 struct ImportModel: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "model", abstract: "Store centres (k-means) or means/variances/priors (GMM, e.g. VLFeat's) under a name.")
+        commandName: "model", abstract: "Store centres (k-means), means/variances/priors (GMM, e.g. VLFeat's) or a PCA under a name.")
 
     @Argument(help: "Model name.") var name: String
     @Option(help: "K×D centres (.npy).") var centres: String?
     @Option(help: "K×D means (.npy).") var means: String?
     @Option(help: "K×D variances σ² (.npy).") var variances: String?
     @Option(help: "K priors (.npy).") var priors: String?
+    @Option(help: ArgumentHelp("A PCA: PREFIX_mean.npy (D), PREFIX_components.npy (D'×D, unit rows), PREFIX_eigenvalues.npy (D', non-increasing).",
+                               valueName: "PREFIX"))
+    var pca: String?
+    @Flag(help: "With --pca: a whitening PCA.") var whiten = false
     @Flag(help: "Overwrite a model of the same name.") var replace = false
     @OptionGroup var access: StoreAccessOptions
 
     func validate() throws {
         let gmm = [means, variances, priors].compactMap { $0 }.count
-        guard (centres != nil && gmm == 0) || (centres == nil && gmm == 3) else {
-            throw ValidationError("give --centres, or --means, --variances and --priors")
+        let given = (centres != nil ? 1 : 0) + (gmm > 0 ? 1 : 0) + (pca != nil ? 1 : 0)
+        guard given == 1, gmm == 0 || gmm == 3 else {
+            throw ValidationError("give --centres, or --means, --variances and --priors, or --pca PREFIX")
         }
+        guard !whiten || pca != nil else { throw ValidationError("--whiten goes with --pca") }
     }
 
     func run() throws {
@@ -220,6 +234,11 @@ struct ImportModel: ParsableCommand {
             let codebook = try ModelFiles.codebook(centres: centres)
             request = ImportRequest(name: name, kind: .kmeans, k: codebook.k, dimension: codebook.dimension, replace: replace)
             arrays = [Frame.encode(codebook.centres)]
+        } else if let pca {
+            let projection = try PCAFiles.read(prefix: pca, whiten: whiten)
+            request = ImportRequest(name: name, kind: .pca, k: projection.outputDimension, dimension: projection.inputDimension,
+                                    replace: replace, whiten: whiten)
+            arrays = projection.frames
         } else {
             let model = try ModelFiles.gaussianMixture(means: means!, variances: variances!, priors: priors!)
             request = ImportRequest(name: name, kind: .gmm, k: model.k, dimension: model.dimension, replace: replace)

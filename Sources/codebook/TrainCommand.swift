@@ -10,16 +10,13 @@ import Storage
 struct TrainCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "train", abstract: "Train a codebook on a corpus, on a cluster or the embedded one.",
-        subcommands: [TrainKMeans.self, TrainGMM.self])
+        subcommands: [TrainKMeans.self, TrainGMM.self, TrainPCA.self])
 }
 
-/// Options shared by both trainers.
-struct TrainingOptions: ParsableArguments {
+/// Options shared by every trainer: the corpus, where the job runs, where the model goes.
+struct CorpusJobOptions: ParsableArguments {
     @Option(help: "Training corpus (.fvecs, .bvecs, .ivecs or .npy), a path the coordinator and workers can read.")
-    var corpus: String
-    @Option(help: "Number of clusters / components.") var k: Int
-    @Option(help: "Iterations at most.") var iterations: Int = 25
-    @Option(help: "Random seed.") var seed: UInt64 = 0
+    var corpus: String?
     @Option(help: "Rows per shard: the unit of work; results depend on it, never on the workers.")
     var shardRows: Int = ShardPlan.defaultShardRows
     @OptionGroup var cluster: ClusterOptions
@@ -31,8 +28,6 @@ struct TrainingOptions: ParsableArguments {
     @OptionGroup var output: OutputOptions
 
     func validate() throws {
-        guard k >= 1 else { throw ValidationError("--k must be at least 1") }
-        guard iterations >= 1 else { throw ValidationError("--iterations must be at least 1") }
         guard shardRows >= 1 else { throw ValidationError("--shard-rows must be at least 1") }
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
     }
@@ -43,7 +38,7 @@ struct TrainingOptions: ParsableArguments {
     }
 
     /// The corpus path as other processes on this host see it.
-    var absoluteCorpus: String { URL(fileURLWithPath: corpus).standardizedFileURL.path }
+    var absoluteCorpus: String { corpus.map { URL(fileURLWithPath: $0).standardizedFileURL.path } ?? "" }
 
     /// Submits `job`, shows its progress on `display`, and returns the result.
     func run(_ job: TrainingJob, arrays: [[UInt8]], display: ProgressDisplay) async throws -> (JobOutcome, WireMessage) {
@@ -54,9 +49,39 @@ struct TrainingOptions: ParsableArguments {
         job.replace = replace
         job.transform = rootSift ? .rootSIFT : nil
         let id = try client.submit(job, arrays: arrays)
-        display.note("job \(id): \(job.kind.rawValue) k=\(job.k) on \(job.corpus) \(cluster.summary(threads: threads))")
+        display.note("job \(id): \(job.kind.rawValue) \(job.kind == .pca ? "D'" : "k")=\(job.k) on \(job.set.map { "set \($0)" } ?? job.corpus)"
+                     + "\(job.pca.map { " through PCA \($0)" } ?? "") \(cluster.summary(threads: threads))")
         defer { display.clearBar() }
         return try await client.follow(id, iteration: display.iteration, waiting: { display.note("  \($0)") }, pass: display.pass)
+    }
+}
+
+/// Options of the codebook trainers (k-means, GMM).
+struct TrainingOptions: ParsableArguments {
+    @OptionGroup var job: CorpusJobOptions
+    @Option(help: "Number of clusters / components.") var k: Int
+    @Option(help: "Iterations at most.") var iterations: Int = 25
+    @Option(help: "Random seed.") var seed: UInt64 = 0
+    @Option(help: ArgumentHelp("Project every descriptor by this stored PCA model first (after --root-sift), on the workers; "
+                               + "encoding with the model then needs the same --pca.", valueName: "NAME"))
+    var pca: String?
+
+    func validate() throws {
+        guard job.corpus != nil else { throw ValidationError("give --corpus") }
+        guard k >= 1 else { throw ValidationError("--k must be at least 1") }
+        guard iterations >= 1 else { throw ValidationError("--iterations must be at least 1") }
+    }
+
+    var absoluteCorpus: String { job.absoluteCorpus }
+    var shardRows: Int { job.shardRows }
+    var name: String? { job.name }
+    var output: OutputOptions { job.output }
+    func validateOutputs(out: String?) throws { try job.validateOutputs(out: out) }
+
+    func run(_ training: TrainingJob, arrays: [[UInt8]], display: ProgressDisplay) async throws -> (JobOutcome, WireMessage) {
+        var training = training
+        training.pca = pca
+        return try await job.run(training, arrays: arrays, display: display)
     }
 }
 

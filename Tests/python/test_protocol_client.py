@@ -225,7 +225,7 @@ def test_error_replies_for_bad_requests(cluster, client):
         assert "987654" in reply.metadata["message"]
     # SUBMIT without required fields; with an unknown kind.
     assert client.request(SUBMIT, {"kind": "kmeans"}).type == ERROR_REPLY
-    bad_kind = {"kind": "pca", "corpus": str(cluster.corpus), "k": 4, "iterations": 5, "seed": 1,
+    bad_kind = {"kind": "spectral", "corpus": str(cluster.corpus), "k": 4, "iterations": 5, "seed": 1,
                 "tolerance": 0, "shardRows": 1000, "initialization": "random"}
     assert client.request(SUBMIT, bad_kind).type == ERROR_REPLY
     # "given" with centres of the wrong length.

@@ -14,7 +14,7 @@ extension Coordinator {
         let encoder = plan.pass.encoder
         try settings.checkEncoding(images: plan.images, imagesPerShard: job.imagesPerShard,
                                    model: (plan.pass.description.k ?? 0, encoder.descriptorDimension),
-                                   vectorDimension: encoder.encodedDimension)
+                                   vectorDimension: plan.pass.encodedDimension)
         let id = try jobs.add(nil, encoding: job)
         logger.info("encoding job \(id) accepted", metadata: ["set": "\(job.set)", "model": "\(job.model)"])
         try startEncoding(id, job: job, passesBefore: 0)
@@ -45,7 +45,7 @@ extension Coordinator {
                              computation: plan.passDescription, model: plan.pass.modelArrays,
                              layout: ImageShards(images: remaining, rows: plan.descriptors.rows))
         let vector = VectorRecord(encoding: job.encoding, model: job.model, flags: job.flags)
-        submit(spec, to: try EncodingSink(job: id, set: job.set, vector: vector, dimension: plan.pass.encoder.encodedDimension,
+        submit(spec, to: try EncodingSink(job: id, set: job.set, vector: vector, dimension: plan.pass.encodedDimension,
                                       images: remaining, plan: spec.plan, imagesDone: done, coordinator: self))
     }
 }
@@ -73,19 +73,24 @@ struct EncodingPlan {
         guard let value = try store.model(named: job.model) else {
             throw StoreError(.notFound, "no model named \"\(job.model)\" in the store")
         }
-        switch (job.encoding, try StoredModel(value, name: job.model)) {
+        let stored = try StoredModel(value, name: job.model)
+        let projection = try store.projection(encodingWith: job.model, record: stored.record, requested: job.pca)
+        if let name = job.pca { try store.requireSameTransform(pca: name, as: job.transform) }
+        let whitening = try job.whitening.map { try store.principalComponents(named: $0) }
+        switch (job.encoding, stored) {
         case (.vlad, .codebook(let codebook, _)):
-            pass = try EncodePass(encoding: .vlad, flags: job.flags, codebook: codebook)
+            pass = try EncodePass(encoding: .vlad, flags: job.flags, codebook: codebook, projection: projection, whitening: whitening)
         case (.fisher, .gaussianMixture(let model, _)):
-            pass = try EncodePass(encoding: .fisher, flags: job.flags, mixture: model)
+            pass = try EncodePass(encoding: .fisher, flags: job.flags, mixture: model, projection: projection, whitening: whitening)
         case (let encoding, let model):
             throw StoreError(.mismatch, "model \"\(job.model)\" is a \(model.record.kind.rawValue) model; "
                              + "\(encoding == .vlad ? "VLAD needs a k-means codebook" : "Fisher vectors need a GMM")")
         }
         let collection = try ImageCollection(index: job.index, descriptors: job.descriptors)
-        guard collection.isEmpty || collection.dimension == pass.encoder.descriptorDimension else {
+        guard collection.isEmpty || collection.dimension == pass.descriptorDimension else {
             throw DescriptorError(.dimensionMismatch,
-                                  "descriptors have dimension \(collection.dimension) but model \"\(job.model)\" has \(pass.encoder.descriptorDimension)",
+                                  "descriptors have dimension \(collection.dimension) but model \"\(job.model)\" "
+                                  + (projection == nil ? "has" : "takes, through its PCA,") + " \(pass.descriptorDimension)",
                                   path: job.descriptors)
         }
         images = try collection.map { image in
@@ -94,13 +99,15 @@ struct EncodingPlan {
         descriptors = try Coordinator.corpusReference(job.descriptors)
         setRecord = SetRecord(encoding: job.encoding, model: job.model, flags: job.flags,
                               options: job.encoding.optionNames(flags: job.flags),
-                              dimension: pass.encoder.encodedDimension, created: ISO8601DateFormatter().string(from: Date()),
-                              transform: job.transform)
+                              dimension: pass.encodedDimension, created: ISO8601DateFormatter().string(from: Date()),
+                              transform: job.transform, pca: stored.record.pca,
+                              whitening: job.whitening.flatMap { name in whitening.map { PCAReference(name: name, projection: $0) } })
         transform = job.transform
         if !job.replace, let existing = try store.set(named: job.set) {
             let record = try existing.decode(SetRecord.self, key: "set \(job.set)")
             guard record.encoding == setRecord.encoding, record.model == setRecord.model, record.flags == setRecord.flags,
-                  record.dimension == setRecord.dimension, record.transform == setRecord.transform else {
+                  record.dimension == setRecord.dimension, record.transform == setRecord.transform, record.pca == setRecord.pca,
+                  record.whitening == setRecord.whitening else {
                 let transforms = [record.transform, setRecord.transform].map { $0.map { ", \($0.rawValue) descriptors" } ?? "" }
                 throw StoreError(.mismatch,
                                  "set \"\(job.set)\" holds \(record.encoding.rawValue) vectors of model \"\(record.model)\" (flags \(record.flags), "

@@ -96,6 +96,17 @@ extension StoreQueries {
         }
         let vectors = try searchCache.vectors(of: request.set, store: store)
         let d = vectors.dimension
+        let projection = try request.pca.map { try store.principalComponents(named: $0) }
+        if let projection, let name = request.pca {
+            guard request.key == nil else {
+                throw ClusterError("a key's vector is in set \"\(request.set)\" already: SEARCH with a PCA takes querySet or queries")
+            }
+            guard projection.outputDimension == d else {
+                throw ClusterError("PCA model \"\(name)\" projects to \(projection.outputDimension) values but set \"\(request.set)\" has dimension \(d)")
+            }
+        }
+        // The queries' dimension: the PCA's input, or the set's.
+        let qd = projection?.inputDimension ?? d
         var queries: [Float], queryKeys: [String]?
         if let key = request.key {
             guard let row = vectors.row(of: key) else { throw StoreError(.notFound, "no vector \(request.set)/\(key)") }
@@ -103,8 +114,9 @@ extension StoreQueries {
             queryKeys = [key]
         } else if let querySet = request.querySet {
             let stored = try searchCache.vectors(of: querySet, store: store)
-            guard stored.dimension == d else {
-                throw ClusterError("set \"\(querySet)\" has dimension \(stored.dimension), set \"\(request.set)\" \(d)")
+            guard stored.dimension == qd else {
+                throw ClusterError("set \"\(querySet)\" has dimension \(stored.dimension), "
+                                   + (request.pca.map { "PCA model \"\($0)\" takes" } ?? "set \"\(request.set)\"") + " \(qd)")
             }
             (queries, queryKeys) = (stored.values, stored.keys)
         } else {
@@ -114,18 +126,20 @@ extension StoreQueries {
             }
             guard message.arrays.count == 1 else { throw ClusterError("SEARCH with queries needs one array frame (got \(message.arrays.count))") }
             queries = try message.array(0, as: Float.self)
-            guard queries.count == count * d else {
-                throw ClusterError("the query array has \(queries.count) values; \(count) queries of set \"\(request.set)\"'s dimension \(d) are \(count * d)")
+            guard queries.count == count * qd else {
+                throw ClusterError("the query array has \(queries.count) values; \(count) queries of "
+                                   + (request.pca.map { "PCA model \"\($0)\"'s input" } ?? "set \"\(request.set)\"'s") + " dimension \(qd) are \(count * qd)")
             }
         }
-        let queryCount = queries.count / d
+        let queryCount = queries.count / qd
         guard queryCount <= SearchRequest.maximumQueries, queryCount * request.top <= SearchRequest.maximumResults else {
             throw LimitExceeded("\(queryCount) queries × top \(request.top) is above \(SearchRequest.maximumResults) results "
                                 + "(at most \(SearchRequest.maximumQueries) queries)")
         }
         if let bad = queries.firstIndex(where: { !$0.isFinite }) {
-            throw ClusterError("query \(bad / d) has a non-finite value (\(queries[bad])) at position \(bad % d)")
+            throw ClusterError("query \(bad / qd) has a non-finite value (\(queries[bad])) at position \(bad % qd)")
         }
+        if let projection { queries = projection.project(queries, rows: queryCount) }
         let found = queries.withUnsafeBufferPointer { q in
             vectors.values.withUnsafeBufferPointer { v in
                 InnerProductSearch.search(queries: q, queryCount: queryCount, vectors: v, rows: vectors.keys.count,

@@ -116,7 +116,8 @@ public struct StoreQueries: Requester {
 
     private func importModel(_ request: ImportRequest, message: WireMessage) throws -> WireMessage {
         let k = request.k, d = request.dimension, kd = try PassDecoder.product(k, d)
-        let record = ModelRecord(kind: request.kind, k: k, dimension: d, source: "imported")
+        var record = ModelRecord(kind: request.kind, k: k, dimension: d, source: "imported")
+        if request.kind == .pca { record.whiten = request.whiten ?? false }
         let model: StoredModel
         do {
             switch request.kind {
@@ -127,6 +128,11 @@ public struct StoreQueries: Requester {
                                                                   means: try message.array(0, as: Float.self, count: kd),
                                                                   variances: try message.array(1, as: Float.self, count: kd),
                                                                   priors: try message.array(2, as: Float.self, count: k)), record)
+            case .pca:
+                let pca = try PrincipalComponents(dimension: d, mean: try message.array(0, as: Float.self, count: d),
+                                                  components: try message.array(1, as: Float.self, count: kd),
+                                                  eigenvalues: try message.array(2, as: Float.self, count: k))
+                model = .principalComponents(try PCAProjection(pca, whiten: record.whiten ?? false), record)
             }
         } catch let error as WireError {
             throw ClusterError("the imported arrays do not fit k=\(k), D=\(d): \(error)")

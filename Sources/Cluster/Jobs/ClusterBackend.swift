@@ -54,7 +54,8 @@ public struct ClusterBackend: StatisticsBackend {
             throw DescriptorError(.invalidArgument, "\(C.self) cannot run on a cluster: it has no wire encoding")
         }
         var description = wire.description
-        if description.kind == .sample { description.dimension = corpus.dimension }
+        // A sample's rows are the corpus's, or the projection's when projected (which says so).
+        if description.kind == .sample && description.projection == nil { description.dimension = corpus.dimension }
         var spec = RoundSpec(key: RoundKey(job: job, round: passes.next()), corpus: corpus, plan: plan,
                              computation: description, model: wire.modelArrays)
         let write = pendingWrite.take()
@@ -205,5 +206,27 @@ final class RoundCollector<S: SufficientStatistics>: RoundSink, @unchecked Senda
     func fail(_ message: String) {
         continuation?.resume(throwing: DescriptorError(.ioFailure, message))
         continuation = nil
+    }
+}
+
+/// When a job's checkpoints are written, and the pass count they are written with.
+struct CheckpointTiming: Sendable {
+    /// The number of the last pass started.
+    let passes: @Sendable () -> UInt32
+    /// Takes a checkpoint's write: carries it out now, or holds it for later.
+    let hold: @Sendable (@escaping @Sendable () throws -> Void) throws -> Void
+    /// Carries out the write still held, if any (after the last pass).
+    let release: @Sendable () throws -> Void
+
+    /// Each write at once (a job whose passes do not go through the state machine).
+    static func immediate(passes: @escaping @Sendable () -> UInt32) -> CheckpointTiming {
+        CheckpointTiming(passes: passes, hold: { try $0() }, release: {})
+    }
+
+    /// Each write held until `backend`'s next pass, whose first task the state machine
+    /// sends only after it is persisted.
+    static func beforeNextPass(of backend: ClusterBackend) -> CheckpointTiming {
+        CheckpointTiming(passes: { backend.lastPass }, hold: { backend.keepBeforeNextPass($0) },
+                         release: { try backend.writeHeld() })
     }
 }

@@ -19,8 +19,11 @@ final class JobRegistry: Sendable {
         /// The model arrays of a succeeded job: its last checkpoint's model.
         func modelArrays() throws -> [[UInt8]] {
             guard let outcome = record.outcome else { return [] }
-            if outcome.kind == .kmeans { return [Frame.encode(checkpointValues)] }
-            return try GaussianMixtureModel(k: outcome.k, dimension: outcome.dimension, concatenated: checkpointValues).frames
+            switch outcome.kind {
+            case .kmeans: return [Frame.encode(checkpointValues)]
+            case .gmm: return try GaussianMixtureModel(k: outcome.k, dimension: outcome.dimension, concatenated: checkpointValues).frames
+            case .pca: return try PCAProjection(k: outcome.k, dimension: outcome.dimension, values: checkpointValues, whiten: false).frames
+            }
         }
 
         func storedValue() throws -> StoredValue {

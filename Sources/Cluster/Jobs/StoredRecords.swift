@@ -7,10 +7,11 @@ import Storage
 public enum StoredModel: Sendable, Equatable {
     case codebook(Codebook, ModelRecord)
     case gaussianMixture(GaussianMixtureModel, ModelRecord)
+    case principalComponents(PCAProjection, ModelRecord)
 
     public var record: ModelRecord {
         switch self {
-        case .codebook(_, let record), .gaussianMixture(_, let record): record
+        case .codebook(_, let record), .gaussianMixture(_, let record), .principalComponents(_, let record): record
         }
     }
 
@@ -26,6 +27,8 @@ public enum StoredModel: Sendable, Equatable {
         case .gmm:
             self = .gaussianMixture(try GaussianMixtureModel(k: record.k, dimension: record.dimension,
                                                              concatenated: value.values), record)
+        case .pca:
+            self = .principalComponents(try PCAProjection(record: record, values: value.values), record)
         }
     }
 
@@ -34,6 +37,8 @@ public enum StoredModel: Sendable, Equatable {
         switch self {
         case .codebook(let codebook, _): [codebook.centres]
         case .gaussianMixture(let model, _): [model.means, model.variances, model.priors]
+        case .principalComponents(let projection, _):
+            [projection.principalComponents.mean, projection.principalComponents.components, projection.principalComponents.eigenvalues]
         }
     }
 }
@@ -77,6 +82,14 @@ struct CheckpointRecord: Codable, Sendable {
 
 /// Conversions between the engine's checkpoints and their stored form.
 enum StoredCheckpoint {
+    static func record(_ checkpoint: TrainingJobRunner.Checkpoint) -> (CheckpointRecord, [Float]) {
+        switch checkpoint {
+        case .kmeans(let state): record(state)
+        case .gmm(let state): record(state)
+        case .pca(let values): (CheckpointRecord(phase: "pca", modelValues: values.count, converged: true), values)
+        }
+    }
+
     static func record(_ checkpoint: KMeansCheckpoint) -> (CheckpointRecord, [Float]) {
         (CheckpointRecord(phase: "kmeans", modelValues: checkpoint.codebook.centres.count, converged: checkpoint.converged,
                           kmeansReports: checkpoint.reports), checkpoint.codebook.centres)

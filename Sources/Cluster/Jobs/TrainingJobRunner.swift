@@ -8,6 +8,7 @@ public enum TrainingJobRunner {
     /// Checks a job against its corpus before any work: k, iterations, initialisation and
     /// the shapes of given initial models. Returns the decoded initialisation arrays.
     public static func validate(_ job: TrainingJob, corpus: CorpusReference, arrays: [[UInt8]]) throws -> Initialization {
+        if job.kind == .pca { return try validatePCA(job, rows: corpus.rows, dimension: corpus.dimension) }
         guard job.k >= 1, job.k <= corpus.rows else {
             throw DescriptorError(.invalidArgument, "k=\(job.k) but only \(corpus.rows) training rows in \(corpus.path)")
         }
@@ -45,30 +46,58 @@ public enum TrainingJobRunner {
         }
     }
 
+    /// A PCA job's components kept (`k`, D') against the rows' dimension D, and its shards.
+    public static func validatePCA(_ job: TrainingJob, rows: Int, dimension: Int) throws -> Initialization {
+        guard job.k >= 1, job.k <= dimension else {
+            throw DescriptorError(.invalidArgument, "a PCA keeps 1…D components (D=\(dimension)); \(job.k) asked for")
+        }
+        guard rows >= 2 else { throw DescriptorError(.invalidArgument, "a PCA needs at least 2 rows (got \(rows))") }
+        guard job.shardRows >= 1 else { throw DescriptorError(.invalidArgument, "shard rows must be ≥ 1 (got \(job.shardRows))") }
+        guard job.pca == nil else { throw DescriptorError(.invalidArgument, "a PCA is not trained on projected rows") }
+        if let power = job.power {
+            guard job.set != nil else { throw DescriptorError(.invalidArgument, "a power law applies to a set's vectors only") }
+            guard power.isFinite, power > 0 else { throw DescriptorError(.invalidArgument, "the power must be finite and > 0 (got \(power))") }
+        }
+        guard job.set == nil || job.transform == nil else {
+            throw DescriptorError(.invalidArgument, "a set's vectors take no descriptor transform")
+        }
+        return .pca
+    }
+
     /// A validated initialisation.
     public enum Initialization: Sendable {
         case kmeans(KMeansInitialization)
         case gmm(GaussianMixtureInitialization)
+        /// A PCA job: one covariance pass, no initialisation.
+        case pca
     }
 
     /// Where a job stands after an iteration, as the engine's drivers report it.
     public enum Checkpoint: Sendable, Equatable {
         case kmeans(KMeansCheckpoint)
         case gmm(GaussianMixtureCheckpoint)
+        /// A PCA job's model, once computed: mean, components, eigenvalues concatenated.
+        case pca([Float])
     }
 
     /// Trains and returns the outcome and the model's arrays (centres; or means, variances, priors).
     /// - Parameters:
     ///   - resumingFrom: the last checkpoint of an interrupted run of the same job.
     ///   - checkpoint: called after every iteration.
+    ///   - projection: the PCA every row goes through (after the job's transform), for a job
+    ///     with `pca`.
     public static func run(_ job: TrainingJob, id: UInt64, initialization: Initialization, backend: some StatisticsBackend,
-                           resumingFrom resumePoint: Checkpoint? = nil,
+                           projection: PCAProjection? = nil, resumingFrom resumePoint: Checkpoint? = nil,
                            checkpoint: @escaping (Checkpoint) async throws -> Void = { _ in },
                            record: @escaping (IterationRecord) -> Void) async throws -> (JobOutcome, [[UInt8]]) {
         if let transform = job.transform {
             var plain = job
             plain.transform = nil
             return try await run(plain, id: id, initialization: initialization, backend: TransformingBackend(backend, transform: transform),
+                                 projection: projection, resumingFrom: resumePoint, checkpoint: checkpoint, record: record)
+        }
+        if let projection {
+            return try await run(job, id: id, initialization: initialization, backend: ProjectingBackend(backend, projection: projection),
                                  resumingFrom: resumePoint, checkpoint: checkpoint, record: record)
         }
         let kmeansRecord: (KMeansIterationReport) -> Void = { report in
@@ -83,6 +112,19 @@ public enum TrainingJobRunner {
                                    smallest: Double(report.candidates), largest: Double(report.candidates)))
         }
         switch initialization {
+        case .pca:
+            let started = ContinuousClock.now
+            let projection = try PCAProjection(try await PrincipalComponents.train(on: backend, kept: job.k),
+                                               whiten: job.whiten ?? false, power: job.set == nil ? nil : job.power ?? 0.5)
+            let pca = projection.principalComponents
+            let total = pca.eigenvalues.reduce(0.0) { $0 + Double($1) }
+            // The record first: a stored checkpoint publishes the records before it.
+            record(IterationRecord(phase: "pca", iteration: 0, valuePerRow: total, total: total, rows: backend.rows,
+                                   seconds: (ContinuousClock.now - started).seconds, repaired: 0,
+                                   smallest: Double(pca.eigenvalues.last!), largest: Double(pca.eigenvalues[0])))
+            try await checkpoint(.pca(pca.mean + pca.components + pca.eigenvalues))
+            let outcome = JobOutcome(job: id, kind: .pca, k: job.k, dimension: backend.dimension, iterations: 1, converged: true)
+            return (outcome, projection.frames)
         case .kmeans(let start):
             var parameters = KMeansParameters(k: job.k)
             parameters.iterations = job.iterations
@@ -93,7 +135,7 @@ public enum TrainingJobRunner {
             switch resumePoint {
             case nil: break
             case .kmeans(let saved): resume = saved
-            case .gmm: throw DescriptorError(.invalidArgument, "job \(id): a GMM checkpoint cannot resume a k-means job")
+            case .gmm, .pca: throw DescriptorError(.invalidArgument, "job \(id): only a k-means checkpoint can resume a k-means job")
             }
             let result = try await KMeans.train(on: backend, parameters: parameters, resumingFrom: resume,
                                                 checkpoint: { try await checkpoint(.kmeans($0)) }, progress: kmeansRecord,
@@ -113,7 +155,7 @@ public enum TrainingJobRunner {
             switch resumePoint {
             case nil: break
             case .gmm(let saved): resume = saved
-            case .kmeans: throw DescriptorError(.invalidArgument, "job \(id): a k-means checkpoint cannot resume a GMM job")
+            case .kmeans, .pca: throw DescriptorError(.invalidArgument, "job \(id): only a GMM checkpoint can resume a GMM job")
             }
             let result = try await GaussianMixture.train(on: backend, parameters: parameters, resumingFrom: resume,
                                                          checkpoint: { try await checkpoint(.gmm($0)) },
