@@ -14,12 +14,10 @@ enum Entry {
             } else {
                 try command.run()
             }
-        } catch let error as ClusterError where error.isUnanswered {
-            // Exit code 2: the coordinator did not answer (not there, or it refused the handshake).
-            FileHandle.standardError.write(Data("Error: \(error.message)\n".utf8))
-            exit(2)
         } catch {
-            CodebookCommand.exit(withError: error)
+            guard let failure = CommandFailure(error) else { CodebookCommand.exit(withError: error) }
+            FileHandle.standardError.write(Data("Error: \(failure.text)\n".utf8))
+            exit(failure.exitCode)
         }
     }
 }

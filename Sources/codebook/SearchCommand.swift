@@ -34,7 +34,7 @@ struct SearchCommand: ParsableCommand {
         }
         let (requester, cleanup) = try access.requester()
         defer { cleanup() }
-        let results = try reportingNotFound { try requester.search(request, vectors: values) }
+        let results = try requester.search(request, vectors: values)
         let named = results.enumerated().map { index, result in (result.query ?? "\(index)", result) }
         switch format {
         case "json":

@@ -29,16 +29,6 @@ struct StoreAccessOptions: ParsableArguments {
     }
 }
 
-/// Maps "not found" to exit code 1 with the message on standard error.
-func reportingNotFound<T>(_ body: () throws -> T) throws -> T {
-    do {
-        return try body()
-    } catch let error as ClusterError where error.isNotFound {
-        FileHandle.standardError.write(Data("Error: not found: \(error.message)\n".utf8))
-        throw ExitCode(1)
-    }
-}
-
 struct GetCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "get", abstract: "Read one stored vector by key.")
 
@@ -56,7 +46,7 @@ struct GetCommand: ParsableCommand {
     func run() throws {
         let (requester, cleanup) = try access.requester()
         defer { cleanup() }
-        let (entry, values) = try reportingNotFound { try requester.get([key])[0] }
+        let (entry, values) = try requester.get([key])[0]
         guard let values else { throw ExitCode(1) }
         switch format {
         case "npy":
@@ -135,7 +125,7 @@ struct ExportModel: ParsableCommand {
     func run() throws {
         let (requester, cleanup) = try access.requester()
         defer { cleanup() }
-        let (reply, message) = try reportingNotFound { try requester.describe(DescribeRequest(model: name, values: true)) }
+        let (reply, message) = try requester.describe(DescribeRequest(model: name, values: true))
         guard let record = reply.model else { throw ExitCode(1) }
         let kd = record.k * record.dimension
         switch record.kind {
@@ -159,7 +149,7 @@ struct ExportSet: ParsableCommand {
     func run() throws {
         let (requester, cleanup) = try access.requester()
         defer { cleanup() }
-        let (reply, _) = try reportingNotFound { try requester.describe(DescribeRequest(set: name)) }
+        let (reply, _) = try requester.describe(DescribeRequest(set: name))
         guard let set = reply.set else { throw ExitCode(1) }
         let writer = try DescriptorWriter(path: out, dimension: set.dimension, format: .npy)
         var keys: [String] = [], after: String?
@@ -168,7 +158,7 @@ struct ExportSet: ParsableCommand {
                 let page = try requester.list(prefix: "\(name)/", after: after, limit: 1024)
                 for entry in try requester.get(page.keys) {
                     guard let values = entry.values, values.count == set.dimension else {
-                        throw ClusterError("vector \(entry.entry.key) vanished or has \(entry.values?.count ?? 0) values")
+                        throw ClusterError(.conflict, "vector \(entry.entry.key) vanished or has \(entry.values?.count ?? 0) values")
                     }
                     try writer.append(values)
                     keys.append(String(entry.entry.key.dropFirst(name.count + 1)))

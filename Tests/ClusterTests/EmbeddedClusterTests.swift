@@ -143,9 +143,9 @@ func quietLogger() -> Logger {
         cluster.shutdown()
         let backend = ClusterBackend(coordinator: cluster.coordinator, job: 1, corpus: reference, shardRows: Self.shardRows)
         let codebook = try Codebook(k: 1, dimension: Self.dimension, centres: matrix.row(0))
-        let error = await #expect(throws: DescriptorError.self) {
+        let error = await #expect(throws: ClusterError.self) {
             _ = try await backend.run(KMeansAssignmentPass(codebook: codebook))
         }
-        #expect(error?.description.contains("the coordinator stopped") == true, "\(String(describing: error))")
+        #expect(error?.code == .jobFailed && error?.message == "the coordinator stopped", "\(String(describing: error))")
     }
 }

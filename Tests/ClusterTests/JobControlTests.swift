@@ -120,7 +120,7 @@ enum JobFixtures {
         cluster.coordinator.cancelPasses(of: 77)
         // Waited for with a bound: a pass that never ends fails the test instead of hanging it.
         #expect(await waitUntil(timeout: 10) { outcome.withLock { $0 != nil } }, "the pass still waits")
-        #expect(throws: DescriptorError.self) { try outcome.withLock { $0 }?.get() }
+        #expect(throws: ClusterError.self) { try outcome.withLock { $0 }?.get() }
         #expect(try cluster.client().status().passes.isEmpty)
     }
 
@@ -155,8 +155,8 @@ enum JobFixtures {
             #expect(done.message == "job \(finished) has already succeeded; only a running job can be cancelled")
             let unknown = try raw.error(WireMessage(header: WireHeader(.cancel, job: 999)))
             #expect(unknown.message == "no job 999")
-            #expect(unknown.code == "not-found")
-            #expect(throws: ClusterError("job \(running) was cancelled")) { _ = try client.result(of: running) }
+            #expect(unknown.code == .notFound)
+            #expect(throws: ClusterError(.rejected, "job \(running) was cancelled")) { _ = try client.result(of: running) }
             // A worker that joins now gets no work.
             cluster.startWorker()
             try await Task.sleep(for: .milliseconds(500))
@@ -198,7 +198,7 @@ enum JobFixtures {
         #expect(try client.progress(of: job, since: 0).imagesDone == 10)
         // One writer per set: refused while job runs, whether it would replace the set or add to it.
         for replace in [false, true] {
-            #expect(throws: ClusterError("set \"S\" is being written by job \(job); a set has one writer at a time: "
+            #expect(throws: ClusterError(.rejected, "set \"S\" is being written by job \(job); a set has one writer at a time: "
                                          + "wait for job \(job) to end or cancel it")) {
                 _ = try client.submit(encoding(all, replace: replace))
             }
@@ -221,7 +221,7 @@ enum JobFixtures {
 @Suite struct LimitTests {
     static func expectLimit(_ report: FailureReport, _ setting: String, _ fragment: String,
                             sourceLocation: SourceLocation = #_sourceLocation) {
-        #expect(report.code == "limit", "\(report)", sourceLocation: sourceLocation)
+        #expect(report.code == .limit, "\(report)", sourceLocation: sourceLocation)
         #expect(report.message.contains("(\(setting) = "), "\(report.message)", sourceLocation: sourceLocation)
         #expect(report.message.contains(fragment), "\(report.message)", sourceLocation: sourceLocation)
     }
@@ -422,7 +422,7 @@ enum JobFixtures {
                                           arrays: [Frame.encode([Float](repeating: 0.5, count: 8))])
             try client.cancel(given)
             #expect(try client.status(finishedJobs: 100).jobs.map(\.job) == [given, ids[3]])
-            #expect(throws: ClusterError("no job \(ids[0])", isNotFound: true)) { _ = try client.progress(of: ids[0], since: 0) }
+            #expect(throws: ClusterError(.notFound, "no job \(ids[0])")) { _ = try client.progress(of: ids[0], since: 0) }
             cluster.stop(keepingJobs: true)
         }
         #expect(try CodebookStore(path: storePath).allJobs().map(\.id) == [4, 5])
@@ -436,6 +436,6 @@ enum JobFixtures {
         #expect(next == 6)
         try client.cancel(next)
         #expect(try client.status().jobs.map(\.job) == [6])
-        #expect(throws: ClusterError("no job 5", isNotFound: true)) { _ = try client.progress(of: 5, since: 0) }
+        #expect(throws: ClusterError(.notFound, "no job 5")) { _ = try client.progress(of: 5, since: 0) }
     }
 }

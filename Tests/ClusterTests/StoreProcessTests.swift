@@ -512,7 +512,7 @@ final class StoreCoordinator: @unchecked Sendable {
             // One encoding per set: another model, other flags or another encoding is refused…
             run = try await codebook(encode + ["--model", "cb4"] + via)
             cluster.check(run.status != 0 && run.log.contains("set \"S\" holds vlad vectors of model \"cb\"")
-                          && run.log.contains("Use another set, or --replace"), "another model into S: \(run.log)")
+                          && run.log.contains("use another set, or replace it; pass --replace to overwrite it"), "another model into S: \(run.log)")
             run = try await codebook(encode + ["--model", "cb", "--square-root"] + via)
             cluster.check(run.status != 0 && run.log.contains("(flags 0, 128 values)") && run.log.contains("(flags 2, 128 values)"),
                           "other flags into S: \(run.log)")

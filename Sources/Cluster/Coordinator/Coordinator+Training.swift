@@ -13,7 +13,7 @@ extension Coordinator {
             let store = try requireStore(for: "model \"\(name)\"")
             try CodebookStore.validate(name: name, of: "model")
             if job.replace != true, try store.model(named: name) != nil {
-                throw StoreError(.exists, "a model named \"\(name)\" exists; pass --replace to overwrite it")
+                throw ClusterError(.exists, "a model named \"\(name)\" exists")
             }
         }
         let initialValues = try arrays.flatMap { try Frame.decode($0, as: Float.self) }
@@ -29,8 +29,8 @@ extension Coordinator {
     }
 
     /// The error for a request that needs the store this coordinator was started without.
-    static func noStore(for what: String) -> StoreError {
-        StoreError(.notFound, "this coordinator has no store to keep \(what) in (start it with --store)")
+    static func noStore(for what: String) -> ClusterError {
+        ClusterError(.notFound, "this coordinator has no store to keep \(what) in")
     }
 
     static func corpusReference(_ path: String) throws -> CorpusReference {

@@ -1,16 +1,6 @@
 import Clustering
 import Descriptors
 
-/// A request beyond one of the coordinator's limits (`CoordinatorSettings`); answered
-/// with ERROR-REPLY code "limit". The message names the limit and the values.
-public struct LimitExceeded: Error, CustomStringConvertible, Sendable, Equatable {
-    public var message: String
-
-    public init(_ message: String) { self.message = message }
-
-    public var description: String { message }
-}
-
 /// `a·b`, or `Int.max` if it overflows (the operands are sizes, ≥ 0).
 func saturatingProduct(_ a: Int, _ b: Int) -> Int {
     let (product, overflow) = a.multipliedReportingOverflow(by: b)
@@ -21,7 +11,7 @@ extension CoordinatorSettings {
     /// Throws unless `value` ≤ `limit`; `what` says what was measured, `setting` names the limit.
     func check(_ what: String, _ value: Int, against limit: Int, setting: String, advice: String = "") throws {
         guard value > limit else { return }
-        throw LimitExceeded("\(what) is \(value == .max ? "beyond \(Int.max)" : "\(value)"), above the coordinator's limit "
+        throw ClusterError(.limit, "\(what) is \(value == .max ? "beyond \(Int.max)" : "\(value)"), above the coordinator's limit "
                             + "(\(setting) = \(limit))" + (advice.isEmpty ? "" : "; \(advice)"))
     }
 

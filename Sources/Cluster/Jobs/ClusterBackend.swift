@@ -36,7 +36,7 @@ public struct ClusterBackend: StatisticsBackend {
     public func run<C: ShardComputation>(_ computation: C) async throws -> C.Statistics {
         guard let wire = computation as? any WireComputation,
               let statisticsType = C.Statistics.self as? any CheckedStatistics.Type else {
-            throw DescriptorError(.invalidArgument, "\(C.self) cannot run on a cluster: it has no wire encoding")
+            throw ClusterError(.invalidRequest, "\(C.self) cannot run on a cluster: it has no wire encoding")
         }
         var description = wire.description
         if description.kind == .sample { description.dimension = corpus.dimension }
@@ -168,7 +168,7 @@ final class RoundCollector<S: SufficientStatistics>: RoundSink, @unchecked Senda
     func addDispatchTime(_ seconds: Double) { timing.dispatchSeconds += seconds }
 
     func fail(_ message: String) {
-        continuation?.resume(throwing: DescriptorError(.ioFailure, message))
+        continuation?.resume(throwing: ClusterError(.jobFailed, message))
         continuation = nil
     }
 }

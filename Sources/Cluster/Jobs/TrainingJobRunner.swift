@@ -9,19 +9,19 @@ public enum TrainingJobRunner {
     /// the shapes of given initial models. Returns the decoded initialisation arrays.
     public static func validate(_ job: TrainingJob, corpus: CorpusReference, arrays: [[UInt8]]) throws -> Initialization {
         guard job.k >= 1, job.k <= corpus.rows else {
-            throw DescriptorError(.invalidArgument, "k=\(job.k) but only \(corpus.rows) training rows in \(corpus.path)")
+            throw ClusterError(.invalidArgument, "k=\(job.k) but only \(corpus.rows) training rows in \(corpus.path)")
         }
-        guard job.iterations >= 1 else { throw DescriptorError(.invalidArgument, "iterations must be ≥ 1 (got \(job.iterations))") }
-        guard job.shardRows >= 1 else { throw DescriptorError(.invalidArgument, "shard rows must be ≥ 1 (got \(job.shardRows))") }
-        guard job.tolerance >= 0 else { throw DescriptorError(.invalidArgument, "the tolerance must be ≥ 0 (got \(job.tolerance))") }
+        guard job.iterations >= 1 else { throw ClusterError(.invalidArgument, "iterations must be ≥ 1 (got \(job.iterations))") }
+        guard job.shardRows >= 1 else { throw ClusterError(.invalidArgument, "shard rows must be ≥ 1 (got \(job.shardRows))") }
+        guard job.tolerance >= 0 else { throw ClusterError(.invalidArgument, "the tolerance must be ≥ 0 (got \(job.tolerance))") }
         let message = WireMessage(header: WireHeader(.submit), arrays: arrays)
         let k = job.k, d = corpus.dimension
         func given<T>(_ make: () throws -> T) throws -> T {
             do {
                 return try make()
-            } catch let error as WireError {
-                throw DescriptorError(.dimensionMismatch,
-                                      "the initial model does not fit k=\(k) and the corpus's dimension \(d): \(error)")
+            } catch let error as ClusterError where error.code == .malformed {
+                throw ClusteringError(.dimensionMismatch,
+                                      "the initial model does not fit k=\(k) and the corpus's dimension \(d): \(error)", underlying: error)
             }
         }
         switch (job.kind, job.initialization) {
@@ -41,7 +41,7 @@ public enum TrainingJobRunner {
                                          priors: try message.array(2, as: Float.self, count: k))
             }))
         default:
-            throw DescriptorError(.invalidArgument, "unknown \(job.kind.rawValue) initialisation \"\(job.initialization)\"")
+            throw ClusterError(.invalidArgument, "unknown \(job.kind.rawValue) initialisation \"\(job.initialization)\"")
         }
     }
 
@@ -93,7 +93,7 @@ public enum TrainingJobRunner {
             switch resumePoint {
             case nil: break
             case .kmeans(let saved): resume = saved
-            case .gmm: throw DescriptorError(.invalidArgument, "job \(id): a GMM checkpoint cannot resume a k-means job")
+            case .gmm: throw ClusterError(.invalidArgument, "job \(id): a GMM checkpoint cannot resume a k-means job")
             }
             let result = try await KMeans.train(on: backend, parameters: parameters, resumingFrom: resume,
                                                 checkpoint: { try await checkpoint(.kmeans($0)) }, progress: kmeansRecord,
@@ -113,7 +113,7 @@ public enum TrainingJobRunner {
             switch resumePoint {
             case nil: break
             case .gmm(let saved): resume = saved
-            case .kmeans: throw DescriptorError(.invalidArgument, "job \(id): a k-means checkpoint cannot resume a GMM job")
+            case .kmeans: throw ClusterError(.invalidArgument, "job \(id): a k-means checkpoint cannot resume a GMM job")
             }
             let result = try await GaussianMixture.train(on: backend, parameters: parameters, resumingFrom: resume,
                                                          checkpoint: { try await checkpoint(.gmm($0)) },
