@@ -33,13 +33,13 @@ struct GetCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "get", abstract: "Read one stored vector by key.")
 
     @Argument(help: "SET/KEY") var key: String
-    @Option(help: "text (one value per line), json, or npy (with --out).") var format: String = "text"
+    @Option(help: "text (one value per line), json, or npy (with --out) (default: text).", transform: { try .parse($0) })
+    var format: VectorFormat = .text
     @Option(help: "Write to this file instead of standard output.") var out: String?
     @OptionGroup var access: StoreAccessOptions
 
     func validate() throws {
-        guard ["text", "json", "npy"].contains(format) else { throw ValidationError("--format must be text, json or npy") }
-        guard format != "npy" || out != nil else { throw ValidationError("--format npy needs --out FILE") }
+        guard format != .npy || out != nil else { throw ValidationError("--format npy needs --out FILE") }
         guard key.contains("/") else { throw ValidationError("the key is SET/IMAGE_KEY") }
     }
 
@@ -49,14 +49,14 @@ struct GetCommand: ParsableCommand {
         let (entry, values) = try requester.get([key])[0]
         guard let values else { throw ExitCode(1) }
         switch format {
-        case "npy":
+        case .npy:
             try NpyFile.write(path: out!, rows: 1, columns: values.count, values: values)
-        case "json":
+        case .json:
             struct Output: Encodable { let key: String; let encoding: String?; let model: String?; let flags: Int?; let values: [Float] }
             let json = try JSONEncoder().encode(Output(key: key, encoding: entry.encoding?.rawValue, model: entry.model,
                                                        flags: entry.flags, values: values))
             try emit(String(decoding: json, as: UTF8.self) + "\n")
-        default:
+        case .text:
             try emit(values.map { "\($0)" }.joined(separator: "\n") + "\n")
         }
     }

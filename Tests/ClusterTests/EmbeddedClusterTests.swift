@@ -18,12 +18,12 @@ func quietLogger() -> Logger {
 
     static func kmeansJob(_ corpus: String) -> TrainingJob {
         TrainingJob(kind: .kmeans, corpus: corpus, k: k, iterations: 5, seed: 11, tolerance: 0, shardRows: shardRows,
-                    initialization: "kmeans++")
+                    initialization: .kmeansPlusPlus)
     }
 
     static func gmmJob(_ corpus: String) -> TrainingJob {
         TrainingJob(kind: .gmm, corpus: corpus, k: k, iterations: 4, seed: 11, tolerance: 0, shardRows: shardRows,
-                    initialization: "kmeans", kmeansIterations: 3, varianceFloorRatio: 1e-3)
+                    initialization: .kmeans, kmeansIterations: 3, varianceFloorRatio: 1e-3)
     }
 
     /// The models of a local run (LocalBackend, same shard rows and seed) on the corpus's rows,

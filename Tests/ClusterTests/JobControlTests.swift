@@ -78,7 +78,7 @@ final class RawClient {
 
 enum JobFixtures {
     static func kmeans(_ corpus: String, k: Int = 4, iterations: Int = 1_000_000, shardRows: Int = 250,
-                       initialization: String = "kmeans++") -> TrainingJob {
+                       initialization: TrainingJob.InitializationMethod = .kmeansPlusPlus) -> TrainingJob {
         TrainingJob(kind: .kmeans, corpus: corpus, k: k, iterations: iterations, seed: 3, tolerance: 0, shardRows: shardRows,
                     initialization: initialization)
     }
@@ -284,9 +284,9 @@ enum JobFixtures {
                          "K·D (k=8, D=16) is 128")
         Self.expectLimit(try raw.error(Self.submit(JobFixtures.kmeans(corpus, k: 2))), "maximumSampleBytes",
                          "the seeding sample (1000 rows of D=16 float32 values) in bytes is 64000")
-        #expect(try raw.request(Self.submit(JobFixtures.kmeans(corpus, k: 2, initialization: "random")))?.header.type == .accepted)
+        #expect(try raw.request(Self.submit(JobFixtures.kmeans(corpus, k: 2, initialization: .random)))?.header.type == .accepted)
         let given = [Frame.encode([Float](repeating: 1, count: 5 * 16))]
-        Self.expectLimit(try raw.error(Self.submit(JobFixtures.kmeans(corpus, k: 5, initialization: "given"), arrays: given)),
+        Self.expectLimit(try raw.error(Self.submit(JobFixtures.kmeans(corpus, k: 5, initialization: .given), arrays: given)),
                          "maximumRequestArrayBytes", "is 320")
         let imported = WireMessage(header: WireHeader(.importModel),
                                    metadata: ImportRequest(name: "M", kind: .kmeans, k: 1, dimension: 17, replace: false),
@@ -352,10 +352,10 @@ enum JobFixtures {
         let first = try #require(try raw.request(encoding(index, imagesPerShard: 100)))
         #expect(first.header.type == .accepted)
         // One job runs (no worker): a second is over the limit of running jobs.
-        let second = try raw.error(Self.submit(JobFixtures.kmeans(corpus, k: 2, initialization: "random")))
+        let second = try raw.error(Self.submit(JobFixtures.kmeans(corpus, k: 2, initialization: .random)))
         Self.expectLimit(second, "maximumActiveJobs", "1 jobs are running")
         try client.cancel(first.header.job)
-        #expect(try raw.request(Self.submit(JobFixtures.kmeans(corpus, k: 2, initialization: "random")))?.header.type == .accepted)
+        #expect(try raw.request(Self.submit(JobFixtures.kmeans(corpus, k: 2, initialization: .random)))?.header.type == .accepted)
     }
 }
 
@@ -418,7 +418,7 @@ enum JobFixtures {
             let client = try cluster.client()
             let ids = try Self.cancelledJobs(4, on: cluster, corpus: corpus)
             // The last one with a given initial model, which goes with its job when that is deleted.
-            let given = try client.submit(JobFixtures.kmeans(corpus, k: 2, initialization: "given"),
+            let given = try client.submit(JobFixtures.kmeans(corpus, k: 2, initialization: .given),
                                           arrays: [Frame.encode([Float](repeating: 0.5, count: 8))])
             try client.cancel(given)
             #expect(try client.status(finishedJobs: 100).jobs.map(\.job) == [given, ids[3]])

@@ -19,7 +19,7 @@ import ZeroMQ
 
     /// Whether `body` throws a malformed-message error.
     static func isMalformed<T>(_ body: () throws -> T) -> Bool {
-        do { try body() } catch let error as ClusterError { return error.code == .malformed } catch { return false }
+        do { _ = try body() } catch let error as ClusterError { return error.code == .malformed } catch { return false }
         return false
     }
 

@@ -553,7 +553,7 @@ final class StoreCoordinator: @unchecked Sendable {
             // No worker: the job waits on its first pass, and would be resumed after a restart.
             let job = try coordinator.client().submit(
                 TrainingJob(kind: .kmeans, corpus: corpus, k: 8, iterations: 5, seed: 5, tolerance: 0, shardRows: 2000,
-                            initialization: "kmeans++"))
+                            initialization: .kmeansPlusPlus))
             var run = try await cluster.run("cancel", ["cancel", "\(job)"] + coordinator.viaCoordinator)
             cluster.check(run.status == 0 && run.log.contains("job \(job) cancelled"), "cancel: \(run.log)")
             run = try await cluster.run("status", ["status"] + coordinator.viaCoordinator)

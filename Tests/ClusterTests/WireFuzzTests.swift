@@ -50,7 +50,7 @@ import ZeroMQ
             WireMessage(header: WireHeader(.workerHeartbeat)),
             WireMessage(header: WireHeader(.goodbye)),
             WireMessage(header: WireHeader(.submit), metadata: TrainingJob(kind: .kmeans, corpus: "/x", k: 2, iterations: 1, seed: 0,
-                                                                           tolerance: 0, shardRows: 10, initialization: "given"),
+                                                                           tolerance: 0, shardRows: 10, initialization: .given),
                         arrays: [centres]),
         ]
     }()
@@ -134,7 +134,7 @@ import ZeroMQ
 
     /// Whether `body` throws a decoding error.
     static func isDecodingError<T>(catching body: () throws -> T) -> Bool {
-        do { try body() } catch { return isDecodingError(error) }
+        do { _ = try body() } catch { return isDecodingError(error) }
         return false
     }
 

@@ -121,7 +121,7 @@ extension Coordinator {
         -> (TrainingJobRunner.Initialization, TrainingJobRunner.Checkpoint?) {
         // A stored k too large for the corpus makes no arrays here; `validate` rejects it.
         let (kd, overflow) = job.k.multipliedReportingOverflow(by: corpus.dimension)
-        let counts = job.initialization != "given" || overflow || kd < 0 ? [] : job.kind == .kmeans ? [kd] : [kd, kd, job.k]
+        let counts = job.initialization != .given || overflow || kd < 0 ? [] : job.kind == .kmeans ? [kd] : [kd, kd, job.k]
         var arrays: [[UInt8]] = [], offset = 0
         for count in counts where offset + count <= entry.initialValues.count {
             arrays.append(Frame.encode(Array(entry.initialValues[offset ..< offset + count])))

@@ -32,17 +32,17 @@ extension CoordinatorSettings {
     /// hold and exchange: its model, its seeding sample, and each shard's sample result.
     func check(_ job: TrainingJob, corpus: CorpusReference) throws {
         try checkModel(k: job.k, dimension: corpus.dimension)
-        if job.initialization == "kmeans||" { return try checkKMeansParallel(job, corpus: corpus) }
+        if job.initialization == .kmeansParallel { return try checkKMeansParallel(job, corpus: corpus) }
         let sampleRows: Int
         switch (job.kind, job.initialization) {
-        case (.kmeans, "kmeans++"), (.gmm, "kmeans"): sampleRows = min(max(saturatingProduct(64, job.k), 10_000), corpus.rows)
-        case (_, "random"): sampleRows = job.k
+        case (.kmeans, .kmeansPlusPlus), (.gmm, .kmeans): sampleRows = min(max(saturatingProduct(64, job.k), 10_000), corpus.rows)
+        case (_, .random): sampleRows = job.k
         default: return
         }
         let rowBytes = saturatingProduct(corpus.dimension, 4)
         try check("the seeding sample (\(sampleRows) rows of D=\(corpus.dimension) float32 values) in bytes",
                   saturatingProduct(sampleRows, rowBytes), against: maximumSampleBytes, setting: "maximumSampleBytes",
-                  advice: job.initialization == "random" ? "" : "initialise at random or give the initial model")
+                  advice: job.initialization == .random ? "" : "initialise at random or give the initial model")
         // A shard of r rows contributes at most ⌈S·r/N⌉ rows of the S-row sample.
         let shardRows = min(job.shardRows, corpus.rows)
         let perShard = min(sampleRows, (saturatingProduct(sampleRows, shardRows) / corpus.rows) + 1)

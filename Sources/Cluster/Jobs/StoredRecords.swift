@@ -106,8 +106,15 @@ struct JobRecord: Codable, Sendable {
 
 /// The metadata of a checkpoint; its model's values follow the initial arrays.
 struct CheckpointRecord: Codable, Sendable {
-    /// "kmeans" (a k-means job, or a GMM's k-means initialisation) or "em".
-    var phase: String
+    /// The phase a checkpoint was taken in, spelled as in the store.
+    enum Phase: String, Codable, Sendable {
+        /// A k-means job, or a GMM's k-means initialisation.
+        case kmeans
+        /// A GMM's EM iterations.
+        case em
+    }
+
+    var phase: Phase
     var modelValues: Int
     var converged: Bool
     var kmeansReports: [KMeansIterationReport]?
@@ -119,7 +126,7 @@ struct CheckpointRecord: Codable, Sendable {
 /// Conversions between the engine's checkpoints and their stored form.
 enum StoredCheckpoint {
     static func record(_ checkpoint: KMeansCheckpoint) -> (CheckpointRecord, [Float]) {
-        (CheckpointRecord(phase: "kmeans", modelValues: checkpoint.codebook.centres.count, converged: checkpoint.converged,
+        (CheckpointRecord(phase: .kmeans, modelValues: checkpoint.codebook.centres.count, converged: checkpoint.converged,
                           kmeansReports: checkpoint.reports), checkpoint.codebook.centres)
     }
 
@@ -132,7 +139,7 @@ enum StoredCheckpoint {
             return (record, values)
         case .expectationMaximization(let floor, let model, let reports, let converged):
             let values = model.concatenated
-            return (CheckpointRecord(phase: "em", modelValues: values.count, converged: converged, emReports: reports,
+            return (CheckpointRecord(phase: .em, modelValues: values.count, converged: converged, emReports: reports,
                                      varianceFloor: floor), values)
         }
     }
@@ -144,7 +151,7 @@ enum StoredCheckpoint {
 
     static func gaussianMixture(_ record: CheckpointRecord, values: [Float], k: Int, dimension: Int) throws -> GaussianMixtureCheckpoint {
         guard let floor = record.varianceFloor else { throw StoreError(.corrupt, "GMM checkpoint without a variance floor") }
-        if record.phase == "kmeans" {
+        if record.phase == .kmeans {
             return .initializing(varianceFloor: floor, dataVariances: record.dataVariances ?? [],
                                  kmeans: try kmeans(record, values: values, k: k, dimension: dimension))
         }

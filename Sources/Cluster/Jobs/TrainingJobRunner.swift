@@ -25,23 +25,23 @@ public enum TrainingJobRunner {
             }
         }
         switch (job.kind, job.initialization) {
-        case (.kmeans, "kmeans++"): return .kmeans(.kmeansPlusPlus)
-        case (.kmeans, "kmeans||"): return .kmeans(.kmeansParallel)
-        case (.kmeans, "random"): return .kmeans(.random)
-        case (.kmeans, "given"):
+        case (.kmeans, .kmeansPlusPlus): return .kmeans(.kmeansPlusPlus)
+        case (.kmeans, .kmeansParallel): return .kmeans(.kmeansParallel)
+        case (.kmeans, .random): return .kmeans(.random)
+        case (.kmeans, .given):
             return .kmeans(.given(try given {
                 try Codebook(k: k, dimension: d, centres: try message.array(0, as: Float.self, count: k * d))
             }))
-        case (.gmm, "kmeans"), (.gmm, "kmeans||"): return .gmm(.kmeans(iterations: max(1, job.kmeansIterations ?? 10)))
-        case (.gmm, "random"): return .gmm(.random)
-        case (.gmm, "given"):
+        case (.gmm, .kmeans), (.gmm, .kmeansParallel): return .gmm(.kmeans(iterations: max(1, job.kmeansIterations ?? 10)))
+        case (.gmm, .random): return .gmm(.random)
+        case (.gmm, .given):
             return .gmm(.given(try given {
                 try GaussianMixtureModel(k: k, dimension: d, means: try message.array(0, as: Float.self, count: k * d),
                                          variances: try message.array(1, as: Float.self, count: k * d),
                                          priors: try message.array(2, as: Float.self, count: k))
             }))
-        default:
-            throw ClusterError(.invalidArgument, "unknown \(job.kind.rawValue) initialisation \"\(job.initialization)\"")
+        case (.kmeans, .kmeans), (.gmm, .kmeansPlusPlus):
+            throw ClusterError(.invalidArgument, "unknown \(job.kind.rawValue) initialisation \"\(job.initialization.rawValue)\"")
         }
     }
 
@@ -72,13 +72,13 @@ public enum TrainingJobRunner {
                                  resumingFrom: resumePoint, checkpoint: checkpoint, record: record)
         }
         let kmeansRecord: (KMeansIterationReport) -> Void = { report in
-            record(IterationRecord(phase: "kmeans", iteration: report.iteration, valuePerRow: report.meanObjective,
+            record(IterationRecord(phase: .kmeans, iteration: report.iteration, valuePerRow: report.meanObjective,
                                    total: report.objective, rows: report.rows, seconds: report.seconds,
                                    repaired: report.emptyClustersRepaired, smallest: Double(report.smallestCluster),
                                    largest: Double(report.largestCluster)))
         }
         let seedingRecord: (KMeansParallel.RoundReport) -> Void = { report in
-            record(IterationRecord(phase: "seeding", iteration: report.round, valuePerRow: report.cost / Double(max(report.rows, 1)),
+            record(IterationRecord(phase: .seeding, iteration: report.round, valuePerRow: report.cost / Double(max(report.rows, 1)),
                                    total: report.cost, rows: report.rows, seconds: report.seconds, repaired: 0,
                                    smallest: Double(report.candidates), largest: Double(report.candidates)))
         }
@@ -107,7 +107,7 @@ public enum TrainingJobRunner {
             parameters.seed = job.seed
             parameters.tolerance = job.tolerance
             parameters.initialization = start
-            if job.initialization == "kmeans||" { parameters.kmeansSeeding = .kmeansParallel }
+            if job.initialization == .kmeansParallel { parameters.kmeansSeeding = .kmeansParallel }
             if let ratio = job.varianceFloorRatio { parameters.varianceFloorRatio = ratio }
             var resume: GaussianMixtureCheckpoint?
             switch resumePoint {
@@ -118,7 +118,7 @@ public enum TrainingJobRunner {
             let result = try await GaussianMixture.train(on: backend, parameters: parameters, resumingFrom: resume,
                                                          checkpoint: { try await checkpoint(.gmm($0)) },
                                                          kmeansProgress: kmeansRecord, seedingProgress: seedingRecord) { report in
-                record(IterationRecord(phase: "em", iteration: report.iteration, valuePerRow: report.meanLogLikelihood,
+                record(IterationRecord(phase: .em, iteration: report.iteration, valuePerRow: report.meanLogLikelihood,
                                        total: report.logLikelihood, rows: report.rows, seconds: report.seconds,
                                        repaired: report.emptyComponentsRepaired, smallest: report.smallestPrior,
                                        largest: report.largestPrior))
