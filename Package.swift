@@ -89,6 +89,6 @@ let package = Package(
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"]),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "Descriptors"]),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Clustering", "Descriptors", "ZeroMQ", "Storage", "codebook"]),
-        .testTarget(name: "CLITests", dependencies: ["codebook", "Descriptors", "Features"]),
+        .testTarget(name: "CLITests", dependencies: ["codebook", "Descriptors", "Features"], exclude: ["Goldens"]),
     ]
 )

@@ -26,6 +26,7 @@ struct CodebookCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "codebook",
         abstract: "Train visual vocabularies (k-means, diagonal GMM) and encode images as VLAD or Fisher vectors.",
+        version: CodebookVersion.description,
         subcommands: [DemoCommand.self, GenerateCommand.self, ExtractCommand.self, TrainCommand.self, EncodeCommand.self,
                       CoordinatorCommand.self, WorkerCommand.self, StatusCommand.self, KeysCommand.self, CancelCommand.self,
                       GetCommand.self, ListCommand.self, SearchCommand.self, ModelsCommand.self, ExportCommand.self, ImportCommand.self])
@@ -39,8 +40,9 @@ func progressLine(_ text: String) {
 
 /// Options every compute command takes.
 struct ComputeOptions: ParsableArguments {
-    @Option(help: "Threads to compute with (default: one per core).")
-    var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+    @Option(name: .customLong("threads"), help: "Threads to compute with (default: one per core).")
+    var requestedThreads: Int?
+    var threads: Int { requestedThreads ?? ProcessInfo.processInfo.activeProcessorCount }
 
     func validate() throws {
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }

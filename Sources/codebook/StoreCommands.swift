@@ -13,12 +13,8 @@ struct StoreAccessOptions: ParsableArguments {
     @OptionGroup var keys: ClientKeyOptions
 
     /// A requester, and what to do when done with it.
-    func requester(writable: Bool = false) throws -> (any Requester, cleanup: () -> Void) {
-        if let coordinator {
-            return (try ClusterClient(context: try ZeroMQContext(), endpoint: coordinator, timeout: .seconds(10),
-                                      security: try keys.security()), {})
-        }
-        if writable { return (StoreQueries(store: try CodebookStore(path: store)), {}) }
+    func requester() throws -> (any Requester, cleanup: () -> Void) {
+        if let coordinator { return (try keys.client(of: coordinator), {}) }
         guard FileManager.default.fileExists(atPath: store) else {
             throw ValidationError("no store at \(store) (give --store PATH or --coordinator ENDPOINT)")
         }
@@ -26,6 +22,26 @@ struct StoreAccessOptions: ParsableArguments {
         let opened = try CodebookStore(path: store, mode: .secondary(secondaryPath: secondary))
         try opened.catchUp()
         return (StoreQueries(store: opened), { try? FileManager.default.removeItem(atPath: secondary) })
+    }
+}
+
+/// Where a write to the store goes: a running coordinator, or the store's files.
+struct StoreWriteOptions: ParsableArguments {
+    @Option(help: "A running coordinator's clients endpoint (e.g. tcp://HOST:5556).") var coordinator: String?
+    @Option(help: "Or open this store directly, for writing (no coordinator may have it open).")
+    var store: String = "codebook.db"
+    @OptionGroup var keys: ClientKeyOptions
+
+    func requester() throws -> any Requester {
+        if let coordinator { return try keys.client(of: coordinator) }
+        return StoreQueries(store: try CodebookStore(path: store))
+    }
+}
+
+extension ClientKeyOptions {
+    /// A client of the coordinator at `endpoint`, with these keys.
+    func client(of endpoint: String) throws -> ClusterClient {
+        try ClusterClient(context: try ZeroMQContext(), endpoint: endpoint, timeout: .seconds(10), security: try security())
     }
 }
 
@@ -192,7 +208,7 @@ struct ImportModel: ParsableCommand {
     @Option(help: "K×D variances σ² (.npy).") var variances: String?
     @Option(help: "K priors (.npy).") var priors: String?
     @Flag(help: "Overwrite a model of the same name.") var replace = false
-    @OptionGroup var access: StoreAccessOptions
+    @OptionGroup var access: StoreWriteOptions
 
     func validate() throws {
         let gmm = [means, variances, priors].compactMap { $0 }.count
@@ -202,8 +218,7 @@ struct ImportModel: ParsableCommand {
     }
 
     func run() throws {
-        let (requester, cleanup) = try access.requester(writable: true)
-        defer { cleanup() }
+        let requester = try access.requester()
         let request: ImportRequest, arrays: [[UInt8]]
         if let centres {
             let codebook = try ModelFiles.codebook(centres: centres)
