@@ -88,7 +88,7 @@ public struct PrincipalComponents: Sendable, Equatable {
         }
         guard mean.count == dimension, components.count == kept * dimension else {
             throw ClusteringError(.dimensionMismatch, "a PCA of D=\(dimension), D'=\(kept) needs \(dimension) mean values and \(kept * dimension) "
-                             + "component values (got \(mean.count) and \(components.count))")
+                                  + "component values (got \(mean.count) and \(components.count))")
         }
         guard mean.allSatisfy(\.isFinite), components.allSatisfy(\.isFinite), eigenvalues.allSatisfy(\.isFinite) else {
             throw ClusteringError(.nonFinite, "a PCA's values must be finite")

@@ -78,7 +78,7 @@ struct EncodingPlan {
             pass = try EncodePass(encoding: .fisher, flags: job.flags, mixture: model)
         case (let encoding, let model):
             throw ClusterError(.invalidRequest, "model \"\(job.model)\" is a \(model.record.kind.rawValue) model; "
-                             + "\(encoding == .vlad ? "VLAD needs a k-means codebook" : "Fisher vectors need a GMM")")
+                               + "\(encoding == .vlad ? "VLAD needs a k-means codebook" : "Fisher vectors need a GMM")")
         }
         let collection = try ImageCollection(index: job.index, descriptors: job.descriptors)
         guard collection.isEmpty || collection.dimension == pass.encoder.descriptorDimension else {

@@ -12,7 +12,7 @@ extension CoordinatorSettings {
     func check(_ what: String, _ value: Int, against limit: Int, setting: String, advice: String = "") throws {
         guard value > limit else { return }
         throw ClusterError(.limit, "\(what) is \(value == .max ? "beyond \(Int.max)" : "\(value)"), above the coordinator's limit "
-                            + "(\(setting) = \(limit))" + (advice.isEmpty ? "" : "; \(advice)"))
+                           + "(\(setting) = \(limit))" + (advice.isEmpty ? "" : "; \(advice)"))
     }
 
     /// The shape of a model the coordinator would hold and send: D and K·D.

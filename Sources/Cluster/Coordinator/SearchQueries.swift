@@ -157,7 +157,7 @@ extension StoreQueries {
         let queryCount = queries.count / d
         guard queryCount <= SearchRequest.maximumQueries, queryCount * request.top <= SearchRequest.maximumResults else {
             throw ClusterError(.limit, "\(queryCount) queries × top \(request.top) is above \(SearchRequest.maximumResults) results "
-                                + "(at most \(SearchRequest.maximumQueries) queries)")
+                               + "(at most \(SearchRequest.maximumQueries) queries)")
         }
         if let bad = queries.firstIndex(where: { !$0.isFinite }) {
             throw ClusterError(.invalidRequest, "query \(bad / d) has a non-finite value (\(queries[bad])) at position \(bad % d)")

@@ -64,7 +64,7 @@ final class JobRegistry: Sendable {
             let running = state.jobs.filter { $0.value.record.state == .running }
             guard running.count < policy.maximumActiveJobs else {
                 throw ClusterError(.limit, "\(running.count) jobs are running, the coordinator's limit on running jobs "
-                                    + "(maximumActiveJobs = \(policy.maximumActiveJobs)); wait for one to end or cancel one")
+                                   + "(maximumActiveJobs = \(policy.maximumActiveJobs)); wait for one to end or cancel one")
             }
             if let set = encoding?.set, let writer = running.keys.sorted().first(where: { running[$0]!.record.encoding?.set == set }) {
                 throw ClusterError(.conflict, "set \"\(set)\" is being written by job \(writer); a set has one writer at a time: "

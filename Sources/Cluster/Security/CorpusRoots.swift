@@ -43,7 +43,7 @@ public struct CorpusRoots: Sendable, Equatable {
     private func refusal(_ path: String, what: String, resolved: String? = nil) -> ClusterError {
         let shown = resolved.map { $0 == path ? path : "\(path) (\($0))" } ?? path
         return ClusterError(.forbidden, "\(what) \(shown) is outside the corpus roots "
-                                  + "(\(directories.joined(separator: ", "))): refused")
+                            + "(\(directories.joined(separator: ", "))): refused")
     }
 
     private static func resolve(_ path: String, what: String) throws -> String {
