@@ -92,6 +92,6 @@ let package = Package(
         .testTarget(name: "StorageTests", dependencies: ["Storage", "Descriptors"]),
         .testTarget(name: "ClusterProtocolTests", dependencies: ["ClusterProtocol", "Descriptors"]),
         .testTarget(name: "ClusterTests", dependencies: ["ClusterProtocol", "Cluster", "Clustering", "Descriptors", "ZeroMQ", "Storage", "codebook"]),
-        .testTarget(name: "CLITests", dependencies: ["codebook", "ClusterProtocol", "Descriptors", "Features"]),
+        .testTarget(name: "CLITests", dependencies: ["codebook", "ClusterProtocol", "Descriptors", "Features"], exclude: ["Goldens"]),
     ]
 )

@@ -1,3 +1,5 @@
+import ClusterProtocol
+
 extension Duration {
     /// In seconds, as a `Double` (for metrics and JSON, which count in seconds).
     var seconds: Double {

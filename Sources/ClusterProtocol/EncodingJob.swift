@@ -141,7 +141,7 @@ public struct EncodePass: WireComputation {
             description = PassDescription(kind: .encodeFisher, dimension: model.dimension, k: model.k, flags: flags)
             modelArrays = model.frames
         default:
-            throw DescriptorError(.invalidArgument, "\(encoding.rawValue) encoding needs a \(encoding == .vlad ? "k-means codebook" : "GMM")")
+            throw ClusterError(.invalidRequest, "\(encoding.rawValue) encoding needs a \(encoding == .vlad ? "k-means codebook" : "GMM")")
         }
         if let projection {
             guard projection.outputDimension == description.dimension else {

@@ -89,7 +89,7 @@ public protocol WireStatistics: SufficientStatistics {
 /// cannot be right (not finite, counts that do not add up to the shard's rows, …) are rejected.
 /// (Wrong but plausible sums from a registered worker cannot be told from right ones.)
 public protocol CheckedStatistics: WireStatistics {
-    /// Throws `WireError.malformed`, naming the first thing wrong, unless these statistics
+    /// Throws `ClusterError.malformed`, naming the first thing wrong, unless these statistics
     /// (decoded from `shape`) can be those of `pass` over `rows`, the shard's rows of the corpus.
     func check(_ shape: StatisticsShape, against pass: PassDescription, rows: Range<Int>) throws
 }
@@ -102,7 +102,7 @@ extension CheckedStatistics {
         let shape = try message.decode(StatisticsShape.self)
         // Statistics of another shape would trap in `merge`.
         guard shape.dimension == pass.dimension, pass.k == nil || shape.k == pass.k else {
-            throw WireError.malformed("statistics are k=\(shape.k.map(String.init) ?? "-") D=\(shape.dimension) "
+            throw ClusterError.malformed("statistics are k=\(shape.k.map(String.init) ?? "-") D=\(shape.dimension) "
                                       + "but the pass is k=\(pass.k.map(String.init) ?? "-") D=\(pass.dimension)")
         }
         let statistics = try Self(shape: shape, message: message)
@@ -116,20 +116,20 @@ extension CheckedStatistics {
 enum StatisticsCheck {
     static func rows(_ claimed: Int, _ shard: Range<Int>) throws {
         guard claimed == shard.count else {
-            throw WireError.malformed("statistics cover \(claimed) rows but the shard has \(shard.count)")
+            throw ClusterError.malformed("statistics cover \(claimed) rows but the shard has \(shard.count)")
         }
     }
 
     static func finite(_ values: [Double], _ name: String) throws {
         if let bad = values.firstIndex(where: { !$0.isFinite }) {
-            throw WireError.malformed("\(name)[\(bad)] is \(values[bad])")
+            throw ClusterError.malformed("\(name)[\(bad)] is \(values[bad])")
         }
     }
 
     /// Finite and ≥ 0 (sums of squares, masses, distances).
     static func nonNegative(_ values: [Double], _ name: String) throws {
         if let bad = values.firstIndex(where: { !($0.isFinite && $0 >= 0) }) {
-            throw WireError.malformed("\(name)[\(bad)] is \(values[bad]), not a finite value ≥ 0")
+            throw ClusterError.malformed("\(name)[\(bad)] is \(values[bad]), not a finite value ≥ 0")
         }
     }
 }
@@ -162,13 +162,13 @@ public struct StatisticsShape: Codable, Sendable, Equatable {
 public enum PassDecoder {
     public static func computation(_ description: PassDescription, arrays message: WireMessage) throws -> any WireComputation {
         let d = description.dimension
-        guard d >= 1 else { throw WireError.malformed("pass dimension \(d)") }
+        guard d >= 1 else { throw ClusterError.malformed("pass dimension \(d)") }
         let first = description.kind.modelArrayCount
         let projection = try description.projection?.decode(arrays: message, first: first)
-        guard projection == nil || projection?.outputDimension == d else { throw WireError.malformed("the projection's output is not the pass's dimension \(d)") }
+        guard projection == nil || projection?.outputDimension == d else { throw ClusterError.malformed("the projection's output is not the pass's dimension \(d)") }
         let whitening = try description.whitening?.decode(arrays: message, first: first + (projection == nil ? 0 : 3))
         guard whitening == nil || description.kind == .encodeVLAD || description.kind == .encodeFisher else {
-            throw WireError.malformed("only an encode pass whitens its vectors")
+            throw ClusterError.malformed("only an encode pass whitens its vectors")
         }
         var computation = try plainComputation(description, arrays: message, projection: projection, whitening: whitening)
         // An encode pass projects each image's rows itself (its rows are the whole file).
@@ -192,6 +192,7 @@ public enum PassDecoder {
     private static func plainComputation(_ description: PassDescription, arrays message: WireMessage,
                                          projection: PCAProjection?, whitening: PCAProjection?) throws -> any WireComputation {
         let d = description.dimension
+        guard d >= 1 else { throw ClusterError.malformed("pass dimension \(d)") }
         do {
             switch description.kind {
             case .kmeansAssignment:
@@ -232,20 +233,20 @@ public enum PassDecoder {
                 return KMeansParallelRoundPass(candidates: codebook, oversampling: try oversampling(description),
                                                seed: description.seed ?? 0, round: try positive(description.round, "round"))
             }
-        } catch let error as DescriptorError {
-            throw WireError.malformed("\(description.kind.rawValue) model: \(error)")
+        } catch let error as ClusteringError {
+            throw ClusterError.malformed("\(description.kind.rawValue) model: \(error)")
         }
     }
 
     static func positive(_ value: Int?, _ name: String) throws -> Int {
-        guard let value, value >= 1 else { throw WireError.malformed("pass needs \(name) ≥ 1") }
+        guard let value, value >= 1 else { throw ClusterError.malformed("pass needs \(name) ≥ 1") }
         return value
     }
 
     /// A k-means‖ pass's ℓ: finite and > 0.
     static func oversampling(_ description: PassDescription) throws -> Double {
         guard let value = description.oversampling, value > 0, value.isFinite else {
-            throw WireError.malformed("pass needs a finite oversampling > 0")
+            throw ClusterError.malformed("pass needs a finite oversampling > 0")
         }
         return value
     }
@@ -253,7 +254,7 @@ public enum PassDecoder {
     /// `a`·`b` for sizes from the wire: non-negative, without overflow.
     public static func product(_ a: Int, _ b: Int) throws -> Int {
         let (value, overflow) = a.multipliedReportingOverflow(by: b)
-        guard a >= 0, b >= 0, !overflow else { throw WireError.malformed("array size \(a)×\(b) is out of range") }
+        guard a >= 0, b >= 0, !overflow else { throw ClusterError.malformed("array size \(a)×\(b) is out of range") }
         return value
     }
 }
@@ -333,7 +334,7 @@ extension KMeansStatistics: CheckedStatistics {
     public func check(_ shape: StatisticsShape, against pass: PassDescription, rows shard: Range<Int>) throws {
         let squares = pass.withSquares ?? false
         guard (sumsOfSquares != nil) == squares else {
-            throw WireError.malformed(squares ? "sums of squares missing; the pass asks for them"
+            throw ClusterError.malformed(squares ? "sums of squares missing; the pass asks for them"
                                               : "sums of squares sent; the pass does not ask for them")
         }
         try StatisticsCheck.rows(rows, shard)
@@ -341,12 +342,12 @@ extension KMeansStatistics: CheckedStatistics {
         for (c, count) in counts.enumerated() {
             // Each count at most the rows left, so the total cannot overflow.
             guard count >= 0, count <= rows - total else {
-                throw WireError.malformed("cluster \(c) has \(count) rows; the counts must be ≥ 0 and add up to the shard's \(rows)")
+                throw ClusterError.malformed("cluster \(c) has \(count) rows; the counts must be ≥ 0 and add up to the shard's \(rows)")
             }
             total += count
         }
         guard total == rows else {
-            throw WireError.malformed("the counts add up to \(total) rows but the shard has \(rows)")
+            throw ClusterError.malformed("the counts add up to \(total) rows but the shard has \(rows)")
         }
         try StatisticsCheck.finite(sums, "sums")
         try StatisticsCheck.nonNegative(clusterObjective, "clusterObjective")
@@ -355,7 +356,7 @@ extension KMeansStatistics: CheckedStatistics {
             let block = c * dimension ..< (c + 1) * dimension
             guard clusterObjective[c] == 0, sums[block].allSatisfy({ $0 == 0 }),
                   sumsOfSquares?[block].allSatisfy({ $0 == 0 }) ?? true else {
-                throw WireError.malformed("cluster \(c) has no rows but non-zero sums")
+                throw ClusterError.malformed("cluster \(c) has no rows but non-zero sums")
             }
         }
     }
@@ -394,7 +395,7 @@ extension GaussianMixtureStatistics: CheckedStatistics {
         try StatisticsCheck.nonNegative(mass, "mass")
         let total = mass.reduce(0, +)
         guard abs(total - Double(rows)) <= Self.massTolerance * Double(max(rows, 1)) else {
-            throw WireError.malformed("the masses add up to \(total) but the shard has \(rows) rows")
+            throw ClusterError.malformed("the masses add up to \(total) but the shard has \(rows) rows")
         }
         try StatisticsCheck.finite(firstMoments, "firstMoments")
         try StatisticsCheck.nonNegative(secondMoments, "secondMoments")
@@ -451,7 +452,7 @@ extension RowSample: CheckedStatistics {
     public var arrays: [[UInt8]] { [Frame.encode(rowIndices.map(Int64.init)), Frame.encode(values)] }
     public init(shape: StatisticsShape, message: WireMessage) throws {
         let n = shape.samples ?? 0
-        guard n >= 0 else { throw WireError.malformed("negative sample count") }
+        guard n >= 0 else { throw ClusterError.malformed("negative sample count") }
         let d = try PassDecoder.positive(shape.dimension, "dimension")
         self.init(dimension: d)
         rowIndices = try message.array(0, as: Int64.self, count: n).map { Int($0) }
@@ -461,22 +462,22 @@ extension RowSample: CheckedStatistics {
     /// `rows` 0, as many rows as the shard's quota of the sample (see `RowSamplePass`),
     /// distinct rows of the shard in ascending order, finite values.
     public func check(_ shape: StatisticsShape, against pass: PassDescription, rows shard: Range<Int>) throws {
-        guard shape.rows == 0 else { throw WireError.malformed("a sample's rows must be 0, not \(shape.rows)") }
+        guard shape.rows == 0 else { throw ClusterError.malformed("a sample's rows must be 0, not \(shape.rows)") }
         let sampling = RowSamplePass(sampleSize: try PassDecoder.positive(pass.sampleSize, "sampleSize"),
                                      totalRows: try PassDecoder.positive(pass.totalRows, "totalRows"), seed: pass.seed ?? 0)
         let quota = sampling.quota(of: shard)
         guard count == quota else {
-            throw WireError.malformed("\(count) rows sampled but the shard's share of the sample is \(quota)")
+            throw ClusterError.malformed("\(count) rows sampled but the shard's share of the sample is \(quota)")
         }
         var previous = shard.lowerBound - 1
         for row in rowIndices {
             guard row > previous, row < shard.upperBound else {
-                throw WireError.malformed("sampled row \(row) is out of order or outside the shard's rows \(shard)")
+                throw ClusterError.malformed("sampled row \(row) is out of order or outside the shard's rows \(shard)")
             }
             previous = row
         }
         if let bad = values.firstIndex(where: { !$0.isFinite }) {
-            throw WireError.malformed("sampled value \(bad) is \(values[bad])")
+            throw ClusterError.malformed("sampled value \(bad) is \(values[bad])")
         }
     }
 }
@@ -505,7 +506,7 @@ extension KMeansParallelRoundStatistics: CheckedStatistics {
     }
     public init(shape: StatisticsShape, message: WireMessage) throws {
         let n = shape.samples ?? 0
-        guard n >= 0 else { throw WireError.malformed("negative sample count") }
+        guard n >= 0 else { throw ClusterError.malformed("negative sample count") }
         let d = try PassDecoder.positive(shape.dimension, "dimension")
         self.init(dimension: d, candidates: try PassDecoder.positive(shape.k, "k"))
         rows = shape.rows
@@ -526,20 +527,20 @@ extension KMeansParallelRoundStatistics: CheckedStatistics {
         var previous = shard.lowerBound - 1
         for (i, row) in rowIndices.enumerated() {
             guard row > previous, row < shard.upperBound else {
-                throw WireError.malformed("sent row \(row) is out of order or outside the shard's rows \(shard)")
+                throw ClusterError.malformed("sent row \(row) is out of order or outside the shard's rows \(shard)")
             }
             guard KMeansParallelRoundPass.sends(seed: pass.seed ?? 0, round: round, oversampling: ell, row: row,
                                                 distance: distances[i], cost: cost) else {
-                throw WireError.malformed("row \(row) at distance \(distances[i]) is not sampled at the shard's cost \(cost)")
+                throw ClusterError.malformed("row \(row) at distance \(distances[i]) is not sampled at the shard's cost \(cost)")
             }
             previous = row
         }
         let sent = distances.reduce(0, +)
         guard sent <= cost * (1 + Self.costTolerance) else {
-            throw WireError.malformed("the rows sent are at distances adding up to \(sent), more than the shard's cost \(cost)")
+            throw ClusterError.malformed("the rows sent are at distances adding up to \(sent), more than the shard's cost \(cost)")
         }
         if let bad = values.firstIndex(where: { !$0.isFinite }) {
-            throw WireError.malformed("sent value \(bad) is \(values[bad])")
+            throw ClusterError.malformed("sent value \(bad) is \(values[bad])")
         }
     }
 }

@@ -32,8 +32,8 @@ public struct ProjectionDescription: Codable, Sendable, Equatable {
                                                                             count: try PassDecoder.product(kept, d)),
                                               eigenvalues: try message.array(first + 2, as: Float.self, count: kept))
             return try PCAProjection(pca, whiten: whiten, power: power)
-        } catch let error as DescriptorError {
-            throw WireError.malformed("projection: \(error)")
+        } catch let error where !(error is ClusterError) {
+            throw ClusterError.malformed("projection: \(error)")
         }
     }
 }

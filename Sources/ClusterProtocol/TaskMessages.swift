@@ -66,12 +66,37 @@ public struct FailureReport: Codable, Sendable, Equatable {
     /// For a worker's FAILURE: whether the task may simply be sent again (for example, the
     /// worker no longer holds the pass's model).
     public var retry: Bool?
-    /// For an ERROR-REPLY: "not-found" when the key, model, set or job does not exist.
-    public var code: String?
+    /// For an ERROR-REPLY: why the request was refused, when a client can act on it.
+    public var code: ErrorReplyCode?
 
-    public init(message: String, retry: Bool? = nil, code: String? = nil) {
+    public init(message: String, retry: Bool? = nil, code: ErrorReplyCode? = nil) {
         self.message = message
         self.retry = retry
         self.code = code
     }
+
+    private enum CodingKeys: String, CodingKey { case message, retry, code }
+
+    /// Decodes a report; a `code` this build does not know counts as none (a generic error),
+    /// as Protocols/cluster.md asks of readers.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        message = try container.decode(String.self, forKey: .message)
+        retry = try container.decodeIfPresent(Bool.self, forKey: .retry)
+        code = try container.decodeIfPresent(String.self, forKey: .code).flatMap(ErrorReplyCode.init(rawValue:))
+    }
+}
+
+/// The `code` of an ERROR-REPLY, spelled as on the wire.
+public enum ErrorReplyCode: String, Codable, Sendable, CaseIterable {
+    /// The key, model, set or job does not exist.
+    case notFound = "not-found"
+    /// A model of that name exists and the request does not replace it.
+    case exists
+    /// The client may not make the request.
+    case forbidden
+    /// The request is beyond one of the coordinator's limits.
+    case limit
+    /// The client has too many requests waiting.
+    case tooManyRequests = "too-many-requests"
 }

@@ -7,6 +7,22 @@ public struct TrainingJob: Codable, Sendable, Equatable {
     /// the components kept.
     public enum Kind: String, Codable, Sendable { case kmeans, gmm, pca }
 
+    /// How a job chooses its initial model, spelled as on the wire (`initialization`).
+    public enum InitializationMethod: String, Codable, Sendable, CaseIterable {
+        /// k-means: k-means++ on a sample of the corpus.
+        case kmeansPlusPlus = "kmeans++"
+        /// k-means: k-means‖, sampling passes over every row; GMM: its k-means seeded so.
+        case kmeansParallel = "kmeans||"
+        /// K rows drawn at random.
+        case random
+        /// GMM: k-means (seeded by k-means++), then each cluster's moments.
+        case kmeans
+        /// The initial model follows as arrays.
+        case given
+        /// PCA: no initial model.
+        case none
+    }
+
     public var kind: Kind
     /// The corpus path, as the coordinator and every worker see it.
     public var corpus: String
@@ -15,8 +31,9 @@ public struct TrainingJob: Codable, Sendable, Equatable {
     public var seed: UInt64
     public var tolerance: Double
     public var shardRows: Int
-    /// k-means: "kmeans++", "kmeans||", "random" or "given"; GMM: "kmeans", "kmeans||", "random" or "given".
-    public var initialization: String
+    /// k-means: `kmeansPlusPlus`, `kmeansParallel`, `random` or `given`; GMM: `kmeans`,
+    /// `kmeansParallel`, `random` or `given`.
+    public var initialization: InitializationMethod
     /// GMM: k-means iterations of the "kmeans" initialisation.
     public var kmeansIterations: Int?
     /// GMM: the variance floor as a fraction of the data's largest per-dimension variance.
@@ -42,7 +59,7 @@ public struct TrainingJob: Codable, Sendable, Equatable {
     public var power: Double?
 
     public init(kind: Kind, corpus: String, k: Int, iterations: Int, seed: UInt64, tolerance: Double, shardRows: Int,
-                initialization: String, kmeansIterations: Int? = nil, varianceFloorRatio: Double? = nil,
+                initialization: InitializationMethod, kmeansIterations: Int? = nil, varianceFloorRatio: Double? = nil,
                 name: String? = nil, replace: Bool? = nil, transform: DescriptorTransform? = nil, pca: String? = nil,
                 whiten: Bool? = nil, set: String? = nil, power: Double? = nil) {
         self.pca = pca
@@ -100,8 +117,20 @@ public struct StatusRequest: Codable, Sendable, Equatable {
 
 /// One iteration of a job, as PROGRESS-REPLY carries it.
 public struct IterationRecord: Codable, Sendable, Equatable {
-    /// "kmeans", "em" or "seeding" (a k-means‖ step: `smallest` and `largest` are the candidates).
-    public var phase: String
+    /// What an iteration belongs to, spelled as on the wire.
+    public enum Phase: String, Codable, Sendable {
+        /// A k-means iteration (also of a GMM's k-means initialisation).
+        case kmeans
+        /// An EM iteration.
+        case em
+        /// A k-means‖ seeding step: `smallest` and `largest` are the candidates.
+        case seeding
+        /// A PCA's one record: `total` the sum of the eigenvalues kept, `smallest` and `largest`
+        /// the last and first of them.
+        case pca
+    }
+
+    public var phase: Phase
     public var iteration: Int
     /// k-means: objective per row; EM: log-likelihood per row.
     public var valuePerRow: Double
@@ -114,7 +143,7 @@ public struct IterationRecord: Codable, Sendable, Equatable {
     public var smallest: Double
     public var largest: Double
 
-    public init(phase: String, iteration: Int, valuePerRow: Double, total: Double, rows: Int, seconds: Double, repaired: Int,
+    public init(phase: Phase, iteration: Int, valuePerRow: Double, total: Double, rows: Int, seconds: Double, repaired: Int,
                 smallest: Double, largest: Double) {
         self.phase = phase
         self.iteration = iteration
@@ -163,8 +192,8 @@ public struct JobProgress: Codable, Sendable, Equatable {
 public struct PassProgress: Codable, Sendable, Equatable {
     /// The pass's number within its job.
     public var pass: Int
-    /// Its computation: "kmeans-assignment", "gmm-expectation", "moments", "sample" (the
-    /// last two seed a job), "encode-vlad" or "encode-fisher".
+    /// Its computation: a `PassDescription.Kind` raw value. A string, because readers accept
+    /// kinds added later (Protocols/cluster.md).
     public var kind: String
     public var shards: Int
     public var shardsDone: Int

@@ -41,18 +41,18 @@ public struct WireHeader: Sendable, Equatable {
 
     public init(bytes: [UInt8]) throws {
         guard bytes.count == Self.size else {
-            throw WireError.malformed("header frame has \(bytes.count) bytes, expected \(Self.size)")
+            throw ClusterError.malformed("header frame has \(bytes.count) bytes, expected \(Self.size)")
         }
-        guard Array(bytes[0..<4]) == Self.magic else { throw WireError.malformed("header does not start with \"CDBK\"") }
+        guard Array(bytes[0..<4]) == Self.magic else { throw ClusterError.malformed("header does not start with \"CDBK\"") }
         func read<T: FixedWidthInteger>(_ offset: Int, _: T.Type) -> T {
             bytes.withUnsafeBytes { T(littleEndian: $0.loadUnaligned(fromByteOffset: offset, as: T.self)) }
         }
         let version = read(4, UInt16.self)
         guard version == Self.version else {
-            throw WireError.unsupportedVersion(version)
+            throw ClusterError(.unsupportedVersion, "unsupported protocol version \(version) (this build speaks \(Self.version))")
         }
         let rawType = read(6, UInt16.self)
-        guard let type = MessageType(rawValue: rawType) else { throw WireError.malformed("unknown message type \(rawType)") }
+        guard let type = MessageType(rawValue: rawType) else { throw ClusterError.malformed("unknown message type \(rawType)") }
         self.type = type
         job = read(8, UInt64.self)
         round = read(16, UInt32.self)
@@ -107,19 +107,6 @@ extension MessageType {
         switch self {
         case .status, .progress, .fetchResult, .get, .list, .describe, .catalog, .search: false
         default: true
-        }
-    }
-}
-
-/// Why a message could not be decoded.
-public enum WireError: Error, Equatable, CustomStringConvertible, Sendable {
-    case malformed(String)
-    case unsupportedVersion(UInt16)
-
-    public var description: String {
-        switch self {
-        case .malformed(let why): "malformed message: \(why)"
-        case .unsupportedVersion(let version): "unsupported protocol version \(version) (this build speaks \(WireHeader.version))"
         }
     }
 }

@@ -27,10 +27,10 @@ public struct WireMessage: Sendable, Equatable {
         self.arrays = arrays
     }
 
-    /// Decodes frames as received; throws `WireError` for anything malformed.
+    /// Decodes frames as received; throws a malformed `ClusterError` for anything malformed.
     public init(frames: [[UInt8]]) throws {
         guard frames.count >= 2 else {
-            throw WireError.malformed("\(frames.count) frame(s); a message has a header and a metadata frame at least")
+            throw ClusterError.malformed("\(frames.count) frame(s); a message has a header and a metadata frame at least")
         }
         header = try WireHeader(bytes: frames[0])
         metadata = frames[1]
@@ -56,23 +56,23 @@ public struct WireMessage: Sendable, Equatable {
                 positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
             return try decoder.decode(type, from: Data(metadata))
         } catch {
-            throw WireError.malformed("\(header.type) metadata: \(error)")
+            throw ClusterError.malformed("\(header.type) metadata: \(error)")
         }
     }
 
     /// Array frame `index` as elements of `type`, with exactly `count` of them if given.
     public func array<E: FrameElement>(_ index: Int, as type: E.Type, count: Int? = nil) throws -> [E] {
         guard index < arrays.count else {
-            throw WireError.malformed("\(header.type) has \(arrays.count) array frame(s), array \(index) is missing")
+            throw ClusterError.malformed("\(header.type) has \(arrays.count) array frame(s), array \(index) is missing")
         }
         let values: [E]
         do {
             values = try Frame.decode(arrays[index], as: type)
         } catch {
-            throw WireError.malformed("\(header.type) array \(index): \(error)")
+            throw ClusterError.malformed("\(header.type) array \(index): \(error)")
         }
         if let count, values.count != count {
-            throw WireError.malformed("\(header.type) array \(index) has \(values.count) values, expected \(count)")
+            throw ClusterError.malformed("\(header.type) array \(index) has \(values.count) values, expected \(count)")
         }
         return values
     }

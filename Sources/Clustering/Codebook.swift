@@ -10,14 +10,14 @@ public struct Codebook: Sendable, Equatable {
     /// Validates shapes and values: K ≥ 1, D ≥ 1, K·D values, all finite.
     public init(k: Int, dimension: Int, centres: [Float]) throws {
         guard k >= 1, dimension >= 1 else {
-            throw DescriptorError(.invalidArgument, "a codebook needs k ≥ 1 and dimension ≥ 1 (got k=\(k), D=\(dimension))")
+            throw ClusteringError(.invalidArgument, "a codebook needs k ≥ 1 and dimension ≥ 1 (got k=\(k), D=\(dimension))")
         }
         guard centres.count == k * dimension else {
-            throw DescriptorError(.dimensionMismatch,
+            throw ClusteringError(.dimensionMismatch,
                                   "expected k×D = \(k)×\(dimension) = \(k * dimension) centre values, got \(centres.count)")
         }
         if let bad = centres.firstIndex(where: { !$0.isFinite }) {
-            throw DescriptorError(.nonFinite, "centre \(bad / dimension) has a NaN or infinite value")
+            throw ClusteringError(.nonFinite, "centre \(bad / dimension) has a NaN or infinite value")
         }
         self.k = k
         self.dimension = dimension
@@ -41,24 +41,24 @@ public struct GaussianMixtureModel: Sendable, Equatable {
     /// Priors are used as given (not renormalised).
     public init(k: Int, dimension: Int, means: [Float], variances: [Float], priors: [Float]) throws {
         guard k >= 1, dimension >= 1 else {
-            throw DescriptorError(.invalidArgument, "a GMM needs k ≥ 1 and dimension ≥ 1 (got k=\(k), D=\(dimension))")
+            throw ClusteringError(.invalidArgument, "a GMM needs k ≥ 1 and dimension ≥ 1 (got k=\(k), D=\(dimension))")
         }
         for (name, array, expected) in [("means", means, k * dimension), ("variances", variances, k * dimension),
                                          ("priors", priors, k)] where array.count != expected {
-            throw DescriptorError(.dimensionMismatch, "expected \(expected) \(name) values for k=\(k), D=\(dimension), got \(array.count)")
+            throw ClusteringError(.dimensionMismatch, "expected \(expected) \(name) values for k=\(k), D=\(dimension), got \(array.count)")
         }
         if let bad = means.firstIndex(where: { !$0.isFinite }) {
-            throw DescriptorError(.nonFinite, "mean of component \(bad / dimension) has a NaN or infinite value")
+            throw ClusteringError(.nonFinite, "mean of component \(bad / dimension) has a NaN or infinite value")
         }
         if let bad = variances.firstIndex(where: { !($0.isFinite && $0 > 0) }) {
-            throw DescriptorError(.invalidArgument,
+            throw ClusteringError(.invalidArgument,
                                   "variance of component \(bad / dimension), dimension \(bad % dimension) is \(variances[bad]); variances must be finite and > 0")
         }
         if let bad = priors.firstIndex(where: { !($0.isFinite && $0 >= 0) }) {
-            throw DescriptorError(.invalidArgument, "prior of component \(bad) is \(priors[bad]); priors must be finite and ≥ 0")
+            throw ClusteringError(.invalidArgument, "prior of component \(bad) is \(priors[bad]); priors must be finite and ≥ 0")
         }
         guard priors.reduce(0, +) > 0 else {
-            throw DescriptorError(.invalidArgument, "the priors sum to 0")
+            throw ClusteringError(.invalidArgument, "the priors sum to 0")
         }
         self.k = k
         self.dimension = dimension
@@ -73,7 +73,7 @@ extension GaussianMixtureModel {
     public init(k: Int, dimension: Int, concatenated values: [Float]) throws {
         let kd = k * dimension
         guard k >= 1, dimension >= 1, values.count == 2 * kd + k else {
-            throw DescriptorError(.dimensionMismatch,
+            throw ClusteringError(.dimensionMismatch,
                                   "\(values.count) values for a GMM of k=\(k), D=\(dimension) (expected \(2 * max(kd, 0) + max(k, 0)))")
         }
         try self.init(k: k, dimension: dimension, means: Array(values[0..<kd]), variances: Array(values[kd ..< 2 * kd]),

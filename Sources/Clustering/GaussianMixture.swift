@@ -92,10 +92,10 @@ public enum GaussianMixture {
                              progress: (GaussianMixtureIterationReport) -> Void = { _ in }) async throws -> GaussianMixtureResult {
         let k = parameters.k, d = backend.dimension
         guard k >= 1, k <= backend.rows else {
-            throw DescriptorError(.invalidArgument, "k=\(k) but only \(backend.rows) training rows")
+            throw ClusteringError(.invalidArgument, "k=\(k) but only \(backend.rows) training rows")
         }
         guard parameters.iterations >= 1, parameters.tolerance >= 0, parameters.varianceFloorRatio > 0 else {
-            throw DescriptorError(.invalidArgument, "iterations must be ≥ 1, tolerance ≥ 0 and the variance floor ratio > 0")
+            throw ClusteringError(.invalidArgument, "iterations must be ≥ 1, tolerance ≥ 0 and the variance floor ratio > 0")
         }
         let floor: Double
         var model: GaussianMixtureModel
@@ -159,7 +159,7 @@ public enum GaussianMixture {
         switch parameters.initialization {
         case .given(let model):
             guard model.k == k, model.dimension == d else {
-                throw DescriptorError(.dimensionMismatch,
+                throw ClusteringError(.dimensionMismatch,
                                       "initial GMM is \(model.k)×\(model.dimension) but k=\(k) and the corpus has dimension \(d)")
             }
             return model
@@ -192,7 +192,7 @@ public enum GaussianMixture {
                              emptyClusterVariances: [Float]) throws -> GaussianMixtureModel {
         let k = centres.k, d = centres.dimension
         guard let squares = hard.sumsOfSquares, hard.k == k, hard.dimension == d, emptyClusterVariances.count == d else {
-            throw DescriptorError(.invalidArgument, "hard-assignment statistics with sums of squares for k=\(k), D=\(d) are needed")
+            throw ClusteringError(.invalidArgument, "hard-assignment statistics with sums of squares for k=\(k), D=\(d) are needed")
         }
         var means = centres.centres
         var variances = Array((0..<k).map { _ in emptyClusterVariances }.joined())

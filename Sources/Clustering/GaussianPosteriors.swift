@@ -41,7 +41,7 @@ public struct GaussianPosteriors: Sendable {
         self.model = model
         let k = model.k, d = model.dimension
         guard model.priors.contains(where: { $0 > 0 && Double($0) >= minimumPrior }) else {
-            throw DescriptorError(.invalidArgument, "every component's prior is below \(minimumPrior)")
+            throw ClusteringError(.invalidArgument, "every component's prior is below \(minimumPrior)")
         }
         var meansD = [Double](repeating: 0, count: k * d)
         var precisionsD = meansD

@@ -138,20 +138,20 @@ public enum KMeans {
 
     static func validate(_ parameters: KMeansParameters, backend: some StatisticsBackend) throws {
         guard parameters.k >= 1 else {
-            throw DescriptorError(.invalidArgument, "k must be at least 1 (got \(parameters.k))")
+            throw ClusteringError(.invalidArgument, "k must be at least 1 (got \(parameters.k))")
         }
         guard parameters.k <= backend.rows else {
-            throw DescriptorError(.invalidArgument, "k=\(parameters.k) but only \(backend.rows) training rows")
+            throw ClusteringError(.invalidArgument, "k=\(parameters.k) but only \(backend.rows) training rows")
         }
         guard parameters.iterations >= 1 else {
-            throw DescriptorError(.invalidArgument, "iterations must be at least 1 (got \(parameters.iterations))")
+            throw ClusteringError(.invalidArgument, "iterations must be at least 1 (got \(parameters.iterations))")
         }
         guard parameters.tolerance >= 0, parameters.tolerance.isFinite else {
-            throw DescriptorError(.invalidArgument, "tolerance must be ≥ 0 (got \(parameters.tolerance))")
+            throw ClusteringError(.invalidArgument, "tolerance must be ≥ 0 (got \(parameters.tolerance))")
         }
         if case .given(let codebook) = parameters.initialization {
             guard codebook.k == parameters.k, codebook.dimension == backend.dimension else {
-                throw DescriptorError(.dimensionMismatch,
+                throw ClusteringError(.dimensionMismatch,
                                       "initial centres are \(codebook.k)×\(codebook.dimension) but k=\(parameters.k) and the corpus has dimension \(backend.dimension)")
             }
         }
@@ -181,7 +181,7 @@ public enum KMeans {
         let d = sample.dimension, n = sample.count
         // The draws below are taken modulo n, and the rows read as n×d values.
         guard n >= 1, d >= 1, sample.values.count / d == n, sample.values.count % d == 0 else {
-            throw DescriptorError(.invalidArgument, "k-means++ needs a sample of at least one row of \(d) values "
+            throw ClusteringError(.invalidArgument, "k-means++ needs a sample of at least one row of \(d) values "
                                   + "(got \(n) rows, \(sample.values.count) values)")
         }
         var generator = SeededGenerator(seed: seed, stream: 0x6B6D_2B2B)

@@ -42,17 +42,17 @@ public enum KMeansParallel {
     public static func seed(backend: some StatisticsBackend, k: Int, seed: UInt64, rounds: Int, oversampling: Double,
                             progress: (RoundReport) -> Void = { _ in }) async throws -> Codebook {
         guard rounds >= 1, rounds <= maximumRounds else {
-            throw DescriptorError(.invalidArgument, "k-means‖ rounds must be 1…\(maximumRounds) (got \(rounds))")
+            throw ClusteringError(.invalidArgument, "k-means‖ rounds must be 1…\(maximumRounds) (got \(rounds))")
         }
         guard oversampling > 0, oversampling.isFinite else {
-            throw DescriptorError(.invalidArgument, "k-means‖ oversampling must be a finite value > 0 (got \(oversampling))")
+            throw ClusteringError(.invalidArgument, "k-means‖ oversampling must be a finite value > 0 (got \(oversampling))")
         }
         let d = backend.dimension, ell = oversampling * Double(k)
         let limit = candidateLimit(k: k, rounds: rounds, oversampling: oversampling)
         var started = Date()
         let first = try await backend.run(RowSamplePass(sampleSize: 1, totalRows: backend.rows, seed: seed))
         guard first.count == 1 else {
-            throw DescriptorError(.invalidArgument, "k-means‖ needs at least one row (the sample has \(first.count))")
+            throw ClusteringError(.invalidArgument, "k-means‖ needs at least one row (the sample has \(first.count))")
         }
         var candidates = first.values
         for round in 1...rounds {

@@ -33,7 +33,7 @@ public struct LocalBackend: StatisticsBackend {
             merger.withLock { _ = $0.add(statistics, shard: shard) }
         }
         guard let result = merger.withLock({ $0.result }) else {
-            throw DescriptorError(.invalidArgument, "the corpus has no rows")
+            throw ClusteringError(.invalidArgument, "the corpus has no rows")
         }
         return result
     }

@@ -84,21 +84,21 @@ public struct PrincipalComponents: Sendable, Equatable {
     public init(dimension: Int, mean: [Float], components: [Float], eigenvalues: [Float]) throws {
         let kept = eigenvalues.count
         guard dimension >= 1, kept >= 1, kept <= dimension else {
-            throw DescriptorError(.invalidArgument, "a PCA needs 1 ≤ D' ≤ D (D=\(dimension), D'=\(kept))")
+            throw ClusteringError(.invalidArgument, "a PCA needs 1 ≤ D' ≤ D (D=\(dimension), D'=\(kept))")
         }
         guard mean.count == dimension, components.count == kept * dimension else {
-            throw DescriptorError(.dimensionMismatch, "a PCA of D=\(dimension), D'=\(kept) needs \(dimension) mean values and \(kept * dimension) "
-                             + "component values (got \(mean.count) and \(components.count))")
+            throw ClusteringError(.dimensionMismatch, "a PCA of D=\(dimension), D'=\(kept) needs \(dimension) mean values and \(kept * dimension) "
+                                  + "component values (got \(mean.count) and \(components.count))")
         }
         guard mean.allSatisfy(\.isFinite), components.allSatisfy(\.isFinite), eigenvalues.allSatisfy(\.isFinite) else {
-            throw DescriptorError(.nonFinite, "a PCA's values must be finite")
+            throw ClusteringError(.nonFinite, "a PCA's values must be finite")
         }
         guard eigenvalues.allSatisfy({ $0 >= 0 }), zip(eigenvalues, eigenvalues.dropFirst()).allSatisfy({ $0 >= $1 }) else {
-            throw DescriptorError(.invalidArgument, "a PCA's eigenvalues must be ≥ 0 and non-increasing")
+            throw ClusteringError(.invalidArgument, "a PCA's eigenvalues must be ≥ 0 and non-increasing")
         }
         for r in 0..<kept {
             let norm = components[r * dimension ..< (r + 1) * dimension].reduce(0.0) { $0 + Double($1) * Double($1) }
-            guard abs(norm - 1) <= 1e-3 else { throw DescriptorError(.invalidArgument, "PCA component \(r) has norm² \(norm), not 1") }
+            guard abs(norm - 1) <= 1e-3 else { throw ClusteringError(.invalidArgument, "PCA component \(r) has norm² \(norm), not 1") }
         }
         self.dimension = dimension
         self.mean = mean
@@ -110,8 +110,8 @@ public struct PrincipalComponents: Sendable, Equatable {
     /// (at least 2 rows).
     public init(statistics: CovarianceStatistics, kept: Int) throws {
         let d = statistics.dimension, n = statistics.rows
-        guard (1...d).contains(kept) else { throw DescriptorError(.invalidArgument, "the components kept must be 1…\(d) (got \(kept))") }
-        guard n >= 2 else { throw DescriptorError(.invalidArgument, "a PCA needs at least 2 rows (got \(n))") }
+        guard (1...d).contains(kept) else { throw ClusteringError(.invalidArgument, "the components kept must be 1…\(d) (got \(kept))") }
+        guard n >= 2 else { throw ClusteringError(.invalidArgument, "a PCA needs at least 2 rows (got \(n))") }
         let mean = statistics.sums.map { $0 / Double(n) }
         var covariance = [Double](repeating: 0, count: d * d)
         for i in 0..<d {
@@ -137,7 +137,7 @@ public struct PrincipalComponents: Sendable, Equatable {
                                   Int32(d), &matrix, Int32(d), 0, 0, Int32(d - count + 1), Int32(d),
                                   0, &found, &values, &vectors, Int32(count), &support)
         guard info == 0, found == count else {
-            throw DescriptorError(.invalidArgument, "the eigen-decomposition (LAPACK dsyevr) failed: info \(info), \(found) of \(count) eigenvalues found")
+            throw ClusteringError(.numericalFailure, "the eigen-decomposition (LAPACK dsyevr) failed: info \(info), \(found) of \(count) eigenvalues found")
         }
         // dsyevr gives them in ascending order, eigenvector c in column c.
         var leading: [Double] = [], rows: [Double] = []

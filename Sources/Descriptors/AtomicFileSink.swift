@@ -32,7 +32,7 @@ public final class AtomicFileSink {
             let err = errno
             throw DescriptorError(err == ENOENT ? .fileNotFound : .ioFailure,
                                   "cannot create a temporary file to write", path: path,
-                                  underlying: String(cString: strerror(err)))
+                                  underlying: SystemCallError(errno: err))
         }
         buffer = .allocate(byteCount: Self.bufferSize, alignment: 16)
     }
@@ -113,7 +113,7 @@ public final class AtomicFileSink {
     }
 
     private func failure(_ message: String) -> DescriptorError {
-        DescriptorError(.ioFailure, message, path: path, underlying: String(cString: strerror(errno)))
+        DescriptorError(.ioFailure, message, path: path, underlying: SystemCallError(errno: errno))
     }
 
     deinit {

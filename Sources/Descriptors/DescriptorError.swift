@@ -1,4 +1,11 @@
-/// An error about descriptor data: what went wrong, and where (file, byte offset, line, row).
+#if canImport(Glibc)
+import Glibc
+#else
+import Darwin
+#endif
+
+/// An error about an input file: descriptors and their rows, images, image lists. What went
+/// wrong, and where (file, byte offset, line, row).
 ///
 /// Codes can grow without breaking callers; `description` is the message a user sees.
 public struct DescriptorError: Error, CustomStringConvertible, Sendable, Equatable {
@@ -24,11 +31,11 @@ public struct DescriptorError: Error, CustomStringConvertible, Sendable, Equatab
     public var path: String?
     /// A byte offset, line number or row in the file, in words ("byte 4100", "line 7", "row 12").
     public var location: String?
-    /// The errno or library error behind this one, if any.
-    public var underlying: String?
+    /// The system or library error behind this one, if any.
+    public var underlying: (any Error)?
 
     public init(_ code: Code, _ message: String, path: String? = nil, location: String? = nil,
-                underlying: String? = nil) {
+                underlying: (any Error)? = nil) {
         self.code = code
         self.message = message
         self.path = path
@@ -45,4 +52,17 @@ public struct DescriptorError: Error, CustomStringConvertible, Sendable, Equatab
         if let underlying { text += " [\(underlying)]" }
         return text
     }
+
+    /// Equal when they say the same: code, message, place and underlying error's text.
+    public static func == (a: Self, b: Self) -> Bool {
+        a.code == b.code && a.message == b.message && a.path == b.path && a.location == b.location
+            && a.underlying.map { "\($0)" } == b.underlying.map { "\($0)" }
+    }
+}
+
+/// A failed system call's `errno`, shown as `strerror` shows it.
+public struct SystemCallError: Error, CustomStringConvertible, Sendable, Equatable {
+    public var errno: Int32
+    public init(errno: Int32) { self.errno = errno }
+    public var description: String { String(cString: strerror(errno)) }
 }

@@ -171,7 +171,7 @@ public struct ImageCollection: RandomAccessCollection, Sendable {
         guard let handle = opendir(directory) else {
             let err = errno
             throw DescriptorError(err == ENOENT ? .fileNotFound : .ioFailure, "cannot list directory",
-                                  path: directory, underlying: String(cString: strerror(err)))
+                                  path: directory, underlying: SystemCallError(errno: err))
         }
         defer { closedir(handle) }
         var names: [String] = []

@@ -38,14 +38,14 @@ public final class MappedFile: @unchecked Sendable {
         let address = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0)
         guard let address, address != MAP_FAILED else {
             throw DescriptorError(.ioFailure, "cannot memory-map \(size) bytes", path: path,
-                                  underlying: String(cString: strerror(errno)))
+                                  underlying: SystemCallError(errno: errno))
         }
         bytes = UnsafeRawPointer(address)
     }
 
     private static func failure(_ err: Int32, _ message: String, path: String) -> DescriptorError {
         DescriptorError(err == ENOENT ? .fileNotFound : .ioFailure, message, path: path,
-                        underlying: String(cString: strerror(err)))
+                        underlying: SystemCallError(errno: err))
     }
 
     private static func requireRegularFile(_ info: stat, path: String) throws {

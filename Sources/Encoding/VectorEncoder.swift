@@ -26,9 +26,9 @@ extension VectorEncoder {
     public func encodeAll(_ images: [DescriptorMatrix], threads: Int,
                           output: @escaping @Sendable (Int, [Float]) throws -> Void) async throws {
         for (index, image) in images.enumerated() where image.dimension != descriptorDimension && image.rows > 0 {
-            throw DescriptorError(.dimensionMismatch,
+            throw ClusteringError(.dimensionMismatch,
                                   "image \(index) has descriptors of dimension \(image.dimension), the model expects \(descriptorDimension)",
-                                  path: image.source)
+                                  context: image.source)
         }
         try await ParallelWork.run(count: images.count, threads: threads) { index, workspace in
             try output(index, try encode(images[index], workspace: workspace))
@@ -41,7 +41,7 @@ extension VectorEncoder {
     public func encodeInOrder(_ collection: ImageCollection, threads: Int, chunk: Int = 256,
                               sink: (_ index: Int, _ vector: [Float]) throws -> Void) async throws {
         guard collection.dimension == descriptorDimension || collection.isEmpty else {
-            throw DescriptorError(.dimensionMismatch,
+            throw ClusteringError(.dimensionMismatch,
                                   "descriptors have dimension \(collection.dimension), the model expects \(descriptorDimension)")
         }
         var start = 0
@@ -60,9 +60,9 @@ extension VectorEncoder {
 
     func checkDimension(_ descriptors: DescriptorMatrix) throws {
         guard descriptors.dimension == descriptorDimension || descriptors.rows == 0 else {
-            throw DescriptorError(.dimensionMismatch,
+            throw ClusteringError(.dimensionMismatch,
                                   "descriptors have dimension \(descriptors.dimension), the model expects \(descriptorDimension)",
-                                  path: descriptors.source)
+                                  context: descriptors.source)
         }
     }
 }

@@ -48,15 +48,15 @@ public struct FeatureExtractor: Sendable {
     /// Apply RootSIFT (`DescriptorTransform.rootSIFT`) to every descriptor.
     public var rootSIFT: Bool
 
-    /// Throws `.invalidArgument` for a dense SIFT step or bin size outside `steps` and
+    /// Throws `FeatureError.invalidArgument` for a dense SIFT step or bin size outside `steps` and
     /// `binSizes`, or a maximum side under `minimumSide`.
     public init(method: ExtractionMethod = .sift, maximumSide: Int? = nil, rootSIFT: Bool = false) throws {
         if case .denseSIFT(let step, let binSize) = method, !Self.steps.contains(step) || !Self.binSizes.contains(binSize) {
-            throw DescriptorError(.invalidArgument, "dense SIFT step \(step) or bin size \(binSize) is outside "
-                                  + "\(Self.steps) and \(Self.binSizes)")
+            throw FeatureError(.invalidArgument, "dense SIFT step \(step) or bin size \(binSize) is outside "
+                               + "\(Self.steps) and \(Self.binSizes)")
         }
         if let maximumSide, maximumSide < Self.minimumSide {
-            throw DescriptorError(.invalidArgument, "a maximum side of \(maximumSide) is under \(Self.minimumSide) pixels")
+            throw FeatureError(.invalidArgument, "a maximum side of \(maximumSide) is under \(Self.minimumSide) pixels")
         }
         self.method = method
         self.maximumSide = maximumSide

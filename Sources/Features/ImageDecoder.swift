@@ -68,8 +68,8 @@ public enum ImageEncoder {
     public static func encode(_ pixels: [UInt8], width: Int, height: Int, channels: Int, as format: Format) throws -> [UInt8] {
         guard (1...65_535).contains(width), (1...65_535).contains(height), channels == 1 || channels == 3,
               pixels.count == width * height * channels else {
-            throw DescriptorError(.invalidArgument, "cannot encode \(pixels.count) bytes as \(width)×\(height)×\(channels): "
-                                  + "sides must be 1…65535, channels 1 or 3")
+            throw FeatureError(.invalidArgument, "cannot encode \(pixels.count) bytes as \(width)×\(height)×\(channels): "
+                               + "sides must be 1…65535, channels 1 or 3")
         }
         var out: UnsafeMutablePointer<UInt8>?
         var size = 0
@@ -81,7 +81,7 @@ public enum ImageEncoder {
         let status = cb_image_encode(pixels, Int32(width), Int32(height), Int32(channels), quality, &out, &size, &message)
         defer { cb_image_free_buffer(out) }
         guard status == CB_IMAGE_OK, let out else {
-            throw DescriptorError(.invalidArgument, String(decoding: message.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self))
+            throw FeatureError(.encodingFailed, String(decoding: message.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self))
         }
         return Array(UnsafeBufferPointer(start: out, count: size))
     }

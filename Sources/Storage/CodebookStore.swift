@@ -83,13 +83,15 @@ public final class CodebookStore: Sendable {
             switch error.code {
             case .invalidArgument:
                 throw StoreError(.mismatch, "cannot open \(path) as a Codebook store (column families "
-                                 + "\(Self.columnFamilies.joined(separator: ", "))): \(error.message)")
+                                 + "\(Self.columnFamilies.joined(separator: ", "))): \(error.message)",
+                                 path: path, underlying: error)
             case .ioError where error.message.contains("lock"):
-                throw StoreError(.unavailable, "cannot open \(path): it is in use by another process (a running coordinator?): \(error.message)")
+                throw StoreError(.unavailable, "cannot open \(path): it is in use by another process (a running coordinator?): \(error.message)",
+                                 path: path, underlying: error)
             case .ioError, .busy, .timedOut:
-                throw StoreError(.unavailable, "cannot open \(path) as a Codebook store: \(error.message)")
+                throw StoreError(.unavailable, "cannot open \(path) as a Codebook store: \(error.message)", path: path, underlying: error)
             default:
-                throw StoreError(.notFound, "cannot open \(path) as a Codebook store: \(error.message)")
+                throw StoreError(.notFound, "cannot open \(path) as a Codebook store: \(error.message)", path: path, underlying: error)
             }
         }
         state = Mutex(State(opened: Opened(database)))
@@ -121,7 +123,7 @@ public final class CodebookStore: Sendable {
     private func writeFailure(_ error: RocksDBError, _ what: String) -> StoreError {
         let cause = error.message.localizedCaseInsensitiveContains("no space left") ? "no space left on device" : "I/O error"
         return StoreError(.unavailable, "\(cause) (store \(path)): cannot \(what); reads still work, and writes "
-                          + "work again once the cause is gone [\(error.message)]")
+                          + "work again once the cause is gone [\(error.message)]", path: path, underlying: error)
     }
 
     /// The database to write to. After a failed write RocksDB refuses writes until it is
@@ -224,7 +226,7 @@ public final class CodebookStore: Sendable {
     private func checkModelName(_ name: String, replace: Bool, in opened: Opened) throws {
         try Self.validate(name: name, of: "model")
         if !replace, try opened.database.get(Array(name.utf8), in: opened.models) != nil {
-            throw StoreError(.exists, "a model named \"\(name)\" exists; pass --replace to overwrite it")
+            throw StoreError(.exists, "a model named \"\(name)\" exists", path: path)
         }
     }
 

@@ -126,6 +126,8 @@ public struct StoredValue: Sendable, Equatable {
 }
 
 /// An error about the store's contents or use.
+///
+/// Codes can grow without breaking callers; `description` is the message a user sees.
 public struct StoreError: Error, CustomStringConvertible, Sendable, Equatable {
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         let name: String
@@ -142,11 +144,23 @@ public struct StoreError: Error, CustomStringConvertible, Sendable, Equatable {
 
     public var code: Code
     public var message: String
+    /// The store's directory, if known.
+    public var path: String?
+    /// The RocksDB error behind this one, if any (the message quotes what it said).
+    public var underlying: (any Error)?
 
-    public init(_ code: Code, _ message: String) {
+    public init(_ code: Code, _ message: String, path: String? = nil, underlying: (any Error)? = nil) {
         self.code = code
         self.message = message
+        self.path = path
+        self.underlying = underlying
     }
 
     public var description: String { "\(code): \(message)" }
+
+    /// Equal when they say the same: code, message, path and underlying error's text.
+    public static func == (a: Self, b: Self) -> Bool {
+        a.code == b.code && a.message == b.message && a.path == b.path
+            && a.underlying.map { "\($0)" } == b.underlying.map { "\($0)" }
+    }
 }

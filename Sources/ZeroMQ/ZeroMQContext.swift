@@ -39,3 +39,12 @@ public final class ZeroMQContext: @unchecked Sendable {
         _ = try? LibZMQ.check("zmq_ctx_term") { zmq_ctx_term(handle) }
     }
 }
+
+extension ZeroMQContext {
+    /// The version of the libzmq this process runs with ("4.3.4").
+    public static var libraryVersion: String {
+        var major: Int32 = 0, minor: Int32 = 0, patch: Int32 = 0
+        zmq_version(&major, &minor, &patch)
+        return "\(major).\(minor).\(patch)"
+    }
+}

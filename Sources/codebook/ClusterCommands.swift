@@ -168,7 +168,8 @@ struct WorkerCommand: AsyncParsableCommand {
         commandName: "worker", abstract: "Run a worker until SIGINT/SIGTERM; it reconnects when the coordinator goes away.")
 
     @Option(help: "The coordinator's workers endpoint.") var connect: String = "tcp://127.0.0.1:5555"
-    @Option(help: "Compute threads (default: one per core).") var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+    @Option(name: .customLong("threads"), help: "Compute threads (default: one per core).") var requestedThreads: Int?
+    var threads: Int { requestedThreads ?? ProcessInfo.processInfo.activeProcessorCount }
     @Option(help: "Name shown in status (default: host-pid).") var name: String?
     @OptionGroup var keys: ClientKeyOptions
     @Option(help: ArgumentHelp("Read corpora only inside this directory (repeatable; default: anywhere).", valueName: "dir"))

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Cluster
+import ClusterProtocol
 import Foundation
 import Logging
 import Storage
@@ -9,8 +10,9 @@ import ZeroMQ
 struct ClusterOptions: ParsableArguments {
     @Option(help: "A running coordinator's clients endpoint (e.g. tcp://HOST:5556). Without it, an embedded cluster runs in this process.")
     var coordinator: String?
-    @Option(help: "Workers of the embedded cluster (default: one per core).")
-    var localWorkers: Int = ProcessInfo.processInfo.activeProcessorCount
+    @Option(name: .customLong("local-workers"), help: "Workers of the embedded cluster (default: one per core).")
+    var requestedLocalWorkers: Int?
+    var localWorkers: Int { requestedLocalWorkers ?? ProcessInfo.processInfo.activeProcessorCount }
     @Option(help: "The embedded cluster's store: models, vectors and job checkpoints (a RocksDB directory).")
     var store: String = "codebook.db"
     @OptionGroup var keys: ClientKeyOptions

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Cluster
+import ClusterProtocol
 import Clustering
 import Foundation
 
@@ -14,12 +15,10 @@ enum Entry {
             } else {
                 try command.run()
             }
-        } catch let error as ClusterError where error.isUnanswered {
-            // Exit code 2: the coordinator did not answer (not there, or it refused the handshake).
-            FileHandle.standardError.write(Data("Error: \(error.message)\n".utf8))
-            exit(2)
         } catch {
-            CodebookCommand.exit(withError: error)
+            guard let failure = CommandFailure(error) else { CodebookCommand.exit(withError: error) }
+            FileHandle.standardError.write(Data("Error: \(failure.text)\n".utf8))
+            exit(failure.exitCode)
         }
     }
 }
@@ -28,6 +27,7 @@ struct CodebookCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "codebook",
         abstract: "Train visual vocabularies (k-means, diagonal GMM) and encode images as VLAD or Fisher vectors.",
+        version: CodebookVersion.description,
         subcommands: [DemoCommand.self, GenerateCommand.self, ExtractCommand.self, TrainCommand.self, EncodeCommand.self,
                       CoordinatorCommand.self, WorkerCommand.self, StatusCommand.self, KeysCommand.self, CancelCommand.self,
                       GetCommand.self, ListCommand.self, SearchCommand.self, ModelsCommand.self, ExportCommand.self, ImportCommand.self])
@@ -41,8 +41,9 @@ func progressLine(_ text: String) {
 
 /// Options every compute command takes.
 struct ComputeOptions: ParsableArguments {
-    @Option(help: "Threads to compute with (default: one per core).")
-    var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+    @Option(name: .customLong("threads"), help: "Threads to compute with (default: one per core).")
+    var requestedThreads: Int?
+    var threads: Int { requestedThreads ?? ProcessInfo.processInfo.activeProcessorCount }
 
     func validate() throws {
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }

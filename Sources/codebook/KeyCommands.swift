@@ -1,5 +1,6 @@
 import ArgumentParser
 import Cluster
+import ClusterProtocol
 import Foundation
 import ZeroMQ
 

@@ -46,7 +46,7 @@ final class ProgressDisplay {
         switch mode {
         case .bar, .lines: line(ProgressText.iteration(record))
         case .json:
-            emit(["event": "iteration", "phase": record.phase, "iteration": record.iteration, "valuePerRow": record.valuePerRow,
+            emit(["event": "iteration", "phase": record.phase.rawValue, "iteration": record.iteration, "valuePerRow": record.valuePerRow,
                   "total": record.total, "rows": record.rows, "seconds": record.seconds, "repaired": record.repaired,
                   "smallest": record.smallest, "largest": record.largest])
         case .quiet: break
@@ -123,12 +123,12 @@ final class ProgressDisplay {
 enum ProgressText {
     /// One line per iteration.
     static func iteration(_ record: IterationRecord) -> String {
-        if record.phase == "seeding" {
+        if record.phase == .seeding {
             // k-means‖: a sampling round (or the weighting pass after the last), its cost and the candidates kept.
             return String(format: "seeding %2d  cost/row %.6g  %.3f s  candidates %.0f",
                           record.iteration, record.valuePerRow, record.seconds, record.largest)
         }
-        if record.phase == "kmeans" {
+        if record.phase == .kmeans {
             return String(format: "k-means %3d  objective/row %.6g  %.3f s  clusters %.0f..%.0f  empty repaired %d",
                           record.iteration, record.valuePerRow, record.seconds, record.smallest, record.largest, record.repaired)
         }
@@ -138,10 +138,10 @@ enum ProgressText {
 
     /// The seeding phase a pass kind belongs to, or nil for an iteration's or an encoding pass.
     static func seedingPhase(_ kind: String) -> String? {
-        switch kind {
-        case "sample": "k-means++ sample"
-        case "moments": "moments"
-        case "kmeans-parallel-round": "k-means‖ round"
+        switch PassDescription.Kind(rawValue: kind) {
+        case .sample?: "k-means++ sample"
+        case .moments?: "moments"
+        case .kmeansParallelRound?: "k-means‖ round"
         default: nil
         }
     }
@@ -149,10 +149,10 @@ enum ProgressText {
     /// What a pass of `kind` is doing, for people.
     static func phase(_ kind: String) -> String {
         if let seeding = seedingPhase(kind) { return "seeding (\(seeding))" }
-        switch kind {
-        case "kmeans-assignment": return "k-means"
-        case "gmm-expectation": return "EM"
-        case "encode-vlad", "encode-fisher": return "encoding"
+        switch PassDescription.Kind(rawValue: kind) {
+        case .kmeansAssignment?: return "k-means"
+        case .gaussianExpectation?: return "EM"
+        case .encodeVLAD?, .encodeFisher?: return "encoding"
         default: return kind
         }
     }

@@ -18,14 +18,13 @@ struct SearchCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Project the queries (--vector, --queries) by this stored PCA model first, e.g. the whitening "
                                + "the set was encoded with (--whiten-with).", valueName: "NAME"))
     var pca: String?
-    @Option(help: "text, json or tsv.") var format: String = "text"
+    @Option(help: "text, json or tsv (default: text).", transform: { try .parse($0) }) var format: ResultsFormat = .text
     @OptionGroup var access: StoreAccessOptions
 
     func validate() throws {
         guard [key, vector, queries].compactMap({ $0 }).count == 1 else {
             throw ValidationError("give exactly one of --key, --vector and --queries")
         }
-        guard ["text", "json", "tsv"].contains(format) else { throw ValidationError("--format must be text, json or tsv") }
         guard (1...SearchRequest.maximumTop).contains(top) else { throw ValidationError("--top must be 1…\(SearchRequest.maximumTop)") }
         guard pca == nil || key == nil else { throw ValidationError("--pca projects --vector or --queries; a --key's vector is in the set already") }
     }
@@ -39,24 +38,24 @@ struct SearchCommand: ParsableCommand {
         }
         let (requester, cleanup) = try access.requester()
         defer { cleanup() }
-        let results = try reportingNotFound { try requester.search(request, vectors: values) }
+        let results = try requester.search(request, vectors: values)
         let named = results.enumerated().map { index, result in (result.query ?? "\(index)", result) }
         switch format {
-        case "json":
+        case .json:
             struct Hit: Encodable { let key: String; let score: Float }
             struct Output: Encodable { let query: String; let results: [Hit] }
             let output = named.map { query, result in
                 Output(query: query, results: zip(result.keys, result.scores).map { Hit(key: $0, score: $1) })
             }
             print(String(decoding: try JSONEncoder().encode(output), as: UTF8.self))
-        case "tsv":
+        case .tsv:
             print("query\trank\tkey\tscore")
             for (query, result) in named {
                 for (rank, (key, score)) in zip(result.keys, result.scores).enumerated() {
                     print("\(PeerText.escaped(query))\t\(rank + 1)\t\(PeerText.escaped(key))\t\(score)")
                 }
             }
-        default:
+        case .text:
             for (query, result) in named {
                 print("query \(PeerText.escaped(query)):")
                 for (rank, (key, score)) in zip(result.keys, result.scores).enumerated() {

@@ -14,12 +14,8 @@ struct StoreAccessOptions: ParsableArguments {
     @OptionGroup var keys: ClientKeyOptions
 
     /// A requester, and what to do when done with it.
-    func requester(writable: Bool = false) throws -> (any Requester, cleanup: () -> Void) {
-        if let coordinator {
-            return (try ClusterClient(context: try ZeroMQContext(), endpoint: coordinator, timeout: .seconds(10),
-                                      security: try keys.security()), {})
-        }
-        if writable { return (StoreQueries(store: try CodebookStore(path: store)), {}) }
+    func requester() throws -> (any Requester, cleanup: () -> Void) {
+        if let coordinator { return (try keys.client(of: coordinator), {}) }
         guard FileManager.default.fileExists(atPath: store) else {
             throw ValidationError("no store at \(store) (give --store PATH or --coordinator ENDPOINT)")
         }
@@ -30,13 +26,23 @@ struct StoreAccessOptions: ParsableArguments {
     }
 }
 
-/// Maps "not found" to exit code 1 with the message on standard error.
-func reportingNotFound<T>(_ body: () throws -> T) throws -> T {
-    do {
-        return try body()
-    } catch let error as ClusterError where error.isNotFound {
-        FileHandle.standardError.write(Data("Error: not found: \(error.message)\n".utf8))
-        throw ExitCode(1)
+/// Where a write to the store goes: a running coordinator, or the store's files.
+struct StoreWriteOptions: ParsableArguments {
+    @Option(help: "A running coordinator's clients endpoint (e.g. tcp://HOST:5556).") var coordinator: String?
+    @Option(help: "Or open this store directly, for writing (no coordinator may have it open).")
+    var store: String = "codebook.db"
+    @OptionGroup var keys: ClientKeyOptions
+
+    func requester() throws -> any Requester {
+        if let coordinator { return try keys.client(of: coordinator) }
+        return StoreQueries(store: try CodebookStore(path: store))
+    }
+}
+
+extension ClientKeyOptions {
+    /// A client of the coordinator at `endpoint`, with these keys.
+    func client(of endpoint: String) throws -> ClusterClient {
+        try ClusterClient(context: try ZeroMQContext(), endpoint: endpoint, timeout: .seconds(10), security: try security())
     }
 }
 
@@ -44,30 +50,30 @@ struct GetCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "get", abstract: "Read one stored vector by key.")
 
     @Argument(help: "SET/KEY") var key: String
-    @Option(help: "text (one value per line), json, or npy (with --out).") var format: String = "text"
+    @Option(help: "text (one value per line), json, or npy (with --out) (default: text).", transform: { try .parse($0) })
+    var format: VectorFormat = .text
     @Option(help: "Write to this file instead of standard output.") var out: String?
     @OptionGroup var access: StoreAccessOptions
 
     func validate() throws {
-        guard ["text", "json", "npy"].contains(format) else { throw ValidationError("--format must be text, json or npy") }
-        guard format != "npy" || out != nil else { throw ValidationError("--format npy needs --out FILE") }
+        guard format != .npy || out != nil else { throw ValidationError("--format npy needs --out FILE") }
         guard key.contains("/") else { throw ValidationError("the key is SET/IMAGE_KEY") }
     }
 
     func run() throws {
         let (requester, cleanup) = try access.requester()
         defer { cleanup() }
-        let (entry, values) = try reportingNotFound { try requester.get([key])[0] }
+        let (entry, values) = try requester.get([key])[0]
         guard let values else { throw ExitCode(1) }
         switch format {
-        case "npy":
+        case .npy:
             try NpyFile.write(path: out!, rows: 1, columns: values.count, values: values)
-        case "json":
+        case .json:
             struct Output: Encodable { let key: String; let encoding: String?; let model: String?; let flags: Int?; let values: [Float] }
             let json = try JSONEncoder().encode(Output(key: key, encoding: entry.encoding?.rawValue, model: entry.model,
                                                        flags: entry.flags, values: values))
             try emit(String(decoding: json, as: UTF8.self) + "\n")
-        default:
+        case .text:
             try emit(values.map { "\($0)" }.joined(separator: "\n") + "\n")
         }
     }
@@ -140,7 +146,7 @@ struct ExportModel: ParsableCommand {
     func run() throws {
         let (requester, cleanup) = try access.requester()
         defer { cleanup() }
-        let (reply, message) = try reportingNotFound { try requester.describe(DescribeRequest(model: name, values: true)) }
+        let (reply, message) = try requester.describe(DescribeRequest(model: name, values: true))
         guard let record = reply.model else { throw ExitCode(1) }
         let kd = record.k * record.dimension
         switch record.kind {
@@ -168,7 +174,7 @@ struct ExportSet: ParsableCommand {
     func run() throws {
         let (requester, cleanup) = try access.requester()
         defer { cleanup() }
-        let (reply, _) = try reportingNotFound { try requester.describe(DescribeRequest(set: name)) }
+        let (reply, _) = try requester.describe(DescribeRequest(set: name))
         guard let set = reply.set else { throw ExitCode(1) }
         let writer = try DescriptorWriter(path: out, dimension: set.dimension, format: .npy)
         var keys: [String] = [], after: String?
@@ -177,7 +183,7 @@ struct ExportSet: ParsableCommand {
                 let page = try requester.list(prefix: "\(name)/", after: after, limit: 1024)
                 for entry in try requester.get(page.keys) {
                     guard let values = entry.values, values.count == set.dimension else {
-                        throw ClusterError("vector \(entry.entry.key) vanished or has \(entry.values?.count ?? 0) values")
+                        throw ClusterError(.conflict, "vector \(entry.entry.key) vanished or has \(entry.values?.count ?? 0) values")
                     }
                     try writer.append(values)
                     keys.append(String(entry.entry.key.dropFirst(name.count + 1)))
@@ -215,7 +221,7 @@ struct ImportModel: ParsableCommand {
     var pca: String?
     @Flag(help: "With --pca: a whitening PCA.") var whiten = false
     @Flag(help: "Overwrite a model of the same name.") var replace = false
-    @OptionGroup var access: StoreAccessOptions
+    @OptionGroup var access: StoreWriteOptions
 
     func validate() throws {
         let gmm = [means, variances, priors].compactMap { $0 }.count
@@ -227,8 +233,7 @@ struct ImportModel: ParsableCommand {
     }
 
     func run() throws {
-        let (requester, cleanup) = try access.requester(writable: true)
-        defer { cleanup() }
+        let requester = try access.requester()
         let request: ImportRequest, arrays: [[UInt8]]
         if let centres {
             let codebook = try ModelFiles.codebook(centres: centres)

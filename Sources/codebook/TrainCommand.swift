@@ -89,8 +89,9 @@ struct TrainKMeans: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "kmeans", abstract: "Train a k-means codebook (Lloyd).")
 
     @OptionGroup var training: TrainingOptions
-    @Option(name: .customLong("init"), help: "Initialisation: random, kmeans++ (on a sample of max(64·K, 10,000) rows), kmeans|| (k-means‖: sampling passes over all rows), or a K×D .npy file of centres.")
-    var initialization: String = "kmeans++"
+    @Option(name: .customLong("init"), help: "Initialisation: random, kmeans++ (on a sample of max(64·K, 10,000) rows), kmeans|| (k-means‖: sampling passes over all rows), or a K×D .npy file of centres (default: kmeans++).",
+            transform: KMeansStart.init(parsing:))
+    var initialization: KMeansStart = .method(.kmeansPlusPlus)
     @Option(help: "Stop when the objective falls by less than this fraction (0: run every iteration).")
     var tolerance: Double = 1e-4
     @Option(help: "Output: the K×D float32 centres (.npy).") var out: String?
@@ -99,13 +100,12 @@ struct TrainKMeans: AsyncParsableCommand {
 
     func run() async throws {
         var arrays: [[UInt8]] = []
-        var start = initialization
-        if !["random", "kmeans++", "kmeans||"].contains(initialization) {
-            arrays = [Frame.encode(try NpyFile.readFloat32(path: initialization).values)]
-            start = "given"
+        if case .centres(let path) = initialization {
+            arrays = [Frame.encode(try NpyFile.readFloat32(path: path).values)]
         }
         let job = TrainingJob(kind: .kmeans, corpus: training.absoluteCorpus, k: training.k, iterations: training.iterations,
-                              seed: training.seed, tolerance: tolerance, shardRows: training.shardRows, initialization: start)
+                              seed: training.seed, tolerance: tolerance, shardRows: training.shardRows,
+                              initialization: initialization.jobMethod)
         let display = training.output.display()
         let (outcome, reply) = try await training.run(job, arrays: arrays, display: display)
         let centres = try reply.array(0, as: Float.self, count: outcome.k * outcome.dimension)
@@ -124,8 +124,9 @@ struct TrainGMM: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "gmm", abstract: "Train a diagonal-covariance GMM (EM).")
 
     @OptionGroup var training: TrainingOptions
-    @Option(name: .customLong("init"), help: "Initialisation: kmeans (k-means seeded by k-means++, then per-cluster moments), kmeans|| (the same, k-means seeded by k-means‖), or random.")
-    var initialization: String = "kmeans"
+    @Option(name: .customLong("init"), help: "Initialisation: kmeans (k-means seeded by k-means++, then per-cluster moments), kmeans|| (the same, k-means seeded by k-means‖), or random (default: kmeans).",
+            transform: { try .parse($0, among: [.kmeans, .kmeansParallel, .random]) })
+    var initialization: TrainingJob.InitializationMethod = .kmeans
     @Option(help: "k-means iterations for --init kmeans.") var kmeansIterations: Int = 10
     @Option(help: "Initial means (K×D .npy); with --init-variances and --init-priors.") var initMeans: String?
     @Option(help: "Initial variances σ² (K×D .npy).") var initVariances: String?
@@ -142,9 +143,6 @@ struct TrainGMM: AsyncParsableCommand {
         guard given == 0 || given == 3 else {
             throw ValidationError("--init-means, --init-variances and --init-priors go together")
         }
-        guard ["kmeans", "kmeans||", "random"].contains(initialization) else {
-            throw ValidationError("--init must be kmeans, kmeans|| or random")
-        }
         guard varianceFloor > 0 else { throw ValidationError("--variance-floor must be > 0") }
     }
 
@@ -154,7 +152,7 @@ struct TrainGMM: AsyncParsableCommand {
         if let initMeans, let initVariances, let initPriors {
             let model = try ModelFiles.gaussianMixture(means: initMeans, variances: initVariances, priors: initPriors)
             arrays = model.frames
-            start = "given"
+            start = .given
         }
         let job = TrainingJob(kind: .gmm, corpus: training.absoluteCorpus, k: training.k, iterations: training.iterations,
                               seed: training.seed, tolerance: tolerance, shardRows: training.shardRows, initialization: start,

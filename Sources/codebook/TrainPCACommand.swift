@@ -33,7 +33,7 @@ struct TrainPCA: AsyncParsableCommand {
 
     func run() async throws {
         let training = TrainingJob(kind: .pca, corpus: job.absoluteCorpus, k: dimensions, iterations: 1, seed: 0, tolerance: 0,
-                                   shardRows: job.shardRows, initialization: "none", whiten: whiten, set: set, power: power)
+                                   shardRows: job.shardRows, initialization: .none, whiten: whiten, set: set, power: power)
         let display = job.output.display()
         let (outcome, reply) = try await job.run(training, arrays: [], display: display)
         let projection = try PCAFiles.projection(from: reply, k: outcome.k, dimension: outcome.dimension, whiten: whiten,
@@ -51,7 +51,7 @@ struct TrainPCA: AsyncParsableCommand {
 enum PCAFiles {
     static func projection(from message: WireMessage, k: Int, dimension: Int, whiten: Bool, power: Double? = nil) throws -> PCAProjection {
         let (kd, overflow) = k.multipliedReportingOverflow(by: dimension)
-        guard !overflow else { throw ClusterError("a PCA of D'=\(k), D=\(dimension) is too large") }
+        guard !overflow else { throw ClusterError(.invalidRequest, "a PCA of D'=\(k), D=\(dimension) is too large") }
         return try PCAProjection(PrincipalComponents(dimension: dimension, mean: try message.array(0, as: Float.self, count: dimension),
                                                      components: try message.array(1, as: Float.self, count: kd),
                                                      eigenvalues: try message.array(2, as: Float.self, count: k)),

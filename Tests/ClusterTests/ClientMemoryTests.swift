@@ -108,7 +108,7 @@ import ZeroMQ
                 case .describeReply: described += 1
                 case .errorReply:
                     let report = try reply.decode(FailureReport.self)
-                    if report.code == "too-many-requests" { refused.append(report.message) } else { other.append(report.message) }
+                    if report.code == .tooManyRequests { refused.append(report.message) } else { other.append(report.message) }
                 default: other.append("\(reply.header.type)")
                 }
             }

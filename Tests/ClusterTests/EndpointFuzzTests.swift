@@ -68,12 +68,12 @@ import ZeroMQ
         case 0:
             return WireMessage(header: WireHeader(.submit),
                                metadata: TrainingJob(kind: .kmeans, corpus: corpus, k: k, iterations: 2, seed: 1, tolerance: 0,
-                                                     shardRows: shardRows, initialization: "given"),
+                                                     shardRows: shardRows, initialization: .given),
                                arrays: [centres])
         case 1:
             return WireMessage(header: WireHeader(.submit),
                                metadata: TrainingJob(kind: .gmm, corpus: corpus, k: k, iterations: 2, seed: 1, tolerance: 0,
-                                                     shardRows: shardRows, initialization: "kmeans", kmeansIterations: 1,
+                                                     shardRows: shardRows, initialization: .kmeans, kmeansIterations: 1,
                                                      varianceFloorRatio: 1e-3, name: "fuzz-gmm", replace: true))
         case 2:
             return WireMessage(header: WireHeader(.submitEncoding),
@@ -176,7 +176,7 @@ import ZeroMQ
             try cluster.startWorker("worker")
             let initial = (0..<(Self.k * Self.dimension)).map { Float(($0 * 37) % 11) / 11 }
             let job = TrainingJob(kind: .kmeans, corpus: corpus, k: Self.k, iterations: 4, seed: 0, tolerance: 0,
-                                  shardRows: Self.shardRows, initialization: "given")
+                                  shardRows: Self.shardRows, initialization: .given)
             let id = try requests.submit(job, arrays: [Frame.encode(initial)])
             _ = try await requests.wait(for: id, every: .milliseconds(50))
             let (_, reply) = try requests.result(of: id)

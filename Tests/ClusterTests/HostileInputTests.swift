@@ -14,7 +14,7 @@ import ZeroMQ
 
     static func kmeansJob(_ corpus: String, shardRows: Int) -> TrainingJob {
         TrainingJob(kind: .kmeans, corpus: corpus, k: 3, iterations: 3, seed: 5, tolerance: 0, shardRows: shardRows,
-                    initialization: "kmeans++")
+                    initialization: .kmeansPlusPlus)
     }
 
     /// A stored k-means codebook named `name` (k = 2) and an index of two images over the first

@@ -79,7 +79,7 @@ final class RawClient {
 
 enum JobFixtures {
     static func kmeans(_ corpus: String, k: Int = 4, iterations: Int = 1_000_000, shardRows: Int = 250,
-                       initialization: String = "kmeans++") -> TrainingJob {
+                       initialization: TrainingJob.InitializationMethod = .kmeansPlusPlus) -> TrainingJob {
         TrainingJob(kind: .kmeans, corpus: corpus, k: k, iterations: iterations, seed: 3, tolerance: 0, shardRows: shardRows,
                     initialization: initialization)
     }
@@ -121,7 +121,7 @@ enum JobFixtures {
         cluster.coordinator.cancelPasses(of: 77)
         // Waited for with a bound: a pass that never ends fails the test instead of hanging it.
         #expect(await waitUntil(timeout: 10) { outcome.withLock { $0 != nil } }, "the pass still waits")
-        #expect(throws: DescriptorError.self) { try outcome.withLock { $0 }?.get() }
+        #expect(throws: ClusterError.self) { try outcome.withLock { $0 }?.get() }
         #expect(try cluster.client().status().passes.isEmpty)
     }
 
@@ -156,8 +156,8 @@ enum JobFixtures {
             #expect(done.message == "job \(finished) has already succeeded; only a running job can be cancelled")
             let unknown = try raw.error(WireMessage(header: WireHeader(.cancel, job: 999)))
             #expect(unknown.message == "no job 999")
-            #expect(unknown.code == "not-found")
-            #expect(throws: ClusterError("job \(running) was cancelled")) { _ = try client.result(of: running) }
+            #expect(unknown.code == .notFound)
+            #expect(throws: ClusterError(.rejected, "job \(running) was cancelled")) { _ = try client.result(of: running) }
             // A worker that joins now gets no work.
             cluster.startWorker()
             try await Task.sleep(for: .milliseconds(500))
@@ -199,7 +199,7 @@ enum JobFixtures {
         #expect(try client.progress(of: job, since: 0).imagesDone == 10)
         // One writer per set: refused while job runs, whether it would replace the set or add to it.
         for replace in [false, true] {
-            #expect(throws: ClusterError("set \"S\" is being written by job \(job); a set has one writer at a time: "
+            #expect(throws: ClusterError(.rejected, "set \"S\" is being written by job \(job); a set has one writer at a time: "
                                          + "wait for job \(job) to end or cancel it")) {
                 _ = try client.submit(encoding(all, replace: replace))
             }
@@ -222,7 +222,7 @@ enum JobFixtures {
 @Suite struct LimitTests {
     static func expectLimit(_ report: FailureReport, _ setting: String, _ fragment: String,
                             sourceLocation: SourceLocation = #_sourceLocation) {
-        #expect(report.code == "limit", "\(report)", sourceLocation: sourceLocation)
+        #expect(report.code == .limit, "\(report)", sourceLocation: sourceLocation)
         #expect(report.message.contains("(\(setting) = "), "\(report.message)", sourceLocation: sourceLocation)
         #expect(report.message.contains(fragment), "\(report.message)", sourceLocation: sourceLocation)
     }
@@ -285,9 +285,9 @@ enum JobFixtures {
                          "K·D (k=8, D=16) is 128")
         Self.expectLimit(try raw.error(Self.submit(JobFixtures.kmeans(corpus, k: 2))), "maximumSampleBytes",
                          "the seeding sample (1000 rows of D=16 float32 values) in bytes is 64000")
-        #expect(try raw.request(Self.submit(JobFixtures.kmeans(corpus, k: 2, initialization: "random")))?.header.type == .accepted)
+        #expect(try raw.request(Self.submit(JobFixtures.kmeans(corpus, k: 2, initialization: .random)))?.header.type == .accepted)
         let given = [Frame.encode([Float](repeating: 1, count: 5 * 16))]
-        Self.expectLimit(try raw.error(Self.submit(JobFixtures.kmeans(corpus, k: 5, initialization: "given"), arrays: given)),
+        Self.expectLimit(try raw.error(Self.submit(JobFixtures.kmeans(corpus, k: 5, initialization: .given), arrays: given)),
                          "maximumRequestArrayBytes", "is 320")
         let imported = WireMessage(header: WireHeader(.importModel),
                                    metadata: ImportRequest(name: "M", kind: .kmeans, k: 1, dimension: 17, replace: false),
@@ -353,10 +353,10 @@ enum JobFixtures {
         let first = try #require(try raw.request(encoding(index, imagesPerShard: 100)))
         #expect(first.header.type == .accepted)
         // One job runs (no worker): a second is over the limit of running jobs.
-        let second = try raw.error(Self.submit(JobFixtures.kmeans(corpus, k: 2, initialization: "random")))
+        let second = try raw.error(Self.submit(JobFixtures.kmeans(corpus, k: 2, initialization: .random)))
         Self.expectLimit(second, "maximumActiveJobs", "1 jobs are running")
         try client.cancel(first.header.job)
-        #expect(try raw.request(Self.submit(JobFixtures.kmeans(corpus, k: 2, initialization: "random")))?.header.type == .accepted)
+        #expect(try raw.request(Self.submit(JobFixtures.kmeans(corpus, k: 2, initialization: .random)))?.header.type == .accepted)
     }
 }
 
@@ -419,11 +419,11 @@ enum JobFixtures {
             let client = try cluster.client()
             let ids = try Self.cancelledJobs(4, on: cluster, corpus: corpus)
             // The last one with a given initial model, which goes with its job when that is deleted.
-            let given = try client.submit(JobFixtures.kmeans(corpus, k: 2, initialization: "given"),
+            let given = try client.submit(JobFixtures.kmeans(corpus, k: 2, initialization: .given),
                                           arrays: [Frame.encode([Float](repeating: 0.5, count: 8))])
             try client.cancel(given)
             #expect(try client.status(finishedJobs: 100).jobs.map(\.job) == [given, ids[3]])
-            #expect(throws: ClusterError("no job \(ids[0])", isNotFound: true)) { _ = try client.progress(of: ids[0], since: 0) }
+            #expect(throws: ClusterError(.notFound, "no job \(ids[0])")) { _ = try client.progress(of: ids[0], since: 0) }
             cluster.stop(keepingJobs: true)
         }
         #expect(try CodebookStore(path: storePath).allJobs().map(\.id) == [4, 5])
@@ -437,6 +437,6 @@ enum JobFixtures {
         #expect(next == 6)
         try client.cancel(next)
         #expect(try client.status().jobs.map(\.job) == [6])
-        #expect(throws: ClusterError("no job 5", isNotFound: true)) { _ = try client.progress(of: 5, since: 0) }
+        #expect(throws: ClusterError(.notFound, "no job 5")) { _ = try client.progress(of: 5, since: 0) }
     }
 }

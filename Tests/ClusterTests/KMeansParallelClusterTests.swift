@@ -24,15 +24,15 @@ import Testing
         defer { cluster.shutdown() }
         let client = try cluster.client()
         let job = try client.submit(TrainingJob(kind: .kmeans, corpus: corpus, k: Self.k, iterations: 3, seed: 11, tolerance: 0,
-                                                shardRows: Self.shardRows, initialization: "kmeans||"))
+                                                shardRows: Self.shardRows, initialization: .kmeansParallel))
         var records: [IterationRecord] = []
         let (_, reply) = try await client.follow(job, every: .milliseconds(10), iteration: { records.append($0) })
         let centres = try reply.array(0, as: Float.self, count: Self.k * Self.dimension)
         #expect(centres.map(\.bitPattern) == expected.map(\.bitPattern), "\(workers) worker(s) × \(threads) thread(s)")
-        let seeding = records.filter { $0.phase == "seeding" }
+        let seeding = records.filter { $0.phase == .seeding }
         #expect(seeding.map(\.iteration) == [1, 2, 3, 4, 5, 6])
         #expect(seeding.allSatisfy { $0.rows == Self.rows && $0.largest >= 1 })
-        #expect(records.filter { $0.phase == "kmeans" }.map(\.iteration) == [0, 1, 2])
+        #expect(records.filter { $0.phase == .kmeans }.map(\.iteration) == [0, 1, 2])
     }
 }
 
@@ -48,7 +48,7 @@ extension KMeansParallelClusterTests {
         defer { cluster.stop() }
         let raw = try RawClient(context: cluster.context, endpoint: cluster.endpoints.clients)
         // k = 2: up to 2·(1 + 2·2·5) = 42 candidates.
-        let job = JobFixtures.kmeans(corpus, k: 2, initialization: "kmeans||")
+        let job = JobFixtures.kmeans(corpus, k: 2, initialization: .kmeansParallel)
         LimitTests.expectLimit(try raw.error(LimitTests.submit(job)), "maximumModelValues",
                                     "k-means‖ candidates·D (up to 42 candidates, D=16) is 672")
         var roomier = settings
@@ -64,7 +64,7 @@ extension KMeansParallelClusterTests {
         small.maximumModelValues = 100_000  // messages of 1 MiB at most
         let third = try LocalCoordinator(settings: small)
         defer { third.stop() }
-        let whole = JobFixtures.kmeans(wide, k: 2, shardRows: 20_000, initialization: "kmeans||")
+        let whole = JobFixtures.kmeans(wide, k: 2, shardRows: 20_000, initialization: .kmeansParallel)
         LimitTests.expectLimit(try RawClient(context: third.context, endpoint: third.endpoints.clients)
                                         .error(LimitTests.submit(whole)),
                                     "maximumMessageSize, from maximumModelValues", "(up to 20000 rows of D=64) in bytes is 5440000")
@@ -92,13 +92,13 @@ extension KMeansParallelClusterTests {
         defer { cluster.shutdown() }
         let client = try cluster.client()
         let job = try client.submit(TrainingJob(kind: .gmm, corpus: corpus, k: Self.k, iterations: 2, seed: 11, tolerance: 0,
-                                                shardRows: Self.shardRows, initialization: "kmeans||", kmeansIterations: 2,
+                                                shardRows: Self.shardRows, initialization: .kmeansParallel, kmeansIterations: 2,
                                                 varianceFloorRatio: 1e-3))
         var records: [IterationRecord] = []
         let (_, reply) = try await client.follow(job, every: .milliseconds(10), iteration: { records.append($0) })
         let means = try reply.array(0, as: Float.self, count: Self.k * Self.dimension)
         #expect(means.map(\.bitPattern) == expected.means.map(\.bitPattern))
         #expect(means != plusPlus.means, "the k-means‖ seeding was used")
-        #expect(records.map(\.phase) == Array(repeating: "seeding", count: 6) + ["kmeans", "kmeans", "em", "em"])
+        #expect(records.map(\.phase) == Array(repeating: .seeding, count: 6) + [.kmeans, .kmeans, .em, .em])
     }
 }

@@ -224,7 +224,7 @@ import ZeroMQ
             try await cluster.startCoordinator()
             let client = try ClusterClient(context: try ZeroMQContext(), endpoint: cluster.clientsEndpoint, timeout: .seconds(5))
             _ = try client.submit(TrainingJob(kind: .kmeans, corpus: corpus, k: 4, iterations: 1, seed: 0, tolerance: 0,
-                                              shardRows: 500, initialization: "random"))
+                                              shardRows: 500, initialization: .random))
             let run = try await cluster.run("status", ["status", "--coordinator", cluster.clientsEndpoint])
             let coordinatorLog = cluster.children[0].log
             cluster.check(run.status == 0 && run.log.contains("corpus-\\u{1B}[31mred\\u{A}info forged"), "status: \(run.log)")

@@ -14,12 +14,12 @@ import ZeroMQ
 
     static func pcaJob(_ corpus: String, kept: Int = kept, whiten: Bool = false, name: String? = nil) -> TrainingJob {
         TrainingJob(kind: .pca, corpus: corpus, k: kept, iterations: 1, seed: 0, tolerance: 0, shardRows: shardRows,
-                    initialization: "none", name: name, replace: true, whiten: whiten)
+                    initialization: .none, name: name, replace: true, whiten: whiten)
     }
 
     static func kmeansJob(_ corpus: String, pca: String?, name: String) -> TrainingJob {
         TrainingJob(kind: .kmeans, corpus: corpus, k: 6, iterations: 4, seed: 3, tolerance: 0, shardRows: shardRows,
-                    initialization: "kmeans++", name: name, pca: pca)
+                    initialization: .kmeansPlusPlus, name: name, pca: pca)
     }
 
     static func bits(_ values: [Float]) -> [UInt32] { values.map(\.bitPattern) }
@@ -157,7 +157,7 @@ import ZeroMQ
         _ = try await client.wait(for: try client.submit(plain), every: .milliseconds(10))
 
         let job = TrainingJob(kind: .pca, corpus: "", k: 4, iterations: 1, seed: 0, tolerance: 0, shardRows: 5,
-                              initialization: "none", name: "w", whiten: true, set: "v", power: 0.5)
+                              initialization: .none, name: "w", whiten: true, set: "v", power: 0.5)
         let (outcome, reply) = try await client.follow(try client.submit(job), every: .milliseconds(10), iteration: { _ in })
         #expect(outcome.k == 4 && outcome.dimension == 6 * Self.dimension)
         var vectors = try SetVectors(set: "v", store: store)

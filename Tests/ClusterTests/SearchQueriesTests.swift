@@ -80,7 +80,7 @@ import ZeroMQ
                 _ = try Self.search(queries, request, vectors)
                 return "no error"
             } catch let error as ClusterError {
-                return (error.isNotFound ? "not found: " : "") + error.message
+                return (error.code == .notFound ? "not found: " : "") + error.message
             } catch {
                 return "\(error)"
             }

@@ -1,3 +1,4 @@
+import ClusterProtocol
 import Cluster
 import Descriptors
 import Foundation

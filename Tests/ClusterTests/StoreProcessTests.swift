@@ -513,7 +513,7 @@ final class StoreCoordinator: @unchecked Sendable {
             // One encoding per set: another model, other flags or another encoding is refused…
             run = try await codebook(encode + ["--model", "cb4"] + via)
             cluster.check(run.status != 0 && run.log.contains("set \"S\" holds vlad vectors of model \"cb\"")
-                          && run.log.contains("Use another set, or --replace"), "another model into S: \(run.log)")
+                          && run.log.contains("use another set, or replace it; pass --replace to overwrite it"), "another model into S: \(run.log)")
             run = try await codebook(encode + ["--model", "cb", "--square-root"] + via)
             cluster.check(run.status != 0 && run.log.contains("(flags 0, 128 values)") && run.log.contains("(flags 2, 128 values)"),
                           "other flags into S: \(run.log)")
@@ -554,7 +554,7 @@ final class StoreCoordinator: @unchecked Sendable {
             // No worker: the job waits on its first pass, and would be resumed after a restart.
             let job = try coordinator.client().submit(
                 TrainingJob(kind: .kmeans, corpus: corpus, k: 8, iterations: 5, seed: 5, tolerance: 0, shardRows: 2000,
-                            initialization: "kmeans++"))
+                            initialization: .kmeansPlusPlus))
             var run = try await cluster.run("cancel", ["cancel", "\(job)"] + coordinator.viaCoordinator)
             cluster.check(run.status == 0 && run.log.contains("job \(job) cancelled"), "cancel: \(run.log)")
             run = try await cluster.run("status", ["status"] + coordinator.viaCoordinator)

@@ -90,7 +90,7 @@ final class ScriptedWorker: Sendable {
 
     static func corpus() throws -> String { try Corpora.path(rows: rows, dimension: dimension, clusters: 4, seed: 21) }
 
-    static func job(_ corpus: String, initialization: String) -> TrainingJob {
+    static func job(_ corpus: String, initialization: TrainingJob.InitializationMethod) -> TrainingJob {
         TrainingJob(kind: .kmeans, corpus: corpus, k: k, iterations: 4, seed: 3, tolerance: 0, shardRows: shardRows,
                     initialization: initialization)
     }
@@ -164,7 +164,7 @@ final class ScriptedWorker: Sendable {
         let context = try ZeroMQContext()
         let (coordinator, workers, client) = try Self.coordinator(context)
         defer { coordinator.stop() }
-        let id = try client.submit(Self.job(corpus, initialization: "given"), arrays: [Frame.encode(given)])
+        let id = try client.submit(Self.job(corpus, initialization: .given), arrays: [Frame.encode(given)])
         #expect(try await waitUntil(timeout: 10) { try client.status().passes.contains { $0.job == id && $0.pass == 1 } })
 
         let intruder = try Self.intruder(context, workers)
@@ -207,7 +207,7 @@ final class ScriptedWorker: Sendable {
         defer { holder.stop() }
         let worker = try await Self.honestWorker(after: "holder", context, workers, client)
         defer { worker.stop() }
-        let id = try client.submit(Self.job(corpus, initialization: "given"), arrays: [Frame.encode(given)])
+        let id = try client.submit(Self.job(corpus, initialization: .given), arrays: [Frame.encode(given)])
         // Every shard of the last pass but shard 0 is done; shard 0 waits at the holder.
         #expect(try await waitUntil(timeout: 10) {
             try client.status().passes.contains { $0.job == id && $0.pass == 4 && $0.done == $0.shards - 1 }
@@ -269,7 +269,7 @@ final class ScriptedWorker: Sendable {
         let worker = try await Self.honestWorker(after: "liar", context, workers, client)
         defer { worker.stop() }
 
-        let id = try client.submit(Self.job(corpus, initialization: "kmeans++"))
+        let id = try client.submit(Self.job(corpus, initialization: .kmeansPlusPlus))
         let centres = try await Self.centres(of: id, client)
         #expect(centres == expected, "\(lie): \(String(describing: try? client.progress(of: id, since: 0)))")
         #expect(liar.tasks.load(ordering: .relaxed) > 0)
@@ -290,7 +290,7 @@ final class ScriptedWorker: Sendable {
         defer { mute.stop() }
         let worker = try await Self.honestWorker(after: "mute", context, workers, client)
         defer { worker.stop() }
-        let id = try client.submit(Self.job(corpus, initialization: "kmeans++"))
+        let id = try client.submit(Self.job(corpus, initialization: .kmeansPlusPlus))
         #expect(try await Self.centres(of: id, client) == expected)
         #expect(mute.tasks.load(ordering: .relaxed) >= 3)
         #expect(try client.status().workers.map(\.name) == ["honest"], "the mute worker was dropped")
@@ -310,7 +310,7 @@ final class ScriptedWorker: Sendable {
             return WireMessage(header: honest.header, metadata: shape, arrays: honest.arrays)
         }
         defer { worker.stop() }
-        let id = try client.submit(Self.job(corpus, initialization: "kmeans++"))
+        let id = try client.submit(Self.job(corpus, initialization: .kmeansPlusPlus))
         #expect(try await Self.centres(of: id, client) == expected)
     }
 }

@@ -54,9 +54,9 @@ import Testing
 
     @Test func roundsAndOversamplingAreChecked() async throws {
         let data = blobs(rows: 100, dimension: 4, blobs: 2, seed: 1)
-        await #expect(throws: DescriptorError.self) { _ = try await seed(data, k: 2, rounds: 0) }
-        await #expect(throws: DescriptorError.self) { _ = try await seed(data, k: 2, oversampling: 0) }
-        await #expect(throws: DescriptorError.self) { _ = try await seed(data, k: 2, oversampling: .nan) }
+        await #expect(throws: ClusteringError.self) { _ = try await seed(data, k: 2, rounds: 0) }
+        await #expect(throws: ClusteringError.self) { _ = try await seed(data, k: 2, oversampling: 0) }
+        await #expect(throws: ClusteringError.self) { _ = try await seed(data, k: 2, oversampling: .nan) }
     }
 
     /// k-means‖ and Lloyd end close to k-means++ and Lloyd on clustered data.

@@ -60,10 +60,10 @@ import Testing
         let error = await #expect(throws: DescriptorError.self) { try await Self.statistics(corpus, threads: 1) }
         #expect(error?.code == .nonFinite && error?.location == "row 1")
         let statistics = try await Self.statistics(DescriptorMatrix(rows: 3, dimension: 2, values: [1, 2, 3, 4, 5, 7]), threads: 1)
-        for kept in [0, 3] { #expect(throws: DescriptorError.self) { try PrincipalComponents(statistics: statistics, kept: kept) } }
+        for kept in [0, 3] { #expect(throws: ClusteringError.self) { try PrincipalComponents(statistics: statistics, kept: kept) } }
         let single = try await Self.statistics(DescriptorMatrix(rows: 1, dimension: 2, values: [1, 2]), threads: 1)
-        #expect(throws: DescriptorError.self) { try PrincipalComponents(statistics: single, kept: 1) }
-        #expect(throws: DescriptorError.self) {
+        #expect(throws: ClusteringError.self) { try PrincipalComponents(statistics: single, kept: 1) }
+        #expect(throws: ClusteringError.self) {
             try PrincipalComponents(dimension: 2, mean: [0, 0], components: [1, 0, 0, 2], eigenvalues: [2, 1])
         }
     }

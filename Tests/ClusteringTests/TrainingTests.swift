@@ -41,7 +41,7 @@ import Testing
     @Test func kmeansPlusPlusOnAnEmptySampleFailsInsteadOfDividingByZero() async throws {
         var parameters = KMeansParameters(k: 2)
         parameters.initialization = .kmeansPlusPlus
-        let error = await #expect(throws: DescriptorError.self) {
+        let error = await #expect(throws: ClusteringError.self) {
             _ = try await KMeans.train(on: EmptySampleBackend(), parameters: parameters)
         }
         #expect(error?.description.contains("at least one row") == true, "\(String(describing: error))")
@@ -117,7 +117,7 @@ import Testing
 
     @Test func kLargerThanTheCorpusIsAClearError() async throws {
         let data = blobs(rows: 5, dimension: 3, blobs: 1, seed: 1)
-        let error = await #expect(throws: DescriptorError.self) { try await train(data, k: 10) }
+        let error = await #expect(throws: ClusteringError.self) { try await train(data, k: 10) }
         #expect(error?.description.contains("k=10 but only 5 training rows") == true)
     }
 
@@ -198,7 +198,7 @@ import Testing
 
     @Test func kLargerThanTheCorpusIsAClearError() async throws {
         let data = blobs(rows: 4, dimension: 3, blobs: 1, seed: 1)
-        let error = await #expect(throws: DescriptorError.self) { try await train(data, k: 9) }
+        let error = await #expect(throws: ClusteringError.self) { try await train(data, k: 9) }
         #expect(error?.description.contains("k=9 but only 4 training rows") == true)
     }
 }

@@ -55,10 +55,10 @@ struct VectorEncoderTests {
     @Test func wrongDimensionIsRejected() async throws {
         let descriptors = DescriptorMatrix(rows: 4, dimension: 3, values: [Float](repeating: 1, count: 12))
         for (name, encoder) in try Self.encoders() {
-            let error = #expect(throws: DescriptorError.self, "\(name)") { _ = try encoder.encode(descriptors) }
+            let error = #expect(throws: ClusteringError.self, "\(name)") { _ = try encoder.encode(descriptors) }
             #expect(error?.code == .dimensionMismatch, "\(name): \(String(describing: error))")
             let good = DescriptorMatrix(rows: 1, dimension: 2, values: [0, 0])
-            await #expect(throws: DescriptorError.self, "\(name), encodeAll") {
+            await #expect(throws: ClusteringError.self, "\(name), encodeAll") {
                 try await encoder.encodeAll([good, descriptors], threads: 2) { _, _ in }
             }
         }

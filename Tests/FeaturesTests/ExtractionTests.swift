@@ -119,10 +119,10 @@ enum VLFeatReference {
     @Test func settingsOutsideTheirRangesAreRefused() {
         for method in [ExtractionMethod.denseSIFT(step: 0, binSize: 8), .denseSIFT(step: 4, binSize: 257),
                        .denseSIFT(step: 1025, binSize: 8), .denseSIFT(step: 4, binSize: Int(Int32.max) + 1)] {
-            #expect(throws: DescriptorError.self) { try FeatureExtractor(method: method) }
+            #expect(throws: FeatureError.self) { try FeatureExtractor(method: method) }
         }
-        #expect(throws: DescriptorError.self) { try FeatureExtractor(method: .sift, maximumSide: 15) }
-        #expect(throws: DescriptorError.self) { try ImageEncoder.encode([], width: 1 << 40, height: 0, channels: 1, as: .png) }
+        #expect(throws: FeatureError.self) { try FeatureExtractor(method: .sift, maximumSide: 15) }
+        #expect(throws: FeatureError.self) { try ImageEncoder.encode([], width: 1 << 40, height: 0, channels: 1, as: .png) }
     }
 
     @Test func maxSideShrinksBeforeExtraction() throws {

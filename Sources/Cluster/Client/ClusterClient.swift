@@ -2,24 +2,6 @@ import ClusterProtocol
 import Foundation
 import ZeroMQ
 
-/// An error the coordinator answered with, or its silence.
-public struct ClusterError: Error, CustomStringConvertible, Sendable, Equatable {
-    public var message: String
-    /// The coordinator said the key, model, set or job does not exist.
-    public var isNotFound: Bool
-    /// No reply came within the client's timeout: the coordinator is not there, does not
-    /// answer, or refused the handshake (the client's key, or its idea of the coordinator's).
-    public var isUnanswered: Bool
-
-    public init(_ message: String, isNotFound: Bool = false, isUnanswered: Bool = false) {
-        self.message = message
-        self.isNotFound = isNotFound
-        self.isUnanswered = isUnanswered
-    }
-
-    public var description: String { message }
-}
-
 /// A client of the coordinator's clients endpoint: submit training jobs, follow them, fetch
 /// their models, ask for the cluster's status.
 ///
@@ -76,7 +58,7 @@ public final class ClusterClient: Requester {
         case nil:
             why = "the coordinator at \(endpoint) did not answer within \(timeout)"
         }
-        return ClusterError(why, isUnanswered: true)
+        return ClusterError(.unanswered, why, peer: endpoint)
     }
 
     /// Sends `message` and returns the reply; throws `ClusterError` for an error reply or none.
@@ -88,11 +70,11 @@ public final class ClusterClient: Requester {
             (socket, handshakes) = try Self.connect(context: context, endpoint: endpoint, timeout: timeout, security: security)
             throw error
         }
-        guard frames.first?.isEmpty == true else { throw ClusterError("reply without an envelope from \(endpoint)") }
+        guard frames.first?.isEmpty == true else { throw ClusterError(.malformed, "reply without an envelope from \(endpoint)", peer: endpoint) }
         let reply = try WireMessage(frames: Array(frames.dropFirst()))
         if reply.header.type == .errorReply {
             let report = (try? reply.decode(FailureReport.self)) ?? FailureReport(message: "the coordinator reported an error")
-            throw ClusterError(report.message, isNotFound: report.code == "not-found")
+            throw ClusterError(reply: report, peer: endpoint)
         }
         return reply
     }
@@ -171,7 +153,7 @@ public final class ClusterClient: Requester {
 
     /// The error for a job that failed or was cancelled.
     private static func ended(_ progress: JobProgress) -> ClusterError {
-        progress.state == .cancelled ? ClusterError("job \(progress.job) was cancelled")
-            : ClusterError("job \(progress.job) failed: \(progress.message ?? "no reason given")")
+        progress.state == .cancelled ? ClusterError(.jobFailed, "job \(progress.job) was cancelled")
+            : ClusterError(.jobFailed, "job \(progress.job) failed: \(progress.message ?? "no reason given")")
     }
 }

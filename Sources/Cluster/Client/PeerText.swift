@@ -1,3 +1,5 @@
+import ClusterProtocol
+
 /// Text a peer chose (a worker's name, its failure message, an error quoting what it sent),
 /// made safe to log and to show: it can forge neither a log line nor terminal output.
 public enum PeerText {

@@ -4,13 +4,13 @@ import ClusterProtocol
 /// (`ClusterClient`) or a store read directly (`StoreQueries`). The queries below work with
 /// either.
 public protocol Requester {
-    /// The reply to `message`; throws `ClusterError` for an error (not-found included).
+    /// The reply to `message`; throws `ClusterError` for an error (code `.notFound` for a missing one).
     func request(_ message: WireMessage) throws -> WireMessage
 }
 
 extension Requester {
     /// Vectors by full key (`set/imageKey`): each entry, with the values of those found.
-    /// A single missing key throws a not-found `ClusterError`.
+    /// A single missing key throws a `.notFound` `ClusterError`.
     public func get(_ keys: [String]) throws -> [(entry: VectorEntry, values: [Float]?)] {
         let reply = try request(WireMessage(header: WireHeader(.get), metadata: GetRequest(keys: keys)))
         var next = 0
@@ -40,7 +40,7 @@ extension Requester {
     /// Stores a model (VLFeat's or another trainer's) under `name`.
     public func importModel(_ request: ImportRequest, arrays: [[UInt8]]) throws -> ModelRecord {
         let reply = try self.request(WireMessage(header: WireHeader(.importModel), metadata: request, arrays: arrays))
-        guard let record = try reply.decode(DescribeReply.self).model else { throw ClusterError("IMPORT answered without a model") }
+        guard let record = try reply.decode(DescribeReply.self).model else { throw ClusterError(.malformed, "IMPORT answered without a model") }
         return record
     }
 

@@ -67,11 +67,11 @@ struct EncodingPlan {
 
     init(_ job: EncodingJob, store: CodebookStore) throws {
         guard job.imagesPerShard >= 1 else {
-            throw DescriptorError(.invalidArgument, "images per shard must be ≥ 1 (got \(job.imagesPerShard))")
+            throw ClusterError(.invalidArgument, "images per shard must be ≥ 1 (got \(job.imagesPerShard))")
         }
         try CodebookStore.validate(name: job.set, of: "set")
         guard let value = try store.model(named: job.model) else {
-            throw StoreError(.notFound, "no model named \"\(job.model)\" in the store")
+            throw ClusterError(.notFound, "no model named \"\(job.model)\" in the store")
         }
         let stored = try StoredModel(value, name: job.model)
         let projection = try store.projection(encodingWith: job.model, record: stored.record, requested: job.pca)
@@ -83,8 +83,8 @@ struct EncodingPlan {
         case (.fisher, .gaussianMixture(let model, _)):
             pass = try EncodePass(encoding: .fisher, flags: job.flags, mixture: model, projection: projection, whitening: whitening)
         case (let encoding, let model):
-            throw StoreError(.mismatch, "model \"\(job.model)\" is a \(model.record.kind.rawValue) model; "
-                             + "\(encoding == .vlad ? "VLAD needs a k-means codebook" : "Fisher vectors need a GMM")")
+            throw ClusterError(.invalidRequest, "model \"\(job.model)\" is a \(model.record.kind.rawValue) model; "
+                               + "\(encoding == .vlad ? "VLAD needs a k-means codebook" : "Fisher vectors need a GMM")")
         }
         let collection = try ImageCollection(index: job.index, descriptors: job.descriptors)
         guard collection.isEmpty || collection.dimension == pass.descriptorDimension else {
@@ -109,10 +109,10 @@ struct EncodingPlan {
                   record.dimension == setRecord.dimension, record.transform == setRecord.transform, record.pca == setRecord.pca,
                   record.whitening == setRecord.whitening else {
                 let transforms = [record.transform, setRecord.transform].map { $0.map { ", \($0.rawValue) descriptors" } ?? "" }
-                throw StoreError(.mismatch,
+                throw ClusterError(.exists,
                                  "set \"\(job.set)\" holds \(record.encoding.rawValue) vectors of model \"\(record.model)\" (flags \(record.flags), "
                                  + "\(record.dimension) values\(transforms[0])); this job makes \(setRecord.encoding.rawValue) vectors of model \"\(job.model)\" "
-                                 + "(flags \(job.flags), \(setRecord.dimension) values\(transforms[1])). Use another set, or --replace")
+                                 + "(flags \(job.flags), \(setRecord.dimension) values\(transforms[1])); use another set, or replace it")
             }
         }
     }
@@ -160,16 +160,16 @@ final class EncodingSink: RoundSink, @unchecked Sendable {
         let shape = try message.decode(StatisticsShape.self)
         let keys = shape.keys ?? []
         guard shape.dimension == dimension else {
-            throw WireError.malformed("vectors of \(shape.dimension) values, the set's have \(dimension)")
+            throw ClusterError.malformed("vectors of \(shape.dimension) values, the set's have \(dimension)")
         }
         guard shard < plan.count, keys == images[plan.rows(of: shard)].map(\.key) else {
-            throw WireError.malformed("the keys are not the task's images")
+            throw ClusterError.malformed("the keys are not the task's images")
         }
         guard shape.rows == keys.count else {
-            throw WireError.malformed("rows is \(shape.rows) but the task has \(keys.count) images")
+            throw ClusterError.malformed("rows is \(shape.rows) but the task has \(keys.count) images")
         }
         guard let frame = message.arrays.first, frame.count == keys.count * dimension * 4 else {
-            throw WireError.malformed("\(message.header.type) array 0 has \(message.arrays.first?.count ?? 0) bytes, "
+            throw ClusterError.malformed("\(message.header.type) array 0 has \(message.arrays.first?.count ?? 0) bytes, "
                                       + "expected \(keys.count) vectors of \(dimension) float32 values")
         }
         checked = (shard, keys, frame)

@@ -30,7 +30,7 @@ extension Coordinator {
         let kept = projection.outputDimension
         let shardBytes = saturatingProduct(min(job.shardRows, corpus.rows), saturatingProduct(kept, 4))
         guard shardBytes <= PCAProjection.maximumProjectedBytes else {
-            throw LimitExceeded("a shard's projected rows (\(min(job.shardRows, corpus.rows)) rows of \(kept) float32 values) "
+            throw ClusterError(.limit, "a shard's projected rows (\(min(job.shardRows, corpus.rows)) rows of \(kept) float32 values) "
                                 + "take \(shardBytes) bytes, above the workers' limit (\(PCAProjection.maximumProjectedBytes)); "
                                 + "use fewer rows per shard")
         }

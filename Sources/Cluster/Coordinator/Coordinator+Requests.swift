@@ -12,21 +12,11 @@ extension Coordinator {
         }
         let started = ContinuousClock.now
         defer { if let timed { metrics?.requestAnswered(timed, seconds: (ContinuousClock.now - started).seconds) } }
-        let report: FailureReport
         do {
             return try reply(to: request, state: state, now: now)
-        } catch let error as StoreError where error.code == .notFound {
-            report = FailureReport(message: error.message, code: "not-found")
-        } catch let error as ClusterError where error.isNotFound {
-            report = FailureReport(message: error.message, code: "not-found")
-        } catch let error as ForbiddenPathError {
-            report = FailureReport(message: error.message, code: FailureReport.forbidden)
-        } catch let error as LimitExceeded {
-            report = FailureReport(message: error.message, code: "limit")
         } catch {
-            report = FailureReport(message: "\(error)")
+            return WireMessage(header: WireHeader(.errorReply, job: request.header.job), metadata: FailureReport(replyingTo: error))
         }
-        return WireMessage(header: WireHeader(.errorReply, job: request.header.job), metadata: report)
     }
 
     /// GETs of at most this many keys are answered on the I/O thread.
@@ -55,7 +45,7 @@ extension Coordinator {
             let id = try accept(try request.decode(EncodingJob.self))
             return WireMessage(header: WireHeader(.accepted, job: id), metadata: JobTicket(job: id))
         case .progress:
-            guard let record = jobs[job]?.record else { throw StoreError(.notFound, "no job \(job)") }
+            guard let record = jobs[job]?.record else { throw ClusterError(.notFound, "no job \(job)") }
             let since = (try? request.decode(ProgressRequest.self).since) ?? 0
             return progressReply(job, record: record, since: since, state: state, now: now)
         case .cancel:
@@ -64,9 +54,9 @@ extension Coordinator {
             logger.info("job \(job) cancelled")
             return progressReply(job, record: entry.record, since: .max, state: state, now: now)
         case .fetchResult:
-            guard let entry = jobs[job] else { throw StoreError(.notFound, "no job \(job)") }
+            guard let entry = jobs[job] else { throw ClusterError(.notFound, "no job \(job)") }
             guard let outcome = entry.record.outcome else {
-                throw ClusterError(entry.record.state == .failed ? "job \(job) failed: \(entry.record.message ?? "")"
+                throw ClusterError(.conflict, entry.record.state == .failed ? "job \(job) failed: \(entry.record.message ?? "")"
                                    : entry.record.state == .cancelled ? "job \(job) was cancelled"
                                    : entry.record.encoding != nil ? "job \(job) is an encoding job: its vectors are in set \"\(entry.record.encoding!.set)\""
                                    : "job \(job) is still running")
@@ -87,7 +77,7 @@ extension Coordinator {
             guard let queries else { throw Self.noStore(for: "models and vectors") }
             return try queries.request(request)
         default:
-            throw ClusterError("\(request.header.type) is not a client request")
+            throw ClusterError(.invalidRequest, "\(request.header.type) is not a client request")
         }
     }
 

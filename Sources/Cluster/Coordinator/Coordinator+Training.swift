@@ -27,7 +27,7 @@ extension Coordinator {
             let store = try requireStore(for: "model \"\(name)\"")
             try CodebookStore.validate(name: name, of: "model")
             if job.replace != true, try store.model(named: name) != nil {
-                throw StoreError(.exists, "a model named \"\(name)\" exists; pass --replace to overwrite it")
+                throw ClusterError(.exists, "a model named \"\(name)\" exists")
             }
         }
     }
@@ -38,8 +38,8 @@ extension Coordinator {
     }
 
     /// The error for a request that needs the store this coordinator was started without.
-    static func noStore(for what: String) -> StoreError {
-        StoreError(.notFound, "this coordinator has no store to keep \(what) in (start it with --store)")
+    static func noStore(for what: String) -> ClusterError {
+        ClusterError(.notFound, "this coordinator has no store to keep \(what) in")
     }
 
     static func corpusReference(_ path: String) throws -> CorpusReference {
@@ -156,7 +156,7 @@ extension Coordinator {
         -> (TrainingJobRunner.Initialization, TrainingJobRunner.Checkpoint?) {
         // A stored k too large for the corpus makes no arrays here; `validate` rejects it.
         let (kd, overflow) = job.k.multipliedReportingOverflow(by: corpus.dimension)
-        let counts = job.initialization != "given" || overflow || kd < 0 ? [] : job.kind == .kmeans ? [kd] : [kd, kd, job.k]
+        let counts = job.initialization != .given || overflow || kd < 0 ? [] : job.kind == .kmeans ? [kd] : [kd, kd, job.k]
         var arrays: [[UInt8]] = [], offset = 0
         for count in counts where offset + count <= entry.initialValues.count {
             arrays.append(Frame.encode(Array(entry.initialValues[offset ..< offset + count])))

@@ -411,7 +411,7 @@ public final class Coordinator: @unchecked Sendable {
     /// nil for a message without that envelope, which is dropped.
     private func clientRequest(_ frames: [[UInt8]], from userID: String?) -> (client: [UInt8], ClientRequests.Item)? {
         guard frames.count >= 2, frames[1].isEmpty else {
-            noteMalformed(WireError.malformed("client request without an envelope"), from: .clients)
+            noteMalformed(ClusterError.malformed("client request without an envelope"), from: .clients)
             return nil
         }
         do {
@@ -419,7 +419,7 @@ public final class Coordinator: @unchecked Sendable {
             return (frames[0], refusal(of: request, from: userID).map { .reply($0) } ?? .request(request))
         } catch {
             noteMalformed(error, from: .clients)
-            return (frames[0], .reply(WireMessage(header: WireHeader(.errorReply), metadata: FailureReport(message: "\(error)"))))
+            return (frames[0], .reply(WireMessage(header: WireHeader(.errorReply), metadata: FailureReport(replyingTo: error))))
         }
     }
 
@@ -461,9 +461,9 @@ struct ClientRequests {
         defer { waiting[client] = items }
         guard items.count < outstanding else { return [] }
         if case .request(let request) = item, items.count(where: { if case .request = $0 { true } else { false } }) >= limit {
-            items.append(.reply(WireMessage(header: WireHeader(.errorReply, job: request.header.job), metadata: FailureReport(
-                message: "too many requests: \(limit) of this client already wait for an earlier one's reply; read replies before sending more",
-                code: "too-many-requests"))))
+            items.append(.reply(WireMessage(header: WireHeader(.errorReply, job: request.header.job), metadata: FailureReport(replyingTo: ClusterError(
+                .tooManyRequests,
+                "too many requests: \(limit) of this client already wait for an earlier one's reply; read replies before sending more")))))
         } else {
             items.append(item)
         }

@@ -1,3 +1,5 @@
+import ClusterProtocol
+
 /// Timing and capacity of the coordinator, with the defaults of the ZeroMQ Guide's
 /// Paranoid Pirate pattern.
 public struct CoordinatorSettings: Sendable {

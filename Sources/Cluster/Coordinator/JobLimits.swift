@@ -2,16 +2,6 @@ import ClusterProtocol
 import Clustering
 import Descriptors
 
-/// A request beyond one of the coordinator's limits (`CoordinatorSettings`); answered
-/// with ERROR-REPLY code "limit". The message names the limit and the values.
-public struct LimitExceeded: Error, CustomStringConvertible, Sendable, Equatable {
-    public var message: String
-
-    public init(_ message: String) { self.message = message }
-
-    public var description: String { message }
-}
-
 /// `a·b`, or `Int.max` if it overflows (the operands are sizes, ≥ 0).
 func saturatingProduct(_ a: Int, _ b: Int) -> Int {
     let (product, overflow) = a.multipliedReportingOverflow(by: b)
@@ -22,8 +12,8 @@ extension CoordinatorSettings {
     /// Throws unless `value` ≤ `limit`; `what` says what was measured, `setting` names the limit.
     func check(_ what: String, _ value: Int, against limit: Int, setting: String, advice: String = "") throws {
         guard value > limit else { return }
-        throw LimitExceeded("\(what) is \(value == .max ? "beyond \(Int.max)" : "\(value)"), above the coordinator's limit "
-                            + "(\(setting) = \(limit))" + (advice.isEmpty ? "" : "; \(advice)"))
+        throw ClusterError(.limit, "\(what) is \(value == .max ? "beyond \(Int.max)" : "\(value)"), above the coordinator's limit "
+                           + "(\(setting) = \(limit))" + (advice.isEmpty ? "" : "; \(advice)"))
     }
 
     /// The shape of a model the coordinator would hold and send: D and K·D.
@@ -43,17 +33,17 @@ extension CoordinatorSettings {
     /// hold and exchange: its model, its seeding sample, and each shard's sample result.
     func check(_ job: TrainingJob, corpus: CorpusReference) throws {
         try checkModel(k: job.k, dimension: corpus.dimension)
-        if job.initialization == "kmeans||" { return try checkKMeansParallel(job, corpus: corpus) }
+        if job.initialization == .kmeansParallel { return try checkKMeansParallel(job, corpus: corpus) }
         let sampleRows: Int
         switch (job.kind, job.initialization) {
-        case (.kmeans, "kmeans++"), (.gmm, "kmeans"): sampleRows = min(max(saturatingProduct(64, job.k), 10_000), corpus.rows)
-        case (_, "random"): sampleRows = job.k
+        case (.kmeans, .kmeansPlusPlus), (.gmm, .kmeans): sampleRows = min(max(saturatingProduct(64, job.k), 10_000), corpus.rows)
+        case (_, .random): sampleRows = job.k
         default: return
         }
         let rowBytes = saturatingProduct(corpus.dimension, 4)
         try check("the seeding sample (\(sampleRows) rows of D=\(corpus.dimension) float32 values) in bytes",
                   saturatingProduct(sampleRows, rowBytes), against: maximumSampleBytes, setting: "maximumSampleBytes",
-                  advice: job.initialization == "random" ? "" : "initialise at random or give the initial model")
+                  advice: job.initialization == .random ? "" : "initialise at random or give the initial model")
         // A shard of r rows contributes at most ⌈S·r/N⌉ rows of the S-row sample.
         let shardRows = min(job.shardRows, corpus.rows)
         let perShard = min(sampleRows, (saturatingProduct(sampleRows, shardRows) / corpus.rows) + 1)

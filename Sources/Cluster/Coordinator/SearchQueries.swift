@@ -25,7 +25,7 @@ struct SetVectors: Sendable {
 
     /// Reads every vector of `set`; each must have the set's dimension.
     init(set: String, store: CodebookStore) throws {
-        guard let value = try store.set(named: set) else { throw StoreError(.notFound, "no set named \"\(set)\"") }
+        guard let value = try store.set(named: set) else { throw ClusterError(.notFound, "no set named \"\(set)\"") }
         let dimension = try value.decode(SetRecord.self, key: "set \(set)").dimension
         self.dimension = dimension
         try store.forEachVector(set: set) { key, bytes in
@@ -89,55 +89,55 @@ final class SearchCache: Sendable {
 extension StoreQueries {
     func search(_ request: SearchRequest, message: WireMessage) throws -> WireMessage {
         guard (1...SearchRequest.maximumTop).contains(request.top) else {
-            throw ClusterError("top must be 1…\(SearchRequest.maximumTop) (got \(request.top))")
+            throw ClusterError(.invalidRequest, "top must be 1…\(SearchRequest.maximumTop) (got \(request.top))")
         }
         guard [request.key != nil, request.querySet != nil, request.queries != nil].filter({ $0 }).count == 1 else {
-            throw ClusterError("SEARCH needs exactly one of key, querySet and queries")
+            throw ClusterError(.invalidRequest, "SEARCH needs exactly one of key, querySet and queries")
         }
         let vectors = try searchCache.vectors(of: request.set, store: store)
         let d = vectors.dimension
         let projection = try request.pca.map { try store.principalComponents(named: $0) }
         if let projection, let name = request.pca {
             guard request.key == nil else {
-                throw ClusterError("a key's vector is in set \"\(request.set)\" already: SEARCH with a PCA takes querySet or queries")
+                throw ClusterError(.invalidRequest, "a key's vector is in set \"\(request.set)\" already: SEARCH with a PCA takes querySet or queries")
             }
             guard projection.outputDimension == d else {
-                throw ClusterError("PCA model \"\(name)\" projects to \(projection.outputDimension) values but set \"\(request.set)\" has dimension \(d)")
+                throw ClusterError(.invalidRequest, "PCA model \"\(name)\" projects to \(projection.outputDimension) values but set \"\(request.set)\" has dimension \(d)")
             }
         }
         // The queries' dimension: the PCA's input, or the set's.
         let qd = projection?.inputDimension ?? d
         var queries: [Float], queryKeys: [String]?
         if let key = request.key {
-            guard let row = vectors.row(of: key) else { throw StoreError(.notFound, "no vector \(request.set)/\(key)") }
+            guard let row = vectors.row(of: key) else { throw ClusterError(.notFound, "no vector \(request.set)/\(key)") }
             queries = Array(vectors.values[row * d ..< (row + 1) * d])
             queryKeys = [key]
         } else if let querySet = request.querySet {
             let stored = try searchCache.vectors(of: querySet, store: store)
             guard stored.dimension == qd else {
-                throw ClusterError("set \"\(querySet)\" has dimension \(stored.dimension), "
+                throw ClusterError(.invalidRequest, "set \"\(querySet)\" has dimension \(stored.dimension), "
                                    + (request.pca.map { "PCA model \"\($0)\" takes" } ?? "set \"\(request.set)\"") + " \(qd)")
             }
             (queries, queryKeys) = (stored.values, stored.keys)
         } else {
             let count = request.queries!
             guard (1...SearchRequest.maximumQueries).contains(count) else {
-                throw ClusterError("queries must be 1…\(SearchRequest.maximumQueries) (got \(count))")
+                throw ClusterError(.invalidRequest, "queries must be 1…\(SearchRequest.maximumQueries) (got \(count))")
             }
-            guard message.arrays.count == 1 else { throw ClusterError("SEARCH with queries needs one array frame (got \(message.arrays.count))") }
+            guard message.arrays.count == 1 else { throw ClusterError(.invalidRequest, "SEARCH with queries needs one array frame (got \(message.arrays.count))") }
             queries = try message.array(0, as: Float.self)
             guard queries.count == count * qd else {
-                throw ClusterError("the query array has \(queries.count) values; \(count) queries of "
+                throw ClusterError(.invalidRequest, "the query array has \(queries.count) values; \(count) queries of "
                                    + (request.pca.map { "PCA model \"\($0)\"'s input" } ?? "set \"\(request.set)\"'s") + " dimension \(qd) are \(count * qd)")
             }
         }
         let queryCount = queries.count / qd
         guard queryCount <= SearchRequest.maximumQueries, queryCount * request.top <= SearchRequest.maximumResults else {
-            throw LimitExceeded("\(queryCount) queries × top \(request.top) is above \(SearchRequest.maximumResults) results "
-                                + "(at most \(SearchRequest.maximumQueries) queries)")
+            throw ClusterError(.limit, "\(queryCount) queries × top \(request.top) is above \(SearchRequest.maximumResults) results "
+                               + "(at most \(SearchRequest.maximumQueries) queries)")
         }
         if let bad = queries.firstIndex(where: { !$0.isFinite }) {
-            throw ClusterError("query \(bad / qd) has a non-finite value (\(queries[bad])) at position \(bad % qd)")
+            throw ClusterError(.invalidRequest, "query \(bad / qd) has a non-finite value (\(queries[bad])) at position \(bad % qd)")
         }
         if let projection { queries = projection.project(queries, rows: queryCount) }
         let found = queries.withUnsafeBufferPointer { q in

@@ -43,18 +43,14 @@ public struct StoreQueries: Requester {
 
     public func request(_ message: WireMessage) throws -> WireMessage {
         guard let handler = Self.handlers[message.header.type] else {
-            throw ClusterError("\(message.header.type) is not a store query")
+            throw ClusterError(.invalidRequest, "\(message.header.type) is not a store query")
         }
-        do {
-            return try handler(self, message)
-        } catch let error as StoreError where error.code == .notFound {
-            throw ClusterError(error.message, isNotFound: true)
-        }
+        return try handler(self, message)
     }
 
     private func get(_ request: GetRequest) throws -> WireMessage {
         guard request.keys.count <= GetRequest.maximumKeys else {
-            throw ClusterError("at most \(GetRequest.maximumKeys) keys per GET (got \(request.keys.count))")
+            throw ClusterError(.invalidRequest, "at most \(GetRequest.maximumKeys) keys per GET (got \(request.keys.count))")
         }
         var entries: [VectorEntry] = [], arrays: [[UInt8]] = []
         for key in request.keys {
@@ -72,14 +68,14 @@ public struct StoreQueries: Requester {
             arrays.append([UInt8](value.bytes[floatBytes]))
         }
         if request.keys.count == 1, entries[0].found == false {
-            throw StoreError(.notFound, "no vector \(request.keys[0])")
+            throw ClusterError(.notFound, "no vector \(request.keys[0])")
         }
         return WireMessage(header: WireHeader(.getReply), metadata: GetReply(entries: entries), arrays: arrays)
     }
 
     private func list(_ request: ListRequest) throws -> WireMessage {
         guard request.limit >= 1, request.limit <= ListRequest.maximumLimit else {
-            throw ClusterError("limit must be 1…\(ListRequest.maximumLimit) (got \(request.limit))")
+            throw ClusterError(.invalidRequest, "limit must be 1…\(ListRequest.maximumLimit) (got \(request.limit))")
         }
         let keys = try store.vectorKeys(prefix: request.prefix, after: request.after, limit: request.limit + 1)
         return WireMessage(header: WireHeader(.listReply),
@@ -88,17 +84,17 @@ public struct StoreQueries: Requester {
 
     private func describe(_ request: DescribeRequest) throws -> WireMessage {
         if let name = request.model {
-            guard let value = try store.model(named: name) else { throw StoreError(.notFound, "no model named \"\(name)\"") }
+            guard let value = try store.model(named: name) else { throw ClusterError(.notFound, "no model named \"\(name)\"") }
             let model = try StoredModel(value, name: name)
             return WireMessage(header: WireHeader(.describeReply), metadata: DescribeReply(model: model.record),
                                arrays: request.values == true ? Self.arrays(of: model) : [])
         }
         if let name = request.set {
-            guard let value = try store.set(named: name) else { throw StoreError(.notFound, "no set named \"\(name)\"") }
+            guard let value = try store.set(named: name) else { throw ClusterError(.notFound, "no set named \"\(name)\"") }
             return WireMessage(header: WireHeader(.describeReply),
                                metadata: DescribeReply(set: try value.decode(SetRecord.self, key: "set \(name)")))
         }
-        throw ClusterError("DESCRIBE needs a model or a set")
+        throw ClusterError(.invalidRequest, "DESCRIBE needs a model or a set")
     }
 
     static func arrays(of model: StoredModel) -> [[UInt8]] { model.arrays.map(Frame.encode) }
@@ -134,8 +130,8 @@ public struct StoreQueries: Requester {
                                                   eigenvalues: try message.array(2, as: Float.self, count: k))
                 model = .principalComponents(try PCAProjection(pca, whiten: record.whiten ?? false), record)
             }
-        } catch let error as WireError {
-            throw ClusterError("the imported arrays do not fit k=\(k), D=\(d): \(error)")
+        } catch let error as ClusterError where error.code == .malformed {
+            throw ClusterError(.invalidRequest, "the imported arrays do not fit k=\(k), D=\(d): \(error)", underlying: error)
         }
         // The checked arrays go to the store as they are: no concatenated copy of the model.
         try store.putModel(named: request.name, metadata: try StoredValue(kind: .model, metadata: record).metadata,

@@ -51,7 +51,7 @@ public struct ClusterBackend: StatisticsBackend {
     public func run<C: ShardComputation>(_ computation: C) async throws -> C.Statistics {
         guard let wire = computation as? any WireComputation,
               let statisticsType = C.Statistics.self as? any CheckedStatistics.Type else {
-            throw DescriptorError(.invalidArgument, "\(C.self) cannot run on a cluster: it has no wire encoding")
+            throw ClusterError(.invalidRequest, "\(C.self) cannot run on a cluster: it has no wire encoding")
         }
         var description = wire.description
         // A sample's rows are the corpus's, or the projection's when projected (which says so).
@@ -204,7 +204,7 @@ final class RoundCollector<S: SufficientStatistics>: RoundSink, @unchecked Senda
     func addDispatchTime(_ duration: Duration) { timing.dispatchSeconds += duration.seconds }
 
     func fail(_ message: String) {
-        continuation?.resume(throwing: DescriptorError(.ioFailure, message))
+        continuation?.resume(throwing: ClusterError(.jobFailed, message))
         continuation = nil
     }
 }

@@ -1,3 +1,4 @@
+import ClusterProtocol
 import Foundation
 
 /// Group commit for writes kept out of the write-ahead log: one flush makes every write

@@ -1,3 +1,4 @@
+import ClusterProtocol
 import Dispatch
 
 /// Runs the coordinator's job tasks on a dispatch queue of their own rather than Swift's

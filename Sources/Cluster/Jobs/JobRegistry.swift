@@ -66,11 +66,11 @@ final class JobRegistry: Sendable {
         let (id, entry) = try entries.withLock { state in
             let running = state.jobs.filter { $0.value.record.state == .running }
             guard running.count < policy.maximumActiveJobs else {
-                throw LimitExceeded("\(running.count) jobs are running, the coordinator's limit on running jobs "
-                                    + "(maximumActiveJobs = \(policy.maximumActiveJobs)); wait for one to end or cancel one")
+                throw ClusterError(.limit, "\(running.count) jobs are running, the coordinator's limit on running jobs "
+                                   + "(maximumActiveJobs = \(policy.maximumActiveJobs)); wait for one to end or cancel one")
             }
             if let set = encoding?.set, let writer = running.keys.sorted().first(where: { running[$0]!.record.encoding?.set == set }) {
-                throw ClusterError("set \"\(set)\" is being written by job \(writer); a set has one writer at a time: "
+                throw ClusterError(.conflict, "set \"\(set)\" is being written by job \(writer); a set has one writer at a time: "
                                    + "wait for job \(writer) to end or cancel it")
             }
             let id = state.next
@@ -141,7 +141,7 @@ final class JobRegistry: Sendable {
         try writes.withLock { _ in
             guard var entry = self[job] else { return }
             guard entry.record.state == .running else {
-                throw ClusterError("job \(job) \(entry.record.state == .cancelled ? "was cancelled" : "has ended")")
+                throw ClusterError(.conflict, "job \(job) \(entry.record.state == .cancelled ? "was cancelled" : "has ended")")
             }
             change(&entry)
             if let store { try write.map { try $0(store, entry) } ?? store.putJob(job, try entry.storedValue()) }
@@ -197,9 +197,9 @@ final class JobRegistry: Sendable {
     /// Marks a running job cancelled and stores it, so it is not resumed; returns its entry.
     /// Throws not-found for an unknown job, and an error for one that has ended.
     func cancel(_ job: UInt64) throws -> Entry {
-        guard let entry = self[job] else { throw StoreError(.notFound, "no job \(job)") }
+        guard let entry = self[job] else { throw ClusterError(.notFound, "no job \(job)") }
         guard entry.record.state == .running else {
-            throw ClusterError("job \(job) has already \(entry.record.state == .cancelled ? "been cancelled" : entry.record.state.rawValue); "
+            throw ClusterError(.conflict, "job \(job) has already \(entry.record.state == .cancelled ? "been cancelled" : entry.record.state.rawValue); "
                                + "only a running job can be cancelled")
         }
         try end(job, as: .cancelled) { $0.record.message = "cancelled by a client" }

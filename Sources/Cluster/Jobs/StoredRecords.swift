@@ -70,8 +70,17 @@ struct JobRecord: Codable, Sendable {
 
 /// The metadata of a checkpoint; its model's values follow the initial arrays.
 struct CheckpointRecord: Codable, Sendable {
-    /// "kmeans" (a k-means job, or a GMM's k-means initialisation) or "em".
-    var phase: String
+    /// The phase a checkpoint was taken in, spelled as in the store.
+    enum Phase: String, Codable, Sendable {
+        /// A k-means job, or a GMM's k-means initialisation.
+        case kmeans
+        /// A GMM's EM iterations.
+        case em
+        /// A PCA job's one checkpoint: its model.
+        case pca
+    }
+
+    var phase: Phase
     var modelValues: Int
     var converged: Bool
     var kmeansReports: [KMeansIterationReport]?
@@ -86,12 +95,12 @@ enum StoredCheckpoint {
         switch checkpoint {
         case .kmeans(let state): record(state)
         case .gmm(let state): record(state)
-        case .pca(let values): (CheckpointRecord(phase: "pca", modelValues: values.count, converged: true), values)
+        case .pca(let values): (CheckpointRecord(phase: .pca, modelValues: values.count, converged: true), values)
         }
     }
 
     static func record(_ checkpoint: KMeansCheckpoint) -> (CheckpointRecord, [Float]) {
-        (CheckpointRecord(phase: "kmeans", modelValues: checkpoint.codebook.centres.count, converged: checkpoint.converged,
+        (CheckpointRecord(phase: .kmeans, modelValues: checkpoint.codebook.centres.count, converged: checkpoint.converged,
                           kmeansReports: checkpoint.reports), checkpoint.codebook.centres)
     }
 
@@ -104,7 +113,7 @@ enum StoredCheckpoint {
             return (record, values)
         case .expectationMaximization(let floor, let model, let reports, let converged):
             let values = model.concatenated
-            return (CheckpointRecord(phase: "em", modelValues: values.count, converged: converged, emReports: reports,
+            return (CheckpointRecord(phase: .em, modelValues: values.count, converged: converged, emReports: reports,
                                      varianceFloor: floor), values)
         }
     }
@@ -116,7 +125,7 @@ enum StoredCheckpoint {
 
     static func gaussianMixture(_ record: CheckpointRecord, values: [Float], k: Int, dimension: Int) throws -> GaussianMixtureCheckpoint {
         guard let floor = record.varianceFloor else { throw StoreError(.corrupt, "GMM checkpoint without a variance floor") }
-        if record.phase == "kmeans" {
+        if record.phase == .kmeans {
             return .initializing(varianceFloor: floor, dataVariances: record.dataVariances ?? [],
                                  kmeans: try kmeans(record, values: values, k: k, dimension: dimension))
         }

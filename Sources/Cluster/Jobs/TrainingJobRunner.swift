@@ -10,39 +10,39 @@ public enum TrainingJobRunner {
     public static func validate(_ job: TrainingJob, corpus: CorpusReference, arrays: [[UInt8]]) throws -> Initialization {
         if job.kind == .pca { return try validatePCA(job, rows: corpus.rows, dimension: corpus.dimension) }
         guard job.k >= 1, job.k <= corpus.rows else {
-            throw DescriptorError(.invalidArgument, "k=\(job.k) but only \(corpus.rows) training rows in \(corpus.path)")
+            throw ClusterError(.invalidArgument, "k=\(job.k) but only \(corpus.rows) training rows in \(corpus.path)")
         }
-        guard job.iterations >= 1 else { throw DescriptorError(.invalidArgument, "iterations must be ≥ 1 (got \(job.iterations))") }
-        guard job.shardRows >= 1 else { throw DescriptorError(.invalidArgument, "shard rows must be ≥ 1 (got \(job.shardRows))") }
-        guard job.tolerance >= 0 else { throw DescriptorError(.invalidArgument, "the tolerance must be ≥ 0 (got \(job.tolerance))") }
+        guard job.iterations >= 1 else { throw ClusterError(.invalidArgument, "iterations must be ≥ 1 (got \(job.iterations))") }
+        guard job.shardRows >= 1 else { throw ClusterError(.invalidArgument, "shard rows must be ≥ 1 (got \(job.shardRows))") }
+        guard job.tolerance >= 0 else { throw ClusterError(.invalidArgument, "the tolerance must be ≥ 0 (got \(job.tolerance))") }
         let message = WireMessage(header: WireHeader(.submit), arrays: arrays)
         let k = job.k, d = corpus.dimension
         func given<T>(_ make: () throws -> T) throws -> T {
             do {
                 return try make()
-            } catch let error as WireError {
-                throw DescriptorError(.dimensionMismatch,
-                                      "the initial model does not fit k=\(k) and the corpus's dimension \(d): \(error)")
+            } catch let error as ClusterError where error.code == .malformed {
+                throw ClusteringError(.dimensionMismatch,
+                                      "the initial model does not fit k=\(k) and the corpus's dimension \(d): \(error)", underlying: error)
             }
         }
         switch (job.kind, job.initialization) {
-        case (.kmeans, "kmeans++"): return .kmeans(.kmeansPlusPlus)
-        case (.kmeans, "kmeans||"): return .kmeans(.kmeansParallel)
-        case (.kmeans, "random"): return .kmeans(.random)
-        case (.kmeans, "given"):
+        case (.kmeans, .kmeansPlusPlus): return .kmeans(.kmeansPlusPlus)
+        case (.kmeans, .kmeansParallel): return .kmeans(.kmeansParallel)
+        case (.kmeans, .random): return .kmeans(.random)
+        case (.kmeans, .given):
             return .kmeans(.given(try given {
                 try Codebook(k: k, dimension: d, centres: try message.array(0, as: Float.self, count: k * d))
             }))
-        case (.gmm, "kmeans"), (.gmm, "kmeans||"): return .gmm(.kmeans(iterations: max(1, job.kmeansIterations ?? 10)))
-        case (.gmm, "random"): return .gmm(.random)
-        case (.gmm, "given"):
+        case (.gmm, .kmeans), (.gmm, .kmeansParallel): return .gmm(.kmeans(iterations: max(1, job.kmeansIterations ?? 10)))
+        case (.gmm, .random): return .gmm(.random)
+        case (.gmm, .given):
             return .gmm(.given(try given {
                 try GaussianMixtureModel(k: k, dimension: d, means: try message.array(0, as: Float.self, count: k * d),
                                          variances: try message.array(1, as: Float.self, count: k * d),
                                          priors: try message.array(2, as: Float.self, count: k))
             }))
-        default:
-            throw DescriptorError(.invalidArgument, "unknown \(job.kind.rawValue) initialisation \"\(job.initialization)\"")
+        case (.kmeans, .kmeans), (.gmm, .kmeansPlusPlus), (.kmeans, .none), (.gmm, .none), (.pca, _):
+            throw ClusterError(.invalidArgument, "unknown \(job.kind.rawValue) initialisation \"\(job.initialization.rawValue)\"")
         }
     }
 
@@ -101,13 +101,13 @@ public enum TrainingJobRunner {
                                  resumingFrom: resumePoint, checkpoint: checkpoint, record: record)
         }
         let kmeansRecord: (KMeansIterationReport) -> Void = { report in
-            record(IterationRecord(phase: "kmeans", iteration: report.iteration, valuePerRow: report.meanObjective,
+            record(IterationRecord(phase: .kmeans, iteration: report.iteration, valuePerRow: report.meanObjective,
                                    total: report.objective, rows: report.rows, seconds: report.seconds,
                                    repaired: report.emptyClustersRepaired, smallest: Double(report.smallestCluster),
                                    largest: Double(report.largestCluster)))
         }
         let seedingRecord: (KMeansParallel.RoundReport) -> Void = { report in
-            record(IterationRecord(phase: "seeding", iteration: report.round, valuePerRow: report.cost / Double(max(report.rows, 1)),
+            record(IterationRecord(phase: .seeding, iteration: report.round, valuePerRow: report.cost / Double(max(report.rows, 1)),
                                    total: report.cost, rows: report.rows, seconds: report.seconds, repaired: 0,
                                    smallest: Double(report.candidates), largest: Double(report.candidates)))
         }
@@ -119,7 +119,7 @@ public enum TrainingJobRunner {
             let pca = projection.principalComponents
             let total = pca.eigenvalues.reduce(0.0) { $0 + Double($1) }
             // The record first: a stored checkpoint publishes the records before it.
-            record(IterationRecord(phase: "pca", iteration: 0, valuePerRow: total, total: total, rows: backend.rows,
+            record(IterationRecord(phase: .pca, iteration: 0, valuePerRow: total, total: total, rows: backend.rows,
                                    seconds: (ContinuousClock.now - started).seconds, repaired: 0,
                                    smallest: Double(pca.eigenvalues.last!), largest: Double(pca.eigenvalues[0])))
             try await checkpoint(.pca(pca.mean + pca.components + pca.eigenvalues))
@@ -135,7 +135,7 @@ public enum TrainingJobRunner {
             switch resumePoint {
             case nil: break
             case .kmeans(let saved): resume = saved
-            case .gmm, .pca: throw DescriptorError(.invalidArgument, "job \(id): only a k-means checkpoint can resume a k-means job")
+            case .gmm, .pca: throw ClusterError(.invalidArgument, "job \(id): only a k-means checkpoint can resume a k-means job")
             }
             let result = try await KMeans.train(on: backend, parameters: parameters, resumingFrom: resume,
                                                 checkpoint: { try await checkpoint(.kmeans($0)) }, progress: kmeansRecord,
@@ -149,18 +149,18 @@ public enum TrainingJobRunner {
             parameters.seed = job.seed
             parameters.tolerance = job.tolerance
             parameters.initialization = start
-            if job.initialization == "kmeans||" { parameters.kmeansSeeding = .kmeansParallel }
+            if job.initialization == .kmeansParallel { parameters.kmeansSeeding = .kmeansParallel }
             if let ratio = job.varianceFloorRatio { parameters.varianceFloorRatio = ratio }
             var resume: GaussianMixtureCheckpoint?
             switch resumePoint {
             case nil: break
             case .gmm(let saved): resume = saved
-            case .kmeans, .pca: throw DescriptorError(.invalidArgument, "job \(id): only a GMM checkpoint can resume a GMM job")
+            case .kmeans, .pca: throw ClusterError(.invalidArgument, "job \(id): only a GMM checkpoint can resume a GMM job")
             }
             let result = try await GaussianMixture.train(on: backend, parameters: parameters, resumingFrom: resume,
                                                          checkpoint: { try await checkpoint(.gmm($0)) },
                                                          kmeansProgress: kmeansRecord, seedingProgress: seedingRecord) { report in
-                record(IterationRecord(phase: "em", iteration: report.iteration, valuePerRow: report.meanLogLikelihood,
+                record(IterationRecord(phase: .em, iteration: report.iteration, valuePerRow: report.meanLogLikelihood,
                                        total: report.logLikelihood, rows: report.rows, seconds: report.seconds,
                                        repaired: report.emptyComponentsRepaired, smallest: report.smallestPrior,
                                        largest: report.largestPrior))

@@ -27,7 +27,7 @@ public struct AccessLists: Sendable, Equatable {
         self.clients = clients
     }
 
-    /// Reads both files; throws `KeyFileError` naming the file and line of any mistake.
+    /// Reads both files; throws a `badFile` `ClusterError` naming the file and line of any mistake.
     public init(workersFile: String, clientsFile: String) throws {
         workers = Set(try KeyFiles.lines(of: workersFile).map { line in
             guard line.words.count == 1 || line.words[1].hasPrefix("#") else {

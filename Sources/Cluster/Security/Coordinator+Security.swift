@@ -1,11 +1,5 @@
 import ClusterProtocol
 
-extension FailureReport {
-    /// The ERROR-REPLY code of a request the client may not make: its key's role is `read`,
-    /// its key is no longer listed, or a path is outside the corpus roots.
-    static let forbidden = "forbidden"
-}
-
 extension Coordinator {
     /// Reads the allow-lists again (for SIGHUP). Throws, keeping the lists in force, if a
     /// file cannot be read; does nothing without CURVE.
@@ -37,11 +31,11 @@ extension Coordinator {
         logger.warning("refused a client request", metadata: ["key": "\(userID ?? "none")", "request": "\(type)"])
         metrics?.refusedRequests.increment()
         return WireMessage(header: WireHeader(.errorReply, job: request.header.job),
-                           metadata: FailureReport(message: why, code: FailureReport.forbidden))
+                           metadata: FailureReport(replyingTo: ClusterError(.forbidden, why)))
     }
 
     /// The job with its corpus path resolved, if `settings.corpusRoots` allows it (as is
-    /// without roots); throws `ForbiddenPathError` otherwise.
+    /// without roots); throws a forbidden `ClusterError` otherwise.
     func allowed(_ job: TrainingJob) throws -> TrainingJob {
         var job = job
         job.corpus = try allowedPath(job.corpus, what: "corpus")
@@ -49,7 +43,7 @@ extension Coordinator {
     }
 
     /// The job with its descriptor and index paths resolved, if `settings.corpusRoots`
-    /// allows them; throws `ForbiddenPathError` otherwise.
+    /// allows them; throws a forbidden `ClusterError` otherwise.
     func allowed(_ job: EncodingJob) throws -> EncodingJob {
         var job = job
         job.descriptors = try allowedPath(job.descriptors, what: "descriptor file")

@@ -1,3 +1,4 @@
+import ClusterProtocol
 import Logging
 import Synchronization
 import ZeroMQ

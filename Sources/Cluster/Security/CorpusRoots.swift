@@ -1,12 +1,5 @@
+import ClusterProtocol
 import Foundation
-
-/// A path a job may not touch: outside the corpus roots, or not resolvable.
-public struct ForbiddenPathError: Error, CustomStringConvertible, Sendable, Equatable {
-    public var path: String
-    public var message: String
-
-    public var description: String { message }
-}
 
 /// The directories a job's files (corpus, descriptors, index) must be inside, after
 /// symbolic links and `..` are resolved (`realpath`).
@@ -14,20 +7,20 @@ public struct CorpusRoots: Sendable, Equatable {
     /// The roots, resolved.
     public let directories: [String]
 
-    /// Resolves every directory; throws `ClusterError` for one that does not exist or is not
+    /// Resolves every directory; throws a `badFile` `ClusterError` for one that does not exist or is not
     /// a directory.
     public init(_ directories: [String]) throws {
         self.directories = try directories.map { directory in
             let resolved = try Self.resolve(directory, what: "corpus root")
             var isDirectory: ObjCBool = false
             guard FileManager.default.fileExists(atPath: resolved, isDirectory: &isDirectory), isDirectory.boolValue else {
-                throw ClusterError("corpus root \(directory) is not a directory")
+                throw ClusterError(.badFile, "corpus root \(directory) is not a directory")
             }
             return resolved
         }
     }
 
-    /// `path` resolved, if it is inside a root; throws `ForbiddenPathError` naming it otherwise.
+    /// `path` resolved, if it is inside a root; throws a `forbidden` `ClusterError` naming it otherwise.
     /// A path that cannot be resolved (it does not exist) is refused as outside the roots
     /// unless its text alone puts it inside one, so that refusals do not tell which files
     /// exist outside.
@@ -48,15 +41,15 @@ public struct CorpusRoots: Sendable, Equatable {
         directories.contains { root in path == root || path.hasPrefix(root.hasSuffix("/") ? root : root + "/") }
     }
 
-    private func refusal(_ path: String, what: String, resolved: String? = nil) -> ForbiddenPathError {
+    private func refusal(_ path: String, what: String, resolved: String? = nil) -> ClusterError {
         let shown = resolved.map { $0 == path ? path : "\(path) (\($0))" } ?? path
-        return ForbiddenPathError(path: path, message: "\(what) \(shown) is outside the corpus roots "
-                                  + "(\(directories.joined(separator: ", "))): refused")
+        return ClusterError(.forbidden, "\(what) \(shown) is outside the corpus roots "
+                            + "(\(directories.joined(separator: ", "))): refused")
     }
 
     private static func resolve(_ path: String, what: String) throws -> String {
         guard let resolved = realpath(path, nil) else {
-            throw ClusterError("\(what) \(path): \(String(cString: strerror(errno)))")
+            throw ClusterError(.badFile, "\(what) \(path): \(String(cString: strerror(errno)))")
         }
         defer { free(resolved) }
         return String(cString: resolved)

@@ -1,18 +1,6 @@
+import ClusterProtocol
 import Foundation
 import ZeroMQ
-
-/// A key file or allow-list that cannot be used: which file, which line, and why.
-public struct KeyFileError: Error, CustomStringConvertible, Sendable, Equatable {
-    public var path: String
-    public var message: String
-
-    public init(path: String, _ message: String) {
-        self.path = path
-        self.message = message
-    }
-
-    public var description: String { "\(path): \(message)" }
-}
 
 /// Codebook's CURVE key files.
 ///
@@ -44,7 +32,7 @@ public enum KeyFiles {
     public static func readKeyPair(path: String) throws -> CurveKeyPair {
         let info = try regularFile(path)
         guard info.st_mode & 0o077 == 0 else {
-            throw KeyFileError(path: path, "a secret key file must be private to its owner, but its mode is "
+            throw keyFileError(path, "a secret key file must be private to its owner, but its mode is "
                                + String(format: "%04o", info.st_mode & 0o7777) + " (make it 0600)")
         }
         var publicKey: CurveKey?, secretKey: CurveKey?
@@ -54,10 +42,10 @@ public enum KeyFiles {
             }
             if line.words[0] == "public-key" { publicKey = try line.key(at: 1) } else { secretKey = try line.key(at: 1) }
         }
-        guard let secretKey else { throw KeyFileError(path: path, "no secret-key line: is this a public key file?") }
+        guard let secretKey else { throw keyFileError(path, "no secret-key line: is this a public key file?") }
         let pair = try CurveKeyPair(secretKey: secretKey)
         if let publicKey, publicKey != pair.publicKey {
-            throw KeyFileError(path: path, "its public key is not the one of its secret key")
+            throw keyFileError(path, "its public key is not the one of its secret key")
         }
         return pair
     }
@@ -68,7 +56,7 @@ public enum KeyFiles {
             guard line.words.count == 1 else { throw line.error("expected a public key alone on its line") }
             return try line.key(at: 0)
         }
-        guard keys.count == 1 else { throw KeyFileError(path: path, "expected one public key, found \(keys.count)") }
+        guard keys.count == 1 else { throw keyFileError(path, "expected one public key, found \(keys.count)") }
         return keys[0]
     }
 
@@ -78,7 +66,7 @@ public enum KeyFiles {
         let number: Int
         let words: [String]
 
-        func error(_ message: String) -> KeyFileError { KeyFileError(path: path, "line \(number): \(message)") }
+        func error(_ message: String) -> ClusterError { keyFileError(path, "line \(number): \(message)") }
 
         /// Word `index` as a Z85 key.
         func key(at index: Int) throws -> CurveKey {
@@ -97,19 +85,19 @@ public enum KeyFiles {
     static func lines(of path: String) throws -> [Line] {
         _ = try regularFile(path)
         guard let handle = FileHandle(forReadingAtPath: path) else {
-            throw KeyFileError(path: path, "cannot read the file: \(String(cString: strerror(errno)))")
+            throw keyFileError(path, "cannot read the file: \(String(cString: strerror(errno)))")
         }
         defer { try? handle.close() }
         let data: Data
         do {
             data = try handle.read(upToCount: maximumFileSize + 1) ?? Data()
         } catch {
-            throw KeyFileError(path: path, "cannot read the file: \(error.localizedDescription)")
+            throw keyFileError(path, "cannot read the file: \(error.localizedDescription)")
         }
         guard data.count <= maximumFileSize else {
-            throw KeyFileError(path: path, "larger than \(maximumFileSize) bytes: not a key file")
+            throw keyFileError(path, "larger than \(maximumFileSize) bytes: not a key file")
         }
-        guard let text = String(data: data, encoding: .utf8) else { throw KeyFileError(path: path, "not UTF-8 text") }
+        guard let text = String(data: data, encoding: .utf8) else { throw keyFileError(path, "not UTF-8 text") }
         return text.split(separator: "\n", omittingEmptySubsequences: false).enumerated().compactMap { index, line in
             let words = line.split(whereSeparator: \.isWhitespace).map(String.init)
             guard let first = words.first else { return nil }
@@ -122,22 +110,22 @@ public enum KeyFiles {
     private static func regularFile(_ path: String) throws -> stat {
         var info = stat()
         guard stat(path, &info) == 0 else {
-            throw KeyFileError(path: path, "cannot read the file: \(String(cString: strerror(errno)))")
+            throw keyFileError(path, "cannot read the file: \(String(cString: strerror(errno)))")
         }
-        guard info.st_mode & S_IFMT == S_IFREG else { throw KeyFileError(path: path, "not a regular file") }
+        guard info.st_mode & S_IFMT == S_IFREG else { throw keyFileError(path, "not a regular file") }
         return info
     }
 
     private static func create(_ path: String, contents: String, mode: mode_t) throws {
         let descriptor = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
         guard descriptor >= 0 else {
-            throw KeyFileError(path: path, "cannot create the key file: \(String(cString: strerror(errno)))")
+            throw keyFileError(path, "cannot create the key file: \(String(cString: strerror(errno)))")
         }
         let handle = FileHandle(fileDescriptor: descriptor, closeOnDealloc: true)
         do {
             // The mode asked for, whatever the umask took away or left.
             guard fchmod(descriptor, mode) == 0 else {
-                throw KeyFileError(path: path, "cannot set its mode: \(String(cString: strerror(errno)))")
+                throw keyFileError(path, "cannot set its mode: \(String(cString: strerror(errno)))")
             }
             try handle.write(contentsOf: Data(contents.utf8))
             try handle.synchronize()
@@ -146,4 +134,9 @@ public enum KeyFiles {
             throw error
         }
     }
+}
+
+/// A key file or allow-list that cannot be used: which file (and line, in `message`), and why.
+func keyFileError(_ path: String, _ message: String) -> ClusterError {
+    ClusterError(.badFile, message, path: path)
 }
