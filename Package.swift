@@ -81,14 +81,17 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: numericSettings),
 
-        .testTarget(name: "DescriptorsTests", dependencies: ["Descriptors"]),
-        .testTarget(name: "FeaturesTests", dependencies: ["Features", "Descriptors", "CVLFeat"]),
+        // Helpers every test target shares (temporary directories, the built `codebook`); in no product.
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .testTarget(name: "DescriptorsTests", dependencies: ["Descriptors", "TestSupport"]),
+        .testTarget(name: "FeaturesTests", dependencies: ["Features", "Descriptors", "CVLFeat", "TestSupport"]),
         .testTarget(name: "ClusteringTests", dependencies: ["Clustering", "Descriptors", "CKernels"]),
         .testTarget(name: "SearchTests", dependencies: ["Search", "Descriptors"]),
         .testTarget(name: "EncodingTests", dependencies: ["Encoding", "Clustering", "Descriptors", "CVLFeat"]),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"]),
-        .testTarget(name: "StorageTests", dependencies: ["Storage", "Descriptors"]),
-        .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Clustering", "Descriptors", "ZeroMQ", "Storage", "codebook"]),
-        .testTarget(name: "CLITests", dependencies: ["codebook", "Descriptors", "Features"]),
+        .testTarget(name: "StorageTests", dependencies: ["Storage", "Descriptors", "TestSupport"]),
+        .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Clustering", "Descriptors", "ZeroMQ", "Storage", "codebook",
+                                                         "TestSupport"]),
+        .testTarget(name: "CLITests", dependencies: ["codebook", "Descriptors", "Features", "TestSupport"]),
     ]
 )

@@ -4,6 +4,7 @@ import Descriptors
 import Foundation
 import Storage
 import Synchronization
+import TestSupport
 import Testing
 import ZeroMQ
 
@@ -84,7 +85,7 @@ enum JobFixtures {
     }
 
     /// An index of `count` images of `rows` rows each, from row 0 on.
-    static func index(_ scratch: ScratchDirectory, _ name: String, count: Int, rows: Int = 2) throws -> String {
+    static func index(_ scratch: TemporaryDirectory, _ name: String, count: Int, rows: Int = 2) throws -> String {
         let path = scratch.file(name)
         let lines = (0..<count).map { "image-\(String(format: "%05d", $0))\t\($0 * rows)\t\(rows)\n" }
         try lines.joined().write(toFile: path, atomically: true, encoding: .utf8)
@@ -125,7 +126,7 @@ enum JobFixtures {
     }
 
     @Test(.timeLimit(.minutes(1))) func aCancelledTrainingJobStopsIsStoredCancelledAndIsNotResumed() async throws {
-        let scratch = try ScratchDirectory()
+        let scratch = try TemporaryDirectory()
         let corpus = try Corpora.path(rows: 1_000, dimension: 4)
         let storePath = scratch.file("store")
         let (running, finished): (UInt64, UInt64)
@@ -179,7 +180,7 @@ enum JobFixtures {
     /// A cancelled encoding job keeps the vectors already stored; a second encoding job into
     /// a set that a running job writes is refused, naming that job.
     @Test(.timeLimit(.minutes(1))) func aSetHasOneWriterAndACancelledEncodingJobKeepsItsVectors() async throws {
-        let scratch = try ScratchDirectory()
+        let scratch = try TemporaryDirectory()
         let corpus = try Corpora.path(rows: 1_000, dimension: 4)
         let cluster = try LocalCoordinator(store: try CodebookStore(path: scratch.file("store")))
         defer { cluster.stop() }
@@ -242,7 +243,7 @@ enum JobFixtures {
     /// A model with D = 2^20 and k-means++ (a 300-row corpus, its file sparse) used to be
     /// accepted, and the coordinator then held the 1.2 GiB sample about twice.
     @Test func aHugeDimensionIsRefusedAtSubmission() throws {
-        let scratch = try ScratchDirectory()
+        let scratch = try TemporaryDirectory()
         let path = scratch.file("wide.npy")
         let rows = 300, dimension = 1 << 20
         var header = "{'descr': '<f4', 'fortran_order': False, 'shape': (\(rows), \(dimension)), }"
@@ -326,7 +327,7 @@ enum JobFixtures {
     }
 
     @Test func encodingJobsBeyondALimitAreRefused() async throws {
-        let scratch = try ScratchDirectory()
+        let scratch = try TemporaryDirectory()
         let corpus = try Corpora.path(rows: 1_000, dimension: 16)
         var settings = CoordinatorSettings()
         settings.maximumModelValues = 1024
@@ -408,7 +409,7 @@ enum JobFixtures {
     }
 
     @Test func finishedJobsBeyondTheCountOrTheLifetimeAreDeletedFromTheStore() async throws {
-        let scratch = try ScratchDirectory()
+        let scratch = try TemporaryDirectory()
         let corpus = try Corpora.path(rows: 1_000, dimension: 4)
         let storePath = scratch.file("store")
         var settings = CoordinatorSettings()

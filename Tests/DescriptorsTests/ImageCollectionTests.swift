@@ -1,3 +1,4 @@
+import TestSupport
 import Testing
 @testable import Descriptors
 
@@ -12,7 +13,7 @@ import Testing
     }
 
     @Test func indexOverOneFile() throws {
-        let dir = TemporaryDirectory()
+        let dir = try TemporaryDirectory()
         let corpus = try corpus(dir)
         let index = dir.write("index.tsv", text: "b\t0\t3\n\n  \nä/1\t3\t0\r\na\t3\t7\n")
         let images = try ImageCollection(index: index, descriptors: corpus)
@@ -26,7 +27,7 @@ import Testing
     }
 
     @Test func emptyIndexGivesNoImages() throws {
-        let dir = TemporaryDirectory()
+        let dir = try TemporaryDirectory()
         let images = try ImageCollection(index: dir.write("i.tsv", text: ""), descriptors: try corpus(dir))
         #expect(images.isEmpty && images.dimension == 2)
     }
@@ -43,7 +44,7 @@ import Testing
         ("a\t0\t1\nb\t1\t1\n\na\t2\t1\n", .duplicateKey, ["line 4", "the key of line 1 again"]),
     ])
     func badIndexLinesAreNamed(text: String, code: DescriptorError.Code, fragments: [String]) throws {
-        let dir = TemporaryDirectory()
+        let dir = try TemporaryDirectory()
         let corpus = try corpus(dir)
         let index = dir.write("bad.tsv", text: text)
         do {
@@ -57,13 +58,13 @@ import Testing
     }
 
     @Test func invalidUTF8KeyIsRejected() throws {
-        let dir = TemporaryDirectory()
+        let dir = try TemporaryDirectory()
         let index = dir.write("u.tsv", [0xFF, 0xFE, 0x09, 0x30, 0x09, 0x31, 0x0A])
         expectError(.malformed, "line 1", "UTF-8") { _ = try ImageCollection(index: index, descriptors: try corpus(dir)) }
     }
 
     @Test func descriptorsCheckTexmexHeaders() throws {
-        let dir = TemporaryDirectory()
+        let dir = try TemporaryDirectory()
         let corpus = dir.write("c.bvecs", bvecs([[1, 2], [3, 4], [5, 6], [7, 8]], dimensions: [2, 9, 2, 2]))
         let images = try ImageCollection(index: dir.write("i.tsv", text: "x\t0\t2\ny\t2\t2\n"), descriptors: corpus)
         expectError(.dimensionMismatch, "row 1 does not begin with the dimension 2") { _ = try images[0].descriptors() }
@@ -71,7 +72,7 @@ import Testing
     }
 
     @Test func directoryOfNpyFiles() throws {
-        let dir = TemporaryDirectory()
+        let dir = try TemporaryDirectory()
         try NpyFile.write(path: dir.file("img-b.npy"), rows: 2, columns: 3, values: [1, 2, 3, 4, 5, 6])
         try NpyFile.write(path: dir.file("Img-c.npy"), rows: 1, columns: 3, values: [7, 8, 9])
         try NpyFile.write(path: dir.file("img-a.npy"), rows: 0, columns: 3, values: [])
@@ -90,7 +91,7 @@ import Testing
     }
 
     @Test func directoryErrors() throws {
-        let dir = TemporaryDirectory()
+        let dir = try TemporaryDirectory()
         expectError(.fileNotFound, dir.file("missing")) { _ = try ImageCollection(directory: dir.file("missing")) }
         _ = dir.write("readme.md", text: "x")
         expectError(.invalidArgument, "no .npy files") { _ = try ImageCollection(directory: dir.path) }
@@ -135,7 +136,7 @@ import Testing
     }
 
     @Test func imageCollectionsCarryTheTransform() throws {
-        let scratch = TemporaryDirectory()
+        let scratch = try TemporaryDirectory()
         let values = (0..<40).map { Float($0 % 7) }
         let index = scratch.write("i.tsv", text: "a\t0\t2\nb\t2\t3\n")
         let images = try ImageCollection(index: index, descriptors: DescriptorMatrix(rows: 5, dimension: 8, values: values))
