@@ -362,7 +362,7 @@ private func envelope(magic: [UInt8] = Array("CBKS".utf8), version: UInt16 = 1, 
                                     options: .init(createIfMissing: false, createMissingColumnFamilies: false))
         #expect(database.columnFamilyNames == ["default", "models", "sets", "vectors", "jobs"])
         func family(_ name: String) throws -> ColumnFamily { try #require(database.columnFamily(named: name)) }
-        #expect(try database.keys(withPrefix: [], in: database.defaultColumnFamily) == [])
+        #expect(try database.keys(withPrefix: [], in: try family("default")) == [])
         #expect(try database.keys(withPrefix: [], in: try family("models")) == [bytes("cb")])
         #expect(try database.keys(withPrefix: [], in: try family("sets")) == [bytes("S")])
         #expect(try database.keys(withPrefix: [], in: try family("vectors")) == [bytes("S/dir/img 1")])

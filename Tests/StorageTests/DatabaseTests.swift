@@ -20,7 +20,7 @@ let families = ["models", "vectors", "jobs"]
         let models = try #require(database.columnFamily(named: "models"))
         try database.delete(bytes("key"), in: models)
         #expect(try database.get(bytes("key"), in: models) == nil)
-        #expect(try database.get(bytes("key"), in: database.defaultColumnFamily) == nil)
+        #expect(try database.get(bytes("key"), in: database.columnFamily(named: "default")!) == nil)
         #expect(try database.get(bytes("key"), in: database.columnFamily(named: "jobs")!) == bytes("value in jobs"))
         #expect(database.columnFamily(named: "nonexistent") == nil)
     }
@@ -28,7 +28,7 @@ let families = ["models", "vectors", "jobs"]
     @Test func missingKeyIsNilAndEmptyValueIsEmpty() throws {
         let directory = try TemporaryDirectory()
         let database = try Database(path: directory.file("db"), columnFamilies: [])
-        let family = database.defaultColumnFamily
+        let family = try #require(database.columnFamily(named: "default"))
         #expect(try database.get(bytes("absent"), in: family) == nil)
         try database.put(bytes("empty"), [], in: family, durability: .synced)
         #expect(try database.get(bytes("empty"), in: family) == [])
@@ -134,7 +134,7 @@ let families = ["models", "vectors", "jobs"]
         let iterator = try makeIterator()
         #expect(iterator.columnFamily.name == "jobs")
         #expect(!iterator.isValid)
-        iterator.seekToFirst()
+        iterator.seek(to: [])
         var entries: [[UInt8]] = []
         while iterator.isValid {
             entries.append(iterator.key + iterator.value)
@@ -245,7 +245,7 @@ let families = ["models", "vectors", "jobs"]
             batch.put(bytes("job/\(round % 10)"), [UInt8(truncatingIfNeeded: round)], in: jobs)
             try database.write(batch)
             let iterator = database.makeIterator(in: models)
-            iterator.seekToFirst()
+            iterator.seek(to: [])
             #expect(iterator.isValid)
         }
         #expect(try database.keys(withPrefix: bytes("model/"), in: models).count == 10)
