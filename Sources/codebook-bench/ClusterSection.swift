@@ -178,7 +178,7 @@ struct ClusterSection {
         let matrix = try DescriptorMatrix.open(path: path)
         var values: [Float] = []
         values.reserveCapacity(k * matrix.dimension)
-        for c in 0..<k { values += matrix.row(c * (matrix.rows / k)) }
+        for c in 0..<k { values += try matrix.row(c * (matrix.rows / k)) }
         return try Codebook(k: k, dimension: matrix.dimension, centres: values)
     }
 

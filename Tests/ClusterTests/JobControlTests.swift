@@ -95,7 +95,7 @@ enum JobFixtures {
     /// Imports a k-means model of k×D centres (rows of the corpus) as `name`.
     static func importModel(_ client: ClusterClient, name: String, k: Int, corpus: String) throws {
         let matrix = try DescriptorMatrix.open(path: corpus)
-        let centres = (0..<k).flatMap { matrix.row($0 * 37 % matrix.rows) }
+        let centres = try (0..<k).flatMap { try matrix.row($0 * 37 % matrix.rows) }
         _ = try client.importModel(ImportRequest(name: name, kind: .kmeans, k: k, dimension: matrix.dimension, replace: true),
                                    arrays: [Frame.encode(centres)])
     }

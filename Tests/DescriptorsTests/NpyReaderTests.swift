@@ -34,7 +34,7 @@ import Testing
         let matrix = try DescriptorMatrix.open(path: path)
         #expect(matrix.elementType == .uint8)
         var scratch: [Float] = []
-        let values = matrix.withFloatRows(0..<2, scratch: &scratch) { block in
+        let values = try matrix.withFloatRows(0..<2, scratch: &scratch) { block in
             Array(UnsafeBufferPointer(start: block.base, count: block.rows * block.stride))
         }
         #expect(values == [0, 1, 255, 9, 8, 7])

@@ -98,9 +98,9 @@ enum VLFeatReference {
         }
     }
 
-    @Test func downscalingAveragesAreas() {
+    @Test func downscalingAveragesAreas() throws {
         // 4×2 → longer side 2: each output pixel is the mean of a 2×2 block.
-        let image = GreyImage(width: 4, height: 2, pixels: [0, 1, 2, 3, 4, 5, 6, 7].map { Float($0) / 8 })
+        let image = try GreyImage(width: 4, height: 2, pixels: [0, 1, 2, 3, 4, 5, 6, 7].map { Float($0) / 8 })
         let small = image.downscaled(maxSide: 2)
         #expect(small.width == 2 && small.height == 1)
         #expect(small.pixels == [Float(0 + 1 + 4 + 5) / 32, Float(2 + 3 + 6 + 7) / 32])
@@ -113,7 +113,7 @@ enum VLFeatReference {
         #expect(coverage.allSatisfy { abs($0 - 1) < 1e-12 })
         // An image that fits is unchanged; the aspect ratio is kept.
         #expect(image.downscaled(maxSide: 4) == image)
-        let wide = GreyImage(width: 300, height: 100, pixels: [Float](repeating: 0.5, count: 30_000)).downscaled(maxSide: 64)
+        let wide = try GreyImage(width: 300, height: 100, pixels: [Float](repeating: 0.5, count: 30_000)).downscaled(maxSide: 64)
         #expect(wide.width == 64 && wide.height == 21 && wide.pixels.allSatisfy { abs($0 - 0.5) < 1e-6 })
     }
 

@@ -162,9 +162,9 @@ extension StoreQueries {
         if let bad = queries.firstIndex(where: { !$0.isFinite }) {
             throw ClusterError("query \(bad / d) has a non-finite value (\(queries[bad])) at position \(bad % d)")
         }
-        let found = queries.withUnsafeBufferPointer { q in
-            vectors.values.withUnsafeBufferPointer { v in
-                InnerProductSearch.search(queries: q, queryCount: queryCount, vectors: v, rows: vectors.keys.count,
+        let found = try queries.withUnsafeBufferPointer { q in
+            try vectors.values.withUnsafeBufferPointer { v in
+                try InnerProductSearch.search(queries: q, queryCount: queryCount, vectors: v, rows: vectors.keys.count,
                                           dimension: d, top: request.top)
             }
         }
