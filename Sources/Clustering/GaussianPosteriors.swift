@@ -100,9 +100,10 @@ public struct GaussianPosteriors: Sendable {
 
     /// Computes the posteriors of `rows` block by block (`kernelBlockRows(k:)` rows at a time)
     /// and calls `visit(offset, block)` for each, in row order, where `offset` is the index in
-    /// `rows` of the block's first row (see `PosteriorBlock`).
+    /// `rows` of the block's first row (see `PosteriorBlock`). Throws `.dimensionMismatch` for
+    /// rows of another dimension than the model's.
     ///
-    /// `firstRow` and `source` only serve the error for a NaN or infinite row.
+    /// `firstRow` and `source` only serve error messages.
     public func forEachBlock(_ rows: FloatRows, firstRow: Int, source: String, workspace: KernelWorkspace,
                              _ visit: (_ offset: Int, _ block: PosteriorBlock) throws -> Void) throws {
         let k = model.k, d = model.dimension
@@ -226,7 +227,7 @@ public struct PosteriorBlock {
     public let starts: UnsafePointer<Int>
     public let components: UnsafePointer<Int32>
     public let posteriors: UnsafePointer<Double>
-    /// log p(x) of each row.
+    /// log p(x) of each row: max ℓ + log Σ exp(ℓ − max ℓ) over the components' log densities ℓ.
     public let logLikelihoods: UnsafePointer<Double>
 
     /// Row i's posteriors.

@@ -67,9 +67,11 @@ public struct NearestCentreSearch: Sendable {
     /// Assigns each row of `rows` to its nearest centre, writing centre indices to
     /// `assignments` and, if given, the exact squared distances (float64) to `distances`.
     /// Blocks of `blockRows` rows are processed one after the other: callers that pass blocks
-    /// of that size read rows the kernel has just brought into cache.
+    /// of that size read rows the kernel has just brought into cache. Throws
+    /// `.dimensionMismatch` for rows of another dimension than the codebook's, and
+    /// `.invalidArgument` for the fused screen on a CPU without AVX-512.
     ///
-    /// `firstRow` and `source` only serve the error for a NaN or infinite row.
+    /// `firstRow` and `source` only serve error messages.
     public func assign(_ rows: FloatRows, firstRow: Int, source: String, workspace: KernelWorkspace,
                        assignments: UnsafeMutablePointer<Int32>,
                        distances: UnsafeMutablePointer<Double>? = nil) throws {
