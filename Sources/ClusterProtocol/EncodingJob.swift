@@ -190,7 +190,7 @@ public struct EncodePass: WireComputation {
                                       "image \(image.key): \(image.rowCount) rows from row \(image.firstRow) exceed the file's \(rows.rows) rows",
                                       path: rows.source)
             }
-            let descriptors = rows.slice(range)
+            let descriptors = try rows.slice(range)
             let vector = try encoder.encode(try projection?.project(descriptors, workspace: workspace) ?? descriptors,
                                             workspace: workspace)
             result.values += whitening?.project(vector, rows: 1) ?? vector

@@ -98,27 +98,18 @@ public struct GaussianPosteriors: Sendable {
         }
     }
 
-    /// Computes the posteriors of every row of `rows` and calls `visit(row, posteriors,
-    /// logLikelihood)` in row order, where `posteriors` holds the (component, q) pairs with
-    /// q > 0 in component order and `logLikelihood` is log p(x) = max ℓ + log Σ exp(ℓ − max ℓ).
-    ///
-    /// `firstRow` and `source` only serve the error for a NaN or infinite row.
-    public func forEachRow(_ rows: FloatRows, firstRow: Int, source: String, workspace: KernelWorkspace,
-                           _ visit: (_ row: Int, _ posteriors: PosteriorList, _ logLikelihood: Double) throws -> Void) throws {
-        try forEachBlock(rows, firstRow: firstRow, source: source, workspace: workspace) { offset, block in
-            for i in 0..<block.rows.rows { try visit(offset + i, block.list(i), block.logLikelihoods[i]) }
-        }
-    }
-
     /// Computes the posteriors of `rows` block by block (`kernelBlockRows(k:)` rows at a time)
     /// and calls `visit(offset, block)` for each, in row order, where `offset` is the index in
-    /// `rows` of the block's first row (see `PosteriorBlock`).
+    /// `rows` of the block's first row (see `PosteriorBlock`). Throws `.dimensionMismatch` for
+    /// rows of another dimension than the model's.
     ///
-    /// `firstRow` and `source` only serve the error for a NaN or infinite row.
+    /// `firstRow` and `source` only serve error messages.
     public func forEachBlock(_ rows: FloatRows, firstRow: Int, source: String, workspace: KernelWorkspace,
                              _ visit: (_ offset: Int, _ block: PosteriorBlock) throws -> Void) throws {
         let k = model.k, d = model.dimension
-        precondition(rows.dimension == d, "row dimension must match the model")
+        guard rows.dimension == d else {
+            throw DescriptorError(.dimensionMismatch, "rows have dimension \(rows.dimension), the model expects \(d)", path: source)
+        }
         let block = kernelBlockRows(k: k)
         workspace.reserve(&workspace.products, block * k)
         workspace.reserve(&workspace.squares, block * d)
@@ -236,7 +227,7 @@ public struct PosteriorBlock {
     public let starts: UnsafePointer<Int>
     public let components: UnsafePointer<Int32>
     public let posteriors: UnsafePointer<Double>
-    /// log p(x) of each row.
+    /// log p(x) of each row: max ℓ + log Σ exp(ℓ − max ℓ) over the components' log densities ℓ.
     public let logLikelihoods: UnsafePointer<Double>
 
     /// Row i's posteriors.

@@ -204,7 +204,7 @@ public struct KMeansParallelRoundPass: ShardComputation {
             try rows.checkRows(i ..< i + 1)
             result.rowIndices.append(rows.firstRow + i)
             result.distances.append(distances[i])
-            result.values += rows.row(i)
+            result.values += try rows.row(i)
         }
         if (rows.file?.size ?? 0) > RowScan.residentBudget { rows.release(0..<rows.rows) }
         return result

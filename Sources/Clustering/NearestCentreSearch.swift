@@ -37,9 +37,8 @@ public struct NearestCentreSearch: Sendable {
     private let panels: [Float]
     private let panelNorms: [Float]
 
-    /// A search over `codebook`; `screen` must be `.blas` on a CPU without AVX-512.
+    /// A search over `codebook`; with `.fused` on a CPU without AVX-512, `assign` throws.
     public init(codebook: Codebook, screen: Screen = .preferred) {
-        precondition(screen == .blas || Screen.preferred == .fused, "the fused screen needs AVX-512")
         self.codebook = codebook
         self.screen = screen
         let k = codebook.k, d = codebook.dimension
@@ -68,14 +67,21 @@ public struct NearestCentreSearch: Sendable {
     /// Assigns each row of `rows` to its nearest centre, writing centre indices to
     /// `assignments` and, if given, the exact squared distances (float64) to `distances`.
     /// Blocks of `blockRows` rows are processed one after the other: callers that pass blocks
-    /// of that size read rows the kernel has just brought into cache.
+    /// of that size read rows the kernel has just brought into cache. Throws
+    /// `.dimensionMismatch` for rows of another dimension than the codebook's, and
+    /// `.invalidArgument` for the fused screen on a CPU without AVX-512.
     ///
-    /// `firstRow` and `source` only serve the error for a NaN or infinite row.
+    /// `firstRow` and `source` only serve error messages.
     public func assign(_ rows: FloatRows, firstRow: Int, source: String, workspace: KernelWorkspace,
                        assignments: UnsafeMutablePointer<Int32>,
                        distances: UnsafeMutablePointer<Double>? = nil) throws {
         let k = codebook.k, d = codebook.dimension
-        precondition(rows.dimension == d, "row dimension must match the codebook")
+        guard rows.dimension == d else {
+            throw DescriptorError(.dimensionMismatch, "rows have dimension \(rows.dimension), the codebook expects \(d)", path: source)
+        }
+        guard screen == .blas || Screen.preferred == .fused else {
+            throw DescriptorError(.invalidArgument, "the fused screen needs AVX-512, which this CPU lacks")
+        }
         let block = blockRows
         switch screen {
         case .fused:

@@ -107,7 +107,7 @@ public struct PCAProjection: Sendable, Equatable {
                 project(block, into: output.baseAddress! + (firstRow - matrix.firstRow) * kept, scratch: &scratch)
             }
         }
-        return DescriptorMatrix(rows: matrix.rows, dimension: kept, values: projected, firstRow: matrix.firstRow,
+        return try DescriptorMatrix(rows: matrix.rows, dimension: kept, values: projected, firstRow: matrix.firstRow,
                                 source: matrix.source)
     }
 

@@ -62,7 +62,7 @@ public struct RowSamplePass: ShardComputation {
         for i in 0..<rows.rows where needed > 0 {
             if Double(rows.rows - i) * generator.nextUnit() < Double(needed) {
                 try rows.checkRows(i ..< i + 1)
-                let values = rows.row(i)
+                let values = try rows.row(i)
                 if let bad = values.firstIndex(where: { !$0.isFinite }) {
                     throw DescriptorError(.nonFinite, "row \(start + i) has a NaN or infinite value (dimension \(bad))",
                                           path: rows.source, location: "row \(start + i)")

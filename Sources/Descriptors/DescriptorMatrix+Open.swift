@@ -47,7 +47,7 @@ extension DescriptorMatrix {
                                   + "(dimension \(dimension)): row \(rows) starting at byte \(start) is incomplete",
                                   path: path, location: "byte \(start)")
         }
-        let matrix = DescriptorMatrix(file: file, offset: 4, rows: rows, dimension: dimension,
+        let matrix = try DescriptorMatrix(file: file, offset: 4, rows: rows, dimension: dimension,
                                       elementType: elementType, rowStride: rowBytes, rowHeaders: true)
         try matrix.checkRows(rows - 1 ..< rows)
         return matrix
@@ -81,7 +81,7 @@ extension DescriptorMatrix {
                                   + "data bytes but the file has \(actual)",
                                   path: path, location: "byte \(header.dataOffset)")
         }
-        return DescriptorMatrix(file: file, offset: header.dataOffset, rows: rows, dimension: dimension,
+        return try DescriptorMatrix(file: file, offset: header.dataOffset, rows: rows, dimension: dimension,
                                 elementType: header.elementType, rowStride: rowBytes)
     }
 }

@@ -66,10 +66,21 @@ public struct DescriptorMatrix: @unchecked Sendable {
     /// A view over `file`: `rows` rows of `dimension` values starting at byte `offset`,
     /// `rowStride` bytes apart. With `rowHeaders`, the 4 bytes before each row hold its
     /// dimension as a little-endian int32 (texmex layout).
+    ///
+    /// Throws `.invalidArgument` unless the rows (and their headers) lie within the file.
     public init(file: MappedFile, offset: Int, rows: Int, dimension: Int,
-                elementType: ElementType, rowStride: Int, rowHeaders: Bool = false) {
-        precondition(rows == 0 || offset + (rows - 1) * rowStride + dimension * elementType.size <= file.size)
-        precondition(!rowHeaders || offset >= 4, "row headers need 4 bytes before each row")
+                elementType: ElementType, rowStride: Int, rowHeaders: Bool = false) throws {
+        let rowBytes = dimension.multipliedReportingOverflow(by: elementType.size)
+        let lastRow = (rows - 1).multipliedReportingOverflow(by: rowStride)
+        let end = offset.addingReportingOverflow(lastRow.partialValue)
+        guard rows >= 0, dimension >= 0, !rowBytes.overflow, rowStride >= rowBytes.partialValue,
+              offset >= (rowHeaders ? 4 : 0),
+              rows == 0 || (!lastRow.overflow && !end.overflow && rowBytes.partialValue <= file.size - end.partialValue)
+        else {
+            throw DescriptorError(.invalidArgument, "\(rows) rows of \(dimension) \(elementType) values, \(rowStride) bytes apart "
+                                  + "from byte \(offset)\(rowHeaders ? " with row headers" : ""), do not fit in \(file.size) bytes",
+                                  path: file.path)
+        }
         self.hasRowHeaders = rowHeaders
         self.rows = rows
         self.dimension = dimension
@@ -83,11 +94,15 @@ public struct DescriptorMatrix: @unchecked Sendable {
         self.transform = nil
     }
 
-    /// An in-memory matrix owning `values` (row-major, `rows × dimension`). `firstRow` and
+    /// An in-memory matrix owning `values` (row-major, `rows × dimension`); throws
+    /// `.invalidArgument` if there are not exactly that many values. `firstRow` and
     /// `source` say where the rows came from, for error messages (rows derived from a file's,
     /// e.g. projected).
-    public init(rows: Int, dimension: Int, values: [Float], firstRow: Int = 0, source: String = "in-memory") {
-        precondition(values.count == rows * dimension, "values.count must be rows × dimension")
+    public init(rows: Int, dimension: Int, values: [Float], firstRow: Int = 0, source: String = "in-memory") throws {
+        let count = rows.multipliedReportingOverflow(by: dimension)
+        guard rows >= 0, dimension >= 0, !count.overflow, values.count == count.partialValue else {
+            throw DescriptorError(.invalidArgument, "\(values.count) values are not \(rows) rows × \(dimension)")
+        }
         let box = FloatBuffer(values)
         self.rows = rows
         self.dimension = dimension
@@ -123,9 +138,19 @@ public struct DescriptorMatrix: @unchecked Sendable {
         return first ..< first + count
     }
 
-    /// The rows in `range` (relative to this view) as a view of their own.
-    public func slice(_ range: Range<Int>) -> DescriptorMatrix {
-        precondition(range.lowerBound >= 0 && range.upperBound <= rows, "row range out of bounds")
+    /// Throws `.indexOutOfRange` unless `range` lies within this view's rows: the check of
+    /// every row range a caller passes in (the numeric modules are built without preconditions).
+    private func checkBounds(_ range: Range<Int>) throws {
+        // lowerBound ≤ upperBound is checked too: an unchecked build does not enforce it.
+        guard range.lowerBound >= 0, range.lowerBound <= range.upperBound, range.upperBound <= rows else {
+            throw DescriptorError(.indexOutOfRange, "rows \(range.lowerBound)..<\(range.upperBound) of \(rows)", path: source)
+        }
+    }
+
+    /// The rows in `range` (relative to this view) as a view of their own; throws
+    /// `.indexOutOfRange` if they are not all in this view.
+    public func slice(_ range: Range<Int>) throws -> DescriptorMatrix {
+        try checkBounds(range)
         return DescriptorMatrix(parent: self, rows: range, transform: transform)
     }
 
@@ -142,7 +167,7 @@ public struct DescriptorMatrix: @unchecked Sendable {
     /// Throws `.dimensionMismatch` naming the file, the absolute row and its byte offset (not
     /// the value found: the file may be anything).
     public func checkRows(_ range: Range<Int>) throws {
-        precondition(range.lowerBound >= 0 && range.upperBound <= rows, "row range out of bounds")
+        try checkBounds(range)
         guard hasRowHeaders, let base else { return }
         for i in range {
             let header = base + i * rowStride - 4
@@ -175,10 +200,17 @@ public struct DescriptorMatrix: @unchecked Sendable {
 
     /// Calls `body` with rows `range` as float32. Float rows are passed in place (no
     /// copy); uint8 and int32 rows, and rows of a transformed view, are converted into
-    /// `scratch`, which grows as needed.
+    /// `scratch`, which grows as needed. Throws `.indexOutOfRange` if `range` is not within
+    /// this view.
     public func withFloatRows<R>(_ range: Range<Int>, scratch: inout [Float],
-                                 _ body: (FloatRows) throws -> R) rethrows -> R {
-        precondition(range.lowerBound >= 0 && range.upperBound <= rows, "row range out of bounds")
+                                 _ body: (FloatRows) throws -> R) throws -> R {
+        try checkBounds(range)
+        return try withFloatRowsInBounds(range, scratch: &scratch, body)
+    }
+
+    /// `withFloatRows` for a range already known to be within this view.
+    private func withFloatRowsInBounds<R>(_ range: Range<Int>, scratch: inout [Float],
+                                          _ body: (FloatRows) throws -> R) rethrows -> R {
         let count = range.count
         guard let base, count > 0 else {
             return try [Float](repeating: 0, count: 1).withUnsafeBufferPointer {
@@ -221,9 +253,10 @@ public struct DescriptorMatrix: @unchecked Sendable {
         }
     }
 
-    /// Row `i` copied out as float32 (for small reads such as sampling; not for scans).
-    public func row(_ i: Int) -> [Float] {
-        precondition(i >= 0 && i < rows, "row out of bounds")
+    /// Row `i` copied out as float32 (for small reads such as sampling; not for scans);
+    /// throws `.indexOutOfRange` if there is no such row.
+    public func row(_ i: Int) throws -> [Float] {
+        guard i >= 0, i < rows else { throw DescriptorError(.indexOutOfRange, "row \(i) of \(rows)", path: source) }
         var out = [Float](repeating: 0, count: dimension)
         guard let base else { return out }
         out.withUnsafeMutableBufferPointer {
@@ -242,7 +275,7 @@ public struct DescriptorMatrix: @unchecked Sendable {
         var start = 0
         while start < rows {
             let end = min(rows, start + block)
-            withFloatRows(start..<end, scratch: &scratch) { rows in
+            withFloatRowsInBounds(start..<end, scratch: &scratch) { rows in
                 for i in 0..<rows.rows {
                     out.append(contentsOf: UnsafeBufferPointer(start: rows.row(i), count: dimension))
                 }

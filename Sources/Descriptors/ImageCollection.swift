@@ -130,7 +130,7 @@ public struct ImageCollection: RandomAccessCollection, Sendable {
                 throw failure(.duplicateKey, "the key of line \(previous) again")
             }
             lineOfKey[key] = lineNumber
-            images.append(Image(key: key, rows: count, source: .rows(matrix.slice(rows))))
+            try images.append(Image(key: key, rows: count, source: .rows(matrix.slice(rows))))
         }
         self.images = images
         dimension = matrix.dimension

@@ -66,7 +66,7 @@ public struct FisherEncoder: VectorEncoder {
     public func encodeCountingTerms(_ descriptors: DescriptorMatrix, workspace: KernelWorkspace,
                                     into output: UnsafeMutableBufferPointer<Float>) throws -> Int {
         try checkDimension(descriptors)
-        precondition(output.count == encodedDimension, "output must hold encodedDimension values")
+        try checkOutput(output)
         let model = posteriors.model
         let k = model.k, d = model.dimension
         // Per component, over the terms kept: Σq, Σq·x and Σq·x² (float64), from which

@@ -51,7 +51,7 @@ public struct VLADEncoder: VectorEncoder {
     public func encode(_ descriptors: DescriptorMatrix, workspace: KernelWorkspace,
                        into output: UnsafeMutableBufferPointer<Float>) throws {
         try checkDimension(descriptors)
-        precondition(output.count == encodedDimension, "output must hold encodedDimension values")
+        try checkOutput(output)
         let codebook = search.codebook
         let k = codebook.k, d = codebook.dimension
         var sums = [Double](repeating: 0, count: k * d)

@@ -65,6 +65,13 @@ extension VectorEncoder {
                                   context: descriptors.source)
         }
     }
+
+    /// Throws `.invalidArgument` unless `output` holds exactly `encodedDimension` values.
+    func checkOutput(_ output: UnsafeMutableBufferPointer<Float>) throws {
+        guard output.count == encodedDimension else {
+            throw DescriptorError(.invalidArgument, "an output of \(output.count) values for vectors of \(encodedDimension)")
+        }
+    }
 }
 
 /// Normalisation guards and the signed square root shared by the encoders.

@@ -8,8 +8,14 @@ public struct GreyImage: Sendable, Equatable {
     /// `width × height` values, row after row.
     public let pixels: [Float]
 
-    public init(width: Int, height: Int, pixels: [Float]) {
-        precondition(width >= 1 && height >= 1 && pixels.count == width * height, "pixels must be width × height")
+    /// `pixels` must hold `width × height` values, both sides at least 1 (`.invalidArgument` otherwise).
+    public init(width: Int, height: Int, pixels: [Float]) throws {
+        try Self.checkShape(width: width, height: height, channels: 1, count: pixels.count)
+        self.init(checkedWidth: width, height: height, pixels: pixels)
+    }
+
+    /// An image whose shape is known to be right.
+    private init(checkedWidth width: Int, height: Int, pixels: [Float]) {
         self.width = width
         self.height = height
         self.pixels = pixels
@@ -23,9 +29,11 @@ public struct GreyImage: Sendable, Equatable {
     /// The grey image of 8-bit pixels (1 channel: grey, 3: RGB interleaved), as `vl_imreadgray`
     /// makes it: values divided by 255 (`im2double`), then for RGB the weighted sum of
     /// `lumaWeights`, computed in float64 and rounded once to float32.
-    public init(width: Int, height: Int, channels: Int, bytes: UnsafeBufferPointer<UInt8>) {
-        precondition(channels == 1 || channels == 3, "1 or 3 channels")
-        precondition(bytes.count == width * height * channels, "bytes must be width × height × channels")
+    ///
+    /// Throws `.invalidArgument` unless `channels` is 1 or 3 and `bytes` holds
+    /// `width × height × channels` values.
+    public init(width: Int, height: Int, channels: Int, bytes: UnsafeBufferPointer<UInt8>) throws {
+        try Self.checkShape(width: width, height: height, channels: channels, count: bytes.count)
         let (r, g, b) = Self.lumaWeights
         let pixels = [Float](unsafeUninitializedCapacity: width * height) { out, count in
             if channels == 1 {
@@ -38,7 +46,19 @@ public struct GreyImage: Sendable, Equatable {
             }
             count = width * height
         }
-        self.init(width: width, height: height, pixels: pixels)
+        self.init(checkedWidth: width, height: height, pixels: pixels)
+    }
+
+    /// Throws `.invalidArgument` unless `count` values are a `width × height` image of
+    /// `channels` (1 or 3) channels, both sides at least 1.
+    private static func checkShape(width: Int, height: Int, channels: Int, count: Int) throws {
+        let pixels = width.multipliedReportingOverflow(by: height)
+        let values = pixels.partialValue.multipliedReportingOverflow(by: channels)
+        guard width >= 1, height >= 1, channels == 1 || channels == 3, !pixels.overflow, !values.overflow,
+              count == values.partialValue else {
+            throw DescriptorError(.invalidArgument, "\(count) values are not a \(width) × \(height) image of \(channels) channels "
+                                  + "(1 or 3)")
+        }
     }
 
     /// This image shrunk so that its longer side is `maxSide` (unchanged if it already fits).
@@ -47,8 +67,9 @@ public struct GreyImage: Sendable, Equatable {
     /// averaging: each output pixel is the mean of the input pixels under its footprint, each
     /// weighted by the fraction of it that is covered (a box filter of the scale's width, so
     /// no aliasing at any factor). It is separable, rows then columns, in float64.
-    public func downscaled(maxSide: Int) -> GreyImage {
-        precondition(maxSide >= 1, "maxSide must be at least 1")
+    /// A `maxSide` below 1 counts as 1.
+    public func downscaled(maxSide requested: Int) -> GreyImage {
+        let maxSide = max(1, requested)
         let longer = max(width, height)
         guard longer > maxSide else { return self }
         let scale = Double(maxSide) / Double(longer)
@@ -74,7 +95,7 @@ public struct GreyImage: Sendable, Equatable {
                 out[y * newWidth + x] = Float(sum)
             }
         }
-        return GreyImage(width: newWidth, height: newHeight, pixels: out)
+        return GreyImage(checkedWidth: newWidth, height: newHeight, pixels: out)
     }
 
     /// For each of `count` output samples, the input samples it covers and their weights

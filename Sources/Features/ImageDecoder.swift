@@ -52,7 +52,7 @@ public struct ImageDecoder: Sendable {
 
     /// The grey image (see `GreyImage.init(width:height:channels:bytes:)`) of the JPEG or PNG at `path`.
     public func grey(path: String) throws -> GreyImage {
-        try withPixels(path: path) { GreyImage(width: $0, height: $1, channels: $2, bytes: $3) }
+        try withPixels(path: path) { try GreyImage(width: $0, height: $1, channels: $2, bytes: $3) }
     }
 }
 

@@ -1,4 +1,5 @@
 import Clustering
+import Descriptors
 
 /// One neighbour of a query: a row of the searched vectors and its inner product with the query.
 public struct Neighbour: Sendable, Equatable {
@@ -29,11 +30,17 @@ public enum InnerProductSearch {
     /// For each of the `queryCount` queries (row-major, `dimension` values each), the `top`
     /// rows of `vectors` (`rows × dimension`, row-major) with the highest inner products,
     /// best first; equal scores in row order. Fewer than `top` when there are fewer rows.
+    /// Throws `.invalidArgument` if `top` or `dimension` is below 1 or an array is not of its
+    /// stated shape.
     public static func search(queries: UnsafeBufferPointer<Float>, queryCount: Int,
-                              vectors: UnsafeBufferPointer<Float>, rows: Int, dimension: Int, top: Int) -> [[Neighbour]] {
-        precondition(top >= 1 && dimension >= 1, "top and dimension are at least 1")
-        precondition(queries.count == queryCount * dimension && vectors.count == rows * dimension,
-                     "arrays of the stated shapes")
+                              vectors: UnsafeBufferPointer<Float>, rows: Int, dimension: Int, top: Int) throws -> [[Neighbour]] {
+        let queryValues = queryCount.multipliedReportingOverflow(by: dimension)
+        let vectorValues = rows.multipliedReportingOverflow(by: dimension)
+        guard top >= 1, dimension >= 1, queryCount >= 0, rows >= 0, !queryValues.overflow, !vectorValues.overflow,
+              queries.count == queryValues.partialValue, vectors.count == vectorValues.partialValue else {
+            throw DescriptorError(.invalidArgument, "top \(top) of \(queries.count) query values (\(queryCount) × \(dimension)) "
+                                  + "against \(vectors.count) vector values (\(rows) × \(dimension)); top and dimension are at least 1")
+        }
         var heaps = (0..<queryCount).map { _ in TopHeap(capacity: top) }
         guard queryCount > 0, rows > 0 else { return heaps.map { $0.sorted() } }
         let blockRows = min(Self.blockRows, rows)

@@ -10,7 +10,7 @@ extension Database {
     /// A cursor over one column family in bytewise key order, destroyed in `deinit`.
     ///
     /// It keeps its database open and reads the snapshot taken when it was made. Start it
-    /// with `seekToFirst()` or `seek(to:)`; `key`, `value` and `next()` need `isValid`.
+    /// with `seek(to:)` (`[]`: the first entry); `key`, `value` and `next()` need `isValid`.
     /// After the walk, `checkStatus()` tells an end of data from a read error. An iterator
     /// is for one thread at a time.
     public final class Iterator {
@@ -30,11 +30,6 @@ extension Database {
 
         /// Whether the iterator is at an entry (false past the end or after an error).
         public var isValid: Bool { rocksdb_iter_valid(handle) != 0 }
-
-        /// Moves to the first entry.
-        public func seekToFirst() {
-            rocksdb_iter_seek_to_first(handle)
-        }
 
         /// Moves to the first entry whose key is at or after `key`.
         public func seek(to key: [UInt8]) {

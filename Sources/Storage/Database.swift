@@ -194,9 +194,6 @@ public final class Database: @unchecked Sendable {
         columnFamilyHandles[name].map { ColumnFamily(name: name, database: self, handle: $0) }
     }
 
-    /// The `"default"` column family, always open.
-    public var defaultColumnFamily: ColumnFamily { columnFamily(named: "default")! }
-
     // MARK: Reads and writes
 
     /// The value stored under `key` in `family`, or `nil` if there is none.

@@ -1,7 +1,7 @@
 import CZeroMQ
 
 /// Typed setters for the socket options Codebook uses. Options that affect connections
-/// (limits, identity, keys, heartbeats) must be set before `bind` or `connect`.
+/// (limits, keys) must be set before `bind` or `connect`.
 extension Socket {
     /// How long closing the socket waits to deliver queued messages; `nil` waits forever.
     public func setLinger(_ linger: Duration?) throws {
@@ -24,11 +24,6 @@ extension Socket {
         try setOption(ZMQ_RCVHWM, "ZMQ_RCVHWM", messages)
     }
 
-    /// The identity a ROUTER peer sees for this socket: 1 to 255 bytes, not starting with 0.
-    public func setRoutingID(_ id: [UInt8]) throws {
-        try setOption(ZMQ_ROUTING_ID, "ZMQ_ROUTING_ID", bytes: id)
-    }
-
     /// ROUTER only: a message to an unknown routing id fails with `EHOSTUNREACH` instead of
     /// being dropped silently.
     public func setRouterMandatory(_ enabled: Bool) throws {
@@ -38,54 +33,6 @@ extension Socket {
     /// How long a blocking `receive` waits before it returns `nil`; `nil` waits forever.
     public func setReceiveTimeout(_ timeout: Duration?) throws {
         try setOption(ZMQ_RCVTIMEO, "ZMQ_RCVTIMEO", timeout.zmqMilliseconds)
-    }
-
-    /// How long a blocking `send` waits before it returns `false`; `nil` waits forever.
-    public func setSendTimeout(_ timeout: Duration?) throws {
-        try setOption(ZMQ_SNDTIMEO, "ZMQ_SNDTIMEO", timeout.zmqMilliseconds)
-    }
-
-    /// Queue messages only to peers whose connection is complete, so nothing waits in the
-    /// queue of a peer that is not there.
-    public func setImmediate(_ enabled: Bool) throws {
-        try setOption(ZMQ_IMMEDIATE, "ZMQ_IMMEDIATE", enabled)
-    }
-
-    /// How often to send a ZMTP heartbeat (PING) on every connection.
-    public func setHeartbeatInterval(_ interval: Duration) throws {
-        try setOption(ZMQ_HEARTBEAT_IVL, "ZMQ_HEARTBEAT_IVL", interval.zmqMilliseconds)
-    }
-
-    /// How long to wait for any traffic after a PING before the connection is dropped.
-    public func setHeartbeatTimeout(_ timeout: Duration) throws {
-        try setOption(ZMQ_HEARTBEAT_TIMEOUT, "ZMQ_HEARTBEAT_TIMEOUT", timeout.zmqMilliseconds)
-    }
-
-    /// How long the remote peer should wait for traffic from us before it drops the
-    /// connection (sent in our PINGs; libzmq keeps tenths of a second, at most 6553.5 s).
-    public func setHeartbeatTTL(_ ttl: Duration) throws {
-        try setOption(ZMQ_HEARTBEAT_TTL, "ZMQ_HEARTBEAT_TTL", ttl.zmqMilliseconds)
-    }
-
-    /// How long to wait before reconnecting after a connection is lost.
-    public func setReconnectInterval(_ interval: Duration) throws {
-        try setOption(ZMQ_RECONNECT_IVL, "ZMQ_RECONNECT_IVL", interval.zmqMilliseconds)
-    }
-
-    /// The cap for exponential back-off between reconnection attempts; `nil` disables the
-    /// back-off (every attempt waits `setReconnectInterval`).
-    public func setReconnectIntervalMax(_ interval: Duration?) throws {
-        try setOption(ZMQ_RECONNECT_IVL_MAX, "ZMQ_RECONNECT_IVL_MAX", interval?.zmqMilliseconds ?? 0)
-    }
-
-    /// SUB only: receive messages whose first frame starts with `prefix` (empty: all).
-    public func subscribe(prefix: [UInt8]) throws {
-        try setOption(ZMQ_SUBSCRIBE, "ZMQ_SUBSCRIBE", bytes: prefix)
-    }
-
-    /// SUB only: undoes one `subscribe(prefix:)` with the same prefix.
-    public func unsubscribe(prefix: [UInt8]) throws {
-        try setOption(ZMQ_UNSUBSCRIBE, "ZMQ_UNSUBSCRIBE", bytes: prefix)
     }
 
     // MARK: CurveZMQ

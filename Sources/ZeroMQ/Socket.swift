@@ -13,17 +13,14 @@ import Darwin
 public final class Socket {
     /// The ZeroMQ socket types this wrapper supports.
     public enum Kind: Sendable, Hashable, CustomStringConvertible {
-        case router, dealer, req, rep, pair, pub, sub
+        case router, dealer, rep, pair
 
         var zmqType: Int32 {
             switch self {
             case .router: ZMQ_ROUTER
             case .dealer: ZMQ_DEALER
-            case .req: ZMQ_REQ
             case .rep: ZMQ_REP
             case .pair: ZMQ_PAIR
-            case .pub: ZMQ_PUB
-            case .sub: ZMQ_SUB
             }
         }
 
@@ -31,11 +28,8 @@ public final class Socket {
             switch self {
             case .router: "ROUTER"
             case .dealer: "DEALER"
-            case .req: "REQ"
             case .rep: "REP"
             case .pair: "PAIR"
-            case .pub: "PUB"
-            case .sub: "SUB"
             }
         }
     }
@@ -66,11 +60,6 @@ public final class Socket {
     /// With a wildcard port, `lastEndpoint` tells the port the system chose.
     public func bind(_ endpoint: String) throws {
         try LibZMQ.check("zmq_bind \(endpoint)") { zmq_bind(handle, endpoint) }
-    }
-
-    /// Stops accepting connections on an endpoint given to `bind` (or read from `lastEndpoint`).
-    public func unbind(_ endpoint: String) throws {
-        try LibZMQ.check("zmq_unbind \(endpoint)") { zmq_unbind(handle, endpoint) }
     }
 
     /// Connects to `endpoint`; libzmq connects in the background and reconnects after failures.
@@ -182,7 +171,5 @@ public final class Socket {
 
         /// The user id the ZAP handler set for the peer ("User-Id").
         public static let userID = MessageProperty(name: "User-Id")
-        /// The peer's IP address ("Peer-Address").
-        public static let peerAddress = MessageProperty(name: "Peer-Address")
     }
 }

@@ -191,7 +191,7 @@ struct BenchKeys {
 
 /// An in-process coordinator on tcp loopback (ports chosen by the kernel) and `workers`
 /// worker processes of one thread each connected to it; with `keys`, over CURVE.
-final class ProcessCluster {
+final class BenchCluster {
     let context: ZeroMQContext
     let coordinator: Coordinator
     let endpoints: (workers: String, clients: String)

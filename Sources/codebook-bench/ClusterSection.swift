@@ -117,13 +117,13 @@ struct ClusterSection {
         -> (rounds: [Round], identical: Bool, rows: Int, shards: Int, peaks: [Int?], fileBytes: Int) {
         let corpus = try DescriptorMatrix.open(path: path)
         let local = LocalBackend(corpus: corpus, shardRows: Self.shardRows, threads: sizes.threads)
-        let processes = try ProcessCluster(workers: cluster.workers, binary: binary, logDirectory: sizes.workDirectory, tag: tag)
+        let processes = try BenchCluster(workers: cluster.workers, binary: binary, logDirectory: sizes.workDirectory, tag: tag)
         defer { processes.shutdown() }
         let reference = try Self.reference(path)
         let remote = ClusterBackend(coordinator: processes.coordinator, job: Self.jobBase + UInt64(initial.k),
                                     corpus: reference, shardRows: Self.shardRows)
         let secureProcesses = try keys.map {
-            try ProcessCluster(workers: cluster.workers, binary: binary, logDirectory: sizes.workDirectory, tag: tag + "-curve", keys: $0)
+            try BenchCluster(workers: cluster.workers, binary: binary, logDirectory: sizes.workDirectory, tag: tag + "-curve", keys: $0)
         }
         defer { secureProcesses?.shutdown() }
         let secureRemote = secureProcesses.map {
@@ -179,7 +179,7 @@ struct ClusterSection {
         let matrix = try DescriptorMatrix.open(path: path)
         var values: [Float] = []
         values.reserveCapacity(k * matrix.dimension)
-        for c in 0..<k { values += matrix.row(c * (matrix.rows / k)) }
+        for c in 0..<k { values += try matrix.row(c * (matrix.rows / k)) }
         return try Codebook(k: k, dimension: matrix.dimension, centres: values)
     }
 
@@ -209,7 +209,7 @@ struct ClusterSection {
             let path = try workload.corpus(rows: rows, ext: "fvecs")
             let reference = try Self.reference(path)
             let (_, initial) = try workload.initialCentres(corpus: path)
-            let processes = try ProcessCluster(workers: cluster.workers, binary: binary, logDirectory: sizes.workDirectory,
+            let processes = try BenchCluster(workers: cluster.workers, binary: binary, logDirectory: sizes.workDirectory,
                                                tag: "scale\(rows)")
             defer { processes.shutdown() }
             let backend = ClusterBackend(coordinator: processes.coordinator, job: Self.jobBase + 0x1_0000 + UInt64(rows),

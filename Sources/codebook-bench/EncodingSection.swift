@@ -163,7 +163,7 @@ struct EncodingSection {
             var scratch: [Float] = []
             for index in stride(from: thread, to: images.count, by: threads) {
                 let image = images[index]
-                image.withFloatRows(0..<image.rows, scratch: &scratch) { rows in
+                try image.withFloatRows(0..<image.rows, scratch: &scratch) { rows in
                     output.withUnsafeMutableBufferPointer { out in
                         switch encoding {
                         case .vlad: encoder.vlad(rows, flags: 0, into: out.baseAddress!)

@@ -58,7 +58,7 @@ struct GaussianMixtureSection {
         guard let statistics else { throw CheckFailure("no E-pass ran") }
 
         // The same on the rows scikit-learn gets, for like-for-like throughput and the LL check.
-        let subset = LocalBackend(corpus: corpus.slice(0..<gmmRows), threads: sizes.threads)
+        let subset = LocalBackend(corpus: try corpus.slice(0..<gmmRows), threads: sizes.threads)
         var subsetTimes: [Double] = []
         var subsetReport: GaussianMixtureIterationReport?
         for _ in 0..<sizes.repeats {

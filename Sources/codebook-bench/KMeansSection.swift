@@ -32,7 +32,7 @@ struct KMeansSection {
         let screen = NearestCentreSearch.Screen.preferred
         var bodies: [() async throws -> Void] = [
             { try await sgemm.engineBlocks() },
-            { sgemm.openBLASThreads() },
+            { try sgemm.openBLASThreads() },
             { _ = try await backend.run(KMeansAssignmentPass(codebook: initial)) },
             { _ = try await KMeans.train(on: backend, parameters: one) },
         ]

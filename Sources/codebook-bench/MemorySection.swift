@@ -71,7 +71,7 @@ struct MemorySection {
         let started = Stopwatch.now()
         let corpus = try DescriptorMatrix.open(path: path)
         var centres: [Float] = []
-        for i in 0..<k { centres += corpus.row(i * (corpus.rows / k)) }
+        for i in 0..<k { centres += try corpus.row(i * (corpus.rows / k)) }
         var parameters = KMeansParameters(k: k)
         parameters.iterations = iterations
         parameters.tolerance = 0

@@ -24,7 +24,7 @@ struct SearchSection {
         var batchFound: [[Neighbour]] = [], single: [[Neighbour]] = []
         var dot: Float = 0
         let times = try await Stopwatch.interleaved(sizes.repeats, [
-            { batchFound = Self.search(queries, count: Self.batch, vectors, rows: rows) },
+            { batchFound = try Self.search(queries, count: Self.batch, vectors, rows: rows) },
             {
                 vectors.withUnsafeBufferPointer { v in
                     queries.withUnsafeBufferPointer { q in
@@ -35,7 +35,7 @@ struct SearchSection {
                     }
                 }
             },
-            { single = Self.search(Array(queries.prefix(d)), count: 1, vectors, rows: rows) },
+            { single = try Self.search(Array(queries.prefix(d)), count: 1, vectors, rows: rows) },
             { dot = cblas_sdot(blasint(rows * d), vectors, 1, vectors, 1) },
         ])
         let (searchTime, sgemmTime, singleTime, readTime) = (times[0], times[1], times[2], times[3])
@@ -68,10 +68,10 @@ struct SearchSection {
         table.print()
     }
 
-    private static func search(_ queries: [Float], count: Int, _ vectors: [Float], rows: Int) -> [[Neighbour]] {
-        queries.withUnsafeBufferPointer { q in
-            vectors.withUnsafeBufferPointer { v in
-                InnerProductSearch.search(queries: q, queryCount: count, vectors: v, rows: rows, dimension: dimension, top: top)
+    private static func search(_ queries: [Float], count: Int, _ vectors: [Float], rows: Int) throws -> [[Neighbour]] {
+        try queries.withUnsafeBufferPointer { q in
+            try vectors.withUnsafeBufferPointer { v in
+                try InnerProductSearch.search(queries: q, queryCount: count, vectors: v, rows: rows, dimension: dimension, top: top)
             }
         }
     }

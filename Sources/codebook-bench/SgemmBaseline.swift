@@ -23,13 +23,13 @@ struct SgemmBaseline {
         let k = codebook.k, block = kernelBlockRows(k: k)
         openblas_set_num_threads(1)
         try await ParallelWork.run(count: plan.count, threads: threads) { shard, _ in
-            let rows = corpus.slice(plan.rows(of: shard))
+            let rows = try corpus.slice(plan.rows(of: shard))
             var products = [Float](repeating: 0, count: block * k)
             var scratch: [Float] = []
             var start = 0
             while start < rows.rows {
                 let range = start ..< min(rows.rows, start + RowScan.blockRows)
-                rows.withFloatRows(range, scratch: &scratch) { floats in
+                try rows.withFloatRows(range, scratch: &scratch) { floats in
                     Self.products(floats, codebook, blockRows: block, into: &products)
                 }
                 start = range.upperBound
@@ -37,7 +37,7 @@ struct SgemmBaseline {
         }
     }
 
-    func openBLASThreads() {
+    func openBLASThreads() throws {
         let k = codebook.k
         var products = [Float](repeating: 0, count: Self.chunkRows * k)
         var scratch: [Float] = []
@@ -46,7 +46,7 @@ struct SgemmBaseline {
         var start = 0
         while start < corpus.rows {
             let range = start ..< min(corpus.rows, start + Self.chunkRows)
-            corpus.withFloatRows(range, scratch: &scratch) { floats in
+            try corpus.withFloatRows(range, scratch: &scratch) { floats in
                 Self.products(floats, codebook, blockRows: Self.chunkRows, into: &products)
             }
             start = range.upperBound

@@ -105,7 +105,7 @@ struct StoreSection {
         var matching = 0
         for index in sample.sorted() {
             let reply = try client.get([lastSet + "/" + keys[index]])
-            if let values = reply.first?.values, bitIdentical(values, reference.row(index)) {
+            if let values = reply.first?.values, bitIdentical(values, try reference.row(index)) {
                 matching += 1
             } else if failures.count < 8 {
                 failures.append("stored vector \(lastSet)/\(keys[index]) differs from row \(index) of \(npyPath)")
@@ -250,7 +250,7 @@ struct StoreSection {
                         }
                         if n % valueCheckEvery == 1 {
                             outcome.checks += 1
-                            if !bitIdentical(values, reference.row(i)) {
+                            if !bitIdentical(values, try reference.row(i)) {
                                 outcome.errors.append("GET \(key): values differ from row \(i) of the .npy")
                                 break
                             }

@@ -38,7 +38,7 @@ struct Workload {
         values.reserveCapacity(k * d)
         var row = 0
         while taken.count < k && row < matrix.rows {
-            let x = matrix.row(row)
+            let x = try matrix.row(row)
             var best = 0, bestDistance = Double.infinity
             for c in 0..<sizes.corpusClusters {
                 var distance = 0.0
@@ -50,7 +50,7 @@ struct Workload {
         }
         // Fewer true clusters than K (not with the bench's sizes): fill with evenly spaced rows.
         var spaced = 0
-        while values.count < k * d { values += matrix.row(spaced * (matrix.rows / k)); spaced += 1 }
+        while values.count < k * d { values += try matrix.row(spaced * (matrix.rows / k)); spaced += 1 }
         try NpyFile.write(path: out, rows: k, columns: d, values: values)
         return (out, try Codebook(k: k, dimension: d, centres: values))
     }
@@ -65,7 +65,7 @@ struct Workload {
                                    matrix: try DescriptorMatrix.open(path: path), initial: try initialCentres(corpus: path))]
         if let real = sizes.realCorpus {
             let matrix = try DescriptorMatrix.open(path: real)
-            let used = matrix.slice(0..<min(sizes.rows, matrix.rows))
+            let used = try matrix.slice(0..<min(sizes.rows, matrix.rows))
             let name = URL(fileURLWithPath: real).lastPathComponent
             corpora.append(BenchCorpus(label: "real: \(name)", tag: "real-\(name)-\(used.rows)", path: real, index: nil,
                                        matrix: used, initial: try spacedCentres(of: used, name: name)))
@@ -89,7 +89,7 @@ struct Workload {
         for c in 0..<k {
             var row = c * (matrix.rows / k)
             while row < matrix.rows {
-                let x = matrix.row(row)
+                let x = try matrix.row(row)
                 if taken.insert(x).inserted { values += x; break }
                 row += 1
             }
@@ -147,9 +147,9 @@ struct BenchCorpus {
     func images(count: Int, rows: Int) throws -> [DescriptorMatrix] {
         if let index { return try ImageCollection(index: index, descriptors: matrix).map { try $0.descriptors() } }
         let count = min(count, matrix.rows / rows)
-        return (0..<count).map { i in
+        return try (0..<count).map { i in
             let start = i * (matrix.rows / count)
-            return matrix.slice(start ..< start + rows)
+            return try matrix.slice(start ..< start + rows)
         }
     }
 }

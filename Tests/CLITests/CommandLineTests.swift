@@ -1,5 +1,6 @@
 import Descriptors
 import Foundation
+import TestSupport
 import Testing
 
 @Suite struct CommandLineTests {
@@ -11,7 +12,7 @@ import Testing
     /// The embedded default on a small synthetic corpus, from descriptors to a ranked list of
     /// similar images: the first image's own vector ranks first, at cosine 1.
     @Test func theDemoEndsWithTheImagesMostLikeTheFirstOne() throws {
-        let scratch = try ScratchDirectory()
+        let scratch = try TemporaryDirectory()
         let outcome = try CommandRunner.run(["demo", "--dir", scratch.file("demo"), "--rows", "6000", "--k", "8", "--components", "4"])
         #expect(outcome.status == 0, "\(outcome.error)")
         let lines = outcome.output.split(separator: "\n").map(String.init)
@@ -23,7 +24,7 @@ import Testing
     }
 
     @Test func generateTrainAndEncodeEndToEnd() throws {
-        let scratch = try ScratchDirectory()
+        let scratch = try TemporaryDirectory()
         let corpus = scratch.file("corpus.npy"), index = scratch.file("images.tsv")
         var outcome = try CommandRunner.run(["generate", "--n", "3000", "--dim", "16", "--clusters", "5", "--seed", "3",
                                              "--out", corpus, "--index", index, "--image-rows", "100"])
@@ -59,7 +60,7 @@ import Testing
     }
 
     @Test func userErrorsGoToStandardErrorWithoutAStackTrace() throws {
-        let scratch = try ScratchDirectory()
+        let scratch = try TemporaryDirectory()
         let truncated = scratch.file("truncated.fvecs")
         var bytes = [UInt8]()
         withUnsafeBytes(of: Int32(4).littleEndian) { bytes += $0 }
@@ -81,7 +82,7 @@ import Testing
     }
 
     @Test func kLargerThanTheCorpusNamesBothNumbers() throws {
-        let scratch = try ScratchDirectory()
+        let scratch = try TemporaryDirectory()
         let corpus = scratch.file("small.fvecs")
         #expect(try CommandRunner.run(["generate", "--n", "20", "--dim", "4", "--out", corpus]).status == 0)
         let outcome = try CommandRunner.run(["train", "kmeans", "--corpus", corpus, "--k", "300", "--store", scratch.file("store"),
@@ -93,7 +94,7 @@ import Testing
     /// Shards of 2^63 − 1 rows used to crash the embedded run; a FIFO as the corpus or model
     /// hung it, and a directory named like a corpus was an "I/O failure".
     @Test func hostileShardSizesAndFilesFailFastOrRun() throws {
-        let scratch = try ScratchDirectory()
+        let scratch = try TemporaryDirectory()
         let corpus = scratch.file("corpus.npy"), fifo = scratch.file("fifo.npy"), directory = scratch.file("dir.npy")
         #expect(try CommandRunner.run(["generate", "--n", "200", "--dim", "4", "--out", corpus]).status == 0)
         #expect(mkfifo(fifo, 0o600) == 0)

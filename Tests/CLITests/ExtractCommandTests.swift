@@ -1,6 +1,7 @@
 import Descriptors
 import Features
 import Foundation
+import TestSupport
 import Testing
 
 @Suite struct ExtractCommandTests {
@@ -18,7 +19,7 @@ import Testing
     }
 
     /// A folder of five photographs-to-be (PNG and JPEG, one larger than --max-side) and one bad file.
-    static func images(in scratch: ScratchDirectory) throws -> String {
+    static func images(in scratch: TemporaryDirectory) throws -> String {
         let folder = scratch.file("images")
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: false)
         for (index, (width, height)) in [(160, 120), (120, 160), (300, 200), (140, 140), (128, 96)].enumerated() {
@@ -33,7 +34,7 @@ import Testing
 
     @Test(.timeLimit(.minutes(3)))
     func extractTrainAndEncodeEndToEnd() throws {
-        let scratch = try ScratchDirectory()
+        let scratch = try TemporaryDirectory()
         let folder = try Self.images(in: scratch)
         let descriptors = scratch.file("d.npy"), index = scratch.file("d.tsv"), store = scratch.file("store")
         var outcome = try CommandRunner.run(["extract", "--images", folder, "--max-side", "200", "--out", descriptors,
@@ -81,7 +82,7 @@ import Testing
     }
 
     @Test func dsiftAndRootSIFTOnExtract() throws {
-        let scratch = try ScratchDirectory()
+        let scratch = try TemporaryDirectory()
         let folder = try Self.images(in: scratch)
         let list = scratch.file("list.tsv")
         try "a\timages/photo-0.png\nb\t\(folder)/photo-1.jpg\n".write(toFile: list, atomically: true, encoding: .utf8)

@@ -1,5 +1,6 @@
 import ClusterProtocol
 import Descriptors
+import TestSupport
 import Testing
 
 /// The PCA pipeline from the command line, on the embedded cluster: descriptor PCA, a
@@ -7,7 +8,7 @@ import Testing
 /// export and import of a PCA model.
 @Suite struct PCACommandTests {
     @Test(.timeLimit(.minutes(5))) func descriptorPCAWhiteningAndSearchFromTheCommandLine() throws {
-        let scratch = try ScratchDirectory()
+        let scratch = try TemporaryDirectory()
         let corpus = scratch.file("corpus.npy"), index = scratch.file("images.tsv"), store = scratch.file("store")
         func run(_ arguments: [String], sourceLocation: SourceLocation = #_sourceLocation) throws -> CommandRunner.Outcome {
             let storeAccess = ["models", "search", "export", "import"].contains(arguments[0])

@@ -1,6 +1,7 @@
 import Cluster
 import ClusterProtocol
 import Foundation
+import TestSupport
 import Testing
 @testable import codebook
 
@@ -58,7 +59,7 @@ import Testing
     // MARK: --json and --quiet through the command line
 
     @Test func trainAndEncodeWithJSONPrintOneObjectPerLine() throws {
-        let scratch = try ScratchDirectory()
+        let scratch = try TemporaryDirectory()
         let corpus = scratch.file("corpus.npy"), index = scratch.file("images.tsv"), store = scratch.file("store")
         var outcome = try CommandRunner.run(["generate", "--n", "3000", "--dim", "8", "--clusters", "4", "--seed", "1",
                                              "--out", corpus, "--index", index, "--image-rows", "100"])
@@ -85,7 +86,7 @@ import Testing
     }
 
     @Test func quietPrintsOnlyTheFinalLine() throws {
-        let scratch = try ScratchDirectory()
+        let scratch = try TemporaryDirectory()
         let corpus = scratch.file("corpus.npy")
         var outcome = try CommandRunner.run(["generate", "--n", "2000", "--dim", "8", "--clusters", "4", "--out", corpus])
         #expect(outcome.status == 0, "\(outcome.error)")

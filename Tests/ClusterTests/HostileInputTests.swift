@@ -4,6 +4,7 @@ import Clustering
 import Descriptors
 import Foundation
 import Storage
+import TestSupport
 import Testing
 import ZeroMQ
 
@@ -19,7 +20,7 @@ import ZeroMQ
 
     /// A stored k-means codebook named `name` (k = 2) and an index of two images over the first
     /// 200 rows of `corpus`, for encoding jobs.
-    static func encodingInputs(store: CodebookStore, corpus: String, scratch: ScratchDirectory) throws -> String {
+    static func encodingInputs(store: CodebookStore, corpus: String, scratch: TemporaryDirectory) throws -> String {
         let matrix = try DescriptorMatrix.open(path: corpus)
         let codebook = try Codebook(k: 2, dimension: dimension, centres: matrix.row(0) + matrix.row(1))
         let record = ModelRecord(kind: .kmeans, k: 2, dimension: dimension, source: "imported")
@@ -37,7 +38,7 @@ import ZeroMQ
     /// Shards of 2^63 − 1 rows or images are one shard; they used to crash the coordinator
     /// ("Range requires lowerBound <= upperBound"). Shards of fewer than one are refused.
     @Test(.timeLimit(.minutes(2))) func shardsOfIntMaxRowsOrImagesRunAndNonPositiveOnesAreRefused() async throws {
-        let scratch = try ScratchDirectory()
+        let scratch = try TemporaryDirectory()
         let corpus = try Corpora.path(rows: 300, dimension: Self.dimension)
         let store = try CodebookStore(path: scratch.file("store"))
         let index = try Self.encodingInputs(store: store, corpus: corpus, scratch: scratch)
@@ -75,7 +76,7 @@ import ZeroMQ
     /// store): a restarted coordinator stays up, runs the ones it can and fails the others
     /// with a message. It used to crash on every restart.
     @Test(.timeLimit(.minutes(2))) func aRestartedCoordinatorResumesOrFailsStoredJobsWithHostileShardSizes() async throws {
-        let scratch = try ScratchDirectory()
+        let scratch = try TemporaryDirectory()
         let corpus = try Corpora.path(rows: 300, dimension: Self.dimension)
         let path = scratch.file("store")
         do {

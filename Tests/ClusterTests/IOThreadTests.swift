@@ -5,6 +5,7 @@ import Descriptors
 import Foundation
 import Storage
 import Synchronization
+import TestSupport
 import Testing
 import ZeroMQ
 
@@ -53,7 +54,7 @@ import ZeroMQ
     /// answers, with `secondsSinceHeard` under 1.5 intervals), and none is declared dead.
     /// Planning on the I/O thread stopped its heartbeats for seconds.
     @Test(.timeLimit(.minutes(3))) func heartbeatsKeepTheirIntervalWhileAMillionImageJobIsPlanned() async throws {
-        let scratch = try ScratchDirectory()
+        let scratch = try TemporaryDirectory()
         let images = 1_000_000, dimension = 8, interval = 1.0
         let descriptors = scratch.file("descriptors.npy"), index = scratch.file("images.tsv")
         try NpyFile.write(path: descriptors, rows: images, columns: dimension,

@@ -5,6 +5,7 @@ import Descriptors
 import Foundation
 import Storage
 import Synchronization
+import TestSupport
 import Testing
 import ZeroMQ
 
@@ -85,7 +86,7 @@ enum JobFixtures {
     }
 
     /// An index of `count` images of `rows` rows each, from row 0 on.
-    static func index(_ scratch: ScratchDirectory, _ name: String, count: Int, rows: Int = 2) throws -> String {
+    static func index(_ scratch: TemporaryDirectory, _ name: String, count: Int, rows: Int = 2) throws -> String {
         let path = scratch.file(name)
         let lines = (0..<count).map { "image-\(String(format: "%05d", $0))\t\($0 * rows)\t\(rows)\n" }
         try lines.joined().write(toFile: path, atomically: true, encoding: .utf8)
@@ -95,7 +96,7 @@ enum JobFixtures {
     /// Imports a k-means model of k×D centres (rows of the corpus) as `name`.
     static func importModel(_ client: ClusterClient, name: String, k: Int, corpus: String) throws {
         let matrix = try DescriptorMatrix.open(path: corpus)
-        let centres = (0..<k).flatMap { matrix.row($0 * 37 % matrix.rows) }
+        let centres = try (0..<k).flatMap { try matrix.row($0 * 37 % matrix.rows) }
         _ = try client.importModel(ImportRequest(name: name, kind: .kmeans, k: k, dimension: matrix.dimension, replace: true),
                                    arrays: [Frame.encode(centres)])
     }
@@ -126,7 +127,7 @@ enum JobFixtures {
     }
 
     @Test(.timeLimit(.minutes(1))) func aCancelledTrainingJobStopsIsStoredCancelledAndIsNotResumed() async throws {
-        let scratch = try ScratchDirectory()
+        let scratch = try TemporaryDirectory()
         let corpus = try Corpora.path(rows: 1_000, dimension: 4)
         let storePath = scratch.file("store")
         let (running, finished): (UInt64, UInt64)
@@ -180,7 +181,7 @@ enum JobFixtures {
     /// A cancelled encoding job keeps the vectors already stored; a second encoding job into
     /// a set that a running job writes is refused, naming that job.
     @Test(.timeLimit(.minutes(1))) func aSetHasOneWriterAndACancelledEncodingJobKeepsItsVectors() async throws {
-        let scratch = try ScratchDirectory()
+        let scratch = try TemporaryDirectory()
         let corpus = try Corpora.path(rows: 1_000, dimension: 4)
         let cluster = try LocalCoordinator(store: try CodebookStore(path: scratch.file("store")))
         defer { cluster.stop() }
@@ -243,7 +244,7 @@ enum JobFixtures {
     /// A model with D = 2^20 and k-means++ (a 300-row corpus, its file sparse) used to be
     /// accepted, and the coordinator then held the 1.2 GiB sample about twice.
     @Test func aHugeDimensionIsRefusedAtSubmission() throws {
-        let scratch = try ScratchDirectory()
+        let scratch = try TemporaryDirectory()
         let path = scratch.file("wide.npy")
         let rows = 300, dimension = 1 << 20
         var header = "{'descr': '<f4', 'fortran_order': False, 'shape': (\(rows), \(dimension)), }"
@@ -327,7 +328,7 @@ enum JobFixtures {
     }
 
     @Test func encodingJobsBeyondALimitAreRefused() async throws {
-        let scratch = try ScratchDirectory()
+        let scratch = try TemporaryDirectory()
         let corpus = try Corpora.path(rows: 1_000, dimension: 16)
         var settings = CoordinatorSettings()
         settings.maximumModelValues = 1024
@@ -409,7 +410,7 @@ enum JobFixtures {
     }
 
     @Test func finishedJobsBeyondTheCountOrTheLifetimeAreDeletedFromTheStore() async throws {
-        let scratch = try ScratchDirectory()
+        let scratch = try TemporaryDirectory()
         let corpus = try Corpora.path(rows: 1_000, dimension: 4)
         let storePath = scratch.file("store")
         var settings = CoordinatorSettings()

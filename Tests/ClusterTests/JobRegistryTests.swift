@@ -2,6 +2,7 @@
 import ClusterProtocol
 import Foundation
 import Storage
+import TestSupport
 import Testing
 
 /// What the registry shows clients and what it stores, checked against each other.
@@ -14,7 +15,7 @@ struct JobRegistryTests {
     /// An iteration is shown to clients only once the checkpoint after it is stored, so a
     /// coordinator killed in between never leaves a client told of an iteration the store lacks.
     @Test func anIterationIsShownOnlyWithItsStoredCheckpoint() throws {
-        let scratch = try ScratchDirectory()
+        let scratch = try TemporaryDirectory()
         let store = try CodebookStore(path: scratch.file("store"))
         let registry = JobRegistry(store: store)
         let job = TrainingJob(kind: .kmeans, corpus: "corpus.npy", k: 2, iterations: 5, seed: 1, tolerance: 0, shardRows: 10,

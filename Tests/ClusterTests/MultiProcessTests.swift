@@ -2,6 +2,7 @@ import Cluster
 import ClusterProtocol
 import Descriptors
 import Foundation
+import TestSupport
 import Testing
 import ZeroMQ
 
@@ -31,9 +32,8 @@ import ZeroMQ
         if let cached = referenceLock.withLock({ references[key] }) { return cached }
         let process = Process()
         process.executableURL = codebookExecutable
-        let directory = NSTemporaryDirectory() + "codebook-cluster-reference-\(UUID().uuidString)"
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let temporary = try TemporaryDirectory()
+        let directory = temporary.path
         process.arguments = arguments + ["--out", "\(directory)/model", "--local-workers", "2"]
         process.standardOutput = FileHandle.nullDevice
         FileManager.default.createFile(atPath: "\(directory)/stderr.log", contents: nil)

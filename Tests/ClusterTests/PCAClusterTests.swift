@@ -5,6 +5,7 @@ import Descriptors
 import Encoding
 import Foundation
 import Storage
+import TestSupport
 import Testing
 import ZeroMQ
 
@@ -67,7 +68,7 @@ import ZeroMQ
     /// projection, bit for bit; VLAD through it: the local encoder's vectors on the locally
     /// projected descriptors. The model records the PCA; encoding refuses any other.
     @Test(.timeLimit(.minutes(3))) func trainingAndEncodingThroughAPCAMatchALocalProjectionAndRefuseAnyOther() async throws {
-        let scratch = try ScratchDirectory()
+        let scratch = try TemporaryDirectory()
         let corpus = try Corpora.path(rows: Self.rows, dimension: Self.dimension)
         let store = try CodebookStore(path: scratch.file("store"))
         let cluster = try EmbeddedCluster(workers: 3, threadsPerWorker: 1, store: store, logger: quietLogger())
@@ -141,7 +142,7 @@ import ZeroMQ
     /// stores each vector projected as a local projection of the plain vector; SEARCH with it
     /// projects the queries.
     @Test(.timeLimit(.minutes(3))) func aSetIsWhitenedEncodedThroughTheWhiteningAndSearchedWithProjectedQueries() async throws {
-        let scratch = try ScratchDirectory()
+        let scratch = try TemporaryDirectory()
         let corpus = try Corpora.path(rows: Self.rows, dimension: Self.dimension)
         let store = try CodebookStore(path: scratch.file("store"))
         let cluster = try EmbeddedCluster(workers: 2, threadsPerWorker: 1, store: store, logger: quietLogger())
@@ -163,7 +164,7 @@ import ZeroMQ
         var vectors = try SetVectors(set: "v", store: store)
         PCAProjection.prepareVectors(&vectors.values, dimension: vectors.dimension, power: 0.5)
         let local = try await PrincipalComponents.train(
-            on: LocalBackend(corpus: DescriptorMatrix(rows: 12, dimension: vectors.dimension, values: vectors.values), shardRows: 5,
+            on: LocalBackend(corpus: try DescriptorMatrix(rows: 12, dimension: vectors.dimension, values: vectors.values), shardRows: 5,
                              threads: 1), kept: 4)
         #expect(try (0..<3).map { Self.bits(try reply.array($0, as: Float.self)) }
                 == [local.mean, local.components, local.eigenvalues].map(Self.bits))
@@ -193,7 +194,7 @@ import ZeroMQ
     /// A job through a PCA that was replaced while the coordinator was down fails when the
     /// coordinator comes back, rather than resuming its checkpoint through another PCA.
     @Test(.timeLimit(.minutes(2))) func aJobWhosePCAChangedWhileItWasStoppedFailsOnResume() async throws {
-        let scratch = try ScratchDirectory()
+        let scratch = try TemporaryDirectory()
         let corpus = try Corpora.path(rows: Self.rows, dimension: Self.dimension)
         let store = try CodebookStore(path: scratch.file("store"))
         let queries = StoreQueries(store: store)
@@ -238,7 +239,7 @@ import ZeroMQ
 
     /// IMPORT of a PCA, then DESCRIBE with values: the same arrays and whitening flag.
     @Test func aPCAModelImportsAndExportsItsArrays() throws {
-        let scratch = try ScratchDirectory()
+        let scratch = try TemporaryDirectory()
         let queries = StoreQueries(store: try CodebookStore(path: scratch.file("store")))
         let s = Float(0.5).squareRoot()
         let arrays: [[Float]] = [[1, 2, 3], [s, -s, 0, 0, 0, 1], [2, 0.5]]

@@ -2,6 +2,7 @@
 import ClusterProtocol
 import Foundation
 import Storage
+import TestSupport
 import Testing
 import ZeroMQ
 
@@ -17,7 +18,7 @@ import ZeroMQ
     }
 
     @Test func everyClientRequestHasAHandlerAndNothingElseDoes() throws {
-        let scratch = try ScratchDirectory(), tag = UUID().uuidString
+        let scratch = try TemporaryDirectory(), tag = UUID().uuidString
         // A coordinator that is never started: answering needs no sockets.
         let coordinator = Coordinator(context: try ZeroMQContext(), workersEndpoint: "inproc://workers-\(tag)",
                                       clientsEndpoint: "inproc://clients-\(tag)",

@@ -200,7 +200,7 @@ extension ResultCheckTests {
     static let parallelPass = PassDescription(kind: .kmeansParallelRound, dimension: d, k: 2, seed: 9, round: 2, oversampling: 6)
 
     static func parallelRound() throws -> KMeansParallelRoundStatistics {
-        let corpus = DescriptorMatrix(rows: 1000, dimension: d, values: (0..<2000).map { Float($0 % 37) })
+        let corpus = try DescriptorMatrix(rows: 1000, dimension: d, values: (0..<2000).map { Float($0 % 37) })
         let pass = KMeansParallelRoundPass(candidates: try Codebook(k: 2, dimension: d, centres: [0, 0, 30, 30]),
                                            oversampling: 6, seed: 9, round: 2)
         return try pass.statistics(of: corpus.slice(shard), shard: 10, workspace: KernelWorkspace())

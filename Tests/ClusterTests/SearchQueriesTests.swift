@@ -2,6 +2,7 @@
 import ClusterProtocol
 import Foundation
 import Storage
+import TestSupport
 import Testing
 import ZeroMQ
 
@@ -32,7 +33,7 @@ import ZeroMQ
     }
 
     @Test func neighboursInOrderTiesByKeyBytesAndTheCacheDroppedOnInvalidation() throws {
-        let scratch = try ScratchDirectory()
+        let scratch = try TemporaryDirectory()
         // "b" and "a/x" score the same; "a/x" sorts first. "é" sorts after "z" by its bytes.
         let store = try Self.store(at: scratch.file("db"), keys: ["a/x", "b", "c", "é"],
                                    vectors: [1, 0, 0, 0, 1, 0, 0, 0, 0, 2, 0, 0, 3, 0, 0, 0])
@@ -53,7 +54,7 @@ import ZeroMQ
     }
 
     @Test func aSetLargerThanTheCacheIsReadForEveryRequest() throws {
-        let scratch = try ScratchDirectory()
+        let scratch = try TemporaryDirectory()
         let store = try Self.store(at: scratch.file("db"), keys: ["a"], vectors: [1, 2, 3, 4])
         let queries = StoreQueries(store: store, searchCacheBytes: 8)
         #expect(try Self.search(queries, SearchRequest(set: "S", top: 5, key: "a"))[0].keys == ["a"])
@@ -62,7 +63,7 @@ import ZeroMQ
     }
 
     @Test func theCoordinatorsCacheHasItsSetting() throws {
-        let scratch = try ScratchDirectory(), tag = UUID().uuidString
+        let scratch = try TemporaryDirectory(), tag = UUID().uuidString
         var settings = CoordinatorSettings()
         #expect(settings.searchCacheBytes == 1 << 30)
         settings.searchCacheBytes = 12_345
@@ -73,7 +74,7 @@ import ZeroMQ
     }
 
     @Test func badRequestsAreRefusedWithMessagesThatNameTheProblem() throws {
-        let scratch = try ScratchDirectory()
+        let scratch = try TemporaryDirectory()
         let queries = StoreQueries(store: try Self.store(at: scratch.file("db"), keys: ["a"], vectors: [1, 2, 3, 4]))
         func message(_ request: SearchRequest, _ vectors: [Float] = []) -> String {
             do {

@@ -2,6 +2,7 @@ import ClusterProtocol
 import Cluster
 import Descriptors
 import Foundation
+import TestSupport
 import Testing
 import ZeroMQ
 
@@ -9,7 +10,7 @@ import ZeroMQ
 /// roots.
 @Suite(.serialized) struct SecureClusterTests {
     /// Key pairs in `directory`: NAME.secret and NAME.public for each name.
-    static func keys(_ names: [String], in directory: ScratchDirectory) throws -> [String: CurveKeyPair] {
+    static func keys(_ names: [String], in directory: TemporaryDirectory) throws -> [String: CurveKeyPair] {
         try Dictionary(uniqueKeysWithValues: names.map { name in
             let pair = try CurveKeyPair.generate()
             try KeyFiles.write(pair, name: directory.file(name))
@@ -18,7 +19,7 @@ import ZeroMQ
     }
 
     /// The options that make a worker or client use key pair `name` with the coordinator's key `coordinatorKey`.
-    static func keyOptions(_ name: String, coordinatorKey: String = "coordinator", in directory: ScratchDirectory) -> [String] {
+    static func keyOptions(_ name: String, coordinatorKey: String = "coordinator", in directory: TemporaryDirectory) -> [String] {
         ["--secret-key", directory.file("\(name).secret"), "--coordinator-key", directory.file("\(coordinatorKey).public")]
     }
 
@@ -128,7 +129,7 @@ import ZeroMQ
     @Test(.timeLimit(.minutes(2)))
     func corporaOutsideTheRootsAreRefusedByTheCoordinatorAndByWorkers() async throws {
         let outside = try MultiProcessTests.corpus()
-        let root = try ScratchDirectory()
+        let root = try TemporaryDirectory()
         // Inside the root by name only: a symbolic link out, and a `..` path.
         try FileManager.default.createSymbolicLink(atPath: root.file("link.npy"), withDestinationPath: outside)
         try FileManager.default.copyItem(atPath: outside, toPath: root.file("inside.npy"))
@@ -175,7 +176,7 @@ import ZeroMQ
                                 "the job was not accepted")
             let status = try await coordinator.stop(SIGTERM)
             cluster.check(status == 0, "the coordinator exited with \(status) after SIGTERM")
-            let root = try ScratchDirectory()
+            let root = try TemporaryDirectory()
             try await coordinator.start(["--corpus-root", root.path])
             let progress = try coordinator.client().progress(of: 1, since: 0)
             cluster.check(progress.state == .failed && progress.message?.contains("cannot resume") == true

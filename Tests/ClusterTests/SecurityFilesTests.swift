@@ -1,13 +1,14 @@
 import Cluster
 import ClusterProtocol
 import Foundation
+import TestSupport
 import Testing
 import ZeroMQ
 
 /// Key files, allow-lists, corpus roots and the loopback rule, without processes.
 @Suite struct SecurityFilesTests {
     @Test func keyFilesRoundTripAndRefuseToOverwrite() throws {
-        let scratch = try ScratchDirectory()
+        let scratch = try TemporaryDirectory()
         let pair = try CurveKeyPair.generate()
         let paths = try KeyFiles.write(pair, name: scratch.file("node"))
         #expect(try KeyFiles.readKeyPair(path: paths.secret) == pair)
@@ -20,7 +21,7 @@ import ZeroMQ
     }
 
     @Test func keyFileMistakesAreNamed() throws {
-        let scratch = try ScratchDirectory()
+        let scratch = try TemporaryDirectory()
         let pair = try CurveKeyPair.generate()
         func write(_ name: String, _ text: String, mode: Int = 0o600) throws -> String {
             let path = scratch.file(name)
@@ -49,7 +50,7 @@ import ZeroMQ
     }
 
     @Test func allowListsHaveRolesCommentsAndLineNumbers() throws {
-        let scratch = try ScratchDirectory()
+        let scratch = try TemporaryDirectory()
         let keys = try (0..<3).map { _ in try CurveKeyPair.generate().publicKey }
         let workers = scratch.file("workers"), clients = scratch.file("clients")
         try "# workers\n\n\(keys[0].z85)\n  \(keys[1].z85)   # node 2\n".write(toFile: workers, atomically: true, encoding: .utf8)
@@ -75,7 +76,7 @@ import ZeroMQ
     }
 
     @Test func corpusRootsResolveLinksAndDotDot() throws {
-        let root = try ScratchDirectory(), elsewhere = try ScratchDirectory()
+        let root = try TemporaryDirectory(), elsewhere = try TemporaryDirectory()
         FileManager.default.createFile(atPath: root.file("a.npy"), contents: Data())
         FileManager.default.createFile(atPath: elsewhere.file("b.npy"), contents: Data())
         try FileManager.default.createSymbolicLink(atPath: root.file("link.npy"), withDestinationPath: elsewhere.file("b.npy"))

@@ -1,21 +1,8 @@
 import Descriptors
 import Foundation
+import TestSupport
 import Testing
 import ZeroMQ
-
-/// A fresh temporary directory, removed when the value is released.
-final class ScratchDirectory: Sendable {
-    let path: String
-
-    init() throws {
-        path = NSTemporaryDirectory() + "codebook-cluster-\(UUID().uuidString)"
-        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    }
-
-    func file(_ name: String) -> String { "\(path)/\(name)" }
-
-    deinit { try? FileManager.default.removeItem(atPath: path) }
-}
 
 /// Small synthetic corpora, written once per process and shared by the tests that only read them.
 enum Corpora {
@@ -80,17 +67,6 @@ struct ClusterTestError: Error, CustomStringConvertible {
 
 // MARK: Child processes
 
-/// The built `codebook` binary next to the test bundle (the test target depends on it).
-let codebookExecutable: URL = {
-    var directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-    for _ in 0..<5 {
-        let candidate = directory.appendingPathComponent("codebook")
-        if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
-        directory = directory.deletingLastPathComponent()
-    }
-    fatalError("codebook executable not found near \(CommandLine.arguments[0])")
-}()
-
 /// One `codebook` process, its stdout and stderr captured to a log file.
 final class ChildProcess: @unchecked Sendable {
     // @unchecked: `process` is started once in init; the rest are immutable.
@@ -138,13 +114,13 @@ final class ChildProcess: @unchecked Sendable {
 /// from a `defer`), and their logs printed when the test fails.
 final class ProcessCluster: @unchecked Sendable {
     // @unchecked: used from the test's task only.
-    let scratch: ScratchDirectory
+    let scratch: TemporaryDirectory
     private(set) var children: [ChildProcess] = []
     private(set) var workersEndpoint = ""
     private(set) var clientsEndpoint = ""
     private var failed = false
 
-    init() throws { scratch = try ScratchDirectory() }
+    init() throws { scratch = try TemporaryDirectory() }
 
     func start(_ name: String, _ arguments: [String]) throws -> ChildProcess {
         let child = try ChildProcess(name: name, arguments: arguments, logDirectory: scratch.path)

@@ -68,7 +68,7 @@ final class ScriptedWorker: Sendable {
     private static func result<C: WireComputation>(_ computation: C, assignment: TaskAssignment,
                                                    header: WireHeader) throws -> WireMessage {
         let corpus = try DescriptorMatrix.open(path: assignment.corpus.path)
-        let rows = corpus.slice(assignment.firstRow ..< assignment.firstRow + assignment.rowCount)
+        let rows = try corpus.slice(assignment.firstRow ..< assignment.firstRow + assignment.rowCount)
         let statistics = try computation.statistics(of: rows, shard: Int(header.shard), workspace: KernelWorkspace())
         return WireMessage(header: WireHeader(.result, job: header.job, round: header.round, shard: header.shard),
                            metadata: statistics.shape, arrays: statistics.arrays)
@@ -99,7 +99,7 @@ final class ScriptedWorker: Sendable {
     /// centres of a local run from them.
     static func givenRun(_ corpus: String) async throws -> (given: [Float], expected: [UInt32]) {
         let matrix = try DescriptorMatrix.open(path: corpus)
-        let given = (0..<k).flatMap { matrix.row($0) }
+        let given = try (0..<k).flatMap { try matrix.row($0) }
         return (given, try await reference(corpus, initialization: .given(try Codebook(k: k, dimension: dimension, centres: given))))
     }
 

@@ -17,7 +17,7 @@ import Testing
     /// Rows 0, 1, 3 and 4 on a line, candidate 0: d² = 0, 1, 9, 16 and φ_s = 26; a row is sent
     /// when u·26 < ℓ·d², so with ℓ = 26/16 row 4 is sent whatever u (< 1) and row 0 never.
     @Test func aRoundSendsTheRowsTheRuleSamplesByHand() throws {
-        let rows = DescriptorMatrix(rows: 4, dimension: 1, values: [0, 1, 3, 4])
+        let rows = try DescriptorMatrix(rows: 4, dimension: 1, values: [0, 1, 3, 4])
         let pass = KMeansParallelRoundPass(candidates: try Codebook(k: 1, dimension: 1, centres: [0]),
                                            oversampling: 26.0 / 16, seed: 5, round: 1)
         let statistics = try pass.statistics(of: rows, shard: 0, workspace: KernelWorkspace())
@@ -34,7 +34,7 @@ import Testing
     /// rounds, and the weighted reduction returns the two points.
     @Test(arguments: [0 as UInt64, 1, 2, 3])
     func twoPointsGiveTheTwoPoints(seed: UInt64) async throws {
-        let data = DescriptorMatrix(rows: 4, dimension: 2, values: [0, 0, 10, 0, 0, 0, 10, 0])
+        let data = try DescriptorMatrix(rows: 4, dimension: 2, values: [0, 0, 10, 0, 0, 0, 10, 0])
         let (codebook, reports) = try await self.seed(data, k: 2, seed: seed, shardRows: 1)
         #expect(Set(codebook.centres.chunks(2)) == [[0, 0], [10, 0]], "seed \(seed): \(codebook.centres)")
         #expect(reports.map(\.round) == [1, 2, 6], "seed \(seed)")
@@ -43,7 +43,7 @@ import Testing
     }
 
     @Test func theCentresAreTheSameBitForBitOnAnyNumberOfThreads() async throws {
-        let data = blobs(rows: 3000, dimension: 16, blobs: 12, seed: 8, spread: 10)
+        let data = try blobs(rows: 3000, dimension: 16, blobs: 12, seed: 8, spread: 10)
         let (reference, reports) = try await seed(data, k: 24, threads: 1)
         #expect(reports.count == 6 && reports.last!.candidates > 24)
         for threads in [2, 3] {
@@ -53,7 +53,7 @@ import Testing
     }
 
     @Test func roundsAndOversamplingAreChecked() async throws {
-        let data = blobs(rows: 100, dimension: 4, blobs: 2, seed: 1)
+        let data = try blobs(rows: 100, dimension: 4, blobs: 2, seed: 1)
         await #expect(throws: ClusteringError.self) { _ = try await seed(data, k: 2, rounds: 0) }
         await #expect(throws: ClusteringError.self) { _ = try await seed(data, k: 2, oversampling: 0) }
         await #expect(throws: ClusteringError.self) { _ = try await seed(data, k: 2, oversampling: .nan) }
@@ -62,7 +62,7 @@ import Testing
     /// k-means‖ and Lloyd end close to k-means++ and Lloyd on clustered data.
     @Test(arguments: [21 as UInt64, 22, 23, 24, 25])
     func theObjectiveAfterLloydIsCloseToKMeansPlusPlus(seed: UInt64) async throws {
-        let data = blobs(rows: 6000, dimension: 16, blobs: 40, seed: seed, spread: 8)
+        let data = try blobs(rows: 6000, dimension: 16, blobs: 40, seed: seed, spread: 8)
         var objectives: [Double] = []
         for initialization in [KMeansInitialization.kmeansPlusPlus, .kmeansParallel] {
             var parameters = KMeansParameters(k: 40)

@@ -9,10 +9,10 @@ import Testing
 
     @Test(arguments: [1 as UInt64, 2, 3], screens)
     func nearestCentreEqualsFloat64Argmin(seed: UInt64, screen: NearestCentreSearch.Screen) throws {
-        let data = blobs(rows: 3000, dimension: 37, blobs: 12, seed: seed, spread: 20, scale: 200)
+        let data = try blobs(rows: 3000, dimension: 37, blobs: 12, seed: seed, spread: 20, scale: 200)
         var generator = SeededGenerator(seed: seed &+ 100)
         // Centres drawn near the data, plus a pair of near-duplicates to provoke near ties.
-        var centres = (0..<20).flatMap { _ in data.row(Int(generator.next() % UInt64(data.rows))) }
+        var centres = try (0..<20).flatMap { _ in try data.row(Int(generator.next() % UInt64(data.rows))) }
         centres += centres[0..<37].map { $0 + 1e-3 }
         let codebook = try Codebook(k: 21, dimension: 37, centres: centres)
         let search = NearestCentreSearch(codebook: codebook, screen: screen)
@@ -24,7 +24,7 @@ import Testing
                               assignments: &assigned, distances: &distances)
         }
         for i in 0..<data.rows {
-            let reference = referenceNearest(data.row(i), codebook)
+            let reference = referenceNearest(try data.row(i), codebook)
             #expect(Int(assigned[i]) == reference.index, "seed \(seed), row \(i)")
             #expect(abs(distances[i] - reference.distance) <= 1e-9 * max(1, reference.distance), "seed \(seed), row \(i)")
         }
@@ -39,14 +39,14 @@ import Testing
     func screensAgreeOnEveryBlockShape(dimension d: Int) throws {
         var generator = SeededGenerator(seed: UInt64(d))
         for k in [1, 2, 31, 32, 33, 70] {
-            let data = blobs(rows: 41, dimension: d, blobs: 5, seed: UInt64(k * d), spread: 15, scale: 120)
+            let data = try blobs(rows: 41, dimension: d, blobs: 5, seed: UInt64(k * d), spread: 15, scale: 120)
             var centres = (0..<k * d).map { _ in Float(generator.nextUnit() * 120) }
             for (copy, original) in [(k - 1, 0), (17, 1), (33, 2), (65, 33)] where copy < k && original < copy {
                 centres.replaceSubrange(copy * d ..< (copy + 1) * d, with: centres[original * d ..< (original + 1) * d])
             }
             let codebook = try Codebook(k: k, dimension: d, centres: centres)
             // Centres at data rows make exact ties with their duplicates for those rows.
-            var rows = (0..<data.rows).flatMap { data.row($0) }
+            var rows = try (0..<data.rows).flatMap { try data.row($0) }
             rows.replaceSubrange(0..<d, with: centres[0..<d])
             for m in [1, 3, 4, 5, 13, 14, 15, 18, 19, 33, 41] {
                 let expected = (0..<m).map { referenceNearest(Array(rows[$0 * d ..< ($0 + 1) * d]), codebook).index }
@@ -81,7 +81,7 @@ import Testing
     func nonFiniteRowIsRejectedWithItsIndex(screen: NearestCentreSearch.Screen) throws {
         var values = [Float](repeating: 1, count: 40)
         values[23] = .nan
-        let data = DescriptorMatrix(rows: 10, dimension: 4, values: values)
+        let data = try DescriptorMatrix(rows: 10, dimension: 4, values: values)
         let search = NearestCentreSearch(codebook: try Codebook(k: 1, dimension: 4, centres: [0, 0, 0, 0]), screen: screen)
         var assigned = [Int32](repeating: 0, count: 10)
         var scratch = [Float]()
@@ -103,9 +103,9 @@ import Testing
     @Test(arguments: screens)
     func blocksOfUndecidedRowsKeepTheFloat64ArgminAndTheirRowNumbers(screen: NearestCentreSearch.Screen) throws {
         let d = 24, distinct = 20, rows = 700
-        let data = blobs(rows: rows, dimension: d, blobs: 6, seed: 9, spread: 10, scale: 150)
+        let data = try blobs(rows: rows, dimension: d, blobs: 6, seed: 9, spread: 10, scale: 150)
         var generator = SeededGenerator(seed: 10)
-        let distinctCentres = (0..<distinct).flatMap { _ in data.row(Int(generator.next() % UInt64(rows))) }
+        let distinctCentres = try (0..<distinct).flatMap { _ in try data.row(Int(generator.next() % UInt64(rows))) }
         // Centre c + distinct repeats centre c (c < distinct / 2): ties go to c.
         let codebook = try Codebook(k: distinct + distinct / 2, dimension: d,
                                     centres: distinctCentres + distinctCentres[..<(distinct / 2 * d)])
@@ -118,15 +118,15 @@ import Testing
                               assignments: &assigned, distances: &distances)
         }
         for i in 0..<rows {
-            let reference = referenceNearest(data.row(i), codebook)
+            let reference = referenceNearest(try data.row(i), codebook)
             #expect(reference.index < distinct)
             #expect(Int(assigned[i]) == reference.index, "row \(i)")
             #expect(abs(distances[i] - reference.distance) <= 1e-9 * max(1, reference.distance), "row \(i)")
         }
 
-        var values = (0..<rows).flatMap { data.row($0) }
+        var values = try (0..<rows).flatMap { try data.row($0) }
         values[437 * d + 5] = .nan
-        let poisoned = DescriptorMatrix(rows: rows, dimension: d, values: values)
+        let poisoned = try DescriptorMatrix(rows: rows, dimension: d, values: values)
         let error = #expect(throws: DescriptorError.self) {
             try poisoned.withFloatRows(0..<rows, scratch: &scratch) { block in
                 try search.assign(block, firstRow: 1000, source: "corpus.npy", workspace: KernelWorkspace(), assignments: &assigned)
@@ -138,9 +138,9 @@ import Testing
     @Test(arguments: [5 as UInt64, 6])
     func posteriorsEqualDirectFloat64(seed: UInt64) throws {
         let d = 19, k = 7
-        let data = blobs(rows: 500, dimension: d, blobs: k, seed: seed, spread: 10, scale: 150)
+        let data = try blobs(rows: 500, dimension: d, blobs: k, seed: seed, spread: 10, scale: 150)
         var generator = SeededGenerator(seed: seed)
-        let means = (0..<k).flatMap { _ in data.row(Int(generator.next() % 500)) }
+        let means = try (0..<k).flatMap { _ in try data.row(Int(generator.next() % 500)) }
         let variances = (0..<k * d).map { _ in Float(20 + 200 * generator.nextUnit()) }
         var priors = (0..<k).map { _ in Float(0.1 + generator.nextUnit()) }
         let sum = priors.reduce(0, +)
@@ -149,16 +149,19 @@ import Testing
         let kernel = try GaussianPosteriors(model: model)
         var scratch = [Float]()
         try data.withFloatRows(0..<data.rows, scratch: &scratch) { rows in
-            try kernel.forEachRow(rows, firstRow: 0, source: "test", workspace: KernelWorkspace()) { i, list, logLikelihood in
-                let l = referenceLogDensities(data.row(i), model)
-                let top = l.max()!
-                let total = l.reduce(0) { $0 + exp($1 - top) }
-                #expect(abs(logLikelihood - (top + log(total))) <= 1e-9 * abs(logLikelihood), "seed \(seed), row \(i)")
-                var q = [Double](repeating: 0, count: k)
-                for m in 0..<list.count { q[Int(list.components[m])] = list.posteriors[m] }
-                for c in 0..<k {
-                    let reference = exp(l[c] - top) / total
-                    #expect(abs(q[c] - reference) <= 1e-12 + 1e-9 * reference, "seed \(seed), row \(i), component \(c)")
+            try kernel.forEachBlock(rows, firstRow: 0, source: "test", workspace: KernelWorkspace()) { offset, block in
+                for j in 0..<block.rows.rows {
+                    let i = offset + j, list = block.list(j), logLikelihood = block.logLikelihoods[j]
+                    let l = referenceLogDensities(try data.row(i), model)
+                    let top = l.max()!
+                    let total = l.reduce(0) { $0 + exp($1 - top) }
+                    #expect(abs(logLikelihood - (top + log(total))) <= 1e-9 * abs(logLikelihood), "seed \(seed), row \(i)")
+                    var q = [Double](repeating: 0, count: k)
+                    for m in 0..<list.count { q[Int(list.components[m])] = list.posteriors[m] }
+                    for c in 0..<k {
+                        let reference = exp(l[c] - top) / total
+                        #expect(abs(q[c] - reference) <= 1e-12 + 1e-9 * reference, "seed \(seed), row \(i), component \(c)")
+                    }
                 }
             }
         }

@@ -35,7 +35,7 @@ import Testing
         let d = 3, n = 20_000
         let values = (0..<(n * d)).map { Float(($0 * 7919) % 251) }
         let projection = try PCAProjection(try Self.pca(), whiten: true)
-        let matrix = DescriptorMatrix(rows: n, dimension: d, values: values).slice(100 ..< n)
+        let matrix = try DescriptorMatrix(rows: n, dimension: d, values: values).slice(100 ..< n)
         let projected = try projection.project(matrix, workspace: KernelWorkspace())
         #expect(projected.dimension == 2 && projected.rows == n - 100 && projected.firstRow == 100)
         #expect(projected.toArray().map(\.bitPattern) == projection.project(Array(values[300...]), rows: n - 100).map(\.bitPattern))
@@ -43,10 +43,10 @@ import Testing
 
     @Test func nonFiniteRowsAndBadModelsAreRefused() throws {
         let projection = try PCAProjection(try Self.pca(), whiten: false)
-        let bad = DescriptorMatrix(rows: 2, dimension: 3, values: [0, 0, 0, 1, .nan, 0])
+        let bad = try DescriptorMatrix(rows: 2, dimension: 3, values: [0, 0, 0, 1, .nan, 0])
         let error = #expect(throws: DescriptorError.self) { try projection.project(bad, workspace: KernelWorkspace()) }
         #expect(error?.description.contains("row 1") == true, "\(String(describing: error))")
-        let wide = DescriptorMatrix(rows: 1, dimension: 4, values: [0, 0, 0, 0])
+        let wide = try DescriptorMatrix(rows: 1, dimension: 4, values: [0, 0, 0, 0])
         #expect(throws: DescriptorError.self) { try projection.project(wide, workspace: KernelWorkspace()) }
         let flat = try PrincipalComponents(dimension: 2, mean: [0, 0], components: [1, 0], eigenvalues: [0])
         #expect(throws: DescriptorError.self) { try PCAProjection(flat, whiten: true) }
@@ -75,7 +75,7 @@ import Testing
     /// k-means through a `ProjectingBackend` sees the projected rows: the same centres as
     /// k-means over the projection, shard by shard, computed beforehand.
     @Test func aProjectingBackendTrainsOnTheProjectedRows() async throws {
-        let corpus = blobs(rows: 2000, dimension: 6, blobs: 4, seed: 5)
+        let corpus = try blobs(rows: 2000, dimension: 6, blobs: 4, seed: 5)
         let pca = try await PrincipalComponents.train(on: LocalBackend(corpus: corpus, shardRows: 500, threads: 2), kept: 3)
         let projection = try PCAProjection(pca, whiten: false)
         var projected: [Float] = []

@@ -10,7 +10,7 @@ import Testing
     /// Covariance [[0.8, 0.4], [0.4, 0.8]] (mean 0, n − 1 = 5): eigenvalues 1.2 and 0.4 along
     /// (1, 1)/√2 and (1, −1)/√2 (a tie of magnitudes: the first entry is made positive).
     @Test func aHandComputedTwoByTwoCase() async throws {
-        let corpus = DescriptorMatrix(rows: 6, dimension: 2, values: [1, 0, -1, 0, 0, 1, 0, -1, 1, 1, -1, -1])
+        let corpus = try DescriptorMatrix(rows: 6, dimension: 2, values: [1, 0, -1, 0, 0, 1, 0, -1, 1, 1, -1, -1])
         let pca = try PrincipalComponents(statistics: try await Self.statistics(corpus, threads: 1), kept: 2)
         let s = Float(0.5).squareRoot()
         #expect(pca.mean == [0, 0])
@@ -19,7 +19,7 @@ import Testing
     }
 
     @Test func statisticsAreBitIdenticalAcrossThreadsAndTheEigenpairsSolveTheFloat64Covariance() async throws {
-        let d = 6, corpus = blobs(rows: 3000, dimension: d, blobs: 4, seed: 41)
+        let d = 6, corpus = try blobs(rows: 3000, dimension: d, blobs: 4, seed: 41)
         let one = try await Self.statistics(corpus, threads: 1)
         for threads in [2, 3] { #expect(try await Self.statistics(corpus, threads: threads) == one) }
 
@@ -56,7 +56,7 @@ import Testing
     }
 
     @Test func badInputIsRefused() async throws {
-        let corpus = DescriptorMatrix(rows: 3, dimension: 2, values: [1, 2, 3, .nan, 5, 6])
+        let corpus = try DescriptorMatrix(rows: 3, dimension: 2, values: [1, 2, 3, .nan, 5, 6])
         let error = await #expect(throws: DescriptorError.self) { try await Self.statistics(corpus, threads: 1) }
         #expect(error?.code == .nonFinite && error?.location == "row 1")
         let statistics = try await Self.statistics(DescriptorMatrix(rows: 3, dimension: 2, values: [1, 2, 3, 4, 5, 7]), threads: 1)

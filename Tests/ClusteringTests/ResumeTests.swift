@@ -8,7 +8,7 @@ private struct Interrupted: Error {}
 @Suite struct ResumeTests {
     @Test(arguments: [0, 2, 5])
     func kmeansResumedFromAnyCheckpointEndsBitIdentical(interruptAfter: Int) async throws {
-        let data = blobs(rows: 1500, dimension: 12, blobs: 6, seed: 51)
+        let data = try blobs(rows: 1500, dimension: 12, blobs: 6, seed: 51)
         let backend = LocalBackend(corpus: data, shardRows: 200, threads: 2)
         var parameters = KMeansParameters(k: 8)
         parameters.iterations = 8
@@ -30,7 +30,7 @@ private struct Interrupted: Error {}
     @Test(arguments: [1, 4, 6])
     func gmmResumedInEitherPhaseEndsBitIdentical(interruptAtCheckpoint: Int) async throws {
         // Checkpoints: k-means iterations 1…3, the initial model, then EM iterations.
-        let data = blobs(rows: 1200, dimension: 8, blobs: 4, seed: 52)
+        let data = try blobs(rows: 1200, dimension: 8, blobs: 4, seed: 52)
         let backend = LocalBackend(corpus: data, shardRows: 300, threads: 2)
         var parameters = GaussianMixtureParameters(k: 4)
         parameters.iterations = 5

@@ -3,7 +3,7 @@ import Clustering
 import Descriptors
 
 /// Seeded SIFT-like data: C blobs with non-negative values, large norms.
-func blobs(rows: Int, dimension: Int, blobs: Int, seed: UInt64, spread: Double = 6, scale: Double = 100) -> DescriptorMatrix {
+func blobs(rows: Int, dimension: Int, blobs: Int, seed: UInt64, spread: Double = 6, scale: Double = 100) throws -> DescriptorMatrix {
     var generator = SeededGenerator(seed: seed)
     let centres = (0..<blobs * dimension).map { _ in generator.nextUnit() * scale }
     var values = [Float]()
@@ -14,7 +14,7 @@ func blobs(rows: Int, dimension: Int, blobs: Int, seed: UInt64, spread: Double =
             values.append(Float(max(0, centres[b * dimension + j] + spread * generator.nextGaussian())))
         }
     }
-    return DescriptorMatrix(rows: rows, dimension: dimension, values: values)
+    return try DescriptorMatrix(rows: rows, dimension: dimension, values: values)
 }
 
 /// Exhaustive float64 nearest centre (ties to the lowest index).

@@ -18,7 +18,7 @@ import Testing
 
     @Test(arguments: [11 as UInt64, 12, 13, 14])
     func objectiveNeverIncreases(seed: UInt64) async throws {
-        let data = blobs(rows: 2000, dimension: 24, blobs: 9, seed: seed, spread: 15)
+        let data = try blobs(rows: 2000, dimension: 24, blobs: 9, seed: seed, spread: 15)
         for initialization in [KMeansInitialization.random, .kmeansPlusPlus] {
             let result = try await train(data, k: 16, seed: seed, initialization: initialization)
             for (before, after) in zip(result.iterations, result.iterations.dropFirst()) {
@@ -69,16 +69,16 @@ import Testing
     }
 
     @Test func objectiveIsTheExactSumOfSquaredDistances() async throws {
-        let data = blobs(rows: 700, dimension: 10, blobs: 4, seed: 3)
+        let data = try blobs(rows: 700, dimension: 10, blobs: 4, seed: 3)
         let codebook = try await train(data, k: 6, iterations: 3).codebook
         let statistics = try await LocalBackend(corpus: data, shardRows: 100).run(KMeansAssignmentPass(codebook: codebook))
-        let reference = (0..<data.rows).reduce(0.0) { $0 + referenceNearest(data.row($1), codebook).distance }
+        let reference = try (0..<data.rows).reduce(0.0) { $0 + referenceNearest(try data.row($1), codebook).distance }
         #expect(abs(statistics.objective - reference) <= 1e-9 * reference)
         #expect(statistics.counts.reduce(0, +) == 700)
     }
 
     @Test func threadCountDoesNotChangeASingleBit() async throws {
-        let data = blobs(rows: 3000, dimension: 20, blobs: 7, seed: 21)
+        let data = try blobs(rows: 3000, dimension: 20, blobs: 7, seed: 21)
         let one = try await train(data, k: 12, threads: 1)
         let two = try await train(data, k: 12, threads: 2)
         let seven = try await train(data, k: 12, threads: 7)
@@ -88,7 +88,7 @@ import Testing
     }
 
     @Test func shardSizesAgreeToRounding() async throws {
-        let data = blobs(rows: 3000, dimension: 20, blobs: 7, seed: 22)
+        let data = try blobs(rows: 3000, dimension: 20, blobs: 7, seed: 22)
         let small = try await train(data, k: 7, shardRows: 97, iterations: 5)
         let large = try await train(data, k: 7, shardRows: 5000, iterations: 5)
         for (a, b) in zip(small.codebook.centres, large.codebook.centres) {
@@ -97,7 +97,7 @@ import Testing
     }
 
     @Test func largerKGivesLowerError() async throws {
-        let data = blobs(rows: 2000, dimension: 16, blobs: 20, seed: 4)
+        let data = try blobs(rows: 2000, dimension: 16, blobs: 20, seed: 4)
         var previous = Double.infinity
         for k in [2, 4, 8, 16, 32] {
             let objective = try await train(data, k: k, iterations: 10).iterations.last!.objective
@@ -108,7 +108,7 @@ import Testing
 
     @Test func moreClustersThanDistinctPointsIsRepairedNotNaN() async throws {
         let values: [Float] = (0..<40).flatMap { i -> [Float] in [Float(i % 3), 1] }
-        let data = DescriptorMatrix(rows: 40, dimension: 2, values: values)
+        let data = try DescriptorMatrix(rows: 40, dimension: 2, values: values)
         let result = try await train(data, k: 5, iterations: 4, initialization: .random)
         #expect(result.codebook.centres.allSatisfy { $0.isFinite })
         #expect(result.iterations.contains { $0.emptyClustersRepaired > 0 })
@@ -116,15 +116,15 @@ import Testing
     }
 
     @Test func kLargerThanTheCorpusIsAClearError() async throws {
-        let data = blobs(rows: 5, dimension: 3, blobs: 1, seed: 1)
+        let data = try blobs(rows: 5, dimension: 3, blobs: 1, seed: 1)
         let error = await #expect(throws: ClusteringError.self) { try await train(data, k: 10) }
         #expect(error?.description.contains("k=10 but only 5 training rows") == true)
     }
 
     @Test func nanIsRejectedNamingTheRow() async throws {
-        var values = blobs(rows: 300, dimension: 4, blobs: 2, seed: 1).toArray()
+        var values = try blobs(rows: 300, dimension: 4, blobs: 2, seed: 1).toArray()
         values[4 * 217 + 2] = .nan
-        let data = DescriptorMatrix(rows: 300, dimension: 4, values: values)
+        let data = try DescriptorMatrix(rows: 300, dimension: 4, values: values)
         let error = await #expect(throws: DescriptorError.self) {
             try await train(data, k: 3, initialization: .given(try Codebook(k: 3, dimension: 4, centres: [Float](repeating: 1, count: 12))))
         }
@@ -133,7 +133,7 @@ import Testing
     }
 
     @Test func convergesBeforeTheLimitWithATolerance() async throws {
-        let data = blobs(rows: 1000, dimension: 8, blobs: 3, seed: 9, spread: 1)
+        let data = try blobs(rows: 1000, dimension: 8, blobs: 3, seed: 9, spread: 1)
         let result = try await train(data, k: 3, iterations: 50, tolerance: 1e-6)
         #expect(result.converged)
         #expect(result.iterations.count < 50)
@@ -154,7 +154,7 @@ import Testing
 
     @Test(arguments: [31 as UInt64, 32, 33])
     func logLikelihoodNeverDecreases(seed: UInt64) async throws {
-        let data = blobs(rows: 1500, dimension: 12, blobs: 6, seed: seed, spread: 8)
+        let data = try blobs(rows: 1500, dimension: 12, blobs: 6, seed: seed, spread: 8)
         for initialization in [GaussianMixtureInitialization.kmeans(iterations: 3), .random] {
             let result = try await train(data, k: 8, seed: seed, initialization: initialization)
             for (before, after) in zip(result.iterations, result.iterations.dropFirst()) where after.emptyComponentsRepaired == 0 && before.emptyComponentsRepaired == 0 {
@@ -167,7 +167,7 @@ import Testing
     }
 
     @Test func threadCountDoesNotChangeASingleBit() async throws {
-        let data = blobs(rows: 2500, dimension: 10, blobs: 5, seed: 41)
+        let data = try blobs(rows: 2500, dimension: 10, blobs: 5, seed: 41)
         let one = try await train(data, k: 6, threads: 1)
         let three = try await train(data, k: 6, threads: 3)
         #expect(one.model == three.model)
@@ -175,12 +175,12 @@ import Testing
     }
 
     @Test func logLikelihoodMatchesDirectFloat64() async throws {
-        let data = blobs(rows: 400, dimension: 6, blobs: 3, seed: 42)
+        let data = try blobs(rows: 400, dimension: 6, blobs: 3, seed: 42)
         let model = try await train(data, k: 3, iterations: 3).model
         let statistics = try await LocalBackend(corpus: data, shardRows: 64).run(try GaussianMixtureExpectationPass(model: model))
         var reference = 0.0
         for i in 0..<data.rows {
-            let l = referenceLogDensities(data.row(i), model)
+            let l = referenceLogDensities(try data.row(i), model)
             let top = l.max()!
             reference += top + log(l.reduce(0) { $0 + exp($1 - top) })
         }
@@ -189,7 +189,7 @@ import Testing
 
     @Test func identicalRowsHitTheVarianceFloorWithoutNaN() async throws {
         let values: [Float] = (0..<60).flatMap { i -> [Float] in [Float(i % 2) * 10, 5, 5] }
-        let data = DescriptorMatrix(rows: 60, dimension: 3, values: values)
+        let data = try DescriptorMatrix(rows: 60, dimension: 3, values: values)
         let result = try await train(data, k: 2, iterations: 5)
         #expect(result.model.variances.allSatisfy { $0.isFinite && $0 > 0 })
         #expect(result.model.means.allSatisfy { $0.isFinite })
@@ -197,7 +197,7 @@ import Testing
     }
 
     @Test func kLargerThanTheCorpusIsAClearError() async throws {
-        let data = blobs(rows: 4, dimension: 3, blobs: 1, seed: 1)
+        let data = try blobs(rows: 4, dimension: 3, blobs: 1, seed: 1)
         let error = await #expect(throws: ClusteringError.self) { try await train(data, k: 9) }
         #expect(error?.description.contains("k=9 but only 4 training rows") == true)
     }

@@ -1,3 +1,4 @@
+import TestSupport
 import Testing
 @testable import Descriptors
 
@@ -5,7 +6,7 @@ import Testing
     /// Rows spanning several write buffers, appended in uneven blocks.
     @Test(arguments: ["big.fvecs", "big.npy"])
     func largeStreamingRoundTrip(name: String) throws {
-        let dir = TemporaryDirectory()
+        let dir = try TemporaryDirectory()
         let dimension = 100
         let rows = 6000 // 2.4 MB of values: more than two write buffers
         let writer = try DescriptorWriter(path: dir.file(name), dimension: dimension)
@@ -29,7 +30,7 @@ import Testing
     }
 
     @Test func cancelledOrDroppedWriterLeavesExistingFileUntouched() throws {
-        let dir = TemporaryDirectory()
+        let dir = try TemporaryDirectory()
         let path = dir.file("keep.npy")
         try NpyFile.write(path: path, rows: 1, columns: 2, values: [1, 2])
         let before = dir.read("keep.npy")
@@ -49,7 +50,7 @@ import Testing
     }
 
     @Test func finishReplacesAnExistingFile() throws {
-        let dir = TemporaryDirectory()
+        let dir = try TemporaryDirectory()
         let path = dir.file("r.fvecs")
         try SyntheticCorpus(rows: 10, dimension: 4, clusters: 2, seed: 1).write(to: path)
         let writer = try DescriptorWriter(path: path, dimension: 2)
@@ -60,7 +61,7 @@ import Testing
     }
 
     @Test func invalidArgumentsAreRejected() throws {
-        let dir = TemporaryDirectory()
+        let dir = try TemporaryDirectory()
         expectError(.unsupportedFormat, ".bvecs") { _ = try DescriptorWriter(path: dir.file("x.bvecs"), dimension: 4) }
         expectError(.unsupportedFormat) { _ = try DescriptorWriter(path: dir.file("x.csv"), dimension: 4) }
         expectError(.invalidArgument, "dimension 0") { _ = try DescriptorWriter(path: dir.file("x.npy"), dimension: 0) }

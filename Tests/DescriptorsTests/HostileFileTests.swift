@@ -1,5 +1,6 @@
 import Foundation
 import Synchronization
+import TestSupport
 import Testing
 @testable import Descriptors
 
@@ -42,8 +43,8 @@ func withFifoWatchdog(_ fifos: [String], sourceLocation: SourceLocation = #_sour
     /// 30,000 `(` (version 1) or 400,000 `[` (version 3) used to overflow the parser's stack
     /// (SIGSEGV). The error names the file and the byte of the first bracket too deep.
     @Test(arguments: [(UInt8(1), "(", 30_000), (3, "[", 400_000)])
-    func deeplyNestedHeadersAreRejectedAtTheByteTooDeep(version: UInt8, bracket: String, count: Int) {
-        let dir = TemporaryDirectory()
+    func deeplyNestedHeadersAreRejectedAtTheByteTooDeep(version: UInt8, bracket: String, count: Int) throws {
+        let dir = try TemporaryDirectory()
         let path = dir.write("deep.npy", npy(version: version, dict: Self.dictStart + String(repeating: bracket, count: count), data: []))
         let preamble = version == 1 ? 10 : 12
         // The dict is level 1, so the 32nd bracket would be level 33.
@@ -52,14 +53,14 @@ func withFifoWatchdog(_ fifos: [String], sourceLocation: SourceLocation = #_sour
     }
 
     @Test func nestingUpToTheLimitIsRead() throws {
-        let dir = TemporaryDirectory()
+        let dir = try TemporaryDirectory()
         let deep = String(repeating: "[", count: 31) + String(repeating: "]", count: 31)
         let path = dir.write("ok.npy", npy(dict: Self.dictStart + "(1, 2), 'extra': \(deep)}", data: bytes(floats: [1, 2])))
         #expect(try DescriptorMatrix.open(path: path).toArray() == [1, 2])
     }
 
-    @Test func aHeaderLongerThanAMebibyteIsRejected() {
-        let dir = TemporaryDirectory()
+    @Test func aHeaderLongerThanAMebibyteIsRejected() throws {
+        let dir = try TemporaryDirectory()
         let path = dir.write("long.npy", npy(version: 2, dict: Self.dictStart + "(1, 2), }" + String(repeating: " ", count: 1 << 20),
                                              data: bytes(floats: [1, 2])))
         expectError(.unsupportedFormat, path, "byte 8", "exceeds the 1048576 bytes this reader accepts") { _ = try DescriptorMatrix.open(path: path) }
@@ -68,7 +69,7 @@ func withFifoWatchdog(_ fifos: [String], sourceLocation: SourceLocation = #_sour
     /// A FIFO used to block open(2) forever (`codebook train` hung; a coordinator's I/O thread
     /// with it). Every reader refuses it at once, naming it, without opening it.
     @Test func aFifoIsRefusedAtOnceByEveryReader() throws {
-        let dir = TemporaryDirectory()
+        let dir = try TemporaryDirectory()
         let corpus = dir.write("corpus.npy", npy(dict: Self.dictStart + "(2, 1), }", data: bytes(floats: [1, 2])))
         let index = dir.write("index.tsv", text: "a\t0\t1\n")
         let fifo = dir.file("fifo.npy"), fifoIndex = dir.file("fifo.tsv"), fifoVectors = dir.file("fifo.fvecs")
@@ -91,7 +92,7 @@ func withFifoWatchdog(_ fifos: [String], sourceLocation: SourceLocation = #_sour
     }
 
     @Test func directoriesDevicesAndSocketsAreRefused() throws {
-        let dir = TemporaryDirectory()
+        let dir = try TemporaryDirectory()
         try FileManager.default.createDirectory(atPath: dir.file("x.npy"), withIntermediateDirectories: false)
         expectError(.invalidArgument, dir.file("x.npy"), "is a directory, not a regular file") {
             _ = try DescriptorMatrix.open(path: dir.file("x.npy"))
@@ -117,7 +118,7 @@ func withFifoWatchdog(_ fifos: [String], sourceLocation: SourceLocation = #_sour
     /// An index that is not an index at all (any tab-separated file its reader can open):
     /// errors name the file, the line and what is wrong, never the file's text.
     @Test func indexErrorsDoNotQuoteTheFile() throws {
-        let dir = TemporaryDirectory()
+        let dir = try TemporaryDirectory()
         let corpus = dir.write("corpus.npy", npy(dict: Self.dictStart + "(2, 1), }", data: bytes(floats: [1, 2])))
         for text in ["root\tSECRET-x1\t0\n", "root\t0\tSECRET-x2\n", "SECRET-key\t0\t1\nSECRET-key\t1\t1\n",
                      "SECRET\t0\t1\tSECRET-4\n", "SECRET-key\t1\t9\n"] {
@@ -132,8 +133,8 @@ func withFifoWatchdog(_ fifos: [String], sourceLocation: SourceLocation = #_sour
         }
     }
 
-    @Test func npyErrorsDoNotQuoteTheHeader() {
-        let dir = TemporaryDirectory()
+    @Test func npyErrorsDoNotQuoteTheHeader() throws {
+        let dir = try TemporaryDirectory()
         let cases = [
             ("{'descr': 'SECRET-dtype', 'fortran_order': False, 'shape': (1, 1), }", DescriptorError.Code.unsupportedFormat),
             ("{'descr': '<f4', 'fortran_order': False, 'shape': (1, 1), SECRET}", .malformed),
@@ -152,7 +153,7 @@ func withFifoWatchdog(_ fifos: [String], sourceLocation: SourceLocation = #_sour
     }
 
     @Test func texmexErrorsDoNotQuoteTheFile() throws {
-        let dir = TemporaryDirectory()
+        let dir = try TemporaryDirectory()
         // "SECRET!!" read as a first dimension, and as the header of a last row.
         let first = dir.write("a.fvecs", Array("SECRET!!".utf8) + [UInt8](repeating: 0, count: 56))
         let last = dir.write("b.bvecs", bvecs([[1, 2], [3, 4]]) + Array("SECR".utf8) + [5, 6])

@@ -1,3 +1,4 @@
+import TestSupport
 import Testing
 @testable import Descriptors
 
@@ -12,7 +13,7 @@ import Testing
     }
 
     @Test func indexOverOneFile() throws {
-        let dir = TemporaryDirectory()
+        let dir = try TemporaryDirectory()
         let corpus = try corpus(dir)
         let index = dir.write("index.tsv", text: "b\t0\t3\n\n  \nä/1\t3\t0\r\na\t3\t7\n")
         let images = try ImageCollection(index: index, descriptors: corpus)
@@ -22,11 +23,11 @@ import Testing
         #expect(try images[0].descriptors().toArray() == [0, 0, 1, -1, 2, -2])
         #expect(try images[1].descriptors().rows == 0)
         let last = try images[2].descriptors()
-        #expect(last.firstRow == 3 && last.row(6) == [9, -9])
+        #expect(try last.firstRow == 3 && last.row(6) == [9, -9])
     }
 
     @Test func emptyIndexGivesNoImages() throws {
-        let dir = TemporaryDirectory()
+        let dir = try TemporaryDirectory()
         let images = try ImageCollection(index: dir.write("i.tsv", text: ""), descriptors: try corpus(dir))
         #expect(images.isEmpty && images.dimension == 2)
     }
@@ -43,7 +44,7 @@ import Testing
         ("a\t0\t1\nb\t1\t1\n\na\t2\t1\n", .duplicateKey, ["line 4", "the key of line 1 again"]),
     ])
     func badIndexLinesAreNamed(text: String, code: DescriptorError.Code, fragments: [String]) throws {
-        let dir = TemporaryDirectory()
+        let dir = try TemporaryDirectory()
         let corpus = try corpus(dir)
         let index = dir.write("bad.tsv", text: text)
         do {
@@ -57,13 +58,13 @@ import Testing
     }
 
     @Test func invalidUTF8KeyIsRejected() throws {
-        let dir = TemporaryDirectory()
+        let dir = try TemporaryDirectory()
         let index = dir.write("u.tsv", [0xFF, 0xFE, 0x09, 0x30, 0x09, 0x31, 0x0A])
         expectError(.malformed, "line 1", "UTF-8") { _ = try ImageCollection(index: index, descriptors: try corpus(dir)) }
     }
 
     @Test func descriptorsCheckTexmexHeaders() throws {
-        let dir = TemporaryDirectory()
+        let dir = try TemporaryDirectory()
         let corpus = dir.write("c.bvecs", bvecs([[1, 2], [3, 4], [5, 6], [7, 8]], dimensions: [2, 9, 2, 2]))
         let images = try ImageCollection(index: dir.write("i.tsv", text: "x\t0\t2\ny\t2\t2\n"), descriptors: corpus)
         expectError(.dimensionMismatch, "row 1 does not begin with the dimension 2") { _ = try images[0].descriptors() }
@@ -71,7 +72,7 @@ import Testing
     }
 
     @Test func directoryOfNpyFiles() throws {
-        let dir = TemporaryDirectory()
+        let dir = try TemporaryDirectory()
         try NpyFile.write(path: dir.file("img-b.npy"), rows: 2, columns: 3, values: [1, 2, 3, 4, 5, 6])
         try NpyFile.write(path: dir.file("Img-c.npy"), rows: 1, columns: 3, values: [7, 8, 9])
         try NpyFile.write(path: dir.file("img-a.npy"), rows: 0, columns: 3, values: [])
@@ -90,7 +91,7 @@ import Testing
     }
 
     @Test func directoryErrors() throws {
-        let dir = TemporaryDirectory()
+        let dir = try TemporaryDirectory()
         expectError(.fileNotFound, dir.file("missing")) { _ = try ImageCollection(directory: dir.file("missing")) }
         _ = dir.write("readme.md", text: "x")
         expectError(.invalidArgument, "no .npy files") { _ = try ImageCollection(directory: dir.path) }
@@ -115,27 +116,27 @@ import Testing
         }
     }
 
-    @Test func rootSIFTRowsEqualTheFloat64Reference() {
+    @Test func rootSIFTRowsEqualTheFloat64Reference() throws {
         var generator = SeededGenerator(seed: 9)
         let rows = 300, dimension = 128
         var values = (0..<rows * dimension).map { _ in Float(generator.nextUnit() * 255).rounded() }
         values.replaceSubrange(0..<dimension, with: repeatElement(0, count: dimension)) // an all-zero row
         values[dimension] = -3                                                           // a negative value
-        let matrix = DescriptorMatrix(rows: rows, dimension: dimension, values: values).transformed(.rootSIFT)
+        let matrix = try DescriptorMatrix(rows: rows, dimension: dimension, values: values).transformed(.rootSIFT)
         let expected = (0..<rows).flatMap { Self.reference(Array(values[$0 * dimension ..< ($0 + 1) * dimension])) }
         #expect(matrix.toArray() == expected)
-        #expect(matrix.row(7) == Array(expected[7 * dimension ..< 8 * dimension]))
+        #expect(try matrix.row(7) == Array(expected[7 * dimension ..< 8 * dimension]))
         // Slices keep the transform; an untransformed view reads the rows as stored.
-        #expect(matrix.slice(100..<200).toArray() == Array(expected[100 * dimension ..< 200 * dimension]))
+        #expect(try matrix.slice(100..<200).toArray() == Array(expected[100 * dimension ..< 200 * dimension]))
         #expect(matrix.transformed(nil).toArray() == values)
         var scratch: [Float] = []
-        matrix.withFloatRows(5..<9, scratch: &scratch) { block in
+        try matrix.withFloatRows(5..<9, scratch: &scratch) { block in
             #expect(Array(UnsafeBufferPointer(start: block.base, count: 4 * dimension)) == Array(expected[5 * dimension ..< 9 * dimension]))
         }
     }
 
     @Test func imageCollectionsCarryTheTransform() throws {
-        let scratch = TemporaryDirectory()
+        let scratch = try TemporaryDirectory()
         let values = (0..<40).map { Float($0 % 7) }
         let index = scratch.write("i.tsv", text: "a\t0\t2\nb\t2\t3\n")
         let images = try ImageCollection(index: index, descriptors: DescriptorMatrix(rows: 5, dimension: 8, values: values))

@@ -1,3 +1,4 @@
+import TestSupport
 import Testing
 @testable import Descriptors
 
@@ -6,7 +7,7 @@ import Testing
 
     @Test(arguments: [UInt8(1), 2, 3])
     func headerVersions(version: UInt8) throws {
-        let dir = TemporaryDirectory()
+        let dir = try TemporaryDirectory()
         let path = dir.write("v.npy", npy(version: version, dict: "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 2), }",
                                           data: bytes(floats: floats)))
         let matrix = try DescriptorMatrix.open(path: path)
@@ -20,20 +21,20 @@ import Testing
         "{'descr': '<f4', 'fortran_order': False, 'shape': (3L, 2L), 'extra': [1, None, 'x'], }",
     ])
     func headerDictsAreParsedRobustly(dict: String) throws {
-        let dir = TemporaryDirectory()
+        let dir = try TemporaryDirectory()
         let path = dir.write("h.npy", npy(dict: dict, data: bytes(floats: floats)))
         #expect(try DescriptorMatrix.open(path: path).toArray() == floats)
     }
 
     @Test(arguments: ["|u1", "<u1"])
     func uint8IsConvertedToFloat(descr: String) throws {
-        let dir = TemporaryDirectory()
+        let dir = try TemporaryDirectory()
         let path = dir.write("u.npy", npy(dict: "{'descr': '\(descr)', 'fortran_order': False, 'shape': (2, 3), }",
                                           data: [0, 1, 255, 9, 8, 7]))
         let matrix = try DescriptorMatrix.open(path: path)
         #expect(matrix.elementType == .uint8)
         var scratch: [Float] = []
-        let values = matrix.withFloatRows(0..<2, scratch: &scratch) { block in
+        let values = try matrix.withFloatRows(0..<2, scratch: &scratch) { block in
             Array(UnsafeBufferPointer(start: block.base, count: block.rows * block.stride))
         }
         #expect(values == [0, 1, 255, 9, 8, 7])
@@ -44,13 +45,13 @@ import Testing
         var file = npy(dict: "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 2), }", data: [])
         file.insert(0x20, at: file.count - 1)
         file[8] += 1
-        let dir = TemporaryDirectory()
+        let dir = try TemporaryDirectory()
         let path = dir.write("odd.npy", file + bytes(floats: floats))
         #expect(try DescriptorMatrix.open(path: path).toArray() == floats)
     }
 
     @Test func zeroRowsGiveAnEmptyMatrix() throws {
-        let dir = TemporaryDirectory()
+        let dir = try TemporaryDirectory()
         let path = dir.write("z.npy", npy(dict: "{'descr': '<f4', 'fortran_order': False, 'shape': (0, 128), }", data: []))
         let matrix = try DescriptorMatrix.open(path: path)
         #expect(matrix.rows == 0 && matrix.dimension == 128)
@@ -61,8 +62,8 @@ import Testing
         #expect(read.rows == 0 && read.columns == 4 && read.values.isEmpty)
     }
 
-    @Test func badInputsAreNamed() {
-        let dir = TemporaryDirectory()
+    @Test func badInputsAreNamed() throws {
+        let dir = try TemporaryDirectory()
         let good = "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 2), }"
         let data = bytes(floats: floats)
         func check(_ name: String, _ file: [UInt8], _ code: DescriptorError.Code, _ fragments: String...,
@@ -120,7 +121,7 @@ import Testing
     }
 
     @Test func npyFileRoundTripsMatricesAndVectors() throws {
-        let dir = TemporaryDirectory()
+        let dir = try TemporaryDirectory()
         let centres = dir.file("centres.npy")
         try NpyFile.write(path: centres, rows: 3, columns: 2, values: floats)
         let bytes = dir.read("centres.npy")

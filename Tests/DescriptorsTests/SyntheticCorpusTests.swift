@@ -1,9 +1,10 @@
+import TestSupport
 import Testing
 @testable import Descriptors
 
 @Suite struct SyntheticCorpusTests {
     @Test func sameSeedSameBytesDifferentSeedDifferentBytes() throws {
-        let dir = TemporaryDirectory()
+        let dir = try TemporaryDirectory()
         let corpus = SyntheticCorpus(rows: 5000, dimension: 17, clusters: 4, seed: 42)
         try corpus.write(to: dir.file("a.fvecs"))
         try corpus.write(to: dir.file("b.fvecs"))
@@ -16,7 +17,7 @@ import Testing
     }
 
     @Test func fvecsAndNpyHoldTheSameRows() throws {
-        let dir = TemporaryDirectory()
+        let dir = try TemporaryDirectory()
         let corpus = SyntheticCorpus(rows: 4100, dimension: 8, clusters: 3, seed: 5)
         try corpus.write(to: dir.file("x.fvecs"))
         try corpus.write(to: dir.file("x.npy"))
@@ -27,7 +28,7 @@ import Testing
     }
 
     @Test func rowsAreNonNegativeAndNearTheirCentres() throws {
-        let dir = TemporaryDirectory()
+        let dir = try TemporaryDirectory()
         var corpus = SyntheticCorpus(rows: 3000, dimension: 16, clusters: 5, seed: 9)
         corpus.spread = 1...2
         try corpus.write(to: dir.file("c.npy"))
@@ -48,7 +49,7 @@ import Testing
     }
 
     @Test func imageIndexGroupsConsecutiveRows() throws {
-        let dir = TemporaryDirectory()
+        let dir = try TemporaryDirectory()
         try SyntheticCorpus(rows: 1000, dimension: 4, clusters: 2, seed: 3)
             .write(to: dir.file("d.fvecs"), index: dir.file("d.tsv"), imagesOf: 300)
         let text = String(decoding: dir.read("d.tsv"), as: UTF8.self)
@@ -58,7 +59,7 @@ import Testing
     }
 
     @Test func emptyCorpusAndBadParameters() throws {
-        let dir = TemporaryDirectory()
+        let dir = try TemporaryDirectory()
         try SyntheticCorpus(rows: 0, dimension: 4, clusters: 2, seed: 3).write(to: dir.file("e.npy"), index: dir.file("e.tsv"))
         #expect(try DescriptorMatrix.open(path: dir.file("e.npy")).rows == 0)
         #expect(dir.read("e.tsv").isEmpty)

@@ -2,38 +2,6 @@ import Foundation
 import Testing
 @testable import Descriptors
 
-/// A fresh temporary directory, removed with everything in it when released.
-final class TemporaryDirectory {
-    let path: String
-
-    init() {
-        var template = Array((NSTemporaryDirectory() + "descriptors-test-XXXXXX").utf8CString)
-        path = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
-    }
-
-    func file(_ name: String) -> String { path + "/" + name }
-
-    /// Writes `bytes` to `name` and returns its path.
-    @discardableResult
-    func write(_ name: String, _ bytes: [UInt8]) -> String {
-        let target = file(name)
-        _ = FileManager.default.createFile(atPath: target, contents: Data(bytes))
-        return target
-    }
-
-    func write(_ name: String, text: String) -> String { write(name, Array(text.utf8)) }
-
-    func read(_ name: String) -> [UInt8] {
-        [UInt8](FileManager.default.contents(atPath: file(name)) ?? Data())
-    }
-
-    func names() -> [String] {
-        ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).sorted()
-    }
-
-    deinit { try? FileManager.default.removeItem(atPath: path) }
-}
-
 func bytes(int32 value: Int32) -> [UInt8] { withUnsafeBytes(of: value.littleEndian, Array.init) }
 func bytes(floats: [Float]) -> [UInt8] { floats.flatMap { withUnsafeBytes(of: $0.bitPattern.littleEndian, Array.init) } }
 func bytes(int32s: [Int32]) -> [UInt8] { int32s.flatMap { bytes(int32: $0) } }

@@ -163,7 +163,7 @@ struct Problem: CustomStringConvertible {
     let data: [Float]
 
     var description: String { "\(kind) seed \(seed) N=\(n) K=\(model.k) D=\(model.dimension)" }
-    var descriptors: DescriptorMatrix { DescriptorMatrix(rows: n, dimension: model.dimension, values: data) }
+    var descriptors: DescriptorMatrix { get throws { try DescriptorMatrix(rows: n, dimension: model.dimension, values: data) } }
 
     init(seed: UInt64, kind: DataKind, n: Int, k: Int, d: Int) {
         var random = SeededGenerator(seed: seed)

@@ -23,7 +23,7 @@ struct VectorEncoderTests {
         var random = SeededGenerator(seed: seed)
         var values = (0..<n * d).map { _ in Float(random.nextGaussian()) }
         values[row * d + 1] = .nan
-        let descriptors = DescriptorMatrix(rows: n, dimension: d, values: values)
+        let descriptors = try DescriptorMatrix(rows: n, dimension: d, values: values)
         for (name, encoder) in try Self.encoders() {
             let error = #expect(throws: DescriptorError.self, "\(name), seed \(seed), NaN at row \(row)") {
                 _ = try encoder.encode(descriptors)
@@ -40,9 +40,9 @@ struct VectorEncoderTests {
         var random = SeededGenerator(seed: 24)
         let n = 9000, d = 2
         var values = (0..<n * d).map { _ in Float(random.nextGaussian()) }
-        let image = DescriptorMatrix(rows: 300, dimension: d, values: Array(values[0..<300 * d]))
+        let image = try DescriptorMatrix(rows: 300, dimension: d, values: Array(values[0..<300 * d]))
         values[8500 * d] = .nan
-        let poisoned = DescriptorMatrix(rows: n, dimension: d, values: values)
+        let poisoned = try DescriptorMatrix(rows: n, dimension: d, values: values)
         for (name, encoder) in try Self.encoders() {
             let workspace = KernelWorkspace()
             let fresh = try encoder.encode(image)
@@ -53,11 +53,11 @@ struct VectorEncoderTests {
     }
 
     @Test func wrongDimensionIsRejected() async throws {
-        let descriptors = DescriptorMatrix(rows: 4, dimension: 3, values: [Float](repeating: 1, count: 12))
+        let descriptors = try DescriptorMatrix(rows: 4, dimension: 3, values: [Float](repeating: 1, count: 12))
         for (name, encoder) in try Self.encoders() {
             let error = #expect(throws: ClusteringError.self, "\(name)") { _ = try encoder.encode(descriptors) }
             #expect(error?.code == .dimensionMismatch, "\(name): \(String(describing: error))")
-            let good = DescriptorMatrix(rows: 1, dimension: 2, values: [0, 0])
+            let good = try DescriptorMatrix(rows: 1, dimension: 2, values: [0, 0])
             await #expect(throws: ClusteringError.self, "\(name), encodeAll") {
                 try await encoder.encodeAll([good, descriptors], threads: 2) { _, _ in }
             }
@@ -69,9 +69,9 @@ struct VectorEncoderTests {
     @Test(arguments: [1, 3])
     func encodeAllMatchesOneByOne(_ threads: Int) async throws {
         let seed: UInt64 = 23
-        let images = [40, 0, 7, 130, 1, 65].enumerated().map { index, rows in
+        let images = try [40, 0, 7, 130, 1, 65].enumerated().map { index, rows in
             let problem = Problem(seed: seed + UInt64(index), kind: .gaussian, n: rows, k: 3, d: 2)
-            return DescriptorMatrix(rows: rows, dimension: 2, values: problem.data)
+            return try DescriptorMatrix(rows: rows, dimension: 2, values: problem.data)
         }
         for (name, encoder) in try Self.encoders() {
             let expected = try images.map { try encoder.encode($0) }

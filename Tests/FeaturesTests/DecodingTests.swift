@@ -1,12 +1,13 @@
 import Descriptors
 @testable import Features
 import Foundation
+import TestSupport
 import Testing
 
 @Suite struct DecodingTests {
     @Test(arguments: [1, 3])
     func pngRoundTripsExactly(channels: Int) throws {
-        let scratch = try ScratchDirectory()
+        let scratch = try TemporaryDirectory()
         let pixels = TestImages.pattern(width: 37, height: 23, channels: channels, seed: 5)
         let path = scratch.write("a.png", try ImageEncoder.encode(pixels, width: 37, height: 23, channels: channels, as: .png))
         let decoded = try ImageDecoder().withPixels(path: path) { width, height, found, bytes in
@@ -17,7 +18,7 @@ import Testing
 
     @Test(arguments: [1, 3])
     func jpegDecodesCloseToItsSource(channels: Int) throws {
-        let scratch = try ScratchDirectory()
+        let scratch = try TemporaryDirectory()
         let pixels = TestImages.pattern(width: 64, height: 48, channels: channels, seed: 6)
         let path = scratch.write("a.jpg", try ImageEncoder.encode(pixels, width: 64, height: 48, channels: channels,
                                                                    as: .jpeg(quality: 95)))
@@ -30,7 +31,7 @@ import Testing
     }
 
     @Test func greyIsMatlabsRgb2grayOfValuesOver255() throws {
-        let scratch = try ScratchDirectory()
+        let scratch = try TemporaryDirectory()
         let pixels: [UInt8] = [255, 0, 0, 0, 255, 0, 0, 0, 255, 10, 200, 30]
         let path = scratch.write("rgb.png", try ImageEncoder.encode(pixels, width: 2, height: 2, channels: 3, as: .png))
         let grey = try ImageDecoder().grey(path: path)
@@ -57,7 +58,7 @@ import Testing
     }
 
     @Test func badFilesAreRefusedWithTheirReason() throws {
-        let scratch = try ScratchDirectory()
+        let scratch = try TemporaryDirectory()
         let jpeg = try ImageEncoder.encode(TestImages.pattern(width: 64, height: 64, channels: 3, seed: 2), width: 64, height: 64,
                                            channels: 3, as: .jpeg(quality: 90))
         expectRefusal(scratch.write("truncated.jpg", Array(jpeg.prefix(jpeg.count / 2))), code: .malformed, saying: "Premature end")
@@ -88,7 +89,7 @@ import Testing
 
     @Test(.timeLimit(.minutes(1)))
     func directoriesAndFIFOsAreNotReadAsImages() throws {
-        let scratch = try ScratchDirectory()
+        let scratch = try TemporaryDirectory()
         try FileManager.default.createDirectory(atPath: scratch.file("folder.jpg"), withIntermediateDirectories: false)
         expectRefusal(scratch.file("folder.jpg"), code: .invalidArgument, saying: "is a directory, not a regular file")
         #expect(mkfifo(scratch.file("pipe.png"), 0o600) == 0)

@@ -1,12 +1,13 @@
 import Descriptors
 @testable import Features
 import Foundation
+import TestSupport
 import Testing
 
 @Suite struct ExtractionRunTests {
     /// Three good images (PNG, JPEG, grey PNG) and every kind of bad one, in a directory.
-    func imagesWithBadOnes() throws -> ScratchDirectory {
-        let scratch = try ScratchDirectory()
+    func imagesWithBadOnes() throws -> TemporaryDirectory {
+        let scratch = try TemporaryDirectory()
         try FileManager.default.createDirectory(atPath: scratch.file("images"), withIntermediateDirectories: false)
         try TestImages.file("images/a.png", in: scratch, width: 120, height: 90, seed: 1)
         try TestImages.file("images/b.JPG", in: scratch, width: 90, height: 120, seed: 2, format: .jpeg(quality: 92))
@@ -51,7 +52,7 @@ import Testing
     /// bytes whatever the thread count.
     @Test(arguments: [ExtractionMethod.sift, .denseSIFT(step: 6, binSize: 6)])
     func threadsDoNotChangeTheOutput(method: ExtractionMethod) throws {
-        let scratch = try ScratchDirectory()
+        let scratch = try TemporaryDirectory()
         try FileManager.default.createDirectory(atPath: scratch.file("images"), withIntermediateDirectories: false)
         for seed in 0..<7 {
             try TestImages.file("images/\(seed).png", in: scratch, width: 90 + 10 * seed, height: 80, seed: UInt64(seed))
@@ -82,7 +83,7 @@ import Testing
     }
 
     @Test func directoriesAreReadInKeyOrderAndKeysMustBeUnique() throws {
-        let scratch = try ScratchDirectory()
+        let scratch = try TemporaryDirectory()
         for name in ["a-b.png", "a.JPEG", "b.txt", "c"] { scratch.write(name, [1]) }
         // By key ("a" < "a-b"), as the store orders them, not by file name ("a-b.png" < "a.JPEG").
         #expect(try ImageSource(directory: scratch.path).entries.map(\.key) == ["a", "a-b"])
@@ -91,7 +92,7 @@ import Testing
     }
 
     @Test func listFilesGiveKeysAndPaths() throws {
-        let scratch = try ScratchDirectory()
+        let scratch = try TemporaryDirectory()
         scratch.write("list.txt", Array("first\t/abs/one.jpg\r\n\nsub/two.png\n  \nthree.tar.png\n".utf8))
         let source = try ImageSource(list: scratch.file("list.txt"))
         #expect(source.entries == [.init(key: "first", path: "/abs/one.jpg"), .init(key: "two", path: scratch.file("sub/two.png")),

@@ -2,6 +2,7 @@ import CVLFeat
 import Descriptors
 @testable import Features
 import Foundation
+import TestSupport
 import Testing
 
 /// VLFeat called directly, the way its `sift` tool and `vl_sift` call it, on given pixels.
@@ -53,7 +54,7 @@ enum VLFeatReference {
 
 @Suite struct ExtractionTests {
     @Test func siftEqualsVLFeatOnTheSameDecodedPixels() throws {
-        let scratch = try ScratchDirectory()
+        let scratch = try TemporaryDirectory()
         let path = try TestImages.file("scene.png", in: scratch, width: 160, height: 120)
         let image = try ImageDecoder().grey(path: path)
         let (descriptors, frames) = try FeatureExtractor(method: .sift).extract(image)
@@ -66,7 +67,7 @@ enum VLFeatReference {
     }
 
     @Test func denseSIFTEqualsPhowOnTheSameDecodedPixels() throws {
-        let scratch = try ScratchDirectory()
+        let scratch = try TemporaryDirectory()
         let path = try TestImages.file("scene.png", in: scratch, width: 100, height: 70, seed: 3)
         let image = try ImageDecoder().grey(path: path)
         let (descriptors, frames) = try FeatureExtractor(method: .denseSIFT(step: 4, binSize: 8)).extract(image)
@@ -79,7 +80,7 @@ enum VLFeatReference {
     }
 
     @Test func rootSIFTOnExtractEqualsAFloat64Reference() throws {
-        let scratch = try ScratchDirectory()
+        let scratch = try TemporaryDirectory()
         let image = try ImageDecoder().grey(path: try TestImages.file("scene.png", in: scratch, width: 120, height: 90))
         let plain = try FeatureExtractor(method: .sift).extract(image).descriptors
         let root = try FeatureExtractor(method: .sift, rootSIFT: true).extract(image).descriptors
@@ -97,9 +98,9 @@ enum VLFeatReference {
         }
     }
 
-    @Test func downscalingAveragesAreas() {
+    @Test func downscalingAveragesAreas() throws {
         // 4×2 → longer side 2: each output pixel is the mean of a 2×2 block.
-        let image = GreyImage(width: 4, height: 2, pixels: [0, 1, 2, 3, 4, 5, 6, 7].map { Float($0) / 8 })
+        let image = try GreyImage(width: 4, height: 2, pixels: [0, 1, 2, 3, 4, 5, 6, 7].map { Float($0) / 8 })
         let small = image.downscaled(maxSide: 2)
         #expect(small.width == 2 && small.height == 1)
         #expect(small.pixels == [Float(0 + 1 + 4 + 5) / 32, Float(2 + 3 + 6 + 7) / 32])
@@ -112,7 +113,7 @@ enum VLFeatReference {
         #expect(coverage.allSatisfy { abs($0 - 1) < 1e-12 })
         // An image that fits is unchanged; the aspect ratio is kept.
         #expect(image.downscaled(maxSide: 4) == image)
-        let wide = GreyImage(width: 300, height: 100, pixels: [Float](repeating: 0.5, count: 30_000)).downscaled(maxSide: 64)
+        let wide = try GreyImage(width: 300, height: 100, pixels: [Float](repeating: 0.5, count: 30_000)).downscaled(maxSide: 64)
         #expect(wide.width == 64 && wide.height == 21 && wide.pixels.allSatisfy { abs($0 - 0.5) < 1e-6 })
     }
 
@@ -126,7 +127,7 @@ enum VLFeatReference {
     }
 
     @Test func maxSideShrinksBeforeExtraction() throws {
-        let scratch = try ScratchDirectory()
+        let scratch = try TemporaryDirectory()
         let image = try ImageDecoder().grey(path: try TestImages.file("big.png", in: scratch, width: 200, height: 100))
         let frames = try FeatureExtractor(method: .denseSIFT(step: 4, binSize: 8), maximumSide: 100).extract(image).frames
         #expect(frames.count == ((99 - 24) / 4 + 1) * ((49 - 24) / 4 + 1))

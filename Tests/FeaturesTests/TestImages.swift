@@ -1,27 +1,7 @@
 import Descriptors
 import Features
 import Foundation
-
-/// A fresh temporary directory, removed when the value is released.
-final class ScratchDirectory {
-    let path: String
-
-    init() throws {
-        path = NSTemporaryDirectory() + "codebook-features-\(UUID().uuidString)"
-        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    }
-
-    func file(_ name: String) -> String { "\(path)/\(name)" }
-
-    /// Writes `bytes` to `name` and returns its path.
-    @discardableResult
-    func write(_ name: String, _ bytes: [UInt8]) -> String {
-        _ = FileManager.default.createFile(atPath: file(name), contents: Data(bytes))
-        return file(name)
-    }
-
-    deinit { try? FileManager.default.removeItem(atPath: path) }
-}
+import TestSupport
 
 /// Seeded images with corners and blobs (something for SIFT to find), as 8-bit pixels.
 enum TestImages {
@@ -63,7 +43,7 @@ enum TestImages {
 
     /// A PNG or JPEG file of `pattern` in `scratch`.
     @discardableResult
-    static func file(_ name: String, in scratch: ScratchDirectory, width: Int = 96, height: Int = 80, channels: Int = 3,
+    static func file(_ name: String, in scratch: TemporaryDirectory, width: Int = 96, height: Int = 80, channels: Int = 3,
                      seed: UInt64 = 1, format: ImageEncoder.Format = .png) throws -> String {
         let pixels = pattern(width: width, height: height, channels: channels, seed: seed)
         return scratch.write(name, try ImageEncoder.encode(pixels, width: width, height: height, channels: channels, as: format))

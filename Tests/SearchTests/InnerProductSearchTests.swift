@@ -14,10 +14,10 @@ private func reference(queries: [Float], vectors: [Float], dimension: Int, top: 
     }
 }
 
-private func search(_ queries: [Float], _ vectors: [Float], dimension: Int, top: Int) -> [[Neighbour]] {
-    queries.withUnsafeBufferPointer { q in
-        vectors.withUnsafeBufferPointer { v in
-            InnerProductSearch.search(queries: q, queryCount: queries.count / dimension, vectors: v,
+private func search(_ queries: [Float], _ vectors: [Float], dimension: Int, top: Int) throws -> [[Neighbour]] {
+    try queries.withUnsafeBufferPointer { q in
+        try vectors.withUnsafeBufferPointer { v in
+            try InnerProductSearch.search(queries: q, queryCount: queries.count / dimension, vectors: v,
                                       rows: vectors.count / dimension, dimension: dimension, top: top)
         }
     }
@@ -26,24 +26,24 @@ private func search(_ queries: [Float], _ vectors: [Float], dimension: Int, top:
 @Suite struct InnerProductSearchTests {
     /// Small integers: every inner product is exact in float32 and float64, and many are equal,
     /// so the order of ties is tested too; 9,000 rows span three blocks.
-    @Test func equalsTheFloat64ReferenceWithTiesByRow() {
+    @Test func equalsTheFloat64ReferenceWithTiesByRow() throws {
         var generator = SeededGenerator(seed: 12)
         let dimension = 8, rows = 9000, queryCount = 7
         let vectors = (0..<rows * dimension).map { _ in Float(Int.random(in: -3...3, using: &generator)) }
         let queries = (0..<queryCount * dimension).map { _ in Float(Int.random(in: -3...3, using: &generator)) }
         for top in [1, 25, 4097] {
-            let found = search(queries, vectors, dimension: dimension, top: top)
+            let found = try search(queries, vectors, dimension: dimension, top: top)
             #expect(found == reference(queries: queries, vectors: vectors, dimension: dimension, top: top))
             #expect(found.allSatisfy { $0.count == top })
         }
     }
 
-    @Test func randomRealValuesMatchTheReferenceWithinRounding() {
+    @Test func randomRealValuesMatchTheReferenceWithinRounding() throws {
         var generator = SeededGenerator(seed: 3)
         let dimension = 32, rows = 5000
         let vectors = (0..<rows * dimension).map { _ in Float.random(in: -1...1, using: &generator) }
         let queries = Array(vectors[(17 * dimension)..<(19 * dimension)])
-        let found = search(queries, vectors, dimension: dimension, top: 10)
+        let found = try search(queries, vectors, dimension: dimension, top: 10)
         let expected = reference(queries: queries, vectors: vectors, dimension: dimension, top: 10)
         for (got, want) in zip(found, expected) {
             #expect(got.map(\.row) == want.map(\.row))
@@ -53,10 +53,10 @@ private func search(_ queries: [Float], _ vectors: [Float], dimension: Int, top:
         #expect(found[0][0].row == 17 && found[1][0].row == 18)
     }
 
-    @Test func fewerRowsThanTopAndNaNRows() {
+    @Test func fewerRowsThanTopAndNaNRows() throws {
         let vectors: [Float] = [1, 0, .nan, 0, 0, 1]
-        let found = search([2, 1], vectors, dimension: 2, top: 5)
+        let found = try search([2, 1], vectors, dimension: 2, top: 5)
         #expect(found == [[Neighbour(row: 0, score: 2), Neighbour(row: 2, score: 1)]])
-        #expect(search([1, 1], [], dimension: 2, top: 3) == [[]])
+        #expect(try search([1, 1], [], dimension: 2, top: 3) == [[]])
     }
 }

@@ -2,6 +2,7 @@ import Descriptors
 import Foundation
 import Storage
 import Synchronization
+import TestSupport
 import Testing
 
 // The store's key schema and value envelope (Protocols/storage.md), tested through
@@ -115,7 +116,7 @@ private func envelope(magic: [UInt8] = Array("CBKS".utf8), version: UInt16 = 1, 
         let seed: UInt64 = 11
         var random = SeededGenerator(seed: seed)
         let directory = try TemporaryDirectory()
-        let path = directory.child("store")
+        let path = directory.file("store")
         let kmeans = ModelMetadata(kind: "kmeans", k: 8, dimension: 16, source: "trained", created: "2026-11-27T07:40:04Z")
         let gmm = ModelMetadata(kind: "gmm", k: 4, dimension: 3, source: "imported", created: "2026-11-27T07:40:05Z",
                                 varianceFloor: .nan)
@@ -145,7 +146,7 @@ private func envelope(magic: [UInt8] = Array("CBKS".utf8), version: UInt16 = 1, 
         let seed: UInt64 = 12
         var random = SeededGenerator(seed: seed)
         let directory = try TemporaryDirectory()
-        let store = try CodebookStore(path: directory.child("store"))
+        let store = try CodebookStore(path: directory.file("store"))
         let record = SetMetadata(encoding: "vlad", model: "codebook", flags: 2, options: ["squareRoot"], dimension: 128,
                                  created: "2026-11-27T07:40:04Z")
         try store.putSet(named: "holidays", try StoredValue(kind: .set, metadata: record))
@@ -179,7 +180,7 @@ private func envelope(magic: [UInt8] = Array("CBKS".utf8), version: UInt16 = 1, 
 
     @Test func jobsRoundTripInIdOrder() throws {
         let directory = try TemporaryDirectory()
-        let store = try CodebookStore(path: directory.child("store"))
+        let store = try CodebookStore(path: directory.file("store"))
         // Ids whose little-endian bytes would sort differently: big-endian keys list in numeric order.
         for id: UInt64 in [256, 1, 2, 65_536, 255, .max] {
             try store.putJob(id, try StoredValue(kind: .job, metadata: JobMetadata(state: "running", iterations: [Int(id % 7)],
@@ -198,7 +199,7 @@ private func envelope(magic: [UInt8] = Array("CBKS".utf8), version: UInt16 = 1, 
     @Test func aModelWrittenFromItsArraysIsTheConcatenatedValueAndJobsAreDeleted() throws {
         var random = SeededGenerator(seed: 13)
         let directory = try TemporaryDirectory()
-        let store = try CodebookStore(path: directory.child("store"))
+        let store = try CodebookStore(path: directory.file("store"))
         let gmm = ModelMetadata(kind: "gmm", k: 3, dimension: 5, source: "imported", created: "2026-11-27T07:40:05Z")
         let arrays = [random.floats(15), random.floats(15), awkwardFloats.prefix(3).map { $0 }]
         let value = try StoredValue(kind: .model, metadata: gmm, values: arrays.flatMap { $0 })
@@ -216,7 +217,7 @@ private func envelope(magic: [UInt8] = Array("CBKS".utf8), version: UInt16 = 1, 
 
     @Test func invalidNamesAreRefusedAndNothingIsWritten() throws {
         let directory = try TemporaryDirectory()
-        let store = try CodebookStore(path: directory.child("store"))
+        let store = try CodebookStore(path: directory.file("store"))
         let model = try StoredValue(kind: .model, metadata: ModelMetadata(kind: "kmeans", k: 1, dimension: 1, source: "imported",
                                                                           created: ""), values: [1])
         let set = try StoredValue(kind: .set, metadata: SetMetadata(encoding: "vlad", model: "m", flags: 0, options: [],
@@ -244,7 +245,7 @@ private func envelope(magic: [UInt8] = Array("CBKS".utf8), version: UInt16 = 1, 
 
     @Test func putModelRefusesAnExistingNameUnlessReplaceAndWritesTheJobInTheSameBatch() throws {
         let directory = try TemporaryDirectory()
-        let store = try CodebookStore(path: directory.child("store"))
+        let store = try CodebookStore(path: directory.file("store"))
         func model(_ value: Float) throws -> StoredValue {
             try StoredValue(kind: .model, metadata: ModelMetadata(kind: "kmeans", k: 1, dimension: 2, source: "trained", created: ""),
                             values: [value, value])
@@ -280,7 +281,7 @@ private func envelope(magic: [UInt8] = Array("CBKS".utf8), version: UInt16 = 1, 
 
     @Test func vectorKeysPageByPrefixAfterAndLimit() throws {
         let directory = try TemporaryDirectory()
-        let store = try CodebookStore(path: directory.child("store"))
+        let store = try CodebookStore(path: directory.file("store"))
         let value = try Self.vectorValue([1, 2])
         // Sets "a", "ab" and "b": "ab/…" keys sort between "a/…" keys and "b/…" only bytewise.
         let aKeys = (0..<25).map { String(format: "a/img-%02d", $0) }
@@ -309,7 +310,7 @@ private func envelope(magic: [UInt8] = Array("CBKS".utf8), version: UInt16 = 1, 
 
     @Test func deleteSetRemovesEveryVectorOfTheSetAndOnlyThatSet() throws {
         let directory = try TemporaryDirectory()
-        let store = try CodebookStore(path: directory.child("store"))
+        let store = try CodebookStore(path: directory.file("store"))
         let value = try Self.vectorValue([0.5])
         let set = try StoredValue(kind: .set, metadata: SetMetadata(encoding: "vlad", model: "m", flags: 0, options: [],
                                                                     dimension: 1, created: ""))
@@ -343,7 +344,7 @@ private func envelope(magic: [UInt8] = Array("CBKS".utf8), version: UInt16 = 1, 
         let seed: UInt64 = 13
         var random = SeededGenerator(seed: seed)
         let directory = try TemporaryDirectory()
-        let path = directory.child("store")
+        let path = directory.file("store")
         let centres = awkwardFloats + random.floats(6)
         let vector = random.floats(33)
         let model = ModelMetadata(kind: "kmeans", k: 4, dimension: 4, source: "imported", created: "2026-11-27T07:40:04Z")
@@ -361,7 +362,7 @@ private func envelope(magic: [UInt8] = Array("CBKS".utf8), version: UInt16 = 1, 
                                     options: .init(createIfMissing: false, createMissingColumnFamilies: false))
         #expect(database.columnFamilyNames == ["default", "models", "sets", "vectors", "jobs"])
         func family(_ name: String) throws -> ColumnFamily { try #require(database.columnFamily(named: name)) }
-        #expect(try database.keys(withPrefix: [], in: database.defaultColumnFamily) == [])
+        #expect(try database.keys(withPrefix: [], in: try family("default")) == [])
         #expect(try database.keys(withPrefix: [], in: try family("models")) == [bytes("cb")])
         #expect(try database.keys(withPrefix: [], in: try family("sets")) == [bytes("S")])
         #expect(try database.keys(withPrefix: [], in: try family("vectors")) == [bytes("S/dir/img 1")])
@@ -421,7 +422,7 @@ private func envelope(magic: [UInt8] = Array("CBKS".utf8), version: UInt16 = 1, 
         let seed: UInt64 = 14
         var random = SeededGenerator(seed: seed)
         let directory = try TemporaryDirectory()
-        let path = directory.child("store")
+        let path = directory.file("store")
         let good = try Self.vectorValue([1, 2, 3]).bytes
         let metadata = Array(#"{"encoding":"vlad","flags":0,"model":"M"}"#.utf8)
         var randomBytes = random.bytes(100)
@@ -490,7 +491,7 @@ private func envelope(magic: [UInt8] = Array("CBKS".utf8), version: UInt16 = 1, 
 
     @Test func aJobKeyOfTheWrongLengthIsCorrupt() throws {
         let directory = try TemporaryDirectory()
-        let path = directory.child("store")
+        let path = directory.file("store")
         do { _ = try CodebookStore(path: path) }
         do {
             let database = try Database(path: path, columnFamilies: CodebookStore.columnFamilies)
@@ -506,13 +507,13 @@ private func envelope(magic: [UInt8] = Array("CBKS".utf8), version: UInt16 = 1, 
 
     @Test func aRocksDBDatabaseWithoutCodebooksColumnFamiliesIsRefusedClearly() throws {
         let directory = try TemporaryDirectory()
-        let path = directory.child("foreign")
+        let path = directory.file("foreign")
         do {
             let foreign = try Database(path: path, columnFamilies: ["other"])
             try foreign.put(bytes("k"), bytes("v"), in: try #require(foreign.columnFamily(named: "other")))
         }
         let secondary = #expect(throws: StoreError.self) {
-            try CodebookStore(path: path, mode: .secondary(secondaryPath: directory.child("reader")))
+            try CodebookStore(path: path, mode: .secondary(secondaryPath: directory.file("reader")))
         }
         #expect(secondary?.code == .mismatch, "\(String(describing: secondary))")
         #expect(secondary?.message.contains("cannot open \(path) as a Codebook store") == true, "\(String(describing: secondary))")
@@ -533,18 +534,18 @@ private func envelope(magic: [UInt8] = Array("CBKS".utf8), version: UInt16 = 1, 
         let seed: UInt64 = 15
         var random = SeededGenerator(seed: seed)
         let directory = try TemporaryDirectory()
-        let plain = directory.child("plain")
+        let plain = directory.file("plain")
         try FileManager.default.createDirectory(atPath: plain, withIntermediateDirectories: false)
         for name in ["notes.txt", "data.bin", "000001.log", "MANIFEST"] {
             _ = FileManager.default.createFile(atPath: "\(plain)/\(name)", contents: Data(random.bytes(300)))
         }
-        let file = directory.child("a-file")
+        let file = directory.file("a-file")
         _ = FileManager.default.createFile(atPath: file, contents: Data(random.bytes(64)))
-        let missing = directory.child("missing")
+        let missing = directory.file("missing")
 
         for (number, path) in [plain, file, missing].enumerated() {
             let error = #expect(throws: StoreError.self, "\(path) (seed \(seed))") {
-                try CodebookStore(path: path, mode: .secondary(secondaryPath: directory.child("reader-\(number)")))
+                try CodebookStore(path: path, mode: .secondary(secondaryPath: directory.file("reader-\(number)")))
             }
             #expect(error?.message.contains("cannot open \(path) as a Codebook store") == true, "\(String(describing: error))")
         }
@@ -555,7 +556,7 @@ private func envelope(magic: [UInt8] = Array("CBKS".utf8), version: UInt16 = 1, 
 
     @Test func aSecondStoreOnTheSamePathIsRefusedWhileTheFirstIsOpen() throws {
         let directory = try TemporaryDirectory()
-        let path = directory.child("store")
+        let path = directory.file("store")
         let first = try CodebookStore(path: path)
         let error = #expect(throws: StoreError.self) { try CodebookStore(path: path) }
         #expect(error?.message.contains("cannot open \(path)") == true, "\(String(describing: error))")
@@ -588,7 +589,7 @@ private final class WriterProgress: Sendable {
     /// reads is whole (full dimension, the expected values).
     @Test func aSecondarySeesNewVectorsAfterCatchingUpAndNeverAPartialOne() throws {
         let directory = try TemporaryDirectory()
-        let path = directory.child("store")
+        let path = directory.file("store")
         let total = 6_000, batch = 20, reopenEvery = 2_000
         let metadata = VectorMetadata(encoding: "vlad", model: "m", flags: 0)
         do {
@@ -618,7 +619,7 @@ private final class WriterProgress: Sendable {
         }
         writer.start()
 
-        let reader = try CodebookStore(path: path, mode: .secondary(secondaryPath: directory.child("reader")))
+        let reader = try CodebookStore(path: path, mode: .secondary(secondaryPath: directory.file("reader")))
         var seen = 0, catchUps = 0, distinctCounts = Set<Int>(), checked = 0
         var finished = false
         let deadline = Date().addingTimeInterval(45)

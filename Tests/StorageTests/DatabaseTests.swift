@@ -1,3 +1,4 @@
+import TestSupport
 import Testing
 import Storage
 
@@ -6,7 +7,7 @@ let families = ["models", "vectors", "jobs"]
 @Suite struct DatabaseTests {
     @Test func putGetDeleteInEachColumnFamily() throws {
         let directory = try TemporaryDirectory()
-        let database = try Database(path: directory.child("db"), columnFamilies: families)
+        let database = try Database(path: directory.file("db"), columnFamilies: families)
         #expect(database.columnFamilyNames == ["default"] + families)
         for name in families {
             let family = try #require(database.columnFamily(named: name))
@@ -19,15 +20,15 @@ let families = ["models", "vectors", "jobs"]
         let models = try #require(database.columnFamily(named: "models"))
         try database.delete(bytes("key"), in: models)
         #expect(try database.get(bytes("key"), in: models) == nil)
-        #expect(try database.get(bytes("key"), in: database.defaultColumnFamily) == nil)
+        #expect(try database.get(bytes("key"), in: database.columnFamily(named: "default")!) == nil)
         #expect(try database.get(bytes("key"), in: database.columnFamily(named: "jobs")!) == bytes("value in jobs"))
         #expect(database.columnFamily(named: "nonexistent") == nil)
     }
 
     @Test func missingKeyIsNilAndEmptyValueIsEmpty() throws {
         let directory = try TemporaryDirectory()
-        let database = try Database(path: directory.child("db"), columnFamilies: [])
-        let family = database.defaultColumnFamily
+        let database = try Database(path: directory.file("db"), columnFamilies: [])
+        let family = try #require(database.columnFamily(named: "default"))
         #expect(try database.get(bytes("absent"), in: family) == nil)
         try database.put(bytes("empty"), [], in: family, durability: .synced)
         #expect(try database.get(bytes("empty"), in: family) == [])
@@ -37,7 +38,7 @@ let families = ["models", "vectors", "jobs"]
 
     @Test func keysAndValuesWithZeroBytes() throws {
         let directory = try TemporaryDirectory()
-        let database = try Database(path: directory.child("db"), columnFamilies: ["vectors"])
+        let database = try Database(path: directory.file("db"), columnFamilies: ["vectors"])
         let vectors = try #require(database.columnFamily(named: "vectors"))
         let key: [UInt8] = [0, 1, 0, 2]
         let value: [UInt8] = [0, 0, 0, 255, 0]
@@ -51,7 +52,7 @@ let families = ["models", "vectors", "jobs"]
 
     @Test func putFromPartsStoresTheirConcatenation() throws {
         let directory = try TemporaryDirectory()
-        let database = try Database(path: directory.child("db"), columnFamilies: families)
+        let database = try Database(path: directory.file("db"), columnFamilies: families)
         let vectors = try #require(database.columnFamily(named: "vectors"))
         let head: [UInt8] = [9, 8, 7], body = [UInt8](0..<200), empty: [UInt8] = []
         let batch = WriteBatch()
@@ -70,7 +71,7 @@ let families = ["models", "vectors", "jobs"]
 
     @Test func writeBatchAcrossTwoFamiliesIsVisibleOnlyAfterWrite() throws {
         let directory = try TemporaryDirectory()
-        let database = try Database(path: directory.child("db"), columnFamilies: families)
+        let database = try Database(path: directory.file("db"), columnFamilies: families)
         let vectors = try #require(database.columnFamily(named: "vectors"))
         let jobs = try #require(database.columnFamily(named: "jobs"))
         try database.put(bytes("stale"), bytes("x"), in: jobs)
@@ -95,7 +96,7 @@ let families = ["models", "vectors", "jobs"]
 
     @Test func prefixScanInByteOrderWithStartAfterAndLimit() throws {
         let directory = try TemporaryDirectory()
-        let database = try Database(path: directory.child("db"), columnFamilies: ["vectors"])
+        let database = try Database(path: directory.file("db"), columnFamilies: ["vectors"])
         let vectors = try #require(database.columnFamily(named: "vectors"))
         // Inserted out of order; 0xFF sorts after ASCII, so bytewise order is not string order.
         for key in ["b/2", "a/1", "b/10", "b/1", "c/1", "b/\u{FF}", "b"] {
@@ -123,7 +124,7 @@ let families = ["models", "vectors", "jobs"]
         let directory = try TemporaryDirectory()
         // Neither the database nor its column family outlives this function; the iterator does.
         func makeIterator() throws -> Database.Iterator {
-            let database = try Database(path: directory.child("db"), columnFamilies: ["jobs"])
+            let database = try Database(path: directory.file("db"), columnFamilies: ["jobs"])
             let jobs = try #require(database.columnFamily(named: "jobs"))
             for index in 0 ..< 5 { try database.put([UInt8(index)], [UInt8(index * 2)], in: jobs) }
             let iterator = database.makeIterator(in: jobs)
@@ -133,7 +134,7 @@ let families = ["models", "vectors", "jobs"]
         let iterator = try makeIterator()
         #expect(iterator.columnFamily.name == "jobs")
         #expect(!iterator.isValid)
-        iterator.seekToFirst()
+        iterator.seek(to: [])
         var entries: [[UInt8]] = []
         while iterator.isValid {
             entries.append(iterator.key + iterator.value)
@@ -148,7 +149,7 @@ let families = ["models", "vectors", "jobs"]
 
     @Test func reopeningKeepsTheData() throws {
         let directory = try TemporaryDirectory()
-        let path = directory.child("db")
+        let path = directory.file("db")
         do {
             let database = try Database(path: path, columnFamilies: ["models"])
             try database.put(bytes("codebook"), bytes("k=256"), in: database.columnFamily(named: "models")!)
@@ -160,7 +161,7 @@ let families = ["models", "vectors", "jobs"]
 
     @Test func openingANonDatabaseWithoutCreateThrowsRocksDBsMessage() throws {
         let directory = try TemporaryDirectory()
-        let path = directory.child("not-a-db")
+        let path = directory.file("not-a-db")
         let error = #expect(throws: RocksDBError.self) {
             try Database(path: path, columnFamilies: [], options: .init(createIfMissing: false))
         }
@@ -173,7 +174,7 @@ let families = ["models", "vectors", "jobs"]
 
     @Test func readOnlyInstanceReadsButCannotWrite() throws {
         let directory = try TemporaryDirectory()
-        let path = directory.child("db")
+        let path = directory.file("db")
         do {
             let database = try Database(path: path, columnFamilies: ["models"])
             try database.put(bytes("m"), bytes("1"), in: database.columnFamily(named: "models")!)
@@ -187,12 +188,12 @@ let families = ["models", "vectors", "jobs"]
 
     @Test func secondarySeesPrimaryWritesAfterCatchingUp() throws {
         let directory = try TemporaryDirectory()
-        let path = directory.child("db")
+        let path = directory.file("db")
         let primary = try Database(path: path, columnFamilies: ["vectors"])
         let primaryVectors = try #require(primary.columnFamily(named: "vectors"))
         try primary.put(bytes("first"), bytes("1"), in: primaryVectors)
 
-        let secondary = try Database.openSecondary(path: path, secondaryPath: directory.child("secondary"),
+        let secondary = try Database.openSecondary(path: path, secondaryPath: directory.file("secondary"),
                                                    columnFamilies: ["vectors"])
         let vectors = try #require(secondary.columnFamily(named: "vectors"))
         #expect(try secondary.get(bytes("first"), in: vectors) == bytes("1"))
@@ -208,11 +209,11 @@ let families = ["models", "vectors", "jobs"]
     /// flushed; a logged write reaches them on the next catch-up.
     @Test func unloggedWritesReachSecondariesWhenTheirFamilyIsFlushed() throws {
         let directory = try TemporaryDirectory()
-        let path = directory.child("db")
+        let path = directory.file("db")
         let primary = try Database(path: path, columnFamilies: ["vectors", "jobs"])
         let primaryVectors = try #require(primary.columnFamily(named: "vectors"))
         let primaryJobs = try #require(primary.columnFamily(named: "jobs"))
-        let secondary = try Database.openSecondary(path: path, secondaryPath: directory.child("secondary"),
+        let secondary = try Database.openSecondary(path: path, secondaryPath: directory.file("secondary"),
                                                    columnFamilies: ["vectors", "jobs"])
         let vectors = try #require(secondary.columnFamily(named: "vectors"))
         let jobs = try #require(secondary.columnFamily(named: "jobs"))
@@ -235,7 +236,7 @@ let families = ["models", "vectors", "jobs"]
 
     @Test func manyIteratorsAndBatchesComeAndGo() throws {
         let directory = try TemporaryDirectory()
-        let database = try Database(path: directory.child("db"), columnFamilies: families)
+        let database = try Database(path: directory.file("db"), columnFamilies: families)
         let models = try #require(database.columnFamily(named: "models"))
         let jobs = try #require(database.columnFamily(named: "jobs"))
         for round in 0 ..< 2_000 {
@@ -244,7 +245,7 @@ let families = ["models", "vectors", "jobs"]
             batch.put(bytes("job/\(round % 10)"), [UInt8(truncatingIfNeeded: round)], in: jobs)
             try database.write(batch)
             let iterator = database.makeIterator(in: models)
-            iterator.seekToFirst()
+            iterator.seek(to: [])
             #expect(iterator.isValid)
         }
         #expect(try database.keys(withPrefix: bytes("model/"), in: models).count == 10)

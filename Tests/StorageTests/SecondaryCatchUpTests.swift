@@ -1,5 +1,6 @@
 @testable import Storage
 import Foundation
+import TestSupport
 import Testing
 
 /// A secondary instance's catch-up across a restart of the primary, with the race forced:
@@ -29,10 +30,10 @@ import Testing
     @Test(.timeLimit(.minutes(1)))
     func aCatchUpDuringAPrimaryRestartNeverShowsALaterWriteWithoutTheEarlierOnes() throws {
         let directory = try TemporaryDirectory()
-        let path = directory.child("db")
+        let path = directory.file("db")
         var primary: Database? = try Database(path: path, columnFamilies: ["vectors"])
         try Self.write(0 ..< 100, to: primary!)
-        let reader = try Database.openSecondary(path: path, secondaryPath: directory.child("reader"), columnFamilies: ["vectors"])
+        let reader = try Database.openSecondary(path: path, secondaryPath: directory.file("reader"), columnFamilies: ["vectors"])
         try reader.tryCatchUpWithPrimary()
         #expect(try Self.keys(reader) == (0 ..< 100).map(Self.key))
         // More writes to the log the reader has read in part.
@@ -67,10 +68,10 @@ import Testing
 
     @Test func aCatchUpWhileThePrimaryKeepsSwitchingLogsThrowsBusy() throws {
         let directory = try TemporaryDirectory()
-        let path = directory.child("db")
+        let path = directory.file("db")
         let primary = try Database(path: path, columnFamilies: ["vectors"])
         try Self.write(0 ..< 10, to: primary)
-        let reader = try Database.openSecondary(path: path, secondaryPath: directory.child("reader"), columnFamilies: ["vectors"])
+        let reader = try Database.openSecondary(path: path, secondaryPath: directory.file("reader"), columnFamilies: ["vectors"])
         var attempts = 0, extra = 0
         let error = #expect(throws: RocksDBError.self) {
             try reader.catchUpWithPrimary(attempts: 3) {

@@ -67,7 +67,7 @@ extension Coordinator {
             guard let store, let set = job.set else { throw Self.noStore(for: "sets") }
             var vectors = try SetVectors(set: set, store: store)
             PCAProjection.prepareVectors(&vectors.values, dimension: vectors.dimension, power: job.power ?? 0.5)
-            let matrix = DescriptorMatrix(rows: vectors.keys.count, dimension: vectors.dimension, values: vectors.values,
+            let matrix = try DescriptorMatrix(rows: vectors.keys.count, dimension: vectors.dimension, values: vectors.values,
                                           source: "set \(set)")
             return LocalBackend(corpus: matrix, shardRows: job.shardRows)
         }

@@ -140,9 +140,9 @@ extension StoreQueries {
             throw ClusterError(.invalidRequest, "query \(bad / qd) has a non-finite value (\(queries[bad])) at position \(bad % qd)")
         }
         if let projection { queries = projection.project(queries, rows: queryCount) }
-        let found = queries.withUnsafeBufferPointer { q in
-            vectors.values.withUnsafeBufferPointer { v in
-                InnerProductSearch.search(queries: q, queryCount: queryCount, vectors: v, rows: vectors.keys.count,
+        let found = try queries.withUnsafeBufferPointer { q in
+            try vectors.values.withUnsafeBufferPointer { v in
+                try InnerProductSearch.search(queries: q, queryCount: queryCount, vectors: v, rows: vectors.keys.count,
                                           dimension: d, top: request.top)
             }
         }
