@@ -76,13 +76,13 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "codebook-bench", dependencies: [
-            "Descriptors", "Clustering", "Encoding", "Search", "CBLAS", "CVLFeat", "Cluster", "Storage", "ZeroMQ",
+            "Descriptors", "Clustering", "Encoding", "Search", "Features", "CBLAS", "CVLFeat", "Cluster", "Storage", "ZeroMQ",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: numericSettings),
 
         .testTarget(name: "DescriptorsTests", dependencies: ["Descriptors"]),
-        .testTarget(name: "FeaturesTests", dependencies: ["Features", "Descriptors", "CVLFeat"]),
+        .testTarget(name: "FeaturesTests", dependencies: ["Features", "Descriptors", "CVLFeat", "Search", "codebook-bench"]),
         .testTarget(name: "ClusteringTests", dependencies: ["Clustering", "Descriptors", "CKernels"]),
         .testTarget(name: "SearchTests", dependencies: ["Search", "Descriptors"]),
         .testTarget(name: "EncodingTests", dependencies: ["Encoding", "Clustering", "Descriptors", "CVLFeat"]),
