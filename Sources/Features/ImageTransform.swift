@@ -96,16 +96,16 @@ public enum ImageChange: Sendable, Equatable, CustomStringConvertible {
     public static func copies(using generator: inout SeededGenerator) -> [ImageChange] {
         let turn = [90, 180, 270][Int.random(in: 0..<3, using: &generator)]
         let small = Int.random(in: 5...20, using: &generator) * (Bool.random(using: &generator) ? 1 : -1)
-        let width = Double.random(in: 0.6...0.8, using: &generator), height = Double.random(in: 0.6...0.8, using: &generator)
+        let width = Double.random(in: 0.45...0.7, using: &generator), height = Double.random(in: 0.45...0.7, using: &generator)
         let gain = Bool.random(using: &generator) ? Double.random(in: 0.55...0.75, using: &generator)
             : Double.random(in: 1.25...1.45, using: &generator)
         return [
             .rotation(degrees: turn),
             .rotation(degrees: small),
-            .scale(Double.random(in: 0.45...0.7, using: &generator)),
+            .scale(Double.random(in: 0.35...0.6, using: &generator)),
             .crop(x: Double.random(in: 0...(1 - width), using: &generator), y: Double.random(in: 0...(1 - height), using: &generator),
                   width: width, height: height),
-            .jpegQuality(Int.random(in: 8...20, using: &generator)),
+            .jpegQuality(Int.random(in: 6...15, using: &generator)),
             .brightness(gain: gain, offset: Double.random(in: -20...20, using: &generator)),
         ]
     }

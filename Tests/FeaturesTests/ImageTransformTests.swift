@@ -27,7 +27,7 @@ import Testing
               case .crop = first[3], case .jpegQuality(let quality) = first[4], case .brightness = first[5] else {
             Issue.record("unexpected changes \(first)"); return
         }
-        #expect([90, 180, 270].contains(turn) && (5...20).contains(abs(small)) && (8...20).contains(quality))
+        #expect([90, 180, 270].contains(turn) && (5...20).contains(abs(small)) && (6...15).contains(quality))
     }
 
     @Test func quarterTurnsMovePixelsExactly() {
