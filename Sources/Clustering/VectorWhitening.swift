@@ -7,7 +7,8 @@ extension PrincipalComponents {
     /// values (encoded vectors: n images, D = K·d values), where the covariance would not fit.
     ///
     /// With X the centred rows (float64), G = XXᵀ; an eigenpair (λ, u) of G gives the
-    /// covariance's component Xᵀu/√λ with variance λ/(n − 1) (LAPACK `dsyevr` on G). At most
+    /// covariance's component ±Xᵀu/√λ with variance λ/(n − 1) (LAPACK `dsyevr` on G; signed
+    /// as `init(statistics:kept:)` signs them). At most
     /// n − 1 components have a positive variance: `kept` must be 1…min(D, n − 1).
     public init(gramOf values: [Float], count: Int, dimension d: Int, kept: Int) throws {
         precondition(values.count == count * d, "values must be count × dimension")
@@ -33,11 +34,13 @@ extension PrincipalComponents {
                 throw DescriptorError(.invalidArgument, "the \(count) rows span fewer than \(kept) dimensions (component \(r) has variance 0)")
             }
             let scale = 1 / eigenvalues[r].squareRoot()
-            for j in 0..<d {
-                var sum = 0.0
-                for i in 0..<count { sum += transposed[j * count + i] * vectors[r * count + i] }
-                components[r * d + j] = Float(sum * scale)
+            var component = (0..<d).map { j in
+                (0..<count).reduce(0.0) { $0 + transposed[j * count + $1] * vectors[r * count + $1] } * scale
             }
+            // The sign convention of `init(statistics:kept:)`: the entry of largest magnitude positive.
+            let largest = component.indices.max { abs(component[$0]) < abs(component[$1]) || (abs(component[$0]) == abs(component[$1]) && $0 > $1) }!
+            if component[largest] < 0 { component = component.map { -$0 } }
+            for j in 0..<d { components[r * d + j] = Float(component[j]) }
         }
         try self.init(dimension: d, mean: mean.map(Float.init), components: components,
                       eigenvalues: eigenvalues.map { Float($0 / Double(count - 1)) })
