@@ -84,7 +84,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "codebook-bench", dependencies: [
-            "Descriptors", "Clustering", "Encoding", "Search", "CBLAS", "CVLFeat", "ClusterProtocol", "Cluster", "Storage", "ZeroMQ",
+            "Descriptors", "Clustering", "Encoding", "Search", "Features", "CBLAS", "CVLFeat", "ClusterProtocol", "Cluster", "Storage", "ZeroMQ",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: numericSettings),
@@ -92,7 +92,7 @@ let package = Package(
         // Helpers every test target shares (temporary directories, the built `codebook`); in no product.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "DescriptorsTests", dependencies: ["Descriptors", "TestSupport"]),
-        .testTarget(name: "FeaturesTests", dependencies: ["Features", "Descriptors", "CVLFeat", "TestSupport"]),
+        .testTarget(name: "FeaturesTests", dependencies: ["Features", "Descriptors", "CVLFeat", "Search", "codebook-bench", "TestSupport"]),
         .testTarget(name: "ClusteringTests", dependencies: ["Clustering", "Descriptors", "CKernels"]),
         .testTarget(name: "SearchTests", dependencies: ["Search", "Descriptors"]),
         .testTarget(name: "EncodingTests", dependencies: ["Encoding", "Clustering", "Descriptors", "CVLFeat"]),

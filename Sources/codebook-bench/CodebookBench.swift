@@ -18,7 +18,7 @@ struct CodebookBench: AsyncParsableCommand {
         commandName: "codebook-bench",
         abstract: "Benchmarks Codebook against sgemm, faiss, scikit-learn and VLFeat, and checks the results.",
         subcommands: [KMeansCommand.self, GaussianMixtureCommand.self, EncodingCommand.self, MemoryCommand.self,
-                      ClusterCommand.self, StoreCommand.self, SearchCommand.self, AllCommand.self, MemoryChildCommand.self],
+                      ClusterCommand.self, StoreCommand.self, SearchCommand.self, RetrievalCommand.self, AllCommand.self, MemoryChildCommand.self],
         defaultSubcommand: AllCommand.self)
 }
 
@@ -82,6 +82,23 @@ struct SearchCommand: AsyncParsableCommand {
     func run() async throws { try await Bench.run([.search], options) }
 }
 
+struct RetrievalCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "retrieval",
+        abstract: "mAP in the INRIA Holidays protocol: VLAD and Fisher with RootSIFT, descriptor PCA and whitening, Codebook vs VLFeat.",
+        discussion: """
+        From a folder of photographs (--images, default scikit-image's, fetched with pip) it writes a Holidays layout to \
+        --work-dir: each photograph of every third one (in name order) is a query with six near-duplicate copies \
+        (a quarter turn, a small rotation, a scale, a crop, a low JPEG quality, a brightness change); the next photographs \
+        give the training images (their copies and random crops), the ones after them random crops as distractors. \
+        With --holidays DIR it runs on a real INRIA Holidays layout instead (DIR/jpg/100000.jpg …, optional \
+        DIR/distractors/ and DIR/train/). Fails if Codebook's and VLFeat's vectors or mAPs disagree.
+        """)
+    @OptionGroup var options: BenchOptions
+    @OptionGroup var retrieval: RetrievalOptions
+    func run() async throws { try await Bench.run([.retrieval], options, retrieval: try retrieval.validated()) }
+}
+
 struct AllCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "all",
                                                     abstract: "kmeans, gmm, encode and search (memory with --large; cluster and store with --cluster).")
@@ -112,9 +129,10 @@ struct MemoryChildCommand: AsyncParsableCommand {
 
 /// The sections and what they share.
 enum Bench {
-    enum Section: String { case kmeans, gmm, encode, memory, cluster, store, search }
+    enum Section: String { case kmeans, gmm, encode, memory, cluster, store, search, retrieval }
 
-    static func run(_ sections: [Section], _ options: BenchOptions, cluster: ClusterBenchOptions? = nil) async throws {
+    static func run(_ sections: [Section], _ options: BenchOptions, cluster: ClusterBenchOptions? = nil,
+                    retrieval: RetrievalOptions? = nil) async throws {
         let sizes = try options.sizes()
         let clusterSizes = try (cluster ?? ClusterBenchOptions.parse([])).resolved(quick: sizes.quick)
         try FileManager.default.createDirectory(atPath: sizes.workDirectory, withIntermediateDirectories: true)
@@ -133,6 +151,7 @@ enum Bench {
                 case .cluster: try await ClusterSection(sizes: sizes, cluster: clusterSizes).run()
                 case .store: try await StoreSection(sizes: sizes, cluster: clusterSizes).run()
                 case .search: try await SearchSection(sizes: sizes).run()
+                case .retrieval: try await RetrievalSection(sizes: sizes, options: retrieval ?? RetrievalOptions.parse([])).run()
                 }
             } catch let failure as CheckFailure {
                 print("\n**CHECK FAILED** (\(section.rawValue)): \(failure.message)\n")

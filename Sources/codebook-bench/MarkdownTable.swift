@@ -12,7 +12,9 @@ struct MarkdownTable {
         self.columns = columns
     }
 
-    mutating func add(_ cells: String...) {
+    mutating func add(_ cells: String...) { add(row: cells) }
+
+    mutating func add(row cells: [String]) {
         precondition(cells.count == columns.count, "a row needs one cell per column")
         rows.append(cells)
     }

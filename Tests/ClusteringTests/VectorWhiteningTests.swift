@@ -1,0 +1,50 @@
+import Descriptors
+import Testing
+@testable import Clustering
+
+@Suite struct VectorWhiteningTests {
+    private func rows(_ count: Int, _ d: Int, seed: UInt64) -> [Float] {
+        var generator = SeededGenerator(seed: seed)
+        // Decreasing spread per column, so that the eigenvalues are distinct.
+        return (0..<count * d).map { Float.random(in: -1...1, using: &generator) * Float(d - $0 % d) }
+    }
+
+    /// Through the Gram matrix: the same components and eigenvalues as through the covariance.
+    @Test func gramPCAEqualsCovariancePCA() throws {
+        let count = 12, d = 7, kept = 4
+        let values = rows(count, d, seed: 3)
+        var statistics = CovarianceStatistics(dimension: d)
+        statistics.rows = count
+        for i in 0..<count {
+            for j in 0..<d {
+                statistics.sums[j] += Double(values[i * d + j])
+                for l in j..<d { statistics.products[j * d + l] += Double(values[i * d + j]) * Double(values[i * d + l]) }
+            }
+        }
+        let reference = try PrincipalComponents(statistics: statistics, kept: kept)
+        let gram = try PrincipalComponents(gramOf: values, count: count, dimension: d, kept: kept)
+        for (a, b) in zip(gram.eigenvalues, reference.eigenvalues) { #expect(abs(a - b) <= 1e-4 * b) }
+        for (a, b) in zip(gram.components, reference.components) { #expect(abs(a - b) <= 1e-4) }
+        for (a, b) in zip(gram.mean, reference.mean) { #expect(abs(a - b) <= 1e-5) }
+        #expect(throws: DescriptorError.self) { try PrincipalComponents(gramOf: values, count: count, dimension: d, kept: 8) }
+    }
+
+    /// Whitened training vectors: unit L2 norm, and before re-normalisation each kept
+    /// coordinate has variance 1 (checked through the projection divided by √λ).
+    @Test func whiteningGivesUnitVarianceAndUnitNorm() throws {
+        let count = 9, d = 30, kept = 5
+        let values = rows(count, d, seed: 4)
+        let whitening = try VectorWhitening(training: values, count: count, dimension: d, kept: kept, power: 0.5)
+        let whitened = whitening.apply(values, count: count)
+        for i in 0..<count {
+            let norm = (0..<kept).reduce(0.0) { $0 + Double(whitened[i * kept + $1] * whitened[i * kept + $1]) }
+            #expect(abs(norm - 1) < 1e-5)
+        }
+        let powered = values.map { $0 < 0 ? -(-$0).squareRoot() : $0.squareRoot() }
+        let projected = whitening.components.project(powered, count: count)
+        for j in 0..<kept {
+            let variance = (0..<count).reduce(0.0) { $0 + Double(projected[$1 * kept + j] * projected[$1 * kept + j]) } / Double(count - 1)
+            #expect(abs(variance / Double(whitening.components.eigenvalues[j]) - 1) < 1e-4)
+        }
+    }
+}
