@@ -1,5 +1,6 @@
 import ArgumentParser
 import Cluster
+import Clustering
 import Foundation
 import Logging
 import Storage
@@ -13,11 +14,16 @@ struct ClusterOptions: ParsableArguments {
     var localWorkers: Int = ProcessInfo.processInfo.activeProcessorCount
     @Option(help: "The embedded cluster's store: models, vectors and job checkpoints (a RocksDB directory).")
     var store: String = "codebook.db"
+    @Option(help: "Bytes of k-means distance bounds each embedded worker keeps between iterations (0: none).")
+    var boundMemory: Int = BoundCache.defaultBudget
     @OptionGroup var keys: ClientKeyOptions
 
     func validate() throws {
         guard localWorkers >= 1 else {
             throw ValidationError("--local-workers must be at least 1")
+        }
+        guard boundMemory >= 0 else {
+            throw ValidationError("--bound-memory must be ≥ 0")
         }
     }
 
@@ -29,7 +35,7 @@ struct ClusterOptions: ParsableArguments {
         }
         var logger = Logger(label: "codebook")
         logger.logLevel = .warning
-        let embedded = try EmbeddedCluster(workers: localWorkers, threadsPerWorker: threads,
+        let embedded = try EmbeddedCluster(workers: localWorkers, threadsPerWorker: threads, boundMemory: boundMemory,
                                            store: try CodebookStore(path: store), logger: logger)
         return (try embedded.client(), embedded)
     }

@@ -85,6 +85,8 @@ public struct IterationRecord: Codable, Sendable, Equatable {
     /// k-means: smallest and largest cluster (rows); EM: smallest and largest prior.
     public var smallest: Double
     public var largest: Double
+    /// k-means: rows whose distances the workers' bounds let them skip.
+    public var skippedRows: Int? = nil
 }
 
 /// The state of a job.

@@ -23,6 +23,8 @@ public struct WorkerSettings: Sendable {
     public var security: ClientSecurity?
     /// The directories tasks may read corpora in; `nil`: any path.
     public var corpusRoots: CorpusRoots?
+    /// Bytes of k-means distance bounds kept between passes (see `BoundCache`); 0 keeps none.
+    public var boundMemory: Int = BoundCache.defaultBudget
 
     public init(name: String, threads: Int) {
         self.name = name
@@ -50,6 +52,8 @@ public final class Worker: @unchecked Sendable {
     /// Wakes the I/O thread; set once the thread runs.
     private let doorbell = Mutex<Doorbell?>(nil)
     private let corpora = CorpusCache()
+    /// The k-means bounds of the shards this worker computed.
+    private let bounds: BoundCache?
     /// What the compute threads count, if metrics are served.
     public let metrics: WorkerMetrics?
 
@@ -59,6 +63,7 @@ public final class Worker: @unchecked Sendable {
         self.settings = settings
         self.metrics = metrics
         self.logger = logger
+        bounds = settings.boundMemory > 0 ? BoundCache(budget: settings.boundMemory) : nil
     }
 
     /// Starts the I/O and compute threads and returns.
@@ -221,7 +226,9 @@ public final class Worker: @unchecked Sendable {
             guard let model = models[header.job], model.round == header.round else {
                 return failure("no model for pass \(header.round) of job \(header.job)", retry: true)
             }
-            tasks.push(ShardTask(header: header, assignment: assignment, computation: model.computation.forTask(assignment)))
+            let computation = bounds?.attach(to: model.computation.forTask(assignment), job: header.job, corpus: assignment.corpus)
+                ?? model.computation.forTask(assignment)
+            tasks.push(ShardTask(header: header, assignment: assignment, computation: computation))
             return nil
         } catch {
             return failure("\(error)")
