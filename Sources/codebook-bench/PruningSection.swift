@@ -14,7 +14,7 @@ struct PruningSection {
     static let faissTarget = 0.3
     static let unprunedTarget = 0.6
 
-    var largeK: Int { sizes.quick ? 256 : 4096 }
+    var largeK: Int { sizes.quick ? min(sizes.pruningLargeK, 256) : sizes.pruningLargeK }
     var largeIterations: Int { sizes.quick ? 4 : 20 }
     var smallIterations: Int { sizes.quick ? 5 : 25 }
 
@@ -29,7 +29,44 @@ struct PruningSection {
         let name = URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent
         var failures: [String] = []
 
-        // Large K against faiss: one whole run each.
+        var table = MarkdownTable("k-means with exact pruning on real descriptors (\(name)): N=\(n) D=\(d), \(sizes.threads) threads, "
+                                  + "same given centres (rows i·N/K), tolerance 0",
+                                  columns: ["measurement", "whole training", "per iteration", "ratio", "target"])
+        let exact = LocalBackend(corpus: corpus, threads: sizes.threads, boundMemory: 0)
+        var pruned: KMeansResult?
+        if largeK > 0 {
+            pruned = try await compareWithFaiss(corpus, path: path, name: name, exact: exact, table: &table, failures: &failures)
+        }
+
+        // K = --k: pruned against unpruned, interleaved, and the centres compared bit for bit.
+        let (_, smallInit) = try initialCentres(corpus, k: sizes.k, name: name)
+        var runs: [Int: KMeansResult] = [:]
+        let budgets = [BoundCache.defaultBudget, 0]
+        let times = try await Stopwatch.interleaved(sizes.repeats, budgets.map { budget in
+            { runs[budget] = try await train(corpus, initial: smallInit, iterations: smallIterations, boundMemory: budget) }
+        })
+        let small = runs[BoundCache.defaultBudget]!, unpruned = runs[0]!
+        table.add("Codebook, pruned, K=\(sizes.k), \(smallIterations) iterations", seconds(times[0]),
+                  seconds(times[0] / Double(smallIterations)), ratio(times[0] / times[1]) + " of unpruned",
+                  verdict(times[0] / times[1] <= Self.unprunedTarget, "≤ \(Self.unprunedTarget)×"))
+        table.add("Codebook, unpruned (no bounds), K=\(sizes.k), \(smallIterations) iterations", seconds(times[1]),
+                  seconds(times[1] / Double(smallIterations)), "", "")
+        if small.codebook != unpruned.codebook || small.iterations.map(\.objective) != unpruned.iterations.map(\.objective) {
+            failures.append("K=\(sizes.k): pruned and unpruned runs differ")
+        }
+        if let pruned { table.note("Rows skipped per iteration, K=\(largeK): " + skipped(pruned)) }
+        table.note("Rows skipped per iteration, K=\(sizes.k): " + skipped(small))
+        table.note("Pruned and unpruned centres at K=\(sizes.k): " + (small.codebook == unpruned.codebook ? "bit-identical." : "**DIFFER**."))
+        let largeNote = largeK > 0 ? "faiss: train time = its seconds per iteration × \(largeIterations), one run; Codebook K=\(largeK): one run; " : ""
+        table.note(largeNote + "K=\(sizes.k): medians of \(sizes.repeats) interleaved rounds. \(contention.summary())")
+        table.print()
+        if !failures.isEmpty { throw CheckFailure(failures.joined(separator: "; ")) }
+    }
+
+    /// K = `largeK`: one whole pruned run against one faiss run; returns the pruned run.
+    func compareWithFaiss(_ corpus: DescriptorMatrix, path: String, name: String, exact: LocalBackend,
+                          table: inout MarkdownTable, failures: inout [String]) async throws -> KMeansResult {
+        let n = corpus.rows
         let (largePath, largeInit) = try initialCentres(corpus, k: largeK, name: name)
         let (pruned, prunedSeconds) = try await Stopwatch.time {
             try await train(corpus, initial: largeInit, iterations: largeIterations, boundMemory: BoundCache.defaultBudget)
@@ -39,11 +76,7 @@ struct PruningSection {
             "--threads", String(sizes.threads), "--repeat", "1", "--out-dir", sizes.workDirectory, "--libraries", "faiss",
         ])
         let faiss = BaselineResult(outcome, library: "faiss")
-        let exact = LocalBackend(corpus: corpus, threads: sizes.threads, boundMemory: 0)
         let ours = try await exact.run(KMeansAssignmentPass(codebook: pruned.codebook)).objective
-        var table = MarkdownTable("k-means with exact pruning on real descriptors (\(name)): N=\(n) D=\(d), \(sizes.threads) threads, "
-                                  + "same given centres (rows i·N/K), tolerance 0",
-                                  columns: ["measurement", "whole training", "per iteration", "ratio", "target"])
         table.add("Codebook, pruned, K=\(largeK), \(largeIterations) iterations", seconds(prunedSeconds),
                   seconds(prunedSeconds / Double(largeIterations)), "", "")
         switch faiss {
@@ -69,29 +102,7 @@ struct PruningSection {
             }
         }
 
-        // K = --k: pruned against unpruned, interleaved, and the centres compared bit for bit.
-        let (_, smallInit) = try initialCentres(corpus, k: sizes.k, name: name)
-        var runs: [Int: KMeansResult] = [:]
-        let budgets = [BoundCache.defaultBudget, 0]
-        let times = try await Stopwatch.interleaved(sizes.repeats, budgets.map { budget in
-            { runs[budget] = try await train(corpus, initial: smallInit, iterations: smallIterations, boundMemory: budget) }
-        })
-        let small = runs[BoundCache.defaultBudget]!, unpruned = runs[0]!
-        table.add("Codebook, pruned, K=\(sizes.k), \(smallIterations) iterations", seconds(times[0]),
-                  seconds(times[0] / Double(smallIterations)), ratio(times[0] / times[1]) + " of unpruned",
-                  verdict(times[0] / times[1] <= Self.unprunedTarget, "≤ \(Self.unprunedTarget)×"))
-        table.add("Codebook, unpruned (no bounds), K=\(sizes.k), \(smallIterations) iterations", seconds(times[1]),
-                  seconds(times[1] / Double(smallIterations)), "", "")
-        if small.codebook != unpruned.codebook || small.iterations.map(\.objective) != unpruned.iterations.map(\.objective) {
-            failures.append("K=\(sizes.k): pruned and unpruned runs differ")
-        }
-        table.note("Rows skipped per iteration, K=\(largeK): " + skipped(pruned))
-        table.note("Rows skipped per iteration, K=\(sizes.k): " + skipped(small))
-        table.note("Pruned and unpruned centres at K=\(sizes.k): " + (small.codebook == unpruned.codebook ? "bit-identical." : "**DIFFER**."))
-        table.note("faiss: train time = its seconds per iteration × \(largeIterations), one run; Codebook K=\(largeK): one run; "
-                   + "K=\(sizes.k): medians of \(sizes.repeats) interleaved rounds. \(contention.summary())")
-        table.print()
-        if !failures.isEmpty { throw CheckFailure(failures.joined(separator: "; ")) }
+        return pruned
     }
 
     func train(_ corpus: DescriptorMatrix, initial: Codebook, iterations: Int, boundMemory: Int) async throws -> KMeansResult {
