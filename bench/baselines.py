@@ -170,6 +170,8 @@ def main():
     k.add_argument("--threads", type=int, default=2)
     k.add_argument("--repeat", type=int, default=1)
     k.add_argument("--out-dir", required=True)
+    k.add_argument("--rows", type=int, default=None)
+    k.add_argument("--libraries", default="faiss,sklearn", help="comma-separated: faiss, sklearn")
     g = sub.add_parser("gmm")
     g.add_argument("--data", required=True)
     g.add_argument("--rows", type=int, default=None)
@@ -181,11 +183,14 @@ def main():
     args = parser.parse_args()
 
     if args.command == "kmeans":
-        x = load_rows(args.data)
+        x = load_rows(args.data, args.rows)
         init = np.ascontiguousarray(np.load(args.init), dtype=np.float32)
-        result = {"rows": int(x.shape[0]),
-                  "faiss": faiss_kmeans(x, init, args.iterations, args.threads, args.repeat, args.out_dir),
-                  "sklearn": sklearn_kmeans(x, init, args.iterations, args.threads, args.repeat, args.out_dir)}
+        libraries = args.libraries.split(",")
+        result = {"rows": int(x.shape[0])}
+        if "faiss" in libraries:
+            result["faiss"] = faiss_kmeans(x, init, args.iterations, args.threads, args.repeat, args.out_dir)
+        if "sklearn" in libraries:
+            result["sklearn"] = sklearn_kmeans(x, init, args.iterations, args.threads, args.repeat, args.out_dir)
     else:
         x = load_rows(args.data, args.rows)
         means = np.load(args.means).astype(np.float64)

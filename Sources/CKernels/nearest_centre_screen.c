@@ -9,11 +9,7 @@
 
 /// Where a row stands between panel groups: per lane, the best and second-best screened
 /// values seen so far and the best one's centre.
-typedef struct {
-    float best[16];
-    float second[16];
-    int32_t index[16];
-} RowState;
+typedef CBScreenLanes RowState;
 
 static long panel_count(long k) { return (k + PANEL - 1) / PANEL; }
 
@@ -85,7 +81,7 @@ TARGET int32_t decide(__m512 best, __m512 second, __m512i index, const float *x,
 /// MR rows against panels [p0, p1): 2·MR accumulators of 16 centres in registers, the
 /// dimension loop innermost, the row values broadcast straight from the rows. The rows'
 /// lanes start fresh when `first` and are read from `state` otherwise; when `last`, each
-/// row is decided into `index_out`, otherwise its lanes are written back to `state`.
+/// row is decided into `index_out`; its lanes are written back to `state` either way.
 #define DEFINE_TILE(MR)                                                                              \
     TARGET void tile##MR(const float *x, long stride, long d, const float *packed, const float *norms, \
                          long p0, long p1, int first, int last, RowState *state,                      \
@@ -125,13 +121,11 @@ TARGET int32_t decide(__m512 best, __m512 second, __m512i index, const float *x,
             }                                                                                         \
         }                                                                                             \
         _Pragma("unroll") for (int r = 0; r < MR; r++) {                                              \
-            if (last) {                                                                               \
+            if (last)                                                                                 \
                 index_out[r] = decide(best[r], second[r], index[r], x + r * stride, d, bound_scale, largest_norm); \
-            } else {                                                                                  \
-                _mm512_storeu_ps(state[r].best, best[r]);                                             \
-                _mm512_storeu_ps(state[r].second, second[r]);                                         \
-                _mm512_storeu_si512(state[r].index, index[r]);                                        \
-            }                                                                                         \
+            _mm512_storeu_ps(state[r].best, best[r]);                                                 \
+            _mm512_storeu_ps(state[r].second, second[r]);                                             \
+            _mm512_storeu_si512(state[r].index, index[r]);                                            \
         }                                                                                             \
     }
 

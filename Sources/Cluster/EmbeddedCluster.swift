@@ -1,4 +1,5 @@
 import ClusterProtocol
+import Clustering
 import Foundation
 import Logging
 import Storage
@@ -14,8 +15,9 @@ public final class EmbeddedCluster {
     public let clientsEndpoint: String
 
     /// Starts a coordinator (with `store`, if given) and `workers` workers of
-    /// `threadsPerWorker` threads each.
-    public init(workers count: Int, threadsPerWorker: Int, store: CodebookStore? = nil, logger: Logger) throws {
+    /// `threadsPerWorker` threads each, keeping `boundMemory` bytes of k-means bounds each.
+    public init(workers count: Int, threadsPerWorker: Int, boundMemory: Int = 0,
+                store: CodebookStore? = nil, logger: Logger) throws {
         let context = try ZeroMQContext()
         self.context = context
         let tag = UUID().uuidString
@@ -25,8 +27,9 @@ public final class EmbeddedCluster {
         let endpoints = try coordinator.start()
         clientsEndpoint = endpoints.clients
         workers = (0..<max(1, count)).map { index in
-            Worker(context: context, endpoint: endpoints.workers,
-                   settings: WorkerSettings(name: "local-\(index)", threads: threadsPerWorker), logger: logger)
+            var settings = WorkerSettings(name: "local-\(index)", threads: threadsPerWorker)
+            settings.boundMemory = boundMemory
+            return Worker(context: context, endpoint: endpoints.workers, settings: settings, logger: logger)
         }
         workers.forEach { $0.start() }
     }

@@ -145,9 +145,11 @@ public struct StatisticsShape: Codable, Sendable, Equatable {
     public var keys: [String]?
     /// Seconds the worker spent computing the shard (reported, not merged).
     public var computeSeconds: Double?
+    /// k-means: rows whose distances the worker's bounds let it skip (reported, 0 ≤ it ≤ rows).
+    public var skippedRows: Int?
 
     public init(rows: Int, dimension: Int, k: Int? = nil, withSquares: Bool? = nil, samples: Int? = nil,
-                keys: [String]? = nil, computeSeconds: Double? = nil) {
+                keys: [String]? = nil, computeSeconds: Double? = nil, skippedRows: Int? = nil) {
         self.rows = rows
         self.dimension = dimension
         self.k = k
@@ -155,6 +157,7 @@ public struct StatisticsShape: Codable, Sendable, Equatable {
         self.samples = samples
         self.keys = keys
         self.computeSeconds = computeSeconds
+        self.skippedRows = skippedRows
     }
 }
 
@@ -304,7 +307,8 @@ extension RowSamplePass: WireComputation {
 
 extension KMeansStatistics: CheckedStatistics {
     public var shape: StatisticsShape {
-        StatisticsShape(rows: rows, dimension: dimension, k: k, withSquares: sumsOfSquares != nil)
+        StatisticsShape(rows: rows, dimension: dimension, k: k, withSquares: sumsOfSquares != nil,
+                        skippedRows: skippedRows > 0 ? skippedRows : nil)
     }
     /// counts i64[K], sums f64[K·D], per-cluster objective f64[K], then sums of squares f64[K·D] if present.
     public var arrays: [[UInt8]] {
@@ -326,6 +330,7 @@ extension KMeansStatistics: CheckedStatistics {
         self.sums = sums
         self.clusterObjective = clusterObjective
         self.sumsOfSquares = sumsOfSquares
+        skippedRows = shape.skippedRows ?? 0
     }
 
     /// Rows as the shard's, counts ≥ 0 adding up to them, finite sums, objectives and sums
@@ -338,6 +343,9 @@ extension KMeansStatistics: CheckedStatistics {
                                               : "sums of squares sent; the pass does not ask for them")
         }
         try StatisticsCheck.rows(rows, shard)
+        guard skippedRows >= 0, skippedRows <= rows else {
+            throw ClusterError.malformed("skippedRows \(skippedRows) is not between 0 and the shard's \(rows) rows")
+        }
         var total = 0
         for (c, count) in counts.enumerated() {
             // Each count at most the rows left, so the total cannot overflow.

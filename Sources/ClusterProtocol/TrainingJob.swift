@@ -142,9 +142,11 @@ public struct IterationRecord: Codable, Sendable, Equatable {
     /// k-means: smallest and largest cluster (rows); EM: smallest and largest prior.
     public var smallest: Double
     public var largest: Double
+    /// k-means: rows whose distances the workers' bounds let them skip.
+    public var skippedRows: Int? = nil
 
     public init(phase: Phase, iteration: Int, valuePerRow: Double, total: Double, rows: Int, seconds: Double, repaired: Int,
-                smallest: Double, largest: Double) {
+                smallest: Double, largest: Double, skippedRows: Int? = nil) {
         self.phase = phase
         self.iteration = iteration
         self.valuePerRow = valuePerRow
@@ -154,6 +156,7 @@ public struct IterationRecord: Codable, Sendable, Equatable {
         self.repaired = repaired
         self.smallest = smallest
         self.largest = largest
+        self.skippedRows = skippedRows
     }
 }
 

@@ -50,9 +50,15 @@ public struct KMeansIterationReport: Sendable, Equatable, Codable {
     public let emptyClustersRepaired: Int
     public let smallestCluster: Int
     public let largestCluster: Int
+    /// Rows whose distances were not computed because their bounds proved they keep their
+    /// centre (nil in records written before pruning existed).
+    public let skippedRows: Int?
 
     /// The objective per row (mean squared distance to the nearest centre).
     public var meanObjective: Double { rows > 0 ? objective / Double(rows) : 0 }
+
+    /// The fraction of rows skipped (0 when none or unknown).
+    public var skippedFraction: Double { rows > 0 ? Double(skippedRows ?? 0) / Double(rows) : 0 }
 }
 
 /// Where a k-means run stands after an iteration: enough to resume it and end with the
@@ -112,7 +118,9 @@ public enum KMeans {
         var converged = start?.converged ?? false
         for iteration in reports.count ..< (converged ? reports.count : parameters.iterations) {
             let started = Date()
-            let statistics = try await backend.run(KMeansAssignmentPass(codebook: codebook))
+            var pass = KMeansAssignmentPass(codebook: codebook)
+            pass.bounds = backend.assignmentBounds
+            let statistics = try await backend.run(pass)
             let objective = statistics.objective
             let repaired: Int
             let updateStarted = Date()
@@ -122,7 +130,8 @@ public enum KMeans {
                                                updateSeconds: Date().timeIntervalSince(updateStarted),
                                                emptyClustersRepaired: repaired,
                                                smallestCluster: statistics.counts.min() ?? 0,
-                                               largestCluster: statistics.counts.max() ?? 0)
+                                               largestCluster: statistics.counts.max() ?? 0,
+                                               skippedRows: statistics.skippedRows)
             logger.debug("k-means iteration", metadata: ["iteration": "\(iteration)", "objective": "\(objective)"])
             progress(report)
             if let previous = reports.last?.objective, parameters.tolerance > 0,

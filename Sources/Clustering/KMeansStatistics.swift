@@ -6,6 +6,11 @@ import Descriptors
 /// centre (the objective's share). Optionally the per-cluster sums of squares, for
 /// initialising a GMM from hard assignments.
 public struct KMeansStatistics: SufficientStatistics, Equatable {
+    public static func == (a: Self, b: Self) -> Bool {
+        a.k == b.k && a.dimension == b.dimension && a.rows == b.rows && a.counts == b.counts && a.sums == b.sums
+            && a.clusterObjective == b.clusterObjective && a.sumsOfSquares == b.sumsOfSquares
+    }
+
     public let k: Int
     public let dimension: Int
     public var rows: Int
@@ -15,6 +20,9 @@ public struct KMeansStatistics: SufficientStatistics, Equatable {
     public var clusterObjective: [Double]
     /// K×D sums of x², present when the pass asked for them.
     public var sumsOfSquares: [Double]?
+    /// Rows whose distances a pruned pass did not compute (see `PrunedAssignment`): how the
+    /// statistics were obtained, not part of them, so `==` ignores it.
+    public var skippedRows = 0
 
     public init(k: Int, dimension: Int, withSquares: Bool = false) {
         self.k = k
@@ -32,6 +40,7 @@ public struct KMeansStatistics: SufficientStatistics, Equatable {
     public mutating func merge(_ other: KMeansStatistics) {
         precondition(other.k == k && other.dimension == dimension, "merging statistics of different shapes")
         rows += other.rows
+        skippedRows += other.skippedRows
         for i in 0..<k {
             counts[i] += other.counts[i]
             clusterObjective[i] += other.clusterObjective[i]
@@ -45,9 +54,18 @@ public struct KMeansStatistics: SufficientStatistics, Equatable {
 
 /// The k-means assignment pass: assigns every row to its nearest centre and accumulates
 /// `KMeansStatistics`.
+///
+/// With `bounds`, the pass keeps each shard's distance bounds there and, on the next pass
+/// over the same rows, skips the rows that provably keep their centre (`PrunedAssignment`):
+/// the assignments, hence the statistics, are bit-identical either way.
 public struct KMeansAssignmentPass: ShardComputation {
     public let search: NearestCentreSearch
     public let withSquares: Bool
+    /// Where shard bounds are kept between passes; nil computes every distance.
+    public var bounds: BoundCache?
+    /// Names the rows the shards are taken from, in `bounds`' keys: whatever would change
+    /// them (another corpus, a transform) must change the scope.
+    public var boundScope = ""
 
     public init(codebook: Codebook, withSquares: Bool = false, screen: NearestCentreSearch.Screen = .preferred) {
         search = NearestCentreSearch(codebook: codebook, screen: screen)
@@ -60,6 +78,8 @@ public struct KMeansAssignmentPass: ShardComputation {
         var statistics = KMeansStatistics(k: k, dimension: d, withSquares: withSquares)
         statistics.rows = rows.rows
         var assignments = [Int32](repeating: 0, count: RowScan.blockRows)
+        let key = BoundCache.Key(scope: boundScope, firstRow: rows.firstRow, rows: rows.rows)
+        var pruned = bounds.map { PrunedAssignment(search: search, rows: rows.rows, previous: $0.take(key)) }
         var normSums = [Double](repeating: 0, count: k)
         var scratch = [Double](repeating: 0, count: d)
         // Chunk by chunk, so the sums read rows the assignment has just had in cache.
@@ -69,9 +89,14 @@ public struct KMeansAssignmentPass: ShardComputation {
                 var start = 0
                 while start < block.rows {
                     let count = min(chunk, block.rows - start)
-                    try search.assign(FloatRows(base: block.row(start), rows: count, dimension: d, stride: block.stride),
-                                      firstRow: firstRow + start, source: rows.source, workspace: workspace,
-                                      assignments: assigned.baseAddress! + start)
+                    let slice = FloatRows(base: block.row(start), rows: count, dimension: d, stride: block.stride)
+                    if pruned != nil {
+                        try pruned!.assign(slice, offset: firstRow - rows.firstRow + start, firstRow: firstRow + start,
+                                           source: rows.source, workspace: workspace, out: assigned.baseAddress! + start)
+                    } else {
+                        try search.assign(slice, firstRow: firstRow + start, source: rows.source, workspace: workspace,
+                                          assignments: assigned.baseAddress! + start)
+                    }
                     cb_accumulate_assigned(block.row(start), block.stride, count, d, assigned.baseAddress! + start,
                                            &statistics.sums, &normSums, &statistics.counts)
                     start += count
@@ -87,6 +112,10 @@ public struct KMeansAssignmentPass: ShardComputation {
                     }
                 }
             }
+        }
+        if let pruned, let bounds {
+            bounds.keep(pruned.bounds, for: key)
+            statistics.skippedRows = pruned.skipped
         }
         // Σ‖x − c‖² = Σ‖x‖² − 2c·Σx + n‖c‖², in float64 (cancellation costs a few of its 16
         // digits; rounding below zero is clamped).

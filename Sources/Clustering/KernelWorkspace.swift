@@ -11,6 +11,11 @@ public final class KernelWorkspace {
     var undecidedAssignments: [Int32] = []
     var undecidedDistances: [Double] = []
     var squares: [Float] = []
+    /// A pruned pass's rows that need their distances, copied side by side, their centres
+    /// and their exact distances.
+    var prunedRows: [Float] = []
+    var prunedAssignments: [Int32] = []
+    var prunedDistances: [Double] = []
     /// uint8/int32 rows converted to float32.
     public var conversion: [Float] = []
     /// The GMM posteriors of the current block.

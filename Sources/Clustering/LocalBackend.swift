@@ -10,15 +10,20 @@ public struct LocalBackend: StatisticsBackend {
     public let corpus: DescriptorMatrix
     public let plan: ShardPlan
     public let threads: Int
+    public let assignmentBounds: BoundCache?
 
     /// - Parameters:
     ///   - shardRows: rows per shard (the unit of work and of determinism).
     ///   - threads: worker threads (default: one per core).
+    ///   - boundMemory: bytes of k-means distance bounds kept between iterations, so that
+    ///     rows which cannot change centre are skipped (see `KMeansAssignmentPass`); 0 keeps none.
     public init(corpus: DescriptorMatrix, shardRows: Int = ShardPlan.defaultShardRows,
-                threads: Int = ProcessInfo.processInfo.activeProcessorCount) {
+                threads: Int = ProcessInfo.processInfo.activeProcessorCount,
+                boundMemory: Int = 0) {
         self.corpus = corpus
         self.plan = ShardPlan(totalRows: corpus.rows, shardRows: shardRows)
         self.threads = max(1, threads)
+        assignmentBounds = boundMemory > 0 ? BoundCache(budget: boundMemory) : nil
     }
 
     public var rows: Int { corpus.rows }

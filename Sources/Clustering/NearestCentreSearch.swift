@@ -30,9 +30,9 @@ public struct NearestCentreSearch: Sendable {
 
     public let codebook: Codebook
     public let screen: Screen
-    private let norms: [Float]
-    private let boundScale: Double
-    private let largestNorm: Double
+    let norms: [Float]
+    let boundScale: Double
+    let largestNorm: Double
     /// −2·centres in `cb_screen_pack`'s panel layout, and their norms padded with +∞ (`.fused` only).
     private let panels: [Float]
     private let panelNorms: [Float]

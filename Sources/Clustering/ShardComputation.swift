@@ -32,6 +32,13 @@ public protocol StatisticsBackend: Sendable {
     var dimension: Int { get }
     var plan: ShardPlan { get }
     func run<C: ShardComputation>(_ computation: C) async throws -> C.Statistics
+    /// Where k-means iterations keep their shards' distance bounds in this process, if they
+    /// do (a cluster keeps them on its workers).
+    var assignmentBounds: BoundCache? { get }
+}
+
+extension StatisticsBackend {
+    public var assignmentBounds: BoundCache? { nil }
 }
 
 /// Folds shard results that arrive in any order into one, in shard order, keeping only

@@ -15,6 +15,7 @@ struct BenchOptions: ParsableArguments {
     @Option(help: "Rows of the corpus for the memory section (> 4 GB as fvecs by default).") var largeRows: Int = 8_500_000
     @Option(help: "Real descriptors (.npy, .fvecs, .bvecs; e.g. made by bench/extract_sift.py): the gmm and encode sections run on them too, after the synthetic corpus.")
     var corpus: String?
+    @Option(help: "pruning: the K compared with faiss (0: skip that comparison).") var pruningLargeK: Int = 4096
     @Option(help: "Python interpreter for bench/baselines.py.") var python: String = "python3"
     @Option(help: "Path of bench/baselines.py (default: next to the package).") var baselines: String?
     @Flag(help: "Small sizes for a smoke test.") var quick = false
@@ -26,7 +27,8 @@ struct BenchOptions: ParsableArguments {
         }
         var sizes = BenchSizes(rows: rows, dimension: dim, k: k, threads: threads, repeats: self.repeat,
                                workDirectory: workDir, iterations: iterations, gmmRows: min(gmmRows, rows),
-                               images: images, imageRows: imageRows, largeRows: largeRows, realCorpus: corpus, python: python,
+                               images: images, imageRows: imageRows, largeRows: largeRows, realCorpus: corpus,
+                               pruningLargeK: max(0, pruningLargeK), python: python,
                                baselines: baselines ?? BenchSizes.defaultBaselinesPath(), quick: quick)
         if quick {
             sizes.rows = min(rows, 60_000)
@@ -59,6 +61,8 @@ struct BenchSizes: Sendable {
     var largeRows: Int
     /// Real descriptors to run the gmm and encode sections on as well.
     var realCorpus: String?
+    /// The pruning section's K against faiss; 0 skips that comparison.
+    var pruningLargeK: Int
     var python: String
     var baselines: String
     var quick: Bool

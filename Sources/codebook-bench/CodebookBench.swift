@@ -18,7 +18,7 @@ struct CodebookBench: AsyncParsableCommand {
         commandName: "codebook-bench",
         abstract: "Benchmarks Codebook against sgemm, faiss, scikit-learn and VLFeat, and checks the results.",
         subcommands: [KMeansCommand.self, GaussianMixtureCommand.self, EncodingCommand.self, MemoryCommand.self,
-                      ClusterCommand.self, StoreCommand.self, SearchCommand.self, RetrievalCommand.self, AllCommand.self, MemoryChildCommand.self],
+                      ClusterCommand.self, StoreCommand.self, SearchCommand.self, RetrievalCommand.self, PruningCommand.self, AllCommand.self, MemoryChildCommand.self],
         defaultSubcommand: AllCommand.self)
 }
 
@@ -99,6 +99,14 @@ struct RetrievalCommand: AsyncParsableCommand {
     func run() async throws { try await Bench.run([.retrieval], options, retrieval: try retrieval.validated()) }
 }
 
+struct PruningCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "pruning",
+        abstract: "k-means with exact pruning on real descriptors (--corpus): K=4096 vs faiss, K=--k vs no pruning.")
+    @OptionGroup var options: BenchOptions
+    func run() async throws { try await Bench.run([.pruning], options) }
+}
+
 struct AllCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "all",
                                                     abstract: "kmeans, gmm, encode and search (memory with --large; cluster and store with --cluster).")
@@ -109,6 +117,7 @@ struct AllCommand: AsyncParsableCommand {
     var includeCluster = false
     func run() async throws {
         var sections: [Bench.Section] = [.kmeans, .gmm, .encode, .search]
+        if options.corpus != nil { sections.append(.pruning) }
         if options.large { sections.append(.memory) }
         if includeCluster { sections += [.cluster, .store] }
         try await Bench.run(sections, options, cluster: cluster)
@@ -129,7 +138,7 @@ struct MemoryChildCommand: AsyncParsableCommand {
 
 /// The sections and what they share.
 enum Bench {
-    enum Section: String { case kmeans, gmm, encode, memory, cluster, store, search, retrieval }
+    enum Section: String { case kmeans, gmm, encode, memory, cluster, store, search, retrieval, pruning }
 
     static func run(_ sections: [Section], _ options: BenchOptions, cluster: ClusterBenchOptions? = nil,
                     retrieval: RetrievalOptions? = nil) async throws {
@@ -152,6 +161,7 @@ enum Bench {
                 case .store: try await StoreSection(sizes: sizes, cluster: clusterSizes).run()
                 case .search: try await SearchSection(sizes: sizes).run()
                 case .retrieval: try await RetrievalSection(sizes: sizes, options: retrieval ?? RetrievalOptions.parse([])).run()
+                case .pruning: try await PruningSection(sizes: sizes).run()
                 }
             } catch let failure as CheckFailure {
                 print("\n**CHECK FAILED** (\(section.rawValue)): \(failure.message)\n")

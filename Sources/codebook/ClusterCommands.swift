@@ -4,6 +4,7 @@ import CMalloc
 #endif
 import Cluster
 import ClusterProtocol
+import Clustering
 import Foundation
 import Logging
 import Storage
@@ -175,14 +176,18 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Read corpora only inside this directory (repeatable; default: anywhere).", valueName: "dir"))
     var corpusRoot: [String] = []
     @OptionGroup var metricsOptions: MetricsOptions
+    @Option(help: "Bytes of k-means distance bounds kept between iterations, so rows that cannot change centre are skipped (0, the default: none; e.g. 1073741824).")
+    var boundMemory: Int = 0
 
     func run() async throws {
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
+        guard boundMemory >= 0 else { throw ValidationError("--bound-memory must be ≥ 0") }
         let logger = processLogger("codebook.worker")
         let workerName = name ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())"
         var settings = WorkerSettings(name: workerName, threads: threads)
         settings.security = try keys.security()
         settings.corpusRoots = corpusRoot.isEmpty ? nil : try CorpusRoots(corpusRoot)
+        settings.boundMemory = boundMemory
         let metrics = metricsOptions.metricsEndpoint.map { _ in WorkerMetrics(registry: MetricsRegistry()) }
         let server = try metricsOptions.serve(metrics?.registry, logger: logger)
         let worker = Worker(context: try ZeroMQContext(), endpoint: connect, settings: settings, metrics: metrics, logger: logger)

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Cluster
 import ClusterProtocol
+import Clustering
 import Foundation
 import Logging
 import Storage
@@ -15,11 +16,16 @@ struct ClusterOptions: ParsableArguments {
     var localWorkers: Int { requestedLocalWorkers ?? ProcessInfo.processInfo.activeProcessorCount }
     @Option(help: "The embedded cluster's store: models, vectors and job checkpoints (a RocksDB directory).")
     var store: String = "codebook.db"
+    @Option(help: "Bytes of k-means distance bounds each embedded worker keeps between iterations (0, the default: none; e.g. 1073741824).")
+    var boundMemory: Int = 0
     @OptionGroup var keys: ClientKeyOptions
 
     func validate() throws {
         guard localWorkers >= 1 else {
             throw ValidationError("--local-workers must be at least 1")
+        }
+        guard boundMemory >= 0 else {
+            throw ValidationError("--bound-memory must be ≥ 0")
         }
     }
 
@@ -31,7 +37,7 @@ struct ClusterOptions: ParsableArguments {
         }
         var logger = Logger(label: "codebook")
         logger.logLevel = .warning
-        let embedded = try EmbeddedCluster(workers: localWorkers, threadsPerWorker: threads,
+        let embedded = try EmbeddedCluster(workers: localWorkers, threadsPerWorker: threads, boundMemory: boundMemory,
                                            store: try CodebookStore(path: store), logger: logger)
         return (try embedded.client(), embedded)
     }

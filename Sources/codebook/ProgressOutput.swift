@@ -48,7 +48,7 @@ final class ProgressDisplay {
         case .json:
             emit(["event": "iteration", "phase": record.phase.rawValue, "iteration": record.iteration, "valuePerRow": record.valuePerRow,
                   "total": record.total, "rows": record.rows, "seconds": record.seconds, "repaired": record.repaired,
-                  "smallest": record.smallest, "largest": record.largest])
+                  "smallest": record.smallest, "largest": record.largest, "skippedRows": record.skippedRows ?? 0])
         case .quiet: break
         }
     }
@@ -129,8 +129,10 @@ enum ProgressText {
                           record.iteration, record.valuePerRow, record.seconds, record.largest)
         }
         if record.phase == .kmeans {
-            return String(format: "k-means %3d  objective/row %.6g  %.3f s  clusters %.0f..%.0f  empty repaired %d",
-                          record.iteration, record.valuePerRow, record.seconds, record.smallest, record.largest, record.repaired)
+            let skipped = Double(record.skippedRows ?? 0) / Double(max(record.rows, 1))
+            return String(format: "k-means %3d  objective/row %.6g  %.3f s  clusters %.0f..%.0f  empty repaired %d  skipped %.0f%%",
+                          record.iteration, record.valuePerRow, record.seconds, record.smallest, record.largest, record.repaired,
+                          100 * skipped)
         }
         return String(format: "EM %3d  log-likelihood/row %.6f  %.3f s  priors %.3g..%.3g  empty repaired %d",
                       record.iteration, record.valuePerRow, record.seconds, record.smallest, record.largest, record.repaired)

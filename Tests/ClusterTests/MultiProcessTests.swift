@@ -118,10 +118,12 @@ import ZeroMQ
         try await ProcessCluster().run { cluster in
             let corpus = try Self.corpus()
             let arguments = Self.kmeansArguments(corpus, iterations: 30, out: "")
-            let reference = try await Self.reference(Self.withoutOut(arguments), outputs: [""])
+            // Without bounds: the workers below prune, and lose the victim's bounds mid-job.
+            let reference = try await Self.reference(Self.withoutOut(arguments) + ["--bound-memory", "0"], outputs: [""])
             try await cluster.startCoordinator()
-            let victim = try cluster.startWorker("victim")
-            let survivor = try cluster.startWorker("survivor")
+            let prune = ["--bound-memory", "\(1 << 30)"]
+            let victim = try cluster.startWorker("victim", options: prune)
+            let survivor = try cluster.startWorker("survivor", options: prune)
             let centres = cluster.scratch.file("centres.npy")
             let train = try cluster.start("train", Self.kmeansArguments(corpus, iterations: 30, out: centres)
                                           + ["--coordinator", cluster.clientsEndpoint])
@@ -132,7 +134,7 @@ import ZeroMQ
             survivor.kill(SIGSTOP)
             try cluster.require(Self.progress(cluster)?.state == .running, "the job ended before the kill")
             victim.kill(SIGKILL)
-            let newcomer = try cluster.startWorker("newcomer")
+            let newcomer = try cluster.startWorker("newcomer", options: prune)
             survivor.kill(SIGCONT)
             guard let status = await train.waitForExit(timeout: 60) else {
                 try cluster.require(false, "the job did not finish within 60 s of the kill")
@@ -147,6 +149,8 @@ import ZeroMQ
             cluster.check(workers.map(\.name).sorted() == ["newcomer", "survivor"], "workers: \(workers)")
             cluster.check((workers.first { $0.name == "newcomer" }?.shardsDone ?? 0) > 0,
                           "the worker started mid-job got no work: \(workers)")
+            let skipped = (Self.progress(cluster)?.iterations ?? []).map { $0.skippedRows ?? 0 }
+            cluster.check(skipped.contains { $0 > 0 }, "no rows skipped: \(skipped)")
             _ = newcomer
         }
     }

@@ -9,6 +9,15 @@
 /// Rows per register tile of `cb_screen_nearest`.
 #define CB_SCREEN_TILE_ROWS 14
 
+/// A row's standing in `cb_screen_nearest`'s scratch: per lane l (the centres c ≡ l mod 16),
+/// the smallest and second-smallest screened values and the centre of the smallest (the
+/// first such centre on ties). After the call, the scratch holds these for every row.
+typedef struct {
+    float best[16];
+    float second[16];
+    int32_t index[16];
+} CBScreenLanes;
+
 /// Whether this CPU runs `cb_screen_nearest` (x86-64 with AVX-512F).
 int cb_screen_supported(void);
 
@@ -37,7 +46,8 @@ void cb_screen_pack(const float *centres, long k, long d, const float *norms,
 ///
 /// Centres are taken a group of panels (256 KiB) at a time, every row meeting one group
 /// before the next is read, so blocks of a few hundred rows keep the centres in L2 whatever
-/// k is; `scratch` (`cb_screen_scratch_bytes(m)`) holds each row's standing between groups.
+/// k is; `scratch` (`cb_screen_scratch_bytes(m)`) holds each row's standing between groups,
+/// and, after the call, row i's final lanes as the i-th `CBScreenLanes`.
 void cb_screen_nearest(const float *rows, long stride, long m, long d,
                        const float *packed, const float *packed_norms, long k,
                        double bound_scale, double largest_norm, void *scratch, int32_t *index);

@@ -168,6 +168,11 @@ public struct CoordinatorState: Sendable {
     private(set) var rounds: [RoundKey: RoundRecord] = [:]
     /// Dropped workers, with the time until which their messages are ignored.
     private(set) var benched: [WorkerID: ContinuousClock.Instant] = [:]
+    /// Job → shard → the worker whose RESULT for it was last taken: it keeps the shard's
+    /// k-means bounds, so the shard goes back to it when it has room (see `worker(for:of:idleThread:)`).
+    /// Kept for the `affinityJobs` latest jobs.
+    private(set) var affinity: [UInt64: [Int: WorkerID]] = [:]
+    static let affinityJobs = 8
     /// RESULTs not taken: from a peer the shard was not out to (unregistered, another
     /// worker, a dropped one), for a shard already taken, or for a pass that is over or unknown.
     public private(set) var droppedResults = 0
@@ -197,6 +202,7 @@ public struct CoordinatorState: Sendable {
     /// Forgets every pass of `job` (cancelled or failed); their late results will be dropped.
     public mutating func cancel(job: UInt64) {
         for key in rounds.keys where key.job == job { finish(key) }
+        affinity.removeValue(forKey: job)
     }
 
     /// A message from a worker (already decoded). A RESULT that would be taken is first given
@@ -346,6 +352,8 @@ public struct CoordinatorState: Sendable {
         }
         workers[worker]!.strikes = 0
         workers[worker]!.shardsDone += 1
+        affinity[key.job, default: [:]][shard] = worker
+        if affinity.count > Self.affinityJobs, let oldest = affinity.keys.min() { affinity.removeValue(forKey: oldest) }
         var directives: [Directive] = [.deliver(key, shard: shard, message)]
         for (other, otherSent) in rounds[key]!.complete(shard, by: worker, now: now) {
             workers[other]?.inFlight[key]?.remove(shard)
@@ -456,16 +464,19 @@ public struct CoordinatorState: Sendable {
         return directives
     }
 
-    /// The least loaded worker with spare capacity (an idle thread, if `idleThread`) that may
-    /// take `shard`: not one that holds it, nor one whose RESULT for it was rejected while
-    /// another worker is registered.
+    /// The worker that last computed `shard` in this job if it has spare capacity (an idle
+    /// thread, if `idleThread`), else the least loaded one that has; never one that holds the
+    /// shard, nor one whose RESULT for it was rejected while another worker is registered.
     private func worker(for shard: Int, of key: RoundKey, idleThread: Bool) -> WorkerID? {
         let holding = rounds[key]?.holders[shard] ?? [:]
         let refused = rounds[key]?.refused[shard] ?? []
         let avoidsRefused = !refused.isEmpty && !workerOrder.allSatisfy(refused.contains)
-        return leastLoadedWorker(idleThread: idleThread) {
-            holding[$0] != nil || (avoidsRefused && refused.contains($0))
+        let excluded = { (id: WorkerID) in holding[id] != nil || (avoidsRefused && refused.contains(id)) }
+        if let previous = affinity[key.job]?[shard], !excluded(previous),
+           leastLoadedWorker(idleThread: idleThread, excluding: { $0 != previous }) != nil {
+            return previous
         }
+        return leastLoadedWorker(idleThread: idleThread, excluding: excluded)
     }
 
     private mutating func send(_ shard: Int, of key: RoundKey, to worker: WorkerID, now: ContinuousClock.Instant) -> [Directive] {

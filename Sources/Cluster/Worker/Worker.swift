@@ -24,6 +24,8 @@ public struct WorkerSettings: Sendable {
     public var security: ClientSecurity?
     /// The directories tasks may read corpora in; `nil`: any path.
     public var corpusRoots: CorpusRoots?
+    /// Bytes of k-means distance bounds kept between passes (see `BoundCache`); 0 keeps none.
+    public var boundMemory: Int = 0
 
     public init(name: String, threads: Int) {
         self.name = name
@@ -51,6 +53,8 @@ public final class Worker: @unchecked Sendable {
     /// Wakes the I/O thread; set once the thread runs.
     private let doorbell = Mutex<Doorbell?>(nil)
     private let corpora = CorpusCache()
+    /// The k-means bounds of the shards this worker computed.
+    private let bounds: BoundCache?
     /// What the compute threads count, if metrics are served.
     public let metrics: WorkerMetrics?
 
@@ -60,6 +64,7 @@ public final class Worker: @unchecked Sendable {
         self.settings = settings
         self.metrics = metrics
         self.logger = logger
+        bounds = settings.boundMemory > 0 ? BoundCache(budget: settings.boundMemory) : nil
     }
 
     /// Starts the I/O and compute threads and returns.
@@ -173,7 +178,7 @@ public final class Worker: @unchecked Sendable {
                         perform(state.sendFailed(message, error: "\(error)"))
                     }
                 case .compute(let task):
-                    tasks.push(task)
+                    tasks.push(bounds.map { $0.attach(to: task) } ?? task)
                 case .log(let level, let text):
                     logger.log(level: level, "\(text)")
                 }
