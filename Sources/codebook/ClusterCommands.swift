@@ -176,7 +176,7 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Read corpora only inside this directory (repeatable; default: anywhere).", valueName: "dir"))
     var corpusRoot: [String] = []
     @OptionGroup var metricsOptions: MetricsOptions
-    @Option(help: "Bytes of k-means distance bounds kept between iterations, so rows that cannot change centre are skipped (0, the default: none; e.g. 1073741824).")
+    @Option(help: "Bytes of k-means distance bounds kept between iterations, so rows that cannot change centre are skipped (0: off; e.g. 1073741824 for 1 GiB).")
     var boundMemory: Int = 0
 
     func run() async throws {

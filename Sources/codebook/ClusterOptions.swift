@@ -16,7 +16,7 @@ struct ClusterOptions: ParsableArguments {
     var localWorkers: Int { requestedLocalWorkers ?? ProcessInfo.processInfo.activeProcessorCount }
     @Option(help: "The embedded cluster's store: models, vectors and job checkpoints (a RocksDB directory).")
     var store: String = "codebook.db"
-    @Option(help: "Bytes of k-means distance bounds each embedded worker keeps between iterations (0, the default: none; e.g. 1073741824).")
+    @Option(help: "Bytes of k-means distance bounds each embedded worker keeps between iterations (0: off; e.g. 1073741824 for 1 GiB).")
     var boundMemory: Int = 0
     @OptionGroup var keys: ClientKeyOptions
 

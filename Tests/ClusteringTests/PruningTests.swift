@@ -67,7 +67,7 @@ import Testing
         let off = try await KMeans.train(on: LocalBackend(corpus: data, shardRows: 333, threads: 1, boundMemory: 0),
                                          parameters: parameters)
         for threads in [1, 3] {
-            let on = try await KMeans.train(on: LocalBackend(corpus: data, shardRows: 333, threads: threads), parameters: parameters)
+            let on = try await KMeans.train(on: LocalBackend(corpus: data, shardRows: 333, threads: threads, boundMemory: BoundCache.gibibyte), parameters: parameters)
             #expect(on.codebook == off.codebook, "threads \(threads)")
             #expect(on.iterations.map(\.objective) == off.iterations.map(\.objective))
             #expect(on.iterations.dropFirst().contains { ($0.skippedRows ?? 0) > 0 })
