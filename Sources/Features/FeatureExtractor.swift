@@ -97,8 +97,10 @@ public struct FeatureExtractor: Sendable {
         var status = pixels.withUnsafeBufferPointer { vl_sift_process_first_octave(filter, $0.baseAddress) }
         while status == VL_ERR_OK {
             vl_sift_detect(filter)
-            let keypoints = vl_sift_get_keypoints(filter)!
-            for i in 0..<Int(vl_sift_get_nkeypoints(filter)) {
+            // An octave without keypoints (a flat image, or one too small for it) has no array.
+            let found = Int(vl_sift_get_nkeypoints(filter))
+            for i in 0..<found {
+                guard let keypoints = vl_sift_get_keypoints(filter) else { break }
                 let keypoint = keypoints + i
                 let count = Int(vl_sift_calc_keypoint_orientations(filter, &angles, keypoint))
                 for angle in angles.prefix(count) {

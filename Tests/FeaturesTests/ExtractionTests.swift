@@ -117,6 +117,14 @@ enum VLFeatReference {
         #expect(wide.width == 64 && wide.height == 21 && wide.pixels.allSatisfy { abs($0 - 0.5) < 1e-6 })
     }
 
+    /// A flat image has no keypoints: VLFeat then has no keypoint array at all (it used to
+    /// be unwrapped and trapped); SIFT gives no descriptors.
+    @Test func aFlatImageHasNoSIFTKeypointsAndDoesNotTrap() throws {
+        let flat = try GreyImage(width: 96, height: 64, pixels: [Float](repeating: 0.5, count: 96 * 64))
+        let (descriptors, frames) = try FeatureExtractor(method: .sift).extract(flat)
+        #expect(descriptors.isEmpty && frames.isEmpty)
+    }
+
     @Test func settingsOutsideTheirRangesAreRefused() {
         for method in [ExtractionMethod.denseSIFT(step: 0, binSize: 8), .denseSIFT(step: 4, binSize: 257),
                        .denseSIFT(step: 1025, binSize: 8), .denseSIFT(step: 4, binSize: Int(Int32.max) + 1)] {
