@@ -190,12 +190,13 @@ struct RetrievalSection {
             + "\(seconds(Stopwatch.now() - started)))")
 
         let rootDatabase = database.map(rootSIFT), rootTraining = training.map(rootSIFT)
-        let pca = try await descriptorPCA(rootTraining, kept: options.descriptorDimensions, threads: threads)
+        let pca = try PCAProjection(try await descriptorPCA(rootTraining, kept: options.descriptorDimensions, threads: threads),
+                                    whiten: false)
         let spaces: [(Variant, database: [[Float]], training: [[Float]], dimension: Int)] = [
             (.sift, database, training, FeatureExtractor.dimension),
             (.rootSIFT, rootDatabase, rootTraining, FeatureExtractor.dimension),
-            (.pca, rootDatabase.map { pca.project($0, count: $0.count / pca.dimension) },
-             rootTraining.map { pca.project($0, count: $0.count / pca.dimension) }, pca.outputDimension),
+            (.pca, rootDatabase.map { pca.project($0, rows: $0.count / pca.inputDimension) },
+             rootTraining.map { pca.project($0, rows: $0.count / pca.inputDimension) }, pca.outputDimension),
         ]
         for space in spaces {
             started = Stopwatch.now()
@@ -230,11 +231,16 @@ struct RetrievalSection {
                     if space.0 == .pca {
                         let trainingVectors = dataset.trainedOnDatabase ? mine : try await encodeAll(trainingImages, ours, threads: threads)
                         let kept = min(options.whitenDimensions, trainingVectors.count - 1, ours.encodedDimension)
-                        let whitening = try VectorWhitening(training: trainingVectors.flatMap { $0 }, count: trainingVectors.count,
-                                                            dimension: ours.encodedDimension, kept: kept, power: 1)
+                        // The encoders' square root is the power law (power 1 here); the PCA of few long
+                        // vectors goes through their Gram matrix (the D×D covariance would not fit).
+                        var prepared = trainingVectors.flatMap { $0 }
+                        PCAProjection.prepareVectors(&prepared, dimension: ours.encodedDimension, power: 1)
+                        let whitening = try PCAProjection(try PrincipalComponents(gramOf: prepared, count: trainingVectors.count,
+                                                                                  dimension: ours.encodedDimension, kept: kept),
+                                                          whiten: true, power: 1)
                         result.whitenedDimensions[encoder] = kept
                         func whiten(_ vectors: [[Float]]) -> [[Float]] {
-                            let flat = whitening.apply(vectors.flatMap { $0 }, count: vectors.count)
+                            let flat = whitening.project(vectors.flatMap { $0 }, rows: vectors.count)
                             return (0..<vectors.count).map { Array(flat[$0 * kept ..< ($0 + 1) * kept]) }
                         }
                         variants.append((.whitened, whiten(mine), whiten(theirs)))

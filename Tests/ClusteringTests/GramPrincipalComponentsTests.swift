@@ -2,7 +2,7 @@ import Descriptors
 import Testing
 @testable import Clustering
 
-@Suite struct VectorWhiteningTests {
+@Suite struct GramPrincipalComponentsTests {
     private func rows(_ count: Int, _ d: Int, seed: UInt64) -> [Float] {
         var generator = SeededGenerator(seed: seed)
         // Decreasing spread per column, so that the eigenvalues are distinct.
@@ -29,22 +29,23 @@ import Testing
         #expect(throws: DescriptorError.self) { try PrincipalComponents(gramOf: values, count: count, dimension: d, kept: 8) }
     }
 
-    /// Whitened training vectors: unit L2 norm, and before re-normalisation each kept
-    /// coordinate has variance 1 (checked through the projection divided by √λ).
-    @Test func whiteningGivesUnitVarianceAndUnitNorm() throws {
+    /// Vector whitening of few long vectors through the Gram PCA: unit L2 norm, and before
+    /// the whitening each kept coordinate of the prepared vectors has its eigenvalue as variance.
+    @Test func whiteningThroughTheGramPCAGivesUnitNormAndTheEigenvaluesAsVariances() throws {
         let count = 9, d = 30, kept = 5
         let values = rows(count, d, seed: 4)
-        let whitening = try VectorWhitening(training: values, count: count, dimension: d, kept: kept, power: 0.5)
-        let whitened = whitening.apply(values, count: count)
+        var prepared = values
+        PCAProjection.prepareVectors(&prepared, dimension: d, power: 0.5)
+        let pca = try PrincipalComponents(gramOf: prepared, count: count, dimension: d, kept: kept)
+        let whitened = try PCAProjection(pca, whiten: true, power: 0.5).project(values, rows: count)
         for i in 0..<count {
             let norm = (0..<kept).reduce(0.0) { $0 + Double(whitened[i * kept + $1] * whitened[i * kept + $1]) }
             #expect(abs(norm - 1) < 1e-5)
         }
-        let powered = values.map { $0 < 0 ? -(-$0).squareRoot() : $0.squareRoot() }
-        let projected = whitening.components.project(powered, count: count)
+        let projected = try PCAProjection(pca, whiten: false).project(prepared, rows: count)
         for j in 0..<kept {
             let variance = (0..<count).reduce(0.0) { $0 + Double(projected[$1 * kept + j] * projected[$1 * kept + j]) } / Double(count - 1)
-            #expect(abs(variance / Double(whitening.components.eigenvalues[j]) - 1) < 1e-4)
+            #expect(abs(variance / Double(pca.eigenvalues[j]) - 1) < 1e-4)
         }
     }
 }
