@@ -13,10 +13,10 @@ extension PrincipalComponents {
     public init(gramOf values: [Float], count: Int, dimension d: Int, kept: Int) throws {
         precondition(values.count == count * d, "values must be count × dimension")
         guard count >= 2, (1...min(d, count - 1)).contains(kept) else {
-            throw DescriptorError(.invalidArgument, "a PCA of \(count) rows of \(d) values keeps 1…\(min(d, count - 1)) "
+            throw ClusteringError(.invalidArgument, "a PCA of \(count) rows of \(d) values keeps 1…\(min(d, count - 1)) "
                                   + "components (asked for \(kept))")
         }
-        guard values.allSatisfy(\.isFinite) else { throw DescriptorError(.nonFinite, "a PCA's rows must be finite") }
+        guard values.allSatisfy(\.isFinite) else { throw ClusteringError(.nonFinite, "a PCA's rows must be finite") }
         var mean = [Double](repeating: 0, count: d)
         for i in 0..<count { for j in 0..<d { mean[j] += Double(values[i * d + j]) } }
         for j in 0..<d { mean[j] /= Double(count) }
@@ -31,7 +31,7 @@ extension PrincipalComponents {
         var components = [Float](repeating: 0, count: kept * d)
         for r in 0..<kept {
             guard eigenvalues[r] > 0 else {
-                throw DescriptorError(.invalidArgument, "the \(count) rows span fewer than \(kept) dimensions (component \(r) has variance 0)")
+                throw ClusteringError(.invalidArgument, "the \(count) rows span fewer than \(kept) dimensions (component \(r) has variance 0)")
             }
             let scale = 1 / eigenvalues[r].squareRoot()
             var component = (0..<d).map { j in

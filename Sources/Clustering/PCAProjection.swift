@@ -28,14 +28,14 @@ public struct PCAProjection: Sendable, Equatable {
     ///   or for a power that is not finite and > 0.
     public init(_ pca: PrincipalComponents, whiten: Bool, power: Double? = nil) throws {
         if let power, !(power.isFinite && power > 0) {
-            throw DescriptorError(.invalidArgument, "the power of vector whitening must be finite and > 0 (got \(power))")
+            throw ClusteringError(.invalidArgument, "the power of vector whitening must be finite and > 0 (got \(power))")
         }
         let d = pca.dimension
         var weights = pca.components
         if whiten {
             let largest = Double(pca.eigenvalues[0])
             guard largest > 0 else {
-                throw DescriptorError(.invalidArgument, "cannot whiten: the data has no variance (largest eigenvalue 0)")
+                throw ClusteringError(.invalidArgument, "cannot whiten: the data has no variance (largest eigenvalue 0)")
             }
             let epsilon = Self.whiteningEpsilonRatio * largest
             for r in 0..<pca.outputDimension {

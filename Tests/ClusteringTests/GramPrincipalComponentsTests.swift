@@ -26,7 +26,7 @@ import Testing
         for (a, b) in zip(gram.eigenvalues, reference.eigenvalues) { #expect(abs(a - b) <= 1e-4 * b) }
         for (a, b) in zip(gram.components, reference.components) { #expect(abs(a - b) <= 1e-4) }
         for (a, b) in zip(gram.mean, reference.mean) { #expect(abs(a - b) <= 1e-5) }
-        #expect(throws: DescriptorError.self) { try PrincipalComponents(gramOf: values, count: count, dimension: d, kept: 8) }
+        #expect(throws: ClusteringError.self) { try PrincipalComponents(gramOf: values, count: count, dimension: d, kept: 8) }
     }
 
     /// Vector whitening of few long vectors through the Gram PCA: unit L2 norm, and before

@@ -49,8 +49,8 @@ import Testing
         let wide = try DescriptorMatrix(rows: 1, dimension: 4, values: [0, 0, 0, 0])
         #expect(throws: DescriptorError.self) { try projection.project(wide, workspace: KernelWorkspace()) }
         let flat = try PrincipalComponents(dimension: 2, mean: [0, 0], components: [1, 0], eigenvalues: [0])
-        #expect(throws: DescriptorError.self) { try PCAProjection(flat, whiten: true) }
-        #expect(throws: DescriptorError.self) { try PCAProjection(flat, whiten: false, power: 0) }
+        #expect(throws: ClusteringError.self) { try PCAProjection(flat, whiten: true) }
+        #expect(throws: ClusteringError.self) { try PCAProjection(flat, whiten: false, power: 0) }
     }
 
     /// Vector whitening: signed power, L2, projection, whitening, L2 (float64 formula).
