@@ -180,6 +180,8 @@ public struct ProjectedComputation<Base: ShardComputation>: ShardComputation {
     public func statistics(of rows: DescriptorMatrix, shard index: Int, workspace: KernelWorkspace) throws -> Base.Statistics {
         try base.statistics(of: projection.project(rows, workspace: workspace), shard: index, workspace: workspace)
     }
+
+    public func reserveMergeCapacity(in first: inout Base.Statistics) { base.reserveMergeCapacity(in: &first) }
 }
 
 /// A backend whose every computation sees the corpus projected (see `ProjectedComputation`);

@@ -57,7 +57,7 @@ import Testing
         }
     }
 
-    @Test func aSamplePassMakesRoomForTheWholeSampleInShardZerosStatistics() {
+    @Test func aSamplePassMakesRoomForTheWholeSampleInShardZerosStatistics() throws {
         let pass = RowSamplePass(sampleSize: 500, totalRows: 10_000, seed: 0)
         var first = RowSample(dimension: 8)
         pass.reserveMergeCapacity(in: &first)
@@ -66,6 +66,13 @@ import Testing
         var transformed = RowSample(dimension: 8)
         TransformedComputation(pass, transform: .rootSIFT).reserveMergeCapacity(in: &transformed)
         #expect(transformed.rowIndices.capacity >= 500)
+        // And through a projection (the sample's rows are then the projected ones).
+        let identity = try PCAProjection(PrincipalComponents(dimension: 8, mean: [Float](repeating: 0, count: 8),
+                                                             components: (0..<64).map { $0 % 9 == 0 ? 1 : 0 },
+                                                             eigenvalues: (1...8).reversed().map(Float.init)), whiten: false)
+        var projected = RowSample(dimension: 8)
+        ProjectedComputation(pass, projection: identity).reserveMergeCapacity(in: &projected)
+        #expect(projected.rowIndices.capacity >= 500 && projected.values.capacity >= 500 * 8)
     }
 
     @Test func objectiveIsTheExactSumOfSquaredDistances() async throws {
