@@ -150,7 +150,8 @@ def test_bad_requests_get_error_replies(cluster, client):
     existing.write_text("keep")
     cases.append(({"index": str(existing)}, "exists", "exists"))
     for change, words, code in cases:
-        metadata = job(cluster, "refused", {"method": "sift"}, **change)
+        metadata = job(cluster, "refused", {"method": "sift"})
+        metadata.update(change)
         reply = client.request(SUBMIT_EXTRACTION, metadata)
         assert reply.type == ERROR_REPLY, (change, reply)
         assert words in reply.metadata["message"], (change, reply.metadata)
