@@ -42,6 +42,7 @@ def picture(width, height, seed):
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
+    """A coordinator and a worker, and a folder of images (conftest.py's `client` talks to them)."""
     c = Cluster(tmp_path_factory.mktemp("codebook-extraction"), worker_name="extract-worker")
     images = c.workdir / "images"
     images.mkdir()
@@ -59,15 +60,6 @@ def cluster(tmp_path_factory):
         c.stop()
         if failed:
             c.dump_logs()
-
-
-@pytest.fixture
-def client(cluster):
-    cl = cluster.client()
-    try:
-        yield cl
-    finally:
-        cl.close()
 
 
 def image_list(cluster):

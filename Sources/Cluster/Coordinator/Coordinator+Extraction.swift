@@ -222,24 +222,22 @@ final class ExtractionSink: RoundSink, @unchecked Sendable {
     func addDispatchTime(_ duration: Duration) {}
 
     private static func writeAll(_ descriptor: Int32, _ bytes: UnsafeRawBufferPointer, at offset: Int) throws {
-        var done = 0
-        while done < bytes.count {
-            let result = pwrite(descriptor, bytes.baseAddress! + done, bytes.count - done, off_t(offset + done))
-            if result < 0 && errno == EINTR { continue }
-            guard result > 0 else {
-                throw DescriptorError(.ioFailure, "cannot write the extraction's scratch file", underlying: SystemCallError(errno: errno))
-            }
-            done += result
-        }
+        try untilDone(bytes.count, "write") { done in pwrite(descriptor, bytes.baseAddress! + done, bytes.count - done, off_t(offset + done)) }
     }
 
     private static func readAll(_ descriptor: Int32, _ bytes: UnsafeMutableRawBufferPointer, at offset: Int) throws {
+        try untilDone(bytes.count, "read") { done in pread(descriptor, bytes.baseAddress! + done, bytes.count - done, off_t(offset + done)) }
+    }
+
+    /// Repeats `call` (given the bytes done so far) until `count` bytes are done; a system
+    /// call interrupted is repeated, one that fails or does nothing is an error.
+    private static func untilDone(_ count: Int, _ what: String, _ call: (Int) -> Int) throws {
         var done = 0
-        while done < bytes.count {
-            let result = pread(descriptor, bytes.baseAddress! + done, bytes.count - done, off_t(offset + done))
+        while done < count {
+            let result = call(done)
             if result < 0 && errno == EINTR { continue }
             guard result > 0 else {
-                throw DescriptorError(.ioFailure, "cannot read the extraction's scratch file", underlying: SystemCallError(errno: errno))
+                throw DescriptorError(.ioFailure, "cannot \(what) the extraction's scratch file", underlying: SystemCallError(errno: errno))
             }
             done += result
         }
