@@ -105,8 +105,10 @@ import ZeroMQ
         #expect(error?.message.contains("d.npy is not an absolute path") == true, "\(String(describing: error))")
         error = refusal { $0.images.append(ImageSource.Entry(key: "photo-0", path: root + "/photo-1.jpg")) }
         #expect(error?.message.contains("key 'photo-0'") == true, "\(String(describing: error))")
-        error = refusal { $0.images[1] = ImageSource.Entry(key: "a\tb", path: $0.images[1].path) }
-        #expect(error?.message.contains("tab") == true, "\(String(describing: error))")
+        for key in ["a\tb", "a\r\nb", ""] {
+            error = refusal { $0.images[1] = ImageSource.Entry(key: key, path: $0.images[1].path) }
+            #expect(error?.message.contains("is empty or holds a tab, line break or NUL") == true, "\(String(describing: error))")
+        }
         error = refusal { $0.extraction = ExtractionParameters(method: .dsift, step: 0) }
         #expect(error?.message.contains("step 0") == true, "\(String(describing: error))")
         error = refusal { $0.descriptors = root + "/d.bvecs" }

@@ -6,10 +6,10 @@ import Foundation
 extension Coordinator {
     /// Validates an extraction job (images, parameters, output paths, limits) and starts it.
     func accept(_ job: ExtractionJob) throws -> UInt64 {
+        // The limits first: resolving paths is work in proportion to the images.
+        let imagesPerShard = try settings.checkExtraction(job, extractor: try job.extraction.extractor())
         let job = try allowed(job)
-        let extractor = try job.extraction.extractor()
-        try Self.checkOutputs(of: job)
-        let imagesPerShard = try settings.checkExtraction(job, extractor: extractor)
+        try Self.checkFiles(of: job)
         let resultBytes = settings.extractionResultBytes(job, imagesPerShard: imagesPerShard)
         // The record keeps the job without its images (they can be millions; it is only shown).
         var recorded = job
@@ -32,15 +32,12 @@ extension Coordinator {
         return id
     }
 
-    /// Refuses an image list that cannot make the local command's files, and output files
-    /// that exist unless the job replaces them.
-    private static func checkOutputs(of job: ExtractionJob) throws {
-        guard job.imagesPerShard >= 0 else {
-            throw ClusterError(.invalidArgument, "images per shard must be ≥ 1, or 0 to let the coordinator choose (got \(job.imagesPerShard))")
-        }
+    /// Refuses an image list whose keys the index cannot hold, and output files that exist
+    /// unless the job replaces them.
+    private static func checkFiles(of job: ExtractionJob) throws {
         _ = try ImageSource(entries: job.images)
         for image in job.images {
-            guard !image.key.isEmpty, !image.key.contains(where: { $0 == "\t" || $0 == "\n" || $0 == "\r" || $0 == "\0" }) else {
+            guard !image.key.isEmpty, !image.key.unicodeScalars.contains(where: { [0, 9, 10, 13].contains($0.value) }) else {
                 throw ClusterError(.invalidArgument, "image key \(PeerText.escaped(image.key)) of \(PeerText.escaped(image.path)) "
                                    + "is empty or holds a tab, line break or NUL, which the index cannot hold")
             }

@@ -116,6 +116,9 @@ extension CoordinatorSettings {
     /// ⌈side/step⌉² per image); otherwise the worker refuses a RESULT beyond
     /// `extractionResultBytes`.
     func checkExtraction(_ job: ExtractionJob, extractor: FeatureExtractor) throws -> Int {
+        guard job.imagesPerShard >= 0 else {
+            throw ClusterError(.invalidArgument, "images per shard must be ≥ 1, or 0 to let the coordinator choose (got \(job.imagesPerShard))")
+        }
         try check("the number of images", job.images.count, against: maximumImagesPerJob, setting: "maximumImagesPerJob")
         let entry = Self.extractionEntryBytes(keyBytes: job.images.map(\.key.utf8.count).max() ?? 0)
         var perImage = 0
