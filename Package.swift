@@ -75,8 +75,8 @@ let package = Package(
             .product(name: "NIOHTTP1", package: "swift-nio"),
         ]),
         // The wire protocol: messages and their encoding, no sockets and no store.
-        .target(name: "ClusterProtocol", dependencies: ["Descriptors", "Clustering", "Encoding"]),
-        .target(name: "Cluster", dependencies: ["ClusterProtocol", "Descriptors", "Clustering", "Encoding", "Search", "ZeroMQ", "Storage", "Telemetry",
+        .target(name: "ClusterProtocol", dependencies: ["Descriptors", "Clustering", "Encoding", "Features"]),
+        .target(name: "Cluster", dependencies: ["ClusterProtocol", "Descriptors", "Clustering", "Encoding", "Features", "Search", "ZeroMQ", "Storage", "Telemetry",
                                                 .product(name: "Logging", package: "swift-log")]),
         .executableTarget(name: "codebook", dependencies: [
             "Descriptors", "Clustering", "Encoding", "Features", "ClusterProtocol", "Cluster", "Storage", "CMalloc", "Telemetry",
@@ -90,7 +90,7 @@ let package = Package(
         ], swiftSettings: numericSettings),
 
         // Helpers every test target shares (temporary directories, the built `codebook`); in no product.
-        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["Descriptors", "Features"], path: "Tests/TestSupport"),
         .testTarget(name: "DescriptorsTests", dependencies: ["Descriptors", "TestSupport"]),
         .testTarget(name: "FeaturesTests", dependencies: ["Features", "Descriptors", "CVLFeat", "Search", "codebook-bench", "TestSupport"]),
         .testTarget(name: "ClusteringTests", dependencies: ["Clustering", "Descriptors", "CKernels"]),
@@ -98,8 +98,8 @@ let package = Package(
         .testTarget(name: "EncodingTests", dependencies: ["Encoding", "Clustering", "Descriptors", "CVLFeat"]),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"]),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "Descriptors", "TestSupport"]),
-        .testTarget(name: "ClusterProtocolTests", dependencies: ["ClusterProtocol", "Descriptors"]),
-        .testTarget(name: "ClusterTests", dependencies: ["ClusterProtocol", "Cluster", "Clustering", "Descriptors", "ZeroMQ", "Storage", "codebook",
+        .testTarget(name: "ClusterProtocolTests", dependencies: ["ClusterProtocol", "Clustering", "Descriptors", "Features"]),
+        .testTarget(name: "ClusterTests", dependencies: ["ClusterProtocol", "Cluster", "Clustering", "Descriptors", "Features", "ZeroMQ", "Storage", "codebook",
                                                          "TestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["codebook", "ClusterProtocol", "Descriptors", "Features", "TestSupport"], exclude: ["Goldens"]),
     ]

@@ -1,5 +1,6 @@
 import Clustering
 import Descriptors
+import Features
 
 /// What a pass computes, as its task metadata says (`computation` in a TASK message).
 public struct PassDescription: Codable, Sendable, Equatable {
@@ -20,6 +21,8 @@ public struct PassDescription: Codable, Sendable, Equatable {
         case covariance
         /// k-means‖ sampling round; arrays: candidates f32[K·D] (`k` is the candidate count).
         case kmeansParallelRound = "kmeans-parallel-round"
+        /// SIFT descriptors of the task's image files (`extraction`); no arrays, no corpus.
+        case extract
     }
 
     public var kind: Kind
@@ -42,11 +45,18 @@ public struct PassDescription: Codable, Sendable, Equatable {
     public var projection: ProjectionDescription?
     /// Encode passes: a PCA applied to every encoded vector (vector whitening).
     public var whitening: ProjectionDescription?
+    /// Extract passes: what to compute.
+    public var extraction: ExtractionParameters?
+    /// Extract passes: the most bytes of descriptors one RESULT may carry.
+    public var resultBytes: Int?
 
     public init(kind: Kind, dimension: Int, k: Int? = nil, withSquares: Bool? = nil, sampleSize: Int? = nil,
                 totalRows: Int? = nil, seed: UInt64? = nil, flags: Int? = nil, transform: DescriptorTransform? = nil,
                 round: Int? = nil, oversampling: Double? = nil,
-                projection: ProjectionDescription? = nil, whitening: ProjectionDescription? = nil) {
+                projection: ProjectionDescription? = nil, whitening: ProjectionDescription? = nil,
+                extraction: ExtractionParameters? = nil, resultBytes: Int? = nil) {
+        self.extraction = extraction
+        self.resultBytes = resultBytes
         self.kind = kind
         self.dimension = dimension
         self.k = k
@@ -147,9 +157,12 @@ public struct StatisticsShape: Codable, Sendable, Equatable {
     public var computeSeconds: Double?
     /// k-means: rows whose distances the worker's bounds let it skip (reported, 0 ≤ it ≤ rows).
     public var skippedRows: Int?
+    /// Extract passes: why each image that could not be read was not, in order.
+    public var errors: [String]?
 
     public init(rows: Int, dimension: Int, k: Int? = nil, withSquares: Bool? = nil, samples: Int? = nil,
-                keys: [String]? = nil, computeSeconds: Double? = nil, skippedRows: Int? = nil) {
+                keys: [String]? = nil, computeSeconds: Double? = nil, skippedRows: Int? = nil, errors: [String]? = nil) {
+        self.errors = errors
         self.rows = rows
         self.dimension = dimension
         self.k = k
@@ -235,9 +248,18 @@ public enum PassDecoder {
                 let codebook = try Codebook(k: k, dimension: d, centres: try message.array(0, as: Float.self, count: try product(k, d)))
                 return KMeansParallelRoundPass(candidates: codebook, oversampling: try oversampling(description),
                                                seed: description.seed ?? 0, round: try positive(description.round, "round"))
+            case .extract:
+                guard let parameters = description.extraction, description.transform == nil, projection == nil,
+                      d == FeatureExtractor.dimension else {
+                    throw ClusterError.malformed("an extract pass needs extraction parameters, dimension \(FeatureExtractor.dimension), "
+                                                 + "and no transform or projection")
+                }
+                return try ExtractPass(parameters: parameters, maximumResultBytes: try positive(description.resultBytes, "resultBytes"))
             }
         } catch let error as ClusteringError {
             throw ClusterError.malformed("\(description.kind.rawValue) model: \(error)")
+        } catch let error as FeatureError {
+            throw ClusterError.malformed("extraction parameters: \(error)")
         }
     }
 

@@ -61,7 +61,7 @@ extension PassDescription.Kind {
     /// The array frames of the pass's own model, before a projection's.
     var modelArrayCount: Int {
         switch self {
-        case .moments, .sample, .covariance: 0
+        case .moments, .sample, .covariance, .extract: 0
         case .kmeansAssignment, .encodeVLAD, .kmeansParallelRound: 1
         case .gaussianExpectation, .encodeFisher: 3
         }

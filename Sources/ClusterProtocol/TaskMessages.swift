@@ -1,3 +1,5 @@
+import Features
+
 /// Where a job's corpus is: workers open this path themselves (a shared or replicated
 /// filesystem) and check that the file is the one the coordinator planned for.
 public struct CorpusReference: Codable, Sendable, Equatable {
@@ -24,9 +26,12 @@ public struct TaskAssignment: Codable, Sendable, Equatable {
     public var includesModel: Bool
     /// Encode passes: the images of this task (rows of the whole file).
     public var images: [ImageSlice]?
+    /// Extract passes: the image files of this task, in order.
+    public var imageFiles: [ImageSource.Entry]?
 
     public init(corpus: CorpusReference, firstRow: Int, rowCount: Int, computation: PassDescription, includesModel: Bool,
-                images: [ImageSlice]? = nil) {
+                images: [ImageSlice]? = nil, imageFiles: [ImageSource.Entry]? = nil) {
+        self.imageFiles = imageFiles
         self.corpus = corpus
         self.firstRow = firstRow
         self.rowCount = rowCount

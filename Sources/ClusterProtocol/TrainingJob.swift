@@ -178,9 +178,14 @@ public struct JobProgress: Codable, Sendable, Equatable {
     public var imagesTotal: Int?
     /// The pass running now, if any.
     public var pass: PassProgress?
+    /// Extraction jobs: descriptors extracted so far, and the images skipped so far, in order.
+    public var descriptors: Int?
+    public var skipped: [SkippedImageReport]?
 
     public init(job: UInt64, state: JobState, iterations: [IterationRecord], message: String? = nil, imagesDone: Int? = nil,
-                imagesTotal: Int? = nil, pass: PassProgress? = nil) {
+                imagesTotal: Int? = nil, pass: PassProgress? = nil, descriptors: Int? = nil, skipped: [SkippedImageReport]? = nil) {
+        self.descriptors = descriptors
+        self.skipped = skipped
         self.job = job
         self.state = state
         self.iterations = iterations

@@ -2,9 +2,14 @@ import Descriptors
 
 /// The images to extract from, in order: each a key (unique) and a path.
 public struct ImageSource: Sendable {
-    public struct Entry: Sendable, Equatable {
+    public struct Entry: Codable, Sendable, Equatable {
         public let key: String
         public let path: String
+
+        public init(key: String, path: String) {
+            self.key = key
+            self.path = path
+        }
     }
 
     /// The file name extensions read from a directory (any case).

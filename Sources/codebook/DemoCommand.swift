@@ -26,8 +26,8 @@ struct DemoCommand: AsyncParsableCommand {
         let found = "\(dir)/photographs"
         if let photographs = photographs ?? ((try? ImageSource(directory: found))?.entries.isEmpty == false ? found : nil) {
             print("1. descriptors: SIFT (VLFeat) of the photographs in \(photographs), longer side at most 640 pixels, as RootSIFT")
-            try ExtractCommand.parse(["--images", photographs, "--max-side", "640", "--root-sift", "--out", corpus,
-                                      "--index", index]).run()
+            try await ExtractCommand.parse(["--images", photographs, "--max-side", "640", "--root-sift", "--out", corpus,
+                                            "--index", index]).run()
         } else {
             print("1. corpus: \(rows) SIFT-like 128-D descriptors from 48 clusters, 300 per image")
             try GenerateCommand.parse(["--n", "\(rows)", "--dim", "128", "--clusters", "48", "--seed", "7",

@@ -67,8 +67,9 @@ final class ScriptedWorker: Sendable {
 
     private static func result<C: WireComputation>(_ computation: C, assignment: TaskAssignment,
                                                    header: WireHeader) throws -> WireMessage {
-        let corpus = try DescriptorMatrix.open(path: assignment.corpus.path)
-        let rows = try corpus.slice(assignment.firstRow ..< assignment.firstRow + assignment.rowCount)
+        // An extract task reads its image files, not a corpus.
+        let rows = try assignment.imageFiles.map { _ in try DescriptorMatrix(rows: 0, dimension: 1, values: []) }
+            ?? DescriptorMatrix.open(path: assignment.corpus.path).slice(assignment.firstRow ..< assignment.firstRow + assignment.rowCount)
         let statistics = try computation.statistics(of: rows, shard: Int(header.shard), workspace: KernelWorkspace())
         return WireMessage(header: WireHeader(.result, job: header.job, round: header.round, shard: header.shard),
                            metadata: statistics.shape, arrays: statistics.arrays)

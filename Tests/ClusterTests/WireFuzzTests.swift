@@ -2,6 +2,7 @@
 import ClusterProtocol
 import Clustering
 import Descriptors
+import Features
 import Foundation
 import Logging
 import Testing
@@ -34,6 +35,11 @@ import ZeroMQ
         var sample = RowSample(dimension: d)
         sample.rowIndices = [1, 5]
         sample.values = [Float](repeating: 2, count: 2 * d)
+        var extracted = ExtractedDescriptors()
+        extracted.keys = ["a", "b"]
+        extracted.counts = [1, -1]
+        extracted.errors = ["cannot decode"]
+        extracted.values = [Float](repeating: 3, count: 128)
         func result(_ statistics: some WireStatistics) -> WireMessage {
             WireMessage(header: WireHeader(.result, job: 1, round: 1, shard: 0), metadata: statistics.shape,
                         arrays: statistics.arrays)
@@ -45,7 +51,12 @@ import ZeroMQ
                  [centres, Frame.encode([Float](repeating: 1, count: k * d)), Frame.encode([Float](repeating: 1, count: k))]),
             task(PassDescription(kind: .moments, dimension: d), []),
             task(PassDescription(kind: .sample, dimension: d, sampleSize: 10, totalRows: 1000, seed: 3), []),
-            result(kmeans), result(gmm), result(moments), result(sample),
+            task(PassDescription(kind: .extract, dimension: 128, extraction: ExtractionParameters(method: .dsift, maxSide: 64),
+                                 resultBytes: 1 << 20), []),
+            result(kmeans), result(gmm), result(moments), result(sample), result(extracted),
+            WireMessage(header: WireHeader(.submitExtraction),
+                        metadata: ExtractionJob(images: extractionImages, extraction: ExtractionParameters(method: .sift),
+                                                descriptors: "/d.npy", index: "/d.tsv")),
             WireMessage(header: WireHeader(.ready), metadata: WorkerIntroduction(name: "fuzz", threads: 2)),
             WireMessage(header: WireHeader(.failure, job: 1, round: 1, shard: 0), metadata: FailureReport(message: "x", retry: true)),
             WireMessage(header: WireHeader(.workerHeartbeat)),
@@ -55,6 +66,8 @@ import ZeroMQ
                         arrays: [centres]),
         ]
     }()
+
+    static let extractionImages = [ImageSource.Entry(key: "a", path: "/a.png"), ImageSource.Entry(key: "b", path: "/b.png")]
 
     /// Numbers that break careless arithmetic.
     static let extremes: [Int] = [0, 1, 2, 3, 4, -1, -4, Int.max, Int.min, Int.max / 2, 1 << 31, 1 << 32, 1 << 40, 1 << 62]
@@ -155,8 +168,9 @@ import ZeroMQ
             attempt("GaussianMixtureStatistics") { _ = try GaussianMixtureStatistics(shape: shape, message: message) }
             attempt("MomentStatistics") { _ = try MomentStatistics(shape: shape, message: message) }
             attempt("RowSample") { _ = try RowSample(shape: shape, message: message) }
+            attempt("ExtractedDescriptors") { try ExtractedDescriptors(shape: shape, message: message).check(against: extractionImages) }
         }
-        for type in [WorkerIntroduction.self, FailureReport.self, TrainingJob.self] as [any Decodable.Type] {
+        for type in [WorkerIntroduction.self, FailureReport.self, TrainingJob.self, ExtractionJob.self] as [any Decodable.Type] {
             attempt("\(type)") { _ = try message.decode(type) }
         }
         for index in 0..<3 {
@@ -337,8 +351,8 @@ import ZeroMQ
         for index in 0..<300 {
             var frames = garbage()
             if frames.isEmpty { frames = [[]] }
-            // Never a well-formed SUBMIT: the fuzzer would start jobs.
-            if let message = try? WireMessage(frames: frames), message.header.type == .submit { continue }
+            // Never a well-formed SUBMIT or SUBMIT-EXTRACTION: the fuzzer would start jobs.
+            if let message = try? WireMessage(frames: frames), [.submit, .submitExtraction].contains(message.header.type) { continue }
             let withDelimiter = index % 2 == 0
             if withDelimiter {
                 frames = [[]] + frames

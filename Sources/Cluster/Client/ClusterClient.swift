@@ -111,6 +111,10 @@ public final class ClusterClient: Requester {
         try request(WireMessage(header: WireHeader(.submitEncoding), metadata: job)).decode(JobTicket.self).job
     }
 
+    public func submit(_ job: ExtractionJob) throws -> UInt64 {
+        try request(WireMessage(header: WireHeader(.submitExtraction), metadata: job)).decode(JobTicket.self).job
+    }
+
     /// Waits for a job to end, reporting its progress; throws if it failed.
     public func wait(for job: UInt64, every interval: Duration = .milliseconds(100),
                      progress report: (JobProgress) -> Void = { _ in }) async throws -> JobProgress {

@@ -44,6 +44,9 @@ extension Coordinator {
         case .submitEncoding:
             let id = try accept(try request.decode(EncodingJob.self))
             return WireMessage(header: WireHeader(.accepted, job: id), metadata: JobTicket(job: id))
+        case .submitExtraction:
+            let id = try accept(try request.decode(ExtractionJob.self))
+            return WireMessage(header: WireHeader(.accepted, job: id), metadata: JobTicket(job: id))
         case .progress:
             guard let record = jobs[job]?.record else { throw ClusterError(.notFound, "no job \(job)") }
             let since = (try? request.decode(ProgressRequest.self).since) ?? 0
@@ -59,6 +62,7 @@ extension Coordinator {
                 throw ClusterError(.conflict, entry.record.state == .failed ? "job \(job) failed: \(entry.record.message ?? "")"
                                    : entry.record.state == .cancelled ? "job \(job) was cancelled"
                                    : entry.record.encoding != nil ? "job \(job) is an encoding job: its vectors are in set \"\(entry.record.encoding!.set)\""
+                                   : entry.record.extraction != nil ? "job \(job) is an extraction job: its descriptors are in \(entry.record.extraction!.descriptors)"
                                    : "job \(job) is still running")
             }
             return WireMessage(header: WireHeader(.resultReply, job: job), metadata: outcome, arrays: try entry.modelArrays())
@@ -87,7 +91,8 @@ extension Coordinator {
         if record.state == .running && state.isWaitingForWorkers { message = "waiting: no workers alive" }
         let progress = JobProgress(job: job, state: record.state, iterations: Array(record.iterations.dropFirst(max(0, since))),
                                    message: message, imagesDone: record.imagesDone, imagesTotal: record.imagesTotal,
-                                   pass: record.state == .running ? state.passProgress(of: job, now: now) : nil)
+                                   pass: record.state == .running ? state.passProgress(of: job, now: now) : nil,
+                                   descriptors: record.descriptors, skipped: record.skipped)
         return WireMessage(header: WireHeader(.progressReply, job: job), metadata: progress)
     }
 }

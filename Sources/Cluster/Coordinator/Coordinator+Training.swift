@@ -130,7 +130,9 @@ extension Coordinator {
                 let stored = entry.record.passes ?? 0
                 guard stored <= UInt32.max / 2 else { throw StoreError(.corrupt, "job \(id) claims \(stored) passes") }
                 let passesBefore = stored + 16
-                if let encoding = entry.record.encoding {
+                if entry.record.extraction != nil {
+                    throw ClusterError(.conflict, "an extraction job does not resume; submit it again")
+                } else if let encoding = entry.record.encoding {
                     logger.info("encoding job \(id) resumed")
                     try startEncoding(id, job: try allowed(encoding), passesBefore: passesBefore)
                 } else if let stored = entry.record.job, stored.set != nil {

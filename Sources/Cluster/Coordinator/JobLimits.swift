@@ -1,6 +1,7 @@
 import ClusterProtocol
 import Clustering
 import Descriptors
+import Features
 
 /// `a·b`, or `Int.max` if it overflows (the operands are sizes, ≥ 0).
 func saturatingProduct(_ a: Int, _ b: Int) -> Int {
@@ -94,5 +95,64 @@ extension CoordinatorSettings {
         try check("a shard's result metadata (the keys of \(perShard) images) in bytes, at most", largest,
                   against: maximumMessageSize, setting: "maximumMessageSize, from maximumModelValues",
                   advice: "use fewer images per shard or shorter keys")
+    }
+}
+
+extension CoordinatorSettings {
+    /// Images per extraction task when the client leaves the choice to the coordinator (at most).
+    static let defaultImagesPerExtractionShard = 16
+    /// Bytes an extract RESULT's metadata needs besides its image entries.
+    private static let resultOverhead = 1024
+
+    /// Bytes of one image's entry in an extract RESULT, besides its descriptors: its count
+    /// (8), its key and, if unreadable, its reason as JSON strings (at most 6 bytes per byte).
+    private static func extractionEntryBytes(keyBytes: Int) -> Int {
+        8 + 6 * (keyBytes + ExtractedDescriptors.maximumErrorBytes) + 6
+    }
+
+    /// What an extraction job makes the coordinator hold and receive; returns its images
+    /// per shard (`imagesPerShard`, or for 0 the most up to 16 whose RESULT fits). A shard's
+    /// descriptors are bounded in advance only for dense SIFT with a maximum side (at most
+    /// ⌈side/step⌉² per image); otherwise the worker refuses a RESULT beyond
+    /// `extractionResultBytes`.
+    func checkExtraction(_ job: ExtractionJob, extractor: FeatureExtractor) throws -> Int {
+        guard job.imagesPerShard >= 0 else {
+            throw ClusterError(.invalidArgument, "images per shard must be ≥ 1, or 0 to let the coordinator choose (got \(job.imagesPerShard))")
+        }
+        try check("the number of images", job.images.count, against: maximumImagesPerJob, setting: "maximumImagesPerJob")
+        let entry = Self.extractionEntryBytes(keyBytes: job.images.map(\.key.utf8.count).max() ?? 0)
+        var perImage = 0
+        if case .denseSIFT(let step, _) = extractor.method, let side = extractor.maximumSide {
+            let across = (side + step - 1) / step
+            perImage = saturatingProduct(saturatingProduct(across, across), FeatureExtractor.dimension * 4)
+        }
+        var imagesPerShard = job.imagesPerShard
+        if imagesPerShard == 0 {
+            let room = maximumMessageSize - Self.resultOverhead
+            imagesPerShard = max(1, min(Self.defaultImagesPerExtractionShard, room / (entry &+ perImage)))
+        }
+        let perShard = min(imagesPerShard, max(1, job.images.count))
+        try check("a shard's result metadata (\(perShard) images' counts, keys and reasons) in bytes, at most",
+                  saturatingProduct(perShard, entry) &+ Self.resultOverhead, against: maximumMessageSize,
+                  setting: "maximumMessageSize, from maximumModelValues", advice: "use fewer images per shard or shorter keys")
+        if perImage > 0 {
+            try check("a shard's dense SIFT descriptors (\(perShard) images of up to \(perImage) bytes each) in bytes, at most",
+                      saturatingProduct(perShard, perImage), against: extractionResultBytes(imagesPerShard: perShard, entryBytes: entry),
+                      setting: "maximumMessageSize, from maximumModelValues, less the result's metadata",
+                      advice: "use fewer images per shard or a smaller maximum side")
+        }
+        return imagesPerShard
+    }
+
+    /// The descriptor bytes an extract RESULT of `imagesPerShard` images may carry: the
+    /// maximum message size less its metadata and counts.
+    private func extractionResultBytes(imagesPerShard: Int, entryBytes: Int) -> Int {
+        max(1, maximumMessageSize - Self.resultOverhead - saturatingProduct(imagesPerShard, entryBytes))
+    }
+
+    /// `extractionResultBytes` for `job`'s longest key.
+    func extractionResultBytes(_ job: ExtractionJob, imagesPerShard: Int) -> Int {
+        extractionResultBytes(imagesPerShard: imagesPerShard,
+                              entryBytes: Self.extractionEntryBytes(keyBytes: job.images.map(\.key.utf8.count).max() ?? 0))
     }
 }

@@ -62,7 +62,8 @@ final class JobRegistry: Sendable {
 
     /// Registers (and stores) a new job; returns its id. Refuses a job beyond
     /// `maximumActiveJobs`, and an encoding job into a set that a running job writes.
-    func add(_ job: TrainingJob?, encoding: EncodingJob? = nil, initialValues: [Float] = []) throws -> UInt64 {
+    func add(_ job: TrainingJob?, encoding: EncodingJob? = nil, extraction: ExtractionJob? = nil,
+             initialValues: [Float] = []) throws -> UInt64 {
         let (id, entry) = try entries.withLock { state in
             let running = state.jobs.filter { $0.value.record.state == .running }
             guard running.count < policy.maximumActiveJobs else {
@@ -75,7 +76,7 @@ final class JobRegistry: Sendable {
             }
             let id = state.next
             state.next += 1
-            let entry = Entry(record: JobRecord(job: job, encoding: encoding, state: .running, iterations: [],
+            let entry = Entry(record: JobRecord(job: job, encoding: encoding, extraction: extraction, state: .running, iterations: [],
                                                 initialValues: initialValues.count),
                               initialValues: initialValues)
             state.jobs[id] = entry
@@ -184,6 +185,20 @@ final class JobRegistry: Sendable {
         try end(job, as: .succeeded)
     }
 
+    /// Counts an extraction job's images done, its descriptors and the images it skipped.
+    func progress(_ job: UInt64, imagesDone: Int, descriptors: Int, skipped: [SkippedImageReport]) {
+        entries.withLock { state in
+            state.jobs[job]?.record.imagesDone = imagesDone
+            state.jobs[job]?.record.descriptors = descriptors
+            state.jobs[job]?.record.skipped = skipped
+        }
+    }
+
+    /// Marks an extraction job succeeded, once its files are in place.
+    func finishExtraction(_ job: UInt64) throws {
+        try end(job, as: .succeeded)
+    }
+
     /// Marks a running job failed (a job that ended already keeps its state). Once the
     /// coordinator keeps its stored jobs, only clients see the failure.
     func fail(_ job: UInt64, message: String) {
@@ -228,8 +243,10 @@ final class JobRegistry: Sendable {
             let page = finished.prefix(max(0, limit))
             let jobs = (running + page).map { id in
                 let record = state.jobs[id]!.record
-                return JobSummary(job: id, kind: record.job?.kind.rawValue ?? record.encoding?.encoding.rawValue ?? "unknown",
-                                  corpus: record.job?.corpus ?? record.encoding?.descriptors ?? "", state: record.state,
+                return JobSummary(job: id, kind: record.job?.kind.rawValue ?? record.encoding?.encoding.rawValue
+                                      ?? (record.extraction == nil ? "unknown" : "extract"),
+                                  corpus: record.job?.corpus ?? record.encoding?.descriptors ?? record.extraction?.descriptors ?? "",
+                                  state: record.state,
                                   iterations: record.iterations.count, lastValuePerRow: record.iterations.last?.valuePerRow,
                                   message: record.message)
             }

@@ -49,8 +49,10 @@ public enum StoredModel: Sendable, Equatable {
 struct JobRecord: Codable, Sendable {
     /// A training job's spec…
     var job: TrainingJob?
-    /// …or an encoding job's.
+    /// …or an encoding job's…
     var encoding: EncodingJob?
+    /// …or an extraction job's (without its images).
+    var extraction: ExtractionJob?
     var state: JobState
     var message: String?
     var iterations: [IterationRecord]
@@ -64,6 +66,9 @@ struct JobRecord: Codable, Sendable {
     /// Encoding jobs: images stored so far, and in all.
     var imagesDone: Int?
     var imagesTotal: Int?
+    /// Extraction jobs: descriptors so far, and the images skipped.
+    var descriptors: Int?
+    var skipped: [SkippedImageReport]?
     /// When the job ended (succeeded, failed or was cancelled), in seconds since 1970.
     var ended: Double?
 }

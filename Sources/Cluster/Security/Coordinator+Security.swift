@@ -1,4 +1,5 @@
 import ClusterProtocol
+import Features
 
 extension Coordinator {
     /// Reads the allow-lists again (for SIGHUP). Throws, keeping the lists in force, if a
@@ -49,6 +50,39 @@ extension Coordinator {
         job.descriptors = try allowedPath(job.descriptors, what: "descriptor file")
         job.index = try allowedPath(job.index, what: "index")
         return job
+    }
+
+    /// The job with its image paths and output paths resolved, if `settings.corpusRoots`
+    /// allows them: every path absolute, every image inside a root (an image that does not
+    /// exist, by its path's text: the worker reports it unreadable, as a local run would),
+    /// and each output's directory inside one. Throws a forbidden `ClusterError` otherwise.
+    func allowed(_ job: ExtractionJob) throws -> ExtractionJob {
+        var job = job
+        for path in job.images.map(\.path) + [job.descriptors, job.index] where !path.hasPrefix("/") || path.contains("\0") {
+            throw ClusterError(.invalidArgument, "\(PeerText.escaped(path)) is not an absolute path")
+        }
+        guard let roots = settings.corpusRoots else { return job }
+        job.images = try job.images.map { image in
+            do {
+                return ImageSource.Entry(key: image.key, path: try roots.check(image.path, what: "image"))
+            } catch let error as ClusterError where error.code == .badFile {
+                return image
+            }
+        }
+        job.descriptors = try allowedOutput(job.descriptors, what: "descriptor file", roots: roots)
+        job.index = try allowedOutput(job.index, what: "index", roots: roots)
+        return job
+    }
+
+    /// `path` with its directory resolved, if that is inside a root; the name must be a file's.
+    private func allowedOutput(_ path: String, what: String, roots: CorpusRoots) throws -> String {
+        let slash = path.lastIndex(of: "/")!
+        let name = String(path[path.index(after: slash)...])
+        guard !name.isEmpty, name != ".", name != ".." else {
+            throw ClusterError(.invalidArgument, "\(what) \(PeerText.escaped(path)) does not name a file")
+        }
+        let directory = try roots.check(slash == path.startIndex ? "/" : String(path[..<slash]), what: "\(what)'s directory")
+        return (directory.hasSuffix("/") ? directory : directory + "/") + name
     }
 
     private func allowedPath(_ path: String, what: String) throws -> String {

@@ -214,19 +214,32 @@ public final class Worker: @unchecked Sendable {
         let header = task.header
         let reply: WireMessage
         do {
-            var reference = task.assignment.corpus
-            if let roots = settings.corpusRoots { reference.path = try roots.check(reference.path, what: "corpus") }
-            let corpus = try corpora.open(reference)
-            let (first, count) = (task.assignment.firstRow, task.assignment.rowCount)
-            guard let rows = corpus.rowRange(first: first, count: count) else {
-                throw DescriptorError(.indexOutOfRange, "\(count) rows from row \(first) are outside the corpus's \(corpus.rows) rows",
-                                      path: corpus.source)
-            }
             let started = ContinuousClock.now
-            reply = try Self.compute(task.computation, rows: corpus.slice(rows), shard: Int(header.shard),
-                                     header: header, workspace: workspace)
-            // An encoding task names its images' rows; another, its range of rows.
-            let rowsRead = task.assignment.images.map { $0.reduce(0) { $0 + $1.rowCount } } ?? count
+            let rowsRead: Int
+            if task.assignment.computation.kind == .extract {
+                // An extract task reads image files, each of which must be inside the roots
+                // (one that does not exist is the pass's to report as unreadable).
+                let files = task.assignment.imageFiles ?? []
+                for path in files.map(\.path) {
+                    do { _ = try settings.corpusRoots?.check(path, what: "image") } catch let error as ClusterError where error.code == .badFile {}
+                }
+                reply = try Self.compute(task.computation, rows: try DescriptorMatrix(rows: 0, dimension: 1, values: []),
+                                         shard: Int(header.shard), header: header, workspace: workspace)
+                rowsRead = files.count
+            } else {
+                var reference = task.assignment.corpus
+                if let roots = settings.corpusRoots { reference.path = try roots.check(reference.path, what: "corpus") }
+                let corpus = try corpora.open(reference)
+                let (first, count) = (task.assignment.firstRow, task.assignment.rowCount)
+                guard let rows = corpus.rowRange(first: first, count: count) else {
+                    throw DescriptorError(.indexOutOfRange, "\(count) rows from row \(first) are outside the corpus's \(corpus.rows) rows",
+                                          path: corpus.source)
+                }
+                reply = try Self.compute(task.computation, rows: corpus.slice(rows), shard: Int(header.shard),
+                                         header: header, workspace: workspace)
+                // An encoding task names its images' rows; another, its range of rows.
+                rowsRead = task.assignment.images.map { $0.reduce(0) { $0 + $1.rowCount } } ?? count
+            }
             metrics?.shardComputed(rows: rowsRead, seconds: (ContinuousClock.now - started).seconds)
         } catch {
             reply = WireMessage(header: WireHeader(.failure, job: header.job, round: header.round, shard: header.shard),
