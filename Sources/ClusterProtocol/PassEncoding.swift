@@ -1,5 +1,6 @@
 import Clustering
 import Descriptors
+import Search
 
 /// What a pass computes, as its task metadata says (`computation` in a TASK message).
 public struct PassDescription: Codable, Sendable, Equatable {
@@ -20,6 +21,8 @@ public struct PassDescription: Codable, Sendable, Equatable {
         case covariance
         /// k-means‖ sampling round; arrays: candidates f32[K·D] (`k` is the candidate count).
         case kmeansParallelRound = "kmeans-parallel-round"
+        /// Exact search of a partition of a stored set; arrays: queries f32[queries·D].
+        case search
     }
 
     public var kind: Kind
@@ -42,11 +45,15 @@ public struct PassDescription: Codable, Sendable, Equatable {
     public var projection: ProjectionDescription?
     /// Encode passes: a PCA applied to every encoded vector (vector whitening).
     public var whitening: ProjectionDescription?
+    /// Search: the neighbours kept per query, and the number of queries.
+    public var top: Int?
+    public var queries: Int?
 
     public init(kind: Kind, dimension: Int, k: Int? = nil, withSquares: Bool? = nil, sampleSize: Int? = nil,
                 totalRows: Int? = nil, seed: UInt64? = nil, flags: Int? = nil, transform: DescriptorTransform? = nil,
                 round: Int? = nil, oversampling: Double? = nil,
-                projection: ProjectionDescription? = nil, whitening: ProjectionDescription? = nil) {
+                projection: ProjectionDescription? = nil, whitening: ProjectionDescription? = nil,
+                top: Int? = nil, queries: Int? = nil) {
         self.kind = kind
         self.dimension = dimension
         self.k = k
@@ -60,6 +67,8 @@ public struct PassDescription: Codable, Sendable, Equatable {
         self.oversampling = oversampling
         self.projection = projection
         self.whitening = whitening
+        self.top = top
+        self.queries = queries
     }
 }
 
@@ -235,6 +244,8 @@ public enum PassDecoder {
                 let codebook = try Codebook(k: k, dimension: d, centres: try message.array(0, as: Float.self, count: try product(k, d)))
                 return KMeansParallelRoundPass(candidates: codebook, oversampling: try oversampling(description),
                                                seed: description.seed ?? 0, round: try positive(description.round, "round"))
+            case .search:
+                return try SearchPass(description, arrays: message)
             }
         } catch let error as ClusteringError {
             throw ClusterError.malformed("\(description.kind.rawValue) model: \(error)")

@@ -24,15 +24,19 @@ public struct TaskAssignment: Codable, Sendable, Equatable {
     public var includesModel: Bool
     /// Encode passes: the images of this task (rows of the whole file).
     public var images: [ImageSlice]?
+    /// Search passes: the partition of the set whose rows `firstRow ..< firstRow + rowCount`
+    /// are (the corpus then names no file).
+    public var partition: SetPartition?
 
     public init(corpus: CorpusReference, firstRow: Int, rowCount: Int, computation: PassDescription, includesModel: Bool,
-                images: [ImageSlice]? = nil) {
+                images: [ImageSlice]? = nil, partition: SetPartition? = nil) {
         self.corpus = corpus
         self.firstRow = firstRow
         self.rowCount = rowCount
         self.computation = computation
         self.includesModel = includesModel
         self.images = images
+        self.partition = partition
     }
 }
 

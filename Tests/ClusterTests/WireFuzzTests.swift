@@ -4,6 +4,7 @@ import Clustering
 import Descriptors
 import Foundation
 import Logging
+import Search
 import Testing
 import ZeroMQ
 
@@ -45,7 +46,10 @@ import ZeroMQ
                  [centres, Frame.encode([Float](repeating: 1, count: k * d)), Frame.encode([Float](repeating: 1, count: k))]),
             task(PassDescription(kind: .moments, dimension: d), []),
             task(PassDescription(kind: .sample, dimension: d, sampleSize: 10, totalRows: 1000, seed: 3), []),
+            task(PassDescription(kind: .search, dimension: d, top: 2, queries: 3), [centres]),
             result(kmeans), result(gmm), result(moments), result(sample),
+            result(NearestRows(top: 2, dimension: d, rows: 100,
+                               neighbours: [[Neighbour(row: 3, score: 1), Neighbour(row: 1, score: 0.5)], [], [Neighbour(row: 0, score: 2)]])),
             WireMessage(header: WireHeader(.ready), metadata: WorkerIntroduction(name: "fuzz", threads: 2)),
             WireMessage(header: WireHeader(.failure, job: 1, round: 1, shard: 0), metadata: FailureReport(message: "x", retry: true)),
             WireMessage(header: WireHeader(.workerHeartbeat)),
@@ -155,6 +159,7 @@ import ZeroMQ
             attempt("GaussianMixtureStatistics") { _ = try GaussianMixtureStatistics(shape: shape, message: message) }
             attempt("MomentStatistics") { _ = try MomentStatistics(shape: shape, message: message) }
             attempt("RowSample") { _ = try RowSample(shape: shape, message: message) }
+            attempt("NearestRows") { _ = try NearestRows(shape: shape, message: message) }
         }
         for type in [WorkerIntroduction.self, FailureReport.self, TrainingJob.self] as [any Decodable.Type] {
             attempt("\(type)") { _ = try message.decode(type) }

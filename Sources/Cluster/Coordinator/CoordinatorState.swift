@@ -375,6 +375,8 @@ public struct CoordinatorState: Sendable {
         let report = (try? message.decode(FailureReport.self)) ?? FailureReport(message: "unreadable failure report")
         if report.retry == true {
             workers[worker]?.modelRounds.remove(key)
+            // It does not hold what it computed last (a search partition it dropped): it is sent again.
+            if affinity[key.job]?[shard] == worker { affinity[key.job]![shard] = nil }
             if rounds[key]!.release(shard, from: worker) { requeuedShards += 1 }
             return []
         }
@@ -480,13 +482,23 @@ public struct CoordinatorState: Sendable {
     }
 
     private mutating func send(_ shard: Int, of key: RoundKey, to worker: WorkerID, now: ContinuousClock.Instant) -> [Directive] {
-        rounds[key]!.hold(shard, by: worker, at: now)
         let spec = rounds[key]!.spec
-        let includesModel = workers[worker]!.modelRounds.insert(key).inserted
+        let includesModel = !workers[worker]!.modelRounds.contains(key)
+        var assignment = spec.assignment(of: shard, includesModel: includesModel)
+        var arrays = includesModel ? spec.model : []
+        if let carried = spec.layout as? any CarriedShards, affinity[key.job]?[shard] != worker {
+            do {
+                arrays.append(try carried.carry(&assignment, items: spec.plan.rows(of: shard)))
+            } catch {
+                finish(key)
+                return [.fail(key, "\(key) shard \(shard): \(error)")]
+            }
+        }
+        rounds[key]!.hold(shard, by: worker, at: now)
+        workers[worker]!.modelRounds.insert(key)
         workers[worker]!.inFlight[key, default: []].insert(shard)
         let message = WireMessage(header: WireHeader(.task, job: key.job, round: key.round, shard: UInt32(shard)),
-                                  metadata: spec.assignment(of: shard, includesModel: includesModel),
-                                  arrays: includesModel ? spec.model : [])
+                                  metadata: assignment, arrays: arrays)
         return sendTo(worker, message, now: now)
     }
 
