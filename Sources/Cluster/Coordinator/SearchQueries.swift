@@ -29,17 +29,22 @@ struct SetVectors: Sendable {
         let dimension = try value.decode(SetRecord.self, key: "set \(set)").dimension
         self.dimension = dimension
         try store.forEachVector(set: set) { key, bytes in
-            let floats = try StoredValue.parts(of: bytes, expecting: .vector, key: "\(set)/\(key)").floatBytes
-            guard floats.count == 4 * dimension else {
-                throw StoreError(.corrupt, "\(set)/\(key) has \(floats.count / 4) values; set \"\(set)\" has dimension \(dimension)")
-            }
+            let floats = try Self.floatBytes(of: bytes, set: set, key: key, dimension: dimension)
             keys.append(key)
             let start = values.count
             values.append(contentsOf: repeatElement(0, count: dimension))
-            values.withUnsafeMutableBytes {
-                UnsafeMutableRawBufferPointer(rebasing: $0[(start * 4)...]).copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[floats]))
-            }
+            values.withUnsafeMutableBytes { UnsafeMutableRawBufferPointer(rebasing: $0[(start * 4)...]).copyMemory(from: floats) }
         }
+    }
+
+    /// The float32 bytes of the stored value `bytes` of vector `set/key`, which must have
+    /// `dimension` values.
+    static func floatBytes(of bytes: UnsafeRawBufferPointer, set: String, key: String, dimension: Int) throws -> UnsafeRawBufferPointer {
+        let floats = try StoredValue.parts(of: bytes, expecting: .vector, key: "\(set)/\(key)").floatBytes
+        guard floats.count == 4 * dimension else {
+            throw StoreError(.corrupt, "\(set)/\(key) has \(floats.count / 4) values; set \"\(set)\" has dimension \(dimension)")
+        }
+        return UnsafeRawBufferPointer(rebasing: bytes[floats])
     }
 }
 
@@ -125,11 +130,9 @@ private enum SearchedSet {
             guard let row = vectors.row(of: key) else { throw ClusterError(.notFound, "no vector \(set)/\(key)") }
             return Array(vectors.values[row * vectors.dimension ..< (row + 1) * vectors.dimension])
         case .split(let split, _):
-            guard let value = try store.vector(set: set, key: key) else { throw ClusterError(.notFound, "no vector \(set)/\(key)") }
-            guard value.values.count == split.dimension else {
-                throw StoreError(.corrupt, "\(set)/\(key) has \(value.values.count) values; set \"\(set)\" has dimension \(split.dimension)")
-            }
-            return value.values
+            guard let value = try store.vectorValue(set: set, key: key) else { throw ClusterError(.notFound, "no vector \(set)/\(key)") }
+            let floats = try SetVectors.floatBytes(of: value.bytes, set: set, key: key, dimension: split.dimension)
+            return (0..<split.dimension).map { floats.loadUnaligned(fromByteOffset: 4 * $0, as: Float.self) }
         }
     }
 

@@ -69,11 +69,7 @@ struct SetPartitions: CarriedShards {
                 throw ClusterError(.conflict, "set \"\(set)\" changed while it was searched (row \(row) is \"\(key)\", "
                                    + "not \"\(keys[row])\"); search again")
             }
-            let floats = try StoredValue.parts(of: value, expecting: .vector, key: "\(set)/\(key)").floatBytes
-            guard floats.count == 4 * dimension else {
-                throw StoreError(.corrupt, "\(set)/\(key) has \(floats.count / 4) values; set \"\(set)\" has dimension \(dimension)")
-            }
-            bytes.append(contentsOf: UnsafeRawBufferPointer(rebasing: value[floats]))
+            bytes.append(contentsOf: try SetVectors.floatBytes(of: value, set: set, key: key, dimension: dimension))
             row += 1
         }
         guard row == items.upperBound else {
@@ -105,7 +101,7 @@ final class SplitSets: Sendable {
             keys += page.map { String($0.dropFirst(prefix.count)) }
         }
         let partitionRows = coordinator.settings.searchPartitionRowsInBlocks
-        return state.withLock { state in
+        let (planned, dropped) = state.withLock { state in
             let job = state.nextJob
             state.nextJob &+= 1
             let layout = SetPartitions(store: store, set: set, generation: generation, dimension: dimension, keys: keys)
@@ -113,12 +109,16 @@ final class SplitSets: Sendable {
             let planned = SplitSet(set: set, generation: generation, dimension: dimension, keys: keys,
                                    backend: ClusterBackend(coordinator: coordinator, job: job, corpus: corpus,
                                                            shardRows: partitionRows, passesBefore: 0, layout: layout))
-            state.sets[set] = planned
+            var dropped = state.sets.updateValue(planned, forKey: set).map { [$0.backend.job] } ?? []
             if state.sets.count > CoordinatorState.affinityJobs, let oldest = state.sets.min(by: { $0.value.backend.job < $1.value.backend.job }) {
                 state.sets[oldest.key] = nil
+                dropped.append(oldest.value.backend.job)
             }
-            return planned
+            return (planned, dropped)
         }
+        // The scheduler forgets where the partitions of the versions no longer searched are.
+        dropped.forEach(coordinator.cancelPasses(of:))
+        return planned
     }
 }
 
