@@ -1,5 +1,6 @@
 @testable import Cluster
 import ClusterProtocol
+import Descriptors
 import Foundation
 import Search
 import Storage
@@ -229,6 +230,31 @@ import ZeroMQ
         _ = state.receive(WireMessage(header: WireHeader(.workerHeartbeat)), from: T.bob, now: at(3.0))
         let moved = Self.tasks(state.tick(now: at(3.6)))
         #expect(moved.map(\.shard) == [0, 1] && moved.allSatisfy { $0.worker == T.bob && $0.carried })
+    }
+
+    @Test func aPartitionWaitsForTheBusyWorkerHoldingItRatherThanMove() {
+        typealias T = CoordinatorStateTests
+        let job = SplitSets.firstJob
+        var state = CoordinatorState()
+        _ = state.receive(T.ready("alice", threads: 1), from: T.alice, now: at(0))
+        func spec(_ round: UInt32) -> RoundSpec {
+            var spec = Self.searchSpec(round: round)
+            spec.plan = ShardPlan(totalRows: 400, shardRows: 100)
+            return spec
+        }
+        // Alice searches all four partitions (two at a time) and holds them.
+        var sent = Self.tasks(state.start(spec(1), now: at(0)))
+        for shard in 0..<4 {
+            sent += Self.tasks(state.receive(T.result(job: job, round: 1, shard: shard), from: T.alice, now: at(0.1)))
+        }
+        #expect(sent.map(\.shard) == [0, 1, 2, 3] && sent.allSatisfy { $0.worker == T.alice && $0.carried })
+        // Bob, idle, joins; the next search still gives every partition to alice, as she frees up.
+        _ = state.receive(T.ready("bob", threads: 1), from: T.bob, now: at(0.2))
+        var second = Self.tasks(state.start(spec(2), now: at(0.3)))
+        #expect(second.map(\.shard) == [0, 1])
+        second += Self.tasks(state.receive(T.result(job: job, round: 2, shard: 0), from: T.alice, now: at(0.4)))
+        second += Self.tasks(state.receive(T.result(job: job, round: 2, shard: 1), from: T.alice, now: at(0.4)))
+        #expect(second.map(\.shard) == [0, 1, 2, 3] && second.allSatisfy { $0.worker == T.alice && !$0.carried })
     }
 
     // MARK: Hostile results

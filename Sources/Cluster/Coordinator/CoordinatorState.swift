@@ -467,16 +467,19 @@ public struct CoordinatorState: Sendable {
     }
 
     /// The worker that last computed `shard` in this job if it has spare capacity (an idle
-    /// thread, if `idleThread`), else the least loaded one that has; never one that holds the
-    /// shard, nor one whose RESULT for it was rejected while another worker is registered.
+    /// thread, if `idleThread`), else the least loaded one that has (for a shard whose rows
+    /// travel with its task, none while that worker is registered and busy); never one that
+    /// holds the shard, nor one whose RESULT for it was rejected while another worker is registered.
     private func worker(for shard: Int, of key: RoundKey, idleThread: Bool) -> WorkerID? {
         let holding = rounds[key]?.holders[shard] ?? [:]
         let refused = rounds[key]?.refused[shard] ?? []
         let avoidsRefused = !refused.isEmpty && !workerOrder.allSatisfy(refused.contains)
         let excluded = { (id: WorkerID) in holding[id] != nil || (avoidsRefused && refused.contains(id)) }
-        if let previous = affinity[key.job]?[shard], !excluded(previous),
-           leastLoadedWorker(idleThread: idleThread, excluding: { $0 != previous }) != nil {
-            return previous
+        if let previous = affinity[key.job]?[shard], !excluded(previous), workers[previous] != nil {
+            if leastLoadedWorker(idleThread: idleThread, excluding: { $0 != previous }) != nil { return previous }
+            // Rows that travel with the task wait for the worker holding them: sending them
+            // elsewhere costs more than the wait.
+            if rounds[key]?.spec.layout is any CarriedShards { return nil }
         }
         return leastLoadedWorker(idleThread: idleThread, excluding: excluded)
     }
