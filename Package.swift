@@ -75,7 +75,7 @@ let package = Package(
             .product(name: "NIOHTTP1", package: "swift-nio"),
         ]),
         // The wire protocol: messages and their encoding, no sockets and no store.
-        .target(name: "ClusterProtocol", dependencies: ["Descriptors", "Clustering", "Encoding", "Features"]),
+        .target(name: "ClusterProtocol", dependencies: ["Descriptors", "Clustering", "Encoding", "Features", "Search"]),
         .target(name: "Cluster", dependencies: ["ClusterProtocol", "Descriptors", "Clustering", "Encoding", "Features", "Search", "ZeroMQ", "Storage", "Telemetry",
                                                 .product(name: "Logging", package: "swift-log")]),
         .executableTarget(name: "codebook", dependencies: [
@@ -99,7 +99,7 @@ let package = Package(
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"]),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "Descriptors", "TestSupport"]),
         .testTarget(name: "ClusterProtocolTests", dependencies: ["ClusterProtocol", "Clustering", "Descriptors", "Features"]),
-        .testTarget(name: "ClusterTests", dependencies: ["ClusterProtocol", "Cluster", "Clustering", "Descriptors", "Features", "ZeroMQ", "Storage", "codebook",
+        .testTarget(name: "ClusterTests", dependencies: ["ClusterProtocol", "Cluster", "Clustering", "Descriptors", "Features", "Search", "ZeroMQ", "Storage", "codebook",
                                                          "TestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["codebook", "ClusterProtocol", "Descriptors", "Features", "TestSupport"], exclude: ["Goldens"]),
     ]

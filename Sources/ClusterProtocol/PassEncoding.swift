@@ -1,6 +1,7 @@
 import Clustering
 import Descriptors
 import Features
+import Search
 
 /// What a pass computes, as its task metadata says (`computation` in a TASK message).
 public struct PassDescription: Codable, Sendable, Equatable {
@@ -23,6 +24,8 @@ public struct PassDescription: Codable, Sendable, Equatable {
         case kmeansParallelRound = "kmeans-parallel-round"
         /// SIFT descriptors of the task's image files (`extraction`); no arrays, no corpus.
         case extract
+        /// Exact search of a partition of a stored set; arrays: queries f32[queries·D].
+        case search
     }
 
     public var kind: Kind
@@ -49,12 +52,15 @@ public struct PassDescription: Codable, Sendable, Equatable {
     public var extraction: ExtractionParameters?
     /// Extract passes: the most bytes of descriptors one RESULT may carry.
     public var resultBytes: Int?
+    /// Search: the neighbours kept per query, and the number of queries.
+    public var top: Int?
+    public var queries: Int?
 
     public init(kind: Kind, dimension: Int, k: Int? = nil, withSquares: Bool? = nil, sampleSize: Int? = nil,
                 totalRows: Int? = nil, seed: UInt64? = nil, flags: Int? = nil, transform: DescriptorTransform? = nil,
                 round: Int? = nil, oversampling: Double? = nil,
                 projection: ProjectionDescription? = nil, whitening: ProjectionDescription? = nil,
-                extraction: ExtractionParameters? = nil, resultBytes: Int? = nil) {
+                extraction: ExtractionParameters? = nil, resultBytes: Int? = nil, top: Int? = nil, queries: Int? = nil) {
         self.extraction = extraction
         self.resultBytes = resultBytes
         self.kind = kind
@@ -70,6 +76,8 @@ public struct PassDescription: Codable, Sendable, Equatable {
         self.oversampling = oversampling
         self.projection = projection
         self.whitening = whitening
+        self.top = top
+        self.queries = queries
     }
 }
 
@@ -255,6 +263,8 @@ public enum PassDecoder {
                                                  + "and no transform or projection")
                 }
                 return try ExtractPass(parameters: parameters, maximumResultBytes: try positive(description.resultBytes, "resultBytes"))
+            case .search:
+                return try SearchPass(description, arrays: message)
             }
         } catch let error as ClusteringError {
             throw ClusterError.malformed("\(description.kind.rawValue) model: \(error)")

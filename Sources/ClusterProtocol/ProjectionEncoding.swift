@@ -62,7 +62,7 @@ extension PassDescription.Kind {
     var modelArrayCount: Int {
         switch self {
         case .moments, .sample, .covariance, .extract: 0
-        case .kmeansAssignment, .encodeVLAD, .kmeansParallelRound: 1
+        case .kmeansAssignment, .encodeVLAD, .kmeansParallelRound, .search: 1
         case .gaussianExpectation, .encodeFisher: 3
         }
     }

@@ -14,8 +14,14 @@ public struct SearchRequest: Codable, Sendable, Equatable {
     /// A stored PCA model the queries (of `querySet` or `queries`) are projected by first:
     /// they have its input dimension, the set its output dimension.
     public var pca: String?
+    /// Whether the set is searched in partitions on the workers (true), on the coordinator
+    /// (false), or, if absent, on the workers when it is larger than the coordinator's
+    /// search memory and workers are registered.
+    public var split: Bool?
 
-    public init(set: String, top: Int, key: String? = nil, querySet: String? = nil, queries: Int? = nil, pca: String? = nil) {
+    public init(set: String, top: Int, key: String? = nil, querySet: String? = nil, queries: Int? = nil, pca: String? = nil,
+                split: Bool? = nil) {
+        self.split = split
         self.pca = pca
         self.set = set
         self.top = top

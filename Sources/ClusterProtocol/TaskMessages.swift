@@ -28,9 +28,12 @@ public struct TaskAssignment: Codable, Sendable, Equatable {
     public var images: [ImageSlice]?
     /// Extract passes: the image files of this task, in order.
     public var imageFiles: [ImageSource.Entry]?
+    /// Search passes: the partition of the set whose rows `firstRow ..< firstRow + rowCount`
+    /// are (the corpus then names no file).
+    public var partition: SetPartition?
 
     public init(corpus: CorpusReference, firstRow: Int, rowCount: Int, computation: PassDescription, includesModel: Bool,
-                images: [ImageSlice]? = nil, imageFiles: [ImageSource.Entry]? = nil) {
+                images: [ImageSlice]? = nil, imageFiles: [ImageSource.Entry]? = nil, partition: SetPartition? = nil) {
         self.imageFiles = imageFiles
         self.corpus = corpus
         self.firstRow = firstRow
@@ -38,6 +41,7 @@ public struct TaskAssignment: Codable, Sendable, Equatable {
         self.computation = computation
         self.includesModel = includesModel
         self.images = images
+        self.partition = partition
     }
 }
 

@@ -13,7 +13,7 @@ public struct Neighbour: Sendable, Equatable {
 
     /// Whether `self` ranks before `other`: a higher score, or an equal score and a lower row.
     @inline(__always)
-    func ranksBefore(_ other: Neighbour) -> Bool {
+    public func ranksBefore(_ other: Neighbour) -> Bool {
         score > other.score || (score == other.score && row < other.row)
     }
 }

@@ -334,13 +334,17 @@ public final class CodebookStore: Sendable {
                                         limit: limit).map { String(decoding: $0, as: UTF8.self) }
     }
 
-    /// Calls `body` with every vector of `set` in byte order of the image keys: the image
-    /// key and the stored value's bytes (a `StoredValue`), valid during the call only.
-    public func forEachVector(set: String, _ body: (String, UnsafeRawBufferPointer) throws -> Void) throws {
+    /// Calls `body` with every vector of `set` in byte order of the image keys (from image
+    /// key `from` on, at most `limit`): the image key and the stored value's bytes (a
+    /// `StoredValue`), valid during the call only.
+    public func forEachVector(set: String, from: String = "", limit: Int = .max,
+                              _ body: (String, UnsafeRawBufferPointer) throws -> Void) throws {
         let opened = opened, prefix = Self.vectorKey(set: set, key: "")
         let iterator = opened.database.makeIterator(in: opened.vectors)
-        iterator.seek(to: prefix)
-        while iterator.isValid {
+        iterator.seek(to: Self.vectorKey(set: set, key: from))
+        var visited = 0
+        while iterator.isValid, visited < limit {
+            visited += 1
             let key = iterator.key
             guard key.starts(with: prefix) else { break }
             try iterator.value.withUnsafeBytes { try body(String(decoding: key[prefix.count...], as: UTF8.self), $0) }

@@ -51,6 +51,9 @@ struct SearchSection {
             throw CheckFailure("sgemm product \(products[reference[0]]) vs search score \(batchFound[0][0].score); sdot \(dot)")
         }
 
+        let (storedTime, splitTime) = try await SplitSearchBench(sizes: sizes).run(vectors: vectors, rows: rows, dimension: d,
+                                                                                   queries: queries, top: Self.top)
+
         let bytes = Double(rows * d * 4)
         var table = MarkdownTable("Search: exact top-\(Self.top) by inner product, \(rows) vectors × \(d) float32 "
                                   + "(synthetic, normalised; \(format(bytes / 1e9, "%.2f")) GB), \(sizes.threads) OpenBLAS threads",
@@ -62,9 +65,15 @@ struct SearchSection {
         table.add("single query: effective bandwidth", seconds(singleTime) + ", " + format(bandwidth / 1e9, "%.1f GB/s"),
                   format(100 * bandwidth / readBandwidth, "%.0f %%"), verdict(bandwidth >= 0.5 * readBandwidth, "≥ 50 % of read bandwidth"))
         table.add("read bandwidth: sdot over the vectors", seconds(readTime) + ", " + format(readBandwidth / 1e9, "%.1f GB/s"), "", "")
+        table.add("SEARCH of \(Self.batch) queries, coordinator alone (set cached)", seconds(storedTime), "1.00×", "")
+        table.add("SEARCH of \(Self.batch) queries, split on 2 embedded workers", seconds(splitTime),
+                  ratio(splitTime / storedTime), "")
         table.note("Median of \(sizes.repeats) interleaved rounds. Search: one sgemm per \(InnerProductSearch.blockRows) rows "
                    + "and a bounded heap per query (heaps on the calling thread). The read bandwidth is that of one "
-                   + "OpenBLAS sdot of the vectors with themselves on the same threads.")
+                   + "OpenBLAS sdot of the vectors with themselves on the same threads. SEARCH rows: the same vectors "
+                   + "in a store, through a client (inproc), the coordinator's search on \(sizes.threads) OpenBLAS threads "
+                   + "vs partitions of 65,536 vectors on 2 workers of 1 thread each (1 OpenBLAS thread), which hold "
+                   + "their partitions after a first search; the replies are equal bit for bit.")
         table.print()
     }
 

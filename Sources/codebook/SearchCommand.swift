@@ -19,6 +19,10 @@ struct SearchCommand: ParsableCommand {
                                + "the set was encoded with (--whiten-with).", valueName: "NAME"))
     var pca: String?
     @Option(help: "text, json or tsv (default: text).", transform: { try .parse($0) }) var format: ResultsFormat = .text
+    @Flag(inversion: .prefixedNo, help: ArgumentHelp("With --coordinator: search the set in partitions on the workers, or on "
+                                                     + "the coordinator alone (default: on the workers when the set is larger "
+                                                     + "than the coordinator's search memory)."))
+    var split: Bool?
     @OptionGroup var access: StoreAccessOptions
 
     func validate() throws {
@@ -30,7 +34,7 @@ struct SearchCommand: ParsableCommand {
     }
 
     func run() throws {
-        var request = SearchRequest(set: set, top: top, key: key, querySet: queries, pca: pca)
+        var request = SearchRequest(set: set, top: top, key: key, querySet: queries, pca: pca, split: split)
         var values: [Float] = []
         if let vector {
             let file = try NpyFile.readFloat32(path: vector)

@@ -5,6 +5,7 @@ import Descriptors
 import Features
 import Foundation
 import Logging
+import Search
 import Testing
 import ZeroMQ
 
@@ -53,7 +54,10 @@ import ZeroMQ
             task(PassDescription(kind: .sample, dimension: d, sampleSize: 10, totalRows: 1000, seed: 3), []),
             task(PassDescription(kind: .extract, dimension: 128, extraction: ExtractionParameters(method: .dsift, maxSide: 64),
                                  resultBytes: 1 << 20), []),
+            task(PassDescription(kind: .search, dimension: d, top: 2, queries: 3), [centres]),
             result(kmeans), result(gmm), result(moments), result(sample), result(extracted),
+            result(NearestRows(top: 2, dimension: d, rows: 100,
+                               neighbours: [[Neighbour(row: 3, score: 1), Neighbour(row: 1, score: 0.5)], [], [Neighbour(row: 0, score: 2)]])),
             WireMessage(header: WireHeader(.submitExtraction),
                         metadata: ExtractionJob(images: extractionImages, extraction: ExtractionParameters(method: .sift),
                                                 descriptors: "/d.npy", index: "/d.tsv")),
@@ -169,6 +173,7 @@ import ZeroMQ
             attempt("MomentStatistics") { _ = try MomentStatistics(shape: shape, message: message) }
             attempt("RowSample") { _ = try RowSample(shape: shape, message: message) }
             attempt("ExtractedDescriptors") { try ExtractedDescriptors(shape: shape, message: message).check(against: extractionImages) }
+            attempt("NearestRows") { _ = try NearestRows(shape: shape, message: message) }
         }
         for type in [WorkerIntroduction.self, FailureReport.self, TrainingJob.self, ExtractionJob.self] as [any Decodable.Type] {
             attempt("\(type)") { _ = try message.decode(type) }

@@ -9,7 +9,7 @@ import json
 
 import numpy as np
 
-from codebook_client import ERROR_REPLY, GET, SEARCH, SEARCH_REPLY, SUBMIT_ENCODING, follow
+from codebook_client import ERROR_REPLY, GET, SEARCH, SEARCH_REPLY, STATUS, SUBMIT_ENCODING, follow
 
 
 def stored_vectors(cluster, client, set_name="S"):
@@ -61,6 +61,31 @@ def test_search_by_key_and_by_query_set(cluster, client):
     # Every vector of a set as the queries, in key order.
     every = results(client.request(SEARCH, {"set": "S", "top": 1, "querySet": "S"}))
     assert [q for q, _, _ in every] == keys and all(found == [q] for q, found, _ in every)
+
+
+def test_a_split_search_is_the_coordinators_own(cluster, client):
+    """`split: true` searches the set in partitions on the workers (their STATUS `shardsDone`
+    counts the set's one partition): the same keys, the same f32 scores bit for bit, as
+    `split: false` (the coordinator alone), and the brute force's keys."""
+    def shards_done():
+        return sum(w["shardsDone"] for w in client.request(STATUS).metadata["workers"])
+
+    keys, vectors = stored_vectors(cluster, client)
+    queries = np.random.default_rng(9).standard_normal((4, vectors.shape[1])).astype("<f4")
+    for request, arrays in (({"set": "S", "top": 9, "queries": 4}, [queries.tobytes()]),
+                            ({"set": "S", "top": 100, "key": keys[2]}, [])):
+        before = shards_done()
+        alone = results(client.request(SEARCH, dict(request, split=False), arrays=arrays))
+        assert shards_done() == before
+        split = results(client.request(SEARCH, dict(request, split=True), arrays=arrays))
+        again = results(client.request(SEARCH, dict(request, split=True), arrays=arrays))
+        assert shards_done() == before + 2
+        for (q1, k1, s1), (q2, k2, s2), (q3, k3, s3) in zip(alone, split, again):
+            assert q1 == q2 == q3 and k1 == k2 == k3
+            assert s1.tobytes() == s2.tobytes() == s3.tobytes()
+    for query, (_, got_keys, _) in zip(queries, results(client.request(SEARCH, {"set": "S", "top": 9, "queries": 4, "split": True},
+                                                                         arrays=[queries.tobytes()]))):
+        assert got_keys == brute_force(keys, vectors, query, 9)[0]
 
 
 def test_search_errors(cluster, client):

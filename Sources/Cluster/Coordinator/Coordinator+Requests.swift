@@ -73,6 +73,10 @@ extension Coordinator {
                                                                             StatusRequest.maximumLimit),
                                                               before: paging.jobsBefore)
             return WireMessage(header: WireHeader(.statusReply), metadata: status)
+        case .search:
+            guard let queries else { throw Self.noStore(for: "models and vectors") }
+            return try queries.search(try request.decode(SearchRequest.self), message: request,
+                                      workers: SearchWorkers(coordinator: self, count: state.workers.count))
         case let type where StoreQueries.answers(type):
             if type == .importModel {
                 let model = try request.decode(ImportRequest.self)

@@ -61,6 +61,12 @@ public struct CoordinatorSettings: Sendable {
     public var maximumRequestArrayBytes: Int = 3 << 26
     /// The most bytes of sets' vectors kept in memory between SEARCH requests (0: none kept).
     public var searchCacheBytes: Int = StoreQueries.defaultSearchCacheBytes
+    /// A SEARCH of a set whose vectors are more than `searchCacheBytes` (or one that asks
+    /// for it) runs on the workers, when any are registered, in partitions of this many
+    /// vectors (rounded up to a multiple of 4,096) that they keep between searches…
+    public var searchPartitionRows: Int = 65_536
+    /// …and fails if it has not ended after this long.
+    public var splitSearchDeadline: Duration = .seconds(300)
     /// Finished jobs (succeeded, failed, cancelled) are kept, with their initial models, at
     /// most this many (the most recently ended)…
     public var finishedJobsKept: Int = 1000

@@ -375,6 +375,8 @@ public struct CoordinatorState: Sendable {
         let report = (try? message.decode(FailureReport.self)) ?? FailureReport(message: "unreadable failure report")
         if report.retry == true {
             workers[worker]?.modelRounds.remove(key)
+            // It does not hold what it computed last (a search partition it dropped): it is sent again.
+            if affinity[key.job]?[shard] == worker { affinity[key.job]![shard] = nil }
             if rounds[key]!.release(shard, from: worker) { requeuedShards += 1 }
             return []
         }
@@ -465,28 +467,41 @@ public struct CoordinatorState: Sendable {
     }
 
     /// The worker that last computed `shard` in this job if it has spare capacity (an idle
-    /// thread, if `idleThread`), else the least loaded one that has; never one that holds the
-    /// shard, nor one whose RESULT for it was rejected while another worker is registered.
+    /// thread, if `idleThread`), else the least loaded one that has (for a shard whose rows
+    /// travel with its task, none while that worker is registered and busy); never one that
+    /// holds the shard, nor one whose RESULT for it was rejected while another worker is registered.
     private func worker(for shard: Int, of key: RoundKey, idleThread: Bool) -> WorkerID? {
         let holding = rounds[key]?.holders[shard] ?? [:]
         let refused = rounds[key]?.refused[shard] ?? []
         let avoidsRefused = !refused.isEmpty && !workerOrder.allSatisfy(refused.contains)
         let excluded = { (id: WorkerID) in holding[id] != nil || (avoidsRefused && refused.contains(id)) }
-        if let previous = affinity[key.job]?[shard], !excluded(previous),
-           leastLoadedWorker(idleThread: idleThread, excluding: { $0 != previous }) != nil {
-            return previous
+        if let previous = affinity[key.job]?[shard], !excluded(previous), workers[previous] != nil {
+            if leastLoadedWorker(idleThread: idleThread, excluding: { $0 != previous }) != nil { return previous }
+            // Rows that travel with the task wait for the worker holding them: sending them
+            // elsewhere costs more than the wait.
+            if rounds[key]?.spec.layout is any CarriedShards { return nil }
         }
         return leastLoadedWorker(idleThread: idleThread, excluding: excluded)
     }
 
     private mutating func send(_ shard: Int, of key: RoundKey, to worker: WorkerID, now: ContinuousClock.Instant) -> [Directive] {
-        rounds[key]!.hold(shard, by: worker, at: now)
         let spec = rounds[key]!.spec
-        let includesModel = workers[worker]!.modelRounds.insert(key).inserted
+        let includesModel = !workers[worker]!.modelRounds.contains(key)
+        var assignment = spec.assignment(of: shard, includesModel: includesModel)
+        var arrays = includesModel ? spec.model : []
+        if let carried = spec.layout as? any CarriedShards, affinity[key.job]?[shard] != worker {
+            do {
+                arrays.append(try carried.carry(&assignment, items: spec.plan.rows(of: shard)))
+            } catch {
+                finish(key)
+                return [.fail(key, "\(key) shard \(shard): \(error)")]
+            }
+        }
+        rounds[key]!.hold(shard, by: worker, at: now)
+        workers[worker]!.modelRounds.insert(key)
         workers[worker]!.inFlight[key, default: []].insert(shard)
         let message = WireMessage(header: WireHeader(.task, job: key.job, round: key.round, shard: UInt32(shard)),
-                                  metadata: spec.assignment(of: shard, includesModel: includesModel),
-                                  arrays: includesModel ? spec.model : [])
+                                  metadata: assignment, arrays: arrays)
         return sendTo(worker, message, now: now)
     }
 

@@ -29,17 +29,22 @@ struct SetVectors: Sendable {
         let dimension = try value.decode(SetRecord.self, key: "set \(set)").dimension
         self.dimension = dimension
         try store.forEachVector(set: set) { key, bytes in
-            let floats = try StoredValue.parts(of: bytes, expecting: .vector, key: "\(set)/\(key)").floatBytes
-            guard floats.count == 4 * dimension else {
-                throw StoreError(.corrupt, "\(set)/\(key) has \(floats.count / 4) values; set \"\(set)\" has dimension \(dimension)")
-            }
+            let floats = try Self.floatBytes(of: bytes, set: set, key: key, dimension: dimension)
             keys.append(key)
             let start = values.count
             values.append(contentsOf: repeatElement(0, count: dimension))
-            values.withUnsafeMutableBytes {
-                UnsafeMutableRawBufferPointer(rebasing: $0[(start * 4)...]).copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[floats]))
-            }
+            values.withUnsafeMutableBytes { UnsafeMutableRawBufferPointer(rebasing: $0[(start * 4)...]).copyMemory(from: floats) }
         }
+    }
+
+    /// The float32 bytes of the stored value `bytes` of vector `set/key`, which must have
+    /// `dimension` values.
+    static func floatBytes(of bytes: UnsafeRawBufferPointer, set: String, key: String, dimension: Int) throws -> UnsafeRawBufferPointer {
+        let floats = try StoredValue.parts(of: bytes, expecting: .vector, key: "\(set)/\(key)").floatBytes
+        guard floats.count == 4 * dimension else {
+            throw StoreError(.corrupt, "\(set)/\(key) has \(floats.count / 4) values; set \"\(set)\" has dimension \(dimension)")
+        }
+        return UnsafeRawBufferPointer(rebasing: bytes[floats])
     }
 }
 
@@ -77,6 +82,12 @@ final class SearchCache: Sendable {
         return vectors
     }
 
+    /// Whether the vectors of `set` are in memory.
+    func holds(_ set: String) -> Bool { state.withLock { $0.sets[set] != nil } }
+
+    /// How many times `set` has changed (been invalidated).
+    func generation(of set: String) -> UInt64 { state.withLock { $0.generations[set, default: 0] } }
+
     /// Forgets `set`: its vectors changed, or it was deleted.
     func invalidate(_ set: String) {
         state.withLock { state in
@@ -86,16 +97,73 @@ final class SearchCache: Sendable {
     }
 }
 
+/// What a coordinator lends a SEARCH to run it on its workers.
+struct SearchWorkers {
+    let coordinator: Coordinator
+    /// Workers registered when the request came.
+    let count: Int
+}
+
+/// Where a SEARCH's set is searched: in memory here, or in partitions on the workers.
+private enum SearchedSet {
+    case here(SetVectors)
+    case split(SplitSet, deadline: Duration)
+
+    var dimension: Int {
+        switch self {
+        case .here(let vectors): vectors.dimension
+        case .split(let set, _): set.dimension
+        }
+    }
+
+    var keys: [String] {
+        switch self {
+        case .here(let vectors): vectors.keys
+        case .split(let set, _): set.keys
+        }
+    }
+
+    /// The vector of `key` in `set`.
+    func vector(of key: String, in set: String, store: CodebookStore) throws -> [Float] {
+        switch self {
+        case .here(let vectors):
+            guard let row = vectors.row(of: key) else { throw ClusterError(.notFound, "no vector \(set)/\(key)") }
+            return Array(vectors.values[row * vectors.dimension ..< (row + 1) * vectors.dimension])
+        case .split(let split, _):
+            guard let value = try store.vectorValue(set: set, key: key) else { throw ClusterError(.notFound, "no vector \(set)/\(key)") }
+            let floats = try SetVectors.floatBytes(of: value.bytes, set: set, key: key, dimension: split.dimension)
+            return (0..<split.dimension).map { floats.loadUnaligned(fromByteOffset: 4 * $0, as: Float.self) }
+        }
+    }
+
+    /// Each query's best `top` rows.
+    func search(_ queries: [Float], top: Int) throws -> [[Neighbour]] {
+        switch self {
+        case .here(let vectors):
+            try queries.withUnsafeBufferPointer { q in
+                try vectors.values.withUnsafeBufferPointer { v in
+                    try InnerProductSearch.search(queries: q, queryCount: queries.count / vectors.dimension, vectors: v,
+                                                  rows: vectors.keys.count, dimension: vectors.dimension, top: top)
+                }
+            }
+        case .split(let set, let deadline):
+            try set.search(queries: queries, top: top, deadline: deadline)
+        }
+    }
+}
+
 extension StoreQueries {
-    func search(_ request: SearchRequest, message: WireMessage) throws -> WireMessage {
+    /// Answers `request`: on `workers`, in partitions of the set, if the request asks for it
+    /// or the set is larger than the search cache and any are registered; here otherwise.
+    func search(_ request: SearchRequest, message: WireMessage, workers: SearchWorkers? = nil) throws -> WireMessage {
         guard (1...SearchRequest.maximumTop).contains(request.top) else {
             throw ClusterError(.invalidRequest, "top must be 1…\(SearchRequest.maximumTop) (got \(request.top))")
         }
         guard [request.key != nil, request.querySet != nil, request.queries != nil].filter({ $0 }).count == 1 else {
             throw ClusterError(.invalidRequest, "SEARCH needs exactly one of key, querySet and queries")
         }
-        let vectors = try searchCache.vectors(of: request.set, store: store)
-        let d = vectors.dimension
+        let searched = try searchedSet(request, workers: workers)
+        let d = searched.dimension
         let projection = try request.pca.map { try store.principalComponents(named: $0) }
         if let projection, let name = request.pca {
             guard request.key == nil else {
@@ -109,8 +177,7 @@ extension StoreQueries {
         let qd = projection?.inputDimension ?? d
         var queries: [Float], queryKeys: [String]?
         if let key = request.key {
-            guard let row = vectors.row(of: key) else { throw ClusterError(.notFound, "no vector \(request.set)/\(key)") }
-            queries = Array(vectors.values[row * d ..< (row + 1) * d])
+            queries = try searched.vector(of: key, in: request.set, store: store)
             queryKeys = [key]
         } else if let querySet = request.querySet {
             let stored = try searchCache.vectors(of: querySet, store: store)
@@ -140,16 +207,29 @@ extension StoreQueries {
             throw ClusterError(.invalidRequest, "query \(bad / qd) has a non-finite value (\(queries[bad])) at position \(bad % qd)")
         }
         if let projection { queries = projection.project(queries, rows: queryCount) }
-        let found = try queries.withUnsafeBufferPointer { q in
-            try vectors.values.withUnsafeBufferPointer { v in
-                try InnerProductSearch.search(queries: q, queryCount: queryCount, vectors: v, rows: vectors.keys.count,
-                                          dimension: d, top: request.top)
-            }
-        }
+        let found = try searched.search(queries, top: request.top)
+        let keys = searched.keys
         let results = found.enumerated().map { query, neighbours in
-            SearchReply.Result(query: queryKeys?[query], keys: neighbours.map { vectors.keys[$0.row] })
+            SearchReply.Result(query: queryKeys?[query], keys: neighbours.map { keys[$0.row] })
         }
         return WireMessage(header: WireHeader(.searchReply), metadata: SearchReply(results: results),
                            arrays: found.map { Frame.encode($0.map(\.score)) })
+    }
+
+    /// Where `request`'s set is searched (see `search`).
+    private func searchedSet(_ request: SearchRequest, workers: SearchWorkers?) throws -> SearchedSet {
+        let available = workers.flatMap { $0.count > 0 ? $0 : nil }
+        guard request.split != true || available != nil else {
+            throw ClusterError(.invalidRequest, "a split search runs on a coordinator's workers, and none are registered")
+        }
+        guard request.split != false, let available, request.split == true || !searchCache.holds(request.set) else {
+            return .here(try searchCache.vectors(of: request.set, store: store))
+        }
+        let set = try splitSets.plan(request.set, generation: searchCache.generation(of: request.set), store: store,
+                                     coordinator: available.coordinator)
+        guard request.split == true || set.bytes > searchCache.capacity else {
+            return .here(try searchCache.vectors(of: request.set, store: store))
+        }
+        return .split(set, deadline: available.coordinator.settings.splitSearchDeadline)
     }
 }

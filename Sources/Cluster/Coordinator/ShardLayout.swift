@@ -16,3 +16,13 @@ public struct RowShards: ShardLayout {
         assignment.rowCount = items.count
     }
 }
+
+/// A layout whose shards' rows travel with their tasks (a search's partitions of a stored
+/// set): the worker whose RESULT for a shard was last taken keeps its rows (see
+/// `CoordinatorState`'s affinity), so they go to a worker only when it may not hold them.
+public protocol CarriedShards: ShardLayout {
+    /// Says in `assignment` (placed already) that the rows `items` follow, and returns them,
+    /// the task's last array. Called on the coordinator's I/O thread as the task goes out,
+    /// so the rows are held only while they are sent.
+    func carry(_ assignment: inout TaskAssignment, items: Range<Int>) throws -> [UInt8]
+}

@@ -13,6 +13,8 @@ public struct StoreQueries: Requester {
     private let vectorRecords = VectorRecordCache()
     /// Sets' vectors kept for SEARCH.
     let searchCache: SearchCache
+    /// Sets searched on a coordinator's workers.
+    let splitSets = SplitSets()
 
     /// Default of `searchCacheBytes`: 1 GiB.
     public static let defaultSearchCacheBytes = 1 << 30

@@ -13,6 +13,8 @@ public struct ClusterBackend: StatisticsBackend {
     public let job: UInt64
     public let corpus: CorpusReference
     public let plan: ShardPlan
+    /// What the plan's shards stand for.
+    let layout: any ShardLayout
     /// Where each pass's time went, in pass order.
     public let timings = PassTimingLog()
     private let passes: PassCounter
@@ -23,6 +25,12 @@ public struct ClusterBackend: StatisticsBackend {
     ///   new ones are numbered after them, so a late result of an old pass is never taken
     ///   for a new one.
     public init(coordinator: Coordinator, job: UInt64, corpus: CorpusReference, shardRows: Int, passesBefore: UInt32 = 0) {
+        self.init(coordinator: coordinator, job: job, corpus: corpus, shardRows: shardRows, passesBefore: passesBefore, layout: RowShards())
+    }
+
+    /// A backend whose shards stand for what `layout` says.
+    init(coordinator: Coordinator, job: UInt64, corpus: CorpusReference, shardRows: Int, passesBefore: UInt32, layout: any ShardLayout) {
+        self.layout = layout
         passes = PassCounter(start: passesBefore)
         self.coordinator = coordinator
         self.job = job
@@ -57,7 +65,7 @@ public struct ClusterBackend: StatisticsBackend {
         // A sample's rows are the corpus's, or the projection's when projected (which says so).
         if description.kind == .sample && description.projection == nil { description.dimension = corpus.dimension }
         var spec = RoundSpec(key: RoundKey(job: job, round: passes.next()), corpus: corpus, plan: plan,
-                             computation: description, model: wire.modelArrays)
+                             computation: description, model: wire.modelArrays, layout: layout)
         let write = pendingWrite.take()
         spec.persistsFirst = write != nil
         return try await withCheckedThrowingContinuation { continuation in

@@ -26,6 +26,9 @@ public struct WorkerSettings: Sendable {
     public var corpusRoots: CorpusRoots?
     /// Bytes of k-means distance bounds kept between passes (see `BoundCache`); 0 keeps none.
     public var boundMemory: Int = 0
+    /// Bytes of stored sets' partitions kept between search tasks (see `PartitionCache`);
+    /// 0 keeps none.
+    public var partitionMemory: Int = 1 << 30
 
     public init(name: String, threads: Int) {
         self.name = name
@@ -55,6 +58,8 @@ public final class Worker: @unchecked Sendable {
     private let corpora = CorpusCache()
     /// The k-means bounds of the shards this worker computed.
     private let bounds: BoundCache?
+    /// The partitions of sets this worker searched.
+    let partitions: PartitionCache
     /// What the compute threads count, if metrics are served.
     public let metrics: WorkerMetrics?
 
@@ -65,6 +70,7 @@ public final class Worker: @unchecked Sendable {
         self.metrics = metrics
         self.logger = logger
         bounds = settings.boundMemory > 0 ? BoundCache(budget: settings.boundMemory) : nil
+        partitions = PartitionCache(budget: settings.partitionMemory)
     }
 
     /// Starts the I/O and compute threads and returns.
@@ -214,33 +220,20 @@ public final class Worker: @unchecked Sendable {
         let header = task.header
         let reply: WireMessage
         do {
-            let started = ContinuousClock.now
-            let rowsRead: Int
-            if task.assignment.computation.kind == .extract {
-                // An extract task reads image files, each of which must be inside the roots
-                // (one that does not exist is the pass's to report as unreadable).
-                let files = task.assignment.imageFiles ?? []
-                for path in files.map(\.path) {
-                    do { _ = try settings.corpusRoots?.check(path, what: "image") } catch let error as ClusterError where error.code == .badFile {}
-                }
-                reply = try Self.compute(task.computation, rows: try DescriptorMatrix(rows: 0, dimension: 1, values: []),
-                                         shard: Int(header.shard), header: header, workspace: workspace)
-                rowsRead = files.count
+            if let rows = try rows(of: task) {
+                let started = ContinuousClock.now
+                reply = try Self.compute(task.computation, rows: rows, shard: Int(header.shard), header: header, workspace: workspace)
+                // An extract task names its image files; an encoding task, its images' rows; another, its range of rows.
+                let rowsRead = task.assignment.computation.kind == .extract ? task.assignment.imageFiles?.count ?? 0
+                    : task.assignment.images.map { $0.reduce(0) { $0 + $1.rowCount } } ?? task.assignment.rowCount
+                metrics?.shardComputed(rows: rowsRead, seconds: (ContinuousClock.now - started).seconds)
             } else {
-                var reference = task.assignment.corpus
-                if let roots = settings.corpusRoots { reference.path = try roots.check(reference.path, what: "corpus") }
-                let corpus = try corpora.open(reference)
-                let (first, count) = (task.assignment.firstRow, task.assignment.rowCount)
-                guard let rows = corpus.rowRange(first: first, count: count) else {
-                    throw DescriptorError(.indexOutOfRange, "\(count) rows from row \(first) are outside the corpus's \(corpus.rows) rows",
-                                          path: corpus.source)
-                }
-                reply = try Self.compute(task.computation, rows: corpus.slice(rows), shard: Int(header.shard),
-                                         header: header, workspace: workspace)
-                // An encoding task names its images' rows; another, its range of rows.
-                rowsRead = task.assignment.images.map { $0.reduce(0) { $0 + $1.rowCount } } ?? count
+                // A partition dropped from the cache (or never held): the coordinator sends it again.
+                reply = WireMessage(header: WireHeader(.failure, job: header.job, round: header.round, shard: header.shard),
+                                    metadata: FailureReport(message: "this worker does not hold the partition of rows "
+                                                            + "\(task.assignment.firstRow)..<\(task.assignment.firstRow + task.assignment.rowCount)",
+                                                            retry: true))
             }
-            metrics?.shardComputed(rows: rowsRead, seconds: (ContinuousClock.now - started).seconds)
         } catch {
             reply = WireMessage(header: WireHeader(.failure, job: header.job, round: header.round, shard: header.shard),
                                 metadata: FailureReport(message: "\(error)", retry: false))
@@ -248,6 +241,29 @@ public final class Worker: @unchecked Sendable {
         }
         outbox.withLock { $0.append((task.session, reply)) }
         wake()
+    }
+
+    /// The rows `task` computes: its range of the corpus file, or, for a search task, its
+    /// partition of a set (nil if it is neither carried nor kept).
+    private func rows(of task: ShardTask) throws -> DescriptorMatrix? {
+        if task.assignment.partition != nil { return try partitions.rows(for: task) }
+        if task.assignment.computation.kind == .extract {
+            // An extract task reads image files, each of which must be inside the roots (one
+            // that does not exist is the pass's to report as unreadable); it has no rows.
+            for path in (task.assignment.imageFiles ?? []).map(\.path) {
+                do { _ = try settings.corpusRoots?.check(path, what: "image") } catch let error as ClusterError where error.code == .badFile {}
+            }
+            return try DescriptorMatrix(rows: 0, dimension: 1, values: [])
+        }
+        var reference = task.assignment.corpus
+        if let roots = settings.corpusRoots { reference.path = try roots.check(reference.path, what: "corpus") }
+        let corpus = try corpora.open(reference)
+        let (first, count) = (task.assignment.firstRow, task.assignment.rowCount)
+        guard let rows = corpus.rowRange(first: first, count: count) else {
+            throw DescriptorError(.indexOutOfRange, "\(count) rows from row \(first) are outside the corpus's \(corpus.rows) rows",
+                                  path: corpus.source)
+        }
+        return try corpus.slice(rows)
     }
 
     private static func compute<C: WireComputation>(_ computation: C, rows: DescriptorMatrix, shard: Int,
@@ -269,6 +285,8 @@ struct ShardTask: @unchecked Sendable {
     let computation: any WireComputation
     /// The worker's connection it came on (see `WorkerState`).
     let session: Int
+    /// A search task's partition of its set, when the task carries it.
+    var carriedRows: [Float]? = nil
 }
 
 /// A blocking FIFO between the I/O thread and the compute threads.

@@ -19,6 +19,6 @@ extension BoundCache {
     func attach(to task: ShardTask) -> ShardTask {
         ShardTask(header: task.header, assignment: task.assignment,
                   computation: attach(to: task.computation, job: task.header.job, corpus: task.assignment.corpus),
-                  session: task.session)
+                  session: task.session, carriedRows: task.carriedRows)
     }
 }

@@ -228,10 +228,18 @@ struct WorkerState {
                 return failure("no model for pass \(header.round) of job \(header.job)", retry: true)
             }
             return [.compute(ShardTask(header: header, assignment: assignment, computation: model.computation.forTask(assignment),
-                                       session: session))]
+                                       session: session, carriedRows: try Self.carriedRows(of: message, assignment)))]
         } catch {
             return failure("\(error)", retry: false)
         }
+    }
+
+    /// The partition a search task carries as its last array: rowCount·D values.
+    private static func carriedRows(of message: WireMessage, _ assignment: TaskAssignment) throws -> [Float]? {
+        guard assignment.partition?.includesVectors == true else { return nil }
+        let count = try PassDecoder.product(assignment.rowCount, assignment.computation.dimension)
+        guard let last = message.arrays.indices.last else { throw ClusterError.malformed("the task carries no partition array") }
+        return try message.array(last, as: Float.self, count: count)
     }
 
     /// Ends the session: drops its tasks and models and waits out the back-off.

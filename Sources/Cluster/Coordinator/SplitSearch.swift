@@ -1,0 +1,133 @@
+import ClusterProtocol
+import Dispatch
+import Search
+import Storage
+import Synchronization
+
+/// A stored set searched in partitions on the workers: its keys in order, as the set was at
+/// `generation`, and the backend whose passes search it. Partition `p` is rows
+/// `p·partitionRows ..< (p+1)·partitionRows` of the keys (a fixed number of vectors, so a
+/// result never depends on the number of workers); each pass of the backend is one SEARCH,
+/// and its job number is this generation's alone, so the coordinator's affinity map sends a
+/// partition to the worker that holds it.
+struct SplitSet: Sendable {
+    let set: String
+    let generation: UInt64
+    let dimension: Int
+    let keys: [String]
+    let backend: ClusterBackend
+
+    /// Bytes the set's vectors would take in memory (as `SetVectors.bytes` counts them).
+    var bytes: Int { keys.count * dimension * 4 + keys.reduce(0) { $0 + $1.utf8.count + 16 } }
+
+    /// Each query's best `top` rows of the whole set, from the workers; throws if the pass
+    /// fails, or has not ended after `deadline` (it is then cancelled).
+    func search(queries: [Float], top: Int, deadline: Duration) throws -> [[Neighbour]] {
+        guard !keys.isEmpty else { return Array(repeating: [], count: queries.count / dimension) }
+        let pass = try SearchPass(queries: queries, dimension: dimension, top: top)
+        let outcome = Mutex<Result<NearestRows, any Error>?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        let backend = backend
+        Task {
+            let result: Result<NearestRows, any Error>
+            do { result = .success(try await backend.run(pass)) } catch { result = .failure(error) }
+            outcome.withLock { $0 = result }
+            done.signal()
+        }
+        if done.wait(timeout: .now() + deadline.seconds) == .timedOut {
+            backend.coordinator.cancelPasses(of: backend.job)
+            done.wait()
+            throw ClusterError(.jobFailed, "the search of set \"\(set)\" on the workers did not end within \(deadline.secondsText) s")
+        }
+        return try outcome.withLock { $0! }.get().neighbours
+    }
+}
+
+/// The partitions of a stored set as a search pass's shards: each task says which rows of
+/// which generation of the set it searches, and carries them, read from the store as the
+/// task goes out, to a worker that may not hold them.
+struct SetPartitions: CarriedShards {
+    let store: CodebookStore
+    let set: String
+    let generation: UInt64
+    let dimension: Int
+    let keys: [String]
+
+    func place(_ assignment: inout TaskAssignment, items: Range<Int>) {
+        RowShards().place(&assignment, items: items)
+        assignment.partition = SetPartition(set: set, generation: generation, includesVectors: false)
+    }
+
+    func carry(_ assignment: inout TaskAssignment, items: Range<Int>) throws -> [UInt8] {
+        assignment.partition?.includesVectors = true
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(items.count * dimension * 4)
+        var row = items.lowerBound
+        try store.forEachVector(set: set, from: keys[row], limit: items.count) { key, value in
+            // Keys other than the plan's: the set changed since (its next search plans again).
+            guard key == keys[row] else {
+                throw ClusterError(.conflict, "set \"\(set)\" changed while it was searched (row \(row) is \"\(key)\", "
+                                   + "not \"\(keys[row])\"); search again")
+            }
+            bytes.append(contentsOf: try SetVectors.floatBytes(of: value, set: set, key: key, dimension: dimension))
+            row += 1
+        }
+        guard row == items.upperBound else {
+            throw ClusterError(.conflict, "set \"\(set)\" changed while it was searched (it ends at row \(row), "
+                               + "before \(items.upperBound)); search again")
+        }
+        return bytes
+    }
+}
+
+/// The sets searched on the workers lately, each at the generation it was planned at: at
+/// most `CoordinatorState.affinityJobs` of them (the affinity map keeps as many jobs).
+final class SplitSets: Sendable {
+    /// Search passes' job numbers start here, above any job the registry numbers.
+    static let firstJob: UInt64 = 1 << 63
+
+    private let state = Mutex<(sets: [String: SplitSet], nextJob: UInt64)>(([:], firstJob))
+
+    /// `set` at `generation`, planned again (its keys read) if it is not kept at it.
+    func plan(_ set: String, generation: UInt64, store: CodebookStore, coordinator: Coordinator) throws -> SplitSet {
+        if let kept = state.withLock({ $0.sets[set] }), kept.generation == generation { return kept }
+        guard let value = try store.set(named: set) else { throw ClusterError(.notFound, "no set named \"\(set)\"") }
+        let dimension = try value.decode(SetRecord.self, key: "set \(set)").dimension
+        var keys: [String] = []
+        let prefix = set + "/"
+        while true {
+            let page = try store.vectorKeys(prefix: prefix, after: keys.last.map { prefix + $0 }, limit: 65_536)
+            guard !page.isEmpty else { break }
+            keys += page.map { String($0.dropFirst(prefix.count)) }
+        }
+        let partitionRows = coordinator.settings.searchPartitionRowsInBlocks
+        let (planned, dropped) = state.withLock { state in
+            let job = state.nextJob
+            state.nextJob &+= 1
+            let layout = SetPartitions(store: store, set: set, generation: generation, dimension: dimension, keys: keys)
+            let corpus = CorpusReference(path: set, rows: keys.count, dimension: dimension, fileSize: 0)
+            let planned = SplitSet(set: set, generation: generation, dimension: dimension, keys: keys,
+                                   backend: ClusterBackend(coordinator: coordinator, job: job, corpus: corpus,
+                                                           shardRows: partitionRows, passesBefore: 0, layout: layout))
+            var dropped = state.sets.updateValue(planned, forKey: set).map { [$0.backend.job] } ?? []
+            if state.sets.count > CoordinatorState.affinityJobs, let oldest = state.sets.min(by: { $0.value.backend.job < $1.value.backend.job }) {
+                state.sets[oldest.key] = nil
+                dropped.append(oldest.value.backend.job)
+            }
+            return (planned, dropped)
+        }
+        // The scheduler forgets where the partitions of the versions no longer searched are.
+        dropped.forEach(coordinator.cancelPasses(of:))
+        return planned
+    }
+}
+
+extension CoordinatorSettings {
+    /// `searchPartitionRows` rounded up to a multiple of `InnerProductSearch.blockRows`, so
+    /// that a partition's scores are those of one search over the whole set.
+    var searchPartitionRowsInBlocks: Int {
+        let block = InnerProductSearch.blockRows
+        let blocks = searchPartitionRows / block + (searchPartitionRows % block == 0 ? 0 : 1)
+        return max(1, min(blocks, Int.max / block)) * block
+    }
+}
