@@ -96,7 +96,7 @@ struct LargeKSection {
         var elapsed = 0.0, taskBytes = 0.0, resultBytes = 0.0
         for _ in 0..<options.largeKIterations {
             let before = Self.counters(metrics)
-            (codebook, elapsed) = try await Stopwatch.time { try await Self.iterate(backend, from: codebook) }
+            (codebook, elapsed) = try await Stopwatch.time { try await ClusterSection.iterate(backend, from: codebook).codebook }
             let after = Self.counters(metrics)
             (taskBytes, resultBytes) = (after.task - before.task, after.result - before.result)
         }
@@ -112,22 +112,14 @@ struct LargeKSection {
         let processes = try BenchCluster(workers: cluster.workers, binary: binary, logDirectory: sizes.workDirectory, tag: "large-k-check")
         defer { processes.shutdown() }
         let initial = try ClusterSection.spacedCentres(path: path, k: k)
-        let remote = try await Self.iterate(ClusterBackend(coordinator: processes.coordinator, job: Self.jobBase, corpus: reference,
-                                                           shardRows: options.largeKShardRows), from: initial)
-        let local = try await Self.iterate(LocalBackend(corpus: try DescriptorMatrix.open(path: path), shardRows: options.largeKShardRows,
-                                                        threads: sizes.threads), from: initial)
-        guard bitIdentical(remote.centres, local.centres) else {
+        let remote = try await ClusterSection.iterate(ClusterBackend(coordinator: processes.coordinator, job: Self.jobBase,
+                                                                     corpus: reference, shardRows: options.largeKShardRows), from: initial)
+        let local = try await ClusterSection.iterate(LocalBackend(corpus: try DescriptorMatrix.open(path: path),
+                                                                  shardRows: options.largeKShardRows, threads: sizes.threads), from: initial)
+        guard bitIdentical(remote.codebook.centres, local.codebook.centres) else {
             throw CheckFailure("large-k: K=\(k) centres of the cluster and of the embedded engine differ")
         }
         print("large-k: K=\(k) centres after one iteration, cluster vs embedded engine: bit-identical")
-    }
-
-    private static func iterate(_ backend: some StatisticsBackend, from codebook: Codebook) async throws -> Codebook {
-        var parameters = KMeansParameters(k: codebook.k)
-        parameters.iterations = 1
-        parameters.tolerance = 0
-        parameters.initialization = .given(codebook)
-        return try await KMeans.train(on: backend, parameters: parameters).codebook
     }
 
     /// The coordinator's TASK and RESULT byte counters.
