@@ -85,6 +85,7 @@ let package = Package(
         ]),
         .executableTarget(name: "codebook-bench", dependencies: [
             "Descriptors", "Clustering", "Encoding", "Search", "Features", "CBLAS", "CVLFeat", "ClusterProtocol", "Cluster", "Storage", "ZeroMQ",
+            "Telemetry",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: numericSettings),

@@ -167,9 +167,13 @@ public struct StatisticsShape: Codable, Sendable, Equatable {
     public var skippedRows: Int?
     /// Extract passes: why each image that could not be read was not, in order.
     public var errors: [String]?
+    /// k-means: present when the arrays list only the clusters with rows (the sparse form),
+    /// and then how many they list.
+    public var clusters: Int?
 
     public init(rows: Int, dimension: Int, k: Int? = nil, withSquares: Bool? = nil, samples: Int? = nil,
-                keys: [String]? = nil, computeSeconds: Double? = nil, skippedRows: Int? = nil, errors: [String]? = nil) {
+                keys: [String]? = nil, computeSeconds: Double? = nil, skippedRows: Int? = nil, errors: [String]? = nil,
+                clusters: Int? = nil) {
         self.errors = errors
         self.rows = rows
         self.dimension = dimension
@@ -179,6 +183,7 @@ public struct StatisticsShape: Codable, Sendable, Equatable {
         self.keys = keys
         self.computeSeconds = computeSeconds
         self.skippedRows = skippedRows
+        self.clusters = clusters
     }
 }
 
@@ -338,31 +343,80 @@ extension RowSamplePass: WireComputation {
 }
 
 extension KMeansStatistics: CheckedStatistics {
-    public var shape: StatisticsShape {
-        StatisticsShape(rows: rows, dimension: dimension, k: k, withSquares: sumsOfSquares != nil,
-                        skippedRows: skippedRows > 0 ? skippedRows : nil)
+    public var shape: StatisticsShape { encoded(sparse: sparseIsSmaller).shape }
+    public var arrays: [[UInt8]] { encoded(sparse: sparseIsSmaller).arrays }
+
+    /// Whether the sparse form is the smaller: it is what a worker sends.
+    public var sparseIsSmaller: Bool {
+        let listed = counts.reduce(0) { $0 + ($1 > 0 ? 1 : 0) }
+        // Values per cluster: count, D sums, objective (and D sums of squares); listed: one more, its index.
+        let perCluster = 2 + dimension * (sumsOfSquares == nil ? 1 : 2)
+        return listed * (perCluster + 1) < k * perCluster
     }
-    /// counts i64[K], sums f64[K·D], per-cluster objective f64[K], then sums of squares f64[K·D] if present.
-    public var arrays: [[UInt8]] {
-        [Frame.encode(counts.map(Int64.init)), Frame.encode(sums), Frame.encode(clusterObjective)]
-            + (sumsOfSquares.map { [Frame.encode($0)] } ?? [])
+
+    /// The RESULT metadata and arrays. Dense: counts i64[K], sums f64[K·D], per-cluster
+    /// objective f64[K], then sums of squares f64[K·D] if present. Sparse: only the clusters
+    /// with rows (a cluster without rows has only zeros, so leaving it out changes no sum):
+    /// `clusters` m in the metadata, their indices i64[m] in ascending order, then the same
+    /// arrays for those m clusters.
+    public func encoded(sparse: Bool) -> (shape: StatisticsShape, arrays: [[UInt8]]) {
+        var shape = StatisticsShape(rows: rows, dimension: dimension, k: k, withSquares: sumsOfSquares != nil,
+                                    skippedRows: skippedRows > 0 ? skippedRows : nil)
+        guard sparse else {
+            return (shape, [Frame.encode(counts.map(Int64.init)), Frame.encode(sums), Frame.encode(clusterObjective)]
+                        + (sumsOfSquares.map { [Frame.encode($0)] } ?? []))
+        }
+        let listed = counts.indices.filter { counts[$0] > 0 }, d = dimension
+        func listedRows(_ values: [Double]) -> [UInt8] { Frame.encode(listed.flatMap { values[$0 * d ..< ($0 + 1) * d] }) }
+        shape.clusters = listed.count
+        return (shape, [Frame.encode(listed.map(Int64.init)), Frame.encode(listed.map { Int64(counts[$0]) }), listedRows(sums),
+                        Frame.encode(listed.map { clusterObjective[$0] })] + (sumsOfSquares.map { [listedRows($0)] } ?? []))
     }
+
     public init(shape: StatisticsShape, message: WireMessage) throws {
         let k = try PassDecoder.positive(shape.k, "k"), d = try PassDecoder.positive(shape.dimension, "dimension")
         let kd = try PassDecoder.product(k, d)
         let squares = shape.withSquares ?? false
-        // The arrays first: their sizes are bounded by the message, the shape's numbers are not.
-        let counts = try message.array(0, as: Int64.self, count: k).map { Int($0) }
-        let sums = try message.array(1, as: Double.self, count: kd)
-        let clusterObjective = try message.array(2, as: Double.self, count: k)
-        let sumsOfSquares = squares ? try message.array(3, as: Double.self, count: kd) : nil
-        self.init(k: k, dimension: d, withSquares: false)
+        guard let m = shape.clusters else {
+            // The arrays first: their sizes are bounded by the message, the shape's numbers are not.
+            let counts = try message.array(0, as: Int64.self, count: k).map { Int($0) }
+            let sums = try message.array(1, as: Double.self, count: kd)
+            let clusterObjective = try message.array(2, as: Double.self, count: k)
+            let sumsOfSquares = squares ? try message.array(3, as: Double.self, count: kd) : nil
+            self.init(k: k, dimension: d, rows: shape.rows, counts: counts, sums: sums, clusterObjective: clusterObjective,
+                      sumsOfSquares: sumsOfSquares)
+            skippedRows = shape.skippedRows ?? 0
+            return
+        }
+        // Sparse: K is bounded by the pass (`decode` checks the shape's k against it first).
+        guard m >= 0, m <= k else { throw ClusterError.malformed("\(m) clusters listed but k is \(k)") }
+        let listed = try message.array(0, as: Int64.self, count: m)
+        let listedCounts = try message.array(1, as: Int64.self, count: m)
+        let listedSums = try message.array(2, as: Double.self, count: try PassDecoder.product(m, d))
+        let listedObjective = try message.array(3, as: Double.self, count: m)
+        let listedSquares = squares ? try message.array(4, as: Double.self, count: try PassDecoder.product(m, d)) : nil
+        self.init(k: k, dimension: d, withSquares: squares)
         rows = shape.rows
-        self.counts = counts
-        self.sums = sums
-        self.clusterObjective = clusterObjective
-        self.sumsOfSquares = sumsOfSquares
         skippedRows = shape.skippedRows ?? 0
+        var previous: Int64 = -1
+        for (i, cluster) in listed.enumerated() {
+            guard cluster >= 0, cluster < k else {
+                throw ClusterError.malformed("listed cluster \(cluster) (entry \(i)) is outside 0..<\(k)")
+            }
+            guard cluster > previous else {
+                throw ClusterError.malformed("listed cluster \(cluster) (entry \(i)) follows cluster \(previous): "
+                                             + "each cluster is listed at most once, in ascending order")
+            }
+            guard listedCounts[i] >= 1 else {
+                throw ClusterError.malformed("listed cluster \(cluster) has \(listedCounts[i]) rows; a listed cluster has at least 1")
+            }
+            previous = cluster
+            let c = Int(cluster)
+            counts[c] = Int(listedCounts[i])
+            clusterObjective[c] = listedObjective[i]
+            sums.replaceSubrange(c * d ..< (c + 1) * d, with: listedSums[i * d ..< (i + 1) * d])
+            if let listedSquares { sumsOfSquares!.replaceSubrange(c * d ..< (c + 1) * d, with: listedSquares[i * d ..< (i + 1) * d]) }
+        }
     }
 
     /// Rows as the shard's, counts ≥ 0 adding up to them, finite sums, objectives and sums

@@ -34,6 +34,21 @@ public struct KMeansStatistics: SufficientStatistics, Equatable {
         sumsOfSquares = withSquares ? sums : nil
     }
 
+    /// Statistics from their arrays, whose sizes the caller has checked: K counts and
+    /// objectives, K·D sums (and sums of squares).
+    public init(k: Int, dimension: Int, rows: Int, counts: [Int], sums: [Double], clusterObjective: [Double],
+                sumsOfSquares: [Double]?) {
+        precondition(counts.count == k && clusterObjective.count == k && sums.count == k * dimension
+                         && (sumsOfSquares?.count ?? sums.count) == sums.count, "statistics arrays of the wrong sizes")
+        self.k = k
+        self.dimension = dimension
+        self.rows = rows
+        self.counts = counts
+        self.sums = sums
+        self.clusterObjective = clusterObjective
+        self.sumsOfSquares = sumsOfSquares
+    }
+
     /// Σ_i ‖x_i − c_a(i)‖², the k-means objective of the centres that made this pass.
     public var objective: Double { clusterObjective.reduce(0, +) }
 

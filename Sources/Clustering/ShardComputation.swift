@@ -54,9 +54,10 @@ public struct OrderedMerger<S: SufficientStatistics> {
     /// Adds shard `index`'s result. A second result for a shard already taken is ignored
     /// (it would be bit-identical anyway); returns whether it was taken.
     @discardableResult
-    public mutating func add(_ statistics: S, shard index: Int) -> Bool {
+    public mutating func add(_ statistics: consuming S, shard index: Int) -> Bool {
         guard index >= next, pending[index] == nil, index < shardCount else { return false }
-        pending[index] = statistics
+        // Moved, not copied: merging into arrays still shared with the caller would copy them.
+        pending[index] = consume statistics
         while let ready = pending.removeValue(forKey: next) {
             if merged == nil { merged = ready } else { merged!.merge(ready) }
             next += 1

@@ -20,6 +20,8 @@ public final class CoordinatorMetrics: Sendable {
     public let resultsRejected: TotalCounter
     /// Bytes of the RESULT messages received (all frames after the routing identity).
     public let resultBytes: CoreMetrics.Counter
+    /// Bytes of the TASK messages sent (all frames after the routing identity).
+    public let taskBytes: CoreMetrics.Counter
     /// Messages that could not be decoded, by endpoint.
     public let malformedWorkerMessages: CoreMetrics.Counter
     public let malformedClientMessages: CoreMetrics.Counter
@@ -59,6 +61,7 @@ public final class CoordinatorMetrics: Sendable {
         resultsDropped = TotalCounter("codebook_results_dropped_total", factory: factory)
         resultsRejected = TotalCounter("codebook_results_rejected_total", factory: factory)
         resultBytes = counter("codebook_result_bytes_total")
+        taskBytes = counter("codebook_task_bytes_total")
         malformedWorkerMessages = counter("codebook_malformed_messages_total", [("endpoint", "workers")])
         malformedClientMessages = counter("codebook_malformed_messages_total", [("endpoint", "clients")])
         refusedRequests = counter("codebook_refused_requests_total")

@@ -4,6 +4,7 @@ import Foundation
 import Logging
 import Storage
 import Synchronization
+import Telemetry
 import ZeroMQ
 
 /// Options of the cluster and store sections (kept apart from `BenchOptions`).
@@ -200,13 +201,14 @@ final class BenchCluster {
     private var stopped = false
 
     init(workers count: Int, binary: String, logDirectory: String, tag: String, store: CodebookStore? = nil,
-         keys: BenchKeys? = nil) throws {
+         keys: BenchKeys? = nil, metrics: CoordinatorMetrics? = nil) throws {
         context = try ZeroMQContext()
         var settings = CoordinatorSettings()
         settings.security = keys?.coordinator
         clientSecurity = keys?.client
         coordinator = Coordinator(context: context, workersEndpoint: "tcp://127.0.0.1:*",
-                                  clientsEndpoint: "tcp://127.0.0.1:*", settings: settings, store: store, logger: quietLogger)
+                                  clientsEndpoint: "tcp://127.0.0.1:*", settings: settings, store: store, metrics: metrics,
+                                  logger: quietLogger)
         endpoints = try coordinator.start()
         do {
             workers = try WorkerProcesses(count: count, binary: binary, endpoint: endpoints.workers, threads: 1,

@@ -159,7 +159,7 @@ struct ClusterSection {
                 peaks, reference.fileSize)
     }
 
-    private static func iterate(_ backend: some StatisticsBackend, from codebook: Codebook) async throws -> KMeansResult {
+    static func iterate(_ backend: some StatisticsBackend, from codebook: Codebook) async throws -> KMeansResult {
         var parameters = KMeansParameters(k: codebook.k)
         parameters.iterations = 1
         parameters.tolerance = 0

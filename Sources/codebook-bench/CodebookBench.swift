@@ -18,7 +18,7 @@ struct CodebookBench: AsyncParsableCommand {
         commandName: "codebook-bench",
         abstract: "Benchmarks Codebook against sgemm, faiss, scikit-learn and VLFeat, and checks the results.",
         subcommands: [KMeansCommand.self, GaussianMixtureCommand.self, EncodingCommand.self, MemoryCommand.self,
-                      ClusterCommand.self, StoreCommand.self, SearchCommand.self, RetrievalCommand.self, PruningCommand.self, AllCommand.self, MemoryChildCommand.self],
+                      ClusterCommand.self, LargeKCommand.self, StoreCommand.self, SearchCommand.self, RetrievalCommand.self, PruningCommand.self, AllCommand.self, MemoryChildCommand.self],
         defaultSubcommand: AllCommand.self)
 }
 
@@ -60,6 +60,23 @@ struct ClusterCommand: AsyncParsableCommand {
     @OptionGroup var options: BenchOptions
     @OptionGroup var cluster: ClusterBenchOptions
     func run() async throws { try await Bench.run([.cluster], options, cluster: cluster) }
+}
+
+struct LargeKCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "large-k",
+        abstract: "k-means at K = --ks (256, 4096, 65,536) on a coordinator + `codebook worker` processes: merge time, bytes, peak memory.",
+        discussion: """
+        On --corpus (real descriptors; else the synthetic kmeans corpus), --large-k-iterations iterations per K from K \
+        evenly spaced rows, with fresh worker processes (--workers, 1 thread each) per K. Prints, for the last iteration: \
+        its wall time, the coordinator's merge and dispatch time, the TASK and RESULT bytes (and what dense RESULTs \
+        would have been), and the VmHWM of the workers and of this process (which holds the coordinator). Checks the \
+        smallest K's centres against the embedded engine bit for bit.
+        """)
+    @OptionGroup var options: BenchOptions
+    @OptionGroup var cluster: ClusterBenchOptions
+    @OptionGroup var largeK: LargeKOptions
+    func run() async throws { try await Bench.run([.largeK], options, cluster: cluster, largeK: largeK) }
 }
 
 struct StoreCommand: AsyncParsableCommand {
@@ -138,10 +155,10 @@ struct MemoryChildCommand: AsyncParsableCommand {
 
 /// The sections and what they share.
 enum Bench {
-    enum Section: String { case kmeans, gmm, encode, memory, cluster, store, search, retrieval, pruning }
+    enum Section: String { case kmeans, gmm, encode, memory, cluster, largeK = "large-k", store, search, retrieval, pruning }
 
     static func run(_ sections: [Section], _ options: BenchOptions, cluster: ClusterBenchOptions? = nil,
-                    retrieval: RetrievalOptions? = nil) async throws {
+                    retrieval: RetrievalOptions? = nil, largeK: LargeKOptions? = nil) async throws {
         let sizes = try options.sizes()
         let clusterSizes = try (cluster ?? ClusterBenchOptions.parse([])).resolved(quick: sizes.quick)
         try FileManager.default.createDirectory(atPath: sizes.workDirectory, withIntermediateDirectories: true)
@@ -158,6 +175,7 @@ enum Bench {
                 case .encode: try await EncodingSection(sizes: sizes, cluster: clusterSizes).run()
                 case .memory: try await MemorySection(sizes: sizes, large: options.large).run()
                 case .cluster: try await ClusterSection(sizes: sizes, cluster: clusterSizes).run()
+                case .largeK: try await LargeKSection(sizes: sizes, cluster: clusterSizes, options: largeK ?? LargeKOptions.parse([])).run()
                 case .store: try await StoreSection(sizes: sizes, cluster: clusterSizes).run()
                 case .search: try await SearchSection(sizes: sizes).run()
                 case .retrieval: try await RetrievalSection(sizes: sizes, options: retrieval ?? RetrievalOptions.parse([])).run()

@@ -239,6 +239,7 @@ public final class Coordinator: @unchecked Sendable {
                         sinks[RoundKey(job: message.header.job, round: message.header.round)]?
                             .addDispatchTime(ContinuousClock.now - started)
                         metrics?.tasksDispatched.increment()
+                        metrics?.taskBytes.increment(by: message.frames.reduce(0) { $0 + $1.count })
                     }
                 case .deliver(let key, let shard, let message):
                     sinks[key]?.deliver(shard: shard, message: message)

@@ -191,15 +191,15 @@ final class RoundCollector<S: SufficientStatistics>: RoundSink, @unchecked Senda
 
     func deliver(shard: Int, message: WireMessage) {
         guard continuation != nil else { return }
-        guard let checked, checked.shard == shard else {
+        guard checked?.shard == shard, var statistics = checked?.statistics, let computeSeconds = checked?.computeSeconds else {
             preconditionFailure("shard \(shard) delivered without a check that passed")
         }
-        self.checked = nil
+        // Dropped before merging, so that the merge does not copy arrays it shares.
+        checked = nil
         let mergeStarted = ContinuousClock.now
-        var statistics = checked.statistics
         if shard == 0 { prepareFirst(&statistics) }
-        merger.add(statistics, shard: shard)
-        timing.workerComputeSeconds += checked.computeSeconds
+        merger.add(consume statistics, shard: shard)
+        timing.workerComputeSeconds += computeSeconds
         timing.mergeSeconds += (ContinuousClock.now - mergeStarted).seconds
         if let result = merger.result {
             timing.wallSeconds = (ContinuousClock.now - started).seconds
