@@ -5,7 +5,10 @@ import Testing
 /// The GMM's float64 kernels: bit-identical whichever instructions run them, equal to their
 /// documented arithmetic, and unchanged by grouping the terms by component.
 @Suite struct GaussianTermsTests {
-    @Test(arguments: [1, 7, 8, 37, 128])
+    /// Dimensions around the AVX-512 kernels' blocks: 8 lanes per register, and the moments
+    /// kept in registers 32 dimensions at a time with the last block masked (45: a partial
+    /// second register; 100: a partial first register of the fourth block).
+    @Test(arguments: [1, 7, 8, 37, 45, 100, 128])
     func everyCPUGivesTheDocumentedTerms(dimension d: Int) {
         let n = 97, k = 6, stride = d + 3
         var generator = SeededGenerator(seed: UInt64(d) + 11)
