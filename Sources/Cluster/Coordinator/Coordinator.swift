@@ -321,11 +321,11 @@ public final class Coordinator: @unchecked Sendable {
             }
             // Sleep until the clock has something for the state machine, a message arrives,
             // or another thread rings; at least a millisecond once a deadline has passed,
-            // so that a deadline `tick` leaves as it is cannot make this loop spin.
-            var now = ContinuousClock.now
-            if let deadline = state.nextDeadline, deadline <= now { perform(state.tick(now: now)) }
-            now = .now
-            let timeout = state.nextDeadline.map { max($0 - now, .milliseconds(1)) }
+            // so that a deadline `tick` leaves as it is cannot make this loop spin. The
+            // messages already waiting are read before the deadline is acted on (below): after
+            // a long stall (a large RESULT merged), the heartbeats queued meanwhile must count
+            // before the liveness check, or live workers would be declared dead.
+            let timeout = state.nextDeadline.map { max($0 - .now, .milliseconds(1)) }
             let ready: [Poller.Ready]
             do {
                 ready = try poller.poll(timeout: timeout)
@@ -346,6 +346,8 @@ public final class Coordinator: @unchecked Sendable {
                     }
                 }
             }
+            let now = ContinuousClock.now
+            if let deadline = state.nextDeadline, deadline <= now { perform(state.tick(now: now)) }
         }
     }
 
