@@ -87,6 +87,7 @@ public enum MessageType: UInt16, Sendable, CaseIterable {
     case importModel = 41
     case cancel = 42
     case search = 43
+    case transformSet = 44
     case accepted = 48
     case progressReply = 49
     case resultReply = 50

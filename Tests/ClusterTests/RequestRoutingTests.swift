@@ -25,7 +25,7 @@ import ZeroMQ
                                       store: try CodebookStore(path: scratch.file("db")), logger: quietLogger())
         // Codes 32–47 are the client's requests (Protocols/cluster.md §2).
         let requests = MessageType.allCases.filter { (32..<48).contains($0.rawValue) }
-        #expect(requests.count == 12)
+        #expect(requests.count == 13)
         for type in MessageType.allCases {
             let refusal = try Self.refusal(of: type, by: coordinator)
             if requests.contains(type) {
@@ -34,6 +34,6 @@ import ZeroMQ
                 #expect(refusal == "\(type) \(Self.notARequest)")
             }
         }
-        #expect(requests.filter(StoreQueries.answers).map(\.rawValue) == [36, 37, 38, 39, 41, 43])
+        #expect(requests.filter(StoreQueries.answers).map(\.rawValue) == [36, 37, 38, 39, 41, 43, 44])
     }
 }
