@@ -45,10 +45,7 @@ extension StoreQueries {
             (keys, projected) = ([], [])
         }
         try store.forEachVector(set: request.set) { key, bytes in
-            let floats = try StoredValue.parts(of: bytes, expecting: .vector, key: "\(request.set)/\(key)").floatBytes
-            guard floats.count == 4 * d else {
-                throw StoreError(.corrupt, "\(request.set)/\(key) has \(floats.count / 4) values; set \"\(request.set)\" has dimension \(d)")
-            }
+            let floats = try StoredSetBackend.floatBytes(of: bytes, set: request.set, key: key, dimension: d)
             vector.withUnsafeMutableBytes { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[floats])) }
             if let bad = vector.firstIndex(where: { !$0.isFinite }) {
                 throw ClusterError(.invalidRequest, "\(request.set)/\(key) has a non-finite value (\(vector[bad])) at position \(bad)")

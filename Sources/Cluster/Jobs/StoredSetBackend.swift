@@ -63,16 +63,23 @@ struct StoredSetBackend: PrincipalComponentsSource {
                 guard let stored = try store.vectorValue(set: set, key: key) else {
                     throw StoreError(.notFound, "vector \(set)/\(key) was deleted while the set was being read")
                 }
-                let floats = try StoredValue.parts(of: stored.bytes, expecting: .vector, key: "\(set)/\(key)").floatBytes
-                guard floats.count == 4 * dimension else {
-                    throw StoreError(.corrupt, "\(set)/\(key) has \(floats.count / 4) values; set \"\(set)\" has dimension \(dimension)")
-                }
+                let floats = try Self.floatBytes(of: stored.bytes, set: set, key: key, dimension: dimension)
                 UnsafeMutableRawBufferPointer(rebasing: target[index * 4 * dimension ..< (index + 1) * 4 * dimension])
                     .copyMemory(from: UnsafeRawBufferPointer(rebasing: stored.bytes[floats]))
             }
         }
         PCAProjection.prepareVectors(&values, dimension: dimension, power: power)
         return values
+    }
+
+    /// Where the float32 values of the stored vector `set/key` (`bytes`, a `StoredValue`) are,
+    /// checked to be the set's `dimension`.
+    static func floatBytes(of bytes: UnsafeRawBufferPointer, set: String, key: String, dimension: Int) throws -> Range<Int> {
+        let floats = try StoredValue.parts(of: bytes, expecting: .vector, key: "\(set)/\(key)").floatBytes
+        guard floats.count == 4 * dimension else {
+            throw StoreError(.corrupt, "\(set)/\(key) has \(floats.count / 4) values; set \"\(set)\" has dimension \(dimension)")
+        }
+        return floats
     }
 
     func run<C: ShardComputation>(_ computation: C) async throws -> C.Statistics {
