@@ -88,6 +88,7 @@ public enum MessageType: UInt16, Sendable, CaseIterable {
     case cancel = 42
     case search = 43
     case submitExtraction = 44
+    case transformSet = 45
     case accepted = 48
     case progressReply = 49
     case resultReply = 50

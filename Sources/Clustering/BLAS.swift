@@ -21,6 +21,15 @@ public enum BLAS {
                     alpha, a, blasint(lda), b, blasint(ldb), beta, c, blasint(ldc))
     }
 
+    /// C (m×n, row stride ldc) = A (m×k, row stride lda) · op(B) + beta · C in float64, op(B)
+    /// being Bᵀ (B n×k, row stride ldb) when `transposedB`, else B (k×n, row stride ldb).
+    @inline(__always)
+    static func gemm(m: Int, n: Int, k: Int, a: UnsafePointer<Double>, lda: Int, b: UnsafePointer<Double>, ldb: Int,
+                     transposedB: Bool, beta: Double, c: UnsafeMutablePointer<Double>, ldc: Int) {
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, transposedB ? CblasTrans : CblasNoTrans, blasint(m), blasint(n), blasint(k),
+                    1, a, blasint(lda), b, blasint(ldb), beta, c, blasint(ldc))
+    }
+
     /// The upper triangle of C (n×n, row-major) += Aᵀ·A, A being k×n (row-major, float64).
     @inline(__always)
     static func addGram(n: Int, k: Int, a: UnsafePointer<Double>, c: UnsafeMutablePointer<Double>) {

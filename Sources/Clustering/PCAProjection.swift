@@ -160,10 +160,23 @@ public struct PCAProjection: Sendable, Equatable {
 }
 
 extension PrincipalComponents {
-    /// The `kept` leading components of the rows `backend` reads (one covariance pass).
+    /// The `kept` leading components of the rows `backend` reads: its own way for a
+    /// `PrincipalComponentsSource`, else one covariance pass.
     public static func train(on backend: some StatisticsBackend, kept: Int) async throws -> PrincipalComponents {
+        if let source = backend as? any PrincipalComponentsSource { return try await source.principalComponents(kept: kept) }
+        return try await covariance(of: backend, kept: kept)
+    }
+
+    /// The `kept` leading components of the rows `backend` reads, by one covariance pass.
+    public static func covariance(of backend: some StatisticsBackend, kept: Int) async throws -> PrincipalComponents {
         try PrincipalComponents(statistics: try await backend.run(CovariancePass(dimension: backend.dimension)), kept: kept)
     }
+}
+
+/// A backend that chooses how its rows' principal components are computed (e.g. through
+/// their Gram matrix when there are fewer rows than values per row).
+public protocol PrincipalComponentsSource: StatisticsBackend {
+    func principalComponents(kept: Int) async throws -> PrincipalComponents
 }
 
 /// A shard computation that sees every row projected by a PCA as it is read (the shard's

@@ -30,7 +30,8 @@ struct CodebookCommand: AsyncParsableCommand {
         version: CodebookVersion.description,
         subcommands: [DemoCommand.self, GenerateCommand.self, ExtractCommand.self, TrainCommand.self, EncodeCommand.self,
                       CoordinatorCommand.self, WorkerCommand.self, StatusCommand.self, KeysCommand.self, CancelCommand.self,
-                      GetCommand.self, ListCommand.self, SearchCommand.self, ModelsCommand.self, ExportCommand.self, ImportCommand.self])
+                      GetCommand.self, ListCommand.self, SearchCommand.self, ModelsCommand.self, ExportCommand.self, ImportCommand.self,
+                      TransformSetCommand.self])
 }
 
 /// Prints a progress line and flushes it, so it shows at once even in a pipe or a log file.

@@ -134,6 +134,11 @@ enum ProgressText {
                           record.iteration, record.valuePerRow, record.seconds, record.smallest, record.largest, record.repaired,
                           100 * skipped)
         }
+        if record.phase == .pca {
+            // A PCA's one record: the kept eigenvalues' sum, smallest and largest.
+            return String(format: "PCA of %d rows  eigenvalue sum %.6g  %.3f s  eigenvalues %.3g..%.3g",
+                          record.rows, record.total, record.seconds, record.smallest, record.largest)
+        }
         return String(format: "EM %3d  log-likelihood/row %.6f  %.3f s  priors %.3g..%.3g  empty repaired %d",
                       record.iteration, record.valuePerRow, record.seconds, record.smallest, record.largest, record.repaired)
     }

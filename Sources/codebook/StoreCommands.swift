@@ -33,16 +33,17 @@ struct StoreWriteOptions: ParsableArguments {
     var store: String = "codebook.db"
     @OptionGroup var keys: ClientKeyOptions
 
-    func requester() throws -> any Requester {
-        if let coordinator { return try keys.client(of: coordinator) }
+    /// `timeout`: how long a coordinator's reply is waited for.
+    func requester(timeout: Duration = .seconds(10)) throws -> any Requester {
+        if let coordinator { return try keys.client(of: coordinator, timeout: timeout) }
         return StoreQueries(store: try CodebookStore(path: store))
     }
 }
 
 extension ClientKeyOptions {
     /// A client of the coordinator at `endpoint`, with these keys.
-    func client(of endpoint: String) throws -> ClusterClient {
-        try ClusterClient(context: try ZeroMQContext(), endpoint: endpoint, timeout: .seconds(10), security: try security())
+    func client(of endpoint: String, timeout: Duration = .seconds(10)) throws -> ClusterClient {
+        try ClusterClient(context: try ZeroMQContext(), endpoint: endpoint, timeout: timeout, security: try security())
     }
 }
 

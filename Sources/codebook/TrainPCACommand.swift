@@ -13,7 +13,9 @@ struct TrainPCA: AsyncParsableCommand {
 
     @OptionGroup var job: CorpusJobOptions
     @Option(help: ArgumentHelp("Instead of --corpus: learn from this stored set's vectors (vector whitening: power law, L2, PCA; "
-                               + "computed by the coordinator from the set).", valueName: "SET"))
+                               + "computed by the coordinator from the set: through the D×D covariance, or the N×N Gram matrix "
+                               + "of the set's N vectors when D×D is above the coordinator's --max-model-values (2^24 by default) and N×N is not; then D' ≤ N − 1).",
+                               valueName: "SET"))
     var set: String?
     @Option(help: "With --set: the signed power law applied to each value first (then L2-normalised).") var power: Double?
     @Option(help: "Components kept, D' (1…D).") var dimensions: Int

@@ -11,7 +11,7 @@ import Testing
         let scratch = try TemporaryDirectory()
         let corpus = scratch.file("corpus.npy"), index = scratch.file("images.tsv"), store = scratch.file("store")
         func run(_ arguments: [String], sourceLocation: SourceLocation = #_sourceLocation) throws -> CommandRunner.Outcome {
-            let storeAccess = ["models", "search", "export", "import"].contains(arguments[0])
+            let storeAccess = ["models", "search", "export", "import", "transform-set"].contains(arguments[0])
             let outcome = try CommandRunner.run(arguments + ["--store", store] + (storeAccess ? [] : ["--local-workers", "2"]))
             #expect(outcome.status == 0, "\(arguments): \(outcome.error)", sourceLocation: sourceLocation)
             return outcome
@@ -45,6 +45,16 @@ import Testing
         let lines = outcome.output.split(separator: "\n").dropFirst()
         #expect(lines.count == 30 && lines.allSatisfy { $0.split(separator: "\t")[0] == $0.split(separator: "\t")[2] },
                 "each image finds itself first: \(outcome.output)")
+
+        // The same whitened vectors without encoding again.
+        outcome = try run(["transform-set", "v", "--pca", "w", "--into", "vt"])
+        #expect(outcome.output.contains("stored set vt: the vectors of set v through PCA model w, 5 values each"), "\(outcome.output)")
+        _ = try run(["export", "set", "vw", "--out", scratch.file("vw.npy")])
+        _ = try run(["export", "set", "vt", "--out", scratch.file("vt.npy")])
+        let (encoded, transformed) = (try NpyFile.readFloat32(path: scratch.file("vw.npy")), try NpyFile.readFloat32(path: scratch.file("vt.npy")))
+        #expect(encoded.rows == 30 && encoded.values.map(\.bitPattern) == transformed.values.map(\.bitPattern))
+        let exists = try CommandRunner.run(["transform-set", "v", "--pca", "w", "--into", "vt", "--store", store])
+        #expect(exists.status != 0 && exists.error.contains("set \"vt\" exists already"), "\(exists.error)")
 
         // Export, import under another name, export again: the same files.
         _ = try run(["export", "model", "w", "--out", scratch.file("w")])

@@ -44,6 +44,11 @@ import Testing
             """.utf8))
         #expect(ProgressText.iteration(round) == "seeding  2  cost/row 1.5  0.250 s  candidates 517")
         #expect(ProgressText.phase("gmm-expectation") == "EM")
+        let pca = try JSONDecoder().decode(IterationRecord.self, from: Data("""
+            {"phase": "pca", "iteration": 0, "valuePerRow": 0.65, "total": 0.65, "rows": 1000, "seconds": 2.5, "repaired": 0,
+             "smallest": 0.00092, "largest": 0.0467}
+            """.utf8))
+        #expect(ProgressText.iteration(pca) == "PCA of 1000 rows  eigenvalue sum 0.65  2.500 s  eigenvalues 0.00092..0.0467")
     }
 
     @Test func durationsAreFormattedBySize() {

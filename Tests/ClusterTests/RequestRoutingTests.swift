@@ -34,6 +34,6 @@ import ZeroMQ
                 #expect(refusal == "\(type) \(Self.notARequest)")
             }
         }
-        #expect(requests.filter(StoreQueries.answers).map(\.rawValue) == [36, 37, 38, 39, 41, 43])
+        #expect(requests.filter(StoreQueries.answers).map(\.rawValue) == [36, 37, 38, 39, 41, 43, 45])
     }
 }

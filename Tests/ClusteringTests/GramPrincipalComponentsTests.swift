@@ -48,4 +48,26 @@ import Testing
             #expect(abs(variance / Double(pca.eigenvalues[j]) - 1) < 1e-4)
         }
     }
+
+    /// Read in blocks of 5 rows (block pairs of the Gram matrix, rows read again per block):
+    /// the same PCA as in one block, within float64 rounding, and the same reads every time.
+    @Test func theGramPCAInBlocksEqualsItInOneBlock() throws {
+        let count = 13, d = 40, kept = 5
+        let values = rows(count, d, seed: 5)
+        var reads: [[Range<Int>]] = [[], []]
+        func pca(_ run: Int, blockRows: Int?) throws -> PrincipalComponents {
+            try PrincipalComponents(gramOfRows: count, dimension: d, kept: kept, blockRows: blockRows) { range, target in
+                reads[run].append(range)
+                for (index, value) in values[range.lowerBound * d ..< range.upperBound * d].enumerated() { target[index] = Double(value) }
+            }
+        }
+        let whole = try PrincipalComponents(gramOf: values, count: count, dimension: d, kept: kept)
+        let blocks = try pca(0, blockRows: 5)
+        #expect(try pca(1, blockRows: 5) == blocks && reads[0] == reads[1])
+        // Mean: 3 blocks; Gram: block a, then each later block; components: 3 blocks.
+        #expect(reads[0] == [0..<5, 5..<10, 10..<13, 0..<5, 5..<10, 10..<13, 5..<10, 10..<13, 10..<13, 0..<5, 5..<10, 10..<13])
+        for (a, b) in zip(blocks.eigenvalues, whole.eigenvalues) { #expect(abs(a - b) <= 1e-5 * b) }
+        for (a, b) in zip(blocks.components, whole.components) { #expect(abs(a - b) <= 1e-5) }
+        #expect(blocks.mean == whole.mean)
+    }
 }

@@ -44,6 +44,13 @@ extension Requester {
         return record
     }
 
+    /// Stores the vectors of `request.set` projected by a PCA model in the new set `request.into`; its record.
+    public func transformSet(_ request: TransformSetRequest) throws -> SetRecord {
+        let reply = try self.request(WireMessage(header: WireHeader(.transformSet), metadata: request))
+        guard let record = try reply.decode(DescribeReply.self).set else { throw ClusterError(.malformed, "TRANSFORM-SET answered without a set") }
+        return record
+    }
+
     /// The `top` nearest vectors of a set for each query: its image keys and scores, best first.
     /// `vectors` holds the `request.queries` query vectors back to back, if the request has them.
     public func search(_ request: SearchRequest, vectors: [Float] = []) throws -> [(query: String?, keys: [String], scores: [Float])] {

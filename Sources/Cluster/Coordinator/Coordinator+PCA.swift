@@ -40,18 +40,14 @@ extension Coordinator {
 
 extension Coordinator {
     /// Validates a PCA of a stored set's vectors (vector whitening) and starts it: the
-    /// coordinator reads the set, raises every value to the power with its sign,
-    /// L2-normalises each vector, and runs the covariance pass over them on its own threads
-    /// (the workers read files only). D·D is checked like a corpus's.
+    /// coordinator reads the set block by block, raises every value to the power with its
+    /// sign, L2-normalises each vector, and computes the components on its own threads
+    /// (the workers read files only), through the covariance or the Gram matrix (see
+    /// `CoordinatorSettings.setPCAMethod`).
     func acceptSetPCA(_ job: TrainingJob) throws -> UInt64 {
         guard let set = job.set, job.kind == .pca else { throw DescriptorError(.invalidArgument, "only a PCA is trained on a set") }
         let store = try requireStore(for: "set \"\(set)\"")
-        guard let value = try store.set(named: set) else { throw StoreError(.notFound, "no set named \"\(set)\"") }
-        let record = try value.decode(SetRecord.self, key: "set \(set)")
-        let shape = CorpusReference(path: "", rows: Int.max, dimension: record.dimension, fileSize: 0)
-        var checked = job
-        _ = try projectedCorpus(of: &checked, corpus: shape)
-        _ = try TrainingJobRunner.validatePCA(job, rows: Int.max, dimension: record.dimension)
+        _ = try settings.setPCAMethod(job, store: store)
         try checkName(of: job)
         let id = try jobs.add(job)
         logger.info("job \(id) accepted", metadata: ["kind": "pca", "set": "\(PeerText.escaped(set))", "k": "\(job.k)"])
@@ -61,16 +57,47 @@ extension Coordinator {
 
     /// Runs a PCA of a set's vectors as a job task (again from the start if resumed).
     func startSetPCA(_ id: UInt64, job: TrainingJob) {
-        let store = self.store
+        let store = self.store, settings = self.settings
         execute(id, job: job, corpus: nil, initialization: .pca, resumingFrom: nil,
                 checkpoints: .immediate(passes: { 0 })) {
             guard let store, let set = job.set else { throw Self.noStore(for: "sets") }
-            var vectors = try SetVectors(set: set, store: store)
-            PCAProjection.prepareVectors(&vectors.values, dimension: vectors.dimension, power: job.power ?? 0.5)
-            let matrix = try DescriptorMatrix(rows: vectors.keys.count, dimension: vectors.dimension, values: vectors.values,
-                                          source: "set \(set)")
-            return LocalBackend(corpus: matrix, shardRows: job.shardRows)
+            let (method, keys) = try settings.setPCAMethod(job, store: store)
+            return try StoredSetBackend(set: set, store: store, power: job.power ?? 0.5, method: method, keys: keys,
+                                        shardRows: job.shardRows)
         }
+    }
+}
+
+extension CoordinatorSettings {
+    /// How the PCA `job` of a stored set is computed, its shapes checked against the limits:
+    /// the D×D covariance when D·D ≤ `maximumModelValues`; else the N×N Gram matrix of the
+    /// set's N vectors, when N·N ≤ `maximumModelValues` (then N < D), with the set's keys
+    /// (at most ⌊√maximumModelValues⌋ + 1 are read to decide). D ≤ `maximumDimension`,
+    /// D'·D ≤ `maximumModelValues`, and D' ≤ min(N − 1, D).
+    func setPCAMethod(_ job: TrainingJob, store: CodebookStore) throws -> (method: StoredSetBackend.Method, keys: [String]?) {
+        guard let set = job.set else { throw DescriptorError(.invalidArgument, "a PCA of a set needs the set") }
+        guard let value = try store.set(named: set) else { throw StoreError(.notFound, "no set named \"\(set)\"") }
+        let d = try value.decode(SetRecord.self, key: "set \(set)").dimension
+        _ = try TrainingJobRunner.validatePCA(job, rows: Int.max, dimension: d)
+        try check("D", d, against: maximumDimension, setting: "maximumDimension")
+        try check("D'·D (the components of D'=\(job.k), D=\(d))", saturatingProduct(job.k, d), against: maximumModelValues,
+                  setting: "maximumModelValues")
+        let covariance = saturatingProduct(d, d)
+        if covariance <= maximumModelValues { return (.covariance, nil) }
+        var largest = Int(Double(maximumModelValues).squareRoot())
+        while saturatingProduct(largest + 1, largest + 1) <= maximumModelValues { largest += 1 }
+        while largest > 0, saturatingProduct(largest, largest) > maximumModelValues { largest -= 1 }
+        let keys = try StoredSetBackend.keys(of: set, store: store, limit: largest + 1)
+        guard keys.count <= largest else {
+            throw ClusterError(.limit, "set \"\(set)\" is too large for a PCA: D·D (the covariance of D=\(d)) is \(covariance), "
+                               + "and N·N (the Gram matrix of its \(keys.count) or more vectors) is at least \(keys.count * keys.count); "
+                               + "both are above the coordinator's limit (maximumModelValues = \(maximumModelValues))")
+        }
+        guard keys.count >= 2, job.k <= keys.count - 1 else {
+            throw ClusteringError(.invalidArgument, "a PCA of the \(keys.count) vectors of set \"\(set)\" (D=\(d)) keeps "
+                                  + "1…\(max(1, keys.count - 1)) components (asked for \(job.k))")
+        }
+        return (.gram, keys)
     }
 }
 

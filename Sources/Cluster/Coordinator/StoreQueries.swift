@@ -3,7 +3,7 @@ import Clustering
 import Synchronization
 import Storage
 
-/// The store's side of the client protocol: GET, LIST, DESCRIBE, CATALOG, IMPORT and SEARCH,
+/// The store's side of the client protocol: GET, LIST, DESCRIBE, CATALOG, IMPORT, SEARCH and TRANSFORM-SET,
 /// answered from a `CodebookStore`. The coordinator answers them with this; so do readers
 /// that open the store directly (a RocksDB secondary instance).
 public struct StoreQueries: Requester {
@@ -38,6 +38,7 @@ public struct StoreQueries: Requester {
         .catalog: { queries, _ in try queries.catalog() },
         .importModel: { try $0.importModel(try $1.decode(ImportRequest.self), message: $1) },
         .search: { try $0.search(try $1.decode(SearchRequest.self), message: $1) },
+        .transformSet: { try $0.transformSet(try $1.decode(TransformSetRequest.self)) },
     ]
 
     /// Whether requests of `type` are the store's (answered by `request`).
