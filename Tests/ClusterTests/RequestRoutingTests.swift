@@ -25,7 +25,7 @@ import ZeroMQ
                                       store: try CodebookStore(path: scratch.file("db")), logger: quietLogger())
         // Codes 32–47 are the client's requests (Protocols/cluster.md §2).
         let requests = MessageType.allCases.filter { (32..<48).contains($0.rawValue) }
-        #expect(requests.count == 13)
+        #expect(requests.count == 14)
         for type in MessageType.allCases {
             let refusal = try Self.refusal(of: type, by: coordinator)
             if requests.contains(type) {
