@@ -33,6 +33,9 @@ public struct KMeansParameters: Sendable {
     public var seedingRounds: Int = 5
     /// k-means‖: ℓ/K, the rows sampled per round per centre (2, as Bahmani et al.).
     public var seedingOversampling: Double = 2
+    /// k-means‖: the rounds run on a uniform seeded sample of this many rows per centre
+    /// (nil: on every row).
+    public var seedingSample: Int?
 
     public init(k: Int) { self.k = k }
 }
@@ -166,8 +169,9 @@ public enum KMeans {
         }
     }
 
-    static func initialCodebook(backend: some StatisticsBackend, parameters: KMeansParameters,
-                                progress: (KMeansParallel.RoundReport) -> Void = { _ in }) async throws -> Codebook {
+    /// The centres `parameters.initialization` starts from (`progress` hears k-means‖'s rounds).
+    public static func initialCodebook(backend: some StatisticsBackend, parameters: KMeansParameters,
+                                       progress: (KMeansParallel.RoundReport) -> Void = { _ in }) async throws -> Codebook {
         let k = parameters.k, d = backend.dimension
         switch parameters.initialization {
         case .given(let codebook):
@@ -181,7 +185,10 @@ public enum KMeans {
             return try plusPlus(sample: sample, k: k, seed: parameters.seed)
         case .kmeansParallel:
             return try await KMeansParallel.seed(backend: backend, k: k, seed: parameters.seed, rounds: parameters.seedingRounds,
-                                                 oversampling: parameters.seedingOversampling, progress: progress)
+                                                 oversampling: parameters.seedingOversampling,
+                                                 sampling: KMeansParallel.sampling(perCentre: parameters.seedingSample, k: k,
+                                                                                   rows: backend.rows),
+                                                 progress: progress)
         }
     }
 

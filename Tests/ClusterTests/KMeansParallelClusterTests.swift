@@ -9,8 +9,12 @@ import Testing
 @Suite struct KMeansParallelClusterTests {
     static let rows = 10_000, dimension = 16, shardRows = 1_000, k = 8
 
-    @Test(.timeLimit(.minutes(1)), arguments: [(1, 1), (2, 1), (3, 2)])
-    func kmeansParallelOnAClusterMatchesTheLocalEngineBitForBit(workers: Int, threads: Int) async throws {
+    /// Workers keep each shard's distances between rounds (default budget), keep none (0),
+    /// or keep about one shard's (15,000 bytes: 12 per row of 1,000-row shards), so most
+    /// shards are measured against all candidates: the same centres.
+    @Test(.timeLimit(.minutes(1)), arguments: [(1, 1, DistanceCache.seedingDefault), (2, 1, DistanceCache.seedingDefault),
+                                               (3, 2, DistanceCache.seedingDefault), (3, 1, 0), (3, 2, 15_000)])
+    func kmeansParallelOnAClusterMatchesTheLocalEngineBitForBit(workers: Int, threads: Int, seedingMemory: Int) async throws {
         let corpus = try Corpora.path(rows: Self.rows, dimension: Self.dimension)
         var parameters = KMeansParameters(k: Self.k)
         parameters.iterations = 3
@@ -20,7 +24,8 @@ import Testing
         let backend = LocalBackend(corpus: try DescriptorMatrix.open(path: corpus), shardRows: Self.shardRows, threads: 2)
         let expected = try await KMeans.train(on: backend, parameters: parameters).codebook.centres
 
-        let cluster = try EmbeddedCluster(workers: workers, threadsPerWorker: threads, logger: quietLogger())
+        let cluster = try EmbeddedCluster(workers: workers, threadsPerWorker: threads, seedingMemory: seedingMemory,
+                                          logger: quietLogger())
         defer { cluster.shutdown() }
         let client = try cluster.client()
         let job = try client.submit(TrainingJob(kind: .kmeans, corpus: corpus, k: Self.k, iterations: 3, seed: 11, tolerance: 0,
@@ -28,7 +33,11 @@ import Testing
         var records: [IterationRecord] = []
         let (_, reply) = try await client.follow(job, every: .milliseconds(10), iteration: { records.append($0) })
         let centres = try reply.array(0, as: Float.self, count: Self.k * Self.dimension)
-        #expect(centres.map(\.bitPattern) == expected.map(\.bitPattern), "\(workers) worker(s) × \(threads) thread(s)")
+        #expect(centres.map(\.bitPattern) == expected.map(\.bitPattern),
+                "\(workers) worker(s) × \(threads) thread(s), \(seedingMemory) bytes of distances")
+        if seedingMemory == DistanceCache.seedingDefault {
+            #expect(cluster.workers.contains { $0.keptSeedingBytes > 0 })
+        }
         let seeding = records.filter { $0.phase == .seeding }
         #expect(seeding.map(\.iteration) == [1, 2, 3, 4, 5, 6])
         #expect(seeding.allSatisfy { $0.rows == Self.rows && $0.largest >= 1 })
