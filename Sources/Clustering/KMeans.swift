@@ -31,11 +31,14 @@ public struct KMeansParameters: Sendable {
     public var sampleSize: Int?
     /// k-means‖: sampling rounds. 5, as Bahmani et al. found enough with ℓ = 2K.
     public var seedingRounds: Int = 5
-    /// k-means‖: ℓ/K, the rows sampled per round per centre (2, as Bahmani et al.).
-    public var seedingOversampling: Double = 2
+    /// k-means‖: ℓ/K, the rows sampled per round per centre. Bahmani et al. use 2; 0.5
+    /// gives 4× fewer candidates to reduce, and on 1M real SIFT rows at K = 4096 seeded 2.5×
+    /// faster than 2 (with 16·K rows) at a lower objective after Lloyd (codebook-bench seeding).
+    public var seedingOversampling: Double = 0.5
     /// k-means‖: the rounds run on a uniform seeded sample of this many rows per centre
-    /// (nil: on every row).
-    public var seedingSample: Int?
+    /// (nil: on every row). 64, as k-means++'s sample: the rounds' distances then cost
+    /// 64·K·ℓ·R·D, about 0.65 of a Lloyd iteration at K = 4096 on 1M rows.
+    public var seedingSample: Int? = 64
 
     public init(k: Int) { self.k = k }
 }

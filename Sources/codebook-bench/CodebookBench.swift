@@ -151,7 +151,7 @@ enum Bench {
 
     static func run(_ sections: [Section], _ options: BenchOptions, cluster: ClusterBenchOptions? = nil,
                     retrieval: RetrievalOptions? = nil,
-                    seeding: (configs: [SeedingSection.Config], seeds: Int)? = nil) async throws {
+                    seeding: (configs: [SeedingSection.Config], seeds: Int, realOnly: Bool)? = nil) async throws {
         let sizes = try options.sizes()
         let clusterSizes = try (cluster ?? ClusterBenchOptions.parse([])).resolved(quick: sizes.quick)
         try FileManager.default.createDirectory(atPath: sizes.workDirectory, withIntermediateDirectories: true)
@@ -174,7 +174,8 @@ enum Bench {
                 case .pruning: try await PruningSection(sizes: sizes).run()
                 case .seeding:
                     let seeding = try seeding ?? SeedingOptions.parse([]).validated()
-                    try await SeedingSection(sizes: sizes, configs: seeding.configs, seeds: seeding.seeds).run()
+                    try await SeedingSection(sizes: sizes, configs: seeding.configs, seeds: seeding.seeds,
+                                             realOnly: seeding.realOnly).run()
                 }
             } catch let failure as CheckFailure {
                 print("\n**CHECK FAILED** (\(section.rawValue)): \(failure.message)\n")

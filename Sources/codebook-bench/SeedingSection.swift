@@ -8,8 +8,9 @@ struct SeedingOptions: ParsableArguments {
     @Option(parsing: .upToNextOption, help: "k-means‖ configurations to compare with k-means++, as SAMPLE:OVERSAMPLING:ROUNDS (SAMPLE: rows per centre the rounds run on, 0 for all rows; OVERSAMPLING: ℓ/K). Default: the engine's defaults.")
     var seedingConfigs: [String] = []
     @Option(help: "Seeds per initialisation (the objectives and times are their means).") var seedingSeeds: Int = 3
+    @Flag(help: "With --corpus, skip the synthetic corpus.") var seedingRealOnly = false
 
-    func validated() throws -> (configs: [SeedingSection.Config], seeds: Int) {
+    func validated() throws -> (configs: [SeedingSection.Config], seeds: Int, realOnly: Bool) {
         guard seedingSeeds >= 1 else { throw ValidationError("--seeding-seeds must be ≥ 1") }
         let configs = try seedingConfigs.map { text -> SeedingSection.Config in
             let parts = text.split(separator: ":").map(String.init)
@@ -19,7 +20,7 @@ struct SeedingOptions: ParsableArguments {
             }
             return SeedingSection.Config(sample: sample == 0 ? nil : sample, oversampling: ell, rounds: rounds)
         }
-        return (configs.isEmpty ? [SeedingSection.Config.engineDefault] : configs, seedingSeeds)
+        return (configs.isEmpty ? [SeedingSection.Config.engineDefault] : configs, seedingSeeds, seedingRealOnly)
     }
 }
 
@@ -48,11 +49,18 @@ struct SeedingSection {
     let sizes: BenchSizes
     let configs: [Config]
     let seeds: Int
+    let realOnly: Bool
 
     static let objectiveTarget = 1.005
     static let timeTarget = 1.0
 
     func run() async throws {
+        if realOnly, let path = sizes.realCorpus {
+            let matrix = try DescriptorMatrix.open(path: path)
+            try await compare(try matrix.slice(0..<min(sizes.rows, matrix.rows)),
+                              label: "real: " + URL(fileURLWithPath: path).lastPathComponent)
+            return
+        }
         try await Workload(sizes: sizes).onEachCorpus(syntheticRows: sizes.rows) { data in
             try await compare(data.matrix, label: data.label)
         }
