@@ -15,8 +15,10 @@ public final class EmbeddedCluster {
     public let clientsEndpoint: String
 
     /// Starts a coordinator (with `store`, if given) and `workers` workers of
-    /// `threadsPerWorker` threads each, keeping `boundMemory` bytes of k-means bounds each.
+    /// `threadsPerWorker` threads each, keeping `boundMemory` bytes of k-means bounds and
+    /// `seedingMemory` bytes of k-means‖ distances each.
     public init(workers count: Int, threadsPerWorker: Int, boundMemory: Int = 0,
+                seedingMemory: Int = DistanceCache.seedingDefault,
                 store: CodebookStore? = nil, logger: Logger) throws {
         let context = try ZeroMQContext()
         self.context = context
@@ -29,6 +31,7 @@ public final class EmbeddedCluster {
         workers = (0..<max(1, count)).map { index in
             var settings = WorkerSettings(name: "local-\(index)", threads: threadsPerWorker)
             settings.boundMemory = boundMemory
+            settings.seedingMemory = seedingMemory
             return Worker(context: context, endpoint: endpoints.workers, settings: settings, logger: logger)
         }
         workers.forEach { $0.start() }

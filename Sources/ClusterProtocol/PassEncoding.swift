@@ -43,6 +43,12 @@ public struct PassDescription: Codable, Sendable, Equatable {
     public var round: Int?
     /// k-means‖ round: ℓ, rows sampled per round in expectation.
     public var oversampling: Double?
+    /// k-means‖ round: the candidates the previous round measured (the first ones; absent: 0).
+    public var measured: Int?
+    /// k-means‖ round: the fraction of rows the rounds run on, in (0, 1] (absent: 1).
+    public var sampling: Double?
+    /// k-means‖ round: the weighting pass, which counts the rows nearest each candidate.
+    public var weighs: Bool?
     /// A PCA applied to every row (after `transform`) before the computation; `dimension`
     /// is then its output D'.
     public var projection: ProjectionDescription?
@@ -58,8 +64,8 @@ public struct PassDescription: Codable, Sendable, Equatable {
 
     public init(kind: Kind, dimension: Int, k: Int? = nil, withSquares: Bool? = nil, sampleSize: Int? = nil,
                 totalRows: Int? = nil, seed: UInt64? = nil, flags: Int? = nil, transform: DescriptorTransform? = nil,
-                round: Int? = nil, oversampling: Double? = nil,
-                projection: ProjectionDescription? = nil, whitening: ProjectionDescription? = nil,
+                round: Int? = nil, oversampling: Double? = nil, measured: Int? = nil, sampling: Double? = nil,
+                weighs: Bool? = nil, projection: ProjectionDescription? = nil, whitening: ProjectionDescription? = nil,
                 extraction: ExtractionParameters? = nil, resultBytes: Int? = nil, top: Int? = nil, queries: Int? = nil) {
         self.extraction = extraction
         self.resultBytes = resultBytes
@@ -74,6 +80,9 @@ public struct PassDescription: Codable, Sendable, Equatable {
         self.transform = transform
         self.round = round
         self.oversampling = oversampling
+        self.measured = measured
+        self.sampling = sampling
+        self.weighs = weighs
         self.projection = projection
         self.whitening = whitening
         self.top = top
@@ -170,10 +179,12 @@ public struct StatisticsShape: Codable, Sendable, Equatable {
     /// k-means: present when the arrays list only the clusters with rows (the sparse form),
     /// and then how many they list.
     public var clusters: Int?
+    /// k-means‖ round: the shard's rows in the rounds' sample.
+    public var sampledRows: Int?
 
     public init(rows: Int, dimension: Int, k: Int? = nil, withSquares: Bool? = nil, samples: Int? = nil,
                 keys: [String]? = nil, computeSeconds: Double? = nil, skippedRows: Int? = nil, errors: [String]? = nil,
-                clusters: Int? = nil) {
+                clusters: Int? = nil, sampledRows: Int? = nil) {
         self.errors = errors
         self.rows = rows
         self.dimension = dimension
@@ -184,6 +195,7 @@ public struct StatisticsShape: Codable, Sendable, Equatable {
         self.computeSeconds = computeSeconds
         self.skippedRows = skippedRows
         self.clusters = clusters
+        self.sampledRows = sampledRows
     }
 }
 
@@ -259,8 +271,12 @@ public enum PassDecoder {
             case .kmeansParallelRound:
                 let k = try positive(description.k, "k")
                 let codebook = try Codebook(k: k, dimension: d, centres: try message.array(0, as: Float.self, count: try product(k, d)))
-                return KMeansParallelRoundPass(candidates: codebook, oversampling: try oversampling(description),
-                                               seed: description.seed ?? 0, round: try positive(description.round, "round"))
+                let measured = description.measured ?? 0, sampling = description.sampling ?? 1
+                guard measured >= 0, measured <= k else { throw ClusterError.malformed("pass measured \(measured) is outside 0…\(k)") }
+                guard sampling > 0, sampling <= 1 else { throw ClusterError.malformed("pass sampling \(sampling) is outside (0, 1]") }
+                return try KMeansParallelRoundPass(candidates: codebook, measured: measured, oversampling: try oversampling(description),
+                                                   seed: description.seed ?? 0, round: try positive(description.round, "round"),
+                                                   sampling: sampling, weighs: description.weighs ?? false)
             case .extract:
                 guard let parameters = description.extraction, description.transform == nil, projection == nil,
                       d == FeatureExtractor.dimension else {
@@ -581,7 +597,8 @@ extension RowSample: CheckedStatistics {
 extension KMeansParallelRoundPass: WireComputation {
     public var description: PassDescription {
         PassDescription(kind: .kmeansParallelRound, dimension: search.codebook.dimension, k: search.codebook.k,
-                        seed: seed, round: round, oversampling: oversampling)
+                        seed: seed, round: round, oversampling: oversampling, measured: measured > 0 ? measured : nil,
+                        sampling: sampling < 1 ? sampling : nil, weighs: weighs ? true : nil)
     }
     public var modelArrays: [[UInt8]] { [Frame.encode(search.codebook.centres)] }
 }
@@ -592,11 +609,13 @@ extension KMeansParallelRoundStatistics: CheckedStatistics {
     public static let costTolerance = 1e-9
 
     public var shape: StatisticsShape {
-        StatisticsShape(rows: rows, dimension: dimension, k: candidates, samples: rowIndices.count)
+        StatisticsShape(rows: rows, dimension: dimension, k: candidates, samples: rowIndices.count, sampledRows: sampledRows)
     }
-    /// cost f64[1], row indices i64[n], distances f64[n], values f32[n·D].
+    /// cost f64[1], row indices i64[n], distances f64[n], values f32[n·D], and for the
+    /// weighting pass counts i64[k].
     public var arrays: [[UInt8]] {
         [Frame.encode([cost]), Frame.encode(rowIndices.map(Int64.init)), Frame.encode(distances), Frame.encode(values)]
+            + (counts.isEmpty ? [] : [Frame.encode(counts.map(Int64.init))])
     }
     public init(shape: StatisticsShape, message: WireMessage) throws {
         let n = shape.samples ?? 0
@@ -608,22 +627,40 @@ extension KMeansParallelRoundStatistics: CheckedStatistics {
         rowIndices = try message.array(1, as: Int64.self, count: n).map { Int($0) }
         distances = try message.array(2, as: Double.self, count: n)
         values = try message.array(3, as: Float.self, count: try PassDecoder.product(n, d))
+        sampledRows = shape.sampledRows ?? rows
+        if message.arrays.count > 4 { counts = try message.array(4, as: Int64.self, count: candidates).map { Int($0) } }
     }
 
-    /// Rows as the shard's, a finite cost ≥ 0, distinct rows of the shard in ascending order,
-    /// each with a finite distance ≥ 0 that the pass's rule sends at the shard's cost, the
-    /// distances adding up to at most the cost (within `costTolerance`), finite values.
+    /// Rows as the shard's, 0…rows sampled, a finite cost ≥ 0, distinct sampled rows of the
+    /// shard in ascending order, each with a finite distance ≥ 0 that the pass's rule sends at
+    /// the shard's cost, the distances adding up to at most the cost (within `costTolerance`),
+    /// finite values; for the weighting pass, no rows sent and counts ≥ 0 of every candidate
+    /// adding up to the sampled rows, for any other pass no counts.
     public func check(_ shape: StatisticsShape, against pass: PassDescription, rows shard: Range<Int>) throws {
         try StatisticsCheck.rows(rows, shard)
+        guard sampledRows >= 0, sampledRows <= rows else {
+            throw ClusterError.malformed("\(sampledRows) sampled rows of a shard of \(rows)")
+        }
         try StatisticsCheck.nonNegative([cost], "cost")
         try StatisticsCheck.nonNegative(distances, "distances")
+        if pass.weighs == true {
+            guard rowIndices.isEmpty, counts.count == candidates, counts.allSatisfy({ $0 >= 0 }),
+                  counts.reduce(0, +) == sampledRows else {
+                throw ClusterError.malformed("the weighting pass needs no rows sent and counts ≥ 0 of all \(candidates) candidates "
+                                             + "adding up to the \(sampledRows) sampled rows")
+            }
+        } else if !counts.isEmpty {
+            throw ClusterError.malformed("only the weighting pass counts rows")
+        }
         let ell = try PassDecoder.oversampling(pass), round = try PassDecoder.positive(pass.round, "round")
+        let sampling = pass.sampling ?? 1
         var previous = shard.lowerBound - 1
         for (i, row) in rowIndices.enumerated() {
             guard row > previous, row < shard.upperBound else {
                 throw ClusterError.malformed("sent row \(row) is out of order or outside the shard's rows \(shard)")
             }
-            guard KMeansParallelRoundPass.sends(seed: pass.seed ?? 0, round: round, oversampling: ell, row: row,
+            guard KMeansParallelRoundPass.samples(seed: pass.seed ?? 0, sampling: sampling, row: row),
+                  KMeansParallelRoundPass.sends(seed: pass.seed ?? 0, round: round, oversampling: ell, row: row,
                                                 distance: distances[i], cost: cost) else {
                 throw ClusterError.malformed("row \(row) at distance \(distances[i]) is not sampled at the shard's cost \(cost)")
             }

@@ -11,19 +11,24 @@ public struct LocalBackend: StatisticsBackend {
     public let plan: ShardPlan
     public let threads: Int
     public let assignmentBounds: BoundCache?
+    public let seedingDistances: DistanceCache?
 
     /// - Parameters:
     ///   - shardRows: rows per shard (the unit of work and of determinism).
     ///   - threads: worker threads (default: one per core).
     ///   - boundMemory: bytes of k-means distance bounds kept between iterations, so that
     ///     rows which cannot change centre are skipped (see `KMeansAssignmentPass`); 0 keeps none.
+    ///   - seedingMemory: bytes of k-means‖ distances kept between rounds, so that a round
+    ///     measures only the candidates the previous one added (see `KMeansParallelRoundPass`);
+    ///     0 keeps none.
     public init(corpus: DescriptorMatrix, shardRows: Int = ShardPlan.defaultShardRows,
                 threads: Int = ProcessInfo.processInfo.activeProcessorCount,
-                boundMemory: Int = 0) {
+                boundMemory: Int = 0, seedingMemory: Int = DistanceCache.seedingDefault) {
         self.corpus = corpus
         self.plan = ShardPlan(totalRows: corpus.rows, shardRows: shardRows)
         self.threads = max(1, threads)
         assignmentBounds = boundMemory > 0 ? BoundCache(budget: boundMemory) : nil
+        seedingDistances = seedingMemory > 0 ? DistanceCache(budget: seedingMemory) : nil
     }
 
     public var rows: Int { corpus.rows }

@@ -35,10 +35,14 @@ public protocol StatisticsBackend: Sendable {
     /// Where k-means iterations keep their shards' distance bounds in this process, if they
     /// do (a cluster keeps them on its workers).
     var assignmentBounds: BoundCache? { get }
+    /// Where k-means‖ rounds keep their shards' distances in this process, if they do (a
+    /// cluster keeps them on its workers).
+    var seedingDistances: DistanceCache? { get }
 }
 
 extension StatisticsBackend {
     public var assignmentBounds: BoundCache? { nil }
+    public var seedingDistances: DistanceCache? { nil }
 }
 
 /// Folds shard results that arrive in any order into one, in shard order, keeping only

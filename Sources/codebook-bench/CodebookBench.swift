@@ -18,7 +18,8 @@ struct CodebookBench: AsyncParsableCommand {
         commandName: "codebook-bench",
         abstract: "Benchmarks Codebook against sgemm, faiss, scikit-learn and VLFeat, and checks the results.",
         subcommands: [KMeansCommand.self, GaussianMixtureCommand.self, EncodingCommand.self, MemoryCommand.self,
-                      ClusterCommand.self, LargeKCommand.self, StoreCommand.self, SearchCommand.self, RetrievalCommand.self, PruningCommand.self, AllCommand.self, MemoryChildCommand.self],
+                      ClusterCommand.self, LargeKCommand.self, StoreCommand.self, SearchCommand.self, RetrievalCommand.self, PruningCommand.self,
+                      SeedingCommand.self, AllCommand.self, MemoryChildCommand.self],
         defaultSubcommand: AllCommand.self)
 }
 
@@ -124,6 +125,15 @@ struct PruningCommand: AsyncParsableCommand {
     func run() async throws { try await Bench.run([.pruning], options) }
 }
 
+struct SeedingCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "seeding",
+        abstract: "k-means‖ vs k-means++ seeding: time against one Lloyd iteration, objective after --iterations (synthetic, and --corpus).")
+    @OptionGroup var options: BenchOptions
+    @OptionGroup var seeding: SeedingOptions
+    func run() async throws { try await Bench.run([.seeding], options, seeding: try seeding.validated()) }
+}
+
 struct AllCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "all",
                                                     abstract: "kmeans, gmm, encode and search (memory with --large; cluster and store with --cluster).")
@@ -155,10 +165,11 @@ struct MemoryChildCommand: AsyncParsableCommand {
 
 /// The sections and what they share.
 enum Bench {
-    enum Section: String { case kmeans, gmm, encode, memory, cluster, largeK = "large-k", store, search, retrieval, pruning }
+    enum Section: String { case kmeans, gmm, encode, memory, cluster, largeK = "large-k", store, search, retrieval, pruning, seeding }
 
     static func run(_ sections: [Section], _ options: BenchOptions, cluster: ClusterBenchOptions? = nil,
-                    retrieval: RetrievalOptions? = nil, largeK: LargeKOptions? = nil) async throws {
+                    retrieval: RetrievalOptions? = nil, largeK: LargeKOptions? = nil,
+                    seeding: (configs: [SeedingSection.Config], seeds: Int, realOnly: Bool)? = nil) async throws {
         let sizes = try options.sizes()
         let clusterSizes = try (cluster ?? ClusterBenchOptions.parse([])).resolved(quick: sizes.quick)
         try FileManager.default.createDirectory(atPath: sizes.workDirectory, withIntermediateDirectories: true)
@@ -180,6 +191,10 @@ enum Bench {
                 case .search: try await SearchSection(sizes: sizes).run()
                 case .retrieval: try await RetrievalSection(sizes: sizes, options: retrieval ?? RetrievalOptions.parse([])).run()
                 case .pruning: try await PruningSection(sizes: sizes).run()
+                case .seeding:
+                    let seeding = try seeding ?? SeedingOptions.parse([]).validated()
+                    try await SeedingSection(sizes: sizes, configs: seeding.configs, seeds: seeding.seeds,
+                                             realOnly: seeding.realOnly).run()
                 }
             } catch let failure as CheckFailure {
                 print("\n**CHECK FAILED** (\(section.rawValue)): \(failure.message)\n")

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Clustering
 import Cluster
 import ClusterProtocol
 
@@ -48,6 +49,11 @@ enum KMeansStart: ExpressibleByArgument, Equatable {
     }
 
     init?(argument: String) { try? self.init(parsing: argument) }
+
+    /// Without `--init`: k-means‖ from `KMeansParallel.preferredFromK`, k-means++ below.
+    static func preferred(k: Int) -> KMeansStart {
+        .method(k >= KMeansParallel.preferredFromK ? .kmeansParallel : .kmeansPlusPlus)
+    }
 
     var defaultValueDescription: String {
         switch self {

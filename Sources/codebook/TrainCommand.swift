@@ -89,9 +89,9 @@ struct TrainKMeans: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "kmeans", abstract: "Train a k-means codebook (Lloyd).")
 
     @OptionGroup var training: TrainingOptions
-    @Option(name: .customLong("init"), help: "Initialisation: random, kmeans++ (on a sample of max(64·K, 10,000) rows), kmeans|| (k-means‖: sampling passes over all rows), or a K×D .npy file of centres (default: kmeans++).",
+    @Option(name: .customLong("init"), help: "Initialisation: random, kmeans++ (on a sample of max(64·K, 10,000) rows), kmeans|| (k-means‖: sampling passes on the workers), or a K×D .npy file of centres (default: kmeans|| from K = \(KMeansParallel.preferredFromK), else kmeans++).",
             transform: KMeansStart.init(parsing:))
-    var initialization: KMeansStart = .method(.kmeansPlusPlus)
+    var initialization: KMeansStart?
     @Option(help: "Stop when the objective falls by less than this fraction (0: run every iteration).")
     var tolerance: Double = 1e-4
     @Option(help: "Output: the K×D float32 centres (.npy).") var out: String?
@@ -100,6 +100,7 @@ struct TrainKMeans: AsyncParsableCommand {
 
     func run() async throws {
         var arrays: [[UInt8]] = []
+        let initialization = initialization ?? .preferred(k: training.k)
         if case .centres(let path) = initialization {
             arrays = [Frame.encode(try NpyFile.readFloat32(path: path).values)]
         }

@@ -63,6 +63,26 @@ import Testing
 
     // MARK: --json and --quiet through the command line
 
+    /// Without `--init`, k-means is seeded by k-means‖ from K = 4096 (its rounds and the
+    /// weighting pass reported as `seeding` iterations), by k-means++ below.
+    @Test(.timeLimit(.minutes(3)))
+    func withoutInitLargeKIsSeededByKMeansParallelWithItsRoundsReported() throws {
+        let scratch = try TemporaryDirectory()
+        let corpus = scratch.file("corpus.npy")
+        var outcome = try CommandRunner.run(["generate", "--n", "5000", "--dim", "4", "--clusters", "8", "--seed", "2", "--out", corpus])
+        #expect(outcome.status == 0, "\(outcome.error)")
+        for k in [4095, 4096] {
+            outcome = try CommandRunner.run(["train", "kmeans", "--corpus", corpus, "--k", String(k), "--iterations", "1",
+                                             "--out", scratch.file("c\(k).npy"), "--json", "--local-workers", "1"], timeout: 150)
+            #expect(outcome.status == 0, "\(outcome.error)")
+            let seeding = try Self.objects(outcome.output).filter { $0["event"] as? String == "iteration" && $0["phase"] as? String == "seeding" }
+            // Rounds 1… (fewer if every row became a candidate), then the weighting pass, round 6.
+            #expect(k == 4096 ? seeding.first?["iteration"] as? Int == 1 && seeding.last?["iteration"] as? Int == 6 : seeding.isEmpty,
+                    "k \(k): \(seeding)")
+            #expect(seeding.allSatisfy { ($0["rows"] as? Int ?? 0) > 0 && ($0["largest"] as? Double ?? 0) >= 1 })
+        }
+    }
+
     @Test func trainAndEncodeWithJSONPrintOneObjectPerLine() throws {
         let scratch = try TemporaryDirectory()
         let corpus = scratch.file("corpus.npy"), index = scratch.file("images.tsv"), store = scratch.file("store")

@@ -9,8 +9,12 @@ import Testing
 @Suite struct KMeansParallelClusterTests {
     static let rows = 10_000, dimension = 16, shardRows = 1_000, k = 8
 
-    @Test(.timeLimit(.minutes(1)), arguments: [(1, 1), (2, 1), (3, 2)])
-    func kmeansParallelOnAClusterMatchesTheLocalEngineBitForBit(workers: Int, threads: Int) async throws {
+    /// Workers keep each shard's distances between rounds (default budget), keep none (0),
+    /// or keep about one shard's (15,000 bytes: 12 per row of 1,000-row shards), so most
+    /// shards are measured against all candidates: the same centres.
+    @Test(.timeLimit(.minutes(1)), arguments: [(1, 1, DistanceCache.seedingDefault), (2, 1, DistanceCache.seedingDefault),
+                                               (3, 2, DistanceCache.seedingDefault), (3, 1, 0), (3, 2, 15_000)])
+    func kmeansParallelOnAClusterMatchesTheLocalEngineBitForBit(workers: Int, threads: Int, seedingMemory: Int) async throws {
         let corpus = try Corpora.path(rows: Self.rows, dimension: Self.dimension)
         var parameters = KMeansParameters(k: Self.k)
         parameters.iterations = 3
@@ -20,7 +24,8 @@ import Testing
         let backend = LocalBackend(corpus: try DescriptorMatrix.open(path: corpus), shardRows: Self.shardRows, threads: 2)
         let expected = try await KMeans.train(on: backend, parameters: parameters).codebook.centres
 
-        let cluster = try EmbeddedCluster(workers: workers, threadsPerWorker: threads, logger: quietLogger())
+        let cluster = try EmbeddedCluster(workers: workers, threadsPerWorker: threads, seedingMemory: seedingMemory,
+                                          logger: quietLogger())
         defer { cluster.shutdown() }
         let client = try cluster.client()
         let job = try client.submit(TrainingJob(kind: .kmeans, corpus: corpus, k: Self.k, iterations: 3, seed: 11, tolerance: 0,
@@ -28,10 +33,15 @@ import Testing
         var records: [IterationRecord] = []
         let (_, reply) = try await client.follow(job, every: .milliseconds(10), iteration: { records.append($0) })
         let centres = try reply.array(0, as: Float.self, count: Self.k * Self.dimension)
-        #expect(centres.map(\.bitPattern) == expected.map(\.bitPattern), "\(workers) worker(s) × \(threads) thread(s)")
+        #expect(centres.map(\.bitPattern) == expected.map(\.bitPattern),
+                "\(workers) worker(s) × \(threads) thread(s), \(seedingMemory) bytes of distances")
+        if seedingMemory == DistanceCache.seedingDefault {
+            #expect(cluster.workers.contains { $0.keptSeedingBytes > 0 })
+        }
         let seeding = records.filter { $0.phase == .seeding }
         #expect(seeding.map(\.iteration) == [1, 2, 3, 4, 5, 6])
-        #expect(seeding.allSatisfy { $0.rows == Self.rows && $0.largest >= 1 })
+        // The rounds run on a sample of 64·K rows.
+        #expect(seeding.allSatisfy { $0.rows > 0 && $0.rows < Self.rows && $0.largest >= 1 })
         #expect(records.filter { $0.phase == .kmeans }.map(\.iteration) == [0, 1, 2])
     }
 }
@@ -42,22 +52,22 @@ extension KMeansParallelClusterTests {
     @Test func kmeansParallelJobsBeyondALimitAreRefused() throws {
         let corpus = try Corpora.path(rows: 1_000, dimension: 16)
         var settings = CoordinatorSettings()
-        settings.maximumModelValues = 600
-        settings.maximumSampleBytes = 2_000
+        settings.maximumModelValues = 150
+        settings.maximumSampleBytes = 700
         let cluster = try LocalCoordinator(settings: settings)
         defer { cluster.stop() }
         let raw = try RawClient(context: cluster.context, endpoint: cluster.endpoints.clients)
-        // k = 2: up to 2·(1 + 2·2·5) = 42 candidates.
+        // k = 2: up to 2·(1 + 0.5·2·5) = 12 candidates.
         let job = JobFixtures.kmeans(corpus, k: 2, initialization: .kmeansParallel)
         LimitTests.expectLimit(try raw.error(LimitTests.submit(job)), "maximumModelValues",
-                                    "k-means‖ candidates·D (up to 42 candidates, D=16) is 672")
+                                    "k-means‖ candidates·D (up to 12 candidates, D=16) is 192")
         var roomier = settings
-        roomier.maximumModelValues = 700
+        roomier.maximumModelValues = 200
         let second = try LocalCoordinator(settings: roomier)
         defer { second.stop() }
         LimitTests.expectLimit(try RawClient(context: second.context, endpoint: second.endpoints.clients)
                                         .error(LimitTests.submit(job)),
-                                    "maximumSampleBytes", "(up to 42 rows of D=16 float32 values) in bytes is 2688")
+                                    "maximumSampleBytes", "(up to 12 rows of D=16 float32 values) in bytes is 768")
 
         let wide = try Corpora.path(rows: 20_000, dimension: 64)
         var small = CoordinatorSettings()

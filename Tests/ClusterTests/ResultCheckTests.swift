@@ -202,7 +202,7 @@ extension ResultCheckTests {
 
     static func parallelRound() throws -> KMeansParallelRoundStatistics {
         let corpus = try DescriptorMatrix(rows: 1000, dimension: d, values: (0..<2000).map { Float($0 % 37) })
-        let pass = KMeansParallelRoundPass(candidates: try Codebook(k: 2, dimension: d, centres: [0, 0, 30, 30]),
+        let pass = try KMeansParallelRoundPass(candidates: try Codebook(k: 2, dimension: d, centres: [0, 0, 30, 30]),
                                            oversampling: 6, seed: 9, round: 2)
         return try pass.statistics(of: corpus.slice(shard), shard: 10, workspace: KernelWorkspace())
     }
@@ -244,7 +244,7 @@ extension ResultCheckTests {
         let statistics = try Self.parallelRound()
         let (decoded, _) = try KMeansParallelRoundStatistics.decode(Self.message(statistics), pass: Self.parallelPass, rows: Self.shard)
         #expect(decoded == statistics)
-        let pass = KMeansParallelRoundPass(candidates: try Codebook(k: 2, dimension: Self.d, centres: [0, 0, 30, 30]),
+        let pass = try KMeansParallelRoundPass(candidates: try Codebook(k: 2, dimension: Self.d, centres: [0, 0, 30, 30]),
                                            oversampling: 6, seed: 9, round: 2)
         #expect(pass.description == Self.parallelPass)
         let message = WireMessage(header: WireHeader(.task), arrays: pass.modelArrays)
@@ -256,5 +256,71 @@ extension ResultCheckTests {
         zero = Self.parallelPass
         zero.round = nil
         #expect(Self.isMalformed { try PassDecoder.computation(zero, arrays: message) })
+    }
+}
+
+extension ResultCheckTests {
+    /// The weighting pass over the same rows, on a sample of 0.6 of them, after round 2
+    /// measured both candidates.
+    static let weighingPass = PassDescription(kind: .kmeansParallelRound, dimension: d, k: 2, seed: 9, round: 3, oversampling: 6,
+                                              measured: 2, sampling: 0.6, weighs: true)
+
+    static func weighing(sampling: Double = 0.6, weighs: Bool = true) throws -> KMeansParallelRoundStatistics {
+        let corpus = try DescriptorMatrix(rows: 1000, dimension: d, values: (0..<2000).map { Float($0 % 37) })
+        let pass = try KMeansParallelRoundPass(candidates: try Codebook(k: 2, dimension: d, centres: [0, 0, 30, 30]), measured: 2,
+                                               oversampling: 6, seed: 9, round: 3, sampling: sampling, weighs: weighs)
+        return try pass.statistics(of: corpus.slice(shard), shard: 10, workspace: KernelWorkspace())
+    }
+
+    @Test(arguments: ["", "sampled above rows", "sampled negative", "counts short", "counts negative", "counts sum", "row sent"])
+    func theWeightingPassCountsEverySampledRowOnce(lie: String) throws {
+        var statistics = try Self.weighing()
+        try #require(statistics.sampledRows > 0 && statistics.sampledRows < 10 && statistics.counts.reduce(0, +) == statistics.sampledRows)
+        switch lie {
+        case "sampled above rows": statistics.sampledRows = 11
+        case "sampled negative": statistics.sampledRows = -1
+        case "counts short": statistics.counts = [statistics.sampledRows]
+        case "counts negative": statistics.counts = [statistics.sampledRows + 1, -1]
+        case "counts sum": statistics.counts[0] += 1
+        case "row sent":
+            statistics.rowIndices = [Self.shard.lowerBound]
+            statistics.distances = [0]
+            statistics.values = [0, 0]
+        default: break
+        }
+        let rejection = Self.rejection(KMeansParallelRoundStatistics.self, Self.message(statistics), Self.weighingPass)
+        #expect((rejection == nil) == lie.isEmpty, "\(lie): \(String(describing: rejection))")
+    }
+
+    @Test func aRoundOnASampleSendsOnlySampledRowsAndNoCounts() throws {
+        var pass = Self.weighingPass
+        pass.weighs = nil
+        var statistics = try Self.weighing(weighs: false)
+        #expect(Self.rejection(KMeansParallelRoundStatistics.self, Self.message(statistics), pass) == nil)
+        statistics.counts = [1, 0]
+        #expect(Self.rejection(KMeansParallelRoundStatistics.self, Self.message(statistics), pass) != nil)
+        // The same rows sent on all rows: those outside the 0.6 sample are refused.
+        let all = try Self.weighing(sampling: 1, weighs: false)
+        let outside = all.rowIndices.filter { !KMeansParallelRoundPass.samples(seed: 9, sampling: 0.6, row: $0) }
+        try #require(!outside.isEmpty)
+        #expect(Self.rejection(KMeansParallelRoundStatistics.self, Self.message(all), pass) != nil)
+    }
+
+    @Test func theWeightingPassSurvivesTheWire() throws {
+        let statistics = try Self.weighing()
+        let (decoded, _) = try KMeansParallelRoundStatistics.decode(Self.message(statistics), pass: Self.weighingPass, rows: Self.shard)
+        #expect(decoded == statistics)
+        let pass = try KMeansParallelRoundPass(candidates: try Codebook(k: 2, dimension: Self.d, centres: [0, 0, 30, 30]), measured: 2,
+                                               oversampling: 6, seed: 9, round: 3, sampling: 0.6, weighs: true)
+        #expect(pass.description == Self.weighingPass)
+        let message = WireMessage(header: WireHeader(.task), arrays: pass.modelArrays)
+        let worker = try #require(try PassDecoder.computation(pass.description, arrays: message) as? KMeansParallelRoundPass)
+        #expect(worker.measured == 2 && worker.sampling == 0.6 && worker.weighs)
+        for (measured, sampling) in [(3, 0.6), (-1, 0.6), (2, 0), (2, 1.5), (2, .nan)] {
+            var bad = Self.weighingPass
+            bad.measured = measured
+            bad.sampling = sampling
+            #expect(Self.isMalformed { try PassDecoder.computation(bad, arrays: message) }, "measured \(measured), sampling \(sampling)")
+        }
     }
 }

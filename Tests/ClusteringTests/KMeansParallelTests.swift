@@ -18,7 +18,7 @@ import Testing
     /// when u·26 < ℓ·d², so with ℓ = 26/16 row 4 is sent whatever u (< 1) and row 0 never.
     @Test func aRoundSendsTheRowsTheRuleSamplesByHand() throws {
         let rows = try DescriptorMatrix(rows: 4, dimension: 1, values: [0, 1, 3, 4])
-        let pass = KMeansParallelRoundPass(candidates: try Codebook(k: 1, dimension: 1, centres: [0]),
+        let pass = try KMeansParallelRoundPass(candidates: try Codebook(k: 1, dimension: 1, centres: [0]),
                                            oversampling: 26.0 / 16, seed: 5, round: 1)
         let statistics = try pass.statistics(of: rows, shard: 0, workspace: KernelWorkspace())
         #expect(statistics.rows == 4 && statistics.cost == 26)

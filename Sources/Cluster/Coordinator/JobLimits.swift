@@ -54,8 +54,8 @@ extension CoordinatorSettings {
     }
 
     /// k-means‖ seeding: the candidates (at most `KMeansParallel.candidateLimit`) are held by
-    /// the coordinator and are the model of the weighting pass, whose statistics are
-    /// 8·candidates·D bytes; a shard's round result may send every row of the shard.
+    /// the coordinator and are the model of the rounds and of the weighting pass; a shard's
+    /// round result may send every row of the shard.
     private func checkKMeansParallel(_ job: TrainingJob, corpus: CorpusReference) throws {
         let defaults = KMeansParameters(k: job.k)
         let candidates = KMeansParallel.candidateLimit(k: job.k, rounds: defaults.seedingRounds,

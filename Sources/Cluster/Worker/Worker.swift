@@ -29,6 +29,8 @@ public struct WorkerSettings: Sendable {
     /// Bytes of stored sets' partitions kept between search tasks (see `PartitionCache`);
     /// 0 keeps none.
     public var partitionMemory: Int = 1 << 30
+    /// Bytes of k-means‖ distances kept between rounds (see `DistanceCache`); 0 keeps none.
+    public var seedingMemory: Int = DistanceCache.seedingDefault
 
     public init(name: String, threads: Int) {
         self.name = name
@@ -56,8 +58,8 @@ public final class Worker: @unchecked Sendable {
     /// Wakes the I/O thread; set once the thread runs.
     private let doorbell = Mutex<Doorbell?>(nil)
     private let corpora = CorpusCache()
-    /// The k-means bounds of the shards this worker computed.
-    private let bounds: BoundCache?
+    /// The k-means bounds and k-means‖ distances of the shards this worker computed.
+    private let caches: WorkerCaches
     /// The partitions of sets this worker searched.
     let partitions: PartitionCache
     /// What the compute threads count, if metrics are served.
@@ -69,9 +71,12 @@ public final class Worker: @unchecked Sendable {
         self.settings = settings
         self.metrics = metrics
         self.logger = logger
-        bounds = settings.boundMemory > 0 ? BoundCache(budget: settings.boundMemory) : nil
+        caches = WorkerCaches(boundMemory: settings.boundMemory, seedingMemory: settings.seedingMemory)
         partitions = PartitionCache(budget: settings.partitionMemory)
     }
+
+    /// Bytes of k-means‖ distances this worker keeps.
+    var keptSeedingBytes: Int { caches.distances?.storedBytes ?? 0 }
 
     /// Starts the I/O and compute threads and returns.
     public func start() {
@@ -184,7 +189,7 @@ public final class Worker: @unchecked Sendable {
                         perform(state.sendFailed(message, error: "\(error)"))
                     }
                 case .compute(let task):
-                    tasks.push(bounds.map { $0.attach(to: task) } ?? task)
+                    tasks.push(caches.attach(to: task))
                 case .log(let level, let text):
                     logger.log(level: level, "\(text)")
                 }
