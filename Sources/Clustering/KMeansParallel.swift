@@ -49,7 +49,7 @@ public enum KMeansParallel {
         }
         let d = backend.dimension, ell = oversampling * Double(k)
         let limit = candidateLimit(k: k, rounds: rounds, oversampling: oversampling)
-        var started = Date()
+        var started = ContinuousClock.now
         let first = try await backend.run(RowSamplePass(sampleSize: 1, totalRows: backend.rows, seed: seed))
         guard first.count == 1 else {
             throw ClusteringError(.invalidArgument, "k-means‖ needs at least one row (the sample has \(first.count))")
@@ -68,8 +68,8 @@ public enum KMeansParallel {
                 }
             }
             progress(RoundReport(round: round, cost: result.cost, rows: result.rows, candidates: candidates.count / d,
-                                 seconds: Date().timeIntervalSince(started)))
-            started = Date()
+                                 seconds: (ContinuousClock.now - started).seconds))
+            started = ContinuousClock.now
             // No row is away from the candidates, or the cap is reached: more rounds add nothing.
             if result.cost == 0 || candidates.count / d >= limit { break }
         }
@@ -77,7 +77,7 @@ public enum KMeansParallel {
         let weights = try await backend.run(KMeansAssignmentPass(codebook: pool))
         let centres = try weightedPlusPlus(pool, weights: weights.counts.map(Double.init), k: k, seed: seed)
         progress(RoundReport(round: rounds + 1, cost: weights.objective, rows: weights.rows, candidates: pool.k,
-                             seconds: Date().timeIntervalSince(started)))
+                             seconds: (ContinuousClock.now - started).seconds))
         return centres
     }
 

@@ -35,7 +35,7 @@ struct ExtractCommand: ParsableCommand {
     }
 
     func run() throws {
-        let started = Date()
+        let started = ContinuousClock.now
         let source = try images.map { try ImageSource(directory: $0) } ?? ImageSource(list: imageList!)
         let extractor = try FeatureExtractor(method: method == "sift" ? .sift : .denseSIFT(step: step, binSize: binSize),
                                          maximumSide: maxSide == 0 ? nil : maxSide, rootSIFT: rootSift)
@@ -44,7 +44,7 @@ struct ExtractCommand: ParsableCommand {
             FileHandle.standardError.write(Data("warning: skipped \(skipped.path): \(skipped.error)\n".utf8))
         }
         print(String(format: "extracted %d descriptors from %d images in %.2f s; wrote %@ and %@",
-                     summary.descriptors, summary.images, Date().timeIntervalSince(started), out, index))
+                     summary.descriptors, summary.images, (ContinuousClock.now - started).seconds, out, index))
         if !summary.skipped.isEmpty {
             print("skipped \(summary.skipped.count) of \(source.entries.count) images (unreadable):")
             for image in summary.skipped { print("  \(image.path)") }
