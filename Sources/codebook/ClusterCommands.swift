@@ -178,16 +178,20 @@ struct WorkerCommand: AsyncParsableCommand {
     @OptionGroup var metricsOptions: MetricsOptions
     @Option(help: "Bytes of k-means distance bounds kept between iterations, so rows that cannot change centre are skipped (0: off; e.g. 1073741824 for 1 GiB).")
     var boundMemory: Int = 0
+    @Option(help: "The coordinator's --max-model-values, if raised: bounds the frames this worker accepts (8 bytes per value).")
+    var maxModelValues = CoordinatorSettings().maximumModelValues
 
     func run() async throws {
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
         guard boundMemory >= 0 else { throw ValidationError("--bound-memory must be ≥ 0") }
+        guard maxModelValues >= 1 else { throw ValidationError("--max-model-values must be at least 1") }
         let logger = processLogger("codebook.worker")
         let workerName = name ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())"
         var settings = WorkerSettings(name: workerName, threads: threads)
         settings.security = try keys.security()
         settings.corpusRoots = corpusRoot.isEmpty ? nil : try CorpusRoots(corpusRoot)
         settings.boundMemory = boundMemory
+        settings.maximumModelValues = maxModelValues
         let metrics = metricsOptions.metricsEndpoint.map { _ in WorkerMetrics(registry: MetricsRegistry()) }
         let server = try metricsOptions.serve(metrics?.registry, logger: logger)
         let worker = Worker(context: try ZeroMQContext(), endpoint: connect, settings: settings, metrics: metrics, logger: logger)
