@@ -209,9 +209,22 @@ struct MetricsOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Serve Prometheus metrics at http://HOST:PORT/metrics (a bare PORT: 127.0.0.1; default: off).",
                                valueName: "host:port"))
     var metricsEndpoint: String?
+    @Flag(help: "Allow --metrics-endpoint beyond loopback: the metrics are served with no authentication and no encryption.")
+    var insecureMetrics = false
 
+    /// Refuses an endpoint beyond loopback unless `--insecure-metrics`, as the coordinator
+    /// refuses its endpoints without keys unless `--insecure`.
     func validate() throws {
-        if let metricsEndpoint { _ = try MetricsServer.parse(metricsEndpoint) }
+        guard let metricsEndpoint else { return }
+        let (host, port) = try MetricsServer.parse(metricsEndpoint)
+        guard insecureMetrics || Self.isLoopback(host, port) else {
+            throw ValidationError("refusing to serve metrics at \(metricsEndpoint) beyond loopback without authentication: "
+                                  + "bind a loopback address, or give --insecure-metrics to serve them unprotected")
+        }
+    }
+
+    private static func isLoopback(_ host: String, _ port: Int) -> Bool {
+        isLoopbackEndpoint("tcp://\(host.contains(":") ? "[\(host)]" : host):\(port)")
     }
 
     /// Starts the metrics server for `registry`, if `--metrics-endpoint` was given.
@@ -219,6 +232,7 @@ struct MetricsOptions: ParsableArguments {
         guard let metricsEndpoint, let registry else { return nil }
         let (host, port) = try MetricsServer.parse(metricsEndpoint)
         let server = try MetricsServer(host: host, port: port, registry: registry)
+        if !Self.isLoopback(host, port) { logger.warning("metrics served beyond loopback with no authentication and no encryption (--insecure-metrics)") }
         logger.info("metrics served", metadata: ["endpoint": "http://\(server.boundAddress)/metrics"])
         return server
     }
