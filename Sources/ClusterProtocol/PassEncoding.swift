@@ -214,18 +214,14 @@ public enum PassDecoder {
         var computation = try plainComputation(description, arrays: message, projection: projection, whitening: whitening)
         // An encode pass projects each image's rows itself (its rows are the whole file).
         if let projection, description.kind != .encodeVLAD, description.kind != .encodeFisher {
-            computation = projected(computation, projection)
+            computation = mapped(computation, projection)
         }
         guard let transform = description.transform else { return computation }
-        return transformed(computation, transform)
+        return mapped(computation, transform)
     }
 
-    private static func transformed<C: WireComputation>(_ computation: C, _ transform: DescriptorTransform) -> any WireComputation {
-        TransformedComputation(computation, transform: transform)
-    }
-
-    private static func projected<C: WireComputation>(_ computation: C, _ projection: PCAProjection) -> any WireComputation {
-        ProjectedComputation(computation, projection: projection)
+    private static func mapped<C: WireComputation>(_ computation: C, _ mapping: some WireRowMapping) -> any WireComputation {
+        MappedComputation(computation, mapping: mapping)
     }
 
     /// The computation of `description`, without its transform (an encode pass with its
@@ -315,14 +311,28 @@ public enum PassDecoder {
     }
 }
 
-extension TransformedComputation: WireComputation where Base: WireComputation {
+/// A row mapping workers apply to every row of a pass: it is named in the pass description,
+/// and its arrays (if any) follow the computation's.
+public protocol WireRowMapping: RowMapping {
+    /// Names the mapping in `description`, the description of the computation on mapped rows.
+    func describe(in description: inout PassDescription)
+    /// Its array frames, after the computation's.
+    var frames: [[UInt8]] { get }
+}
+
+extension MappedComputation: WireComputation where Base: WireComputation, Mapping: WireRowMapping {
     public var description: PassDescription {
         var description = base.description
-        description.transform = transform
+        mapping.describe(in: &description)
         return description
     }
-    public var modelArrays: [[UInt8]] { base.modelArrays }
-    public func forTask(_ assignment: TaskAssignment) -> Self { Self(base.forTask(assignment), transform: transform) }
+    public var modelArrays: [[UInt8]] { base.modelArrays + mapping.frames }
+    public func forTask(_ assignment: TaskAssignment) -> Self { Self(base.forTask(assignment), mapping: mapping) }
+}
+
+extension DescriptorTransform: WireRowMapping {
+    public func describe(in description: inout PassDescription) { description.transform = self }
+    public var frames: [[UInt8]] { [] }
 }
 
 extension KMeansAssignmentPass: WireComputation {

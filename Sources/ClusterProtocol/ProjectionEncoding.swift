@@ -46,15 +46,11 @@ extension PCAProjection {
     }
 }
 
-extension ProjectedComputation: WireComputation where Base: WireComputation {
-    public var description: PassDescription {
-        var description = base.description
-        description.dimension = projection.outputDimension
-        description.projection = ProjectionDescription(projection)
-        return description
+extension PCAProjection: WireRowMapping {
+    public func describe(in description: inout PassDescription) {
+        description.dimension = outputDimension
+        description.projection = ProjectionDescription(self)
     }
-    public var modelArrays: [[UInt8]] { base.modelArrays + projection.frames }
-    public func forTask(_ assignment: TaskAssignment) -> Self { Self(base.forTask(assignment), projection: projection) }
 }
 
 extension PassDescription.Kind {

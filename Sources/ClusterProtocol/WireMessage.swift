@@ -8,6 +8,11 @@ public struct WireMessage: Sendable, Equatable {
     public var metadata: [UInt8]
     public var arrays: [[UInt8]]
 
+    /// The most array frames of a message to the coordinator (a RESULT, a request): every
+    /// such message has far fewer (at most 4), and the coordinator drops a longer one as it
+    /// reads it, before keeping its frames.
+    public static let maximumArraysToCoordinator = 64
+
     public init(header: WireHeader, metadata: some Encodable = Empty(), arrays: [[UInt8]] = []) {
         self.header = header
         let encoder = JSONEncoder()

@@ -120,15 +120,15 @@ public enum GaussianMixture {
             try await checkpoint(.expectationMaximization(varianceFloor: floor, model: model, reports: [], converged: false))
         }
         for iteration in reports.count ..< (converged ? reports.count : parameters.iterations) {
-            let started = Date()
+            let started = ContinuousClock.now
             let statistics = try await backend.run(try GaussianMixtureExpectationPass(model: model))
             let repaired: Int
-            let updateStarted = Date()
+            let updateStarted = ContinuousClock.now
             (model, repaired) = try maximise(statistics, previous: model, floor: floor, seed: parameters.seed,
                                              iteration: iteration)
             let report = GaussianMixtureIterationReport(
                 iteration: iteration, logLikelihood: statistics.logLikelihood, rows: statistics.rows,
-                seconds: Date().timeIntervalSince(started), updateSeconds: Date().timeIntervalSince(updateStarted),
+                seconds: (ContinuousClock.now - started).seconds, updateSeconds: (ContinuousClock.now - updateStarted).seconds,
                 emptyComponentsRepaired: repaired,
                 smallestPrior: Double(model.priors.min() ?? 0), largestPrior: Double(model.priors.max() ?? 0))
             logger.debug("EM iteration", metadata: ["iteration": "\(iteration)", "logLikelihood": "\(statistics.logLikelihood)"])

@@ -123,17 +123,17 @@ public enum KMeans {
         var reports = start?.reports ?? []
         var converged = start?.converged ?? false
         for iteration in reports.count ..< (converged ? reports.count : parameters.iterations) {
-            let started = Date()
+            let started = ContinuousClock.now
             var pass = KMeansAssignmentPass(codebook: codebook)
             pass.bounds = backend.assignmentBounds
             let statistics = try await backend.run(pass)
             let objective = statistics.objective
             let repaired: Int
-            let updateStarted = Date()
+            let updateStarted = ContinuousClock.now
             (codebook, repaired) = try update(codebook, from: statistics, seed: parameters.seed, iteration: iteration)
             let report = KMeansIterationReport(iteration: iteration, objective: objective, rows: statistics.rows,
-                                               seconds: Date().timeIntervalSince(started),
-                                               updateSeconds: Date().timeIntervalSince(updateStarted),
+                                               seconds: (ContinuousClock.now - started).seconds,
+                                               updateSeconds: (ContinuousClock.now - updateStarted).seconds,
                                                emptyClustersRepaired: repaired,
                                                smallestCluster: statistics.counts.min() ?? 0,
                                                largestCluster: statistics.counts.max() ?? 0,

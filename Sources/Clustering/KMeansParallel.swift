@@ -65,7 +65,7 @@ public enum KMeansParallel {
         }
         let d = backend.dimension, ell = oversampling * Double(k)
         let limit = candidateLimit(k: k, rounds: rounds, oversampling: oversampling)
-        var started = Date()
+        var started = ContinuousClock.now
         let first = try await backend.run(RowSamplePass(sampleSize: 1, totalRows: backend.rows, seed: seed))
         guard first.count == 1 else {
             throw ClusteringError(.invalidArgument, "k-means‖ needs at least one row (the sample has \(first.count))")
@@ -92,8 +92,8 @@ public enum KMeansParallel {
                 }
             }
             progress(RoundReport(round: round, cost: result.cost, rows: result.sampledRows, candidates: candidates.count / d,
-                                 seconds: Date().timeIntervalSince(started)))
-            started = Date()
+                                 seconds: (ContinuousClock.now - started).seconds))
+            started = ContinuousClock.now
             // No row is away from the candidates, or the cap is reached: more rounds add nothing.
             if result.cost == 0 || candidates.count / d >= limit { break }
         }
@@ -104,7 +104,7 @@ public enum KMeansParallel {
         }
         let centres = try weightedPlusPlus(pool, weights: weights.counts.map(Double.init), k: k, seed: seed)
         progress(RoundReport(round: rounds + 1, cost: weights.cost, rows: weights.sampledRows, candidates: pool.k,
-                             seconds: Date().timeIntervalSince(started)))
+                             seconds: (ContinuousClock.now - started).seconds))
         return centres
     }
 

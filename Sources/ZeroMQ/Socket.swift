@@ -131,8 +131,12 @@ public final class Socket {
     ///
     /// `MessageProperty.userID` is the user id the ZAP handler gave the peer's connection
     /// (see `ZAPHandler`); a connection authenticated by no handler has none.
-    public func receive(dontWait: Bool = false,
-                        property: MessageProperty?) throws -> (frames: [[UInt8]], property: String?)? {
+    ///
+    /// A message of more than `maximumFrames` frames (libzmq bounds each frame's size, not
+    /// their number) is not kept: its frames are counted and dropped as they are read, and
+    /// the call throws `EMSGSIZE` naming their number.
+    public func receive(dontWait: Bool = false, property: MessageProperty?,
+                        maximumFrames: Int = .max) throws -> (frames: [[UInt8]], property: String?)? {
         var frames: [[UInt8]] = []
         var value: String?
         var message = zmq_msg_t()
@@ -158,6 +162,26 @@ public final class Socket {
             frames.append([UInt8](UnsafeRawBufferPointer(start: zmq_msg_data(&message),
                                                          count: zmq_msg_size(&message))))
             if zmq_msg_more(&message) == 0 { return (frames, value) }
+            if frames.count >= maximumFrames {
+                let total = frames.count + (try dropRestOfMessage())
+                throw ZeroMQError(code: EMSGSIZE, operation: "zmq_msg_recv \(kind)",
+                                  message: "a message of \(total) frames, above the limit of \(maximumFrames); dropped")
+            }
+        }
+    }
+
+    /// Reads the frames left of the message being received without keeping them; returns their number.
+    private func dropRestOfMessage() throws -> Int {
+        var message = zmq_msg_t()
+        var dropped = 0
+        while true {
+            try LibZMQ.check("zmq_msg_init") { zmq_msg_init(&message) }
+            defer { zmq_msg_close(&message) }
+            guard try LibZMQ.call("zmq_msg_recv \(kind) frame", { zmq_msg_recv(&message, handle, 0) }) != nil else {
+                throw ZeroMQError(code: EAGAIN, operation: "zmq_msg_recv \(kind)", message: "a message ended before its last frame")
+            }
+            dropped += 1
+            if zmq_msg_more(&message) == 0 { return dropped }
         }
     }
 

@@ -180,11 +180,14 @@ struct WorkerCommand: AsyncParsableCommand {
     var boundMemory: Int = 0
     @Option(help: "Bytes of stored sets' partitions kept between split searches, so a repeated search moves only its queries (0: none kept).")
     var partitionMemory: Int = WorkerSettings(name: "", threads: 1).partitionMemory
+    @Option(help: "The coordinator's --max-model-values, if raised: bounds the frames this worker accepts (8 bytes per value).")
+    var maxModelValues = CoordinatorSettings().maximumModelValues
 
     func run() async throws {
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
         guard boundMemory >= 0 else { throw ValidationError("--bound-memory must be ≥ 0") }
         guard partitionMemory >= 0 else { throw ValidationError("--partition-memory must be ≥ 0") }
+        guard maxModelValues >= 1 else { throw ValidationError("--max-model-values must be at least 1") }
         let logger = processLogger("codebook.worker")
         let workerName = name ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())"
         var settings = WorkerSettings(name: workerName, threads: threads)
@@ -192,6 +195,7 @@ struct WorkerCommand: AsyncParsableCommand {
         settings.corpusRoots = corpusRoot.isEmpty ? nil : try CorpusRoots(corpusRoot)
         settings.boundMemory = boundMemory
         settings.partitionMemory = partitionMemory
+        settings.maximumModelValues = maxModelValues
         let metrics = metricsOptions.metricsEndpoint.map { _ in WorkerMetrics(registry: MetricsRegistry()) }
         let server = try metricsOptions.serve(metrics?.registry, logger: logger)
         let worker = Worker(context: try ZeroMQContext(), endpoint: connect, settings: settings, metrics: metrics, logger: logger)
@@ -209,9 +213,22 @@ struct MetricsOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Serve Prometheus metrics at http://HOST:PORT/metrics (a bare PORT: 127.0.0.1; default: off).",
                                valueName: "host:port"))
     var metricsEndpoint: String?
+    @Flag(help: "Allow --metrics-endpoint beyond loopback: the metrics are served with no authentication and no encryption.")
+    var insecureMetrics = false
 
+    /// Refuses an endpoint beyond loopback unless `--insecure-metrics`, as the coordinator
+    /// refuses its endpoints without keys unless `--insecure`.
     func validate() throws {
-        if let metricsEndpoint { _ = try MetricsServer.parse(metricsEndpoint) }
+        guard let metricsEndpoint else { return }
+        let (host, port) = try MetricsServer.parse(metricsEndpoint)
+        guard insecureMetrics || Self.isLoopback(host, port) else {
+            throw ValidationError("refusing to serve metrics at \(metricsEndpoint) beyond loopback without authentication: "
+                                  + "bind a loopback address, or give --insecure-metrics to serve them unprotected")
+        }
+    }
+
+    private static func isLoopback(_ host: String, _ port: Int) -> Bool {
+        isLoopbackEndpoint("tcp://\(host.contains(":") ? "[\(host)]" : host):\(port)")
     }
 
     /// Starts the metrics server for `registry`, if `--metrics-endpoint` was given.
@@ -219,6 +236,7 @@ struct MetricsOptions: ParsableArguments {
         guard let metricsEndpoint, let registry else { return nil }
         let (host, port) = try MetricsServer.parse(metricsEndpoint)
         let server = try MetricsServer(host: host, port: port, registry: registry)
+        if !Self.isLoopback(host, port) { logger.warning("metrics served beyond loopback with no authentication and no encryption (--insecure-metrics)") }
         logger.info("metrics served", metadata: ["endpoint": "http://\(server.boundAddress)/metrics"])
         return server
     }

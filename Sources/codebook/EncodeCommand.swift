@@ -60,23 +60,23 @@ struct ImageOptions: ParsableArguments {
         let (client, embedded) = try cluster.connect()
         defer { embedded?.shutdown() }
         let display = output.display()
-        let started = Date()
+        let started = ContinuousClock.now
         let id = try client.submit(job)
         display.note("job \(id): \(encoding.rawValue) of \(job.index) with model \(job.model) into set \(job.set) \(cluster.summary())")
-        var lastReport = Date.distantPast
+        var lastReport: ContinuousClock.Instant?
         let final: JobProgress
         do {
             final = try await client.wait(for: id) { progress in
                 progress.pass.map(display.pass)
-                guard Date().timeIntervalSince(lastReport) >= 1, let done = progress.imagesDone, let total = progress.imagesTotal else { return }
-                lastReport = Date()
+                guard lastReport.map({ ContinuousClock.now - $0 >= .seconds(1) }) ?? true, let done = progress.imagesDone, let total = progress.imagesTotal else { return }
+                lastReport = ContinuousClock.now
                 display.images(done: done, total: total, message: progress.message)
             }
         } catch {
             display.clearBar()
             throw error
         }
-        display.finish(String(format: "stored %d images in set %@ in %.2f s", final.imagesTotal ?? 0, job.set, Date().timeIntervalSince(started)))
+        display.finish(String(format: "stored %d images in set %@ in %.2f s", final.imagesTotal ?? 0, job.set, (ContinuousClock.now - started).seconds))
     }
 
     func collection() throws -> ImageCollection {
@@ -88,7 +88,7 @@ struct ImageOptions: ParsableArguments {
     /// Encodes every image to `out`, streaming, and prints a summary.
     func encode(with encoder: some VectorEncoder, name: String) async throws {
         let images = try collection()
-        let started = Date()
+        let started = ContinuousClock.now
         let writer = try DescriptorWriter(path: out!, dimension: encoder.encodedDimension, format: .npy)
         do {
             try await encoder.encodeInOrder(images, threads: compute.threads) { _, vector in try writer.append(vector) }
@@ -97,7 +97,7 @@ struct ImageOptions: ParsableArguments {
             writer.cancel()
             throw error
         }
-        let seconds = Date().timeIntervalSince(started)
+        let seconds = (ContinuousClock.now - started).seconds
         let rows = images.reduce(0) { $0 + $1.rows }
         output.display().finish(String(format: "encoded %d images (%d descriptors) as %@ vectors of %d values in %.2f s (%.0f descriptors/s); wrote %@",
                                        images.count, rows, name, encoder.encodedDimension, seconds, Double(rows) / max(seconds, 1e-9), out!))

@@ -49,7 +49,7 @@ struct ExtractCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let started = Date()
+        let started = ContinuousClock.now
         let source = try images.map { try ImageSource(directory: $0) } ?? ImageSource(list: imageList!)
         let extractor = try parameters.extractor()
         if let coordinator { return try await extractOnCluster(source, coordinator: coordinator, started: started) }
@@ -58,11 +58,11 @@ struct ExtractCommand: AsyncParsableCommand {
             warn(skipped: skipped.path, "\(skipped.error)")
         }
         report(descriptors: summary.descriptors, images: summary.images, of: source.entries.count,
-               skipped: summary.skipped.map(\.path), seconds: Date().timeIntervalSince(started))
+               skipped: summary.skipped.map(\.path), seconds: (ContinuousClock.now - started).seconds)
     }
 
     /// Submits an extraction job with absolute paths and follows it to its end.
-    private func extractOnCluster(_ source: ImageSource, coordinator: String, started: Date) async throws {
+    private func extractOnCluster(_ source: ImageSource, coordinator: String, started: ContinuousClock.Instant) async throws {
         let absolute = { URL(fileURLWithPath: $0).standardizedFileURL.path }
         let job = ExtractionJob(images: source.entries.map { ImageSource.Entry(key: $0.key, path: absolute($0.path)) },
                                 extraction: parameters, descriptors: absolute(out), index: absolute(index), replace: replace,
@@ -76,7 +76,7 @@ struct ExtractCommand: AsyncParsableCommand {
         }
         let skipped = (final.skipped ?? []).map(\.path)
         report(descriptors: final.descriptors ?? 0, images: source.entries.count - skipped.count, of: source.entries.count,
-               skipped: skipped, seconds: Date().timeIntervalSince(started))
+               skipped: skipped, seconds: (ContinuousClock.now - started).seconds)
     }
 
     private func warn(skipped path: String, _ why: String) {

@@ -22,10 +22,10 @@ struct GenerateCommand: ParsableCommand {
     }
 
     func run() throws {
-        let started = Date()
+        let started = ContinuousClock.now
         try SyntheticCorpus(rows: n, dimension: dim, clusters: clusters, seed: seed)
             .write(to: out, index: index, imagesOf: imageRows)
         print("wrote \(n)×\(dim) rows to \(out)" + (index.map { " and an index of \((n + imageRows - 1) / imageRows) images to \($0)" } ?? "")
-              + String(format: " in %.2f s", Date().timeIntervalSince(started)))
+              + String(format: " in %.2f s", (ContinuousClock.now - started).seconds))
     }
 }

@@ -214,7 +214,7 @@ import ZeroMQ
         defer { second.stop() }
         let progress = try second.client().progress(of: job, since: 0)
         #expect(progress.state == .failed)
-        #expect(progress.message?.hasPrefix("cannot resume after a restart: mismatch: PCA model \"p\" has changed since the job started") == true,
+        #expect(progress.message?.hasPrefix("cannot resume after a restart: PCA model \"p\" has changed since the job started") == true,
                 "\(String(describing: progress.message))")
     }
 

@@ -171,14 +171,18 @@ import ZeroMQ
 
     // MARK: Encoded vectors
 
-    @Test func encodeResultsMustCarryTheTasksKeysAndRows() throws {
-        // A coordinator that is never started: the check needs none of it.
+    /// The sink of an encoding of `images` images ("image-0"…) in shards of 2, vectors of
+    /// `dimension` values, for a coordinator that is never started: the check needs none of it.
+    static func encodingSink(images: Int, dimension: Int) throws -> EncodingSink {
         let coordinator = Coordinator(context: try ZeroMQContext(), workersEndpoint: "inproc://unused-workers",
                                       clientsEndpoint: "inproc://unused-clients", logger: quietLogger())
-        let images = (0..<4).map { ImageSlice(key: "image-\($0)", firstRow: $0 * 10, rowCount: 10) }
-        let sink = try EncodingSink(job: 1, set: "S", vector: VectorRecord(encoding: .vlad, model: "M", flags: 0), dimension: 2,
-                                    images: images, plan: ShardPlan(totalRows: 4, shardRows: 2), imagesDone: 0,
-                                    coordinator: coordinator)
+        return try EncodingSink(job: 1, set: "S", vector: VectorRecord(encoding: .vlad, model: "M", flags: 0), dimension: dimension,
+                                images: (0..<images).map { ImageSlice(key: "image-\($0)", firstRow: $0 * 10, rowCount: 10) },
+                                plan: ShardPlan(totalRows: images, shardRows: 2), imagesDone: 0, coordinator: coordinator)
+    }
+
+    @Test func encodeResultsMustCarryTheTasksKeysAndRows() throws {
+        let sink = try Self.encodingSink(images: 4, dimension: 2)
         func result(_ keys: [String], rows: Int? = nil, vectors: Int? = nil) -> WireMessage {
             WireMessage(header: WireHeader(.result, job: 1, round: 1, shard: 1),
                         metadata: StatisticsShape(rows: rows ?? keys.count, dimension: 2, keys: keys),
@@ -190,6 +194,23 @@ import ZeroMQ
         #expect(Self.isMalformed { try sink.check(shard: 1, result(["image-2"])) })
         #expect(Self.isMalformed { try sink.check(shard: 1, result(["image-2", "image-3"], rows: 0)) })
         #expect(Self.isMalformed { try sink.check(shard: 1, result(["image-2", "image-3"], vectors: 3)) })
+    }
+
+    /// A forged encode RESULT with a NaN or infinite value is rejected, naming the vector, its
+    /// image and the value, before anything is stored (before, it was stored as it came).
+    @Test(arguments: [Float.nan, .infinity, -.infinity, .signalingNaN])
+    func encodedVectorsMustBeFinite(_ bad: Float) throws {
+        let sink = try Self.encodingSink(images: 2, dimension: 3)
+        var values: [Float] = [0.5, -0.5, .greatestFiniteMagnitude, 0, -0, .leastNonzeroMagnitude]
+        let result = { (values: [Float]) in
+            WireMessage(header: WireHeader(.result, job: 1, round: 1, shard: 0),
+                        metadata: StatisticsShape(rows: 2, dimension: 3, keys: ["image-0", "image-1"]), arrays: [Frame.encode(values)])
+        }
+        try sink.check(shard: 0, result(values))
+        values[4] = bad
+        let error = #expect(throws: ClusterError.self) { try sink.check(shard: 0, result(values)) }
+        #expect(error?.code == .malformed)
+        #expect(error?.message.hasPrefix("vector 1 (image image-1) has value 1 ") == true, "\(String(describing: error))")
     }
 }
 

@@ -18,21 +18,28 @@ public final class ClusterClient: Requester {
 
     /// CURVE with the coordinator, if it requires keys.
     public let security: ClientSecurity?
+    /// The largest reply frame accepted (ZMQ_MAXMSGSIZE); a larger one disconnects the
+    /// coordinator, and the request fails unanswered.
+    public let maximumMessageSize: Int
 
+    /// - Parameter maximumMessageSize: by default what a coordinator of default limits
+    ///   accepts (`CoordinatorSettings.maximumMessageSize`), which bounds every frame it sends.
     public init(context: ZeroMQContext, endpoint: String, timeout: Duration = .seconds(10),
-                security: ClientSecurity? = nil) throws {
+                security: ClientSecurity? = nil, maximumMessageSize: Int = CoordinatorSettings().maximumMessageSize) throws {
         self.context = context
         self.endpoint = endpoint
         self.timeout = timeout
         self.security = security
-        (socket, handshakes) = try Self.connect(context: context, endpoint: endpoint, timeout: timeout, security: security)
+        self.maximumMessageSize = maximumMessageSize
+        (socket, handshakes) = try Self.connect(context: context, endpoint: endpoint, timeout: timeout, security: security,
+                                                maximumMessageSize: maximumMessageSize)
     }
 
-    private static func connect(context: ZeroMQContext, endpoint: String, timeout: Duration,
-                                security: ClientSecurity?) throws -> (Socket, SocketMonitor) {
+    private static func connect(context: ZeroMQContext, endpoint: String, timeout: Duration, security: ClientSecurity?,
+                                maximumMessageSize: Int) throws -> (Socket, SocketMonitor) {
         let socket = try Socket(.dealer, context: context)
         try socket.setLinger(.zero)
-        try socket.setMaxMessageSize(1 << 30)
+        try socket.setMaxMessageSize(Int64(maximumMessageSize))
         try socket.setReceiveTimeout(timeout)
         try security?.secure(socket, handshakeTimeout: timeout)
         let handshakes = try socket.monitor([.handshakeSucceeded, .handshakeFailedNoDetail, .handshakeFailedProtocol,
@@ -67,7 +74,8 @@ public final class ClusterClient: Requester {
         // A blocking receive bounded by the socket's receive timeout: one wait, no poller.
         guard let frames = try socket.receive() else {
             let error = try silence()
-            (socket, handshakes) = try Self.connect(context: context, endpoint: endpoint, timeout: timeout, security: security)
+            (socket, handshakes) = try Self.connect(context: context, endpoint: endpoint, timeout: timeout, security: security,
+                                                    maximumMessageSize: maximumMessageSize)
             throw error
         }
         guard frames.first?.isEmpty == true else { throw ClusterError(.malformed, "reply without an envelope from \(endpoint)", peer: endpoint) }

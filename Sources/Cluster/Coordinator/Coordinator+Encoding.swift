@@ -154,7 +154,8 @@ final class EncodingSink: RoundSink, @unchecked Sendable {
 
     /// Checks the shard's image keys and its vectors' frame (little-endian float32, as
     /// stored) without copying the vectors: the set's dimension, exactly the task's images
-    /// in order, `rows` their number, and a frame of exactly one vector per key.
+    /// in order, `rows` their number, a frame of exactly one vector per key, and every value
+    /// finite (a NaN or infinity would poison every search of the set).
     func check(shard: Int, _ message: WireMessage) throws {
         checked = nil
         let shape = try message.decode(StatisticsShape.self)
@@ -172,7 +173,19 @@ final class EncodingSink: RoundSink, @unchecked Sendable {
             throw ClusterError.malformed("\(message.header.type) array 0 has \(message.arrays.first?.count ?? 0) bytes, "
                                       + "expected \(keys.count) vectors of \(dimension) float32 values")
         }
+        if let bad = Self.firstNonFinite(frame) {
+            let value = Float(bitPattern: frame.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 4 * bad, as: UInt32.self) }.littleEndian)
+            throw ClusterError.malformed("vector \(bad / dimension) (image \(keys[bad / dimension])) has value "
+                                         + "\(bad % dimension) \(value)")
+        }
         checked = (shard, keys, frame)
+    }
+
+    /// The index of the first float32 of `frame` that is NaN or infinite (all exponent bits set).
+    private static func firstNonFinite(_ frame: [UInt8]) -> Int? {
+        frame.withUnsafeBytes { bytes in
+            (0 ..< bytes.count / 4).first { bytes.loadUnaligned(fromByteOffset: 4 * $0, as: UInt32.self).littleEndian & 0x7F80_0000 == 0x7F80_0000 }
+        }
     }
 
     func deliver(shard: Int, message: WireMessage) {

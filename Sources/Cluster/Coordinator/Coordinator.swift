@@ -337,7 +337,17 @@ public final class Coordinator: @unchecked Sendable {
                 let isWorkers = socketReady.socket === workers
                 // Drain what is there, a bounded number at a time, so neither side starves.
                 for _ in 0..<256 {
-                    guard let (frames, userID) = try? socketReady.socket.receive(dontWait: true, property: .userID) else { break }
+                    let received: (frames: [[UInt8]], property: String?)?
+                    do {
+                        received = try socketReady.socket.receive(dontWait: true, property: .userID,
+                                                                  maximumFrames: Self.maximumFrames)
+                    } catch let error as ZeroMQError where error.code == EMSGSIZE {
+                        noteMalformed(error, from: isWorkers ? .workers : .clients)
+                        continue
+                    } catch {
+                        break
+                    }
+                    guard let (frames, userID) = received else { break }
                     if isWorkers {
                         guard admitsWorker(userID) else { continue }
                         perform(handleWorker(frames, state: &state, sinks: sinks, now: .now))
@@ -350,6 +360,10 @@ public final class Coordinator: @unchecked Sendable {
             if let deadline = state.nextDeadline, deadline <= now { perform(state.tick(now: now)) }
         }
     }
+
+    /// The most frames of a message received: the envelope (routing id, and a client's empty
+    /// delimiter), header, metadata and `WireMessage.maximumArraysToCoordinator` arrays.
+    private static let maximumFrames = 4 + WireMessage.maximumArraysToCoordinator
 
     private func handleWorker(_ frames: [[UInt8]], state: inout CoordinatorState, sinks: [RoundKey: any RoundSink],
                               now: ContinuousClock.Instant) -> [CoordinatorState.Directive] {

@@ -8,7 +8,7 @@ extension PCAReference {
     public static func require(_ checksum: String, of projection: PCAProjection, named name: String) throws {
         let current = Self.checksum(projection)
         guard current == checksum else {
-            throw StoreError(.mismatch, "PCA model \"\(name)\" has changed since the job started (checksum \(current), not \(checksum))")
+            throw ClusterError(.conflict, "PCA model \"\(name)\" has changed since the job started (checksum \(current), not \(checksum))")
         }
     }
 }
@@ -35,7 +35,7 @@ extension CodebookStore {
     public func principalComponents(named name: String) throws -> PCAProjection {
         guard let value = try model(named: name) else { throw StoreError(.notFound, "no PCA model named \"\(name)\" in the store") }
         guard case .principalComponents(let projection, _) = try StoredModel(value, name: name) else {
-            throw StoreError(.mismatch, "model \"\(name)\" is not a PCA model")
+            throw ClusterError(.invalidRequest, "model \"\(name)\" is not a PCA model")
         }
         return projection
     }
@@ -46,7 +46,7 @@ extension CodebookStore {
         guard let value = try model(named: name), let trained = try StoredModel(value, name: name).record.job, trained.set == nil,
               trained.transform != transform else { return }
         let named = { (transform: DescriptorTransform?) in transform.map { "\($0.rawValue)" } ?? "untransformed" }
-        throw StoreError(.mismatch, "PCA model \"\(name)\" was trained on \(named(trained.transform)) descriptors; "
+        throw ClusterError(.invalidRequest, "PCA model \"\(name)\" was trained on \(named(trained.transform)) descriptors; "
                          + "these are read \(named(transform))")
     }
 
@@ -56,18 +56,18 @@ extension CodebookStore {
         switch (record.pca, requested) {
         case (nil, nil): return nil
         case (nil, let requested?):
-            throw StoreError(.mismatch, "model \"\(model)\" was trained on descriptors without a PCA; "
+            throw ClusterError(.invalidRequest, "model \"\(model)\" was trained on descriptors without a PCA; "
                              + "encode without PCA model \"\(requested)\"")
         case (let needed?, nil):
-            throw StoreError(.mismatch, "model \"\(model)\" was trained on descriptors projected by PCA model \"\(needed.name)\"; "
+            throw ClusterError(.invalidRequest, "model \"\(model)\" was trained on descriptors projected by PCA model \"\(needed.name)\"; "
                              + "encode through that PCA")
         case (let needed?, let requested?):
             guard needed.name == requested else {
-                throw StoreError(.mismatch, "model \"\(model)\" was trained through PCA model \"\(needed.name)\", not \"\(requested)\"")
+                throw ClusterError(.invalidRequest, "model \"\(model)\" was trained through PCA model \"\(needed.name)\", not \"\(requested)\"")
             }
             let projection = try principalComponents(named: requested)
             guard PCAReference.checksum(projection) == needed.checksum else {
-                throw StoreError(.mismatch, "PCA model \"\(requested)\" has changed since model \"\(model)\" was trained through it "
+                throw ClusterError(.conflict, "PCA model \"\(requested)\" has changed since model \"\(model)\" was trained through it "
                                  + "(checksum \(PCAReference.checksum(projection)), trained with \(needed.checksum))")
             }
             return projection

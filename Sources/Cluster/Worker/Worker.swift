@@ -19,7 +19,17 @@ public struct WorkerSettings: Sendable {
     /// to `reconnectMaximum` (Paranoid Pirate; see `WorkerState`).
     public var reconnectInitial: Duration = .seconds(1)
     public var reconnectMaximum: Duration = .seconds(32)
-    public var maximumMessageSize: Int = 1 << 30
+    /// The coordinator's `maximumModelValues` (K·D of the largest model it may send); raise
+    /// both together.
+    public var maximumModelValues: Int = CoordinatorSettings().maximumModelValues
+    /// The largest frame accepted from the coordinator (ZMQ_MAXMSGSIZE): what a coordinator
+    /// of `maximumModelValues` accepts, which bounds every frame it sends (8·K·D bytes, at
+    /// least 1 MiB).
+    public var maximumMessageSize: Int {
+        var coordinator = CoordinatorSettings()
+        coordinator.maximumModelValues = maximumModelValues
+        return coordinator.maximumMessageSize
+    }
     /// CURVE with the coordinator; `nil`: no authentication, no encryption.
     public var security: ClientSecurity?
     /// The directories tasks may read corpora in; `nil`: any path.
