@@ -162,6 +162,29 @@ import ZeroMQ
         }
     }
 
+    /// A partition travels as one array frame, which a worker accepts only up to the
+    /// coordinator's message size: long vectors get fewer rows per partition (whole blocks),
+    /// and vectors too long for one block are not split at all.
+    @Test func partitionsOfLongVectorsFitTheMessageSize() {
+        var settings = CoordinatorSettings()
+        settings.maximumModelValues = 1 << 17  // 1 MiB messages
+        let block = InnerProductSearch.blockRows
+        #expect(settings.searchPartitionRows(dimension: 8) == 8 * block)
+        #expect(settings.searchPartitionRows(dimension: 32) == 2 * block)
+        #expect(settings.searchPartitionRows(dimension: 64) == block)
+        #expect(settings.searchPartitionRows(dimension: 65) == nil)
+        settings.searchPartitionRows = 1
+        #expect(settings.searchPartitionRows(dimension: 8) == block)
+        settings = CoordinatorSettings()
+        #expect(settings.searchPartitionRows(dimension: 256) == 65_536)
+        #expect(settings.searchPartitionRows(dimension: 32_768) == nil)
+        for dimension in [1, 100, 256, 1000, 8192] {
+            if let rows = settings.searchPartitionRows(dimension: dimension) {
+                #expect(rows % block == 0 && rows * dimension * 4 <= settings.maximumMessageSize, "D = \(dimension)")
+            }
+        }
+    }
+
     @Test func aSplitSearchWithoutWorkersIsRefused() throws {
         let scratch = try TemporaryDirectory()
         let queries = StoreQueries(store: try SearchQueriesTests.store(at: scratch.file("db"), keys: ["a"], vectors: [1, 2, 3, 4]))

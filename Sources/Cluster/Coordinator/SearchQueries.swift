@@ -225,8 +225,14 @@ extension StoreQueries {
         guard request.split != false, let available, request.split == true || !searchCache.holds(request.set) else {
             return .here(try searchCache.vectors(of: request.set, store: store))
         }
-        let set = try splitSets.plan(request.set, generation: searchCache.generation(of: request.set), store: store,
+        let set: SplitSet
+        do {
+            set = try splitSets.plan(request.set, generation: searchCache.generation(of: request.set), store: store,
                                      coordinator: available.coordinator)
+        } catch let error as ClusterError where error.code == .limit && request.split != true {
+            // Vectors too long for a partition to travel: searched here, as without workers.
+            return .here(try searchCache.vectors(of: request.set, store: store))
+        }
         guard request.split == true || set.bytes > searchCache.capacity else {
             return .here(try searchCache.vectors(of: request.set, store: store))
         }

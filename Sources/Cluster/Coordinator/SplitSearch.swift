@@ -100,7 +100,12 @@ final class SplitSets: Sendable {
             guard !page.isEmpty else { break }
             keys += page.map { String($0.dropFirst(prefix.count)) }
         }
-        let partitionRows = coordinator.settings.searchPartitionRowsInBlocks
+        guard let partitionRows = coordinator.settings.searchPartitionRows(dimension: dimension) else {
+            throw ClusterError(.limit, "set \"\(set)\" cannot be searched on the workers: a partition of "
+                               + "\(InnerProductSearch.blockRows) vectors of \(dimension) values takes "
+                               + "\(InnerProductSearch.blockRows * dimension * 4) bytes, above the coordinator's "
+                               + "maximumMessageSize (\(coordinator.settings.maximumMessageSize), from maximumModelValues)")
+        }
         let (planned, dropped) = state.withLock { state in
             let job = state.nextJob
             state.nextJob &+= 1
@@ -123,11 +128,16 @@ final class SplitSets: Sendable {
 }
 
 extension CoordinatorSettings {
-    /// `searchPartitionRows` rounded up to a multiple of `InnerProductSearch.blockRows`, so
-    /// that a partition's scores are those of one search over the whole set.
-    var searchPartitionRowsInBlocks: Int {
+    /// The vectors of a split search's partitions of vectors of `dimension` values:
+    /// `searchPartitionRows` rounded up to a multiple of `InnerProductSearch.blockRows` (so
+    /// that a partition's scores are those of one search over the whole set), then lowered
+    /// by whole blocks until a partition's array frame fits `maximumMessageSize` (a worker
+    /// accepts no larger frame); nil when not even one block fits.
+    func searchPartitionRows(dimension: Int) -> Int? {
         let block = InnerProductSearch.blockRows
         let blocks = searchPartitionRows / block + (searchPartitionRows % block == 0 ? 0 : 1)
-        return max(1, min(blocks, Int.max / block)) * block
+        let fitting = maximumMessageSize / max(1, 4 * dimension * block)
+        let chosen = min(max(1, min(blocks, Int.max / block)), fitting)
+        return chosen >= 1 ? chosen * block : nil
     }
 }
