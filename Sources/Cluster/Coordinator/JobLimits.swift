@@ -60,7 +60,7 @@ extension CoordinatorSettings {
         let defaults = KMeansParameters(k: job.k)
         let candidates = KMeansParallel.candidateLimit(k: job.k, rounds: defaults.seedingRounds,
                                                        oversampling: defaults.seedingOversampling)
-        let advice = "initialise with k-means++ or give the initial model"
+        let advice = "raise maximumModelValues, or initialise with random centres or a given model (k-means++ takes time quadratic in K)"
         try check("k-means‖ candidates·D (up to \(candidates) candidates, D=\(corpus.dimension))",
                   saturatingProduct(candidates, corpus.dimension), against: maximumModelValues, setting: "maximumModelValues",
                   advice: advice)
