@@ -2,6 +2,7 @@
 the processes it talks to: a `codebook coordinator` and one `codebook worker`, with pyzmq +
 numpy only. Shared by test_protocol_client.py and the store tests (store_cluster.py)."""
 
+import contextlib
 import json
 import os
 import socket
@@ -266,6 +267,22 @@ class Cluster:
             return wait_for_worker(client, self.worker_name, deadline_s)
         finally:
             client.close()
+
+    @contextlib.contextmanager
+    def running(self, wait_for_worker=False):
+        """Starts the processes and stops them after the block; if starting failed, their logs
+        go to stderr."""
+        failed = True
+        try:
+            self.start()
+            if wait_for_worker:
+                self.wait_for_worker()
+            failed = False
+            yield self
+        finally:
+            self.stop()
+            if failed:
+                self.dump_logs()
 
     def alive(self, name):
         return self.processes[name].poll() is None

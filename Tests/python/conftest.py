@@ -7,15 +7,8 @@ from store_cluster import StoreCluster
 @pytest.fixture(scope="module", params=["plain", "curve"])
 def cluster(tmp_path_factory, request):
     c = StoreCluster(tmp_path_factory.mktemp(f"codebook-{request.module.__name__}"), curve=request.param == "curve")
-    failed = True
-    try:
-        c.start()
-        failed = False
+    with c.running():
         yield c
-    finally:
-        c.stop()
-        if failed:
-            c.dump_logs()
 
 
 @pytest.fixture

@@ -50,16 +50,8 @@ def cluster(tmp_path_factory):
         (images / f"photo-{i}.png").write_bytes(png(picture(w, h, i)))
     (images / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
     c.images = images
-    failed = True
-    try:
-        c.start()
-        c.wait_for_worker()
-        failed = False
+    with c.running(wait_for_worker=True):
         yield c
-    finally:
-        c.stop()
-        if failed:
-            c.dump_logs()
 
 
 def image_list(cluster):
