@@ -102,7 +102,13 @@ public final class Coordinator: @unchecked Sendable {
             gatekeeper?.stop()
             throw error
         }
-        try resumeStoredJobs()
+        do {
+            try resumeStoredJobs()
+        } catch {
+            // The I/O thread runs: stopped, it lets go of the coordinator (and its store).
+            stop(keepingJobs: true)
+            throw error
+        }
         return bound.withLock { $0! }
     }
 
