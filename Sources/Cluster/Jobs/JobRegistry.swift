@@ -76,9 +76,11 @@ final class JobRegistry: Sendable {
             }
             let id = state.next
             state.next += 1
-            let entry = Entry(record: JobRecord(job: job, encoding: encoding, extraction: extraction, state: .running, iterations: [],
-                                                initialValues: initialValues.count),
-                              initialValues: initialValues)
+            var record = JobRecord(job: job, encoding: encoding, extraction: extraction, state: .running, iterations: [],
+                                   initialValues: initialValues.count)
+            // An extraction keeps its images while it runs, to start again after a restart.
+            record.imagesTotal = extraction?.images.count
+            let entry = Entry(record: record, initialValues: initialValues)
             state.jobs[id] = entry
             return (id, entry)
         }
@@ -155,6 +157,8 @@ final class JobRegistry: Sendable {
                      write: ((CodebookStore, Entry) throws -> Void)? = nil) throws {
         try storeThenShow(job, { entry in
             change(&entry)
+            // An ended extraction needs its images no more (they can be millions).
+            entry.record.extraction?.images = []
             entry.record.state = state
             entry.record.ended = Date().timeIntervalSince1970
         }, write: write)
