@@ -125,4 +125,42 @@ import Testing
         #expect(reasons[4].contains("\(scratch.file("exists.tsv")) exists"), "\(reasons[4])")
         #expect(FileManager.default.fileExists(atPath: good.descriptors) && FileManager.default.fileExists(atPath: good.index))
     }
+
+    /// Stored job values that cannot be read at all: a record cut short, metadata that is not
+    /// a job record, a value of another kind. The coordinator used to refuse to start ("corrupt
+    /// value"); it now stores each as failed saying why, lists it, and runs the good job.
+    @Test(.timeLimit(.minutes(2)))
+    func unreadableStoredJobsAreStoredAsFailedAndTheCoordinatorServesOn() async throws {
+        let scratch = try TemporaryDirectory()
+        let source = try ImageSource(directory: try TestImages.folder(in: scratch))
+        let job = ExtractionJob(images: source.entries, extraction: ExtractionParameters(method: .sift, maxSide: 200),
+                                descriptors: scratch.file("d.npy"), index: scratch.file("d.tsv"))
+        let path = scratch.file("store")
+        do {
+            var record = JobRecord(extraction: job, state: .running, iterations: [], initialValues: 0)
+            record.imagesTotal = job.images.count
+            let good = try StoredValue(kind: .job, metadata: record).bytes
+            let database = try Database(path: path, columnFamilies: CodebookStore.columnFamilies)
+            let jobs = try #require(database.columnFamily(named: "jobs"))
+            let values = [Array(good.prefix(good.count / 2)),
+                          try StoredValue(kind: .job, metadata: ["state": 7]).bytes,
+                          try StoredValue(kind: .set, metadata: ["state": "running"]).bytes,
+                          good]
+            for (id, value) in zip(UInt64(1)..., values) { try database.put(withUnsafeBytes(of: id.bigEndian) { Array($0) }, value, in: jobs) }
+        }
+        let progress = try await Self.withCoordinator(store: path, workers: 1) { cluster in
+            let client = try cluster.client()
+            #expect(try client.status().jobs.map(\.job).sorted() == [1, 2, 3, 4])
+            var progress: [JobProgress] = []
+            for id in UInt64(1)...4 { progress.append(try await Self.ended(id, cluster)) }
+            return progress
+        }
+        #expect(progress.map(\.state) == [.failed, .failed, .failed, .succeeded], "\(progress)")
+        for failed in progress.prefix(3) {
+            #expect(failed.message?.hasPrefix("its stored record cannot be read: corrupt value: job \(failed.job)") == true,
+                    "\(String(describing: failed.message))")
+        }
+        let store = try CodebookStore(path: path)
+        #expect(try store.allJobs().map { try $0.value.decode(JobRecord.self, key: "").state } == [.failed, .failed, .failed, .succeeded])
+    }
 }
