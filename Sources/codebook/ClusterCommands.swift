@@ -48,6 +48,19 @@ extension Signals {
     }
 }
 
+/// Closes `store` on this thread once every other thread has let go of it, so that its
+/// database is closed before main returns and `exit` destroys RocksDB's static objects (a
+/// database closed by another thread meanwhile aborts the process; see
+/// `CodebookStore.close`). A store still in use 30 s later ends the process at once, with
+/// `report` told why and the unlogged vectors flushed (the log keeps every other write).
+func closeBeforeExit(_ store: inout CodebookStore?, report: (String) -> Void) {
+    guard !CodebookStore.close(&store, waitingUpTo: .seconds(30)) else { return }
+    report("the store is still in use 30 s after the stop; exiting without closing it (its log keeps every write)")
+    try? store?.flushVectors()
+    fflush(nil)
+    _exit(EXIT_FAILURE)
+}
+
 func processLogger(_ label: String) -> Logger {
     var logger = Logger(label: label)
     logger.logLevel = .info
@@ -82,14 +95,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
         var opened: CodebookStore? = try CodebookStore(path: store)
         var failure: (any Error)?
         do { try await serve(opened!, settings: settings, logger: logger) } catch { failure = error }
-        // Every thread that used the store has let go of it (or is waited for) before main
-        // returns and `exit` destroys RocksDB's static objects.
-        guard CodebookStore.close(&opened, waitingUpTo: .seconds(30)) else {
-            logger.error("the store is still in use 30 s after the stop; exiting without closing it (its log keeps every write)")
-            try? opened?.flushVectors()
-            fflush(nil)
-            _exit(EXIT_FAILURE)
-        }
+        closeBeforeExit(&opened) { logger.error("\($0)") }
         if let failure { throw failure }
     }
 
