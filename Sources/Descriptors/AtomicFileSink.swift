@@ -22,11 +22,9 @@ public final class AtomicFileSink {
 
     /// Creates the temporary file next to `path`.
     public init(path: String) throws {
-        let slash = path.lastIndex(of: "/")
-        let directory = slash.map { String(path[...$0]) } ?? ""
-        let name = slash.map { String(path[path.index(after: $0)...]) } ?? path
+        let (directory, prefix) = Self.temporaryPrefix(of: path)
         self.path = path
-        temporaryPath = "\(directory).\(name).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        temporaryPath = "\(directory)\(prefix)\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         descriptor = open(temporaryPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
         guard descriptor >= 0 else {
             let err = errno

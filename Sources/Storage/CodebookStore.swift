@@ -377,11 +377,17 @@ public final class CodebookStore: Sendable {
 
     /// Every job, in id order.
     public func allJobs() throws -> [(id: UInt64, value: StoredValue)] {
+        try jobValues().map { try ($0.id, $0.value.get()) }
+    }
+
+    /// Every job, in id order, each value as it decodes: a job whose value is not a valid
+    /// job value comes with the error saying why. Throws for a key that is not a job id.
+    public func jobValues() throws -> [(id: UInt64, value: Result<StoredValue, any Error>)] {
         let opened = opened
         return try opened.database.scan(prefix: [], in: opened.jobs).map { entry in
             guard entry.key.count == 8 else { throw StoreError(.corrupt, "job key of \(entry.key.count) bytes, expected 8") }
             let id = entry.key.reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
-            return (id, try StoredValue(bytes: entry.value, expecting: .job, key: "job \(id)"))
+            return (id, Result { try StoredValue(bytes: entry.value, expecting: .job, key: "job \(id)") })
         }
     }
 }

@@ -48,6 +48,19 @@ extension Signals {
     }
 }
 
+/// Closes `store` on this thread once every other thread has let go of it, so that its
+/// database is closed before main returns and `exit` destroys RocksDB's static objects (a
+/// database closed by another thread meanwhile aborts the process; see
+/// `CodebookStore.close`). A store still in use 30 s later ends the process at once, with
+/// `report` told why and the unlogged vectors flushed (the log keeps every other write).
+func closeBeforeExit(_ store: inout CodebookStore?, report: (String) -> Void) {
+    guard !CodebookStore.close(&store, waitingUpTo: .seconds(30)) else { return }
+    report("the store is still in use 30 s after the stop; exiting without closing it (its log keeps every write)")
+    try? store?.flushVectors()
+    fflush(nil)
+    _exit(EXIT_FAILURE)
+}
+
 func processLogger(_ label: String) -> Logger {
     var logger = Logger(label: label)
     logger.logLevel = .info
@@ -79,10 +92,19 @@ struct CoordinatorCommand: AsyncParsableCommand {
         var settings = limits.settings
         settings.security = try security.security(binding: [workersEndpoint, clientsEndpoint])
         settings.corpusRoots = try security.roots
+        var opened: CodebookStore? = try CodebookStore(path: store)
+        var failure: (any Error)?
+        do { try await serve(opened!, settings: settings, logger: logger) } catch { failure = error }
+        closeBeforeExit(&opened) { logger.error("\($0)") }
+        if let failure { throw failure }
+    }
+
+    /// Runs a coordinator on `store` until SIGINT or SIGTERM, and stops it.
+    private func serve(_ store: CodebookStore, settings: CoordinatorSettings, logger: Logger) async throws {
         let metrics = metricsOptions.metricsEndpoint.map { _ in CoordinatorMetrics(registry: MetricsRegistry()) }
         let coordinator = Coordinator(context: try ZeroMQContext(), workersEndpoint: workersEndpoint,
                                       clientsEndpoint: clientsEndpoint, settings: settings,
-                                      store: try CodebookStore(path: store), metrics: metrics, logger: logger)
+                                      store: store, metrics: metrics, logger: logger)
         let bound = try coordinator.start()
         let server: MetricsServer?
         do {
@@ -95,7 +117,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
             if settings.security == nil { logger.warning("bound beyond loopback with no authentication and no encryption (--insecure)") }
             if settings.corpusRoots == nil { logger.warning("bound beyond loopback without --corpus-root: jobs may read any file the workers can") }
         }
-        let hangup = settings.security.map { _ in Signals.onHangup { reload(coordinator, logger: logger) } }
+        let hangup = settings.security.map { _ in Signals.onHangup { [weak coordinator] in coordinator.map { reload($0, logger: logger) } } }
         logger.info("coordinator ready", metadata: ["workers": "\(bound.workers)", "clients": "\(bound.clients)",
                                                     "curve": "\(settings.security == nil ? "off" : "on")"])
         await Signals.waitForTermination()

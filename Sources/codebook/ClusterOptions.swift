@@ -42,6 +42,18 @@ struct ClusterOptions: ParsableArguments {
         return (try embedded.client(), embedded)
     }
 
+    /// Stops the embedded cluster `connect` started, if any, and closes its store before the
+    /// command returns (see `closeBeforeExit`).
+    func shutDown(_ embedded: inout EmbeddedCluster?) {
+        var store: CodebookStore?
+        if let cluster = embedded {
+            cluster.shutdown()
+            store = cluster.coordinator.store
+        }
+        embedded = nil
+        closeBeforeExit(&store) { FileHandle.standardError.write(Data("warning: \($0)\n".utf8)) }
+    }
+
     func summary(threads: Int = 1) -> String {
         coordinator.map { "via \($0)" } ?? "(embedded cluster: \(localWorkers) worker(s) × \(threads) thread(s), store \(store))"
     }

@@ -57,8 +57,10 @@ struct ImageOptions: ParsableArguments {
         let job = EncodingJob(encoding: encoding, model: model!, descriptors: absolute(descriptors!), index: absolute(index!),
                               set: set!, flags: flags, replace: replace, imagesPerShard: imagesPerShard,
                               transform: rootSift ? .rootSIFT : nil, pca: pca, whitening: whitenWith)
-        let (client, embedded) = try cluster.connect()
-        defer { embedded?.shutdown() }
+        let client: ClusterClient
+        var embedded: EmbeddedCluster?
+        (client, embedded) = try cluster.connect()
+        defer { cluster.shutDown(&embedded) }
         let display = output.display()
         let started = ContinuousClock.now
         let id = try client.submit(job)

@@ -42,8 +42,10 @@ struct CorpusJobOptions: ParsableArguments {
 
     /// Submits `job`, shows its progress on `display`, and returns the result.
     func run(_ job: TrainingJob, arrays: [[UInt8]], display: ProgressDisplay) async throws -> (JobOutcome, WireMessage) {
-        let (client, embedded) = try cluster.connect(threads: threads)
-        defer { embedded?.shutdown() }
+        let client: ClusterClient
+        var embedded: EmbeddedCluster?
+        (client, embedded) = try cluster.connect(threads: threads)
+        defer { cluster.shutDown(&embedded) }
         var job = job
         job.name = name
         job.replace = replace

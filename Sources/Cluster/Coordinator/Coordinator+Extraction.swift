@@ -2,34 +2,60 @@ import ClusterProtocol
 import Descriptors
 import Features
 import Foundation
+import Storage
 
 extension Coordinator {
     /// Validates an extraction job (images, parameters, output paths, limits) and starts it.
     func accept(_ job: ExtractionJob) throws -> UInt64 {
+        let (job, imagesPerShard) = try checked(job)
+        let id = try jobs.add(nil, extraction: job)
+        logger.info("extraction job \(id) accepted", metadata: ["images": "\(job.images.count)",
+                                                               "descriptors": "\(PeerText.escaped(job.descriptors))"])
+        try startExtraction(id, job: job, imagesPerShard: imagesPerShard, passesBefore: 0)
+        return id
+    }
+
+    /// Starts a stored extraction job again from its first image (what its shards made went
+    /// with the coordinator that stopped; its output files are written only at the end), after
+    /// the checks of a submission, and removes the temporary output files a coordinator that
+    /// died while writing them left behind. Its pass is numbered after `passesBefore`.
+    func resumeExtraction(_ id: UInt64, record: JobRecord, passesBefore: UInt32) throws {
+        guard let stored = record.extraction, let total = record.imagesTotal else {
+            throw StoreError(.corrupt, "job \(id) was stored without its list of images (by an older coordinator); submit it again")
+        }
+        guard stored.images.count == total else {
+            throw StoreError(.corrupt, "job \(id) holds \(stored.images.count) images of the \(total) it was submitted with")
+        }
+        let (job, imagesPerShard) = try checked(stored)
+        for path in [job.descriptors, job.index] { AtomicFileSink.removeAbandonedTemporaries(of: path) }
+        logger.info("extraction job \(id) started again", metadata: ["images": "\(job.images.count)"])
+        try startExtraction(id, job: job, imagesPerShard: imagesPerShard, passesBefore: passesBefore)
+    }
+
+    /// The job with its paths resolved, and its images per shard, if it passes every check.
+    private func checked(_ job: ExtractionJob) throws -> (job: ExtractionJob, imagesPerShard: Int) {
         // The limits first: resolving paths is work in proportion to the images.
         let imagesPerShard = try settings.checkExtraction(job, extractor: try job.extraction.extractor())
         let job = try allowed(job)
         try Self.checkFiles(of: job)
+        return (job, imagesPerShard)
+    }
+
+    /// Hands the extraction of every image of job `id` to the workers, as pass `passesBefore` + 1.
+    private func startExtraction(_ id: UInt64, job: ExtractionJob, imagesPerShard: Int, passesBefore: UInt32) throws {
         let resultBytes = settings.extractionResultBytes(job, imagesPerShard: imagesPerShard)
-        // The record keeps the job without its images (they can be millions; it is only shown).
-        var recorded = job
-        recorded.images = []
-        let id = try jobs.add(nil, extraction: recorded)
         jobs.progress(id, imagesDone: 0, total: job.images.count)
         jobs.progress(id, imagesDone: 0, descriptors: 0, skipped: [])
-        logger.info("extraction job \(id) accepted", metadata: ["images": "\(job.images.count)",
-                                                               "descriptors": "\(PeerText.escaped(job.descriptors))"])
         let sink = try ExtractionSink(job: id, extraction: job, plan: ShardPlan(totalRows: job.images.count, shardRows: imagesPerShard),
                                       coordinator: self)
         guard !job.images.isEmpty else {
             sink.finish()
-            return id
+            return
         }
-        let spec = RoundSpec(key: RoundKey(job: id, round: 1), corpus: ExtractionSink.noCorpus, plan: sink.plan,
+        let spec = RoundSpec(key: RoundKey(job: id, round: passesBefore + 1), corpus: ExtractionSink.noCorpus, plan: sink.plan,
                              computation: try ExtractPass(parameters: job.extraction, maximumResultBytes: resultBytes).description,
                              model: [], layout: ImageFiles(images: job.images))
         submit(spec, to: sink)
-        return id
     }
 
     /// Refuses an image list whose keys the index cannot hold, and output files that exist

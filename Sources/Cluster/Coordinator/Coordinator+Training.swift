@@ -131,7 +131,7 @@ extension Coordinator {
                 guard stored <= UInt32.max / 2 else { throw StoreError(.corrupt, "job \(id) claims \(stored) passes") }
                 let passesBefore = stored + 16
                 if entry.record.extraction != nil {
-                    throw ClusterError(.conflict, "an extraction job does not resume; submit it again")
+                    try resumeExtraction(id, record: entry.record, passesBefore: passesBefore)
                 } else if let encoding = entry.record.encoding {
                     logger.info("encoding job \(id) resumed")
                     try startEncoding(id, job: try allowed(encoding), passesBefore: passesBefore)

@@ -39,6 +39,9 @@ public final class Coordinator: @unchecked Sendable {
     private let doorbell = Mutex<Doorbell?>(nil)
     /// Where requests that may take more than a moment are answered (see `answersOnIOThread`).
     private let requestThread = DispatchQueue(label: "codebook-coordinator-requests")
+    /// Where TRANSFORM-SETs are answered, which take as long as their set is large: the
+    /// request thread answers other clients meanwhile.
+    private let transformThread = DispatchQueue(label: "codebook-coordinator-transforms")
     /// Where the state machine's `persist` directives are carried out, in order, so that the
     /// I/O thread never waits on the store.
     private let persistThread = DispatchQueue(label: "codebook-coordinator-persist")
@@ -102,7 +105,13 @@ public final class Coordinator: @unchecked Sendable {
             gatekeeper?.stop()
             throw error
         }
-        try resumeStoredJobs()
+        do {
+            try resumeStoredJobs()
+        } catch {
+            // The I/O thread runs: stopped, it lets go of the coordinator (and its store).
+            stop(keepingJobs: true)
+            throw error
+        }
         return bound.withLock { $0! }
     }
 
@@ -136,13 +145,14 @@ public final class Coordinator: @unchecked Sendable {
     ///   they are stored as failed (an embedded cluster, whose client is gone).
     public func stop(keepingJobs: Bool = false) {
         if keepingJobs { jobs.keepStoredJobsFromNowOn() }
+        queries?.interruption.raise()
         inbox.withLock { $0.commands.append(.stop) }
         wake()
         finished.wait()
         gatekeeper?.stop()
         // A request being answered may still start a job, whose pass then fails at once; a
         // checkpoint being written still holds the coordinator.
-        for queue in [requestThread, persistThread] {
+        for queue in [requestThread, transformThread, persistThread] {
             let done = DispatchSemaphore(value: 0)
             queue.async { done.signal() }
             _ = done.wait(timeout: .now() + 30)
@@ -277,7 +287,8 @@ public final class Coordinator: @unchecked Sendable {
                     requests.handedOff(client, leaving: Array(items[(index + 1)...]))
                     // A snapshot of the state goes along (copy-on-write: cheap until changed).
                     let snapshot = state
-                    requestThread.async { [self] in
+                    let queue = request.header.type == .transformSet ? transformThread : requestThread
+                    queue.async { [self] in
                         // Once the coordinator stops, what still waits here is not answered.
                         guard !inbox.withLock({ $0.stopped }) else { return }
                         post(.reply(to: client, answer(request, state: snapshot, now: .now)))

@@ -15,6 +15,8 @@ public struct StoreQueries: Requester {
     let searchCache: SearchCache
     /// Sets searched on a coordinator's workers.
     let splitSets = SplitSets()
+    /// Raised when the coordinator stops: a TRANSFORM-SET under way ends, deleting its new set.
+    let interruption = Interruption()
 
     /// Default of `searchCacheBytes`: 1 GiB.
     public static let defaultSearchCacheBytes = 1 << 30

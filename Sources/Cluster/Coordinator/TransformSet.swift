@@ -2,6 +2,7 @@ import ClusterProtocol
 import Clustering
 import Foundation
 import Storage
+import Synchronization
 
 extension StoreQueries {
     /// Vectors written per atomic batch by TRANSFORM-SET.
@@ -12,7 +13,8 @@ extension StoreQueries {
     /// the vectors, read in key order and each projected alone (as an encoding with a
     /// whitening projects it, so to the same bits), in atomic batches: each vector is whole
     /// or absent. Refuses a missing set or PCA, an existing target set, a set already
-    /// whitened, a PCA of another input dimension, and a non-finite stored value.
+    /// whitened, a PCA of another input dimension, and a non-finite stored value. A failure
+    /// part way, or `interruption` raised (checked between batches), deletes the new set.
     func transformSet(_ request: TransformSetRequest) throws -> WireMessage {
         try CodebookStore.validate(name: request.into, of: "set")
         guard let value = try store.set(named: request.set) else { throw ClusterError(.notFound, "no set named \"\(request.set)\"") }
@@ -36,25 +38,43 @@ extension StoreQueries {
                                                                              flags: record.flags)).metadata
         try store.putSet(named: request.into, try StoredValue(kind: .set, metadata: record))
         defer { invalidateSearch(of: request.into) }
-        var keys: [String] = [], projected: [Float] = [], vector = [Float](repeating: 0, count: d)
-        func write() throws {
-            try projected.withUnsafeBytes { floats in
-                try store.putVectors(set: request.into, keys: keys, metadata: metadata, dimension: kept, floatBytes: floats,
-                                     durability: .logged)
+        do {
+            var keys: [String] = [], projected: [Float] = [], vector = [Float](repeating: 0, count: d)
+            func write() throws {
+                try projected.withUnsafeBytes { floats in
+                    try store.putVectors(set: request.into, keys: keys, metadata: metadata, dimension: kept, floatBytes: floats,
+                                         durability: .logged)
+                }
+                (keys, projected) = ([], [])
+                if interruption.isRaised {
+                    throw ClusterError(.stopped, "the coordinator stopped before set \"\(request.into)\" was written; it is deleted")
+                }
             }
-            (keys, projected) = ([], [])
-        }
-        try store.forEachVector(set: request.set) { key, bytes in
-            let floats = try StoredSetBackend.floatBytes(of: bytes, set: request.set, key: key, dimension: d)
-            vector.withUnsafeMutableBytes { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[floats])) }
-            if let bad = vector.firstIndex(where: { !$0.isFinite }) {
-                throw ClusterError(.invalidRequest, "\(request.set)/\(key) has a non-finite value (\(vector[bad])) at position \(bad)")
+            try store.forEachVector(set: request.set) { key, bytes in
+                let floats = try StoredSetBackend.floatBytes(of: bytes, set: request.set, key: key, dimension: d)
+                vector.withUnsafeMutableBytes { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[floats])) }
+                if let bad = vector.firstIndex(where: { !$0.isFinite }) {
+                    throw ClusterError(.invalidRequest, "\(request.set)/\(key) has a non-finite value (\(vector[bad])) at position \(bad)")
+                }
+                keys.append(key)
+                projected += projection.project(vector, rows: 1)
+                if keys.count == Self.transformBatchVectors { try write() }
             }
-            keys.append(key)
-            projected += projection.project(vector, rows: 1)
-            if keys.count == Self.transformBatchVectors { try write() }
+            if !keys.isEmpty { try write() }
+        } catch {
+            // Nothing half-written stays: the set is whole, or absent.
+            try? store.deleteSet(named: request.into)
+            throw error
         }
-        if !keys.isEmpty { try write() }
         return WireMessage(header: WireHeader(.describeReply), metadata: DescribeReply(set: record))
     }
+}
+
+/// Raised once, when the work that checks it should end early (a coordinator stopping).
+final class Interruption: Sendable {
+    private let raised = Atomic<Bool>(false)
+
+    func raise() { raised.store(true, ordering: .sequentiallyConsistent) }
+
+    var isRaised: Bool { raised.load(ordering: .sequentiallyConsistent) }
 }

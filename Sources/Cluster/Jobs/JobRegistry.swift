@@ -76,9 +76,11 @@ final class JobRegistry: Sendable {
             }
             let id = state.next
             state.next += 1
-            let entry = Entry(record: JobRecord(job: job, encoding: encoding, extraction: extraction, state: .running, iterations: [],
-                                                initialValues: initialValues.count),
-                              initialValues: initialValues)
+            var record = JobRecord(job: job, encoding: encoding, extraction: extraction, state: .running, iterations: [],
+                                   initialValues: initialValues.count)
+            // An extraction keeps its images while it runs, to start again after a restart.
+            record.imagesTotal = extraction?.images.count
+            let entry = Entry(record: record, initialValues: initialValues)
             state.jobs[id] = entry
             return (id, entry)
         }
@@ -92,19 +94,23 @@ final class JobRegistry: Sendable {
         return id
     }
 
-    /// Loads every stored job; returns them for the caller to resume the running ones.
+    /// Loads every stored job; returns them for the caller to resume the running ones. A job
+    /// whose stored value cannot be read (truncated, or not a job record) is stored again as
+    /// failed, saying why, so that it is listed, never resumed, and pruned in time.
     func restore() throws -> [(id: UInt64, entry: Entry)] {
         guard let store else { return [] }
         let now = Date().timeIntervalSince1970
-        let restored = try store.allJobs().map { id, value -> (UInt64, Entry) in
-            var record = try value.decode(JobRecord.self, key: "job \(id)")
-            // Stored before jobs had an end time: counted from now.
-            if record.state != .running && record.ended == nil { record.ended = now }
-            guard record.initialValues >= 0, record.initialValues <= value.values.count else {
-                throw StoreError(.corrupt, "job \(id): \(record.initialValues) initial values of \(value.values.count)")
+        let restored = try store.jobValues().map { id, value -> (UInt64, Entry) in
+            do {
+                return (id, try Self.entry(id, value.get(), now: now))
+            } catch {
+                var record = JobRecord(state: .failed, message: "its stored record cannot be read: \(error)", iterations: [], initialValues: 0)
+                record.ended = now
+                let entry = Entry(record: record, initialValues: [])
+                // Shown even if the store cannot take it (a full disk, say).
+                try? store.putJob(id, try entry.storedValue())
+                return (id, entry)
             }
-            return (id, Entry(record: record, initialValues: Array(value.values[..<record.initialValues]),
-                              checkpointValues: Array(value.values[record.initialValues...])))
         }
         entries.withLock { state in
             for (id, entry) in restored {
@@ -114,6 +120,18 @@ final class JobRegistry: Sendable {
         }
         prune()
         return restored.map { (id: $0.0, entry: $0.1) }
+    }
+
+    /// A stored job's entry; throws if its value is not a job record with its values.
+    private static func entry(_ id: UInt64, _ value: StoredValue, now: Double) throws -> Entry {
+        var record = try value.decode(JobRecord.self, key: "job \(id)")
+        // Stored before jobs had an end time: counted from now.
+        if record.state != .running && record.ended == nil { record.ended = now }
+        guard record.initialValues >= 0, record.initialValues <= value.values.count else {
+            throw StoreError(.corrupt, "job \(id): \(record.initialValues) initial values of \(value.values.count)")
+        }
+        return Entry(record: record, initialValues: Array(value.values[..<record.initialValues]),
+                     checkpointValues: Array(value.values[record.initialValues...]))
     }
 
     /// Holds an iteration until the checkpoint that follows it is stored.
@@ -155,6 +173,8 @@ final class JobRegistry: Sendable {
                      write: ((CodebookStore, Entry) throws -> Void)? = nil) throws {
         try storeThenShow(job, { entry in
             change(&entry)
+            // An ended extraction needs its images no more (they can be millions).
+            entry.record.extraction?.images = []
             entry.record.state = state
             entry.record.ended = Date().timeIntervalSince1970
         }, write: write)

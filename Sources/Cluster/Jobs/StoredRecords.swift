@@ -51,7 +51,7 @@ struct JobRecord: Codable, Sendable {
     var job: TrainingJob?
     /// …or an encoding job's…
     var encoding: EncodingJob?
-    /// …or an extraction job's (without its images).
+    /// …or an extraction job's (with its images while it runs: `imagesTotal` of them).
     var extraction: ExtractionJob?
     var state: JobState
     var message: String?
@@ -63,7 +63,7 @@ struct JobRecord: Codable, Sendable {
     /// Passes started by the time of the checkpoint (a resumed job numbers its passes after
     /// these and the few that may have followed the checkpoint).
     var passes: UInt32?
-    /// Encoding jobs: images stored so far, and in all.
+    /// Encoding and extraction jobs: images done so far, and in all.
     var imagesDone: Int?
     var imagesTotal: Int?
     /// Extraction jobs: descriptors so far, and the images skipped.
