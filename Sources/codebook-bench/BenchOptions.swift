@@ -2,7 +2,7 @@ import ArgumentParser
 
 /// Command-line options shared by every section.
 struct BenchOptions: ParsableArguments {
-    @Option(help: "Corpus rows for kmeans and gmm.") var rows: Int = 1_000_000
+    @Option(help: "Corpus rows for kmeans and gmm; vectors for search.") var rows: Int = 1_000_000
     @Option(help: "Descriptor dimension.") var dim: Int = 128
     @Option(help: "Codebook size (centres, GMM components).") var k: Int = 256
     @Option(help: "Threads for Codebook and every baseline.") var threads: Int = 2

@@ -95,7 +95,7 @@ struct StoreCommand: AsyncParsableCommand {
 struct SearchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "search",
-        abstract: "Exact search over 1,000,000 vectors × 256: a batch of 100 queries vs one sgemm; one query's bandwidth.")
+        abstract: "Exact search over --rows vectors × 256 (1,000,000): a batch of 100 queries vs one sgemm; one query's bandwidth.")
     @OptionGroup var options: BenchOptions
     func run() async throws { try await Bench.run([.search], options) }
 }

@@ -3,8 +3,8 @@ import Clustering
 import Descriptors
 import Search
 
-/// Section `search`: exact inner-product search over 1,000,000 normalised vectors of 256
-/// values, against the arithmetic floor (one OpenBLAS sgemm of the same size) and the
+/// Section `search`: exact inner-product search over `--rows` (1,000,000 by default)
+/// normalised vectors of 256 values, against the arithmetic floor (one OpenBLAS sgemm of the same size) and the
 /// memory bandwidth (one OpenBLAS sdot reading the same vectors), on `threads` OpenBLAS
 /// threads. The neighbours of a sample query must equal a float64 scan's.
 struct SearchSection {
@@ -13,7 +13,7 @@ struct SearchSection {
     static let dimension = 256, batch = 100, top = 10
 
     func run() async throws {
-        let rows = sizes.quick ? 20_000 : 1_000_000, d = Self.dimension
+        let rows = sizes.quick ? 20_000 : sizes.rows, d = Self.dimension
         var generator = SeededGenerator(seed: BenchSizes.seed)
         let vectors = Self.normalisedRows(rows, d, using: &generator)
         let queries = Self.normalisedRows(Self.batch, d, using: &generator)
@@ -51,7 +51,7 @@ struct SearchSection {
             throw CheckFailure("sgemm product \(products[reference[0]]) vs search score \(batchFound[0][0].score); sdot \(dot)")
         }
 
-        let (storedTime, splitTime) = try await SplitSearchBench(sizes: sizes).run(vectors: vectors, rows: rows, dimension: d,
+        let (storedTime, firstSplitTime, splitTime) = try await SplitSearchBench(sizes: sizes).run(vectors: vectors, rows: rows, dimension: d,
                                                                                    queries: queries, top: Self.top)
 
         let bytes = Double(rows * d * 4)
@@ -66,7 +66,9 @@ struct SearchSection {
                   format(100 * bandwidth / readBandwidth, "%.0f %%"), verdict(bandwidth >= 0.5 * readBandwidth, "≥ 50 % of read bandwidth"))
         table.add("read bandwidth: sdot over the vectors", seconds(readTime) + ", " + format(readBandwidth / 1e9, "%.1f GB/s"), "", "")
         table.add("SEARCH of \(Self.batch) queries, coordinator alone (set cached)", seconds(storedTime), "1.00×", "")
-        table.add("SEARCH of \(Self.batch) queries, split on 2 embedded workers", seconds(splitTime),
+        table.add("SEARCH of \(Self.batch) queries, split on 2 embedded workers, first (sends the partitions)",
+                  seconds(firstSplitTime), ratio(firstSplitTime / storedTime), "")
+        table.add("SEARCH of \(Self.batch) queries, split on 2 embedded workers (partitions held)", seconds(splitTime),
                   ratio(splitTime / storedTime), "")
         table.note("Median of \(sizes.repeats) interleaved rounds. Search: one sgemm per \(InnerProductSearch.blockRows) rows "
                    + "and a bounded heap per query (heaps on the calling thread). The read bandwidth is that of one "

@@ -4,6 +4,7 @@ import Descriptors
 import Foundation
 import Search
 import Storage
+import Synchronization
 import TestSupport
 import Testing
 import ZeroMQ
@@ -46,16 +47,23 @@ import ZeroMQ
         var workers: [Worker]
         let client: ClusterClient
 
-        init(workers count: Int, store: CodebookStore, searchCacheBytes: Int = 1 << 30, partitionMemory: Int = 1 << 30) async throws {
+        let context: ZeroMQContext
+        let endpoints: (workers: String, clients: String)
+
+        init(workers count: Int, store: CodebookStore, searchCacheBytes: Int = 1 << 30, partitionMemory: Int = 1 << 30,
+             configure: (inout CoordinatorSettings) -> Void = { _ in }) async throws {
             let context = try ZeroMQContext(), tag = UUID().uuidString
             var settings = CoordinatorSettings()
             settings.searchCacheBytes = searchCacheBytes
             settings.searchPartitionRows = 4096
             settings.resumesStoredJobs = false
+            configure(&settings)
             coordinator = Coordinator(context: context, workersEndpoint: "inproc://split-workers-\(tag)",
                                       clientsEndpoint: "inproc://split-clients-\(tag)", settings: settings, store: store,
                                       logger: quietLogger())
             let endpoints = try coordinator.start()
+            self.context = context
+            self.endpoints = endpoints
             workers = (0..<count).map {
                 var settings = WorkerSettings(name: "w\($0)", threads: 1)
                 settings.partitionMemory = partitionMemory
@@ -135,11 +143,12 @@ import ZeroMQ
 
         // A vector written (the coordinator invalidates the set, as an encoding job does):
         // the workers' partitions are of the old generation and are sent again.
-        try Self.put(keys: ["img99999"], vectors: [Float](repeating: 2, count: Self.dimension), in: store)
+        // (Values of 3: no stored vector, of values −2…2, ties with its score.)
+        try Self.put(keys: ["img99999"], vectors: [Float](repeating: 3, count: Self.dimension), in: store)
         cluster.coordinator.queries!.invalidateSearch(of: "S")
         let top = try cluster.client.search(SearchRequest(set: "S", top: 1, queries: 1, split: true),
                                             vectors: [Float](repeating: 1, count: Self.dimension))
-        #expect(top[0].keys == ["img99999"] && top[0].scores == [16])
+        #expect(top[0].keys == ["img99999"] && top[0].scores == [24])
         try Self.expectSameAsOneNode(cluster, store, "after a new vector")
 
         // A worker leaves: its partitions go to the others.
@@ -192,6 +201,41 @@ import ZeroMQ
         #expect(try queries.search(SearchRequest(set: "S", top: 1, key: "a", split: false))[0].keys == ["a"])
     }
 
+    /// While a split search waits for a worker that holds its task, the coordinator answers
+    /// other clients: a GET of more keys than the I/O thread answers, a search on the
+    /// coordinator alone, and a second split search, refused beyond `maximumSplitSearches`.
+    @Test(.timeLimit(.minutes(2)))
+    func aSplitSearchInProgressHoldsUpNoOtherClient() async throws {
+        let scratch = try TemporaryDirectory()
+        let store = try Self.store(at: scratch.file("db"))
+        let cluster = try await Cluster(workers: 0, store: store) { $0.maximumSplitSearches = 1 }
+        defer { cluster.stop() }
+        let staller = StallingWorker(context: cluster.context, endpoint: cluster.endpoints.workers)
+        defer { staller.stop() }
+        try await cluster.waitForWorkers(1)
+
+        let queries = [Float](repeating: 1, count: Self.dimension)
+        let split = SearchRequest(set: "S", top: 3, queries: 1, split: true)
+        let searcher = try ClusterClient(context: cluster.context, endpoint: cluster.endpoints.clients, timeout: .seconds(60))
+        let running = Task.detached { try searcher.search(split, vectors: queries) }
+        #expect(try await waitUntil(timeout: 20) { staller.tasks.load(ordering: .relaxed) > 0 }, "the split search's tasks went out")
+
+        let other = try ClusterClient(context: cluster.context, endpoint: cluster.endpoints.clients, timeout: .seconds(5))
+        let keys = (0..<Coordinator.quickGetKeys + 4).map { "S/" + String(format: "img%05d", $0) }
+        #expect(try other.get(keys).allSatisfy { $0.entry.found })
+        var alone = split
+        alone.split = false
+        #expect(try other.search(alone, vectors: queries)[0].keys.count == 3)
+        #expect {
+            try other.search(split, vectors: queries)
+        } throws: { ($0 as? ClusterError)?.code == .limit && "\($0)".contains("maximumSplitSearches") }
+
+        // The worker fails the tasks it holds: the first search ends with its error.
+        staller.release()
+        let outcome = await running.result
+        #expect(throws: ClusterError.self) { try outcome.get() }
+    }
+
     // MARK: The scheduler
 
     /// Partitions of 100 rows, carried as 100 zeros.
@@ -201,10 +245,11 @@ import ZeroMQ
             assignment.partition = SetPartition(set: "S", generation: 0, includesVectors: false)
         }
 
-        func carry(_ assignment: inout TaskAssignment, items: Range<Int>) throws -> [UInt8] {
+        func carry(_ assignment: inout TaskAssignment) {
             assignment.partition?.includesVectors = true
-            return Frame.encode([Float](repeating: 0, count: items.count))
         }
+
+        func rows(_ items: Range<Int>) throws -> [UInt8] { Frame.encode([Float](repeating: 0, count: items.count)) }
     }
 
     static func searchSpec(round: UInt32) -> RoundSpec {
@@ -214,13 +259,21 @@ import ZeroMQ
     }
 
     /// (worker, shard, carried) of the TASKs among `directives`; each has the queries' frame
-    /// if it includes the model, then the rows' if it carries them, and no other.
+    /// if it includes the model and no other, and is sent with its partition's rows
+    /// (`sendCarrying`, for the shard's rows) if and only if it says it carries them.
     static func tasks(_ directives: [CoordinatorState.Directive]) -> [(worker: WorkerID, shard: Int, carried: Bool)] {
         directives.compactMap { directive in
-            guard case .send(let worker, let message) = directive, message.header.type == .task,
-                  let assignment = try? message.decode(TaskAssignment.self) else { return nil }
+            let (worker, message, rows): (WorkerID, WireMessage, Range<Int>?)
+            switch directive {
+            case .send(let to, let task): (worker, message, rows) = (to, task, nil)
+            case .sendCarrying(let to, let task, _, let items): (worker, message, rows) = (to, task, items)
+            default: return nil
+            }
+            guard message.header.type == .task, let assignment = try? message.decode(TaskAssignment.self) else { return nil }
             let carried = assignment.partition?.includesVectors == true
-            #expect(message.arrays.count == (assignment.includesModel ? 1 : 0) + (carried ? 1 : 0))
+            #expect(message.arrays.count == (assignment.includesModel ? 1 : 0))
+            #expect(carried == (rows != nil))
+            #expect(rows.map { $0 == assignment.firstRow ..< assignment.firstRow + assignment.rowCount } ?? true)
             return (worker, Int(message.header.shard), carried)
         }
     }
@@ -313,5 +366,57 @@ import ZeroMQ
         #expect(message([[Neighbour(row: 4200, score: 1), Neighbour(row: 4300, score: 2)], []])
             == "query 0 neighbour 1 (row 4300) is out of order or repeated")
         #expect(message([good, []], rows: 4000) == "statistics cover 4000 rows but the shard has 4096")
+    }
+}
+
+/// A worker written for a test, from the protocol: it registers and heartbeats, and takes
+/// TASKs without answering them until `release()`, then fails each (for good).
+final class StallingWorker: Sendable {
+    private let stopping = Atomic<Bool>(false), releasing = Atomic<Bool>(false)
+    private let finished = DispatchSemaphore(value: 0)
+    /// TASKs received.
+    let tasks = Atomic<Int>(0)
+
+    init(context: ZeroMQContext, endpoint: String) {
+        let thread = Thread { [self] in
+            defer { finished.signal() }
+            guard let socket = try? Socket(.dealer, context: context), (try? socket.setLinger(.zero)) != nil,
+                  (try? socket.connect(endpoint)) != nil else { return }
+            func send(_ message: WireMessage) { _ = try? socket.send(frames: message.frames, dontWait: true) }
+            let ready = WireMessage(header: WireHeader(.ready), metadata: WorkerIntroduction(name: "staller", threads: 1))
+            send(ready)
+            var held: [WireHeader] = [], lastSent = ContinuousClock.now
+            while !stopping.load(ordering: .relaxed) {
+                if ContinuousClock.now - lastSent > .milliseconds(300) {
+                    send(WireMessage(header: WireHeader(.workerHeartbeat)))
+                    lastSent = .now
+                }
+                if releasing.load(ordering: .relaxed) {
+                    for header in held {
+                        send(WireMessage(header: WireHeader(.failure, job: header.job, round: header.round, shard: header.shard),
+                                         metadata: FailureReport(message: "released", retry: false)))
+                    }
+                    held = []
+                }
+                guard let frames = (try? socket.receive(dontWait: true)) ?? nil, let message = try? WireMessage(frames: frames) else {
+                    Thread.sleep(forTimeInterval: 0.002)
+                    continue
+                }
+                if message.header.type == .resync { send(ready) }
+                if message.header.type == .task {
+                    held.append(message.header)
+                    tasks.add(1, ordering: .relaxed)
+                }
+            }
+        }
+        thread.start()
+    }
+
+    /// Fails the TASKs held, and those that come later.
+    func release() { releasing.store(true, ordering: .relaxed) }
+
+    func stop() {
+        stopping.store(true, ordering: .relaxed)
+        finished.wait()
     }
 }

@@ -3,6 +3,32 @@ import Storage
 import Telemetry
 
 extension Coordinator {
+    /// Answers a client's request through `send`, once: at once, or, for a SEARCH that runs
+    /// on the workers, when it ends (from another thread: this thread is free meanwhile).
+    /// SEARCH is answered only here (it may use the workers `state` has).
+    func answer(_ request: WireMessage, state: CoordinatorState, now: ContinuousClock.Instant,
+                send: @escaping @Sendable (WireMessage) -> Void) {
+        guard request.header.type == .search, let queries else { return send(answer(request, state: state, now: now)) }
+        let job = request.header.job
+        do {
+            try settings.checkRequestArrays(request.arrays)
+            queries.search(try request.decode(SearchRequest.self), message: request,
+                           workers: SearchWorkers(coordinator: self, count: state.workers.count)) { reply in
+                switch reply {
+                case .success(let message): send(message)
+                case .failure(let error): send(Self.errorReply(to: job, error))
+                }
+            }
+        } catch {
+            send(Self.errorReply(to: job, error))
+        }
+    }
+
+    /// The ERROR-REPLY to a request of `job` that failed with `error`.
+    private static func errorReply(to job: UInt64, _ error: any Error) -> WireMessage {
+        WireMessage(header: WireHeader(.errorReply, job: job), metadata: FailureReport(replyingTo: error))
+    }
+
     /// The reply to a client's request (never throws: failures become ERROR-REPLY).
     func answer(_ request: WireMessage, state: CoordinatorState, now: ContinuousClock.Instant) -> WireMessage {
         let timed: CoordinatorMetrics.TimedRequest? = switch request.header.type {
@@ -15,7 +41,7 @@ extension Coordinator {
         do {
             return try reply(to: request, state: state, now: now)
         } catch {
-            return WireMessage(header: WireHeader(.errorReply, job: request.header.job), metadata: FailureReport(replyingTo: error))
+            return Self.errorReply(to: request.header.job, error)
         }
     }
 
@@ -73,10 +99,6 @@ extension Coordinator {
                                                                             StatusRequest.maximumLimit),
                                                               before: paging.jobsBefore)
             return WireMessage(header: WireHeader(.statusReply), metadata: status)
-        case .search:
-            guard let queries else { throw Self.noStore(for: "models and vectors") }
-            return try queries.search(try request.decode(SearchRequest.self), message: request,
-                                      workers: SearchWorkers(coordinator: self, count: state.workers.count))
         case let type where StoreQueries.answers(type):
             if type == .importModel {
                 let model = try request.decode(ImportRequest.self)

@@ -45,6 +45,9 @@ public final class Coordinator: @unchecked Sendable {
     /// Where the state machine's `persist` directives are carried out, in order, so that the
     /// I/O thread never waits on the store.
     private let persistThread = DispatchQueue(label: "codebook-coordinator-persist")
+    /// Where the rows that tasks carry are read (`sendCarrying`), in order, so that the I/O
+    /// thread never waits on the store; a worker's tasks behind one go through it too.
+    private let carrier = DispatchQueue(label: "codebook-coordinator-carrier")
     private let bound = Mutex<(workers: String, clients: String)?>(nil)
     private let finished = DispatchSemaphore(value: 0)
     private let counters = Mutex<(malformed: Int, requests: Int)>((0, 0))
@@ -57,6 +60,8 @@ public final class Coordinator: @unchecked Sendable {
         case reply(to: [UInt8], WireMessage)
         /// The persist thread has written what pass `key` writes first (or failed to).
         case persisted(RoundKey, failure: String?)
+        /// The carrier has made a TASK ready to send (`failure`: it could not read its rows).
+        case carried(to: WorkerID, WireMessage, failure: String?)
         case stop
     }
 
@@ -152,7 +157,7 @@ public final class Coordinator: @unchecked Sendable {
         gatekeeper?.stop()
         // A request being answered may still start a job, whose pass then fails at once; a
         // checkpoint being written still holds the coordinator.
-        for queue in [requestThread, transformThread, persistThread] {
+        for queue in [requestThread, transformThread, persistThread, carrier] {
             let done = DispatchSemaphore(value: 0)
             queue.async { done.signal() }
             _ = done.wait(timeout: .now() + 30)
@@ -231,26 +236,49 @@ public final class Coordinator: @unchecked Sendable {
         var state = CoordinatorState(settings: settings)
         var sinks: [RoundKey: any RoundSink] = [:]
         var requests = ClientRequests(limit: settings.maximumWaitingRequestsPerClient, outstanding: settings.clientHighWaterMark)
+        /// Workers' TASKs with the carrier, by worker: the worker's next TASKs follow them there.
+        var carrying: [WorkerID: Int] = [:]
         let poller = Poller()
         poller.register(workers)
         poller.register(clients)
         poller.register(listener)
+        func sendTask(_ message: WireMessage, to worker: WorkerID) {
+            let started = ContinuousClock.now
+            do {
+                _ = try workers.send(frames: [worker] + message.frames, dontWait: true)
+            } catch {
+                logger.warning("send to a worker failed", metadata: ["error": "\(error)"])
+            }
+            if message.header.type == .task {
+                sinks[RoundKey(job: message.header.job, round: message.header.round)]?
+                    .addDispatchTime(ContinuousClock.now - started)
+                metrics?.tasksDispatched.increment()
+                metrics?.taskBytes.increment(by: message.frames.reduce(0) { $0 + $1.count })
+            }
+        }
+        /// Hands `message` to the carrier, which appends `rows` (if any) and gives it back.
+        func carry(_ message: WireMessage, to worker: WorkerID, rows: (layout: any CarriedShards, items: Range<Int>)?) {
+            carrying[worker, default: 0] += 1
+            carrier.async { [self] in
+                var message = message, failure: String?
+                do {
+                    if let rows { message.arrays.append(try rows.layout.rows(rows.items)) }
+                } catch {
+                    failure = "job \(message.header.job) pass \(message.header.round) shard \(message.header.shard): \(error)"
+                }
+                post(.carried(to: worker, message, failure: failure))
+            }
+        }
         func perform(_ directives: [CoordinatorState.Directive]) {
             for directive in directives {
                 switch directive {
+                case .send(let worker, let message) where message.header.type == .task && carrying[worker] != nil:
+                    carry(message, to: worker, rows: nil)
                 case .send(let worker, let message):
-                    let started = ContinuousClock.now
-                    do {
-                        _ = try workers.send(frames: [worker] + message.frames, dontWait: true)
-                    } catch {
-                        logger.warning("send to a worker failed", metadata: ["error": "\(error)"])
-                    }
-                    if message.header.type == .task {
-                        sinks[RoundKey(job: message.header.job, round: message.header.round)]?
-                            .addDispatchTime(ContinuousClock.now - started)
-                        metrics?.tasksDispatched.increment()
-                        metrics?.taskBytes.increment(by: message.frames.reduce(0) { $0 + $1.count })
-                    }
+                    sendTask(message, to: worker)
+                case .sendCarrying(let worker, let message, let key, let items):
+                    guard let layout = state.rounds[key]?.spec.layout as? any CarriedShards else { continue }
+                    carry(message, to: worker, rows: (layout, items))
                 case .deliver(let key, let shard, let message):
                     sinks[key]?.deliver(shard: shard, message: message)
                     metrics?.tasksCompleted.increment()
@@ -291,7 +319,7 @@ public final class Coordinator: @unchecked Sendable {
                     queue.async { [self] in
                         // Once the coordinator stops, what still waits here is not answered.
                         guard !inbox.withLock({ $0.stopped }) else { return }
-                        post(.reply(to: client, answer(request, state: snapshot, now: .now)))
+                        answer(request, state: snapshot, now: .now) { [self] in post(.reply(to: client, $0)) }
                     }
                     return
                 }
@@ -321,6 +349,13 @@ public final class Coordinator: @unchecked Sendable {
                 case .persisted(let key, let failure?):
                     state.cancel(job: key.job)
                     sinks.removeValue(forKey: key)?.fail(failure)
+                case .carried(let worker, let message, let failure):
+                    carrying[worker, default: 1] -= 1
+                    if carrying[worker] == 0 { carrying[worker] = nil }
+                    let key = RoundKey(job: message.header.job, round: message.header.round)
+                    // A pass that ended meanwhile needs it no more.
+                    guard !stopping, state.rounds[key] != nil else { continue }
+                    if let failure { perform([.fail(key, failure)]) } else { sendTask(message, to: worker) }
                 case .stop:
                     break
                 }

@@ -65,8 +65,11 @@ public struct CoordinatorSettings: Sendable {
     /// for it) runs on the workers, when any are registered, in partitions of this many
     /// vectors (rounded up to a multiple of 4,096) that they keep between searches…
     public var searchPartitionRows: Int = 65_536
-    /// …and fails if it has not ended after this long.
+    /// …and fails if it has not ended after this long. While it runs, the coordinator
+    /// answers other requests; at most `maximumSplitSearches` run at once, and a SEARCH that
+    /// would be one more is refused.
     public var splitSearchDeadline: Duration = .seconds(300)
+    public var maximumSplitSearches: Int = 4
     /// Finished jobs (succeeded, failed, cancelled) are kept, with their initial models, at
     /// most this many (the most recently ended)…
     public var finishedJobsKept: Int = 1000

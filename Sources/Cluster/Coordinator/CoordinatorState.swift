@@ -66,6 +66,9 @@ public struct RoundSpec: Sendable {
 public struct CoordinatorState: Sendable {
     public enum Directive: Sendable, Equatable {
         case send(to: WorkerID, WireMessage)
+        /// Send this TASK once rows `items` of its pass's `CarriedShards` layout are read
+        /// and appended as its last array; after any TASK sent to the worker before it.
+        case sendCarrying(to: WorkerID, WireMessage, RoundKey, items: Range<Int>)
         /// A shard's RESULT, for the pass's owner to merge (in shard order).
         case deliver(RoundKey, shard: Int, WireMessage)
         /// The pass cannot finish: a worker reported this.
@@ -488,21 +491,17 @@ public struct CoordinatorState: Sendable {
         let spec = rounds[key]!.spec
         let includesModel = !workers[worker]!.modelRounds.contains(key)
         var assignment = spec.assignment(of: shard, includesModel: includesModel)
-        var arrays = includesModel ? spec.model : []
-        if let carried = spec.layout as? any CarriedShards, affinity[key.job]?[shard] != worker {
-            do {
-                arrays.append(try carried.carry(&assignment, items: spec.plan.rows(of: shard)))
-            } catch {
-                finish(key)
-                return [.fail(key, "\(key) shard \(shard): \(error)")]
-            }
-        }
+        // Rows that travel with their task go to a worker that may not hold them.
+        let carried = (spec.layout as? any CarriedShards).flatMap { affinity[key.job]?[shard] != worker ? $0 : nil }
+        carried?.carry(&assignment)
         rounds[key]!.hold(shard, by: worker, at: now)
         workers[worker]!.modelRounds.insert(key)
         workers[worker]!.inFlight[key, default: []].insert(shard)
         let message = WireMessage(header: WireHeader(.task, job: key.job, round: key.round, shard: UInt32(shard)),
-                                  metadata: assignment, arrays: arrays)
-        return sendTo(worker, message, now: now)
+                                  metadata: assignment, arrays: includesModel ? spec.model : [])
+        guard carried != nil else { return sendTo(worker, message, now: now) }
+        workers[worker]!.lastSent = now
+        return [.sendCarrying(to: worker, message, key, items: spec.plan.rows(of: shard))]
     }
 
     /// The worker with the fewest tasks among those with spare capacity: fewer tasks than

@@ -104,22 +104,23 @@ struct SearchWorkers {
     let count: Int
 }
 
-/// Where a SEARCH's set is searched: in memory here, or in partitions on the workers.
+/// Where a SEARCH's set is searched: in memory here, or in partitions on the workers (at
+/// most `limit` such searches at once).
 private enum SearchedSet {
     case here(SetVectors)
-    case split(SplitSet, deadline: Duration)
+    case split(SplitSet, deadline: Duration, limit: Int)
 
     var dimension: Int {
         switch self {
         case .here(let vectors): vectors.dimension
-        case .split(let set, _): set.dimension
+        case .split(let set, _, _): set.dimension
         }
     }
 
     var keys: [String] {
         switch self {
         case .here(let vectors): vectors.keys
-        case .split(let set, _): set.keys
+        case .split(let set, _, _): set.keys
         }
     }
 
@@ -129,33 +130,76 @@ private enum SearchedSet {
         case .here(let vectors):
             guard let row = vectors.row(of: key) else { throw ClusterError(.notFound, "no vector \(set)/\(key)") }
             return Array(vectors.values[row * vectors.dimension ..< (row + 1) * vectors.dimension])
-        case .split(let split, _):
+        case .split(let split, _, _):
             guard let value = try store.vectorValue(set: set, key: key) else { throw ClusterError(.notFound, "no vector \(set)/\(key)") }
             let floats = try SetVectors.floatBytes(of: value.bytes, set: set, key: key, dimension: split.dimension)
             return (0..<split.dimension).map { floats.loadUnaligned(fromByteOffset: 4 * $0, as: Float.self) }
         }
     }
 
-    /// Each query's best `top` rows.
-    func search(_ queries: [Float], top: Int) throws -> [[Neighbour]] {
+    /// Each query's best `top` rows, to `completion`, once: at once when searched here, from
+    /// another thread when split (unless this throws). A split search beyond `limit` running
+    /// in `splitSets` is refused (`limit`).
+    func search(_ queries: [Float], top: Int, splitSets: SplitSets,
+                completion: @escaping @Sendable (Result<[[Neighbour]], any Error>) -> Void) throws {
         switch self {
         case .here(let vectors):
-            try queries.withUnsafeBufferPointer { q in
+            completion(.success(try queries.withUnsafeBufferPointer { q in
                 try vectors.values.withUnsafeBufferPointer { v in
                     try InnerProductSearch.search(queries: q, queryCount: queries.count / vectors.dimension, vectors: v,
                                                   rows: vectors.keys.count, dimension: vectors.dimension, top: top)
                 }
+            }))
+        case .split(let set, let deadline, let limit):
+            try splitSets.startSearch(limit: limit)
+            do {
+                try set.start(queries: queries, top: top, deadline: deadline) { found in
+                    splitSets.endSearch()
+                    completion(found)
+                }
+            } catch {
+                splitSets.endSearch()
+                throw error
             }
-        case .split(let set, let deadline):
-            try set.search(queries: queries, top: top, deadline: deadline)
         }
     }
 }
 
 extension StoreQueries {
-    /// Answers `request`: on `workers`, in partitions of the set, if the request asks for it
-    /// or the set is larger than the search cache and any are registered; here otherwise.
-    func search(_ request: SearchRequest, message: WireMessage, workers: SearchWorkers? = nil) throws -> WireMessage {
+    /// Answers `request` here (without workers).
+    func search(_ request: SearchRequest, message: WireMessage) throws -> WireMessage {
+        let answer = Mutex<Result<WireMessage, any Error>?>(nil)
+        search(request, message: message, workers: nil) { result in answer.withLock { $0 = result } }
+        // Searched here, the reply has come already.
+        return try answer.withLock { $0! }.get()
+    }
+
+    /// Answers `request` through `reply`, once: on `workers`, in partitions of the set, if
+    /// the request asks for it or the set is larger than the search cache and any are
+    /// registered, from another thread when that search ends; here and at once otherwise.
+    func search(_ request: SearchRequest, message: WireMessage, workers: SearchWorkers?,
+                reply: @escaping @Sendable (Result<WireMessage, any Error>) -> Void) {
+        do {
+            let (searched, queries, queryKeys) = try prepareSearch(request, message: message, workers: workers)
+            try searched.search(queries, top: request.top, splitSets: splitSets) { found in
+                let keys = searched.keys
+                reply(found.map { found in
+                    let results = found.enumerated().map { query, neighbours in
+                        SearchReply.Result(query: queryKeys?[query], keys: neighbours.map { keys[$0.row] })
+                    }
+                    return WireMessage(header: WireHeader(.searchReply), metadata: SearchReply(results: results),
+                                       arrays: found.map { Frame.encode($0.map(\.score)) })
+                })
+            }
+        } catch {
+            reply(.failure(error))
+        }
+    }
+
+    /// Where `request`'s set is searched, and its queries (projected), each with its key if
+    /// it has one; throws if the request cannot be answered.
+    private func prepareSearch(_ request: SearchRequest, message: WireMessage,
+                               workers: SearchWorkers?) throws -> (SearchedSet, queries: [Float], queryKeys: [String]?) {
         guard (1...SearchRequest.maximumTop).contains(request.top) else {
             throw ClusterError(.invalidRequest, "top must be 1…\(SearchRequest.maximumTop) (got \(request.top))")
         }
@@ -207,13 +251,7 @@ extension StoreQueries {
             throw ClusterError(.invalidRequest, "query \(bad / qd) has a non-finite value (\(queries[bad])) at position \(bad % qd)")
         }
         if let projection { queries = projection.project(queries, rows: queryCount) }
-        let found = try searched.search(queries, top: request.top)
-        let keys = searched.keys
-        let results = found.enumerated().map { query, neighbours in
-            SearchReply.Result(query: queryKeys?[query], keys: neighbours.map { keys[$0.row] })
-        }
-        return WireMessage(header: WireHeader(.searchReply), metadata: SearchReply(results: results),
-                           arrays: found.map { Frame.encode($0.map(\.score)) })
+        return (searched, queries, queryKeys)
     }
 
     /// Where `request`'s set is searched (see `search`).
@@ -236,6 +274,7 @@ extension StoreQueries {
         guard request.split == true || set.bytes > searchCache.capacity else {
             return .here(try searchCache.vectors(of: request.set, store: store))
         }
-        return .split(set, deadline: available.coordinator.settings.splitSearchDeadline)
+        let settings = available.coordinator.settings
+        return .split(set, deadline: settings.splitSearchDeadline, limit: settings.maximumSplitSearches)
     }
 }

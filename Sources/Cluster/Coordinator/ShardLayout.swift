@@ -21,8 +21,10 @@ public struct RowShards: ShardLayout {
 /// set): the worker whose RESULT for a shard was last taken keeps its rows (see
 /// `CoordinatorState`'s affinity), so they go to a worker only when it may not hold them.
 public protocol CarriedShards: ShardLayout {
-    /// Says in `assignment` (placed already) that the rows `items` follow, and returns them,
-    /// the task's last array. Called on the coordinator's I/O thread as the task goes out,
-    /// so the rows are held only while they are sent.
-    func carry(_ assignment: inout TaskAssignment, items: Range<Int>) throws -> [UInt8]
+    /// Says in `assignment` (placed already) that the shard's rows follow, as its last array.
+    func carry(_ assignment: inout TaskAssignment)
+    /// The rows `items`, the last array of a task that carries them. Read as the task goes
+    /// out, off the coordinator's I/O thread (which must not wait on a store), so the rows
+    /// are held only while they are sent.
+    func rows(_ items: Range<Int>) throws -> [UInt8]
 }

@@ -20,32 +20,48 @@ struct SplitSet: Sendable {
     /// Bytes the set's vectors would take in memory (as `SetVectors.bytes` counts them).
     var bytes: Int { keys.count * dimension * 4 + keys.reduce(0) { $0 + $1.utf8.count + 16 } }
 
-    /// Each query's best `top` rows of the whole set, from the workers; throws if the pass
-    /// fails, or has not ended after `deadline` (it is then cancelled).
-    func search(queries: [Float], top: Int, deadline: Duration) throws -> [[Neighbour]] {
-        guard !keys.isEmpty else { return Array(repeating: [], count: queries.count / dimension) }
+    /// Starts the search of `queries` on the workers and returns; `completion` gets each
+    /// query's best `top` rows of the whole set, or why the pass failed, or, if it has not
+    /// ended after `deadline`, a deadline error (the set's passes are then cancelled): once,
+    /// from another thread, unless this throws.
+    func start(queries: [Float], top: Int, deadline: Duration,
+               completion: @escaping @Sendable (Result<[[Neighbour]], any Error>) -> Void) throws {
+        guard !keys.isEmpty else { return completion(.success(Array(repeating: [], count: queries.count / dimension))) }
         let pass = try SearchPass(queries: queries, dimension: dimension, top: top)
-        let outcome = Mutex<Result<NearestRows, any Error>?>(nil)
-        let done = DispatchSemaphore(value: 0)
-        let backend = backend
+        let complete = OnceCompletion(completion)
+        let backend = backend, set = set
+        let timer = Task {
+            try await Task.sleep(for: deadline)
+            let late = ClusterError(.jobFailed, "the search of set \"\(set)\" on the workers did not end within \(deadline.secondsText) s")
+            if complete(.failure(late)) { backend.coordinator.cancelPasses(of: backend.job) }
+        }
         Task {
-            let result: Result<NearestRows, any Error>
-            do { result = .success(try await backend.run(pass)) } catch { result = .failure(error) }
-            outcome.withLock { $0 = result }
-            done.signal()
+            let result: Result<[[Neighbour]], any Error>
+            do { result = .success(try await backend.run(pass).neighbours) } catch { result = .failure(error) }
+            timer.cancel()
+            complete(result)
         }
-        if done.wait(timeout: .now() + deadline.seconds) == .timedOut {
-            backend.coordinator.cancelPasses(of: backend.job)
-            done.wait()
-            throw ClusterError(.jobFailed, "the search of set \"\(set)\" on the workers did not end within \(deadline.secondsText) s")
-        }
-        return try outcome.withLock { $0! }.get().neighbours
+    }
+}
+
+/// A completion called at most once: by the first of its callers.
+private final class OnceCompletion<Value: Sendable>: Sendable {
+    private let pending: Mutex<(@Sendable (Value) -> Void)?>
+
+    init(_ completion: @escaping @Sendable (Value) -> Void) { pending = Mutex(completion) }
+
+    /// Calls the completion with `value` unless it was called; true if it was not.
+    @discardableResult
+    func callAsFunction(_ value: Value) -> Bool {
+        guard let completion = pending.withLock({ $0.take() }) else { return false }
+        completion(value)
+        return true
     }
 }
 
 /// The partitions of a stored set as a search pass's shards: each task says which rows of
 /// which generation of the set it searches, and carries them, read from the store as the
-/// task goes out, to a worker that may not hold them.
+/// task goes out (off the I/O thread), to a worker that may not hold them.
 struct SetPartitions: CarriedShards {
     let store: CodebookStore
     let set: String
@@ -58,8 +74,11 @@ struct SetPartitions: CarriedShards {
         assignment.partition = SetPartition(set: set, generation: generation, includesVectors: false)
     }
 
-    func carry(_ assignment: inout TaskAssignment, items: Range<Int>) throws -> [UInt8] {
+    func carry(_ assignment: inout TaskAssignment) {
         assignment.partition?.includesVectors = true
+    }
+
+    func rows(_ items: Range<Int>) throws -> [UInt8] {
         var bytes: [UInt8] = []
         bytes.reserveCapacity(items.count * dimension * 4)
         var row = items.lowerBound
@@ -87,6 +106,24 @@ final class SplitSets: Sendable {
     static let firstJob: UInt64 = 1 << 63
 
     private let state = Mutex<(sets: [String: SplitSet], nextJob: UInt64)>(([:], firstJob))
+    /// Searches started and not yet ended.
+    private let running = Mutex(0)
+
+    /// Counts one more search as running; throws a `limit` error if `limit` are.
+    func startSearch(limit: Int) throws {
+        let refused = running.withLock { running in
+            guard running < limit else { return true }
+            running += 1
+            return false
+        }
+        guard !refused else {
+            throw ClusterError(.limit, "\(limit) searches on the workers are running, the most at once (maximumSplitSearches); "
+                               + "search again when one has ended")
+        }
+    }
+
+    /// One search counted by `startSearch` has ended.
+    func endSearch() { running.withLock { $0 -= 1 } }
 
     /// `set` at `generation`, planned again (its keys read) if it is not kept at it.
     func plan(_ set: String, generation: UInt64, store: CodebookStore, coordinator: Coordinator) throws -> SplitSet {
