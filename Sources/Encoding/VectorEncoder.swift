@@ -54,10 +54,11 @@ extension VectorEncoder {
                       .allocate(capacity: blockImages * length)]
         defer { blocks.forEach { $0.deallocate() } }
         let shared = blocks.map { VectorBlock(values: $0) }
+        let pool = WorkspacePool(threads: threads)
         /// Encodes `range` into block `slot` on the worker threads.
         func encodeBlock(_ range: Range<Int>, into slot: Int) async throws {
             let block = shared[slot]
-            try await ParallelWork.run(count: range.count, threads: threads) { offset, workspace in
+            try await ParallelWork.run(count: range.count, threads: threads, pool: pool) { offset, workspace in
                 let output = UnsafeMutableBufferPointer(rebasing: block.values[offset * length ..< (offset + 1) * length])
                 try encode(try collection[range.lowerBound + offset].descriptors(), workspace: workspace, into: output)
             }
