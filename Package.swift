@@ -96,7 +96,7 @@ let package = Package(
         .testTarget(name: "FeaturesTests", dependencies: ["Features", "Descriptors", "CVLFeat", "Search", "codebook-bench", "TestSupport"]),
         .testTarget(name: "ClusteringTests", dependencies: ["Clustering", "Descriptors", "CKernels"]),
         .testTarget(name: "SearchTests", dependencies: ["Search", "Descriptors"]),
-        .testTarget(name: "EncodingTests", dependencies: ["Encoding", "Clustering", "Descriptors", "CVLFeat"]),
+        .testTarget(name: "EncodingTests", dependencies: ["Encoding", "Clustering", "Descriptors", "CVLFeat", "TestSupport"]),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"]),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "Descriptors", "TestSupport"]),
         .testTarget(name: "ClusterProtocolTests", dependencies: ["ClusterProtocol", "Clustering", "Descriptors", "Features"]),

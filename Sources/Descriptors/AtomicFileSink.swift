@@ -98,10 +98,12 @@ public final class AtomicFileSink {
         buffered = 0
     }
 
+    /// Writes in calls of at most `bufferSize` bytes: measured on Linux, one 16 MiB pwrite of
+    /// encoded vectors cost several times the kernel time of sixteen 1 MiB ones.
     private func writeAll(_ source: UnsafeRawPointer, count: Int, at offset: Int) throws {
         var done = 0
         while done < count {
-            let result = pwrite(descriptor, source + done, count - done, off_t(offset + done))
+            let result = pwrite(descriptor, source + done, min(count - done, Self.bufferSize), off_t(offset + done))
             if result < 0 {
                 if errno == EINTR { continue }
                 throw failure("cannot write \(count - done) bytes at byte \(offset + done) of \(temporaryPath)")

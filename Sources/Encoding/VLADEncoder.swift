@@ -54,14 +54,19 @@ public struct VLADEncoder: VectorEncoder {
         try checkOutput(output)
         let codebook = search.codebook
         let k = codebook.k, d = codebook.dimension
-        var sums = [Double](repeating: 0, count: k * d)
+        // The float64 sums live in the thread's workspace, reused image after image (a fresh
+        // K·D array per image costs more in page faults than the sums themselves). They are
+        // all 0 between calls, as the Fisher encoder expects of the same workspace.
+        if workspace.accumulators.count < k * d { workspace.accumulators = [Double](repeating: 0, count: k * d) }
         var mass = [Int](repeating: 0, count: k)
         var assignments = [Int32](repeating: 0, count: RowScan.blockRows)
-        try RowScan.forEachBlock(descriptors, workspace: workspace) { block, firstRow in
-            try assignments.withUnsafeMutableBufferPointer { assigned in
-                try search.assign(block, firstRow: firstRow, source: descriptors.source, workspace: workspace,
-                                  assignments: assigned.baseAddress!)
-                sums.withUnsafeMutableBufferPointer { sums in
+        try workspace.accumulators.withUnsafeMutableBufferPointer { accumulators in
+            let sums = UnsafeMutableBufferPointer(rebasing: accumulators[0 ..< k * d])
+            defer { sums.update(repeating: 0) }
+            try RowScan.forEachBlock(descriptors, workspace: workspace) { block, firstRow in
+                try assignments.withUnsafeMutableBufferPointer { assigned in
+                    try search.assign(block, firstRow: firstRow, source: descriptors.source, workspace: workspace,
+                                      assignments: assigned.baseAddress!)
                     codebook.centres.withUnsafeBufferPointer { centres in
                         for i in 0..<block.rows {
                             let c = Int(assigned[i])
@@ -72,19 +77,17 @@ public struct VLADEncoder: VectorEncoder {
                     }
                 }
             }
-        }
-        for c in 0..<k {
-            var block = sums[c * d ..< (c + 1) * d]
-            if options.contains(.normalizeMass), mass[c] > 0 {
-                let scale = 1 / Double(mass[c])
-                for j in block.indices { block[j] *= scale }
+            for c in 0..<k {
+                let block = UnsafeMutableBufferPointer(rebasing: sums[c * d ..< (c + 1) * d])
+                if options.contains(.normalizeMass), mass[c] > 0 {
+                    let scale = 1 / Double(mass[c])
+                    for j in block.indices { block[j] *= scale }
+                }
+                if options.contains(.squareRoot) { Normalization.signedSquareRoot(block) }
+                if options.contains(.normalizeComponents) { Normalization.normalizeL2(block) }
             }
-            if options.contains(.squareRoot) { Normalization.signedSquareRoot(&block) }
-            if options.contains(.normalizeComponents) { Normalization.normalizeL2(&block) }
-            sums[c * d ..< (c + 1) * d] = block
+            if !options.contains(.unnormalized) { Normalization.normalizeL2(sums) }
+            for i in 0..<output.count { output[i] = Float(sums[i]) }
         }
-        var whole = sums[...]
-        if !options.contains(.unnormalized) { Normalization.normalizeL2(&whole) }
-        for i in 0..<output.count { output[i] = Float(whole[i]) }
     }
 }

@@ -36,24 +36,45 @@ extension VectorEncoder {
     }
 
     /// Encodes every image of `collection` on `threads` threads and hands the vectors to
-    /// `sink` in collection order. Works through the collection `chunk` images at a time,
-    /// so memory holds at most one chunk of vectors.
-    public func encodeInOrder(_ collection: ImageCollection, threads: Int, chunk: Int = 256,
-                              sink: (_ index: Int, _ vector: [Float]) throws -> Void) async throws {
+    /// `sink` in collection order, a block of consecutive images at a time: `vectors` holds
+    /// `images.count` vectors of `encodedDimension` values, row after row, valid only during
+    /// the call. Blocks are at most `blockBytes` (at least one image), and two are kept: `sink`
+    /// runs on the calling thread while the next block is encoded, so writing the vectors
+    /// overlaps encoding, and memory stays at two blocks whatever the collection's size.
+    /// An error (from an image or from `sink`) ends the run; `sink` never sees the images after it.
+    public func encodeInOrder(_ collection: ImageCollection, threads: Int, blockBytes: Int = 16 << 20,
+                              sink: (_ images: Range<Int>, _ vectors: UnsafeBufferPointer<Float>) throws -> Void) async throws {
         guard collection.dimension == descriptorDimension || collection.isEmpty else {
             throw ClusteringError(.dimensionMismatch,
                                   "descriptors have dimension \(collection.dimension), the model expects \(descriptorDimension)")
         }
-        var start = 0
-        while start < collection.count {
-            let range = start ..< min(collection.count, start + max(chunk, 1))
-            let vectors = Mutex([[Float]](repeating: [], count: range.count))
-            try await ParallelWork.run(count: range.count, threads: threads) { offset, workspace in
-                let image = collection[range.lowerBound + offset]
-                let vector = try encode(try image.descriptors(), workspace: workspace)
-                vectors.withLock { $0[offset] = vector }
+        let length = encodedDimension
+        let blockImages = max(1, min(collection.count, blockBytes / (length * MemoryLayout<Float>.stride)))
+        let blocks = [UnsafeMutableBufferPointer<Float>.allocate(capacity: blockImages * length),
+                      .allocate(capacity: blockImages * length)]
+        defer { blocks.forEach { $0.deallocate() } }
+        let shared = blocks.map { VectorBlock(values: $0) }
+        let pool = WorkspacePool(threads: threads)
+        /// Encodes `range` into block `slot` on the worker threads.
+        func encodeBlock(_ range: Range<Int>, into slot: Int) async throws {
+            let block = shared[slot]
+            try await ParallelWork.run(count: range.count, threads: threads, pool: pool) { offset, workspace in
+                let output = UnsafeMutableBufferPointer(rebasing: block.values[offset * length ..< (offset + 1) * length])
+                try encode(try collection[range.lowerBound + offset].descriptors(), workspace: workspace, into: output)
             }
-            for (offset, vector) in vectors.withLock({ $0 }).enumerated() { try sink(range.lowerBound + offset, vector) }
+        }
+        var encoded: (range: Range<Int>, slot: Int)?
+        var start = 0
+        while start < collection.count || encoded != nil {
+            let range = start ..< min(collection.count, start + blockImages)
+            let slot = encoded.map { 1 - $0.slot } ?? 0
+            // The next block is encoded (by threads of its own) while this thread hands the last one to `sink`.
+            async let next: Void = range.isEmpty ? () : encodeBlock(range, into: slot)
+            if let encoded {
+                try sink(encoded.range, UnsafeBufferPointer(rebasing: blocks[encoded.slot][0 ..< encoded.range.count * length]))
+            }
+            try await next
+            encoded = range.isEmpty ? nil : (range, slot)
             start = range.upperBound
         }
     }
@@ -80,14 +101,19 @@ enum Normalization {
     static let minimumNorm = 1e-12
 
     /// v ← sign(v)·√|v|, element-wise.
-    static func signedSquareRoot(_ v: inout ArraySlice<Double>) {
+    static func signedSquareRoot(_ v: UnsafeMutableBufferPointer<Double>) {
         for i in v.indices { v[i] = v[i] < 0 ? -(-v[i]).squareRoot() : v[i].squareRoot() }
     }
 
     /// v ← v / max(‖v‖₂, 1e-12).
-    static func normalizeL2(_ v: inout ArraySlice<Double>) {
+    static func normalizeL2(_ v: UnsafeMutableBufferPointer<Double>) {
         let norm = v.reduce(0) { $0 + $1 * $1 }.squareRoot()
         let scale = 1 / max(norm, minimumNorm)
         for i in v.indices { v[i] *= scale }
     }
+}
+
+/// A block of vectors handed to the encoding threads, each writing its own images' rows.
+private struct VectorBlock: @unchecked Sendable {
+    let values: UnsafeMutableBufferPointer<Float>
 }

@@ -93,7 +93,7 @@ struct ImageOptions: ParsableArguments {
         let started = ContinuousClock.now
         let writer = try DescriptorWriter(path: out!, dimension: encoder.encodedDimension, format: .npy)
         do {
-            try await encoder.encodeInOrder(images, threads: compute.threads) { _, vector in try writer.append(vector) }
+            try await encoder.encodeInOrder(images, threads: compute.threads) { _, vectors in try writer.append(vectors) }
             try writer.finish()
         } catch {
             writer.cancel()
