@@ -122,9 +122,9 @@ struct EncodingPlan {
 /// one atomic batch kept out of the write-ahead log (a vector lost in a crash is encoded
 /// again, to the same bits). The job counts a shard's images as stored, and ends, once the
 /// coordinator's `vectorFlusher` has made them durable. Called only from the coordinator's
-/// I/O thread.
+/// merge thread.
 final class EncodingSink: RoundSink, @unchecked Sendable {
-    // @unchecked Sendable: created by the coordinator, then touched only by its I/O thread.
+    // @unchecked Sendable: created by the coordinator, then touched only by its merge thread.
     let job: UInt64
     let set: String
     /// Every vector's metadata (a `VectorRecord`), encoded once.

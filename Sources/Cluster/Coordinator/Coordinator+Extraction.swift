@@ -70,9 +70,9 @@ struct ImageFiles: ShardLayout {
 /// to the output (unlinked at once, so nothing is left behind), and once every shard is
 /// in writes the descriptor file and the index in image order, each under a temporary
 /// name renamed into place, exactly as `Extraction` writes them. `check` and `deliver`
-/// run on the coordinator's I/O thread; the final copy runs on a thread of its own.
+/// run on the coordinator's merge thread; the final copy runs on a thread of its own.
 final class ExtractionSink: RoundSink, @unchecked Sendable {
-    // @unchecked Sendable: the I/O thread touches the state until the last shard is in;
+    // @unchecked Sendable: the merge thread touches the state until the last shard is in;
     // only then does `finish` take it over.
     /// TASK `corpus` of an extract pass: it names no file, and workers do not read it.
     static let noCorpus = CorpusReference(path: "", rows: 0, dimension: FeatureExtractor.dimension, fileSize: 0)

@@ -129,17 +129,18 @@ public final class PassTimingLog: Sendable {
     public var passes: [PassTiming] { entries.withLock { $0 } }
 }
 
-/// Where the coordinator's I/O thread hands a pass's shard results.
+/// Where the coordinator hands a pass's shard results. Called only on the coordinator's
+/// merge thread (but `persist`), one call at a time.
 protocol RoundSink: AnyObject, Sendable {
     /// Throws unless `message` is a right RESULT for `shard` of this pass: what its task
     /// asked for, and numbers that can be right. Keeps what it decoded for `deliver`. The
-    /// state machine calls it only for a RESULT it would take, and, if it passes, delivers
-    /// the shard next.
+    /// coordinator calls it only for a RESULT the state machine would take, and, if it
+    /// passes, delivers the shard next.
     func check(shard: Int, _ message: WireMessage) throws
     /// Takes `shard`'s RESULT, which `check` has just accepted.
     func deliver(shard: Int, message: WireMessage)
     func fail(_ message: String)
-    /// Time the I/O thread spent sending this pass's tasks.
+    /// Time the I/O thread spent sending one of this pass's tasks.
     func addDispatchTime(_ duration: Duration)
     /// Writes what the pass's owner keeps before the pass (`RoundSpec.persistsFirst`);
     /// called once, off the I/O thread.
@@ -151,9 +152,9 @@ extension RoundSink {
 }
 
 /// Decodes and merges one pass's shard results in shard order, then resumes the waiting
-/// `run` exactly once. Called only from the coordinator's I/O thread.
+/// `run` exactly once. Called only from the coordinator's merge thread.
 final class RoundCollector<S: SufficientStatistics>: RoundSink, @unchecked Sendable {
-    // @unchecked Sendable: created by `run`, then touched only by the coordinator's I/O thread.
+    // @unchecked Sendable: created by `run`, then touched only by the coordinator's merge thread.
     private var merger: OrderedMerger<S>
     private var continuation: CheckedContinuation<S, any Error>?
     private let decode: (_ shard: Int, WireMessage) throws -> (S, computeSeconds: Double)
