@@ -92,7 +92,7 @@ final class ExtractionSink: RoundSink, @unchecked Sendable {
     /// Skipped images by their position in the job's list.
     private var skipped: [Int: SkippedImageReport] = [:]
     /// What `check` accepted, until `deliver` takes it (each RESULT is decoded once).
-    private var checked: (shard: Int, result: ExtractedDescriptors)?
+    private var checked: [Int: ExtractedDescriptors] = [:]
 
     init(job: UInt64, extraction: ExtractionJob, plan: ShardPlan, coordinator: Coordinator) throws {
         self.job = job
@@ -121,18 +121,16 @@ final class ExtractionSink: RoundSink, @unchecked Sendable {
     private func images(of shard: Int) -> ArraySlice<ImageSource.Entry> { extraction.images[plan.rows(of: shard)] }
 
     func check(shard: Int, _ message: WireMessage) throws {
-        checked = nil
+        checked[shard] = nil
         guard shard < plan.count else { throw ClusterError.malformed("shard \(shard) is not one of the pass's \(plan.count)") }
         let result = try ExtractedDescriptors(shape: try message.decode(StatisticsShape.self), message: message)
         try result.check(against: Array(images(of: shard)))
-        checked = (shard, result)
+        checked[shard] = result
     }
 
     func deliver(shard: Int, message: WireMessage) {
         guard let coordinator else { return }
-        guard let checked, checked.shard == shard else { preconditionFailure("shard \(shard) delivered without a check that passed") }
-        self.checked = nil
-        let result = checked.result
+        guard let result = checked.removeValue(forKey: shard) else { preconditionFailure("shard \(shard) delivered without a check that passed") }
         let first = plan.rows(of: shard).lowerBound
         var reasons = result.errors.makeIterator()
         for (index, count) in result.counts.enumerated() where count < 0 {

@@ -43,9 +43,9 @@ public final class Coordinator: @unchecked Sendable {
     /// Where the state machine's `persist` directives are carried out, in order, so that the
     /// I/O thread never waits on the store.
     private let persistThread = DispatchQueue(label: "codebook-coordinator-persist")
-    /// Where the passes' sinks are called, in the order the I/O thread calls for it: a
-    /// RESULT's check and, if it passes, its merge, one at a time (so in a fixed order for
-    /// each pass's `OrderedMerger`), then `checked` back to the I/O thread; and their
+    /// Where the passes' sinks are called, one call at a time, in the order the I/O thread
+    /// asks: a RESULT's check (reported back with `checked`), its merge once the state
+    /// machine has taken it (each pass's `OrderedMerger` keeps shard order), and their
     /// `fail` and `addDispatchTime`. A 64 MiB RESULT (K = 65,536, D = 128) took the I/O
     /// thread, and with it heartbeats and STATUS, for a second on a loaded machine. What
     /// waits here is bounded: one RESULT per shard of a pass out, and shards out stay within
@@ -63,7 +63,7 @@ public final class Coordinator: @unchecked Sendable {
         case reply(to: [UInt8], WireMessage)
         /// The persist thread has written what pass `key` writes first (or failed to).
         case persisted(RoundKey, failure: String?)
-        /// The merge thread has checked (and, if right, merged) a RESULT.
+        /// The merge thread has checked a RESULT.
         case checked(CoordinatorState.ResultClaim, failure: (any Error)?)
         case stop
     }
@@ -260,15 +260,15 @@ public final class Coordinator: @unchecked Sendable {
                         do {
                             guard let sink else { throw ClusterError(.jobFailed, "\(claim.key) has ended") }
                             try sink.check(shard: claim.shard, claim.message)
-                            // Taken: the state machine takes every claimed RESULT that passes.
-                            sink.deliver(shard: claim.shard, message: claim.message)
                         } catch {
                             failure = error
                         }
                         post(.checked(claim, failure: failure))
                     }
-                case .deliver:
-                    // Merged already, on the merge thread, right after its check.
+                case .deliver(let key, let shard, let message):
+                    // Once taken, so that STATUS counts it before its pass's owner goes on.
+                    let sink = sinks[key]
+                    mergeThread.async { sink?.deliver(shard: shard, message: message) }
                     metrics?.tasksCompleted.increment()
                 case .fail(let key, let why):
                     let sink = sinks.removeValue(forKey: key)

@@ -70,10 +70,10 @@ public struct CoordinatorState: Sendable {
     public enum Directive: Sendable, Equatable {
         case send(to: WorkerID, WireMessage)
         /// A shard's RESULT, for the pass's owner to merge (in shard order). After `admit`,
-        /// it follows a `check` that passed: the owner has the RESULT already.
+        /// it follows a `check` that passed.
         case deliver(RoundKey, shard: Int, WireMessage)
         /// A RESULT the state machine takes if the pass's owner accepts it (`admit`): check
-        /// it (and, if right, merge it), then report with `checked`.
+        /// it, then report with `checked`.
         case check(ResultClaim)
         /// The pass cannot finish: a worker reported this.
         case fail(RoundKey, String)
