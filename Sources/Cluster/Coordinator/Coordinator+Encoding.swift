@@ -122,9 +122,9 @@ struct EncodingPlan {
 /// one atomic batch kept out of the write-ahead log (a vector lost in a crash is encoded
 /// again, to the same bits). The job counts a shard's images as stored, and ends, once the
 /// coordinator's `vectorFlusher` has made them durable. Called only from the coordinator's
-/// I/O thread.
+/// merge thread.
 final class EncodingSink: RoundSink, @unchecked Sendable {
-    // @unchecked Sendable: created by the coordinator, then touched only by its I/O thread.
+    // @unchecked Sendable: created by the coordinator, then touched only by its merge thread.
     let job: UInt64
     let set: String
     /// Every vector's metadata (a `VectorRecord`), encoded once.
@@ -136,7 +136,7 @@ final class EncodingSink: RoundSink, @unchecked Sendable {
     private var shardsLeft: Int
     private var imagesDone: Int
     /// The vectors `check` accepted, until `deliver` stores them (each RESULT is decoded once).
-    private var checked: (shard: Int, keys: [String], floatBytes: [UInt8])?
+    private var checked: [Int: (keys: [String], floatBytes: [UInt8])] = [:]
     private weak var coordinator: Coordinator?
 
     init(job: UInt64, set: String, vector: VectorRecord, dimension: Int, images: [ImageSlice], plan: ShardPlan, imagesDone: Int,
@@ -157,7 +157,7 @@ final class EncodingSink: RoundSink, @unchecked Sendable {
     /// in order, `rows` their number, a frame of exactly one vector per key, and every value
     /// finite (a NaN or infinity would poison every search of the set).
     func check(shard: Int, _ message: WireMessage) throws {
-        checked = nil
+        checked[shard] = nil
         let shape = try message.decode(StatisticsShape.self)
         let keys = shape.keys ?? []
         guard shape.dimension == dimension else {
@@ -178,7 +178,7 @@ final class EncodingSink: RoundSink, @unchecked Sendable {
             throw ClusterError.malformed("vector \(bad / dimension) (image \(keys[bad / dimension])) has value "
                                          + "\(bad % dimension) \(value)")
         }
-        checked = (shard, keys, frame)
+        checked[shard] = (keys, frame)
     }
 
     /// The index of the first float32 of `frame` that is NaN or infinite (all exponent bits set).
@@ -190,11 +190,9 @@ final class EncodingSink: RoundSink, @unchecked Sendable {
 
     func deliver(shard: Int, message: WireMessage) {
         guard let coordinator, let store = coordinator.store, let flusher = coordinator.vectorFlusher else { return }
-        guard let checked, checked.shard == shard else {
+        guard let (keys, floatBytes) = checked.removeValue(forKey: shard) else {
             preconditionFailure("shard \(shard) delivered without a check that passed")
         }
-        self.checked = nil
-        let (keys, floatBytes) = (checked.keys, checked.floatBytes)
         do {
             try floatBytes.withUnsafeBytes { floats in
                 try store.putVectors(set: set, keys: keys, metadata: metadata, dimension: dimension, floatBytes: floats,

@@ -96,9 +96,9 @@ struct ImageFiles: ShardLayout {
 /// to the output (unlinked at once, so nothing is left behind), and once every shard is
 /// in writes the descriptor file and the index in image order, each under a temporary
 /// name renamed into place, exactly as `Extraction` writes them. `check` and `deliver`
-/// run on the coordinator's I/O thread; the final copy runs on a thread of its own.
+/// run on the coordinator's merge thread; the final copy runs on a thread of its own.
 final class ExtractionSink: RoundSink, @unchecked Sendable {
-    // @unchecked Sendable: the I/O thread touches the state until the last shard is in;
+    // @unchecked Sendable: the merge thread touches the state until the last shard is in;
     // only then does `finish` take it over.
     /// TASK `corpus` of an extract pass: it names no file, and workers do not read it.
     static let noCorpus = CorpusReference(path: "", rows: 0, dimension: FeatureExtractor.dimension, fileSize: 0)
@@ -118,7 +118,7 @@ final class ExtractionSink: RoundSink, @unchecked Sendable {
     /// Skipped images by their position in the job's list.
     private var skipped: [Int: SkippedImageReport] = [:]
     /// What `check` accepted, until `deliver` takes it (each RESULT is decoded once).
-    private var checked: (shard: Int, result: ExtractedDescriptors)?
+    private var checked: [Int: ExtractedDescriptors] = [:]
 
     init(job: UInt64, extraction: ExtractionJob, plan: ShardPlan, coordinator: Coordinator) throws {
         self.job = job
@@ -147,18 +147,16 @@ final class ExtractionSink: RoundSink, @unchecked Sendable {
     private func images(of shard: Int) -> ArraySlice<ImageSource.Entry> { extraction.images[plan.rows(of: shard)] }
 
     func check(shard: Int, _ message: WireMessage) throws {
-        checked = nil
+        checked[shard] = nil
         guard shard < plan.count else { throw ClusterError.malformed("shard \(shard) is not one of the pass's \(plan.count)") }
         let result = try ExtractedDescriptors(shape: try message.decode(StatisticsShape.self), message: message)
         try result.check(against: Array(images(of: shard)))
-        checked = (shard, result)
+        checked[shard] = result
     }
 
     func deliver(shard: Int, message: WireMessage) {
         guard let coordinator else { return }
-        guard let checked, checked.shard == shard else { preconditionFailure("shard \(shard) delivered without a check that passed") }
-        self.checked = nil
-        let result = checked.result
+        guard let result = checked.removeValue(forKey: shard) else { preconditionFailure("shard \(shard) delivered without a check that passed") }
         let first = plan.rows(of: shard).lowerBound
         var reasons = result.errors.makeIterator()
         for (index, count) in result.counts.enumerated() where count < 0 {

@@ -11,7 +11,8 @@ import ZeroMQ
 /// the ROUTER socket for clients, feeds `CoordinatorState` and carries out its directives.
 /// It never waits on anything but `zmq_poll`: requests that read files, scan the store or
 /// plan a job are answered on the request thread, one at a time, and training jobs run as
-/// tasks; both talk to the I/O thread through its inbox and wake it with a doorbell.
+/// tasks; both talk to the I/O thread through its inbox and wake it with a doorbell. Shard
+/// RESULTs are decoded, checked and merged on the merge thread (see `mergeThread`).
 ///
 /// `@unchecked Sendable`: the sockets and the state machine are touched only by the I/O
 /// thread; other threads reach it through the `inbox` mutex, and `jobs` is itself locked.
@@ -48,6 +49,14 @@ public final class Coordinator: @unchecked Sendable {
     /// Where the rows that tasks carry are read (`sendCarrying`), in order, so that the I/O
     /// thread never waits on the store; a worker's tasks behind one go through it too.
     private let carrier = DispatchQueue(label: "codebook-coordinator-carrier")
+    /// Where the passes' sinks are called, one call at a time, in the order the I/O thread
+    /// asks: a RESULT's check (reported back with `checked`), its merge once the state
+    /// machine has taken it (each pass's `OrderedMerger` keeps shard order), and their
+    /// `fail` and `addDispatchTime`. A 64 MiB RESULT (K = 65,536, D = 128) took the I/O
+    /// thread, and with it heartbeats and STATUS, for a second on a loaded machine. What
+    /// waits here is bounded: one RESULT per shard of a pass out, and shards out stay within
+    /// `CoordinatorSettings.mergeWindow` of the pass's lowest shard not yet taken.
+    private let mergeThread = DispatchQueue(label: "codebook-coordinator-merge")
     private let bound = Mutex<(workers: String, clients: String)?>(nil)
     private let finished = DispatchSemaphore(value: 0)
     private let counters = Mutex<(malformed: Int, requests: Int)>((0, 0))
@@ -62,6 +71,8 @@ public final class Coordinator: @unchecked Sendable {
         case persisted(RoundKey, failure: String?)
         /// The carrier has made a TASK ready to send (`failure`: it could not read its rows).
         case carried(to: WorkerID, WireMessage, failure: String?)
+        /// The merge thread has checked a RESULT.
+        case checked(CoordinatorState.ResultClaim, failure: (any Error)?)
         case stop
     }
 
@@ -157,7 +168,7 @@ public final class Coordinator: @unchecked Sendable {
         gatekeeper?.stop()
         // A request being answered may still start a job, whose pass then fails at once; a
         // checkpoint being written still holds the coordinator.
-        for queue in [requestThread, transformThread, persistThread, carrier] {
+        for queue in [requestThread, transformThread, persistThread, carrier, mergeThread] {
             let done = DispatchSemaphore(value: 0)
             queue.async { done.signal() }
             _ = done.wait(timeout: .now() + 30)
@@ -250,8 +261,9 @@ public final class Coordinator: @unchecked Sendable {
                 logger.warning("send to a worker failed", metadata: ["error": "\(error)"])
             }
             if message.header.type == .task {
-                sinks[RoundKey(job: message.header.job, round: message.header.round)]?
-                    .addDispatchTime(ContinuousClock.now - started)
+                let sink = sinks[RoundKey(job: message.header.job, round: message.header.round)]
+                let duration = ContinuousClock.now - started
+                mergeThread.async { sink?.addDispatchTime(duration) }
                 metrics?.tasksDispatched.increment()
                 metrics?.taskBytes.increment(by: message.frames.reduce(0) { $0 + $1.count })
             }
@@ -279,11 +291,26 @@ public final class Coordinator: @unchecked Sendable {
                 case .sendCarrying(let worker, let message, let key, let items):
                     guard let layout = state.rounds[key]?.spec.layout as? any CarriedShards else { continue }
                     carry(message, to: worker, rows: (layout, items))
+                case .check(let claim):
+                    let sink = sinks[claim.key]
+                    mergeThread.async { [self] in
+                        var failure: (any Error)?
+                        do {
+                            guard let sink else { throw ClusterError(.jobFailed, "\(claim.key) has ended") }
+                            try sink.check(shard: claim.shard, claim.message)
+                        } catch {
+                            failure = error
+                        }
+                        post(.checked(claim, failure: failure))
+                    }
                 case .deliver(let key, let shard, let message):
-                    sinks[key]?.deliver(shard: shard, message: message)
+                    // Once taken, so that STATUS counts it before its pass's owner goes on.
+                    let sink = sinks[key]
+                    mergeThread.async { sink?.deliver(shard: shard, message: message) }
                     metrics?.tasksCompleted.increment()
                 case .fail(let key, let why):
-                    sinks.removeValue(forKey: key)?.fail(why)
+                    let sink = sinks.removeValue(forKey: key)
+                    mergeThread.async { sink?.fail(why) }
                     state.cancel(job: key.job)
                     metrics?.tasksFailed.increment()
                 case .persist(let key):
@@ -339,7 +366,8 @@ public final class Coordinator: @unchecked Sendable {
                     if !stopping { perform(state.start(spec, now: .now)) }
                 case .cancel(let job):
                     state.cancel(job: job)
-                    for (key, sink) in sinks where key.job == job { sink.fail("job \(job) ended") }
+                    let ended = sinks.filter { $0.key.job == job }.values
+                    mergeThread.async { for sink in ended { sink.fail("job \(job) ended") } }
                     sinks = sinks.filter { $0.key.job != job }
                 case .reply(let client, let reply):
                     send(reply, to: client, on: clients)
@@ -348,7 +376,10 @@ public final class Coordinator: @unchecked Sendable {
                     if !stopping { perform(state.persisted(key, now: .now)) }
                 case .persisted(let key, let failure?):
                     state.cancel(job: key.job)
-                    sinks.removeValue(forKey: key)?.fail(failure)
+                    let sink = sinks.removeValue(forKey: key)
+                    mergeThread.async { sink?.fail(failure) }
+                case .checked(let claim, let failure):
+                    if !stopping { perform(state.checked(claim, failure: failure, now: .now)) }
                 case .carried(let worker, let message, let failure):
                     carrying[worker, default: 1] -= 1
                     if carrying[worker] == 0 { carrying[worker] = nil }
@@ -362,15 +393,16 @@ public final class Coordinator: @unchecked Sendable {
             }
             if stopping {
                 logger.info("coordinator stopping")
-                for sink in sinks.values { sink.fail("the coordinator stopped") }
+                let stopped = Array(sinks.values)
+                mergeThread.async { for sink in stopped { sink.fail("the coordinator stopped") } }
                 return
             }
             // Sleep until the clock has something for the state machine, a message arrives,
             // or another thread rings; at least a millisecond once a deadline has passed,
             // so that a deadline `tick` leaves as it is cannot make this loop spin. The
             // messages already waiting are read before the deadline is acted on (below): after
-            // a long stall (a large RESULT merged), the heartbeats queued meanwhile must count
-            // before the liveness check, or live workers would be declared dead.
+            // a stall (a loaded machine), the heartbeats queued meanwhile must count before
+            // the liveness check, or live workers would be declared dead.
             let timeout = state.nextDeadline.map { max($0 - .now, .milliseconds(1)) }
             let ready: [Poller.Ready]
             do {
@@ -396,7 +428,7 @@ public final class Coordinator: @unchecked Sendable {
                     guard let (frames, userID) = received else { break }
                     if isWorkers {
                         guard admitsWorker(userID) else { continue }
-                        perform(handleWorker(frames, state: &state, sinks: sinks, now: .now))
+                        perform(handleWorker(frames, state: &state, now: .now))
                     } else if let (client, item) = clientRequest(frames, from: userID) {
                         respond(requests.admit(item, of: client), of: client)
                     }
@@ -411,8 +443,7 @@ public final class Coordinator: @unchecked Sendable {
     /// delimiter), header, metadata and `WireMessage.maximumArraysToCoordinator` arrays.
     private static let maximumFrames = 4 + WireMessage.maximumArraysToCoordinator
 
-    private func handleWorker(_ frames: [[UInt8]], state: inout CoordinatorState, sinks: [RoundKey: any RoundSink],
-                              now: ContinuousClock.Instant) -> [CoordinatorState.Directive] {
+    private func handleWorker(_ frames: [[UInt8]], state: inout CoordinatorState, now: ContinuousClock.Instant) -> [CoordinatorState.Directive] {
         guard let identity = frames.first else { return [] }
         let message: WireMessage
         do {
@@ -425,10 +456,9 @@ public final class Coordinator: @unchecked Sendable {
             metrics.resultBytes.increment(by: frames.dropFirst().reduce(0) { $0 + $1.count })
         }
         // A RESULT the state machine would take is checked by its pass first (decoded once,
-        // against the shard's task); a rejected one is not taken and its shard is sent again.
-        return state.receive(message, from: identity, now: now) { key, shard, result in
-            try sinks[key]?.check(shard: shard, result)
-        }
+        // against the shard's task), on the merge thread (`check` directives); a rejected one
+        // is not taken and its shard is sent again.
+        return state.admit(message, from: identity, now: now)
     }
 
     func noteMalformed(_ error: any Error, from domain: CoordinatorGatekeeper.Domain) {

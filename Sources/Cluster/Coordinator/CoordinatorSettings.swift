@@ -26,12 +26,23 @@ public struct CoordinatorSettings: Sendable {
 
     /// A task is overdue once it has been out for `taskDeadlineFactor` times the longest a
     /// shard of its pass has taken so far (from TASK to RESULT taken), and never before
-    /// `taskDeadlineFloor` (the only bound until a shard of the pass is done). An
-    /// overdue shard is sent to one more worker once no fresh shard of its pass waits, to a
-    /// worker with an idle thread (fewer tasks than threads), and the first right RESULT
-    /// from any worker holding it is taken.
+    /// `taskDeadlineFloor`, nor before its pass's largest shard would take at
+    /// `taskDeadlineRate` (the only bounds until a shard of the pass is done); never later
+    /// than `taskDeadlineCeiling`. An overdue shard is sent to one more worker once no fresh
+    /// shard of its pass waits, to a worker with an idle thread (fewer tasks than threads),
+    /// and the first right RESULT from any worker holding it is taken.
     public var taskDeadlineFactor: Double = 4
     public var taskDeadlineFloor: Duration = .seconds(30)
+    /// Rows × K × D per second (1 for a pass without K) that the deadline assumes a worker
+    /// thread computes at least: a k-means shard of 65,536 rows at K = 65,536, D = 128 is
+    /// given 550 s before a shard of its pass is back, one at K = 256 the floor.
+    public var taskDeadlineRate: Double = 1e9
+    public var taskDeadlineCeiling: Duration = .seconds(3600)
+    /// A pass hands out a shard only while it is fewer than this many shards above the
+    /// pass's lowest shard whose RESULT is not yet taken: the RESULTs that wait for an
+    /// earlier shard before they can be merged (in shard order) are at most this many less
+    /// one per pass, whatever the number of shards (at K = 65,536, D = 128: 64 MiB each).
+    public var mergeWindow: Int = 16
     /// A worker is dropped after this many strikes in a row: RESULTs of its that were
     /// rejected, and tasks of its that went overdue and were computed by another worker.
     /// A RESULT of its that is taken clears them.

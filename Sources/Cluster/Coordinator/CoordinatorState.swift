@@ -57,8 +57,11 @@ public struct RoundSpec: Sendable {
 /// Shards are handed out in ascending order to the workers with the fewest tasks in flight.
 /// A dead or departed worker's shards go back to the queue. A shard's RESULT is taken only
 /// from a worker it was sent to, for its pass while that pass runs, once, and only if the
-/// pass's check accepts it; anything else is dropped (and counted). A rejected RESULT puts
-/// the shard back for another worker. A task out for longer than its pass's deadline (see
+/// pass's check accepts it; anything else is dropped (and counted). The check may run
+/// elsewhere (`admit` … `checked`): meanwhile the shard is nobody's to compute, and other
+/// RESULTs for it are dropped. A rejected RESULT puts the shard back for another worker.
+/// A pass hands out only shards within `CoordinatorSettings.mergeWindow` of its lowest
+/// shard not yet taken. A task out for longer than its pass's deadline (see
 /// `CoordinatorSettings.taskDeadlineFactor`) is sent to one more worker once no fresh shard
 /// waits, and the first right RESULT from either is taken. A worker with
 /// `strikesBeforeDrop` strikes in a row (RESULTs rejected, tasks overdue and computed by
@@ -69,8 +72,12 @@ public struct CoordinatorState: Sendable {
         /// Send this TASK once rows `items` of its pass's `CarriedShards` layout are read
         /// and appended as its last array; after any TASK sent to the worker before it.
         case sendCarrying(to: WorkerID, WireMessage, RoundKey, items: Range<Int>)
-        /// A shard's RESULT, for the pass's owner to merge (in shard order).
+        /// A shard's RESULT, for the pass's owner to merge (in shard order). After `admit`,
+        /// it follows a `check` that passed.
         case deliver(RoundKey, shard: Int, WireMessage)
+        /// A RESULT the state machine takes if the pass's owner accepts it (`admit`): check
+        /// it, then report with `checked`.
+        case check(ResultClaim)
         /// The pass cannot finish: a worker reported this.
         case fail(RoundKey, String)
         /// Write what the pass's owner keeps before the pass (see `RoundSpec.persistsFirst`),
@@ -83,6 +90,14 @@ public struct CoordinatorState: Sendable {
 
     /// Checks a RESULT for a shard of a pass before it is taken; throws to reject it.
     public typealias ResultCheck = (RoundKey, _ shard: Int, WireMessage) throws -> Void
+
+    /// A RESULT being checked (see `admit`): the only one for its shard until `checked`.
+    public struct ResultClaim: Sendable, Equatable {
+        public let key: RoundKey
+        public let shard: Int
+        public let worker: WorkerID
+        public let message: WireMessage
+    }
 
     struct WorkerRecord: Sendable {
         /// As introduced, escaped and cut (see `PeerText`): safe to log and to show.
@@ -107,6 +122,9 @@ public struct CoordinatorState: Sendable {
         var overdue = ShardQueue()
         /// Shard → the workers it is out to, with the time it was sent to each.
         var holders: [Int: [WorkerID: ContinuousClock.Instant]] = [:]
+        /// Shard → the worker whose RESULT for it is being checked, and when it was sent
+        /// there. Neither queued nor overdue meanwhile.
+        var checking: [Int: (worker: WorkerID, sent: ContinuousClock.Instant)] = [:]
         var done: Set<Int> = []
         /// Shard → workers whose RESULT for it was rejected: it is not sent to them again in
         /// this pass while a worker that is not among them is registered.
@@ -137,31 +155,50 @@ public struct CoordinatorState: Sendable {
             holders[shard, default: [:]][worker] = now
         }
 
-        /// `worker` no longer holds `shard`; if nobody does, it goes back in the queue (and true is returned).
+        /// `worker` no longer holds `shard`; if nobody does, and no RESULT for it is being
+        /// checked, it goes back in the queue (and true is returned).
         @discardableResult
         mutating func release(_ shard: Int, from worker: WorkerID) -> Bool {
             guard holders[shard]?.removeValue(forKey: worker) != nil, holders[shard]!.isEmpty else { return false }
             holders.removeValue(forKey: shard)
             overdue.remove(shard)
+            guard checking[shard] == nil else { return false }
             queue.insert(shard)
             return true
         }
 
-        /// `worker`'s RESULT for `shard` was rejected.
-        mutating func refuse(_ shard: Int, from worker: WorkerID) {
-            refused[shard, default: []].insert(worker)
-            release(shard, from: worker)
+        /// `worker`'s RESULT for `shard` is to be checked: `worker` no longer holds it.
+        mutating func claim(_ shard: Int, by worker: WorkerID) {
+            guard let sent = holders[shard]?.removeValue(forKey: worker) else { return }
+            if holders[shard]!.isEmpty { holders.removeValue(forKey: shard) }
+            overdue.remove(shard)
+            checking[shard] = (worker, sent)
         }
 
-        /// Takes `shard` as computed by `worker`; returns the other workers that held it,
-        /// with the time it was sent to each.
-        mutating func complete(_ shard: Int, by worker: WorkerID, now: ContinuousClock.Instant) -> [WorkerID: ContinuousClock.Instant] {
-            var holding = holders.removeValue(forKey: shard) ?? [:]
-            if let sent = holding.removeValue(forKey: worker) { slowestShard = max(slowestShard, now - sent) }
+        /// `worker`'s RESULT for `shard` was rejected: the shard goes back in the queue
+        /// unless another worker holds it.
+        mutating func refuse(_ shard: Int, from worker: WorkerID) {
+            refused[shard, default: []].insert(worker)
+            checking.removeValue(forKey: shard)
+            if holders[shard] == nil { queue.insert(shard) }
+        }
+
+        /// Takes `shard` as computed by the worker it was sent to at `sent`; returns the
+        /// other workers that held it, with the time it was sent to each.
+        mutating func complete(_ shard: Int, sentAt sent: ContinuousClock.Instant,
+                               now: ContinuousClock.Instant) -> [WorkerID: ContinuousClock.Instant] {
+            let holding = holders.removeValue(forKey: shard) ?? [:]
+            checking.removeValue(forKey: shard)
+            slowestShard = max(slowestShard, now - sent)
             overdue.remove(shard)
             refused.removeValue(forKey: shard)
             if done.insert(shard).inserted { rowsDone += spec.plan.rows(of: shard).count }
             return holding
+        }
+
+        /// The lowest shard whose RESULT is not yet taken (the next to merge), if any.
+        var lowestNotDone: Int? {
+            [queue[ascending: 0], overdue[ascending: 0], holders.keys.min(), checking.keys.min()].compactMap { $0 }.min()
         }
     }
 
@@ -212,6 +249,23 @@ public struct CoordinatorState: Sendable {
     /// to `check`, which throws to reject it.
     public mutating func receive(_ message: WireMessage, from worker: WorkerID, now: ContinuousClock.Instant,
                                  check: ResultCheck = { _, _, _ in }) -> [Directive] {
+        withoutActuallyEscaping(check) { check in process(message, from: worker, now: now, check: check) }
+    }
+
+    /// A message from a worker, as `receive`, except that a RESULT that would be taken comes
+    /// back as a `check` directive: it is checked elsewhere, and reported with `checked`.
+    public mutating func admit(_ message: WireMessage, from worker: WorkerID, now: ContinuousClock.Instant) -> [Directive] {
+        process(message, from: worker, now: now, check: nil)
+    }
+
+    /// The outcome of a `check` directive: `failure` nil if the RESULT is right (and taken
+    /// now, unless its pass ended meanwhile), else why it was rejected.
+    public mutating func checked(_ claim: ResultClaim, failure: (any Error)?, now: ContinuousClock.Instant) -> [Directive] {
+        settle(claim, failure: failure, now: now) + dispatch(now: now)
+    }
+
+    private mutating func process(_ message: WireMessage, from worker: WorkerID, now: ContinuousClock.Instant,
+                                  check: ResultCheck?) -> [Directive] {
         if let until = benched[worker] {
             guard now >= until else {
                 if message.header.type == .result { droppedResults += 1 }
@@ -312,7 +366,7 @@ public struct CoordinatorState: Sendable {
                 let round = rounds[key]!
                 return ClusterStatus.Pass(job: key.job, pass: Int(key.round), kind: round.spec.computation.kind.rawValue,
                                           shards: round.spec.plan.count, done: round.done.count,
-                                          inFlight: round.holders.count, queued: round.queue.count)
+                                          inFlight: round.holders.count + round.checking.count, queued: round.queue.count)
             },
             droppedResults: droppedResults, rejectedResults: rejectedResults)
     }
@@ -325,40 +379,70 @@ public struct CoordinatorState: Sendable {
                             rows: round.spec.plan.totalRows, rowsDone: round.rowsDone, seconds: max(0, (now - round.started).seconds))
     }
 
-    /// How long a task of pass `key` may be out before it is overdue.
+    /// How long a task of pass `key` may be out before it is overdue (see
+    /// `CoordinatorSettings.taskDeadlineFactor`).
     func taskDeadline(of key: RoundKey) -> Duration {
-        max(settings.taskDeadlineFloor, (rounds[key]?.slowestShard ?? .zero) * settings.taskDeadlineFactor)
+        guard let round = rounds[key] else { return settings.taskDeadlineFloor }
+        let description = round.spec.computation
+        let work = Double(min(round.spec.plan.shardRows, round.spec.plan.totalRows)) * Double(max(1, description.k ?? 1)) * Double(max(1, description.dimension))
+        let expected = settings.taskDeadlineRate > 0 ? Duration.seconds(min(work / settings.taskDeadlineRate, 1e9)) : .zero
+        return min(settings.taskDeadlineCeiling, max(settings.taskDeadlineFloor, expected, round.slowestShard * settings.taskDeadlineFactor))
     }
 
     // MARK: Internals
 
+    /// Claims a RESULT from a worker its shard is out to, and checks it with `check`, or
+    /// (nil) hands it out to be checked.
     private mutating func takeResult(_ message: WireMessage, from worker: WorkerID, now: ContinuousClock.Instant,
-                                     check: ResultCheck) -> [Directive] {
+                                     check: ResultCheck?) -> [Directive] {
         let key = RoundKey(job: message.header.job, round: message.header.round)
         let shard = Int(message.header.shard)
         // Only a worker the shard is out to (so a registered one, for a running pass, a
         // shard of its plan not yet taken) may answer it.
-        guard let sent = rounds[key]?.holders[shard]?[worker], let name = workers[worker]?.name else {
+        guard rounds[key]?.holders[shard]?[worker] != nil, workers[worker] != nil else {
             droppedResults += 1
             return []
         }
         workers[worker]!.inFlight[key]?.remove(shard)
+        // Another worker's RESULT for it is being checked.
+        guard rounds[key]!.checking[shard] == nil else {
+            droppedResults += 1
+            rounds[key]!.release(shard, from: worker)
+            return []
+        }
+        rounds[key]!.claim(shard, by: worker)
+        let claim = ResultClaim(key: key, shard: shard, worker: worker, message: message)
+        guard let check else { return [.check(claim)] }
         do {
             try check(key, shard, message)
+            return settle(claim, failure: nil, now: now)
         } catch {
+            return settle(claim, failure: error, now: now)
+        }
+    }
+
+    /// Takes or rejects a claimed RESULT; nothing if its pass has ended meanwhile.
+    private mutating func settle(_ claim: ResultClaim, failure: (any Error)?, now: ContinuousClock.Instant) -> [Directive] {
+        let (key, shard, worker) = (claim.key, claim.shard, claim.worker)
+        guard let checking = rounds[key]?.checking[shard], checking.worker == worker else { return [] }
+        let name = workers[worker]?.name ?? "(gone)"
+        if let failure {
             rejectedResults += 1
             // The worker may hold a damaged model: the next task of the pass carries it again.
-            workers[worker]!.modelRounds.remove(key)
+            workers[worker]?.modelRounds.remove(key)
             rounds[key]!.refuse(shard, from: worker)
-            let reason = PeerText.escaped("\(error)", limit: PeerText.messageLimit)
+            let reason = PeerText.escaped("\(failure)", limit: PeerText.messageLimit)
             return [.log("worker \(name): RESULT for \(key) shard \(shard) rejected: \(reason)")] + strike(worker, now: now)
         }
-        workers[worker]!.strikes = 0
-        workers[worker]!.shardsDone += 1
+        if workers[worker] != nil {
+            workers[worker]!.strikes = 0
+            workers[worker]!.shardsDone += 1
+        }
         affinity[key.job, default: [:]][shard] = worker
         if affinity.count > Self.affinityJobs, let oldest = affinity.keys.min() { affinity.removeValue(forKey: oldest) }
-        var directives: [Directive] = [.deliver(key, shard: shard, message)]
-        for (other, otherSent) in rounds[key]!.complete(shard, by: worker, now: now) {
+        var directives: [Directive] = [.deliver(key, shard: shard, claim.message)]
+        let sent = checking.sent
+        for (other, otherSent) in rounds[key]!.complete(shard, sentAt: sent, now: now) {
             workers[other]?.inFlight[key]?.remove(shard)
             // Another worker got it earlier and was overdue: a strike against it.
             if otherSent < sent { directives += strike(other, now: now) }
@@ -453,10 +537,13 @@ public struct CoordinatorState: Sendable {
     private mutating func dispatch(now: ContinuousClock.Instant) -> [Directive] {
         var directives: [Directive] = []
         for key in rounds.keys.sorted() where rounds[key]?.persisting == false {
+            // Fresh shards only within the merge window; overdue ones are below its end.
+            guard let lowest = rounds[key]?.lowestNotDone else { continue }
+            let end = lowest + max(1, settings.mergeWindow)
             for overdue in [false, true] {
-                if overdue && rounds[key]?.queue.isEmpty != true { break }
+                if overdue, let next = rounds[key]?.queue[ascending: 0], next < end { break }
                 var skipped = 0
-                while let shard = rounds[key]?.waiting(overdue: overdue, ascending: skipped) {
+                while let shard = rounds[key]?.waiting(overdue: overdue, ascending: skipped), overdue || shard < end {
                     guard leastLoadedWorker() != nil else { return directives }
                     guard let worker = worker(for: shard, of: key, idleThread: overdue) else {
                         skipped += 1

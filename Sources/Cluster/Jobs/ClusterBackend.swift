@@ -129,17 +129,18 @@ public final class PassTimingLog: Sendable {
     public var passes: [PassTiming] { entries.withLock { $0 } }
 }
 
-/// Where the coordinator's I/O thread hands a pass's shard results.
+/// Where the coordinator hands a pass's shard results. Called only on the coordinator's
+/// merge thread (but `persist`), one call at a time.
 protocol RoundSink: AnyObject, Sendable {
     /// Throws unless `message` is a right RESULT for `shard` of this pass: what its task
-    /// asked for, and numbers that can be right. Keeps what it decoded for `deliver`. The
-    /// state machine calls it only for a RESULT it would take, and, if it passes, delivers
-    /// the shard next.
+    /// asked for, and numbers that can be right. Keeps what it decoded for `deliver`, by
+    /// shard (other shards' checks may come first). The coordinator calls it only for a
+    /// RESULT the state machine would take, and delivers the shard once it is taken.
     func check(shard: Int, _ message: WireMessage) throws
     /// Takes `shard`'s RESULT, which `check` has just accepted.
     func deliver(shard: Int, message: WireMessage)
     func fail(_ message: String)
-    /// Time the I/O thread spent sending this pass's tasks.
+    /// Time the I/O thread spent sending one of this pass's tasks.
     func addDispatchTime(_ duration: Duration)
     /// Writes what the pass's owner keeps before the pass (`RoundSpec.persistsFirst`);
     /// called once, off the I/O thread.
@@ -151,14 +152,14 @@ extension RoundSink {
 }
 
 /// Decodes and merges one pass's shard results in shard order, then resumes the waiting
-/// `run` exactly once. Called only from the coordinator's I/O thread.
+/// `run` exactly once. Called only from the coordinator's merge thread.
 final class RoundCollector<S: SufficientStatistics>: RoundSink, @unchecked Sendable {
-    // @unchecked Sendable: created by `run`, then touched only by the coordinator's I/O thread.
+    // @unchecked Sendable: created by `run`, then touched only by the coordinator's merge thread.
     private var merger: OrderedMerger<S>
     private var continuation: CheckedContinuation<S, any Error>?
     private let decode: (_ shard: Int, WireMessage) throws -> (S, computeSeconds: Double)
-    /// The statistics `check` accepted, until `deliver` merges them (each RESULT is decoded once).
-    private var checked: (shard: Int, statistics: S, computeSeconds: Double)?
+    /// By shard, the statistics `check` accepted, until `deliver` merges them (each RESULT is decoded once).
+    private var checked: [Int: (statistics: S, computeSeconds: Double)] = [:]
     /// Applied to shard 0's statistics, which the others are merged into.
     private let prepareFirst: (inout S) -> Void
     /// What is written before the pass (see `RoundSink.persist`).
@@ -183,19 +184,17 @@ final class RoundCollector<S: SufficientStatistics>: RoundSink, @unchecked Senda
 
     func check(shard: Int, _ message: WireMessage) throws {
         let decodeStarted = ContinuousClock.now
-        checked = nil
-        let (statistics, computeSeconds) = try decode(shard, message)
-        checked = (shard, statistics, computeSeconds)
+        checked[shard] = nil
+        checked[shard] = try decode(shard, message)
         timing.mergeSeconds += (ContinuousClock.now - decodeStarted).seconds
     }
 
     func deliver(shard: Int, message: WireMessage) {
         guard continuation != nil else { return }
-        guard checked?.shard == shard, var statistics = checked?.statistics, let computeSeconds = checked?.computeSeconds else {
+        // Taken out before merging, so that the merge does not copy arrays it shares.
+        guard case (var statistics, let computeSeconds)? = checked.removeValue(forKey: shard) else {
             preconditionFailure("shard \(shard) delivered without a check that passed")
         }
-        // Dropped before merging, so that the merge does not copy arrays it shares.
-        checked = nil
         let mergeStarted = ContinuousClock.now
         if shard == 0 { prepareFirst(&statistics) }
         merger.add(consume statistics, shard: shard)
