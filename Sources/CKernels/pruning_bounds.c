@@ -22,6 +22,16 @@ static inline double reduce8(const double *l) {
     return ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
 }
 
+/// `sum` plus the squares of the values j ..< d past the 8 lanes, in order.
+static inline double squares_tail(const float *x, const float *c, long j, long d, double sum) {
+    for (; j < d; j++) {
+        double r = (double)x[j] - (c ? (double)c[j] : 0.0);
+        double square = r * r;
+        sum += square;
+    }
+    return sum;
+}
+
 /// Σ(x_j − c_j)² (c null: Σx_j²) in float64, 8 lanes then the rest in order.
 static double squares_portable(const float *x, const float *c, long d) {
     double lanes[8] = {0, 0, 0, 0, 0, 0, 0, 0};
@@ -32,13 +42,7 @@ static double squares_portable(const float *x, const float *c, long d) {
             double square = r * r;
             lanes[l] += square;
         }
-    double sum = reduce8(lanes);
-    for (; j < d; j++) {
-        double r = (double)x[j] - (c ? (double)c[j] : 0.0);
-        double square = r * r;
-        sum += square;
-    }
-    return sum;
+    return squares_tail(x, c, j, d, reduce8(lanes));
 }
 
 /// The shrunk lower bounds of one row, written back; returns their minimum.
@@ -130,13 +134,7 @@ TARGET double squares_avx512(const float *x, const float *c, long d) {
         if (c) r = _mm512_sub_pd(r, _mm512_cvtps_pd(_mm256_loadu_ps(c + j)));
         lanes = _mm512_add_pd(lanes, _mm512_mul_pd(r, r));
     }
-    double sum = reduce_avx512(lanes);
-    for (; j < d; j++) {
-        double r = (double)x[j] - (c ? (double)c[j] : 0.0);
-        double square = r * r;
-        sum += square;
-    }
-    return sum;
+    return squares_tail(x, c, j, d, reduce_avx512(lanes));
 }
 
 /// 16 float32 values as two registers of 8 float64.

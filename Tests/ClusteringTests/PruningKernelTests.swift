@@ -20,11 +20,21 @@ import Testing
     func filterKeepsOnlyRowsWhoseCentreCannotChange(dimension d: Int) {
         let m = 300, k = 40, groups = Self.groups
         var generator = SeededGenerator(seed: UInt64(d) + 11)
-        let rows = (0..<m * d).map { _ in Float((generator.nextGaussian() * 20 + 60).rounded()) }
-        // Duplicated centres give exact ties between groups.
+        // Duplicated centres give exact ties, within a group (5, 21) and between groups (6, 9).
         var old = (0..<k * d).map { _ in Float((generator.nextGaussian() * 20 + 60).rounded()) }
-        for j in 0..<d { old[5 * d + j] = old[21 * d + j] }
-        let new = old.enumerated().map { j, value in j / d % 3 == 0 ? value : value + Float(generator.nextGaussian() * 0.5) }
+        for j in 0..<d {
+            old[5 * d + j] = old[21 * d + j]
+            old[9 * d + j] = old[6 * d + j]
+        }
+        // Rows around the centres, some half-way between two of them.
+        let rows = (0..<m * d).map { index in
+            let i = index / d, j = index % d, c = i % k
+            let near = i % 5 == 0 ? (old[c * d + j] + old[(c + 1) % k * d + j]) / 2 : old[c * d + j]
+            return (near + Float(generator.nextGaussian() * 6)).rounded()
+        }
+        // Integer moves keep every float64 distance exact, so ties are exact ties.
+        var new = old.enumerated().map { j, value in j / d % 3 == 0 ? value : value + Float((generator.nextGaussian() * 0.3).rounded()) }
+        for j in 0..<d { new[9 * d + j] = new[6 * d + j] }
         let slack = 2 * Double(d + 8) * Double.ulpOfOne / 2
         func row(_ i: Int) -> ArraySlice<Float> { rows[i * d ..< (i + 1) * d] }
         func centre(_ values: [Float], _ c: Int) -> ArraySlice<Float> { values[c * d ..< (c + 1) * d] }
