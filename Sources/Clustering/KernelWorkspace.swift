@@ -16,6 +16,8 @@ public final class KernelWorkspace {
     var prunedRows: [Float] = []
     var prunedAssignments: [Int32] = []
     var prunedDistances: [Double] = []
+    /// The rows of a pruned block that fail the bound test (`cb_prune_filter`).
+    var prunedUndecided: [Int32] = []
     /// uint8/int32 rows converted to float32.
     public var conversion: [Float] = []
     /// The GMM posteriors of the current block.

@@ -32,7 +32,7 @@ import Descriptors
 /// When a drift, bound or value is not finite, the test fails and the row is computed.
 struct PrunedAssignment {
     /// Groups of centres per row: c belongs to group c mod 16 (the fused screen's lanes).
-    static let groups = 16
+    static let groups = Int(CB_PRUNE_GROUPS)
 
     let search: NearestCentreSearch
     let slack: Double
@@ -149,50 +149,37 @@ struct PrunedAssignment {
         }
     }
 
-    /// The bound test over a block: rows that keep their centre get it in `out` and their
-    /// updated bounds; the others are listed in `workspace.undecided`. Returns their number.
+    /// The bound test over a block (`cb_prune_filter`): rows that keep their centre get it in
+    /// `out` and their updated bounds; the others are listed in `workspace.undecided`.
+    /// Returns their number.
     private mutating func filter(_ rows: FloatRows, offset: Int, out: UnsafeMutablePointer<Int32>,
                                  workspace: KernelWorkspace) -> Int {
         let d = search.codebook.dimension, groups = Self.groups
-        let grow = 1 + slack, shrink = 1 - slack
-        search.codebook.centres.withUnsafeBufferPointer { centres in
-            lower.withUnsafeMutableBufferPointer { lower in
-                for i in 0..<rows.rows {
-                    let r = offset + i, a = Int(assignments[r])
-                    let bounds = lower.baseAddress! + r * groups
-                    var nearestOther = Double.infinity
-                    for g in 0..<groups {
-                        let shrunk = max(0, (Double(bounds[g]) - groupDrift[g]) * shrink)
-                        bounds[g] = Self.roundedDown(shrunk)
-                        nearestOther = min(nearestOther, Double(bounds[g]))
-                    }
-                    var bound = (Double(upper[r]) + drift[a]) * grow
-                    if !(bound * grow < nearestOther) {
-                        bound = VectorMath.squaredDistance(rows.row(i), centres.baseAddress! + a * d, d).squareRoot() * grow
-                    }
-                    if bound * grow < nearestOther {
-                        out[i] = Int32(a)
-                        upper[r] = Self.roundedUp(bound)
-                    } else {
-                        workspace.undecided.append(i)
+        if workspace.prunedUndecided.count < rows.rows {
+            workspace.prunedUndecided = [Int32](repeating: 0, count: search.blockRows)
+        }
+        let count = search.codebook.centres.withUnsafeBufferPointer { centres in
+            assignments.withUnsafeBufferPointer { assignments in
+                upper.withUnsafeMutableBufferPointer { upper in
+                    lower.withUnsafeMutableBufferPointer { lower in
+                        workspace.prunedUndecided.withUnsafeMutableBufferPointer { undecided in
+                            cb_prune_filter(rows.base, rows.stride, rows.rows, d, centres.baseAddress!,
+                                            assignments.baseAddress! + offset, upper.baseAddress! + offset,
+                                            lower.baseAddress! + offset * groups, drift, groupDrift, slack, out,
+                                            undecided.baseAddress!)
+                        }
                     }
                 }
             }
         }
-        return workspace.undecided.count
+        workspace.undecided.append(contentsOf: workspace.prunedUndecided[..<count].lazy.map { Int($0) })
+        return count
     }
 
     /// The float32 value nearest `value` that is not below it (+∞ past float32's range, NaN kept).
     static func roundedUp(_ value: Double) -> Float {
         let rounded = Float(value)
         return Double(rounded) < value ? rounded.nextUp : rounded
-    }
-
-    /// The float32 value nearest `value` that is not above it (NaN becomes 0: no bound).
-    static func roundedDown(_ value: Double) -> Float {
-        guard !value.isNaN else { return 0 }
-        let rounded = Float(value)
-        return Double(rounded) > value ? rounded.nextDown : rounded
     }
 }
 
@@ -204,39 +191,34 @@ extension NearestCentreSearch {
     func groupLowerBounds(slot: Int, row x: UnsafePointer<Float>, excluding excluded: Int, slack: Double,
                           workspace: KernelWorkspace, into lower: UnsafeMutablePointer<Float>) {
         let groups = PrunedAssignment.groups, k = codebook.k
-        var screened = SIMD16<Float>(repeating: .infinity)
+        func bounds(_ lanes: UnsafePointer<CBScreenLanes>) {
+            cb_prune_lower_bounds(lanes, Int32(excluded), x, codebook.dimension, boundScale, largestNorm, slack, lower)
+        }
         switch screen {
         case .fused:
-            // The row's lanes: best[16], second[16], index[16] (`CBScreenLanes`).
             workspace.screenState.withUnsafeBytes { state in
-                let lanes = state.baseAddress! + slot * MemoryLayout<CBScreenLanes>.stride
-                for g in 0..<groups {
-                    let index = Int(lanes.load(fromByteOffset: 128 + 4 * g, as: Int32.self))
-                    let field = index == excluded ? 64 : 0
-                    screened[g] = lanes.load(fromByteOffset: field + 4 * g, as: Float.self)
-                }
+                bounds((state.baseAddress! + slot * MemoryLayout<CBScreenLanes>.stride).assumingMemoryBound(to: CBScreenLanes.self))
             }
         case .blas:
-            workspace.products.withUnsafeBufferPointer { products in
-                let row = products.baseAddress! + slot * k
-                for c in 0..<k where c != excluded {
-                    let value = row[c] + norms[c]
-                    // `min` would drop a NaN; keep it, so that the group gets no bound.
-                    if !(value >= screened[c % groups]) { screened[c % groups] = value }
+            // Each group's smallest value in `best`, with no index: never the excluded centre.
+            var lanes = CBScreenLanes()
+            withUnsafeMutableBytes(of: &lanes) { state in
+                let best = state.baseAddress!.assumingMemoryBound(to: Float.self)
+                let index = (state.baseAddress! + MemoryLayout<CBScreenLanes>.offset(of: \.index)!).assumingMemoryBound(to: Int32.self)
+                for g in 0..<groups {
+                    best[g] = .infinity
+                    index[g] = -1
+                }
+                workspace.products.withUnsafeBufferPointer { products in
+                    let row = products.baseAddress! + slot * k
+                    for c in 0..<k where c != excluded {
+                        let value = row[c] + norms[c]
+                        // `min` would drop a NaN; keep it, so that the group gets no bound.
+                        if !(value >= best[c % groups]) { best[c % groups] = value }
+                    }
                 }
             }
-        }
-        var rowNorm = 0.0
-        for j in 0..<codebook.dimension { rowNorm += Double(x[j]) * Double(x[j]) }
-        let errorBound = boundScale * (2 * rowNorm.squareRoot() * (1 + slack) * largestNorm + largestNorm * largestNorm)
-        for g in 0..<groups {
-            let s = Double(screened[g])
-            if s == .infinity {
-                lower[g] = .infinity
-                continue
-            }
-            let squared = rowNorm + s - errorBound - slack * (rowNorm + abs(s) + errorBound)
-            lower[g] = PrunedAssignment.roundedDown(max(0, squared).squareRoot() * (1 - slack))
+            bounds(&lanes)
         }
     }
 }
