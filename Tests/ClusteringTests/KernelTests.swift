@@ -135,9 +135,13 @@ import Testing
         #expect(error?.description.contains("row 1437") == true, "\(String(describing: error))")
     }
 
-    @Test(arguments: [5 as UInt64, 6])
-    func posteriorsEqualDirectFloat64(seed: UInt64) throws {
-        let d = 19, k = 7
+    /// The GMM screens this CPU runs (`.fused` needs AVX-512).
+    static let gaussianScreens = GaussianPosteriors.Screen.preferred == .fused ? GaussianPosteriors.Screen.allCases : [.blas]
+
+    /// k = 7: one partial panel of the fused screen; k = 40: a whole one and a partial one.
+    @Test(arguments: [(5 as UInt64, 7), (6, 7), (7, 40)], gaussianScreens)
+    func posteriorsEqualDirectFloat64(seedAndK: (UInt64, Int), screen: GaussianPosteriors.Screen) throws {
+        let (seed, k) = seedAndK, d = 19
         let data = try blobs(rows: 500, dimension: d, blobs: k, seed: seed, spread: 10, scale: 150)
         var generator = SeededGenerator(seed: seed)
         let means = try (0..<k).flatMap { _ in try data.row(Int(generator.next() % 500)) }
@@ -146,7 +150,7 @@ import Testing
         let sum = priors.reduce(0, +)
         priors = priors.map { $0 / sum }
         let model = try GaussianMixtureModel(k: k, dimension: d, means: means, variances: variances, priors: priors)
-        let kernel = try GaussianPosteriors(model: model)
+        let kernel = try GaussianPosteriors(model: model, screen: screen)
         var scratch = [Float]()
         try data.withFloatRows(0..<data.rows, scratch: &scratch) { rows in
             try kernel.forEachBlock(rows, firstRow: 0, source: "test", workspace: KernelWorkspace()) { offset, block in
