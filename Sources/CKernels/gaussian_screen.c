@@ -39,16 +39,6 @@ static float row_limit(float best, double norm, double scale, const double terms
     return (float)((double)best - cutoff - 2 * bound);
 }
 
-static long candidates_portable(const float *values, long k, const float *x, long d, double scale,
-                                const double terms[3], double cutoff, int32_t *selected) {
-    float norm = 0, best = -INFINITY;
-    for (long j = 0; j < d; j++) norm += x[j] * x[j];
-    if (!isfinite(norm)) return -1;
-    for (long c = 0; c < k; c++)
-        if (values[c] > best) best = values[c];
-    return select_from(values, k, row_limit(best, norm, scale, terms, cutoff), selected, 0, 0);
-}
-
 #if defined(__x86_64__)
 #include <immintrin.h>
 
@@ -61,7 +51,7 @@ int cb_gmm_screen_supported(void) { return __builtin_cpu_supports("avx512f") != 
 /// straight from `x` and `x2` (row r at r·stride and r·d).
 #define DEFINE_TILE(MR)                                                                              \
     TARGET void tile##MR(const float *x, long stride, const float *x2, long d, const float *packed,  \
-                         const float *offsets, long p0, long p1, float *values, long ldv) {          \
+                         const float *offsets, long p0, long p1, float *values, long ldv, float *best) { \
         for (long p = p0; p < p1; p++) {                                                              \
             const float *w = packed + p * 2 * d * PANEL, *h = w + d * PANEL;                          \
             __m512 o0 = _mm512_loadu_ps(offsets + p * PANEL), o1 = _mm512_loadu_ps(offsets + p * PANEL + 16); \
@@ -86,6 +76,9 @@ int cb_gmm_screen_supported(void) { return __builtin_cpu_supports("avx512f") != 
             _Pragma("unroll") for (int r = 0; r < MR; r++) {                                          \
                 _mm512_storeu_ps(values + r * ldv + p * PANEL, low[r]);                               \
                 _mm512_storeu_ps(values + r * ldv + p * PANEL + 16, high[r]);                         \
+                /* max_ps returns its second operand if either is NaN: NaN never becomes the best. */ \
+                __m512 top = _mm512_max_ps(high[r], _mm512_set1_ps(best[r]));                         \
+                best[r] = _mm512_reduce_max_ps(_mm512_max_ps(low[r], top));                           \
             }                                                                                         \
         }                                                                                             \
     }
@@ -102,62 +95,56 @@ static long group_panels(long d) {
 
 __attribute__((target("avx512f")))
 void cb_gmm_screen(const float *rows, long stride, long m, long d, const float *packed, const float *packed_offsets,
-                   long k, float *squares, float *values) {
+                   long k, float *squares, float *values, float *best, float *norms) {
     long panels = panel_count(k), group = group_panels(d), ldv = panels * PANEL;
-    for (long i = 0; i < m; i++)
-        for (long j = 0; j < d; j++) squares[i * d + j] = rows[i * stride + j] * rows[i * stride + j];
+    for (long i = 0; i < m; i++) {
+        const float *x = rows + i * stride;
+        float *x2 = squares + i * d;
+        __m512 sum = _mm512_setzero_ps();
+        for (long j = 0; j < d; j += 16) {
+            __mmask16 lanes = d - j >= 16 ? 0xFFFF : (__mmask16)((1u << (d - j)) - 1);
+            __m512 v = _mm512_maskz_loadu_ps(lanes, x + j);
+            v = _mm512_mul_ps(v, v);
+            _mm512_mask_storeu_ps(x2 + j, lanes, v);
+            sum = _mm512_add_ps(sum, v);
+        }
+        norms[i] = _mm512_reduce_add_ps(sum);
+        best[i] = -INFINITY;
+    }
     for (long p0 = 0; p0 < panels; p0 += group) {
         long p1 = p0 + group < panels ? p0 + group : panels;
         long i = 0;
         for (; i + TILE <= m; i += TILE)
-            tile14(rows + i * stride, stride, squares + i * d, d, packed, packed_offsets, p0, p1, values + i * ldv, ldv);
+            tile14(rows + i * stride, stride, squares + i * d, d, packed, packed_offsets, p0, p1, values + i * ldv, ldv, best + i);
         for (; i + 4 <= m; i += 4)
-            tile4(rows + i * stride, stride, squares + i * d, d, packed, packed_offsets, p0, p1, values + i * ldv, ldv);
+            tile4(rows + i * stride, stride, squares + i * d, d, packed, packed_offsets, p0, p1, values + i * ldv, ldv, best + i);
         for (; i < m; i++)
-            tile1(rows + i * stride, stride, squares + i * d, d, packed, packed_offsets, p0, p1, values + i * ldv, ldv);
+            tile1(rows + i * stride, stride, squares + i * d, d, packed, packed_offsets, p0, p1, values + i * ldv, ldv, best + i);
     }
 }
 
 __attribute__((target("avx512f")))
-static long candidates_avx512(const float *values, long k, const float *x, long d, double scale,
-                              const double terms[3], double cutoff, int32_t *selected) {
-    __m512 sum = _mm512_setzero_ps();
-    long j = 0;
-    for (; j + 16 <= d; j += 16) {
-        __m512 v = _mm512_loadu_ps(x + j);
-        sum = _mm512_fmadd_ps(v, v, sum);
-    }
-    if (j < d) {
-        __m512 v = _mm512_maskz_loadu_ps((__mmask16)((1u << (d - j)) - 1), x + j);
-        sum = _mm512_fmadd_ps(v, v, sum);
-    }
-    float norm = _mm512_reduce_add_ps(sum);
-    if (!isfinite(norm)) return -1;
-    __m512 best = _mm512_set1_ps(-INFINITY);
-    long c = 0;
-    // max_ps returns its second operand when either is NaN: NaN values never become the best.
-    for (; c + 16 <= k; c += 16) best = _mm512_max_ps(_mm512_loadu_ps(values + c), best);
-    float top = _mm512_reduce_max_ps(best);
-    for (long t = c; t < k; t++)
-        if (values[t] > top) top = values[t];
-    __m512 limit = _mm512_set1_ps(row_limit(top, norm, scale, terms, cutoff));
+static long candidates_avx512(const float *values, long k, float limit, int32_t *selected) {
+    __m512 bound = _mm512_set1_ps(limit);
     __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    long count = 0;
-    for (c = 0; c + 16 <= k; c += 16) {
+    long count = 0, c = 0;
+    for (; c + 16 <= k; c += 16) {
         // Not below the limit: NaN is kept, so the exact pass sees it.
-        __mmask16 hits = _mm512_cmp_ps_mask(_mm512_loadu_ps(values + c), limit, _CMP_NLT_UQ);
+        __mmask16 hits = _mm512_cmp_ps_mask(_mm512_loadu_ps(values + c), bound, _CMP_NLT_UQ);
         if (hits) {
             _mm512_mask_compressstoreu_epi32(selected + count, hits, _mm512_add_epi32(lanes, _mm512_set1_epi32((int)c)));
             count += __builtin_popcount(hits);
         }
     }
-    return select_from(values, k, _mm512_cvtss_f32(limit), selected, c, count);
+    return select_from(values, k, limit, selected, c, count);
 }
 
-long cb_gmm_candidates(const float *values, long k, const float *x, long d, double scale,
-                       const double terms[3], double cutoff, int32_t *selected) {
-    return (__builtin_cpu_supports("avx512f") ? candidates_avx512 : candidates_portable)(values, k, x, d, scale, terms,
-                                                                                         cutoff, selected);
+long cb_gmm_candidates(const float *values, long k, float best, float norm, double scale, const double terms[3],
+                       double cutoff, int32_t *selected) {
+    if (!isfinite(norm)) return -1;
+    float limit = row_limit(best, norm, scale, terms, cutoff);
+    return __builtin_cpu_supports("avx512f") ? candidates_avx512(values, k, limit, selected)
+                                             : select_from(values, k, limit, selected, 0, 0);
 }
 
 #else
@@ -165,13 +152,15 @@ long cb_gmm_candidates(const float *values, long k, const float *x, long d, doub
 int cb_gmm_screen_supported(void) { return 0; }
 
 void cb_gmm_screen(const float *rows, long stride, long m, long d, const float *packed, const float *packed_offsets,
-                   long k, float *squares, float *values) {
-    (void)rows; (void)stride; (void)m; (void)d; (void)packed; (void)packed_offsets; (void)k; (void)squares; (void)values;
+                   long k, float *squares, float *values, float *best, float *norms) {
+    (void)rows; (void)stride; (void)m; (void)d; (void)packed; (void)packed_offsets; (void)k; (void)squares;
+    (void)values; (void)best; (void)norms;
 }
 
-long cb_gmm_candidates(const float *values, long k, const float *x, long d, double scale,
-                       const double terms[3], double cutoff, int32_t *selected) {
-    return candidates_portable(values, k, x, d, scale, terms, cutoff, selected);
+long cb_gmm_candidates(const float *values, long k, float best, float norm, double scale, const double terms[3],
+                       double cutoff, int32_t *selected) {
+    if (!isfinite(norm)) return -1;
+    return select_from(values, k, row_limit(best, norm, scale, terms, cutoff), selected, 0, 0);
 }
 
 #endif

@@ -163,17 +163,21 @@ public struct GaussianPosteriors: Sendable {
         let block = blockRows
         workspace.reserve(&workspace.products, block * valueStride)
         workspace.reserve(&workspace.squares, block * d)
+        workspace.reserve(&workspace.rowSummaries, 2 * block)
         var start = 0
         while start < rows.rows {
             let count = min(block, rows.rows - start)
             let slice = FloatRows(base: rows.row(start), rows: count, dimension: d, stride: rows.stride)
             switch screen {
             case .fused:
-                cb_gmm_screen(slice.base, slice.stride, count, d, packed, packedOffsets, k, &workspace.squares, &workspace.products)
+                workspace.rowSummaries.withUnsafeMutableBufferPointer { summaries in
+                    cb_gmm_screen(slice.base, slice.stride, count, d, packed, packedOffsets, k, &workspace.squares,
+                                  &workspace.products, summaries.baseAddress!, summaries.baseAddress! + block)
+                }
             case .blas:
                 blasScreen(slice, workspace: workspace)
             }
-            try refine(slice, firstRow: firstRow + start, source: source, workspace: workspace)
+            try refine(slice, firstRow: firstRow + start, source: source, summaries: block, workspace: workspace)
             try workspace.posteriors.withBlock(slice) { try visit(start, $0) }
             start += count
         }
@@ -182,7 +186,8 @@ public struct GaussianPosteriors: Sendable {
     /// The row stride of the screened values in `workspace.products`.
     private var valueStride: Int { screen == .fused ? cb_gmm_screen_offsets_length(model.k) : model.k }
 
-    /// ℓ in float32 for every row and component of `rows`, into `workspace.products`, with two sgemm products.
+    /// ℓ in float32 for every row and component of `rows`, into `workspace.products`, with two
+    /// sgemm products; the rows' best values and ‖x‖² into `workspace.rowSummaries` as `cb_gmm_screen` does.
     private func blasScreen(_ rows: FloatRows, workspace: KernelWorkspace) {
         let k = model.k, d = model.dimension, n = rows.rows
         workspace.squares.withUnsafeMutableBufferPointer { squaresBuffer in
@@ -205,6 +210,12 @@ public struct GaussianPosteriors: Sendable {
                     BLAS.gemmTransposedB(m: n, n: k, k: d, alpha: -0.5, a: squares, lda: d,
                                          b: p.baseAddress!, ldb: d, beta: 1, c: products, ldc: k)
                 }
+                workspace.rowSummaries.withUnsafeMutableBufferPointer { summaries in
+                    for i in 0..<n {
+                        summaries[i] = VectorMath.maximum(products + i * k, k)
+                        summaries[blockRows + i] = VectorMath.squaredNorm(rows.row(i), d)
+                    }
+                }
             }
         }
     }
@@ -212,7 +223,7 @@ public struct GaussianPosteriors: Sendable {
     /// From the screened ℓ: the candidates of every row (within the cutoff and the rounding
     /// bound of the row's best), their exact ℓ in float64, then the posteriors of those
     /// within the cutoff of the exact best, into `workspace.posteriors`.
-    private func refine(_ rows: FloatRows, firstRow: Int, source: String, workspace: KernelWorkspace) throws {
+    private func refine(_ rows: FloatRows, firstRow: Int, source: String, summaries norms: Int, workspace: KernelWorkspace) throws {
         let k = model.k, d = model.dimension, n = rows.rows, stride = valueStride
         let terms = workspace.posteriors
         terms.starts.removeAll(keepingCapacity: true)
@@ -220,12 +231,12 @@ public struct GaussianPosteriors: Sendable {
         var count = 0
         try workspace.products.withUnsafeBufferPointer { productsBuffer in
             for i in 0..<n {
-                let x = rows.row(i)
                 if terms.components.count < count + k {
                     terms.components += repeatElement(0, count: max(count + k, 2 * terms.components.count) - terms.components.count)
                 }
                 let selected = terms.components.withUnsafeMutableBufferPointer {
-                    cb_gmm_candidates(productsBuffer.baseAddress! + i * stride, k, x, d, boundScale, boundTerms,
+                    cb_gmm_candidates(productsBuffer.baseAddress! + i * stride, k, workspace.rowSummaries[i],
+                                      workspace.rowSummaries[norms + i], boundScale, boundTerms,
                                       Self.logPosteriorCutoff, $0.baseAddress! + count)
                 }
                 guard selected >= 0 else {

@@ -78,11 +78,10 @@ import Testing
         var values = (0..<k).map { _ in Float(generator.nextGaussian()) }
         if k > 2 { values[k - 2] = .nan }
         let best = values.filter { !$0.isNaN }.max()!, limit = values[k / 2].isNaN ? best : values[k / 2]
-        let x: [Float] = [3, 4, 0]
         var selected = [Int32](repeating: -1, count: k)
-        let count = cb_gmm_candidates(values, k, x, 3, 0, [1, 1, 1], Double(best) - Double(limit), &selected)
+        let count = cb_gmm_candidates(values, k, best, 25, 0, [1, 1, 1], Double(best) - Double(limit), &selected)
         #expect(Array(selected[0..<count]) == (0..<k).filter { !(values[$0] < limit) }.map(Int32.init))
-        #expect(cb_gmm_candidates(values, k, [3, .infinity, 0], 3, 0, [1, 1, 1], 30, &selected) == -1)
-        #expect(cb_gmm_candidates(values, k, [3, 4e20, 0], 3, 0, [1, 1, 1], 30, &selected) == -1)
+        #expect(cb_gmm_candidates(values, k, best, .infinity, 0, [1, 1, 1], 30, &selected) == -1)
+        #expect(cb_gmm_candidates(values, k, best, .nan, 0, [1, 1, 1], 30, &selected) == -1)
     }
 }

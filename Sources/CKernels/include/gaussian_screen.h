@@ -26,17 +26,17 @@ void cb_gmm_screen_pack(const float *weighted_means, const float *half_precision
                         long k, long d, float *packed, float *packed_offsets);
 
 /// ℓ̃ of rows i < m (row i at rows + i·stride) for every packed component, into
-/// values[i·ldv + c] with ldv = `cb_gmm_screen_offsets_length(k)` (padding gets −∞). `squares`
-/// holds m·d floats of scratch.
+/// values[i·ldv + c] with ldv = `cb_gmm_screen_offsets_length(k)` (padding gets −∞), and per
+/// row the largest value that is not NaN into best[i] and Σ_j x_ij² (the float32 squares,
+/// summed in float32 in any order) into norms[i]. `squares` holds m·d floats of scratch.
 void cb_gmm_screen(const float *rows, long stride, long m, long d, const float *packed, const float *packed_offsets,
-                   long k, float *squares, float *values);
+                   long k, float *squares, float *values, float *best, float *norms);
 
-/// The candidates of one row of screened values: with best = max_c values[c] and
-/// bound = scale·(‖x‖·terms[0] + ½‖x‖²·terms[1] + terms[2]) (‖x‖² summed in float32, then
-/// float64), writes the c < k whose value is not below best − cutoff − 2·bound, rounded to
-/// float32, to `selected` in increasing order, and returns their number (NaN values are kept);
-/// −1 if ‖x‖² is not finite.
-long cb_gmm_candidates(const float *values, long k, const float *x, long d, double scale,
-                       const double terms[3], double cutoff, int32_t *selected);
+/// The candidates of one row of screened values, given their best and the row's ‖x‖²: with
+/// bound = scale·(‖x‖·terms[0] + ½‖x‖²·terms[1] + terms[2]) in float64, writes the c < k whose
+/// value is not below best − cutoff − 2·bound, rounded to float32, to `selected` in increasing
+/// order, and returns their number (NaN values are kept); −1 if ‖x‖² is not finite.
+long cb_gmm_candidates(const float *values, long k, float best, float norm, double scale, const double terms[3],
+                       double cutoff, int32_t *selected);
 
 #endif
