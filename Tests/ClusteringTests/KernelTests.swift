@@ -171,6 +171,26 @@ import Testing
         }
     }
 
+    /// A NaN, or a value whose square overflows float32, in row 300 (the second block of the fused screen).
+    @Test(arguments: [Float.nan, 3e20], gaussianScreens)
+    func posteriorsRejectANonFiniteRowWithItsIndex(poison: Float, screen: GaussianPosteriors.Screen) throws {
+        let d = 5, rows = 400
+        var values = (0..<rows * d).map { Float($0 % 7) }
+        values[300 * d + 2] = poison
+        let data = try DescriptorMatrix(rows: rows, dimension: d, values: values)
+        let model = try GaussianMixtureModel(k: 2, dimension: d, means: [Float](repeating: 1, count: 2 * d),
+                                             variances: [Float](repeating: 4, count: 2 * d), priors: [0.5, 0.5])
+        let kernel = try GaussianPosteriors(model: model, screen: screen)
+        var scratch = [Float]()
+        let error = #expect(throws: DescriptorError.self) {
+            try data.withFloatRows(0..<rows, scratch: &scratch) { block in
+                try kernel.forEachBlock(block, firstRow: 100, source: "corpus.npy", workspace: KernelWorkspace()) { _, _ in }
+            }
+        }
+        #expect(error?.code == .nonFinite)
+        #expect(error?.description.contains("row 400") == true, "\(String(describing: error))")
+    }
+
     @Test func mergerFoldsInShardOrderWhateverTheArrivalOrder() {
         struct Trace: SufficientStatistics { var shards: [Int]; mutating func merge(_ o: Trace) { shards += o.shards } }
         var merger = OrderedMerger<Trace>(shardCount: 4)
