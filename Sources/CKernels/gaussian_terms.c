@@ -21,13 +21,6 @@ void cb_gmm_group_terms(long n, const long *term_starts, const int32_t *componen
         }
 }
 
-static long select_portable(const float *values, long k, float limit, int32_t *selected) {
-    long count = 0;
-    for (long c = 0; c < k; c++)
-        if (values[c] >= limit) selected[count++] = (int32_t)c;
-    return count;
-}
-
 static double reduce_lanes(const double lanes[8]) {
     return ((lanes[0] + lanes[4]) + (lanes[2] + lanes[6])) + ((lanes[1] + lanes[5]) + (lanes[3] + lanes[7]));
 }
@@ -235,23 +228,6 @@ static void accumulate_avx512(const float *rows, long stride, long n, long d, co
 }
 #undef CB_ACCUMULATE_BLOCK
 
-__attribute__((target("avx512f")))
-static long select_avx512(const float *values, long k, float limit, int32_t *selected) {
-    __m512 bound = _mm512_set1_ps(limit);
-    __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    long count = 0, c = 0;
-    for (; c + 16 <= k; c += 16) {
-        __mmask16 hits = _mm512_cmp_ps_mask(_mm512_loadu_ps(values + c), bound, _CMP_GE_OQ);
-        if (hits) {
-            _mm512_mask_compressstoreu_epi32(selected + count, hits, _mm512_add_epi32(lanes, _mm512_set1_epi32((int)c)));
-            count += __builtin_popcount(hits);
-        }
-    }
-    for (; c < k; c++)
-        if (values[c] >= limit) selected[count++] = (int32_t)c;
-    return count;
-}
-
 /// The portable code compiled for AVX2 + FMA (hardware fma(), same results).
 __attribute__((target("avx2,fma")))
 static void log_densities_avx2(const float *rows, long stride, long n, long d, const long *term_starts, long k,
@@ -266,10 +242,6 @@ static void accumulate_avx2(const float *rows, long stride, long n, long d, cons
                             const double *weights, long k, const long *scratch,
                             double *mass, double *first, double *second) {
     accumulate_grouped(accumulate_term, rows, stride, n, d, term_starts, weights, k, scratch, mass, first, second);
-}
-
-long cb_gmm_select(const float *values, long k, float limit, int32_t *selected) {
-    return (__builtin_cpu_supports("avx512f") ? select_avx512 : select_portable)(values, k, limit, selected);
 }
 
 void cb_gmm_log_densities(const float *rows, long stride, long n, long d, const long *term_starts, long k, const long *scratch,
@@ -296,10 +268,6 @@ void cb_gmm_accumulate(const float *rows, long stride, long n, long d, const lon
 }
 
 #else
-
-long cb_gmm_select(const float *values, long k, float limit, int32_t *selected) {
-    return select_portable(values, k, limit, selected);
-}
 
 void cb_gmm_log_densities(const float *rows, long stride, long n, long d, const long *term_starts, long k, const long *scratch,
                           const double *means, const double *precisions, const double *normalizers, double *out) {

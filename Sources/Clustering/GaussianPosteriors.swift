@@ -12,10 +12,26 @@ import Darwin
 ///     ℓ_k(x) = log π_k − (D/2)·log 2π − ½ Σ_d log σ²_kd − ½ Σ_d (x_d − μ_kd)² / σ²_kd
 ///     q_k(x) = exp(ℓ_k − max_j ℓ_j) / Σ_j exp(ℓ_j − max_j ℓ_j)
 ///
-/// ℓ is screened in float32 with two sgemm products per block of rows, x·(μ/σ²) and
-/// x²·(1/σ²). Like the distance screen of `NearestCentreSearch`, the expansion cancels,
-/// so every component that could be within `logPosteriorCutoff` of the best (allowing for
-/// the rounding bound of the products) is recomputed exactly in float64 from (x − μ)².
+/// ℓ is screened in float32 as offset_k + x·(μ/σ²) − ½x²·(1/σ²). Like the distance screen of
+/// `NearestCentreSearch`, the expansion cancels, so every component that could be within
+/// `logPosteriorCutoff` of the best (allowing for the rounding bound of the screen) is
+/// recomputed exactly in float64 from (x − μ)².
+///
+/// The rounding bound: each screened value is the offset plus 2·D products, summed in some
+/// order (float32 fma or sgemm), so the arithmetic errs by at most (2D + 1)·u·(1 + O(u))·S,
+/// S = |offset| + Σ|x·μ/σ²| + ½Σx²/σ²; the inputs add 2u·S at most (the offset and μ/σ² are
+/// rounded once, x²/σ² twice: 1/σ² and x²; x itself is exact). So it is off by at most
+/// (2D + 3)·u·(1 + O(u))·S, and by
+/// Cauchy–Schwarz S ≤ ‖x‖·‖μ/σ²‖ + ½‖x‖²·‖1/σ²‖ + |offset|. The bound allowed,
+/// 2.5·(D + 4)·u times that sum with the largest norms over the components (`boundTerms`),
+/// covers it with room for the float32 ‖x‖² (off by D·u relative at most), the float64
+/// arithmetic of the bound and the exact values, and the float32 rounding of the limit.
+///
+/// Two screens, same posteriors (the candidates differ only beyond the cutoff of the exact
+/// best, where the exact pass drops them):
+/// - `.fused` (x86-64 with AVX-512): our own kernel (`cb_gmm_screen`) computes the 2·D
+///   products of 14 rows × 32 components in registers and writes each value once.
+/// - `.blas`: two sgemm products per block of rows, x·(μ/σ²) and x²·(1/σ²), added to the offsets.
 /// Components further than the cutoff below the best get q = 0: e^−30 ≈ 1e−13, below the
 /// resolution of any sum of posteriors. A component with prior below `minimumPrior` gets
 /// ℓ = −∞ (q = 0), as VLFeat does for π < 1e−6 in its Fisher encoder.
@@ -23,7 +39,16 @@ public struct GaussianPosteriors: Sendable {
     /// ℓ_best − ℓ_k beyond which a posterior is taken as 0.
     public static let logPosteriorCutoff = 30.0
 
+    /// How log-densities are screened (see the type's documentation).
+    public enum Screen: Sendable, CaseIterable {
+        case fused, blas
+
+        /// `.fused` where this CPU runs it, else `.blas`.
+        public static let preferred: Screen = cb_gmm_screen_supported() != 0 ? .fused : .blas
+    }
+
     public let model: GaussianMixtureModel
+    public let screen: Screen
     private let meansD: [Double]
     private let precisionsD: [Double]
     private let weightedMeans: [Float]
@@ -32,13 +57,19 @@ public struct GaussianPosteriors: Sendable {
     private let logNormalizers: [Double]
     /// The screen's constant: the normaliser − ½ Σ μ²/σ² (the products add the rest).
     private let offsets: [Float]
-    private let boundTerms: (weights: Double, precisions: Double, offsets: Double)
+    /// The largest ‖μ/σ²‖, ‖1/σ²‖ and |offset| over the components, for the rounding bound.
+    private let boundTerms: [Double]
     private let boundScale: Double
+    /// The fused screen's packed parameters and offsets (`.fused` only).
+    private let packed: [Float]
+    private let packedOffsets: [Float]
 
     /// - Parameter minimumPrior: components with a smaller prior are excluded (q = 0). Compared
     ///   in float64, as VLFeat does: the float32 nearest 1e−6 is below 1e−6.
-    public init(model: GaussianMixtureModel, minimumPrior: Double = 0) throws {
+    /// - Parameter screen: with `.fused` on a CPU without AVX-512, `forEachBlock` throws.
+    public init(model: GaussianMixtureModel, minimumPrior: Double = 0, screen: Screen = .preferred) throws {
         self.model = model
+        self.screen = screen
         let k = model.k, d = model.dimension
         guard model.priors.contains(where: { $0 > 0 && Double($0) >= minimumPrior }) else {
             throw ClusteringError(.invalidArgument, "every component's prior is below \(minimumPrior)")
@@ -81,8 +112,19 @@ public struct GaussianPosteriors: Sendable {
         self.precisions = precisions
         self.logNormalizers = logNormalizers
         self.offsets = offsets
-        boundTerms = (maxW, maxP, maxA)
+        boundTerms = [maxW, maxP, maxA]
         boundScale = 2.5 * Double(d + 4) * float32Roundoff
+        if screen == .fused {
+            var packed = [Float](repeating: 0, count: cb_gmm_screen_packed_length(k, d))
+            var packedOffsets = [Float](repeating: 0, count: cb_gmm_screen_offsets_length(k))
+            let halfPrecisions = precisions.map { -0.5 * $0 }
+            cb_gmm_screen_pack(weightedMeans, halfPrecisions, offsets, k, d, &packed, &packedOffsets)
+            self.packed = packed
+            self.packedOffsets = packedOffsets
+        } else {
+            packed = []
+            packedOffsets = []
+        }
         BLAS.configure()
     }
 
@@ -98,10 +140,15 @@ public struct GaussianPosteriors: Sendable {
         }
     }
 
-    /// Computes the posteriors of `rows` block by block (`kernelBlockRows(k:)` rows at a time)
+    /// Rows per kernel call: for `.fused`, each group of packed components (256 KiB) meets
+    /// this many rows while both, and the block's values, are in L2; for `.blas`, `kernelBlockRows(k:)`.
+    public var blockRows: Int { screen == .fused ? 256 : kernelBlockRows(k: model.k) }
+
+    /// Computes the posteriors of `rows` block by block (`blockRows` rows at a time)
     /// and calls `visit(offset, block)` for each, in row order, where `offset` is the index in
     /// `rows` of the block's first row (see `PosteriorBlock`). Throws `.dimensionMismatch` for
-    /// rows of another dimension than the model's.
+    /// rows of another dimension than the model's, and `.invalidArgument` for the fused
+    /// screen on a CPU without AVX-512.
     ///
     /// `firstRow` and `source` only serve error messages.
     public func forEachBlock(_ rows: FloatRows, firstRow: Int, source: String, workspace: KernelWorkspace,
@@ -110,22 +157,38 @@ public struct GaussianPosteriors: Sendable {
         guard rows.dimension == d else {
             throw DescriptorError(.dimensionMismatch, "rows have dimension \(rows.dimension), the model expects \(d)", path: source)
         }
-        let block = kernelBlockRows(k: k)
-        workspace.reserve(&workspace.products, block * k)
+        guard screen == .blas || Screen.preferred == .fused else {
+            throw DescriptorError(.invalidArgument, "the fused screen needs AVX-512, which this CPU lacks")
+        }
+        let block = blockRows
+        workspace.reserve(&workspace.products, block * valueStride)
         workspace.reserve(&workspace.squares, block * d)
+        workspace.reserve(&workspace.rowSummaries, 2 * block)
         var start = 0
         while start < rows.rows {
             let count = min(block, rows.rows - start)
             let slice = FloatRows(base: rows.row(start), rows: count, dimension: d, stride: rows.stride)
-            try screen(slice, workspace: workspace)
-            try refine(slice, firstRow: firstRow + start, source: source, workspace: workspace)
+            switch screen {
+            case .fused:
+                workspace.rowSummaries.withUnsafeMutableBufferPointer { summaries in
+                    cb_gmm_screen(slice.base, slice.stride, count, d, packed, packedOffsets, k, &workspace.squares,
+                                  &workspace.products, summaries.baseAddress!, summaries.baseAddress! + block)
+                }
+            case .blas:
+                blasScreen(slice, workspace: workspace)
+            }
+            try refine(slice, firstRow: firstRow + start, source: source, summaries: block, workspace: workspace)
             try workspace.posteriors.withBlock(slice) { try visit(start, $0) }
             start += count
         }
     }
 
-    /// ℓ in float32 for every row and component of `rows`, into `workspace.products`.
-    private func screen(_ rows: FloatRows, workspace: KernelWorkspace) throws {
+    /// The row stride of the screened values in `workspace.products`.
+    private var valueStride: Int { screen == .fused ? cb_gmm_screen_offsets_length(model.k) : model.k }
+
+    /// ℓ in float32 for every row and component of `rows`, into `workspace.products`, with two
+    /// sgemm products; the rows' best values and ‖x‖² into `workspace.rowSummaries` as `cb_gmm_screen` does.
+    private func blasScreen(_ rows: FloatRows, workspace: KernelWorkspace) {
         let k = model.k, d = model.dimension, n = rows.rows
         workspace.squares.withUnsafeMutableBufferPointer { squaresBuffer in
             let squares = squaresBuffer.baseAddress!
@@ -147,6 +210,12 @@ public struct GaussianPosteriors: Sendable {
                     BLAS.gemmTransposedB(m: n, n: k, k: d, alpha: -0.5, a: squares, lda: d,
                                          b: p.baseAddress!, ldb: d, beta: 1, c: products, ldc: k)
                 }
+                workspace.rowSummaries.withUnsafeMutableBufferPointer { summaries in
+                    for i in 0..<n {
+                        summaries[i] = VectorMath.maximum(products + i * k, k)
+                        summaries[blockRows + i] = VectorMath.squaredNorm(rows.row(i), d)
+                    }
+                }
             }
         }
     }
@@ -154,30 +223,27 @@ public struct GaussianPosteriors: Sendable {
     /// From the screened ℓ: the candidates of every row (within the cutoff and the rounding
     /// bound of the row's best), their exact ℓ in float64, then the posteriors of those
     /// within the cutoff of the exact best, into `workspace.posteriors`.
-    private func refine(_ rows: FloatRows, firstRow: Int, source: String, workspace: KernelWorkspace) throws {
-        let k = model.k, d = model.dimension, n = rows.rows
+    private func refine(_ rows: FloatRows, firstRow: Int, source: String, summaries norms: Int, workspace: KernelWorkspace) throws {
+        let k = model.k, d = model.dimension, n = rows.rows, stride = valueStride
         let terms = workspace.posteriors
         terms.starts.removeAll(keepingCapacity: true)
         terms.starts.append(0)
         var count = 0
         try workspace.products.withUnsafeBufferPointer { productsBuffer in
             for i in 0..<n {
-                let x = rows.row(i)
-                let rowNorm = VectorMath.squaredNorm(x, d)
-                guard rowNorm.isFinite else {
-                    throw DescriptorError(.nonFinite, "row \(firstRow + i) has a NaN or infinite value (or one too large for float32 arithmetic)",
-                                          path: source, location: "row \(firstRow + i)")
-                }
-                let screened = productsBuffer.baseAddress! + i * k
-                let best = Double(VectorMath.maximum(screened, k))
-                let normX = Double(rowNorm).squareRoot()
-                let bound = boundScale * (normX * boundTerms.weights
-                    + 0.5 * Double(rowNorm) * boundTerms.precisions + boundTerms.offsets)
-                let limit = Float(best - Self.logPosteriorCutoff - 2 * bound)
                 if terms.components.count < count + k {
                     terms.components += repeatElement(0, count: max(count + k, 2 * terms.components.count) - terms.components.count)
                 }
-                count += terms.components.withUnsafeMutableBufferPointer { cb_gmm_select(screened, k, limit, $0.baseAddress! + count) }
+                let selected = terms.components.withUnsafeMutableBufferPointer {
+                    cb_gmm_candidates(productsBuffer.baseAddress! + i * stride, k, workspace.rowSummaries[i],
+                                      workspace.rowSummaries[norms + i], boundScale, boundTerms,
+                                      Self.logPosteriorCutoff, $0.baseAddress! + count)
+                }
+                guard selected >= 0 else {
+                    throw DescriptorError(.nonFinite, "row \(firstRow + i) has a NaN or infinite value (or one too large for float32 arithmetic)",
+                                          path: source, location: "row \(firstRow + i)")
+                }
+                count += selected
                 terms.starts.append(count)
             }
         }

@@ -20,6 +20,8 @@ public final class KernelWorkspace {
     var prunedUndecided: [Int32] = []
     /// uint8/int32 rows converted to float32.
     public var conversion: [Float] = []
+    /// The GMM screen's per-row best value, then per-row ‖x‖², of the current block.
+    var rowSummaries: [Float] = []
     /// The GMM posteriors of the current block.
     let posteriors = TermLists()
     /// An encoder's float64 sums over one image, reused image after image.

@@ -46,4 +46,17 @@ import Testing
         }
         #expect(error?.message.contains("AVX-512") == true)
     }
+
+    @Test(.enabled(if: GaussianPosteriors.Screen.preferred != .fused, "this CPU runs the fused screen"))
+    func theFusedGaussianScreenOnACPUWithoutAVX512IsAnError() throws {
+        let model = try GaussianMixtureModel(k: 1, dimension: 3, means: [0, 0, 0], variances: [1, 1, 1], priors: [1])
+        let kernel = try GaussianPosteriors(model: model, screen: .fused)
+        var scratch = [Float]()
+        let error = #expect(throws: DescriptorError.self) {
+            try Self.rows.withFloatRows(0..<4, scratch: &scratch) { rows in
+                try kernel.forEachBlock(rows, firstRow: 0, source: "rows.npy", workspace: KernelWorkspace()) { _, _ in }
+            }
+        }
+        #expect(error?.message.contains("AVX-512") == true)
+    }
 }

@@ -70,13 +70,18 @@ import Testing
         #expect(portable == [values, mass, first, second])
     }
 
+    /// The candidates of a row: every value not below best − cutoff − 2·bound (here the
+    /// bound is 0 and the limit a value itself), NaN included; a row with no finite ‖x‖² is −1.
     @Test(arguments: [1, 15, 16, 17, 256, 1000])
-    func selectionFindsEveryValueAtTheLimit(k: Int) {
+    func candidatesAreEveryValueAtOrAboveTheLimit(k: Int) {
         var generator = SeededGenerator(seed: UInt64(k))
-        let values = (0..<k).map { _ in Float(generator.nextGaussian()) }
-        let limit = values[k / 2]
+        var values = (0..<k).map { _ in Float(generator.nextGaussian()) }
+        if k > 2 { values[k - 2] = .nan }
+        let best = values.filter { !$0.isNaN }.max()!, limit = values[k / 2].isNaN ? best : values[k / 2]
         var selected = [Int32](repeating: -1, count: k)
-        let count = cb_gmm_select(values, k, limit, &selected)
-        #expect(Array(selected[0..<count]) == (0..<k).filter { values[$0] >= limit }.map(Int32.init))
+        let count = cb_gmm_candidates(values, k, best, 25, 0, [1, 1, 1], Double(best) - Double(limit), &selected)
+        #expect(Array(selected[0..<count]) == (0..<k).filter { !(values[$0] < limit) }.map(Int32.init))
+        #expect(cb_gmm_candidates(values, k, best, .infinity, 0, [1, 1, 1], 30, &selected) == -1)
+        #expect(cb_gmm_candidates(values, k, best, .nan, 0, [1, 1, 1], 30, &selected) == -1)
     }
 }

@@ -135,9 +135,13 @@ import Testing
         #expect(error?.description.contains("row 1437") == true, "\(String(describing: error))")
     }
 
-    @Test(arguments: [5 as UInt64, 6])
-    func posteriorsEqualDirectFloat64(seed: UInt64) throws {
-        let d = 19, k = 7
+    /// The GMM screens this CPU runs (`.fused` needs AVX-512).
+    static let gaussianScreens = GaussianPosteriors.Screen.preferred == .fused ? GaussianPosteriors.Screen.allCases : [.blas]
+
+    /// k = 7: one partial panel of the fused screen; k = 40: a whole one and a partial one.
+    @Test(arguments: [(5 as UInt64, 7), (6, 7), (7, 40)], gaussianScreens)
+    func posteriorsEqualDirectFloat64(seedAndK: (UInt64, Int), screen: GaussianPosteriors.Screen) throws {
+        let (seed, k) = seedAndK, d = 19
         let data = try blobs(rows: 500, dimension: d, blobs: k, seed: seed, spread: 10, scale: 150)
         var generator = SeededGenerator(seed: seed)
         let means = try (0..<k).flatMap { _ in try data.row(Int(generator.next() % 500)) }
@@ -146,7 +150,7 @@ import Testing
         let sum = priors.reduce(0, +)
         priors = priors.map { $0 / sum }
         let model = try GaussianMixtureModel(k: k, dimension: d, means: means, variances: variances, priors: priors)
-        let kernel = try GaussianPosteriors(model: model)
+        let kernel = try GaussianPosteriors(model: model, screen: screen)
         var scratch = [Float]()
         try data.withFloatRows(0..<data.rows, scratch: &scratch) { rows in
             try kernel.forEachBlock(rows, firstRow: 0, source: "test", workspace: KernelWorkspace()) { offset, block in
@@ -165,6 +169,26 @@ import Testing
                 }
             }
         }
+    }
+
+    /// A NaN, or a value whose square overflows float32, in row 300 (the second block of the fused screen).
+    @Test(arguments: [Float.nan, 3e20], gaussianScreens)
+    func posteriorsRejectANonFiniteRowWithItsIndex(poison: Float, screen: GaussianPosteriors.Screen) throws {
+        let d = 5, rows = 400
+        var values = (0..<rows * d).map { Float($0 % 7) }
+        values[300 * d + 2] = poison
+        let data = try DescriptorMatrix(rows: rows, dimension: d, values: values)
+        let model = try GaussianMixtureModel(k: 2, dimension: d, means: [Float](repeating: 1, count: 2 * d),
+                                             variances: [Float](repeating: 4, count: 2 * d), priors: [0.5, 0.5])
+        let kernel = try GaussianPosteriors(model: model, screen: screen)
+        var scratch = [Float]()
+        let error = #expect(throws: DescriptorError.self) {
+            try data.withFloatRows(0..<rows, scratch: &scratch) { block in
+                try kernel.forEachBlock(block, firstRow: 100, source: "corpus.npy", workspace: KernelWorkspace()) { _, _ in }
+            }
+        }
+        #expect(error?.code == .nonFinite)
+        #expect(error?.description.contains("row 400") == true, "\(String(describing: error))")
     }
 
     @Test func mergerFoldsInShardOrderWhateverTheArrivalOrder() {

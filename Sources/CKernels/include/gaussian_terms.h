@@ -18,10 +18,6 @@
 /// d − d mod 8 values, the lanes are reduced as ((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7)),
 /// and the remaining values are then added in order.
 
-/// Writes the indices c < k with values[c] ≥ limit to `selected`, in increasing order, and
-/// returns their number (the candidates of one row of screened log-densities).
-long cb_gmm_select(const float *values, long k, float limit, int32_t *selected);
-
 /// The number of longs of scratch `cb_gmm_group_terms` needs for `terms` terms and k components.
 long cb_gmm_group_scratch_length(long terms, long k);
 
