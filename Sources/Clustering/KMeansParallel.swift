@@ -32,7 +32,11 @@ public enum KMeansParallel {
         public let rows: Int
         /// Candidates after this round.
         public let candidates: Int
+        /// The whole step: the pass (round 1: and the first candidate's) and, after the
+        /// weighting pass, the reduction.
         public let seconds: Double
+        /// Of `seconds`, the reduction to K centres (0 but for the weighting pass).
+        public var reductionSeconds = 0.0
     }
 
     /// The K from which the command line seeds k-means with k-means‖ by default: at K = 4096
@@ -53,9 +57,10 @@ public enum KMeansParallel {
     }
 
     /// K centres for `backend`'s rows by k-means‖, the rounds running on a uniform sample of
-    /// fraction `sampling` of the rows.
+    /// fraction `sampling` of the rows, the reduction on `threads` threads of this process
+    /// (the same centres on any number).
     public static func seed(backend: some StatisticsBackend, k: Int, seed: UInt64, rounds: Int, oversampling: Double,
-                            sampling: Double = 1,
+                            sampling: Double = 1, threads: Int = ProcessInfo.processInfo.activeProcessorCount,
                             progress: (RoundReport) -> Void = { _ in }) async throws -> Codebook {
         guard rounds >= 1, rounds <= maximumRounds else {
             throw ClusteringError(.invalidArgument, "k-means‖ rounds must be 1…\(maximumRounds) (got \(rounds))")
@@ -102,9 +107,11 @@ public enum KMeansParallel {
         guard weights.counts.count == pool.k else {
             throw ClusteringError(.invalidArgument, "k-means‖ weighting pass counted \(weights.counts.count) candidates, not \(pool.k)")
         }
-        let centres = try weightedPlusPlus(pool, weights: weights.counts.map(Double.init), k: k, seed: seed)
+        let reducing = ContinuousClock.now
+        let centres = try weightedPlusPlus(pool, weights: weights.counts.map(Double.init), k: k, seed: seed, threads: threads)
         progress(RoundReport(round: rounds + 1, cost: weights.cost, rows: weights.sampledRows, candidates: pool.k,
-                             seconds: (ContinuousClock.now - started).seconds))
+                             seconds: (ContinuousClock.now - started).seconds,
+                             reductionSeconds: (ContinuousClock.now - reducing).seconds))
         return centres
     }
 
@@ -124,7 +131,8 @@ public enum KMeansParallel {
     /// rounding of the distances it compares (≤ (D + 2)·2⁻⁵³ relative each: float32
     /// coordinates subtract exactly in float64), so a point it skips has ‖x − c‖² ≥ d² in
     /// float64 too, and min(d², ‖x − c‖²) = d² is what the loop would have stored.
-    static func weightedPlusPlus(_ points: Codebook, weights: [Double], k: Int, seed: UInt64) throws -> Codebook {
+    static func weightedPlusPlus(_ points: Codebook, weights: [Double], k: Int, seed: UInt64,
+                                 threads: Int = 1) throws -> Codebook {
         let d = points.dimension, n = points.k
         precondition(weights.count == n, "one weight per point")
         var generator = SeededGenerator(seed: seed, stream: 0x6B6D_7C7C)
@@ -137,7 +145,6 @@ public enum KMeansParallel {
         var drawn: [Int] = []
         var members: [[Int32]] = []
         var largest: [Double] = []
-        let margin = 1 + 1e-9
         points.centres.withUnsafeBufferPointer { values in
             let x = values.baseAddress!
             for c in 0..<k {
@@ -152,26 +159,8 @@ public enum KMeansParallel {
                     for i in 0..<n where mass[i] > 0 { moved.append(Int32(i)) }
                     for i in moved { nearest[Int(i)] = VectorMath.squaredDistance(x + Int(i) * d, y, d) }
                 } else {
-                    for a in 0..<drawn.count where !members[a].isEmpty {
-                        let apart = VectorMath.squaredDistance(x + drawn[a] * d, y, d)
-                        guard apart < 4 * largest[a] * margin else { continue }
-                        var staying: [Int32] = [], stayingLargest = 0.0
-                        for i in members[a] {
-                            let p = Int(i)
-                            if apart < 4 * nearest[p] * margin {
-                                let distance = VectorMath.squaredDistance(x + p * d, y, d)
-                                if distance < nearest[p] {
-                                    nearest[p] = distance
-                                    moved.append(i)
-                                    continue
-                                }
-                            }
-                            staying.append(i)
-                            stayingLargest = max(stayingLargest, nearest[p])
-                        }
-                        members[a] = staying
-                        largest[a] = stayingLargest
-                    }
+                    moved = ReductionGroups.narrow(groups: drawn.count, threads: threads, x: x, y: y, d: d,
+                                                   drawn: drawn, members: &members, largest: &largest, nearest: &nearest)
                 }
                 for i in moved { mass[Int(i)] = weights[Int(i)] * nearest[Int(i)] }
                 drawn.append(chosen)
@@ -180,6 +169,69 @@ public enum KMeansParallel {
             }
         }
         return try Codebook(k: k, dimension: d, centres: centres)
+    }
+}
+
+/// One step of `KMeansParallel.weightedPlusPlus`: the points a new centre takes from the
+/// groups of the centres drawn before it.
+private enum ReductionGroups {
+    static let margin = 1 + 1e-9
+    /// Groups per thread below which a step runs on one thread (a step is then too short to share).
+    static let groupsPerThread = 64
+
+    /// Measures against the new centre `y` the points of each group that the triangle
+    /// inequality leaves a chance (see `weightedPlusPlus`), updates `nearest`, `members` and
+    /// `largest`, and returns the points that moved, in group order and in each group's
+    /// order, whatever `threads`: the groups are split into contiguous ranges, each range
+    /// touches only its own groups and their points, and the ranges' moves are joined in order.
+    static func narrow(groups: Int, threads: Int, x: UnsafePointer<Float>, y: UnsafePointer<Float>, d: Int,
+                       drawn: [Int], members: inout [[Int32]], largest: inout [Double],
+                       nearest: inout [Double]) -> [Int32] {
+        let parts = max(1, min(threads, groups / groupsPerThread))
+        return drawn.withUnsafeBufferPointer { drawn in
+            members.withUnsafeMutableBufferPointer { members in
+                largest.withUnsafeMutableBufferPointer { largest in
+                    nearest.withUnsafeMutableBufferPointer { nearest in
+                        nonisolated(unsafe) let (drawn, members, largest, nearest, x, y) = (drawn, members, largest, nearest, x, y)
+                        nonisolated(unsafe) let visit = { (range: Range<Int>) -> [Int32] in
+                            var moved: [Int32] = []
+                            for a in range where !members[a].isEmpty {
+                                let apart = VectorMath.squaredDistance(x + drawn[a] * d, y, d)
+                                guard apart < 4 * largest[a] * margin else { continue }
+                                var staying: [Int32] = [], stayingLargest = 0.0
+                                for i in members[a] {
+                                    let p = Int(i)
+                                    if apart < 4 * nearest[p] * margin {
+                                        let distance = VectorMath.squaredDistance(x + p * d, y, d)
+                                        if distance < nearest[p] {
+                                            nearest[p] = distance
+                                            moved.append(i)
+                                            continue
+                                        }
+                                    }
+                                    staying.append(i)
+                                    stayingLargest = max(stayingLargest, nearest[p])
+                                }
+                                members[a] = staying
+                                largest[a] = stayingLargest
+                            }
+                            return moved
+                        }
+                        guard parts > 1 else { return visit(0..<groups) }
+                        let results = UnsafeMutableBufferPointer<[Int32]>.allocate(capacity: parts)
+                        results.initialize(repeating: [])
+                        defer { results.deallocate() }
+                        nonisolated(unsafe) let slots = results
+                        DispatchQueue.concurrentPerform(iterations: parts) { part in
+                            slots[part] = visit(groups * part / parts ..< groups * (part + 1) / parts)
+                        }
+                        let moved = Array(results.joined())
+                        _ = results.deinitialize()
+                        return moved
+                    }
+                }
+            }
+        }
     }
 }
 

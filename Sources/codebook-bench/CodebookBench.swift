@@ -169,7 +169,7 @@ enum Bench {
 
     static func run(_ sections: [Section], _ options: BenchOptions, cluster: ClusterBenchOptions? = nil,
                     retrieval: RetrievalOptions? = nil, largeK: LargeKOptions? = nil,
-                    seeding: (configs: [SeedingSection.Config], seeds: Int, realOnly: Bool)? = nil) async throws {
+                    seeding: (configs: [SeedingSection.Config], seeds: ClosedRange<UInt64>, realOnly: Bool, baseline: Bool)? = nil) async throws {
         let sizes = try options.sizes()
         let clusterSizes = try (cluster ?? ClusterBenchOptions.parse([])).resolved(quick: sizes.quick)
         try FileManager.default.createDirectory(atPath: sizes.workDirectory, withIntermediateDirectories: true)
@@ -194,7 +194,7 @@ enum Bench {
                 case .seeding:
                     let seeding = try seeding ?? SeedingOptions.parse([]).validated()
                     try await SeedingSection(sizes: sizes, configs: seeding.configs, seeds: seeding.seeds,
-                                             realOnly: seeding.realOnly).run()
+                                             realOnly: seeding.realOnly, baseline: seeding.baseline).run()
                 }
             } catch let failure as CheckFailure {
                 print("\n**CHECK FAILED** (\(section.rawValue)): \(failure.message)\n")

@@ -125,10 +125,11 @@ import Testing
         }
     }
 
-    /// The reduction skips points by the triangle inequality: the centres of a loop that
-    /// measures every point against every new centre, bit for bit.
-    @Test(arguments: [1 as UInt64, 2, 3])
-    func theWeightedReductionEqualsThePlainLoop(seed: UInt64) throws {
+    /// The reduction skips points by the triangle inequality, and shares each step's groups
+    /// among threads (from 64 groups per thread, so k = 300 on 3 threads shares): the centres
+    /// of a loop that measures every point against every new centre, bit for bit.
+    @Test(arguments: [1 as UInt64, 2, 3], [1, 3])
+    func theWeightedReductionEqualsThePlainLoop(seed: UInt64, threads: Int) throws {
         let corpus = try blobs(rows: 900, dimension: 12, blobs: 15, seed: seed, spread: 4)
         var values = try (0..<900).flatMap { try corpus.row($0) }
         values += values[0 ..< 12 * 50]  // duplicates
@@ -136,9 +137,9 @@ import Testing
         var generator = SeededGenerator(seed: seed)
         let weights = (0..<950).map { _ in Double(generator.next() % 4) }  // some 0
         for k in [1, 7, 60, 300] {
-            let pruned = try KMeansParallel.weightedPlusPlus(points, weights: weights, k: k, seed: seed)
+            let pruned = try KMeansParallel.weightedPlusPlus(points, weights: weights, k: k, seed: seed, threads: threads)
             let plain = try Self.plainWeightedPlusPlus(points, weights: weights, k: k, seed: seed)
-            #expect(pruned.centres.map(\.bitPattern) == plain.centres.map(\.bitPattern), "k \(k)")
+            #expect(pruned.centres.map(\.bitPattern) == plain.centres.map(\.bitPattern), "k \(k), \(threads) threads")
         }
     }
 
