@@ -159,9 +159,10 @@ final class StoreCoordinator: @unchecked Sendable {
     @Test func aCoordinatorKilledMidTrainingResumesItsJobsAndStoresTheUninterruptedModels() async throws {
         try await ProcessCluster().run { cluster in
             let corpus = try Self.corpus()
-            let gmm = Self.gmmArguments(corpus, kmeansIterations: 3, iterations: 20)
-            // Many cheap k-means iterations, so that the k-means job is still running when the
-            // GMM, whose passes go first, has reached its EM phase, even on a loaded machine.
+            // Many cheap iterations in both jobs, so that each is still running when the other
+            // has got far enough (the GMM, whose passes go first, in its EM phase; the k-means
+            // past 2 iterations), even on a loaded machine or with a faster E-step.
+            let gmm = Self.gmmArguments(corpus, kmeansIterations: 3, iterations: 80)
             let kmeansIterations = 80
             let kmeans = Self.kmeansArguments(corpus, iterations: kmeansIterations)
             let gmmReference = try await MultiProcessTests.reference(gmm, outputs: MultiProcessTests.gmmSuffixes)
@@ -229,7 +230,7 @@ final class StoreCoordinator: @unchecked Sendable {
             try cluster.require(km != nil && gm != nil, "DESCRIBE lost a model")
             cluster.check(km!.source == "trained" && km!.kind == .kmeans && km!.k == 8 && km!.dimension == 16, "km: \(km!)")
             Self.checkIterations(km!, phases: [("kmeans", kmeansIterations)], cluster)
-            Self.checkIterations(gm!, phases: [("kmeans", 3), ("em", 20)], cluster)
+            Self.checkIterations(gm!, phases: [("kmeans", 3), ("em", 80)], cluster)
             let after = try Self.storedJobs(coordinator)
             cluster.check([1, 2].allSatisfy { after[$0]?.metadata["state"] as? String == "succeeded" },
                           "stored job states: \(after.mapValues { $0.metadata["state"] ?? "?" })")
