@@ -41,6 +41,7 @@ static float row_limit(float best, double norm, double scale, const double terms
 
 #if defined(__x86_64__)
 #include <immintrin.h>
+#include "panel_products.h"
 
 int cb_gmm_screen_supported(void) { return __builtin_cpu_supports("avx512f") != 0; }
 
@@ -57,22 +58,8 @@ int cb_gmm_screen_supported(void) { return __builtin_cpu_supports("avx512f") != 
             __m512 o0 = _mm512_loadu_ps(offsets + p * PANEL), o1 = _mm512_loadu_ps(offsets + p * PANEL + 16); \
             __m512 low[MR], high[MR];                                                                 \
             _Pragma("unroll") for (int r = 0; r < MR; r++) { low[r] = o0; high[r] = o1; }             \
-            for (long j = 0; j < d; j++) {                                                            \
-                __m512 b0 = _mm512_loadu_ps(w + j * PANEL), b1 = _mm512_loadu_ps(w + j * PANEL + 16);  \
-                _Pragma("unroll") for (int r = 0; r < MR; r++) {                                      \
-                    __m512 xv = _mm512_set1_ps(x[r * stride + j]);                                    \
-                    low[r] = _mm512_fmadd_ps(xv, b0, low[r]);                                         \
-                    high[r] = _mm512_fmadd_ps(xv, b1, high[r]);                                       \
-                }                                                                                     \
-            }                                                                                         \
-            for (long j = 0; j < d; j++) {                                                            \
-                __m512 b0 = _mm512_loadu_ps(h + j * PANEL), b1 = _mm512_loadu_ps(h + j * PANEL + 16);  \
-                _Pragma("unroll") for (int r = 0; r < MR; r++) {                                      \
-                    __m512 xv = _mm512_set1_ps(x2[r * d + j]);                                        \
-                    low[r] = _mm512_fmadd_ps(xv, b0, low[r]);                                         \
-                    high[r] = _mm512_fmadd_ps(xv, b1, high[r]);                                       \
-                }                                                                                     \
-            }                                                                                         \
+            CB_PANEL_PRODUCTS(MR, x, stride, w, d, PANEL, low, high)                                  \
+            CB_PANEL_PRODUCTS(MR, x2, d, h, d, PANEL, low, high)                                      \
             _Pragma("unroll") for (int r = 0; r < MR; r++) {                                          \
                 _mm512_storeu_ps(values + r * ldv + p * PANEL, low[r]);                               \
                 _mm512_storeu_ps(values + r * ldv + p * PANEL + 16, high[r]);                         \

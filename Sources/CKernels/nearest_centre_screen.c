@@ -33,6 +33,7 @@ void cb_screen_pack(const float *centres, long k, long d, const float *norms,
 
 #if defined(__x86_64__)
 #include <immintrin.h>
+#include "panel_products.h"
 
 int cb_screen_supported(void) { return __builtin_cpu_supports("avx512f") != 0; }
 
@@ -105,14 +106,7 @@ TARGET int32_t decide(__m512 best, __m512 second, __m512i index, const float *x,
             __m512 n0 = _mm512_loadu_ps(norms + p * PANEL), n1 = _mm512_loadu_ps(norms + p * PANEL + 16); \
             __m512 low[MR], high[MR];                                                                 \
             _Pragma("unroll") for (int r = 0; r < MR; r++) { low[r] = n0; high[r] = n1; }             \
-            for (long j = 0; j < d; j++) {                                                            \
-                __m512 b0 = _mm512_loadu_ps(b + j * PANEL), b1 = _mm512_loadu_ps(b + j * PANEL + 16);  \
-                _Pragma("unroll") for (int r = 0; r < MR; r++) {                                      \
-                    __m512 xv = _mm512_set1_ps(x[r * stride + j]);                                    \
-                    low[r] = _mm512_fmadd_ps(xv, b0, low[r]);                                         \
-                    high[r] = _mm512_fmadd_ps(xv, b1, high[r]);                                       \
-                }                                                                                     \
-            }                                                                                         \
+            CB_PANEL_PRODUCTS(MR, x, stride, b, d, PANEL, low, high)                                  \
             __m512i lanes0 = _mm512_add_epi32(iota, _mm512_set1_epi32((int)(p * PANEL)));             \
             __m512i lanes1 = _mm512_add_epi32(lanes0, _mm512_set1_epi32(16));                         \
             _Pragma("unroll") for (int r = 0; r < MR; r++) {                                          \
