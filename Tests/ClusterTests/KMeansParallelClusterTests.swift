@@ -40,7 +40,7 @@ import Testing
         }
         let seeding = records.filter { $0.phase == .seeding }
         #expect(seeding.map(\.iteration) == [1, 2, 3, 4, 5, 6])
-        // The rounds run on a sample of 64·K rows.
+        // The rounds run on a sample of 32·K rows.
         #expect(seeding.allSatisfy { $0.rows > 0 && $0.rows < Self.rows && $0.largest >= 1 })
         #expect(records.filter { $0.phase == .kmeans }.map(\.iteration) == [0, 1, 2])
     }
