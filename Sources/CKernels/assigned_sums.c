@@ -1,4 +1,5 @@
 #include "assigned_sums.h"
+#include "lane_reduction.h"
 
 /// One row, portable C in the documented order.
 static double accumulate_row(const float *x, long d, double *sum) {
@@ -11,7 +12,7 @@ static double accumulate_row(const float *x, long d, double *sum) {
             double square = v * v;
             lanes[l] += square;
         }
-    double norm = ((lanes[0] + lanes[4]) + (lanes[2] + lanes[6])) + ((lanes[1] + lanes[5]) + (lanes[3] + lanes[7]));
+    double norm = cb_reduce_lanes(lanes);
     for (; j < d; j++) {
         double v = (double)x[j];
         sum[j] += v;
@@ -48,9 +49,7 @@ static void accumulate_avx512(const float *rows, long stride, long m, long d, co
             _mm512_storeu_pd(sum + j, _mm512_add_pd(_mm512_loadu_pd(sum + j), v));
             lanes = _mm512_add_pd(lanes, _mm512_mul_pd(v, v));
         }
-        __m256d four = _mm256_add_pd(_mm512_castpd512_pd256(lanes), _mm512_extractf64x4_pd(lanes, 1));
-        __m128d two = _mm_add_pd(_mm256_castpd256_pd128(four), _mm256_extractf128_pd(four, 1));
-        double norm = _mm_cvtsd_f64(two) + _mm_cvtsd_f64(_mm_unpackhi_pd(two, two));
+        double norm = cb_reduce_lanes_avx512(lanes);
         for (; j < d; j++) {
             double v = (double)x[j];
             sum[j] += v;

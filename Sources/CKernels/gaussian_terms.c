@@ -1,4 +1,5 @@
 #include "gaussian_terms.h"
+#include "lane_reduction.h"
 
 #include <math.h>
 
@@ -19,10 +20,6 @@ void cb_gmm_group_terms(long n, const long *term_starts, const int32_t *componen
             index[position] = t;
             row[position] = i;
         }
-}
-
-static double reduce_lanes(const double lanes[8]) {
-    return ((lanes[0] + lanes[4]) + (lanes[2] + lanes[6])) + ((lanes[1] + lanes[5]) + (lanes[3] + lanes[7]));
 }
 
 /// The tail j = d − d mod 8 … d − 1 of a weighted distance, added in order to `sum`.
@@ -47,7 +44,7 @@ double weighted_distance(const float *x, const double *mu, const double *p, long
             double t = r * p[j + l];
             lanes[l] = fma(t, r, lanes[l]);
         }
-    return weighted_distance_tail(x, mu, p, j, d, reduce_lanes(lanes));
+    return weighted_distance_tail(x, mu, p, j, d, cb_reduce_lanes(lanes));
 }
 
 /// f += q·x and s += q·x², plain C.
@@ -110,14 +107,6 @@ void cb_gmm_accumulate_portable(const float *rows, long stride, long n, long d, 
 #if defined(__x86_64__)
 #include <immintrin.h>
 
-/// The documented reduction of 8 lanes held in one register.
-__attribute__((target("avx512f"), always_inline))
-static inline double reduce_lanes_avx512(__m512d lanes) {
-    __m256d four = _mm256_add_pd(_mm512_castpd512_pd256(lanes), _mm512_extractf64x4_pd(lanes, 1));
-    __m128d two = _mm_add_pd(_mm256_castpd256_pd128(four), _mm256_extractf128_pd(four, 1));
-    return _mm_cvtsd_f64(two) + _mm_cvtsd_f64(_mm_unpackhi_pd(two, two));
-}
-
 /// One step of a row's 8 lanes: lanes = fma(r·p, r, lanes) with r = x − μ.
 #define CB_LANE_STEP(lanes, x, mean, precision)                                      \
     do {                                                                             \
@@ -149,16 +138,16 @@ static void log_densities_avx512(const float *rows, long stride, long n, long d,
                 CB_LANE_STEP(l2, x2 + j, m, q);
                 CB_LANE_STEP(l3, x3 + j, m, q);
             }
-            out[index[position]] = normalizers[c] - 0.5 * weighted_distance_tail(x0, mu, p, whole, d, reduce_lanes_avx512(l0));
-            out[index[position + 1]] = normalizers[c] - 0.5 * weighted_distance_tail(x1, mu, p, whole, d, reduce_lanes_avx512(l1));
-            out[index[position + 2]] = normalizers[c] - 0.5 * weighted_distance_tail(x2, mu, p, whole, d, reduce_lanes_avx512(l2));
-            out[index[position + 3]] = normalizers[c] - 0.5 * weighted_distance_tail(x3, mu, p, whole, d, reduce_lanes_avx512(l3));
+            out[index[position]] = normalizers[c] - 0.5 * weighted_distance_tail(x0, mu, p, whole, d, cb_reduce_lanes_avx512(l0));
+            out[index[position + 1]] = normalizers[c] - 0.5 * weighted_distance_tail(x1, mu, p, whole, d, cb_reduce_lanes_avx512(l1));
+            out[index[position + 2]] = normalizers[c] - 0.5 * weighted_distance_tail(x2, mu, p, whole, d, cb_reduce_lanes_avx512(l2));
+            out[index[position + 3]] = normalizers[c] - 0.5 * weighted_distance_tail(x3, mu, p, whole, d, cb_reduce_lanes_avx512(l3));
         }
         for (; position < end; position++) {
             const float *x = rows + row[position] * stride;
             __m512d lanes = _mm512_setzero_pd();
             for (long j = 0; j < whole; j += 8) CB_LANE_STEP(lanes, x + j, _mm512_loadu_pd(mu + j), _mm512_loadu_pd(p + j));
-            out[index[position]] = normalizers[c] - 0.5 * weighted_distance_tail(x, mu, p, whole, d, reduce_lanes_avx512(lanes));
+            out[index[position]] = normalizers[c] - 0.5 * weighted_distance_tail(x, mu, p, whole, d, cb_reduce_lanes_avx512(lanes));
         }
     }
 }

@@ -1,4 +1,5 @@
 #include "pruning_bounds.h"
+#include "lane_reduction.h"
 
 #include <math.h>
 
@@ -15,11 +16,6 @@ static float round_down_nonnegative(double v) {
     float f = (float)v;
     if ((double)f > v) f = nextafterf(f, -INFINITY);
     return f > 0 ? f : 0.0f;
-}
-
-/// ((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7)), the reduction of `cb_accumulate_assigned`.
-static inline double reduce8(const double *l) {
-    return ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
 }
 
 /// `sum` plus the squares of the values j ..< d past the 8 lanes, in order.
@@ -42,7 +38,7 @@ static double squares_portable(const float *x, const float *c, long d) {
             double square = r * r;
             lanes[l] += square;
         }
-    return squares_tail(x, c, j, d, reduce8(lanes));
+    return squares_tail(x, c, j, d, cb_reduce_lanes(lanes));
 }
 
 /// The shrunk lower bounds of one row, written back; returns their minimum.
@@ -118,13 +114,6 @@ void cb_prune_lower_bounds_portable(const CBScreenLanes *lanes, int32_t excluded
 
 #define TARGET __attribute__((target("avx512f"), always_inline)) static inline
 
-/// `reduce8` of a register.
-TARGET double reduce_avx512(__m512d lanes) {
-    __m256d four = _mm256_add_pd(_mm512_castpd512_pd256(lanes), _mm512_extractf64x4_pd(lanes, 1));
-    __m128d two = _mm_add_pd(_mm256_castpd256_pd128(four), _mm256_extractf128_pd(four, 1));
-    return _mm_cvtsd_f64(two) + _mm_cvtsd_f64(_mm_unpackhi_pd(two, two));
-}
-
 /// `squares_portable`, 8 lanes per instruction.
 TARGET double squares_avx512(const float *x, const float *c, long d) {
     __m512d lanes = _mm512_setzero_pd();
@@ -134,7 +123,7 @@ TARGET double squares_avx512(const float *x, const float *c, long d) {
         if (c) r = _mm512_sub_pd(r, _mm512_cvtps_pd(_mm256_loadu_ps(c + j)));
         lanes = _mm512_add_pd(lanes, _mm512_mul_pd(r, r));
     }
-    return squares_tail(x, c, j, d, reduce_avx512(lanes));
+    return squares_tail(x, c, j, d, cb_reduce_lanes_avx512(lanes));
 }
 
 /// 16 float32 values as two registers of 8 float64.
