@@ -171,6 +171,21 @@ import ZeroMQ
         }
     }
 
+    /// A stopped coordinator that ran split searches lets go of its store: a process closes
+    /// the store before it exits (`CodebookStore.close`), and waits for the last reference.
+    @Test(.timeLimit(.minutes(2)))
+    func aStoppedCoordinatorLetsGoOfItsStoreAfterASplitSearch() async throws {
+        let scratch = try TemporaryDirectory()
+        var store: CodebookStore? = try Self.store(at: scratch.file("db"))
+        var cluster: Cluster? = try await Cluster(workers: 1, store: store!)
+        let found = try cluster!.client.search(SearchRequest(set: "S", top: 1, queries: 1, split: true),
+                                               vectors: [Float](repeating: 1, count: Self.dimension))
+        #expect(found.count == 1 && cluster!.workers[0].partitions.bytes > 0)
+        cluster!.stop()
+        cluster = nil
+        #expect(CodebookStore.close(&store, waitingUpTo: .seconds(10)), "the stopped coordinator still holds the store")
+    }
+
     /// A partition travels as one array frame, which a worker accepts only up to the
     /// coordinator's message size: long vectors get fewer rows per partition (whole blocks),
     /// and vectors too long for one block are not split at all.

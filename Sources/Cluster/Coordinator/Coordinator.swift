@@ -177,6 +177,8 @@ public final class Coordinator: @unchecked Sendable {
         for task in jobTasks.withLock({ tasks in defer { tasks.removeAll() }; return tasks }) {
             _ = task.wait(timeout: .now() + 30)
         }
+        // The sets searched on the workers hold backends that hold the coordinator.
+        queries?.splitSets.removeAll()
     }
 
     /// A semaphore the caller signals when a job task has ended.

@@ -125,6 +125,9 @@ final class SplitSets: Sendable {
     /// One search counted by `startSearch` has ended.
     func endSearch() { running.withLock { $0 -= 1 } }
 
+    /// Forgets every set: a stopped coordinator, which their backends hold, is let go.
+    func removeAll() { state.withLock { $0.sets.removeAll() } }
+
     /// `set` at `generation`, planned again (its keys read) if it is not kept at it.
     func plan(_ set: String, generation: UInt64, store: CodebookStore, coordinator: Coordinator) throws -> SplitSet {
         if let kept = state.withLock({ $0.sets[set] }), kept.generation == generation { return kept }
