@@ -94,8 +94,9 @@ public enum GaussianMixture {
         guard k >= 1, k <= backend.rows else {
             throw ClusteringError(.invalidArgument, "k=\(k) but only \(backend.rows) training rows")
         }
-        guard parameters.iterations >= 1, parameters.tolerance >= 0, parameters.varianceFloorRatio > 0 else {
-            throw ClusteringError(.invalidArgument, "iterations must be ≥ 1, tolerance ≥ 0 and the variance floor ratio > 0")
+        guard parameters.iterations >= 1, parameters.tolerance >= 0, parameters.tolerance.isFinite,
+              parameters.varianceFloorRatio > 0, parameters.varianceFloorRatio.isFinite else {
+            throw ClusteringError(.invalidArgument, "iterations must be ≥ 1, tolerance finite and ≥ 0 and the variance floor ratio finite and > 0")
         }
         let floor: Double
         var model: GaussianMixtureModel

@@ -74,6 +74,10 @@ final class JobRegistry: Sendable {
                 throw ClusterError(.conflict, "set \"\(set)\" is being written by job \(writer); a set has one writer at a time: "
                                    + "wait for job \(writer) to end or cancel it")
             }
+            // A store may hold the largest id (written by hand or corrupted): no id is left after it.
+            guard state.next < .max else {
+                throw ClusterError(.limit, "no job ids are left: the store holds a job of id \(UInt64.max - 1) or higher")
+            }
             let id = state.next
             state.next += 1
             var record = JobRecord(job: job, encoding: encoding, extraction: extraction, state: .running, iterations: [],
@@ -115,7 +119,7 @@ final class JobRegistry: Sendable {
         entries.withLock { state in
             for (id, entry) in restored {
                 state.jobs[id] = entry
-                state.next = max(state.next, id + 1)
+                state.next = max(state.next, id == .max ? id : id + 1)
             }
         }
         prune()

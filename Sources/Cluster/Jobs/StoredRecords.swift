@@ -124,12 +124,14 @@ enum StoredCheckpoint {
     }
 
     static func kmeans(_ record: CheckpointRecord, values: [Float], k: Int, dimension: Int) throws -> KMeansCheckpoint {
-        KMeansCheckpoint(codebook: try Codebook(k: k, dimension: dimension, centres: values),
+        guard record.phase == .kmeans else { throw StoreError(.corrupt, "a k-means checkpoint of phase \(record.phase.rawValue)") }
+        return KMeansCheckpoint(codebook: try Codebook(k: k, dimension: dimension, centres: values),
                          reports: record.kmeansReports ?? [], converged: record.converged)
     }
 
     static func gaussianMixture(_ record: CheckpointRecord, values: [Float], k: Int, dimension: Int) throws -> GaussianMixtureCheckpoint {
         guard let floor = record.varianceFloor else { throw StoreError(.corrupt, "GMM checkpoint without a variance floor") }
+        guard record.phase != .pca else { throw StoreError(.corrupt, "a GMM checkpoint of phase \(record.phase.rawValue)") }
         if record.phase == .kmeans {
             return .initializing(varianceFloor: floor, dataVariances: record.dataVariances ?? [],
                                  kmeans: try kmeans(record, values: values, k: k, dimension: dimension))

@@ -14,7 +14,15 @@ public enum TrainingJobRunner {
         }
         guard job.iterations >= 1 else { throw ClusterError(.invalidArgument, "iterations must be ≥ 1 (got \(job.iterations))") }
         guard job.shardRows >= 1 else { throw ClusterError(.invalidArgument, "shard rows must be ≥ 1 (got \(job.shardRows))") }
-        guard job.tolerance >= 0 else { throw ClusterError(.invalidArgument, "the tolerance must be ≥ 0 (got \(job.tolerance))") }
+        guard job.tolerance >= 0, job.tolerance.isFinite else {
+            throw ClusterError(.invalidArgument, "the tolerance must be finite and ≥ 0 (got \(job.tolerance))")
+        }
+        if let ratio = job.varianceFloorRatio, !(ratio > 0 && ratio.isFinite) {
+            throw ClusterError(.invalidArgument, "the variance floor ratio must be finite and > 0 (got \(ratio))")
+        }
+        if let iterations = job.kmeansIterations, iterations < 1 {
+            throw ClusterError(.invalidArgument, "k-means iterations must be ≥ 1 (got \(iterations))")
+        }
         let message = WireMessage(header: WireHeader(.submit), arrays: arrays)
         let k = job.k, d = corpus.dimension
         func given<T>(_ make: () throws -> T) throws -> T {

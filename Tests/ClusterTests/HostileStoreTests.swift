@@ -1,0 +1,89 @@
+@testable import Cluster
+import ClusterProtocol
+import Descriptors
+import Foundation
+import Storage
+import TestSupport
+import Testing
+
+/// Stores whose job records are hostile (written by hand or corrupted) and training jobs
+/// whose numbers no run can use: the coordinator starts, serves, and refuses or fails them
+/// with a reason.
+@Suite(.serialized) struct HostileStoreTests {
+    static func job(_ corpus: String, kind: TrainingJob.Kind = .kmeans, tolerance: Double = 0,
+                    kmeansIterations: Int? = nil, varianceFloorRatio: Double? = nil) -> TrainingJob {
+        TrainingJob(kind: kind, corpus: corpus, k: 4, iterations: 3, seed: 1, tolerance: tolerance, shardRows: 100,
+                    initialization: kind == .kmeans ? .kmeansPlusPlus : .kmeans, kmeansIterations: kmeansIterations,
+                    varianceFloorRatio: varianceFloorRatio)
+    }
+
+    /// A job stored under the largest id used to stop the coordinator from starting (an
+    /// overflow trap numbering the next job); now it starts, lists the job, and refuses new
+    /// jobs, as no id is left after it.
+    @Test(.timeLimit(.minutes(2))) func aJobOfTheLargestIdDoesNotStopTheCoordinator() async throws {
+        let scratch = try TemporaryDirectory()
+        let corpus = try Corpora.path(rows: 400, dimension: 8, clusters: 4, seed: 3)
+        let path = scratch.file("store")
+        do {
+            var record = JobRecord(job: Self.job(corpus), state: .succeeded, iterations: [], initialValues: 0)
+            record.ended = Date().timeIntervalSince1970
+            try CodebookStore(path: path).putJob(.max, try StoredValue(kind: .job, metadata: record))
+        }
+        let cluster = try LocalCoordinator(store: try CodebookStore(path: path))
+        defer { cluster.stop() }
+        let client = try cluster.client()
+        #expect(try client.progress(of: .max, since: 0).state == .succeeded)
+        let error = #expect(throws: ClusterError.self) { try client.submit(Self.job(corpus)) }
+        #expect(error?.message.contains("no job ids are left: the store holds a job of id 18446744073709551614 or higher") == true,
+                "\(String(describing: error))")
+    }
+
+    /// A k-means job whose stored checkpoint is an EM one (a GMM's means, variances and
+    /// priors, K·D values first) used to resume from those values as centres and succeed
+    /// with a model no run computed; now it fails, saying why.
+    @Test(.timeLimit(.minutes(2))) func aKMeansJobDoesNotResumeFromACheckpointOfAnotherPhase() async throws {
+        let scratch = try TemporaryDirectory()
+        let corpus = try Corpora.path(rows: 400, dimension: 8, clusters: 4, seed: 3)
+        let path = scratch.file("store")
+        do {
+            var record = JobRecord(job: Self.job(corpus), state: .running, iterations: [], initialValues: 0)
+            record.checkpoint = CheckpointRecord(phase: .em, modelValues: 2 * 4 * 8 + 4, converged: false, varianceFloor: 1e-6)
+            let values = [Float](repeating: 0, count: 4 * 8) + [Float](repeating: 1, count: 4 * 8) + [Float](repeating: 0.25, count: 4)
+            try CodebookStore(path: path).putJob(1, try StoredValue(kind: .job, metadata: record, values: values))
+        }
+        let cluster = try LocalCoordinator(store: try CodebookStore(path: path))
+        defer { cluster.stop() }
+        cluster.startWorker()
+        let client = try cluster.client()
+        try await waitUntil(timeout: 60) { try client.progress(of: 1, since: 0).state != .running }
+        let progress = try client.progress(of: 1, since: 0)
+        #expect(progress.state == .failed)
+        #expect(progress.message?.hasPrefix("cannot resume after a restart: corrupt value: a k-means checkpoint of phase em") == true,
+                "\(String(describing: progress.message))")
+    }
+
+    /// Numbers a run cannot use are refused at submission. They used to be accepted: NaN
+    /// and 0 as variance floor ratios failed when the job started, an infinite one after
+    /// the whole k-means initialisation, an infinite tolerance failed saying it was not
+    /// ≥ 0, and k-means iterations below 1 were taken as 1.
+    @Test(.timeLimit(.minutes(1))) func trainingNumbersNoRunCanUseAreRefusedAtSubmission() async throws {
+        let corpus = try Corpora.path(rows: 400, dimension: 8, clusters: 4, seed: 3)
+        let cluster = try LocalCoordinator()
+        defer { cluster.stop() }
+        let client = try cluster.client()
+        let refused: [(TrainingJob, String)] = [
+            (Self.job(corpus, tolerance: .infinity), "the tolerance must be finite and ≥ 0 (got inf)"),
+            (Self.job(corpus, kind: .gmm, tolerance: .infinity), "the tolerance must be finite and ≥ 0 (got inf)"),
+            (Self.job(corpus, kind: .gmm, varianceFloorRatio: .nan), "the variance floor ratio must be finite and > 0 (got nan)"),
+            (Self.job(corpus, kind: .gmm, varianceFloorRatio: 0), "the variance floor ratio must be finite and > 0 (got 0.0)"),
+            (Self.job(corpus, kind: .gmm, varianceFloorRatio: .infinity), "the variance floor ratio must be finite and > 0 (got inf)"),
+            (Self.job(corpus, kind: .gmm, kmeansIterations: 0), "k-means iterations must be ≥ 1 (got 0)"),
+            (Self.job(corpus, kind: .gmm, kmeansIterations: -3), "k-means iterations must be ≥ 1 (got -3)"),
+        ]
+        for (job, message) in refused {
+            let error = #expect(throws: ClusterError.self) { try client.submit(job) }
+            #expect(error?.message == "invalid argument: " + message, "\(String(describing: error))")
+        }
+        #expect(try client.status().jobs.isEmpty)
+    }
+}
