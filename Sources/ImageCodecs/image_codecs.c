@@ -52,6 +52,15 @@ static void jpeg_notice(j_common_ptr info, int level) {
     if (level < 0 && info->err->msg_code == JWRN_JPEG_EOF) jpeg_fail(info);
 }
 
+/// Ends the decoding of a JPEG with more than `CB_IMAGE_MAXIMUM_SCANS` scans (libjpeg calls
+/// it as it reads each part of a scan).
+static void jpeg_scan_limit(j_common_ptr info) {
+    if (((j_decompress_ptr)info)->input_scan_number <= CB_IMAGE_MAXIMUM_SCANS) return;
+    struct jpeg_failure *failure = (struct jpeg_failure *)info->err;
+    snprintf(failure->message, 200, "more than %d scans (each scan is a pass over the whole image)", CB_IMAGE_MAXIMUM_SCANS);
+    longjmp(failure->jump, 1);
+}
+
 static void jpeg_errors(struct jpeg_failure *failure, char *message) {
     jpeg_std_error(&failure->manager);
     failure->manager.error_exit = jpeg_fail;
@@ -63,6 +72,7 @@ static cb_image_status decode_jpeg(const unsigned char *data, size_t size, size_
                                    cb_image *image) {
     struct jpeg_decompress_struct info;
     struct jpeg_failure failure;
+    struct jpeg_progress_mgr progress = {.progress_monitor = jpeg_scan_limit};
     unsigned char *volatile pixels = NULL;
     memset(&info, 0, sizeof info);
     jpeg_errors(&failure, image->message);
@@ -73,6 +83,7 @@ static cb_image_status decode_jpeg(const unsigned char *data, size_t size, size_
         return CB_IMAGE_CORRUPT;
     }
     jpeg_create_decompress(&info);
+    info.progress = &progress;
     jpeg_mem_src(&info, data, (unsigned long)size);
     jpeg_read_header(&info, TRUE);
     if (!dimensions_allowed(info.image_width, info.image_height, max_side, max_pixels, image->message)) {

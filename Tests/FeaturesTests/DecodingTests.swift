@@ -87,6 +87,32 @@ import Testing
         expectRefusal(scratch.write("huge.jpg", bigJPEG), code: .invalidArgument, saying: "claims 65000×65000")
     }
 
+    /// A progressive grey JPEG of `side` × `side` zeros: a DC scan, then `acScans` AC scans
+    /// without data (a few bytes each, and each a pass over every block for the decoder).
+    static func progressiveJPEG(side: Int, acScans: Int) -> [UInt8] {
+        func segment(_ marker: UInt8, _ payload: [UInt8]) -> [UInt8] {
+            [0xff, marker, UInt8((payload.count + 2) >> 8), UInt8((payload.count + 2) & 0xff)] + payload
+        }
+        let size = [UInt8(side >> 8), UInt8(side & 0xff)]
+        let oneCode = [1] + [UInt8](repeating: 0, count: 15) + [0] // one code of length 1, for symbol 0
+        var bytes: [UInt8] = [0xff, 0xd8]
+        bytes += segment(0xdb, [0] + [UInt8](repeating: 1, count: 64))
+        bytes += segment(0xc2, [8] + size + size + [1, 1, 0x11, 0]) // progressive, one component
+        bytes += segment(0xc4, [0x00] + oneCode) + segment(0xc4, [0x10] + oneCode)
+        bytes += segment(0xda, [1, 1, 0x00, 0, 0, 0]) + [UInt8](repeating: 0, count: side * side / 512 + 1)
+        for _ in 0..<acScans { bytes += segment(0xda, [1, 1, 0x00, 1, 63, 0]) }
+        return bytes + [0xff, 0xd9]
+    }
+
+    /// A 1 MB file of 100,000 such scans over 8192 × 8192 pixels took 7 minutes to decode.
+    @Test func aJPEGOfMoreScansThanTheLimitIsRefused() throws {
+        let scratch = try TemporaryDirectory()
+        let within = try ImageDecoder().grey(path: scratch.write("within.jpg", Self.progressiveJPEG(side: 64, acScans: 499)))
+        #expect(within.width == 64 && within.height == 64)
+        expectRefusal(scratch.write("scans.jpg", Self.progressiveJPEG(side: 64, acScans: 500)),
+                      code: .malformed, saying: "more than 500 scans")
+    }
+
     @Test(.timeLimit(.minutes(1)))
     func directoriesAndFIFOsAreNotReadAsImages() throws {
         let scratch = try TemporaryDirectory()

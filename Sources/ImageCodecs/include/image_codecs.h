@@ -26,12 +26,19 @@ typedef struct {
     char message[200];
 } cb_image;
 
+/// The most scans a progressive JPEG may have. Each scan is a pass over every block of the
+/// image, even a scan of a few bytes, so a small file of many scans would take minutes to
+/// decode; encoders write about ten. (libjpeg-turbo suggests a limit of this size for
+/// untrusted files.)
+#define CB_IMAGE_MAXIMUM_SCANS 500
+
 /// Decodes a JPEG or PNG held in memory. Every library error, and libjpeg's "premature end
 /// of file" warning, returns an error status instead of ending the process or filling the
 /// rest with grey. The header's dimensions are checked against `max_side` and `max_pixels`
 /// before any pixel memory is allocated. PNG: palette and grey below 8 bits are expanded,
 /// 16-bit samples scaled to 8, alpha dropped. JPEG: grey stays grey, any other colour space
-/// is converted to RGB by libjpeg (CMYK is refused).
+/// is converted to RGB by libjpeg (CMYK is refused); a JPEG of more than
+/// `CB_IMAGE_MAXIMUM_SCANS` scans is refused as corrupt.
 cb_image_status cb_image_decode(const unsigned char *data, size_t size, size_t max_side, size_t max_pixels,
                                 cb_image *image);
 
