@@ -82,9 +82,13 @@ public struct SyntheticCorpus: Sendable, Equatable {
                                   + "(rows=\(rows), clusters=\(clusters), imagesOf=\(imagesOf), spread=\(spread), "
                                   + "centreScale=\(centreScale))", path: path)
         }
+        let (values, overflow) = rows.multipliedReportingOverflow(by: dimension)
+        guard !overflow, values <= Int.max / 4 else {
+            throw DescriptorError(.invalidArgument, "\(rows) rows of dimension \(dimension) need more than Int.max bytes", path: path)
+        }
         let writer = try DescriptorWriter(path: path, dimension: dimension)
         let (centres, deviations) = model()
-        let blocks = (rows + Self.blockRows - 1) / Self.blockRows
+        let blocks = rows / Self.blockRows + (rows % Self.blockRows == 0 ? 0 : 1)
         let batch = 8 // blocks generated in parallel before each append
         var buffer = [Float](repeating: 0, count: min(blocks, batch) * Self.blockRows * dimension)
         for first in stride(from: 0, to: blocks, by: batch) {

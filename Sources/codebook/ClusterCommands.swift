@@ -206,7 +206,7 @@ struct WorkerCommand: AsyncParsableCommand {
     var maxModelValues = CoordinatorSettings().maximumModelValues
 
     func run() async throws {
-        guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
+        try validateThreads(threads)
         guard boundMemory >= 0 else { throw ValidationError("--bound-memory must be ≥ 0") }
         guard partitionMemory >= 0 else { throw ValidationError("--partition-memory must be ≥ 0") }
         guard maxModelValues >= 1 else { throw ValidationError("--max-model-values must be at least 1") }

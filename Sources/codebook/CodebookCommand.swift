@@ -46,7 +46,12 @@ struct ComputeOptions: ParsableArguments {
     var requestedThreads: Int?
     var threads: Int { requestedThreads ?? ProcessInfo.processInfo.activeProcessorCount }
 
-    func validate() throws {
-        guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
+    func validate() throws { try validateThreads(threads) }
+}
+
+/// Checks a `--threads` value: 1…`WorkerSettings.maximumThreads`.
+func validateThreads(_ threads: Int) throws {
+    guard (1...WorkerSettings.maximumThreads).contains(threads) else {
+        throw ValidationError("--threads must be 1…\(WorkerSettings.maximumThreads) (got \(threads))")
     }
 }

@@ -29,7 +29,7 @@ struct CorpusJobOptions: ParsableArguments {
 
     func validate() throws {
         guard shardRows >= 1 else { throw ValidationError("--shard-rows must be at least 1") }
-        guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
+        try validateThreads(threads)
     }
 
     /// Checks that the model goes somewhere.

@@ -16,6 +16,14 @@ import ZeroMQ
         return settings
     }
 
+    /// A worker asked for 100,000,000 threads started them all, until the machine ran out.
+    @Test func threadsAreBoundedOnBothSides() {
+        #expect(WorkerSettings(name: "w", threads: .max).threads == WorkerSettings.maximumThreads)
+        #expect(WorkerSettings(name: "w", threads: 100_000_000).threads == 1024)
+        #expect(WorkerSettings(name: "w", threads: -5).threads == 1)
+        #expect(WorkerSettings(name: "w", threads: 16).threads == 16)
+    }
+
     /// A state machine that has connected at t = 0 (its READY sent).
     static func connected() -> WorkerState {
         var state = WorkerState(settings: settings())

@@ -3,6 +3,16 @@ import Testing
 @testable import Descriptors
 
 @Suite struct SyntheticCorpusTests {
+    /// 2^63 − 1 rows used to stop on an overflow trap counting the blocks.
+    @Test func aCorpusOfMoreBytesThanIntMaxIsRefused() throws {
+        let directory = try TemporaryDirectory()
+        let error = #expect(throws: DescriptorError.self) {
+            try SyntheticCorpus(rows: .max, dimension: 128, clusters: 2, seed: 1).write(to: directory.file("g.npy"))
+        }
+        #expect(error?.code == .invalidArgument && error?.description.contains("need more than Int.max bytes") == true,
+                "\(String(describing: error))")
+    }
+
     @Test func sameSeedSameBytesDifferentSeedDifferentBytes() throws {
         let dir = try TemporaryDirectory()
         let corpus = SyntheticCorpus(rows: 5000, dimension: 17, clusters: 4, seed: 42)

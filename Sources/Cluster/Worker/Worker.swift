@@ -10,8 +10,11 @@ import ZeroMQ
 /// How a worker introduces itself, computes and reconnects.
 public struct WorkerSettings: Sendable {
     public var name: String
-    /// Compute threads: shards computed at once.
+    /// Compute threads: shards computed at once, 1…`maximumThreads`.
     public var threads: Int
+    /// The most compute threads a worker starts: more would exhaust the process's threads
+    /// (each has a 4 MiB stack) long before they could speed anything up.
+    public static let maximumThreads = 1024
     /// Until the coordinator's WELCOME says otherwise: heartbeat interval and liveness.
     public var heartbeatInterval: Duration = .seconds(1)
     public var liveness: Int = 3
@@ -44,7 +47,7 @@ public struct WorkerSettings: Sendable {
 
     public init(name: String, threads: Int) {
         self.name = name
-        self.threads = max(1, threads)
+        self.threads = min(max(1, threads), Self.maximumThreads)
     }
 }
 
