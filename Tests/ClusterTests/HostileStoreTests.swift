@@ -17,22 +17,27 @@ import Testing
                     varianceFloorRatio: varianceFloorRatio)
     }
 
+    /// A coordinator on a new store that holds `record` (and `values`) as job `id`.
+    static func coordinator(storing record: JobRecord, values: [Float] = [], as id: UInt64,
+                            in scratch: TemporaryDirectory) throws -> LocalCoordinator {
+        let path = scratch.file("store")
+        try CodebookStore(path: path).putJob(id, try StoredValue(kind: .job, metadata: record, values: values))
+        return try LocalCoordinator(store: try CodebookStore(path: path))
+    }
+
     /// A job stored under the largest id used to stop the coordinator from starting (an
-    /// overflow trap numbering the next job); now it starts, lists the job, and refuses new
-    /// jobs, as no id is left after it.
+    /// overflow trap numbering the next job), and STATUS never listed it (only ids below
+    /// 2^64 − 1); now it starts, lists the job, and refuses new jobs, as no id is left after it.
     @Test(.timeLimit(.minutes(2))) func aJobOfTheLargestIdDoesNotStopTheCoordinator() async throws {
         let scratch = try TemporaryDirectory()
         let corpus = try Corpora.path(rows: 400, dimension: 8, clusters: 4, seed: 3)
-        let path = scratch.file("store")
-        do {
-            var record = JobRecord(job: Self.job(corpus), state: .succeeded, iterations: [], initialValues: 0)
-            record.ended = Date().timeIntervalSince1970
-            try CodebookStore(path: path).putJob(.max, try StoredValue(kind: .job, metadata: record))
-        }
-        let cluster = try LocalCoordinator(store: try CodebookStore(path: path))
+        var record = JobRecord(job: Self.job(corpus), state: .succeeded, iterations: [], initialValues: 0)
+        record.ended = Date().timeIntervalSince1970
+        let cluster = try Self.coordinator(storing: record, as: .max, in: scratch)
         defer { cluster.stop() }
         let client = try cluster.client()
         #expect(try client.progress(of: .max, since: 0).state == .succeeded)
+        #expect(try client.status().jobs.map(\.job) == [.max])
         let error = #expect(throws: ClusterError.self) { try client.submit(Self.job(corpus)) }
         #expect(error?.message.contains("no job ids are left: the store holds a job of id 18446744073709551614 or higher") == true,
                 "\(String(describing: error))")
@@ -44,14 +49,10 @@ import Testing
     @Test(.timeLimit(.minutes(2))) func aKMeansJobDoesNotResumeFromACheckpointOfAnotherPhase() async throws {
         let scratch = try TemporaryDirectory()
         let corpus = try Corpora.path(rows: 400, dimension: 8, clusters: 4, seed: 3)
-        let path = scratch.file("store")
-        do {
-            var record = JobRecord(job: Self.job(corpus), state: .running, iterations: [], initialValues: 0)
-            record.checkpoint = CheckpointRecord(phase: .em, modelValues: 2 * 4 * 8 + 4, converged: false, varianceFloor: 1e-6)
-            let values = [Float](repeating: 0, count: 4 * 8) + [Float](repeating: 1, count: 4 * 8) + [Float](repeating: 0.25, count: 4)
-            try CodebookStore(path: path).putJob(1, try StoredValue(kind: .job, metadata: record, values: values))
-        }
-        let cluster = try LocalCoordinator(store: try CodebookStore(path: path))
+        var record = JobRecord(job: Self.job(corpus), state: .running, iterations: [], initialValues: 0)
+        record.checkpoint = CheckpointRecord(phase: .em, modelValues: 2 * 4 * 8 + 4, converged: false, varianceFloor: 1e-6)
+        let values = [Float](repeating: 0, count: 4 * 8) + [Float](repeating: 1, count: 4 * 8) + [Float](repeating: 0.25, count: 4)
+        let cluster = try Self.coordinator(storing: record, values: values, as: 1, in: scratch)
         defer { cluster.stop() }
         cluster.startWorker()
         let client = try cluster.client()

@@ -263,7 +263,7 @@ final class JobRegistry: Sendable {
         entries.withLock { state in
             let ids = state.jobs.keys.sorted()
             let running = ids.filter { state.jobs[$0]!.record.state == .running }
-            let finished = ids.reversed().filter { state.jobs[$0]!.record.state != .running && $0 < (before ?? .max) }
+            let finished = ids.reversed().filter { id in state.jobs[id]!.record.state != .running && before.map { id < $0 } ?? true }
             let page = finished.prefix(max(0, limit))
             let jobs = (running + page).map { id in
                 let record = state.jobs[id]!.record
