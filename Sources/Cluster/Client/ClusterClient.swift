@@ -26,6 +26,7 @@ public final class ClusterClient: Requester {
     ///   accepts (`CoordinatorSettings.maximumMessageSize`), which bounds every frame it sends.
     public init(context: ZeroMQContext, endpoint: String, timeout: Duration = .seconds(10),
                 security: ClientSecurity? = nil, maximumMessageSize: Int = CoordinatorSettings().maximumMessageSize) throws {
+        try checkEndpointForm(endpoint)
         self.context = context
         self.endpoint = endpoint
         self.timeout = timeout
