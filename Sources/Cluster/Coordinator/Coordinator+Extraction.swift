@@ -76,7 +76,7 @@ extension Coordinator {
             throw ClusterError(.invalidArgument, "the descriptor file and the index are the same file \(job.descriptors)")
         }
         if !job.replace, let existing = [job.descriptors, job.index].first(where: { FileManager.default.fileExists(atPath: $0) }) {
-            throw ClusterError(.exists, "\(existing) exists; replace it or choose another path")
+            throw ClusterError(.exists, "\(existing) exists; choose another path")
         }
     }
 }
