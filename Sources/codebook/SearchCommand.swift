@@ -15,6 +15,11 @@ struct SearchCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Query with the vectors in this .npy file (float32, one per row).", valueName: "Q.npy"))
     var vector: String?
     @Option(help: ArgumentHelp("Query with every vector of this stored set.", valueName: "QUERIES_SET")) var queries: String?
+    @Option(help: ArgumentHelp("Query with a JPEG or PNG image (in the set or not): its descriptors are extracted here with "
+                               + "the extraction options, which must be those `codebook extract` computed the set's descriptors "
+                               + "with, and encoded as the set's vectors were (model, options, RootSIFT, PCA, whitening).",
+                               valueName: "FILE"))
+    var image: String?
     @Option(help: "Neighbours per query (1…\(SearchRequest.maximumTop)).") var top: Int = 10
     @Option(help: ArgumentHelp("Project the queries (--vector, --queries) by this stored PCA model first, e.g. the whitening "
                                + "the set was encoded with (--whiten-with).", valueName: "NAME"))
@@ -29,14 +34,18 @@ struct SearchCommand: ParsableCommand {
                                                      + "the coordinator alone (default: on the workers when the set is larger "
                                                      + "than the coordinator's search memory)."))
     var split: Bool?
+    @OptionGroup(title: "Extraction options (with --image)") var extraction: ExtractionOptions
     @OptionGroup var access: StoreAccessOptions
 
     func validate() throws {
-        guard [key, vector, queries].compactMap({ $0 }).count == 1 else {
-            throw ValidationError("give exactly one of --key, --vector and --queries")
+        guard [key, vector, queries, image].compactMap({ $0 }).count == 1 else {
+            throw ValidationError("give exactly one of --key, --vector, --queries and --image")
         }
         guard (1...SearchRequest.maximumTop).contains(top) else { throw ValidationError("--top must be 1…\(SearchRequest.maximumTop)") }
-        guard pca == nil || key == nil else { throw ValidationError("--pca projects --vector or --queries; a --key's vector is in the set already") }
+        guard pca == nil || (key == nil && image == nil) else {
+            throw ValidationError("--pca projects --vector or --queries; a --key's vector is in the set already, and an --image's is "
+                                  + "encoded as the set's were")
+        }
         guard images == nil || imageList == nil else { throw ValidationError("give --images or --image-list, not both") }
     }
 
@@ -58,8 +67,12 @@ struct SearchCommand: ParsableCommand {
         let paths = try imagePaths()
         let (requester, cleanup) = try access.requester()
         defer { cleanup() }
+        if let image {
+            values = try ImageQuery.vector(of: image, for: set, parameters: extraction.parameters, requester: requester)
+            request.queries = 1
+        }
         let results = try requester.search(request, vectors: values)
-        let named = results.enumerated().map { index, result in (result.query ?? "\(index)", result) }
+        let named = results.enumerated().map { index, result in (result.query ?? image ?? "\(index)", result) }
         // A key the listing does not have gets no path (an empty TSV field).
         func path(_ key: String) -> String? { paths.map { $0[key] ?? "" } }
         switch format {

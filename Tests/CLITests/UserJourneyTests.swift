@@ -88,7 +88,7 @@ import Testing
         _ = try run(["encode", "vlad", "--model", "km", "--set", "v", "--descriptors", corpus, "--index", index, "--local-workers", "1"])
         // Only names are read: the files need no pixels. image-000005 has no file.
         try FileManager.default.createDirectory(atPath: photographs, withIntermediateDirectories: true)
-        for image in 0..<5 { FileManager.default.createFile(atPath: "\(photographs)/image-00000\(image).JPG", contents: Data()) }
+        for image in 0..<5 { _ = FileManager.default.createFile(atPath: "\(photographs)/image-00000\(image).JPG", contents: Data()) }
 
         var outcome = try run(["search", "v", "--key", "image-000002", "--top", "6", "--images", photographs])
         let ranked = outcome.output.split(separator: "\n").dropFirst()
@@ -106,5 +106,43 @@ import Testing
         outcome = try run(["search", "v", "--key", "image-000002", "--top", "1", "--images", photographs, "--format", "json"])
         #expect(outcome.output.contains("\"path\":\"\(photographs.replacingOccurrences(of: "/", with: "\\/"))\\/image-000002.JPG\""),
                 "\(outcome.output)")
+    }
+
+    /// `search --image FILE` extracts and encodes the image as the set's vectors were (here
+    /// VLAD with flags, RootSIFT applied by the encoder, a descriptor PCA): an image of the set
+    /// finds the same neighbours with the same scores, bit for bit, as its key does.
+    @Test(.timeLimit(.minutes(5))) func searchByAnImageEqualsSearchByItsKey() throws {
+        let scratch = try TemporaryDirectory()
+        let folder = try TestImages.folder(in: scratch)
+        let descriptors = scratch.file("d.npy"), index = scratch.file("i.tsv"), store = scratch.file("store")
+        func run(_ arguments: [String], sourceLocation: SourceLocation = #_sourceLocation) throws -> CommandRunner.Outcome {
+            let outcome = try CommandRunner.run(arguments + ["--store", store])
+            #expect(outcome.status == 0, "\(arguments): \(outcome.error)", sourceLocation: sourceLocation)
+            return outcome
+        }
+        let extracted = try CommandRunner.run(["extract", "--images", folder, "--max-side", "128", "--out", descriptors, "--index", index])
+        #expect(extracted.status == 0, "\(extracted.error)")
+        _ = try run(["train", "pca", "--corpus", descriptors, "--root-sift", "--dimensions", "16", "--name", "p", "--local-workers", "1"])
+        _ = try run(["train", "kmeans", "--corpus", descriptors, "--root-sift", "--pca", "p", "--k", "4", "--iterations", "3",
+                     "--name", "km", "--local-workers", "1"])
+        _ = try run(["encode", "vlad", "--model", "km", "--root-sift", "--pca", "p", "--set", "v", "--descriptors", descriptors,
+                     "--index", index, "--square-root", "--normalize-components", "--local-workers", "1"])
+
+        let byKey = try run(["search", "v", "--key", "photo-2", "--top", "5", "--format", "tsv"])
+        let byImage = try run(["search", "v", "--image", "\(folder)/photo-2.png", "--max-side", "128", "--top", "5", "--format", "tsv"])
+        func ranked(_ outcome: CommandRunner.Outcome) -> [String] {
+            outcome.output.split(separator: "\n").dropFirst().map { $0.split(separator: "\t").dropFirst().joined(separator: "\t") }
+        }
+        #expect(ranked(byKey).count == 5 && ranked(byImage) == ranked(byKey), "\(byKey.output)\n\(byImage.output)")
+        #expect(byImage.output.split(separator: "\n").dropFirst().allSatisfy { $0.hasPrefix("\(folder)/photo-2.png\t") })
+
+        // Other extraction options give other descriptors: another vector, still the same image first.
+        let otherSide = try run(["search", "v", "--image", "\(folder)/photo-2.png", "--max-side", "64", "--top", "5", "--format", "tsv"])
+        #expect(ranked(otherSide) != ranked(byKey), "\(otherSide.output)")
+
+        let notAnImage = try CommandRunner.run(["search", "v", "--image", "\(folder)/bad.jpg", "--store", store])
+        #expect(notAnImage.status == 1 && notAnImage.error.contains("bad.jpg"), "\(notAnImage.error)")
+        let withPCA = try CommandRunner.run(["search", "v", "--image", "\(folder)/photo-2.png", "--pca", "p", "--store", store])
+        #expect(withPCA.status == 64 && withPCA.error.contains("an --image's is encoded as the set's were"), "\(withPCA.error)")
     }
 }
