@@ -236,7 +236,7 @@ final class ExtractionSink: RoundSink, @unchecked Sendable {
         closeScratch()
         guard let coordinator, coordinator.jobs[job]?.record.state == .running else { return }
         coordinator.jobs.fail(job, message: message)
-        coordinator.logger.warning("extraction job \(job) failed", metadata: ["error": "\(PeerText.escaped(message))"])
+        coordinator.logJobEnd("extraction job \(job)", message)
         coordinator.cancelPasses(of: job)
     }
 
