@@ -2,10 +2,23 @@
 # Installs what Codebook needs and this machine lacks: Debian's -dev packages for libzmq,
 # RocksDB, OpenBLAS (and LAPACKE, LAPACK's C interface, for PCA), VLFeat (SIFT for `codebook extract`, and the reference of the tests and
 # benchmark), libjpeg-turbo and libpng (image decoding) and pkg-config, and the Python
-# packages of the protocol tests (pyzmq, numpy, pytest).
-# Safe to run again: it installs nothing that is already there.
+# packages of the protocol tests (Tests/python/requirements.txt: pyzmq, numpy, pytest,
+# rocksdict, prometheus_client). Checks first that Swift 6.2 or later is on PATH (it installs
+# no toolchain). Safe to run again: it installs nothing that is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# Package.swift's tools version; an older swift fails later with a less direct message.
+required_swift=6.2
+if ! command -v swift >/dev/null; then
+    echo "error: swift is not on PATH; Codebook needs Swift $required_swift or later (https://www.swift.org/install/)" >&2
+    exit 1
+fi
+swift_version=$(swift --version 2>/dev/null | sed -n 's/.*Swift version \([0-9][0-9]*\.[0-9][0-9]*\).*/\1/p' | head -n 1)
+if [[ -n $swift_version ]] && ! printf '%s\n%s\n' "$required_swift" "$swift_version" | sort -V -C; then
+    echo "error: the swift on PATH is $swift_version; Codebook needs Swift $required_swift or later (https://www.swift.org/install/)" >&2
+    exit 1
+fi
 
 apt_install() {
     echo "installing Debian packages: $*"
@@ -26,9 +39,4 @@ if ! python3 -c "import zmq, numpy, pytest, rocksdict, prometheus_client" 2>/dev
     echo "installing Python packages: pyzmq numpy pytest rocksdict prometheus_client"
     python3 -m pip install -q -r Tests/python/requirements.txt \
         || python3 -m pip install -q --break-system-packages -r Tests/python/requirements.txt
-fi
-
-if ! command -v swift >/dev/null; then
-    echo "error: swift is not on PATH; Codebook needs Swift 6.0 or later (https://www.swift.org/install/)" >&2
-    exit 1
 fi

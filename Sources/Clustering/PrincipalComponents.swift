@@ -107,11 +107,15 @@ public struct PrincipalComponents: Sendable, Equatable {
     }
 
     /// The `kept` leading components of the corpus whose statistics are `statistics`
-    /// (at least 2 rows).
+    /// (at least 2 rows, and at most rows − 1 components).
     public init(statistics: CovarianceStatistics, kept: Int) throws {
         let d = statistics.dimension, n = statistics.rows
         guard (1...d).contains(kept) else { throw ClusteringError(.invalidArgument, "the components kept must be 1…\(d) (got \(kept))") }
         guard n >= 2 else { throw ClusteringError(.invalidArgument, "a PCA needs at least 2 rows (got \(n))") }
+        // n rows span at most n − 1 dimensions around their mean; further components are noise.
+        guard kept <= n - 1 else {
+            throw ClusteringError(.invalidArgument, "a PCA of \(n) rows keeps 1…\(min(d, n - 1)) components (got \(kept))")
+        }
         let mean = statistics.sums.map { $0 / Double(n) }
         var covariance = [Double](repeating: 0, count: d * d)
         for i in 0..<d {

@@ -80,6 +80,11 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @OptionGroup var limits: CoordinatorLimitOptions
     @OptionGroup var metricsOptions: MetricsOptions
 
+    func validate() throws {
+        try validateEndpoint(workersEndpoint, option: "--workers-endpoint")
+        try validateEndpoint(clientsEndpoint, option: "--clients-endpoint")
+    }
+
     func run() async throws {
         let logger = processLogger("codebook.coordinator")
         #if canImport(Glibc)
@@ -205,6 +210,10 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(help: "The coordinator's --max-model-values, if raised: bounds the frames this worker accepts (8 bytes per value).")
     var maxModelValues = CoordinatorSettings().maximumModelValues
 
+    func validate() throws {
+        try validateEndpoint(connect, option: "--connect")
+    }
+
     func run() async throws {
         try validateThreads(threads)
         guard boundMemory >= 0 else { throw ValidationError("--bound-memory must be ≥ 0") }
@@ -308,8 +317,10 @@ struct StatusCommand: ParsableCommand {
         lines.append("jobs: \(status.jobs.count)")
         for job in status.jobs {
             let last = job.lastValuePerRow.map { String(format: "  last %.6g/row", $0) } ?? ""
+            // Encoding and extraction jobs have no iterations to count.
+            let iterations = TrainingJob.Kind(rawValue: job.kind) == nil ? "" : "  \(job.iterations) iteration(s)"
             // Paths and messages are other clients' and workers' text: never terminal codes.
-            lines.append("  \(job.job)  \(job.kind)  \(job.state.rawValue)  \(job.iterations) iteration(s)\(last)  \(PeerText.escaped(job.corpus))"
+            lines.append("  \(job.job)  \(PeerText.escaped(job.kind))  \(job.state.rawValue)\(iterations)\(last)  \(PeerText.escaped(job.corpus))"
                          + (job.message.map { "  (\(PeerText.escaped($0)))" } ?? ""))
         }
         for pass in status.passes {

@@ -58,3 +58,13 @@ struct ClusterOptions: ParsableArguments {
         coordinator.map { "via \($0)" } ?? "(embedded cluster: \(localWorkers) worker(s) × \(threads) thread(s), store \(store))"
     }
 }
+
+/// Refuses an endpoint `option` was given that is not of a ZeroMQ endpoint's form
+/// (`checkEndpointForm`), naming the option.
+func validateEndpoint(_ endpoint: String, option: String) throws {
+    do {
+        try checkEndpointForm(endpoint)
+    } catch let error as ClusterError {
+        throw ValidationError("\(option): \(error.message)")
+    }
+}

@@ -8,18 +8,36 @@ import Foundation
 enum Entry {
     static func main() async {
         OpenBLASKernels.reexecuteWithBetterKernelsIfNeeded()
+        var command: any ParsableCommand
         do {
-            var command = try CodebookCommand.parseAsRoot()
-            if var command = command as? AsyncParsableCommand {
-                try await command.run()
+            command = try CodebookCommand.parseAsRoot()
+        } catch {
+            CodebookCommand.exit(withError: error)
+        }
+        do {
+            if var asynchronous = command as? AsyncParsableCommand {
+                try await asynchronous.run()
             } else {
                 try command.run()
             }
         } catch {
-            guard let failure = CommandFailure(error) else { CodebookCommand.exit(withError: error) }
+            let failure = CommandFailure(error) ?? CommandFailure(usage: error, of: type(of: command))
+            guard let failure else { CodebookCommand.exit(withError: error) }
             FileHandle.standardError.write(Data("Error: \(failure.text)\n".utf8))
             exit(failure.exitCode)
         }
+    }
+}
+
+extension CodebookCommand {
+    /// The names that lead from `codebook` to `command` (`["train", "kmeans"]`), or nil if
+    /// it is not one of its subcommands.
+    static func path(to command: any ParsableCommand.Type, from parent: any ParsableCommand.Type = CodebookCommand.self) -> [String]? {
+        for subcommand in parent.configuration.subcommands {
+            if subcommand == command { return [subcommand._commandName] }
+            if let rest = path(to: command, from: subcommand) { return [subcommand._commandName] + rest }
+        }
+        return nil
     }
 }
 

@@ -1,3 +1,4 @@
+import ArgumentParser
 import Cluster
 import ClusterProtocol
 import Storage
@@ -30,6 +31,15 @@ struct CommandFailure {
         default:
             return nil
         }
+    }
+
+    /// The report for a `ValidationError` that `command` threw while it ran (after parsing):
+    /// the message and where its options are, rather than ArgumentParser's usage line of
+    /// `codebook` itself, which reads as if the subcommand were wrong. Nil for other errors.
+    init?(usage error: any Error, of command: any ParsableCommand.Type) {
+        guard let error = error as? ValidationError else { return nil }
+        let name = (CodebookCommand.path(to: command).map { ["codebook"] + $0 } ?? ["codebook"]).joined(separator: " ")
+        self.init(exitCode: ExitCode.validationFailure.rawValue, text: "\(error.message)\nSee '\(name) --help' for its options.")
     }
 
     init(exitCode: Int32, text: String) {

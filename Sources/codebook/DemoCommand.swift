@@ -24,7 +24,8 @@ struct DemoCommand: AsyncParsableCommand {
         let corpus = "\(dir)/corpus.fvecs", index = "\(dir)/images.tsv", store = "\(dir)/codebook.db"
         let storeOption = ["--store", store]
         let found = "\(dir)/photographs"
-        if let photographs = photographs ?? ((try? ImageSource(directory: found))?.entries.isEmpty == false ? found : nil) {
+        let photographs = photographs ?? ((try? ImageSource(directory: found))?.entries.isEmpty == false ? found : nil)
+        if let photographs {
             print("1. descriptors: SIFT (VLFeat) of the photographs in \(photographs), longer side at most 640 pixels, as RootSIFT")
             try await ExtractCommand.parse(["--images", photographs, "--max-side", "640", "--root-sift", "--out", corpus,
                                             "--index", index]).run()
@@ -74,7 +75,12 @@ struct DemoCommand: AsyncParsableCommand {
         }
         print("\noutputs in \(dir)/: codebook.db (the store: models demo-kmeans and demo-gmm, sets vlad and fisher), corpus.fvecs, "
               + "images.tsv, centres.npy, gmm_{means,variances,priors}.npy, vlad.npy and fisher.npy (+ .keys.txt)")
-        print("try: codebook get \(key) --store \(store)    codebook search vlad --key \(firstKey) --store \(store)    "
+        let files = photographs.map { " --images \($0)" } ?? ""
+        print("try: codebook get \(key) --store \(store)    codebook search vlad --key \(firstKey)\(files) --store \(store)    "
               + "codebook models --store \(store)")
+        if let photographs, let first = try? ImageSource(directory: photographs).entries.first?.path {
+            print("     codebook search vlad --image \(first) --max-side 640 --root-sift\(files) --store \(store)    "
+                  + "(any photograph: extracted and encoded as the set's were)")
+        }
     }
 }

@@ -14,12 +14,7 @@ struct ExtractCommand: AsyncParsableCommand {
     @Option(help: "Directory of .jpg/.jpeg/.png images (key: file name without extension).") var images: String?
     @Option(help: "Instead of --images: a list file, one PATH or KEY<TAB>PATH per line (relative to the list's directory).")
     var imageList: String?
-    @Option(help: "sift (VLFeat's detector and descriptor) or dsift (dense SIFT as vl_phow computes it).")
-    var method: String = "sift"
-    @Option(help: "dsift: grid step in pixels.") var step: Int = 4
-    @Option(help: "dsift: spatial bin size in pixels.") var binSize: Int = 8
-    @Option(help: "Shrink images whose longer side exceeds this (area averaging); 0: never.") var maxSide: Int = 1024
-    @Flag(help: "RootSIFT: L1-normalise each descriptor, then take square roots.") var rootSift = false
+    @OptionGroup var extraction: ExtractionOptions
     @Option(help: "Output descriptors (.npy or .fvecs, float32, 128 per row).") var out: String
     @Option(help: "Output image index (TSV: key, first row, row count), as encode reads it.") var index: String
     @OptionGroup var compute: ComputeOptions
@@ -32,21 +27,10 @@ struct ExtractCommand: AsyncParsableCommand {
 
     func validate() throws {
         guard (images != nil) != (imageList != nil) else { throw ValidationError("give either --images DIR or --image-list FILE") }
-        guard ["sift", "dsift"].contains(method) else { throw ValidationError("--method must be sift or dsift") }
-        guard FeatureExtractor.steps.contains(step), FeatureExtractor.binSizes.contains(binSize) else {
-            throw ValidationError("--step must be in \(FeatureExtractor.steps) and --bin-size in \(FeatureExtractor.binSizes)")
-        }
-        guard maxSide >= 0 else { throw ValidationError("--max-side must be 0 (never) or more") }
-        guard maxSide == 0 || maxSide >= FeatureExtractor.minimumSide else {
-            throw ValidationError("--max-side must be at least \(FeatureExtractor.minimumSide)")
-        }
         guard imagesPerShard >= 0 else { throw ValidationError("--images-per-shard must be 0 (the coordinator chooses) or more") }
     }
 
-    var parameters: ExtractionParameters {
-        ExtractionParameters(method: method == "sift" ? .sift : .dsift, step: method == "sift" ? nil : step,
-                             binSize: method == "sift" ? nil : binSize, maxSide: maxSide, rootSIFT: rootSift)
-    }
+    var parameters: ExtractionParameters { extraction.parameters }
 
     func run() async throws {
         let started = ContinuousClock.now

@@ -186,6 +186,30 @@ import ZeroMQ
         }
     }
 
+    /// SIGTERM stops a coordinator with its running jobs kept for the next start: its log says
+    /// so, rather than "job 1 failed", and the job is still running in the next one.
+    @Test func aStoppedCoordinatorLogsThatItsJobResumesNotThatItFailed() async throws {
+        try await ProcessCluster().run { cluster in
+            let corpus = try Self.corpus()
+            let store = cluster.scratch.file("store")
+            let coordinator = try await cluster.startCoordinator(["--store", store])
+            let client = try ClusterClient(context: try ZeroMQContext(), endpoint: cluster.clientsEndpoint, timeout: .seconds(5))
+            // No worker: the job waits, running.
+            let job = try client.submit(TrainingJob(kind: .kmeans, corpus: corpus, k: 4, iterations: 2, seed: 0, tolerance: 0,
+                                                    shardRows: 500, initialization: .random))
+            try cluster.require(await waitUntil(timeout: 15) { Self.progress(cluster, job: job)?.state == .running },
+                                "the job is not running")
+            coordinator.kill(SIGTERM)
+            let status = await coordinator.waitForExit(timeout: 40)
+            cluster.check(status == 0, "the coordinator exited with \(String(describing: status))")
+            let log = coordinator.log
+            cluster.check(log.contains("job \(job) stopped with the coordinator; it resumes when a coordinator starts on this store")
+                          && !log.contains("job \(job) failed"), "coordinator log: \(log)")
+            try await cluster.startCoordinator(["--store", store])
+            cluster.check(Self.progress(cluster, job: job)?.state == .running, "the job did not resume")
+        }
+    }
+
     @Test func badJobsFailClearlyAndTheCoordinatorKeepsServing() async throws {
         try await ProcessCluster().run { cluster in
             let small = try Corpora.path(rows: 1_000, dimension: Self.dimension)

@@ -64,6 +64,12 @@ import ZeroMQ
                 cluster.check(run.status == 2 && run.log.contains(why) && seconds < 15,
                               "status with \(name): exit \(run.status) after \(seconds) s: \(run.log)")
             }
+            // A listed client key at the workers' endpoint: refused, and the message names that mistake.
+            let workersEndpoint = try await cluster.run("status-workers-endpoint", ["status", "--coordinator", cluster.workersEndpoint]
+                                                        + Self.keyOptions("writer", in: scratch))
+            cluster.check(workersEndpoint.status == 2 && workersEndpoint.log.contains("refused this client's key: its list of client keys "
+                                                                                       + "lacks it, or this is its workers' endpoint"),
+                          "status at the workers' endpoint: \(workersEndpoint.log)")
             // Nobody at the endpoint: silence, the same exit code.
             let nobody = try await cluster.run("status-nobody", ["status", "--coordinator", "tcp://127.0.0.1:\(try freeLoopbackPort())"])
             cluster.check(nobody.status == 2 && nobody.log.contains("did not answer within 5"), "status with nobody there: \(nobody.log)")

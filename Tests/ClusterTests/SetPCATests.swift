@@ -102,9 +102,12 @@ import Testing
         #expect(both?.contains("D·D (the covariance of D=72) is 5184, and N·N (the Gram matrix of its 12 or more vectors) "
                                + "is at least 144; both are above the coordinator's limit (maximumModelValues = 143)") == true,
                 "\(String(describing: both))")
-        let components = await refusal(kept: 12, limit: 5183)
-        #expect(components?.contains("a PCA of the 12 vectors of set \"v\" (D=72) keeps 1…11 components (asked for 12)") == true,
-                "\(String(describing: components))")
+        // Through the Gram matrix (5183 < 72²) and through the covariance (the default limit).
+        for limit in [5183, CoordinatorSettings().maximumModelValues] {
+            let components = await refusal(kept: 12, limit: limit)
+            #expect(components?.contains("a PCA of the 12 vectors of set \"v\" (D=72) keeps 1…11 components (asked for 12)") == true,
+                    "\(limit): \(String(describing: components))")
+        }
         let model = await refusal(kept: 11, limit: 700)
         #expect(model?.contains("D'·D (the components of D'=11, D=72) is 792, above the coordinator's limit (maximumModelValues = 700)") == true,
                 "\(String(describing: model))")

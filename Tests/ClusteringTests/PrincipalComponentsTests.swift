@@ -61,6 +61,11 @@ import Testing
         #expect(error?.code == .nonFinite && error?.location == "row 1")
         let statistics = try await Self.statistics(DescriptorMatrix(rows: 3, dimension: 2, values: [1, 2, 3, 4, 5, 7]), threads: 1)
         for kept in [0, 3] { #expect(throws: ClusteringError.self) { try PrincipalComponents(statistics: statistics, kept: kept) } }
+        // Two rows span one dimension around their mean.
+        let two = try await Self.statistics(DescriptorMatrix(rows: 2, dimension: 2, values: [1, 2, 3, 5]), threads: 1)
+        #expect(try PrincipalComponents(statistics: two, kept: 1).outputDimension == 1)
+        let tooMany = #expect(throws: ClusteringError.self) { try PrincipalComponents(statistics: two, kept: 2) }
+        #expect(tooMany?.message == "a PCA of 2 rows keeps 1…1 components (got 2)")
         let single = try await Self.statistics(DescriptorMatrix(rows: 1, dimension: 2, values: [1, 2]), threads: 1)
         #expect(throws: ClusteringError.self) { try PrincipalComponents(statistics: single, kept: 1) }
         #expect(throws: ClusteringError.self) {

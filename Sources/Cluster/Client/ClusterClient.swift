@@ -26,6 +26,7 @@ public final class ClusterClient: Requester {
     ///   accepts (`CoordinatorSettings.maximumMessageSize`), which bounds every frame it sends.
     public init(context: ZeroMQContext, endpoint: String, timeout: Duration = .seconds(10),
                 security: ClientSecurity? = nil, maximumMessageSize: Int = CoordinatorSettings().maximumMessageSize) throws {
+        try checkEndpointForm(endpoint)
         self.context = context
         self.endpoint = endpoint
         self.timeout = timeout
@@ -55,7 +56,8 @@ public final class ClusterClient: Requester {
         let why: String
         switch failure?.kind {
         case .handshakeFailedAuthentication?:
-            why = "the coordinator at \(endpoint) refused this client's key"
+            why = "the coordinator at \(endpoint) refused this client's key: its list of client keys lacks it, "
+                + "or this is its workers' endpoint, not its clients'"
         case .handshakeFailedProtocol? where failure?.value == SocketEvent.mechanismMismatch:
             why = security == nil ? "the coordinator at \(endpoint) requires CURVE keys, and this client has none"
                                   : "the coordinator at \(endpoint) does not use CURVE keys, and this client does"

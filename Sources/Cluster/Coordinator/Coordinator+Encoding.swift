@@ -229,7 +229,7 @@ final class EncodingSink: RoundSink, @unchecked Sendable {
     private static func fail(_ job: UInt64, _ message: String, coordinator: Coordinator, cancellingPasses: Bool = true) {
         guard coordinator.jobs[job]?.record.state == .running else { return }
         coordinator.jobs.fail(job, message: message)
-        coordinator.logger.warning("encoding job \(job) failed", metadata: ["error": "\(message)"])
+        coordinator.logJobEnd("encoding job \(job)", message)
         if cancellingPasses { coordinator.cancelPasses(of: job) }
     }
 

@@ -76,7 +76,7 @@ extension Coordinator {
             throw ClusterError(.invalidArgument, "the descriptor file and the index are the same file \(job.descriptors)")
         }
         if !job.replace, let existing = [job.descriptors, job.index].first(where: { FileManager.default.fileExists(atPath: $0) }) {
-            throw ClusterError(.exists, "\(existing) exists; replace it or choose another path")
+            throw ClusterError(.exists, "\(existing) exists; choose another path")
         }
     }
 }
@@ -236,7 +236,7 @@ final class ExtractionSink: RoundSink, @unchecked Sendable {
         closeScratch()
         guard let coordinator, coordinator.jobs[job]?.record.state == .running else { return }
         coordinator.jobs.fail(job, message: message)
-        coordinator.logger.warning("extraction job \(job) failed", metadata: ["error": "\(PeerText.escaped(message))"])
+        coordinator.logJobEnd("extraction job \(job)", message)
         coordinator.cancelPasses(of: job)
     }
 

@@ -73,7 +73,7 @@ extension CoordinatorSettings {
     /// the D×D covariance when D·D ≤ `maximumModelValues`; else the N×N Gram matrix of the
     /// set's N vectors, when N·N ≤ `maximumModelValues` (then N < D), with the set's keys
     /// (at most ⌊√maximumModelValues⌋ + 1 are read to decide). D ≤ `maximumDimension`,
-    /// D'·D ≤ `maximumModelValues`, and D' ≤ min(N − 1, D).
+    /// D'·D ≤ `maximumModelValues`, and D' ≤ min(N − 1, D) (by either method).
     func setPCAMethod(_ job: TrainingJob, store: CodebookStore) throws -> (method: StoredSetBackend.Method, keys: [String]?) {
         guard let set = job.set else { throw DescriptorError(.invalidArgument, "a PCA of a set needs the set") }
         guard let value = try store.set(named: set) else { throw StoreError(.notFound, "no set named \"\(set)\"") }
@@ -82,8 +82,19 @@ extension CoordinatorSettings {
         try check("D", d, against: maximumDimension, setting: "maximumDimension")
         try check("D'·D (the components of D'=\(job.k), D=\(d))", saturatingProduct(job.k, d), against: maximumModelValues,
                   setting: "maximumModelValues")
+        // N vectors span at most N − 1 dimensions around their mean: more components would be
+        // noise, and whitening would divide by their eigenvalues of ~0.
+        func checkComponents(of count: Int) throws {
+            guard count >= 2, job.k <= count - 1 else {
+                throw ClusteringError(.invalidArgument, "a PCA of the \(count) vectors of set \"\(set)\" (D=\(d)) keeps "
+                                      + "1…\(max(1, count - 1)) components (asked for \(job.k))")
+            }
+        }
         let covariance = saturatingProduct(d, d)
-        if covariance <= maximumModelValues { return (.covariance, nil) }
+        if covariance <= maximumModelValues {
+            try checkComponents(of: try StoredSetBackend.keys(of: set, store: store, limit: job.k + 1).count)
+            return (.covariance, nil)
+        }
         var largest = Int(Double(maximumModelValues).squareRoot())
         while saturatingProduct(largest + 1, largest + 1) <= maximumModelValues { largest += 1 }
         while largest > 0, saturatingProduct(largest, largest) > maximumModelValues { largest -= 1 }
@@ -93,10 +104,7 @@ extension CoordinatorSettings {
                                + "and N·N (the Gram matrix of its \(keys.count) or more vectors) is at least \(keys.count * keys.count); "
                                + "both are above the coordinator's limit (maximumModelValues = \(maximumModelValues))")
         }
-        guard keys.count >= 2, job.k <= keys.count - 1 else {
-            throw ClusteringError(.invalidArgument, "a PCA of the \(keys.count) vectors of set \"\(set)\" (D=\(d)) keeps "
-                                  + "1…\(max(1, keys.count - 1)) components (asked for \(job.k))")
-        }
+        try checkComponents(of: keys.count)
         return (.gram, keys)
     }
 }

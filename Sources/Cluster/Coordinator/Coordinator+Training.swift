@@ -113,7 +113,7 @@ extension Coordinator {
         } catch {
             jobs.fail(id, message: "\(error)")
             cancelPasses(of: id)
-            if jobs[id]?.record.state == .failed { logger.warning("job \(id) failed", metadata: ["error": "\(PeerText.escaped("\(error)"))"]) }
+            if jobs[id]?.record.state == .failed { logJobEnd("job \(id)", "\(error)") }
         }
     }
 

@@ -238,8 +238,10 @@ extension StoreQueries {
             guard message.arrays.count == 1 else { throw ClusterError(.invalidRequest, "SEARCH with queries needs one array frame (got \(message.arrays.count))") }
             queries = try message.array(0, as: Float.self)
             guard queries.count == count * qd else {
-                throw ClusterError(.invalidRequest, "the query array has \(queries.count) values; \(count) queries of "
-                                   + (request.pca.map { "PCA model \"\($0)\"'s input" } ?? "set \"\(request.set)\"'s") + " dimension \(qd) are \(count * qd)")
+                let expected = (request.pca.map { "PCA model \"\($0)\" takes" } ?? "set \"\(request.set)\" has dimension") + " \(qd)"
+                throw ClusterError(.invalidRequest, queries.count % count == 0
+                                   ? "the queries have \(queries.count / count) values each, but \(expected)"
+                                   : "the query array has \(queries.count) values; \(count) queries of \(qd) values are \(count * qd)")
             }
         }
         let queryCount = queries.count / qd
