@@ -245,6 +245,12 @@ public struct CoordinatorState: Sendable {
         affinity.removeValue(forKey: job)
     }
 
+    /// Forgets pass `key` alone (its job's other passes go on, and the affinity of its
+    /// shards is kept); its late results will be dropped.
+    public mutating func cancel(pass key: RoundKey) {
+        finish(key)
+    }
+
     /// A message from a worker (already decoded). A RESULT that would be taken is first given
     /// to `check`, which throws to reject it.
     public mutating func receive(_ message: WireMessage, from worker: WorkerID, now: ContinuousClock.Instant,

@@ -22,22 +22,22 @@ struct SplitSet: Sendable {
 
     /// Starts the search of `queries` on the workers and returns; `completion` gets each
     /// query's best `top` rows of the whole set, or why the pass failed, or, if it has not
-    /// ended after `deadline`, a deadline error (the set's passes are then cancelled): once,
-    /// from another thread, unless this throws.
+    /// ended after `deadline`, a deadline error (its pass alone is then cancelled: other
+    /// searches of the set go on): once, from another thread, unless this throws.
     func start(queries: [Float], top: Int, deadline: Duration,
                completion: @escaping @Sendable (Result<[[Neighbour]], any Error>) -> Void) throws {
         guard !keys.isEmpty else { return completion(.success(Array(repeating: [], count: queries.count / dimension))) }
         let pass = try SearchPass(queries: queries, dimension: dimension, top: top)
         let complete = OnceCompletion(completion)
-        let backend = backend, set = set
+        let backend = backend, set = set, key = backend.nextPass()
         let timer = Task {
             try await Task.sleep(for: deadline)
             let late = ClusterError(.jobFailed, "the search of set \"\(set)\" on the workers did not end within \(deadline.secondsText) s")
-            if complete(.failure(late)) { backend.coordinator.cancelPasses(of: backend.job) }
+            if complete(.failure(late)) { backend.coordinator.cancelPass(key) }
         }
         Task {
             let result: Result<[[Neighbour]], any Error>
-            do { result = .success(try await backend.run(pass).neighbours) } catch { result = .failure(error) }
+            do { result = .success(try await backend.run(pass, as: key).neighbours) } catch { result = .failure(error) }
             timer.cancel()
             complete(result)
         }
