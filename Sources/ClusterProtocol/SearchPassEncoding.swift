@@ -11,11 +11,14 @@ public struct SetPartition: Codable, Sendable, Equatable {
     /// Whether the partition's vectors follow, as the task's last array (f32[rowCount·D]);
     /// without them the worker searches its own copy, or answers with a retryable FAILURE.
     public var includesVectors: Bool
+    /// With the vectors: what shows later that this worker was sent them (`PartitionTicket`).
+    public var ticket: String?
 
-    public init(set: String, generation: UInt64, includesVectors: Bool) {
+    public init(set: String, generation: UInt64, includesVectors: Bool, ticket: String? = nil) {
         self.set = set
         self.generation = generation
         self.includesVectors = includesVectors
+        self.ticket = ticket
     }
 }
 

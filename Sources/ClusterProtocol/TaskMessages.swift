@@ -50,11 +50,18 @@ public struct WorkerIntroduction: Codable, Sendable, Equatable {
     public var name: String
     public var threads: Int
     public var pid: Int32?
+    /// Partitions of split searches it keeps from an earlier connection, most recently
+    /// searched first: at most `maximumHeldPartitions` (see `PartitionTicket`).
+    public var holds: [HeldPartition]?
 
-    public init(name: String, threads: Int, pid: Int32? = nil) {
+    /// The most `holds` a READY may name; the coordinator ignores every one of a READY naming more.
+    public static let maximumHeldPartitions = 4096
+
+    public init(name: String, threads: Int, pid: Int32? = nil, holds: [HeldPartition]? = nil) {
         self.name = name
         self.threads = threads
         self.pid = pid
+        self.holds = holds
     }
 }
 

@@ -347,7 +347,7 @@ public final class CodebookStore: Sendable {
             visited += 1
             let key = iterator.key
             guard key.starts(with: prefix) else { break }
-            try iterator.value.withUnsafeBytes { try body(String(decoding: key[prefix.count...], as: UTF8.self), $0) }
+            try iterator.withValue { try body(String(decoding: key[prefix.count...], as: UTF8.self), $0) }
             iterator.next()
         }
         try iterator.checkStatus()

@@ -58,6 +58,15 @@ extension Database {
             return [UInt8](copying: bytes, count: length)
         }
 
+        /// `body` of the current entry's value, read in place: the bytes are valid only
+        /// during the call.
+        public func withValue<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+            precondition(isValid, "value of an iterator that is not at an entry")
+            var length = 0
+            let bytes = rocksdb_iter_value(handle, &length)
+            return try body(UnsafeRawBufferPointer(start: bytes, count: length))
+        }
+
         /// Throws the error that stopped the iterator, if one did.
         public func checkStatus() throws {
             try LibRocksDB.call("iterate over \(columnFamily.name)", path: columnFamily.database.path) { error in

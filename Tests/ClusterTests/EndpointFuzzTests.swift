@@ -31,7 +31,13 @@ import ZeroMQ
             WireMessage(header: aimed(.result, &rng), metadata: statistics.shape, arrays: statistics.arrays)
         }
         switch Int.random(in: 0..<8, using: &rng) {
-        case 0: return WireMessage(header: WireHeader(.ready), metadata: WorkerIntroduction(name: "fuzzer", threads: 2))
+        case 0:
+            // Partitions it may not hold: some of a split search's job numbers, any shard, made-up tickets.
+            let holds = (0..<Int.random(in: 0...3, using: &rng)).map { _ in
+                HeldPartition(job: SplitSets.firstJob + UInt64.random(in: 0...2, using: &rng), shard: UInt32.random(in: 0...3, using: &rng),
+                              ticket: PartitionTicket.make())
+            }
+            return WireMessage(header: WireHeader(.ready), metadata: WorkerIntroduction(name: "fuzzer", threads: 2, holds: holds))
         case 1: return WireMessage(header: WireHeader(.workerHeartbeat))
         case 2:
             var kmeans = KMeansStatistics(k: k, dimension: d, withSquares: Bool.random(using: &rng))

@@ -384,35 +384,45 @@ import ZeroMQ
     }
 }
 
-/// A worker written for a test, from the protocol: it registers and heartbeats, and takes
-/// TASKs without answering them until `release()`, then fails each (for good).
+/// A worker written for a test, from the protocol: it registers (with `threads`) and
+/// heartbeats, and takes TASKs without answering them until `release()`, then fails each
+/// (for good), or `fail(pass:)`, which fails those of one pass; it says GOODBYE when stopped.
 final class StallingWorker: Sendable {
     private let stopping = Atomic<Bool>(false), releasing = Atomic<Bool>(false)
+    /// The pass whose TASKs held are to be failed; 0: none.
+    private let failing = Atomic<UInt32>(0)
     private let finished = DispatchSemaphore(value: 0)
     /// TASKs received.
     let tasks = Atomic<Int>(0)
 
-    init(context: ZeroMQContext, endpoint: String) {
+    init(context: ZeroMQContext, endpoint: String, threads: Int = 1) {
         let thread = Thread { [self] in
             defer { finished.signal() }
             guard let socket = try? Socket(.dealer, context: context), (try? socket.setLinger(.zero)) != nil,
                   (try? socket.connect(endpoint)) != nil else { return }
             func send(_ message: WireMessage) { _ = try? socket.send(frames: message.frames, dontWait: true) }
-            let ready = WireMessage(header: WireHeader(.ready), metadata: WorkerIntroduction(name: "staller", threads: 1))
+            let ready = WireMessage(header: WireHeader(.ready), metadata: WorkerIntroduction(name: "staller", threads: threads))
             send(ready)
             var held: [WireHeader] = [], lastSent = ContinuousClock.now
+            func fail(where failed: (WireHeader) -> Bool) {
+                for header in held where failed(header) {
+                    send(WireMessage(header: WireHeader(.failure, job: header.job, round: header.round, shard: header.shard),
+                                     metadata: FailureReport(message: "released", retry: false)))
+                }
+                held.removeAll(where: failed)
+            }
+            defer {
+                try? socket.setLinger(.milliseconds(200))
+                send(WireMessage(header: WireHeader(.goodbye)))
+            }
             while !stopping.load(ordering: .relaxed) {
                 if ContinuousClock.now - lastSent > .milliseconds(300) {
                     send(WireMessage(header: WireHeader(.workerHeartbeat)))
                     lastSent = .now
                 }
-                if releasing.load(ordering: .relaxed) {
-                    for header in held {
-                        send(WireMessage(header: WireHeader(.failure, job: header.job, round: header.round, shard: header.shard),
-                                         metadata: FailureReport(message: "released", retry: false)))
-                    }
-                    held = []
-                }
+                if releasing.load(ordering: .relaxed) { fail { _ in true } }
+                let pass = failing.exchange(0, ordering: .relaxed)
+                if pass != 0 { fail { $0.round == pass } }
                 guard let frames = (try? socket.receive(dontWait: true)) ?? nil, let message = try? WireMessage(frames: frames) else {
                     Thread.sleep(forTimeInterval: 0.002)
                     continue
@@ -430,8 +440,12 @@ final class StallingWorker: Sendable {
     /// Fails the TASKs held, and those that come later.
     func release() { releasing.store(true, ordering: .relaxed) }
 
+    /// Fails the TASKs of pass `pass` held now.
+    func fail(pass: UInt32) { failing.store(pass, ordering: .relaxed) }
+
+    /// Stops the thread (at most once) and waits for it.
     func stop() {
-        stopping.store(true, ordering: .relaxed)
+        guard !stopping.exchange(true, ordering: .relaxed) else { return }
         finished.wait()
     }
 }

@@ -64,7 +64,8 @@ public final class Coordinator: @unchecked Sendable {
 
     private enum Command {
         case start(RoundSpec, any RoundSink)
-        case cancel(UInt64)
+        /// Ends every pass of a job, or (`pass`) that one alone.
+        case cancel(UInt64, pass: UInt32?)
         /// The request thread's reply to a client's request.
         case reply(to: [UInt8], WireMessage)
         /// The persist thread has written what pass `key` writes first (or failed to).
@@ -208,7 +209,13 @@ public final class Coordinator: @unchecked Sendable {
     /// Forgets the passes of a job that ended, failing their sinks (a job's task waiting
     /// on one ends); their late results will be dropped.
     func cancelPasses(of job: UInt64) {
-        post(.cancel(job))
+        post(.cancel(job, pass: nil))
+    }
+
+    /// Forgets pass `key` alone, failing its sink, as `cancelPasses` does; the job's other
+    /// passes go on.
+    func cancelPass(_ key: RoundKey) {
+        post(.cancel(key.job, pass: key.round))
     }
 
     /// Hands `command` to the I/O thread and wakes it; false (and dropped) once it has stopped.
@@ -313,7 +320,9 @@ public final class Coordinator: @unchecked Sendable {
                 case .fail(let key, let why):
                     let sink = sinks.removeValue(forKey: key)
                     mergeThread.async { sink?.fail(why) }
-                    state.cancel(job: key.job)
+                    // That pass alone: the job's owner decides about the rest (other searches
+                    // of a split-searched set go on).
+                    state.cancel(pass: key)
                     metrics?.tasksFailed.increment()
                 case .persist(let key):
                     guard let sink = sinks[key] else { continue }
@@ -366,18 +375,20 @@ public final class Coordinator: @unchecked Sendable {
                 case .start(let spec, let sink):
                     sinks[spec.key] = sink
                     if !stopping { perform(state.start(spec, now: .now)) }
-                case .cancel(let job):
-                    state.cancel(job: job)
-                    let ended = sinks.filter { $0.key.job == job }.values
-                    mergeThread.async { for sink in ended { sink.fail("job \(job) ended") } }
-                    sinks = sinks.filter { $0.key.job != job }
+                case .cancel(let job, let pass):
+                    let ends = { (key: RoundKey) in key.job == job && (pass == nil || key.round == pass) }
+                    if let pass { state.cancel(pass: RoundKey(job: job, round: pass)) } else { state.cancel(job: job) }
+                    let ended = sinks.filter { ends($0.key) }.values
+                    let why = pass.map { "job \(job) pass \($0) ended" } ?? "job \(job) ended"
+                    mergeThread.async { for sink in ended { sink.fail(why) } }
+                    sinks = sinks.filter { !ends($0.key) }
                 case .reply(let client, let reply):
                     send(reply, to: client, on: clients)
                     respond(requests.answered(client), of: client)
                 case .persisted(let key, nil):
                     if !stopping { perform(state.persisted(key, now: .now)) }
                 case .persisted(let key, let failure?):
-                    state.cancel(job: key.job)
+                    state.cancel(pass: key)
                     let sink = sinks.removeValue(forKey: key)
                     mergeThread.async { sink?.fail(failure) }
                 case .checked(let claim, let failure):

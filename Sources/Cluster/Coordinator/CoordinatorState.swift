@@ -213,6 +213,11 @@ public struct CoordinatorState: Sendable {
     /// Kept for the `affinityJobs` latest jobs.
     private(set) var affinity: [UInt64: [Int: WorkerID]] = [:]
     static let affinityJobs = 8
+    /// Job → shard → the tickets sent with the shard's rows (`PartitionTicket`), the
+    /// `ticketsPerShard` latest: a worker that names one in its READY holds those rows, and
+    /// the shard goes back to it. Kept for the `affinityJobs` latest jobs.
+    private(set) var tickets: [UInt64: [Int: [String]]] = [:]
+    static let ticketsPerShard = 4
     /// RESULTs not taken: from a peer the shard was not out to (unregistered, another
     /// worker, a dropped one), for a shard already taken, or for a pass that is over or unknown.
     public private(set) var droppedResults = 0
@@ -243,6 +248,13 @@ public struct CoordinatorState: Sendable {
     public mutating func cancel(job: UInt64) {
         for key in rounds.keys where key.job == job { finish(key) }
         affinity.removeValue(forKey: job)
+        tickets.removeValue(forKey: job)
+    }
+
+    /// Forgets pass `key` alone (its job's other passes go on, and the affinity of its
+    /// shards is kept); its late results will be dropped.
+    public mutating func cancel(pass key: RoundKey) {
+        finish(key)
     }
 
     /// A message from a worker (already decoded). A RESULT that would be taken is first given
@@ -287,6 +299,7 @@ public struct CoordinatorState: Sendable {
             let terms = HeartbeatTerms(intervalMilliseconds: Int(settings.heartbeatInterval / .milliseconds(1)), liveness: settings.liveness)
             directives.append(.send(to: worker, WireMessage(header: WireHeader(.welcome), metadata: terms)))
             directives.append(.log("worker \(name) joined with \(introduction.threads) thread(s)"))
+            directives += recognise(introduction.holds ?? [], by: worker, name: name)
             return directives + dispatch(now: now)
         }
         let known = workers[worker] != nil
@@ -438,8 +451,7 @@ public struct CoordinatorState: Sendable {
             workers[worker]!.strikes = 0
             workers[worker]!.shardsDone += 1
         }
-        affinity[key.job, default: [:]][shard] = worker
-        if affinity.count > Self.affinityJobs, let oldest = affinity.keys.min() { affinity.removeValue(forKey: oldest) }
+        noteAffinity(of: shard, of: key.job, to: worker)
         var directives: [Directive] = [.deliver(key, shard: shard, claim.message)]
         let sent = checking.sent
         for (other, otherSent) in rounds[key]!.complete(shard, sentAt: sent, now: now) {
@@ -470,6 +482,39 @@ public struct CoordinatorState: Sendable {
         finish(key)
         let name = workers[worker]?.name ?? "unknown worker"
         return [.fail(key, "worker \(name): \(PeerText.escaped(report.message, limit: PeerText.messageLimit))")]
+    }
+
+    /// `worker` computed `shard` of `job` last (or holds its rows): the shard goes back to it.
+    private mutating func noteAffinity(of shard: Int, of job: UInt64, to worker: WorkerID) {
+        affinity[job, default: [:]][shard] = worker
+        if affinity.count > Self.affinityJobs, let oldest = affinity.keys.min() { affinity.removeValue(forKey: oldest) }
+    }
+
+    /// Gives `worker` the partitions it names with a ticket sent with their rows (to it,
+    /// under another identity: the READY of a worker that reconnected); names without such a
+    /// ticket change nothing, and a READY naming more than `maximumHeldPartitions` is
+    /// ignored as a whole.
+    private mutating func recognise(_ holds: [HeldPartition], by worker: WorkerID, name: String) -> [Directive] {
+        guard !holds.isEmpty else { return [] }
+        let most = WorkerIntroduction.maximumHeldPartitions
+        guard holds.count <= most else {
+            return [.log("worker \(name) names \(holds.count) partitions it holds, more than \(most): none is taken")]
+        }
+        var taken = 0
+        for held in holds where tickets[held.job]?[Int(held.shard)]?.contains(held.ticket) == true {
+            noteAffinity(of: Int(held.shard), of: held.job, to: worker)
+            taken += 1
+        }
+        return [.log("worker \(name) holds \(taken) of the \(holds.count) partitions it names (the others' tickets are unknown)")]
+    }
+
+    /// A new ticket for the rows of `shard` of `job`, sent with them.
+    private mutating func issueTicket(for shard: Int, of job: UInt64) -> String {
+        let ticket = PartitionTicket.make()
+        tickets[job, default: [:]][shard, default: []].append(ticket)
+        if tickets[job]![shard]!.count > Self.ticketsPerShard { tickets[job]![shard]!.removeFirst() }
+        if tickets.count > Self.affinityJobs, let oldest = tickets.keys.min() { tickets.removeValue(forKey: oldest) }
+        return ticket
     }
 
     /// One strike against `worker`; at `strikesBeforeDrop` in a row it is dropped and benched.
@@ -580,7 +625,10 @@ public struct CoordinatorState: Sendable {
         var assignment = spec.assignment(of: shard, includesModel: includesModel)
         // Rows that travel with their task go to a worker that may not hold them.
         let carried = (spec.layout as? any CarriedShards).flatMap { affinity[key.job]?[shard] != worker ? $0 : nil }
-        carried?.carry(&assignment)
+        if let carried {
+            carried.carry(&assignment)
+            assignment.partition?.ticket = issueTicket(for: shard, of: key.job)
+        }
         rounds[key]!.hold(shard, by: worker, at: now)
         workers[worker]!.modelRounds.insert(key)
         workers[worker]!.inFlight[key, default: []].insert(shard)

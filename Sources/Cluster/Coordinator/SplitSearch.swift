@@ -22,22 +22,22 @@ struct SplitSet: Sendable {
 
     /// Starts the search of `queries` on the workers and returns; `completion` gets each
     /// query's best `top` rows of the whole set, or why the pass failed, or, if it has not
-    /// ended after `deadline`, a deadline error (the set's passes are then cancelled): once,
-    /// from another thread, unless this throws.
+    /// ended after `deadline`, a deadline error (its pass alone is then cancelled: other
+    /// searches of the set go on): once, from another thread, unless this throws.
     func start(queries: [Float], top: Int, deadline: Duration,
                completion: @escaping @Sendable (Result<[[Neighbour]], any Error>) -> Void) throws {
         guard !keys.isEmpty else { return completion(.success(Array(repeating: [], count: queries.count / dimension))) }
         let pass = try SearchPass(queries: queries, dimension: dimension, top: top)
         let complete = OnceCompletion(completion)
-        let backend = backend, set = set
+        let backend = backend, set = set, key = backend.nextPass()
         let timer = Task {
             try await Task.sleep(for: deadline)
             let late = ClusterError(.jobFailed, "the search of set \"\(set)\" on the workers did not end within \(deadline.secondsText) s")
-            if complete(.failure(late)) { backend.coordinator.cancelPasses(of: backend.job) }
+            if complete(.failure(late)) { backend.coordinator.cancelPass(key) }
         }
         Task {
             let result: Result<[[Neighbour]], any Error>
-            do { result = .success(try await backend.run(pass).neighbours) } catch { result = .failure(error) }
+            do { result = .success(try await backend.run(pass, as: key).neighbours) } catch { result = .failure(error) }
             timer.cancel()
             complete(result)
         }
@@ -61,13 +61,18 @@ private final class OnceCompletion<Value: Sendable>: Sendable {
 
 /// The partitions of a stored set as a search pass's shards: each task says which rows of
 /// which generation of the set it searches, and carries them, read from the store as the
-/// task goes out (off the I/O thread), to a worker that may not hold them.
+/// task goes out (off the I/O thread), to a worker that may not hold them. A partition is
+/// read in up to `readers` pieces at once, each from its own first key, straight into the
+/// task's array.
 struct SetPartitions: CarriedShards {
     let store: CodebookStore
     let set: String
     let generation: UInt64
     let dimension: Int
     let keys: [String]
+
+    /// The most pieces of a partition read at once, and the fewest rows of a piece.
+    static let readers = 4, pieceRows = 4096
 
     func place(_ assignment: inout TaskAssignment, items: Range<Int>) {
         RowShards().place(&assignment, items: items)
@@ -79,23 +84,47 @@ struct SetPartitions: CarriedShards {
     }
 
     func rows(_ items: Range<Int>) throws -> [UInt8] {
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(items.count * dimension * 4)
-        var row = items.lowerBound
-        try store.forEachVector(set: set, from: keys[row], limit: items.count) { key, value in
+        let rowBytes = dimension * 4
+        let pieces = max(1, min(Self.readers, items.count / Self.pieceRows))
+        // By piece: why it could not be read (the first piece's error is reported).
+        let failures = Mutex<[Int: any Error]>([:])
+        let bytes = try [UInt8](unsafeUninitializedCapacity: items.count * rowBytes) { buffer, count in
+            // Each piece writes its own rows only.
+            nonisolated(unsafe) let target = UnsafeMutableRawBufferPointer(buffer)
+            DispatchQueue.concurrentPerform(iterations: pieces) { piece in
+                let first = items.lowerBound + items.count * piece / pieces, end = items.lowerBound + items.count * (piece + 1) / pieces
+                let offset = (first - items.lowerBound) * rowBytes
+                do {
+                    try read(first ..< end, into: UnsafeMutableRawBufferPointer(rebasing: target[offset ..< offset + (end - first) * rowBytes]))
+                } catch {
+                    failures.withLock { $0[piece] = error }
+                }
+            }
+            if let failure = failures.withLock({ $0.min { $0.key < $1.key }?.value }) { throw failure }
+            count = items.count * rowBytes
+        }
+        return bytes
+    }
+
+    /// Reads the float32 values of rows `range` into `target` (`range.count` rows of 4·D bytes).
+    private func read(_ range: Range<Int>, into target: UnsafeMutableRawBufferPointer) throws {
+        let rowBytes = dimension * 4
+        var row = range.lowerBound
+        try store.forEachVector(set: set, from: keys[row], limit: range.count) { key, value in
             // Keys other than the plan's: the set changed since (its next search plans again).
             guard key == keys[row] else {
                 throw ClusterError(.conflict, "set \"\(set)\" changed while it was searched (row \(row) is \"\(key)\", "
                                    + "not \"\(keys[row])\"); search again")
             }
-            bytes.append(contentsOf: try SetVectors.floatBytes(of: value, set: set, key: key, dimension: dimension))
+            let floats = try SetVectors.floatBytes(of: value, set: set, key: key, dimension: dimension)
+            UnsafeMutableRawBufferPointer(rebasing: target[(row - range.lowerBound) * rowBytes ..< (row - range.lowerBound + 1) * rowBytes])
+                .copyMemory(from: floats)
             row += 1
         }
-        guard row == items.upperBound else {
+        guard row == range.upperBound else {
             throw ClusterError(.conflict, "set \"\(set)\" changed while it was searched (it ends at row \(row), "
-                               + "before \(items.upperBound)); search again")
+                               + "before \(range.upperBound)); search again")
         }
-        return bytes
     }
 }
 

@@ -57,6 +57,15 @@ public struct ClusterBackend: StatisticsBackend {
     public var dimension: Int { corpus.dimension }
 
     public func run<C: ShardComputation>(_ computation: C) async throws -> C.Statistics {
+        try await run(computation, as: nextPass())
+    }
+
+    /// The key of a new pass of this job, for `run(_:as:)`: numbered after every pass before.
+    func nextPass() -> RoundKey { RoundKey(job: job, round: passes.next()) }
+
+    /// Runs `computation` as pass `key`, which `nextPass()` gave (so its owner knows the
+    /// pass before it starts, e.g. to cancel it alone).
+    func run<C: ShardComputation>(_ computation: C, as key: RoundKey) async throws -> C.Statistics {
         guard let wire = computation as? any WireComputation,
               let statisticsType = C.Statistics.self as? any CheckedStatistics.Type else {
             throw ClusterError(.invalidRequest, "\(C.self) cannot run on a cluster: it has no wire encoding")
@@ -64,7 +73,7 @@ public struct ClusterBackend: StatisticsBackend {
         var description = wire.description
         // A sample's rows are the corpus's, or the projection's when projected (which says so).
         if description.kind == .sample && description.projection == nil { description.dimension = corpus.dimension }
-        var spec = RoundSpec(key: RoundKey(job: job, round: passes.next()), corpus: corpus, plan: plan,
+        var spec = RoundSpec(key: key, corpus: corpus, plan: plan,
                              computation: description, model: wire.modelArrays, layout: layout)
         let write = pendingWrite.take()
         spec.persistsFirst = write != nil

@@ -171,7 +171,10 @@ public final class Worker: @unchecked Sendable {
             logger.error("cannot start the worker's I/O thread: \(error)")
             return
         }
-        var state = WorkerState(settings: settings, pid: getpid())
+        let partitions = partitions
+        var state = WorkerState(settings: settings, pid: getpid()) {
+            partitions.held(limit: WorkerIntroduction.maximumHeldPartitions)
+        }
         var connection: Connection?
         var poller = Poller()
         poller.register(listener)

@@ -5,7 +5,8 @@ import Synchronization
 /// The partitions of stored sets a worker was sent by search tasks, kept so that the next
 /// search of the set sends only its queries: at most `budget` bytes of vectors, the least
 /// recently searched dropped first. A partition of a newer generation of its set replaces
-/// the older generation's partitions.
+/// the older generation's partitions. Each keeps the job, shard and ticket of the task
+/// that carried it, which a READY names (`held`) so that a reconnected worker keeps them.
 final class PartitionCache: Sendable {
     private struct Key: Hashable {
         var set: String
@@ -16,7 +17,7 @@ final class PartitionCache: Sendable {
     }
 
     private struct State {
-        var entries: [Key: (rows: DescriptorMatrix, used: UInt64)] = [:]
+        var entries: [Key: (rows: DescriptorMatrix, used: UInt64, held: HeldPartition?)] = [:]
         var bytes = 0
         var clock: UInt64 = 0
     }
@@ -28,6 +29,13 @@ final class PartitionCache: Sendable {
 
     /// Bytes of vectors held.
     var bytes: Int { state.withLock { $0.bytes } }
+
+    /// The partitions held that came with a ticket, most recently searched first: at most `limit`.
+    func held(limit: Int) -> [HeldPartition] {
+        state.withLock { state in
+            Array(state.entries.values.sorted { $0.used > $1.used }.lazy.compactMap(\.held).prefix(limit))
+        }
+    }
 
     /// The rows `task` searches: those it carries (kept, if they fit), or the copy kept of
     /// its partition; nil if neither (the coordinator sends them again).
@@ -56,7 +64,8 @@ final class PartitionCache: Sendable {
                 state.bytes -= state.entries.removeValue(forKey: oldest)!.rows.rows * oldest.dimension * 4
             }
             state.clock += 1
-            state.entries[key] = (rows, state.clock)
+            let held = partition.ticket.map { HeldPartition(job: task.header.job, shard: task.header.shard, ticket: $0) }
+            state.entries[key] = (rows, state.clock, held)
             state.bytes += size
         }
         return rows

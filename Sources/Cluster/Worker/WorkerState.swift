@@ -80,17 +80,22 @@ struct WorkerState {
 
     /// The process id the READY carries.
     let pid: Int32?
+    /// The partitions the worker keeps, which each READY names (see `PartitionTicket`).
+    private let held: () -> [HeldPartition]
 
-    init(settings: WorkerSettings, pid: Int32? = nil) {
+    init(settings: WorkerSettings, pid: Int32? = nil, held: @escaping () -> [HeldPartition] = { [] }) {
         self.settings = settings
         self.pid = pid
+        self.held = held
         interval = settings.heartbeatInterval
         liveness = settings.liveness
     }
 
     private var introduction: WireMessage {
-        WireMessage(header: WireHeader(.ready),
-                    metadata: WorkerIntroduction(name: settings.name, threads: settings.threads, pid: pid))
+        let holds = held()
+        return WireMessage(header: WireHeader(.ready),
+                           metadata: WorkerIntroduction(name: settings.name, threads: settings.threads, pid: pid,
+                                                        holds: holds.isEmpty ? nil : holds))
     }
 
     var isConnected: Bool {
@@ -236,7 +241,8 @@ struct WorkerState {
 
     /// The partition a search task carries as its last array: rowCount·D values.
     private static func carriedRows(of message: WireMessage, _ assignment: TaskAssignment) throws -> [Float]? {
-        guard assignment.partition?.includesVectors == true else { return nil }
+        guard let partition = assignment.partition, partition.includesVectors else { return nil }
+        if let ticket = partition.ticket { try PartitionTicket.check(ticket) }
         let count = try PassDecoder.product(assignment.rowCount, assignment.computation.dimension)
         guard let last = message.arrays.indices.last else { throw ClusterError.malformed("the task carries no partition array") }
         return try message.array(last, as: Float.self, count: count)

@@ -1,0 +1,175 @@
+@testable import Cluster
+import ClusterProtocol
+import Foundation
+import Search
+import Storage
+import Telemetry
+import TestSupport
+import Testing
+import ZeroMQ
+
+/// A worker that reconnects (a new identity at the coordinator) keeps the partitions it
+/// was sent: it names them in its READY with the ticket that came with their rows, and
+/// the coordinator sends it only the queries for those whose ticket it made; a peer that
+/// names partitions it was not sent changes nothing.
+@Suite struct HeldPartitionTests {
+    typealias T = CoordinatorStateTests
+    static let job = SplitSets.firstJob
+    static let alice2: WorkerID = Array("alice, reconnected".utf8)
+    static let mallory: WorkerID = Array("mallory".utf8)
+
+    /// The TASKs among `directives`: (worker, shard, ticket if it carries rows).
+    static func tasks(_ directives: [CoordinatorState.Directive]) -> [(worker: WorkerID, shard: Int, ticket: String?)] {
+        SplitSearchTests.tasks(directives).map { task in
+            let ticket = directives.lazy.compactMap { directive -> String? in
+                guard case .sendCarrying(let to, let message, _, _) = directive, to == task.worker,
+                      Int(message.header.shard) == task.shard else { return nil }
+                return try? message.decode(TaskAssignment.self).partition?.ticket
+            }.first
+            #expect(task.carried == (ticket != nil), "a TASK carries rows with a ticket, and only then")
+            return (task.worker, task.shard, ticket)
+        }
+    }
+
+    static func ready(_ name: String, holds: [HeldPartition]) -> WireMessage {
+        WireMessage(header: WireHeader(.ready), metadata: WorkerIntroduction(name: name, threads: 2, holds: holds))
+    }
+
+    /// Alice searched both partitions in pass 1 (with their rows); the tickets she was sent.
+    static func aliceHoldsBothPartitions(_ state: inout CoordinatorState) throws -> [String] {
+        _ = state.receive(T.ready("alice", threads: 2), from: T.alice, now: at(0))
+        let first = tasks(state.start(SplitSearchTests.searchSpec(round: 1), now: at(0)))
+        try #require(first.map(\.shard) == [0, 1] && first.allSatisfy { $0.worker == T.alice && $0.ticket != nil })
+        for shard in 0..<2 { _ = state.receive(T.result(job: job, round: 1, shard: shard), from: T.alice, now: at(0.1)) }
+        let tickets = first.map { $0.ticket! }
+        #expect(Set(tickets).count == 2 && tickets.allSatisfy { (try? PartitionTicket.check($0)) != nil })
+        return tickets
+    }
+
+    @Test func aReconnectedWorkerKeepsThePartitionsItShowsTicketsFor() throws {
+        var state = CoordinatorState()
+        let tickets = try Self.aliceHoldsBothPartitions(&state)
+        // Alice reconnects under a new identity, naming both; the old one is not yet dead.
+        let holds = (0..<2).map { HeldPartition(job: Self.job, shard: UInt32($0), ticket: tickets[$0]) }
+        _ = state.receive(Self.ready("alice", holds: holds), from: Self.alice2, now: at(0.2))
+        _ = state.receive(T.ready("bob", threads: 2), from: T.bob, now: at(0.2))
+        let second = Self.tasks(state.start(SplitSearchTests.searchSpec(round: 2), now: at(0.3)))
+        #expect(second.count == 2 && second.allSatisfy { $0.worker == Self.alice2 && $0.ticket == nil }, "\(second)")
+    }
+
+    @Test func namesWithoutTheirTicketChangeNothing() throws {
+        var state = CoordinatorState()
+        let tickets = try Self.aliceHoldsBothPartitions(&state)
+        let other = SplitSets.firstJob + 1
+        // Mallory names both partitions: a made-up ticket, the other partition's ticket,
+        // a ticket of another job, an empty and an overlong ticket; then (another READY)
+        // partitions past the most a READY may name, with their right tickets among them.
+        let forged = [HeldPartition(job: Self.job, shard: 0, ticket: PartitionTicket.make()),
+                      HeldPartition(job: Self.job, shard: 1, ticket: tickets[0]),
+                      HeldPartition(job: other, shard: 0, ticket: tickets[0]),
+                      HeldPartition(job: Self.job, shard: 0, ticket: ""),
+                      HeldPartition(job: Self.job, shard: 1, ticket: tickets[1] + tickets[1])]
+        let logged = state.receive(Self.ready("mallory", holds: forged), from: Self.mallory, now: at(0.2))
+        #expect(logged.contains(.log("worker mallory holds 0 of the 5 partitions it names (the others' tickets are unknown)")))
+        let tooMany = (0...WorkerIntroduction.maximumHeldPartitions).map {
+            HeldPartition(job: Self.job, shard: UInt32($0 % 2), ticket: tickets[$0 % 2])
+        }
+        let refused = state.receive(Self.ready("mallory", holds: tooMany), from: Self.mallory, now: at(0.3))
+        #expect(refused.contains(.log("worker mallory names 4097 partitions it holds, more than 4096: none is taken")))
+        // Alice is gone: the partitions go to mallory with their rows (and new tickets).
+        _ = state.receive(WireMessage(header: WireHeader(.goodbye)), from: T.alice, now: at(0.4))
+        let second = Self.tasks(state.start(SplitSearchTests.searchSpec(round: 2), now: at(0.5)))
+        #expect(second.count == 2 && second.allSatisfy { $0.worker == Self.mallory && $0.ticket != nil }, "\(second)")
+        #expect(Set(second.compactMap(\.ticket)).isDisjoint(with: tickets))
+    }
+
+    /// A cancelled job's tickets are forgotten: naming them later changes nothing.
+    @Test func aCancelledJobsTicketsAreForgotten() throws {
+        var state = CoordinatorState()
+        let tickets = try Self.aliceHoldsBothPartitions(&state)
+        state.cancel(job: Self.job)
+        let holds = (0..<2).map { HeldPartition(job: Self.job, shard: UInt32($0), ticket: tickets[$0]) }
+        let logged = state.receive(Self.ready("alice", holds: holds), from: Self.alice2, now: at(0.2))
+        #expect(logged.contains(.log("worker alice holds 0 of the 2 partitions it names (the others' tickets are unknown)")))
+    }
+
+    /// The worker's side: it names the partitions it keeps (with the ticket of the task that
+    /// carried them, most recently searched first) in every READY, and fails a task whose
+    /// ticket is not 32 hexadecimal digits.
+    @Test func aWorkerNamesWhatItKeepsAndRefusesAMalformedTicket() throws {
+        let cache = PartitionCache(budget: 1 << 20)
+        var state = WorkerState(settings: WorkerSettings(name: "w", threads: 1)) { cache.held(limit: 10) }
+        _ = state.start()
+        _ = state.connected(now: at(0))
+        let pass = try SearchPass(queries: [1, 0], dimension: 2, top: 1)
+        func task(shard: UInt32, ticket: String?, model: Bool) -> [[UInt8]] {
+            var assignment = TaskAssignment(corpus: CorpusReference(path: "S", rows: 8, dimension: 2, fileSize: 0),
+                                            firstRow: Int(shard) * 4, rowCount: 4, computation: pass.description, includesModel: model)
+            assignment.partition = SetPartition(set: "S", generation: 1, includesVectors: true, ticket: ticket)
+            return WireMessage(header: WireHeader(.task, job: Self.job, round: 1, shard: shard), metadata: assignment,
+                               arrays: (model ? pass.modelArrays : []) + [Frame.encode([Float](repeating: 1, count: 8))]).frames
+        }
+        let tickets = [PartitionTicket.make(), PartitionTicket.make()]
+        for shard in 0..<2 {
+            let directives = state.receive(task(shard: UInt32(shard), ticket: tickets[shard], model: shard == 0), now: at(0.1))
+            guard case .compute(let computed)? = directives.first else { Issue.record("\(directives)"); return }
+            _ = try cache.rows(for: computed)
+        }
+        let resync = state.receive(WireMessage(header: WireHeader(.resync)).frames, now: at(0.2))
+        guard case .send(let ready)? = resync.first else { Issue.record("\(resync)"); return }
+        #expect(try ready.decode(WorkerIntroduction.self).holds == [HeldPartition(job: Self.job, shard: 1, ticket: tickets[1]),
+                                                                    HeldPartition(job: Self.job, shard: 0, ticket: tickets[0])])
+        for bad in ["", String(tickets[0].dropLast()), tickets[0].uppercased(), tickets[0] + "0", String(repeating: "g", count: 32)]
+            where bad != tickets[0] {
+            let failed = state.receive(task(shard: 0, ticket: bad, model: false), now: at(0.3))
+            guard case .send(let failure)? = failed.first, failure.header.type == .failure else { Issue.record("\(failed)"); continue }
+            #expect(try failure.decode(FailureReport.self).message.contains("a partition ticket must be 32 lower-case hexadecimal digits"))
+        }
+    }
+
+    /// A network blip (the relay between a worker and its coordinator drops the connection):
+    /// the worker's socket reconnects, the coordinator sees a new identity, and the next
+    /// split search sends the worker only its queries, with the same reply.
+    @Test(.timeLimit(.minutes(2)))
+    func aWorkerBackAfterANetworkBlipIsNotSentItsPartitionsAgain() async throws {
+        let scratch = try TemporaryDirectory()
+        let store = try SplitSearchTests.store(at: scratch.file("db"))
+        let context = try ZeroMQContext(), registry = MetricsRegistry()
+        var settings = CoordinatorSettings()
+        settings.searchPartitionRows = 4096
+        settings.resumesStoredJobs = false
+        let coordinator = Coordinator(context: context, workersEndpoint: "tcp://127.0.0.1:*",
+                                      clientsEndpoint: "inproc://held-clients-\(UUID().uuidString)", settings: settings,
+                                      store: store, metrics: CoordinatorMetrics(registry: registry), logger: quietLogger())
+        let endpoints = try coordinator.start()
+        defer { coordinator.stop() }
+        let relay = try TCPRelay(target: try #require(Int(endpoints.workers.split(separator: ":").last!)))
+        defer { relay.stop() }
+        let worker = Worker(context: context, endpoint: "tcp://127.0.0.1:\(relay.port)",
+                            settings: WorkerSettings(name: "w", threads: 1), logger: quietLogger())
+        worker.start()
+        defer { worker.stop() }
+        let client = try ClusterClient(context: context, endpoint: endpoints.clients, timeout: .seconds(60))
+        #expect(try await waitUntil(timeout: 20) { try client.status().workers.count == 1 })
+        func taskBytes() -> Int {
+            let text = String(decoding: registry.exposition(), as: UTF8.self)
+            return text.split(separator: "\n").first { $0.hasPrefix("codebook_task_bytes_total ") }
+                .flatMap { Int($0.split(separator: " ").last!) } ?? -1
+        }
+        let queries = [Float](repeating: 1, count: SplitSearchTests.dimension)
+        let request = SearchRequest(set: "S", top: 10, queries: 1, split: true)
+        let first = try client.search(request, vectors: queries)
+        let sent = taskBytes()
+        let partitionBytes = SplitSearchTests.rows * SplitSearchTests.dimension * 4
+        #expect(sent > partitionBytes, "the first search sent the partitions (\(sent) bytes)")
+
+        relay.cut()
+        // The new connection registers (a second worker, until the old identity is declared dead).
+        #expect(try await waitUntil(timeout: 20) { try client.status().workers.count == 2 }, "the worker came back")
+        #expect(try await waitUntil(timeout: 20) { try client.status().workers.count == 1 }, "the old identity died")
+        let second = try client.search(request, vectors: queries)
+        #expect(SplitSearchTests.same(first, second))
+        let resent = taskBytes() - sent
+        #expect(resent < partitionBytes / 4, "the second search sent \(resent) bytes of tasks")
+    }
+}
