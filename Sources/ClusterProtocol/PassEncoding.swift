@@ -49,6 +49,9 @@ public struct PassDescription: Codable, Sendable, Equatable {
     public var sampling: Double?
     /// k-means‖ round: the weighting pass, which counts the rows nearest each candidate.
     public var weighs: Bool?
+    /// k-means‖ round: the pass of the same job whose candidates (the first `measured`) the
+    /// candidates frame extends; it then holds only the rest (`ModelExtension`). Absent: all.
+    public var extendsPass: UInt32?
     /// A PCA applied to every row (after `transform`) before the computation; `dimension`
     /// is then its output D'.
     public var projection: ProjectionDescription?

@@ -50,11 +50,15 @@ public struct WorkerIntroduction: Codable, Sendable, Equatable {
     public var name: String
     public var threads: Int
     public var pid: Int32?
+    /// Whether it takes a k-means‖ round's candidates as an extension of the previous
+    /// round's (`ModelExtension`); absent: false.
+    public var extendsCandidates: Bool?
 
-    public init(name: String, threads: Int, pid: Int32? = nil) {
+    public init(name: String, threads: Int, pid: Int32? = nil, extendsCandidates: Bool? = nil) {
         self.name = name
         self.threads = threads
         self.pid = pid
+        self.extendsCandidates = extendsCandidates
     }
 }
 
