@@ -36,7 +36,7 @@ import ZeroMQ
                                                   model: Self.model(5), extending: previous))
         #expect(partial.previous == 3 && partial.computation.extendsPass == 3 && partial.computation.k == 5)
         #expect(partial.model == [Frame.encode(Array(Self.candidates(5)[(3 * Self.d)...]))])
-        // The weighting pass adds none.
+        // A pass that measures no new candidate sends none.
         let weights = try #require(ModelExtension(round: 4, computation: Self.round(2, candidates: 3, measured: 3, weighs: true),
                                                   model: Self.model(3), extending: previous))
         #expect(weights.model == [[]])
@@ -178,8 +178,9 @@ import ZeroMQ
 
     /// k-means‖ seeding through a coordinator and Swift workers: the local engine's centres,
     /// bit for bit, with 1 or 2 workers, kept distances or none, and a worker stopped while
-    /// a round runs and another started; with 2 steady workers, the weighting pass, which
-    /// adds no candidate, sends none (the old protocol sent every candidate to each worker).
+    /// a round runs and another started; with 2 steady workers, the weighting pass sends each
+    /// only the last round's candidates, fewer than half of all (the old protocol sent every
+    /// candidate to each worker).
     @Test(.timeLimit(.minutes(2)), arguments: [(2, DistanceCache.seedingDefault, false), (1, 0, false),
                                                (2, DistanceCache.seedingDefault, true), (2, 0, true)])
     func seedingOnAClusterSendsNewCandidatesOnlyAndMatchesTheLocalEngine(workers count: Int, seedingMemory: Int, churn: Bool) async throws {
