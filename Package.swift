@@ -100,7 +100,7 @@ let package = Package(
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"]),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "Descriptors", "TestSupport"]),
         .testTarget(name: "ClusterProtocolTests", dependencies: ["ClusterProtocol", "Clustering", "Descriptors", "Features"]),
-        .testTarget(name: "ClusterTests", dependencies: ["ClusterProtocol", "Cluster", "Clustering", "Descriptors", "Features", "Search", "ZeroMQ", "Storage", "codebook",
+        .testTarget(name: "ClusterTests", dependencies: ["ClusterProtocol", "Cluster", "Clustering", "Descriptors", "Features", "Search", "ZeroMQ", "Storage", "Telemetry", "codebook",
                                                          "TestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["codebook", "ClusterProtocol", "Descriptors", "Features", "TestSupport"], exclude: ["Goldens"]),
     ]

@@ -49,6 +49,9 @@ public struct PassDescription: Codable, Sendable, Equatable {
     public var sampling: Double?
     /// k-means‖ round: the weighting pass, which counts the rows nearest each candidate.
     public var weighs: Bool?
+    /// k-means‖ round: the pass of the same job whose candidates (the first `measured`) the
+    /// candidates frame extends; it then holds only the rest (`ModelExtension`). Absent: all.
+    public var extendsPass: UInt32?
     /// A PCA applied to every row (after `transform`) before the computation; `dimension`
     /// is then its output D'.
     public var projection: ProjectionDescription?
@@ -147,16 +150,18 @@ enum StatisticsCheck {
         }
     }
 
-    static func finite(_ values: [Double], _ name: String) throws {
+    /// - Parameter index: the index a value is named by, from its position (a sparse form
+    ///   names the dense index).
+    static func finite(_ values: [Double], _ name: String, index: (Int) -> Int = { $0 }) throws {
         if let bad = values.firstIndex(where: { !$0.isFinite }) {
-            throw ClusterError.malformed("\(name)[\(bad)] is \(values[bad])")
+            throw ClusterError.malformed("\(name)[\(index(bad))] is \(values[bad])")
         }
     }
 
     /// Finite and ≥ 0 (sums of squares, masses, distances).
-    static func nonNegative(_ values: [Double], _ name: String) throws {
+    static func nonNegative(_ values: [Double], _ name: String, index: (Int) -> Int = { $0 }) throws {
         if let bad = values.firstIndex(where: { !($0.isFinite && $0 >= 0) }) {
-            throw ClusterError.malformed("\(name)[\(bad)] is \(values[bad]), not a finite value ≥ 0")
+            throw ClusterError.malformed("\(name)[\(index(bad))] is \(values[bad]), not a finite value ≥ 0")
         }
     }
 }
@@ -374,7 +379,7 @@ extension KMeansStatistics: CheckedStatistics {
 
     /// Whether the sparse form is the smaller: it is what a worker sends.
     public var sparseIsSmaller: Bool {
-        let listed = counts.reduce(0) { $0 + ($1 > 0 ? 1 : 0) }
+        let listed = self.listed?.count ?? counts.reduce(0) { $0 + ($1 > 0 ? 1 : 0) }
         // Values per cluster: count, D sums, objective (and D sums of squares); listed: one more, its index.
         let perCluster = 2 + dimension * (sumsOfSquares == nil ? 1 : 2)
         return listed * (perCluster + 1) < k * perCluster
@@ -386,6 +391,7 @@ extension KMeansStatistics: CheckedStatistics {
     /// `clusters` m in the metadata, their indices i64[m] in ascending order, then the same
     /// arrays for those m clusters.
     public func encoded(sparse: Bool) -> (shape: StatisticsShape, arrays: [[UInt8]]) {
+        guard listed == nil else { return expanded().encoded(sparse: sparse) }
         var shape = StatisticsShape(rows: rows, dimension: dimension, k: k, withSquares: sumsOfSquares != nil,
                                     skippedRows: skippedRows > 0 ? skippedRows : nil)
         guard sparse else {
@@ -421,9 +427,6 @@ extension KMeansStatistics: CheckedStatistics {
         let listedSums = try message.array(2, as: Double.self, count: try PassDecoder.product(m, d))
         let listedObjective = try message.array(3, as: Double.self, count: m)
         let listedSquares = squares ? try message.array(4, as: Double.self, count: try PassDecoder.product(m, d)) : nil
-        self.init(k: k, dimension: d, withSquares: squares)
-        rows = shape.rows
-        skippedRows = shape.skippedRows ?? 0
         var previous: Int64 = -1
         for (i, cluster) in listed.enumerated() {
             guard cluster >= 0, cluster < k else {
@@ -437,12 +440,11 @@ extension KMeansStatistics: CheckedStatistics {
                 throw ClusterError.malformed("listed cluster \(cluster) has \(listedCounts[i]) rows; a listed cluster has at least 1")
             }
             previous = cluster
-            let c = Int(cluster)
-            counts[c] = Int(listedCounts[i])
-            clusterObjective[c] = listedObjective[i]
-            sums.replaceSubrange(c * d ..< (c + 1) * d, with: listedSums[i * d ..< (i + 1) * d])
-            if let listedSquares { sumsOfSquares!.replaceSubrange(c * d ..< (c + 1) * d, with: listedSquares[i * d ..< (i + 1) * d]) }
         }
+        // Kept sparse: the merge adds the listed clusters only (`KMeansStatistics.merge`).
+        self.init(k: k, dimension: d, rows: shape.rows, listed: listed.map { Int($0) }, counts: listedCounts.map { Int($0) },
+                  sums: listedSums, clusterObjective: listedObjective, sumsOfSquares: listedSquares)
+        skippedRows = shape.skippedRows ?? 0
     }
 
     /// Rows as the shard's, counts ≥ 0 adding up to them, finite sums, objectives and sums
@@ -458,25 +460,29 @@ extension KMeansStatistics: CheckedStatistics {
         guard skippedRows >= 0, skippedRows <= rows else {
             throw ClusterError.malformed("skippedRows \(skippedRows) is not between 0 and the shard's \(rows) rows")
         }
+        // A sparse form's values are named by their clusters' dense indices.
+        let d = dimension
+        let cluster = { (entry: Int) in self.listed?[entry] ?? entry }
+        let value = { (position: Int) in cluster(position / d) * d + position % d }
         var total = 0
         for (c, count) in counts.enumerated() {
             // Each count at most the rows left, so the total cannot overflow.
             guard count >= 0, count <= rows - total else {
-                throw ClusterError.malformed("cluster \(c) has \(count) rows; the counts must be ≥ 0 and add up to the shard's \(rows)")
+                throw ClusterError.malformed("cluster \(cluster(c)) has \(count) rows; the counts must be ≥ 0 and add up to the shard's \(rows)")
             }
             total += count
         }
         guard total == rows else {
             throw ClusterError.malformed("the counts add up to \(total) rows but the shard has \(rows)")
         }
-        try StatisticsCheck.finite(sums, "sums")
-        try StatisticsCheck.nonNegative(clusterObjective, "clusterObjective")
-        if let sumsOfSquares { try StatisticsCheck.nonNegative(sumsOfSquares, "sumsOfSquares") }
-        for c in 0..<k where counts[c] == 0 {
-            let block = c * dimension ..< (c + 1) * dimension
-            guard clusterObjective[c] == 0, sums[block].allSatisfy({ $0 == 0 }),
+        try StatisticsCheck.finite(sums, "sums", index: value)
+        try StatisticsCheck.nonNegative(clusterObjective, "clusterObjective", index: cluster)
+        if let sumsOfSquares { try StatisticsCheck.nonNegative(sumsOfSquares, "sumsOfSquares", index: value) }
+        for (entry, count) in counts.enumerated() where count == 0 {
+            let block = entry * dimension ..< (entry + 1) * dimension
+            guard clusterObjective[entry] == 0, sums[block].allSatisfy({ $0 == 0 }),
                   sumsOfSquares?[block].allSatisfy({ $0 == 0 }) ?? true else {
-                throw ClusterError.malformed("cluster \(c) has no rows but non-zero sums")
+                throw ClusterError.malformed("cluster \(cluster(entry)) has no rows but non-zero sums")
             }
         }
     }

@@ -53,15 +53,19 @@ public struct WorkerIntroduction: Codable, Sendable, Equatable {
     /// Partitions of split searches it keeps from an earlier connection, most recently
     /// searched first: at most `maximumHeldPartitions` (see `PartitionTicket`).
     public var holds: [HeldPartition]?
+    /// Whether it takes a k-means‖ round's candidates as an extension of the previous
+    /// round's (`ModelExtension`); absent: false.
+    public var extendsCandidates: Bool?
 
     /// The most `holds` a READY may name; the coordinator ignores every one of a READY naming more.
     public static let maximumHeldPartitions = 4096
 
-    public init(name: String, threads: Int, pid: Int32? = nil, holds: [HeldPartition]? = nil) {
+    public init(name: String, threads: Int, pid: Int32? = nil, holds: [HeldPartition]? = nil, extendsCandidates: Bool? = nil) {
         self.name = name
         self.threads = threads
         self.pid = pid
         self.holds = holds
+        self.extendsCandidates = extendsCandidates
     }
 }
 

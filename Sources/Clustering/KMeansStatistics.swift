@@ -6,16 +6,22 @@ import Descriptors
 /// centre (the objective's share). Optionally the per-cluster sums of squares, for
 /// initialising a GMM from hard assignments.
 public struct KMeansStatistics: SufficientStatistics, Equatable {
+    /// Equal statistics, whatever their forms (sparse or dense).
     public static func == (a: Self, b: Self) -> Bool {
-        a.k == b.k && a.dimension == b.dimension && a.rows == b.rows && a.counts == b.counts && a.sums == b.sums
+        guard a.listed == b.listed else { return a.expanded() == b.expanded() }
+        return a.k == b.k && a.dimension == b.dimension && a.rows == b.rows && a.counts == b.counts && a.sums == b.sums
             && a.clusterObjective == b.clusterObjective && a.sumsOfSquares == b.sumsOfSquares
     }
 
     public let k: Int
     public let dimension: Int
     public var rows: Int
+    /// The sparse form, as a RESULT may carry it: the clusters listed (ascending, each with
+    /// rows), and then the arrays below hold theirs only, entry i being cluster `listed[i]`'s.
+    /// nil: the dense form, entry c being cluster c's.
+    public private(set) var listed: [Int]?
     public var counts: [Int]
-    /// K×D, row-major.
+    /// K×D, row-major (sparse form: m×D).
     public var sums: [Double]
     public var clusterObjective: [Double]
     /// K×D sums of x², present when the pass asked for them.
@@ -38,9 +44,25 @@ public struct KMeansStatistics: SufficientStatistics, Equatable {
     /// objectives, K·D sums (and sums of squares).
     public init(k: Int, dimension: Int, rows: Int, counts: [Int], sums: [Double], clusterObjective: [Double],
                 sumsOfSquares: [Double]?) {
-        precondition(counts.count == k && clusterObjective.count == k && sums.count == k * dimension
+        self.init(k: k, listed: nil, dimension: dimension, rows: rows, counts: counts, sums: sums,
+                  clusterObjective: clusterObjective, sumsOfSquares: sumsOfSquares)
+    }
+
+    /// Statistics in the sparse form (see `listed`), from arrays whose sizes the caller has
+    /// checked: m counts and objectives, m·D sums (and sums of squares), m = `listed.count`.
+    public init(k: Int, dimension: Int, rows: Int, listed: [Int], counts: [Int], sums: [Double], clusterObjective: [Double],
+                sumsOfSquares: [Double]?) {
+        self.init(k: k, listed: Optional(listed), dimension: dimension, rows: rows, counts: counts, sums: sums,
+                  clusterObjective: clusterObjective, sumsOfSquares: sumsOfSquares)
+    }
+
+    private init(k: Int, listed: [Int]?, dimension: Int, rows: Int, counts: [Int], sums: [Double], clusterObjective: [Double],
+                 sumsOfSquares: [Double]?) {
+        let entries = listed?.count ?? k
+        precondition(counts.count == entries && clusterObjective.count == entries && sums.count == entries * dimension
                          && (sumsOfSquares?.count ?? sums.count) == sums.count, "statistics arrays of the wrong sizes")
         self.k = k
+        self.listed = listed
         self.dimension = dimension
         self.rows = rows
         self.counts = counts
@@ -52,10 +74,44 @@ public struct KMeansStatistics: SufficientStatistics, Equatable {
     /// Σ_i ‖x_i − c_a(i)‖², the k-means objective of the centres that made this pass.
     public var objective: Double { clusterObjective.reduce(0, +) }
 
+    /// Makes the statistics dense (nothing if they are).
+    public mutating func expand() {
+        guard let listed else { return }
+        var dense = KMeansStatistics(k: k, dimension: dimension, withSquares: sumsOfSquares != nil)
+        dense.rows = rows
+        dense.skippedRows = skippedRows
+        let d = dimension
+        for (i, c) in listed.enumerated() {
+            dense.counts[c] = counts[i]
+            dense.clusterObjective[c] = clusterObjective[i]
+            dense.sums.replaceSubrange(c * d ..< (c + 1) * d, with: sums[i * d ..< (i + 1) * d])
+            if let squares = sumsOfSquares { dense.sumsOfSquares!.replaceSubrange(c * d ..< (c + 1) * d, with: squares[i * d ..< (i + 1) * d]) }
+        }
+        self = dense
+    }
+
+    /// The statistics in the dense form.
+    public func expanded() -> KMeansStatistics {
+        var copy = self
+        copy.expand()
+        return copy
+    }
+
+    /// Adds `other`, the statistics of the shards that follow, into these, which it makes
+    /// dense first. A sparse `other` is added without being expanded: only its listed
+    /// clusters' values, each added as the dense form would add it. The dense form adds 0
+    /// to every other value, which changes nothing but a −0.0 into +0.0; these statistics
+    /// hold −0.0 only if every shard sent −0.0 there (x + y is −0.0 only when both are), and
+    /// a pass's sums, begun at +0.0, never are: so the merged bits are the same either way.
     public mutating func merge(_ other: KMeansStatistics) {
         precondition(other.k == k && other.dimension == dimension, "merging statistics of different shapes")
+        expand()
         rows += other.rows
         skippedRows += other.skippedRows
+        if let listed = other.listed {
+            add(other, listed: listed)
+            return
+        }
         for i in 0..<k {
             counts[i] += other.counts[i]
             clusterObjective[i] += other.clusterObjective[i]
@@ -63,6 +119,19 @@ public struct KMeansStatistics: SufficientStatistics, Equatable {
         for i in sums.indices { sums[i] += other.sums[i] }
         if sumsOfSquares != nil, let theirs = other.sumsOfSquares {
             for i in theirs.indices { sumsOfSquares![i] += theirs[i] }
+        }
+    }
+
+    /// Adds sparse `other`'s values (entry i to cluster `listed[i]`) into these dense ones.
+    private mutating func add(_ other: KMeansStatistics, listed: [Int]) {
+        let d = dimension
+        for (i, c) in listed.enumerated() {
+            counts[c] += other.counts[i]
+            clusterObjective[c] += other.clusterObjective[i]
+            for j in 0..<d { sums[c * d + j] += other.sums[i * d + j] }
+            if sumsOfSquares != nil, let theirs = other.sumsOfSquares {
+                for j in 0..<d { sumsOfSquares![c * d + j] += theirs[i * d + j] }
+            }
         }
     }
 }
@@ -86,6 +155,10 @@ public struct KMeansAssignmentPass: ShardComputation {
         search = NearestCentreSearch(codebook: codebook, screen: screen)
         self.withSquares = withSquares
     }
+
+    /// Shard 0's statistics, which the others are merged into, made dense (a shard's
+    /// statistics from a worker may be sparse).
+    public func reserveMergeCapacity(in first: inout KMeansStatistics) { first.expand() }
 
     public func statistics(of rows: DescriptorMatrix, shard index: Int, workspace: KernelWorkspace) throws -> KMeansStatistics {
         let codebook = search.codebook

@@ -14,6 +14,14 @@ struct LargeKOptions: ParsableArguments {
     var largeKIterations: Int = 2
     @Option(help: "large-k: rows per shard.")
     var largeKShardRows: Int = ShardPlan.defaultShardRows
+    @Option(help: "large-k: the values of K to seed with k-means‖ (the engine's defaults) on such a cluster, comma-separated (none by default): each step's TASK and RESULT bytes and time.")
+    var largeKSeedingKs: String = ""
+
+    func seedingValues() throws -> [Int] {
+        let ks = largeKSeedingKs.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard ks.allSatisfy({ ($0 ?? 0) >= 1 }) else { throw ValidationError("large-k: --large-k-seeding-ks needs integers ≥ 1") }
+        return ks.compactMap { $0 }.sorted()
+    }
 
     func values() throws -> [Int] {
         let ks = ks.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
@@ -62,6 +70,10 @@ struct LargeKSection {
             rows.append(try await measure(k: k, path: path, reference: reference, binary: binary))
         }
         try await checkAgainstEmbedded(k: ks[0], path: path, reference: reference, binary: binary)
+        for k in try options.seedingValues() {
+            noteLoadBeforeTiming("large-k k-means‖ seeding K=\(k) on \(reference.rows) rows")
+            try await seed(k: k, path: path, reference: reference, binary: binary)
+        }
 
         let plan = ShardPlan(totalRows: reference.rows, shardRows: options.largeKShardRows)
         var table = MarkdownTable("k-means at large K: N=\(reference.rows) D=\(reference.dimension), \(plan.count) shards of ≤ \(options.largeKShardRows) rows, "
@@ -120,6 +132,49 @@ struct LargeKSection {
             throw CheckFailure("large-k: K=\(k) centres of the cluster and of the embedded engine differ")
         }
         print("large-k: K=\(k) centres after one iteration, cluster vs embedded engine: bit-identical")
+    }
+
+    /// k-means‖ seeding at K on the cluster, with the engine's defaults: per step, the TASK and
+    /// RESULT bytes and the time; the centres must equal the embedded engine's bit for bit.
+    private func seed(k: Int, path: String, reference: CorpusReference, binary: String) async throws {
+        let metrics = CoordinatorMetrics(registry: MetricsRegistry())
+        let processes = try BenchCluster(workers: cluster.workers, binary: binary, logDirectory: sizes.workDirectory,
+                                         tag: "large-k-seeding\(k)", metrics: metrics)
+        defer { processes.shutdown() }
+        let backend = ClusterBackend(coordinator: processes.coordinator, job: Self.jobBase + 0x1_0000 + UInt64(k), corpus: reference,
+                                     shardRows: options.largeKShardRows)
+        let parameters = KMeansParameters(k: k)
+        let sampling = KMeansParallel.sampling(perCentre: parameters.seedingSample, k: k, rows: reference.rows)
+        func seeded(_ backend: some StatisticsBackend, progress: (KMeansParallel.RoundReport) -> Void = { _ in }) async throws -> Codebook {
+            try await KMeansParallel.seed(backend: backend, k: k, seed: parameters.seed, rounds: parameters.seedingRounds,
+                                          oversampling: parameters.seedingOversampling, sampling: sampling, threads: sizes.threads,
+                                          progress: progress)
+        }
+        var table = MarkdownTable("k-means‖ seeding at K=\(k) on the cluster: N=\(reference.rows) D=\(reference.dimension), "
+                                  + "\(backend.plan.count) shards of ≤ \(options.largeKShardRows) rows, coordinator (in-process) + "
+                                  + "\(cluster.workers) × `codebook worker --threads 1`, tcp 127.0.0.1; ℓ=\(format(parameters.seedingOversampling, "%g"))K, "
+                                  + "R=\(parameters.seedingRounds), sample \(parameters.seedingSample.map { "\($0)·K" } ?? "all") rows",
+                                  columns: ["step", "candidates after", "TASK bytes", "RESULT bytes", "time"])
+        var before = Self.counters(metrics)
+        let (remote, elapsed) = try await Stopwatch.time {
+            try await seeded(backend) { report in
+                let after = Self.counters(metrics)
+                table.add(report.round <= parameters.seedingRounds ? "round \(report.round)" : "weights + reduction",
+                          String(report.candidates), bytes(after.task - before.task), bytes(after.result - before.result),
+                          seconds(report.seconds))
+                before = after
+            }
+        }
+        table.add("seeding", "", "", "", seconds(elapsed))
+        table.note("Round 1 includes the first candidate's sample pass. Bytes: the coordinator's codebook_task_bytes_total / "
+                   + "codebook_result_bytes_total over the step.")
+        table.print()
+        let local = try await seeded(LocalBackend(corpus: try DescriptorMatrix.open(path: path), shardRows: options.largeKShardRows,
+                                                  threads: sizes.threads))
+        guard bitIdentical(remote.centres, local.centres) else {
+            throw CheckFailure("large-k: K=\(k) k-means‖ centres of the cluster and of the embedded engine differ")
+        }
+        print("large-k: K=\(k) k-means‖ centres, cluster vs embedded engine: bit-identical")
     }
 
     /// The coordinator's TASK and RESULT byte counters.

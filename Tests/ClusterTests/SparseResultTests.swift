@@ -44,7 +44,10 @@ import Testing
         let fromSparse = try KMeansStatistics.decode(ResultCheckTests.message(sparse.shape, sparse.arrays), pass: pass, rows: Self.shard).statistics
         let fromDense = try KMeansStatistics.decode(ResultCheckTests.message(dense.shape, dense.arrays), pass: pass, rows: Self.shard).statistics
         #expect(fromSparse == statistics && fromDense == statistics)
-        #expect(Self.bits(fromSparse.sums) == Self.bits(statistics.sums))
+        // The sparse form stays sparse (4 clusters' values, not K's) until it is merged.
+        #expect(fromSparse.listed == [2, 5, 6, 39] && fromSparse.counts == [4, 1, 3, 2] && fromSparse.sums.count == 4 * 3)
+        #expect(fromDense.listed == nil)
+        #expect(Self.bits(fromSparse.expanded().sums) == Self.bits(statistics.sums))
         // Merged after another shard's statistics: the same bits either way.
         var first = Self.statistics(squares: squares), second = first
         first.merge(fromSparse)
@@ -52,6 +55,49 @@ import Testing
         #expect(Self.bits(first.sums) == Self.bits(second.sums) && first.counts == second.counts)
         #expect(Self.bits(first.clusterObjective) == Self.bits(second.clusterObjective))
         #expect(first.sumsOfSquares.map(Self.bits) == second.sumsOfSquares.map(Self.bits))
+    }
+
+    /// Shards merged in order, in any mix of forms, shard 0's sparse too (a pass makes it
+    /// dense before the others are merged into it, `reserveMergeCapacity`): the bits of the
+    /// dense forms' merge, and a dense result.
+    @Test(arguments: [false, true])
+    func sparseShardsMergeWithoutExpansionToTheBitsOfDenseOnes(squares: Bool) throws {
+        let pass = Self.pass(squares: squares)
+        let codebook = try Codebook(k: 40, dimension: 3, centres: [Float](repeating: 0, count: 120))
+        var shards: [KMeansStatistics] = []
+        for shard in 0..<5 {
+            var statistics = KMeansStatistics(k: 40, dimension: 3, withSquares: squares)
+            statistics.rows = 10
+            for (i, c) in [(shard * 7) % 40, (shard * 13 + 1) % 40, 39].enumerated() {
+                let count = [1, 2, 7][i]
+                statistics.counts[c] += count
+                statistics.clusterObjective[c] += Double(shard) * 0.3 + Double(c) * 1e-9
+                for j in 0..<3 {
+                    statistics.sums[c * 3 + j] += Double(shard + 1) * 1.0000001 - Double(j) * 1e15 + Double(c) / 3
+                    statistics.sumsOfSquares?[c * 3 + j] += Double(shard * c + j) + 0.7
+                }
+            }
+            shards.append(statistics)
+        }
+        func decoded(_ statistics: KMeansStatistics, sparse: Bool) throws -> KMeansStatistics {
+            let (shape, arrays) = statistics.encoded(sparse: sparse)
+            return try KMeansStatistics.decode(ResultCheckTests.message(shape, arrays), pass: pass, rows: Self.shard).statistics
+        }
+        var dense = OrderedMerger<KMeansStatistics>(shardCount: shards.count)
+        for (index, statistics) in shards.enumerated() { dense.add(try decoded(statistics, sparse: false), shard: index) }
+        for forms in [[true, true, true, true, true], [true, false, true, false, true], [false, true, true, false, false]] {
+            var merger = OrderedMerger<KMeansStatistics>(shardCount: shards.count)
+            for index in shards.indices.reversed() {
+                var statistics = try decoded(shards[index], sparse: forms[index])
+                #expect((statistics.listed != nil) == forms[index])
+                if index == 0 { KMeansAssignmentPass(codebook: codebook, withSquares: squares).reserveMergeCapacity(in: &statistics) }
+                merger.add(statistics, shard: index)
+            }
+            let merged = try #require(merger.result), expected = try #require(dense.result)
+            #expect(merged.listed == nil && merged.rows == 50 && merged.counts == expected.counts, "\(forms)")
+            #expect(Self.bits(merged.sums) == Self.bits(expected.sums) && Self.bits(merged.clusterObjective) == Self.bits(expected.clusterObjective))
+            #expect(merged.sumsOfSquares.map(Self.bits) == expected.sumsOfSquares.map(Self.bits))
+        }
     }
 
     @Test func aWorkerSendsTheSmallerForm() {

@@ -46,7 +46,12 @@ import ZeroMQ
                         arrays: statistics.arrays)
         }
         let centres = Frame.encode([Float](repeating: 1, count: k * d))
+        // A k-means‖ round extending `heldRound`'s 2 candidates with a third.
+        var extending = PassDescription(kind: .kmeansParallelRound, dimension: d, k: k, seed: 5, round: 2, oversampling: 2, measured: 2)
+        extending.extendsPass = 1
         return [
+            task(extending, [Frame.encode([Float](repeating: 3, count: d))]),
+            WireMessage(header: WireHeader(.ready), metadata: WorkerIntroduction(name: "fuzz", threads: 2, extendsCandidates: true)),
             task(PassDescription(kind: .kmeansAssignment, dimension: d, k: k, withSquares: true), [centres]),
             task(PassDescription(kind: .gaussianExpectation, dimension: d, k: k),
                  [centres, Frame.encode([Float](repeating: 1, count: k * d)), Frame.encode([Float](repeating: 1, count: k))]),
@@ -81,6 +86,10 @@ import ZeroMQ
                         arrays: [centres]),
         ]
     }()
+
+    /// The model a worker holds for the extension above: pass 1, 2 candidates of D = 4.
+    static let heldRound: (round: UInt32, computation: any WireComputation) = (1, try! KMeansParallelRoundPass(
+        candidates: try! Codebook(k: 2, dimension: 4, centres: [Float](repeating: 2, count: 8)), oversampling: 2, seed: 5, round: 1))
 
     static let extractionImages = [ImageSource.Entry(key: "a", path: "/a.png"), ImageSource.Entry(key: "b", path: "/b.png")]
 
@@ -176,6 +185,13 @@ import ZeroMQ
         attempt("TaskAssignment") {
             let assignment = try message.decode(TaskAssignment.self)
             _ = try PassDecoder.computation(assignment.computation, arrays: message)
+        }
+        attempt("ModelExtension") {
+            do {
+                let (whole, computation) = try ModelExtension.joined(message, try message.decode(TaskAssignment.self).computation,
+                                                                     held: heldRound)
+                _ = try PassDecoder.computation(computation, arrays: whole)
+            } catch is ModelExtension.Missing {}
         }
         attempt("StatisticsShape") {
             let shape = try message.decode(StatisticsShape.self)

@@ -77,7 +77,7 @@ import ZeroMQ
         let ready = state.connected(now: at(0))
         #expect(Self.sent(ready) == [.ready])
         guard case .send(let introduction) = ready.first else { Issue.record("no READY"); return }
-        #expect(try introduction.decode(WorkerIntroduction.self) == WorkerIntroduction(name: "w", threads: 2, pid: 42))
+        #expect(try introduction.decode(WorkerIntroduction.self) == WorkerIntroduction(name: "w", threads: 2, pid: 42, extendsCandidates: true))
         #expect(state.nextDeadline == at(1))
         #expect(state.tick(now: at(0.5)).isEmpty)
         #expect(Self.sent(state.tick(now: at(1))) == [.workerHeartbeat])

@@ -30,6 +30,9 @@ public struct RoundSpec: Sendable {
     /// Whether something is written before the pass's first task goes out (its job's
     /// checkpoint): the state machine then says `persist` and waits for `persisted`.
     public var persistsFirst = false
+    /// The model as an extension of the job's previous pass's (a k-means‖ round's new
+    /// candidates), for workers that hold that one and take extensions.
+    public var modelExtension: ModelExtension?
 
     public init(key: RoundKey, corpus: CorpusReference, plan: ShardPlan, computation: PassDescription, model: [[UInt8]],
                 layout: any ShardLayout = RowShards()) {
@@ -107,6 +110,11 @@ public struct CoordinatorState: Sendable {
         var lastSent: ContinuousClock.Instant
         var inFlight: [RoundKey: Set<Int>] = [:]
         var modelRounds: Set<RoundKey> = []
+        /// Whether it takes k-means‖ candidates as extensions (READY `extendsCandidates`).
+        var extendsCandidates = false
+        /// Job → the k-means‖ pass whose model it was last sent of the job (a worker keeps
+        /// one model per job), while nothing says it lost it.
+        var candidates: [UInt64: UInt32] = [:]
         var shardsDone = 0
         /// RESULTs rejected, and its tasks that went overdue and were computed by another
         /// worker, since the last RESULT of its that was taken.
@@ -249,6 +257,7 @@ public struct CoordinatorState: Sendable {
         for key in rounds.keys where key.job == job { finish(key) }
         affinity.removeValue(forKey: job)
         tickets.removeValue(forKey: job)
+        for id in workerOrder { workers[id]?.candidates.removeValue(forKey: job) }
     }
 
     /// Forgets pass `key` alone (its job's other passes go on, and the affinity of its
@@ -295,7 +304,8 @@ public struct CoordinatorState: Sendable {
             let strikes = workers[worker]?.strikes ?? 0
             if workers[worker] != nil { requeue(worker) } else { workerOrder.append(worker) }
             workers[worker] = WorkerRecord(name: name, threads: max(1, introduction.threads),
-                                           lastHeard: now, lastSent: now, strikes: strikes)
+                                           lastHeard: now, lastSent: now,
+                                           extendsCandidates: introduction.extendsCandidates ?? false, strikes: strikes)
             let terms = HeartbeatTerms(intervalMilliseconds: Int(settings.heartbeatInterval / .milliseconds(1)), liveness: settings.liveness)
             directives.append(.send(to: worker, WireMessage(header: WireHeader(.welcome), metadata: terms)))
             directives.append(.log("worker \(name) joined with \(introduction.threads) thread(s)"))
@@ -441,8 +451,9 @@ public struct CoordinatorState: Sendable {
         let name = workers[worker]?.name ?? "(gone)"
         if let failure {
             rejectedResults += 1
-            // The worker may hold a damaged model: the next task of the pass carries it again.
+            // The worker may hold a damaged model: the next task of the pass carries it again, whole.
             workers[worker]?.modelRounds.remove(key)
+            workers[worker]?.candidates.removeValue(forKey: key.job)
             rounds[key]!.refuse(shard, from: worker)
             let reason = PeerText.escaped("\(failure)", limit: PeerText.messageLimit)
             return [.log("worker \(name): RESULT for \(key) shard \(shard) rejected: \(reason)")] + strike(worker, now: now)
@@ -474,6 +485,7 @@ public struct CoordinatorState: Sendable {
         let report = (try? message.decode(FailureReport.self)) ?? FailureReport(message: "unreadable failure report")
         if report.retry == true {
             workers[worker]?.modelRounds.remove(key)
+            workers[worker]?.candidates.removeValue(forKey: key.job)
             // It does not hold what it computed last (a search partition it dropped): it is sent again.
             if affinity[key.job]?[shard] == worker { affinity[key.job]![shard] = nil }
             if rounds[key]!.release(shard, from: worker) { requeuedShards += 1 }
@@ -561,6 +573,7 @@ public struct CoordinatorState: Sendable {
         }
         workers[worker]!.inFlight = [:]
         workers[worker]!.modelRounds = []
+        workers[worker]!.candidates = [:]
     }
 
     private mutating func finish(_ key: RoundKey) {
@@ -623,6 +636,15 @@ public struct CoordinatorState: Sendable {
         let spec = rounds[key]!.spec
         let includesModel = !workers[worker]!.modelRounds.contains(key)
         var assignment = spec.assignment(of: shard, includesModel: includesModel)
+        var model = includesModel ? spec.model : []
+        if includesModel {
+            let record = workers[worker]!
+            if let partial = spec.modelExtension, record.extendsCandidates, record.candidates[key.job] == partial.previous {
+                assignment.computation = partial.computation
+                model = partial.model
+            }
+            workers[worker]!.candidates[key.job] = spec.computation.kind == .kmeansParallelRound ? key.round : nil
+        }
         // Rows that travel with their task go to a worker that may not hold them.
         let carried = (spec.layout as? any CarriedShards).flatMap { affinity[key.job]?[shard] != worker ? $0 : nil }
         if let carried {
@@ -633,7 +655,7 @@ public struct CoordinatorState: Sendable {
         workers[worker]!.modelRounds.insert(key)
         workers[worker]!.inFlight[key, default: []].insert(shard)
         let message = WireMessage(header: WireHeader(.task, job: key.job, round: key.round, shard: UInt32(shard)),
-                                  metadata: assignment, arrays: includesModel ? spec.model : [])
+                                  metadata: assignment, arrays: model)
         guard carried != nil else { return sendTo(worker, message, now: now) }
         workers[worker]!.lastSent = now
         return [.sendCarrying(to: worker, message, key, items: spec.plan.rows(of: shard))]

@@ -20,6 +20,8 @@ public struct ClusterBackend: StatisticsBackend {
     private let passes: PassCounter
     /// What is written before the next pass's first task goes out (see `keepBeforeNextPass`).
     private let pendingWrite = HeldWrite()
+    /// The latest pass's model, which the next k-means‖ round's extends.
+    private let latestModel = LatestModel()
 
     /// - Parameter passesBefore: passes this job ran before (in an earlier coordinator); the
     ///   new ones are numbered after them, so a late result of an old pass is never taken
@@ -75,6 +77,7 @@ public struct ClusterBackend: StatisticsBackend {
         if description.kind == .sample && description.projection == nil { description.dimension = corpus.dimension }
         var spec = RoundSpec(key: key, corpus: corpus, plan: plan,
                              computation: description, model: wire.modelArrays, layout: layout)
+        spec.modelExtension = latestModel.record(round: spec.key.round, computation: description, model: spec.model)
         let write = pendingWrite.take()
         spec.persistsFirst = write != nil
         return try await withCheckedThrowingContinuation { continuation in
@@ -114,6 +117,21 @@ final class HeldWrite: Sendable {
     /// The write held, if any, which is no longer held.
     func take() -> (@Sendable () throws -> Void)? {
         write.withLock { held in defer { held = nil }; return held }
+    }
+}
+
+/// A backend's latest k-means‖ round's model (none after another kind of pass).
+final class LatestModel: Sendable {
+    private let latest = Mutex<(round: UInt32, computation: PassDescription, model: [[UInt8]])?>(nil)
+
+    /// Keeps pass `round`'s model, and returns it as an extension of the model kept before,
+    /// if it is one (`ModelExtension`).
+    func record(round: UInt32, computation: PassDescription, model: [[UInt8]]) -> ModelExtension? {
+        latest.withLock { latest in
+            let previous = latest
+            latest = computation.kind == .kmeansParallelRound ? (round, computation, model) : nil
+            return previous.flatMap { ModelExtension(round: round, computation: computation, model: model, extending: $0) }
+        }
     }
 }
 

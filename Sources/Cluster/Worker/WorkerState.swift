@@ -95,7 +95,8 @@ struct WorkerState {
         let holds = held()
         return WireMessage(header: WireHeader(.ready),
                            metadata: WorkerIntroduction(name: settings.name, threads: settings.threads, pid: pid,
-                                                        holds: holds.isEmpty ? nil : holds))
+                                                        holds: holds.isEmpty ? nil : holds,
+                                                        extendsCandidates: true))
     }
 
     var isConnected: Bool {
@@ -217,7 +218,8 @@ struct WorkerState {
     }
 
     /// Queues a TASK for the compute threads, or answers it with a FAILURE: retry if this
-    /// worker does not hold the pass's model (the coordinator sends the task again with it).
+    /// worker does not hold the pass's model, or the candidates its model extends (the
+    /// coordinator sends the task again with the whole model).
     private mutating func accept(_ message: WireMessage, session: Int, now: ContinuousClock.Instant) -> [Directive] {
         let header = message.header
         func failure(_ text: String, retry: Bool) -> [Directive] {
@@ -225,15 +227,20 @@ struct WorkerState {
                              metadata: FailureReport(message: text, retry: retry)), now: now)
         }
         do {
-            let assignment = try message.decode(TaskAssignment.self)
+            var assignment = try message.decode(TaskAssignment.self)
             if assignment.includesModel {
-                models[header.job] = (header.round, try PassDecoder.computation(assignment.computation, arrays: message))
+                let whole: WireMessage
+                (whole, assignment.computation) = try ModelExtension.joined(message, assignment.computation, held: models[header.job],
+                                                                           maximumValues: settings.maximumModelValues)
+                models[header.job] = (header.round, try PassDecoder.computation(assignment.computation, arrays: whole))
             }
             guard let model = models[header.job], model.round == header.round else {
                 return failure("no model for pass \(header.round) of job \(header.job)", retry: true)
             }
             return [.compute(ShardTask(header: header, assignment: assignment, computation: model.computation.forTask(assignment),
                                        session: session, carriedRows: try Self.carriedRows(of: message, assignment)))]
+        } catch let missing as ModelExtension.Missing {
+            return failure(missing.description, retry: true)
         } catch {
             return failure("\(error)", retry: false)
         }
