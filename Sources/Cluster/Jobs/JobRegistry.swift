@@ -245,6 +245,9 @@ final class JobRegistry: Sendable {
     /// checkpoint): the coordinator is stopping, and the next one resumes it.
     func keepStoredJobsFromNowOn() { keepsStoredJobs.store(true, ordering: .sequentiallyConsistent) }
 
+    /// Whether `keepStoredJobsFromNowOn` was called.
+    var keepsStored: Bool { keepsStoredJobs.load(ordering: .sequentiallyConsistent) }
+
     subscript(job: UInt64) -> Entry? { entries.withLock { $0.jobs[job] } }
 
     /// The running jobs, by id, then up to `limit` finished ones with ids below `before`,
