@@ -33,18 +33,48 @@ import Testing
         #expect(try store.vectorKeys(prefix: "t/", limit: 1).isEmpty)
     }
 
-    /// While a transform of "big" into "t" runs, a second transform into "t" is refused naming
-    /// the job that holds it (the old coordinator queued it behind the first).
-    @Test(.timeLimit(.minutes(3))) func aSecondTransformIntoTheSameSetIsRefusedNamingTheJob() async throws {
+    /// While a transform of "big" into "t" runs, a second transform into "t", and encoding jobs
+    /// replacing "big" or "t", are refused naming the job that holds the set (the old
+    /// coordinator queued the transform behind the first, and let the encoding jobs start).
+    @Test(.timeLimit(.minutes(3))) func writersOfTheSetsOfARunningTransformAreRefusedNamingTheJob() async throws {
         let scratch = try TemporaryDirectory()
         let (cluster, _) = try Fixture.cluster(scratch, count: 150_000)
         defer { cluster.stop() }
+        let corpus = try Corpora.path(rows: 1_000, dimension: 4)
+        let client = try cluster.client()
+        try JobFixtures.importModel(client, name: "M", k: 4, corpus: corpus)
+        let index = try JobFixtures.index(scratch, "index.tsv", count: 10)
         let first = try Fixture.transform(cluster, into: "t")
-        let id = try await Fixture.waitForTransformJob(try cluster.client())
+        let id = try await Fixture.waitForTransformJob(client)
+        let writing = "is being written by job \(id); a set has one writer at a time: wait for job \(id) to end or cancel it"
         let error = await #expect(throws: ClusterError.self) { try await Fixture.transform(cluster, into: "t").value }
-        #expect(error?.message == "set \"t\" is being written by job \(id); a set has one writer at a time: wait for job \(id) to end or cancel it",
-                "\(String(describing: error))")
+        #expect(error?.message == "set \"t\" \(writing)", "\(String(describing: error))")
+        func encoding(into set: String) -> EncodingJob {
+            EncodingJob(encoding: .vlad, model: "M", descriptors: corpus, index: index, set: set, flags: 0, replace: true)
+        }
+        #expect(throws: ClusterError(.rejected, "set \"big\" is being read by job \(id); a set is not written while a job reads it: "
+                                     + "wait for job \(id) to end or cancel it")) { _ = try client.submit(encoding(into: "big")) }
+        #expect(throws: ClusterError(.rejected, "set \"t\" \(writing)")) { _ = try client.submit(encoding(into: "t")) }
         #expect(try await first.value.dimension == Fixture.kept)
+    }
+
+    /// While an encoding job writes set "S" (no worker: it waits), TRANSFORM-SETs into "S" and
+    /// of "S" are refused naming it (the old coordinator answered the first "exists" and ran
+    /// the second on a set half written).
+    @Test(.timeLimit(.minutes(1))) func aTransformOfOrIntoASetBeingEncodedIsRefusedNamingTheJob() async throws {
+        let scratch = try TemporaryDirectory()
+        let (cluster, _) = try Fixture.cluster(scratch, count: 10)
+        defer { cluster.stop() }
+        let corpus = try Corpora.path(rows: 1_000, dimension: 4)
+        let client = try cluster.client()
+        try JobFixtures.importModel(client, name: "M", k: 4, corpus: corpus)
+        let job = try client.submit(EncodingJob(encoding: .vlad, model: "M", descriptors: corpus,
+                                                index: try JobFixtures.index(scratch, "index.tsv", count: 10), set: "S", flags: 0,
+                                                replace: false))
+        let refusal = ClusterError(.rejected, "set \"S\" is being written by job \(job); a set has one writer at a time: "
+                                   + "wait for job \(job) to end or cancel it")
+        #expect(throws: refusal) { _ = try client.transformSet(TransformSetRequest(set: "big", pca: "p", into: "S")) }
+        #expect(throws: refusal) { _ = try client.transformSet(TransformSetRequest(set: "S", pca: "p", into: "u")) }
     }
 
     /// The registry's rule, every case: a set has one writer, and is not written while read.

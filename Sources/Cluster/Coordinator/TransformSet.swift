@@ -124,9 +124,11 @@ extension Coordinator {
     /// set, or writes the set read (`JobRegistry.add`).
     func acceptTransform(_ request: TransformSetRequest, send: @escaping @Sendable (WireMessage) -> Void) throws {
         guard let queries else { throw Self.noStore(for: "sets") }
+        // First, so that a set another job writes is refused naming the job, not as existing.
+        var job = TransformSetJob(set: request.set, pca: request.pca, into: request.into, pcaChecksum: "")
+        try jobs.checkSets(of: JobRecord(transform: job, state: .running, iterations: [], initialValues: 0))
         let plan = try queries.planTransform(request)
-        let job = TransformSetJob(set: request.set, pca: request.pca, into: request.into,
-                                  pcaChecksum: PCAReference.checksum(plan.projection))
+        job.pcaChecksum = PCAReference.checksum(plan.projection)
         let id = try jobs.add(nil, transform: job)
         logger.info("transform job \(id) accepted", metadata: ["set": "\(PeerText.escaped(request.set))",
                                                                "into": "\(PeerText.escaped(request.into))"])

@@ -77,18 +77,7 @@ final class JobRegistry: Sendable {
                 throw ClusterError(.limit, "\(running.count) jobs are running, the coordinator's limit on running jobs "
                                    + "(maximumActiveJobs = \(policy.maximumActiveJobs)); wait for one to end or cancel one")
             }
-            let holders = state.jobs.filter { $0.value.record.state == .running || state.held.contains($0.key) }
-            for holder in holders.keys.sorted() {
-                let other = holders[holder]!.record
-                if let set = record.setsWritten.first(where: { other.setsWritten.contains($0) }) ?? record.setsRead.first(where: { other.setsWritten.contains($0) }) {
-                    throw ClusterError(.conflict, "set \"\(set)\" is being written by job \(holder); a set has one writer at a time: "
-                                       + "wait for job \(holder) to end or cancel it")
-                }
-                if let set = record.setsWritten.first(where: { other.setsRead.contains($0) }) {
-                    throw ClusterError(.conflict, "set \"\(set)\" is being read by job \(holder); a set is not written while a job reads it: "
-                                       + "wait for job \(holder) to end or cancel it")
-                }
-            }
+            try Self.checkSets(of: record, against: state)
             let id = state.next
             state.next += 1
             let entry = Entry(record: record, initialValues: initialValues)
@@ -107,6 +96,27 @@ final class JobRegistry: Sendable {
         }
         prune()
         return id
+    }
+
+    /// Refuses a job that writes a set a running job (or a job's task that still holds its
+    /// sets) writes or reads, or reads a set one writes, naming the set and the job.
+    func checkSets(of record: JobRecord) throws {
+        try entries.withLock { try Self.checkSets(of: record, against: $0) }
+    }
+
+    private static func checkSets(of record: JobRecord, against state: (next: UInt64, jobs: [UInt64: Entry], held: Set<UInt64>)) throws {
+        let holders = state.jobs.filter { $0.value.record.state == .running || state.held.contains($0.key) }
+        for holder in holders.keys.sorted() {
+            let other = holders[holder]!.record
+            if let set = record.setsWritten.first(where: { other.setsWritten.contains($0) }) ?? record.setsRead.first(where: { other.setsWritten.contains($0) }) {
+                throw ClusterError(.conflict, "set \"\(set)\" is being written by job \(holder); a set has one writer at a time: "
+                                   + "wait for job \(holder) to end or cancel it")
+            }
+            if let set = record.setsWritten.first(where: { other.setsRead.contains($0) }) {
+                throw ClusterError(.conflict, "set \"\(set)\" is being read by job \(holder); a set is not written while a job reads it: "
+                                   + "wait for job \(holder) to end or cancel it")
+            }
+        }
     }
 
     /// Loads every stored job; returns them for the caller to resume the running ones. A job
