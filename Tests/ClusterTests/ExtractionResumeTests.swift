@@ -109,6 +109,9 @@ import Testing
             try put(6, good, imagesTotal: source.entries.count)
         }
         FileManager.default.createFile(atPath: scratch.file("exists.tsv"), contents: Data())
+        // What job 5's shards brought in before the restart: it goes with the job.
+        try ExtractionJournal(job: 5, extraction: variant("exists") { _ in }, resuming: false).end(removing: false)
+        #expect(FileManager.default.fileExists(atPath: ExtractionJournal.path(job: 5, descriptors: scratch.file("exists.npy"))))
 
         let progress = try await Self.withCoordinator(store: path, workers: 1) { cluster in
             var progress: [JobProgress] = []
@@ -123,6 +126,7 @@ import Testing
         #expect(reasons[2].contains("photo.png is not an absolute path"), "\(reasons[2])")
         #expect(reasons[3].contains("images per shard"), "\(reasons[3])")
         #expect(reasons[4].contains("\(scratch.file("exists.tsv")) exists"), "\(reasons[4])")
+        #expect(!FileManager.default.fileExists(atPath: ExtractionJournal.path(job: 5, descriptors: scratch.file("exists.npy"))))
         #expect(FileManager.default.fileExists(atPath: good.descriptors) && FileManager.default.fileExists(atPath: good.index))
     }
 

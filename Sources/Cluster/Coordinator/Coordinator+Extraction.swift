@@ -26,7 +26,14 @@ extension Coordinator {
         guard stored.images.count == total else {
             throw StoreError(.corrupt, "job \(id) holds \(stored.images.count) images of the \(total) it was submitted with")
         }
-        let (job, imagesPerShard) = try checked(stored)
+        let job: ExtractionJob, imagesPerShard: Int
+        do {
+            (job, imagesPerShard) = try checked(stored)
+        } catch {
+            // The job ends here: its journal (at a path the corpus roots allow) goes too.
+            if let allowed = try? allowed(stored) { ExtractionJournal.remove(job: id, descriptors: allowed.descriptors) }
+            throw error
+        }
         for path in [job.descriptors, job.index] { AtomicFileSink.removeAbandonedTemporaries(of: path) }
         logger.info("extraction job \(id) started again", metadata: ["images": "\(job.images.count)"])
         try startExtraction(id, job: job, imagesPerShard: imagesPerShard, passesBefore: passesBefore)

@@ -82,6 +82,15 @@ final class ExtractionJournal {
         descriptor = -1
     }
 
+    /// Deletes job `job`'s journal, unless a process has it open.
+    static func remove(job: UInt64, descriptors: String) {
+        let path = path(job: job, descriptors: descriptors)
+        let descriptor = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW)
+        guard descriptor >= 0 else { return }
+        if flock(descriptor, LOCK_EX | LOCK_NB) == 0 { unlink(path) }
+        close(descriptor)
+    }
+
     /// Appends a piece; returns the file offset of its values.
     func append(_ piece: Piece, values: [Float]) throws -> Int {
         let metadata = try JSONEncoder().encode(piece)
