@@ -150,7 +150,6 @@ extension Coordinator {
 
     private func startTransform(_ id: UInt64, plan: StoreQueries.TransformPlan, send: (@Sendable (WireMessage) -> Void)?) {
         transformThread.async { [self] in
-            defer { jobs.release(id) }
             let reply: WireMessage
             do {
                 guard let queries else { throw Self.noStore(for: "sets") }
@@ -158,6 +157,9 @@ extension Coordinator {
             } catch {
                 reply = Self.errorReply(to: id, error)
             }
+            // Before the reply: a client that sends the same request again on it is told the
+            // set exists, not that this job holds it.
+            jobs.release(id)
             send?(reply)
         }
     }
