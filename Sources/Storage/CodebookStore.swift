@@ -245,9 +245,15 @@ public final class CodebookStore: Sendable {
         }
     }
 
-    public func putSet(named name: String, _ value: StoredValue) throws {
+    /// Stores a set's record; with `job`, the job's record is written in the same atomic batch.
+    public func putSet(named name: String, _ value: StoredValue, job: (id: UInt64, value: StoredValue)? = nil) throws {
         try Self.validate(name: name, of: "set")
-        try write("store set \"\(name)\"") { try $0.database.put(Array(name.utf8), value.bytes, in: $0.sets) }
+        try write("store set \"\(name)\"") { opened in
+            let batch = WriteBatch()
+            batch.put(Array(name.utf8), value.bytes, in: opened.sets)
+            if let job { batch.put(Self.jobKey(job.id), job.value.bytes, in: opened.jobs) }
+            try opened.database.write(batch)
+        }
     }
 
     /// Set names in byte order.

@@ -7,7 +7,9 @@ struct TransformSetCommand: ParsableCommand {
         commandName: "transform-set",
         abstract: "Store a set's vectors projected by a PCA (e.g. the whitening of train pca --set) in a new set, without encoding again.",
         discussion: "Each vector goes through the PCA as encode --whiten-with puts it (power law, L2, projection, whitening, L2), "
-            + "to the same bits. The new set must not exist; a run that fails leaves none; only a run killed part way leaves it partly written (delete it and run again).")
+            + "to the same bits. The new set must not exist; it gets its record once every vector is in. With a coordinator it runs as a job "
+            + "(listed by status, stopped by cancel); a job that fails or is cancelled leaves no set, and one a "
+            + "stopped coordinator was running starts again when the coordinator does.")
 
     @Argument(help: "The set whose vectors are projected.") var set: String
     @Option(help: ArgumentHelp("The stored PCA model (its input dimension is the set's).", valueName: "NAME")) var pca: String

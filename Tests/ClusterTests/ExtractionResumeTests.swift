@@ -109,6 +109,9 @@ import Testing
             try put(6, good, imagesTotal: source.entries.count)
         }
         FileManager.default.createFile(atPath: scratch.file("exists.tsv"), contents: Data())
+        // What job 5's shards brought in before the restart: it goes with the job.
+        try ExtractionJournal(job: 5, extraction: variant("exists") { _ in }, resuming: false).end(removing: false)
+        #expect(FileManager.default.fileExists(atPath: ExtractionJournal.path(job: 5, descriptors: scratch.file("exists.npy"))))
 
         let progress = try await Self.withCoordinator(store: path, workers: 1) { cluster in
             var progress: [JobProgress] = []
@@ -123,6 +126,7 @@ import Testing
         #expect(reasons[2].contains("photo.png is not an absolute path"), "\(reasons[2])")
         #expect(reasons[3].contains("images per shard"), "\(reasons[3])")
         #expect(reasons[4].contains("\(scratch.file("exists.tsv")) exists"), "\(reasons[4])")
+        #expect(!FileManager.default.fileExists(atPath: ExtractionJournal.path(job: 5, descriptors: scratch.file("exists.npy"))))
         #expect(FileManager.default.fileExists(atPath: good.descriptors) && FileManager.default.fileExists(atPath: good.index))
     }
 
@@ -162,5 +166,85 @@ import Testing
         }
         let store = try CodebookStore(path: path)
         #expect(try store.allJobs().map { try $0.value.decode(JobRecord.self, key: "").state } == [.failed, .failed, .failed, .succeeded])
+    }
+
+    /// A job of 60 images (the test folder ten times over, a bad file among them), one image a
+    /// shard, stopped (SIGTERM) after a few shards are in, with `damage` done to its journal
+    /// meanwhile (given the images the journal holds, it returns those that should be read
+    /// back). The restarted coordinator reports those before any worker is there, then
+    /// finishes, writing the files of an uninterrupted local run, and removes its journal.
+    /// The progress before the stop, and the images held before the damage.
+    @discardableResult
+    static func resume(damage: (String, Int) throws -> Int) async throws -> (before: JobProgress, held: Int) {
+        let scratch = try TemporaryDirectory()
+        let folder = try ImageSource(directory: try TestImages.folder(in: scratch))
+        let images = (0..<10).flatMap { round in folder.entries.map { ImageSource.Entry(key: "\(round)-\($0.key)", path: $0.path) } }
+        let parameters = ExtractionParameters(method: .sift, maxSide: 200)
+        let local = (scratch.file("local.npy"), scratch.file("local.tsv"))
+        _ = try Extraction(extractor: try parameters.extractor(), threads: 2).run(try ImageSource(entries: images), descriptors: local.0, index: local.1)
+        let out = (scratch.file("d.npy"), scratch.file("d.tsv"))
+        let job = ExtractionJob(images: images, extraction: parameters, descriptors: out.0, index: out.1, imagesPerShard: 1)
+        let path = scratch.file("store")
+
+        let (id, before) = try await withCoordinator(store: path, workers: 1) { cluster in
+            let client = try cluster.client()
+            let id = try client.submit(job)
+            try #require(await waitUntil(timeout: 60) { try client.progress(of: id, since: 0).imagesDone ?? 0 >= 3 })
+            return (id, try client.progress(of: id, since: 0))
+        }
+        try #require(before.state == .running, "the job ended before the stop: \(before)")
+        let journal = ExtractionJournal.path(job: id, descriptors: out.0)
+        let held = try ExtractionJournal(job: id, extraction: job, resuming: true).recovered.reduce(0) { $0 + $1.piece.images.count }
+        let kept = try damage(journal, held)
+
+        let (resumed, final) = try await withCoordinator(store: path, workers: 0) { cluster in
+            let resumed = try cluster.client().progress(of: id, since: 0)
+            cluster.startWorker()
+            return (resumed, try await ended(id, cluster))
+        }
+        #expect(final.state == .succeeded, "\(final)")
+        let same = FileManager.default.contents(atPath: out.0) == FileManager.default.contents(atPath: local.0)
+            && FileManager.default.contents(atPath: out.1) == FileManager.default.contents(atPath: local.1)
+        #expect(same, "the files differ from a local run's")
+        #expect(final.imagesDone == images.count && final.skipped?.count == 10)
+        #expect(!FileManager.default.fileExists(atPath: journal))
+        #expect(resumed.imagesDone == kept, "\(resumed)")
+        return (before, held)
+    }
+
+    /// The restarted job starts with every image its shards had brought in before the stop
+    /// (at least those reported), and extracts only the others. The old code started again
+    /// from the first image: it reported none.
+    @Test(.timeLimit(.minutes(4)))
+    func aRestartedExtractionResumesWithTheImagesItHadAndWritesWhatALocalRunWrites() async throws {
+        let (before, held) = try await Self.resume { _, held in held }
+        #expect(held >= before.imagesDone ?? 0 && held >= 3, "\(before), \(held) held")
+    }
+
+    /// A journal cut inside its last piece, with bytes appended: the pieces before the cut are
+    /// kept, the rest is extracted again, and the files are still a local run's.
+    @Test(.timeLimit(.minutes(4)))
+    func aTornJournalKeepsThePiecesBeforeTheTear() async throws {
+        try await Self.resume { journal, held in
+            let handle = try #require(FileHandle(forUpdatingAtPath: journal))
+            let size = try handle.seekToEnd()
+            try handle.truncate(atOffset: size - 1)
+            try handle.write(contentsOf: Data((0..<300).map { UInt8($0 % 251) }))
+            try handle.close()
+            return held - 1
+        }
+    }
+
+    /// A journal of another job at the path (another fingerprint): ignored, every image is
+    /// extracted again.
+    @Test(.timeLimit(.minutes(4)))
+    func aJournalOfAnotherJobIsNotReadBack() async throws {
+        try await Self.resume { journal, _ in
+            let handle = try #require(FileHandle(forUpdatingAtPath: journal))
+            try handle.seek(toOffset: 8)
+            try handle.write(contentsOf: Data(repeating: 0x5a, count: 8))
+            try handle.close()
+            return 0
+        }
     }
 }

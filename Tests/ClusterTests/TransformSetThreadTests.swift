@@ -35,10 +35,14 @@ import ZeroMQ
         }
     }
 
-    /// Waits until the new set's record exists: the transform is under way.
-    static func waitForRecord(of set: String, _ client: ClusterClient) async throws {
-        try #require(await waitUntil(timeout: 60) { (try? client.describe(DescribeRequest(set: set))) != nil },
-                     "set \(set) was not created")
+    /// Waits until a transform job has written vectors: the transform is under way. Its id.
+    static func waitForTransformJob(_ client: ClusterClient) async throws -> UInt64 {
+        var id: UInt64?
+        try #require(await waitUntil(timeout: 60) {
+            id = try client.status().jobs.first { $0.kind == "transform" && $0.state == .running }?.job
+            return try id.map { try client.progress(of: $0, since: 0).imagesDone ?? 0 > 0 } ?? false
+        }, "no transform job wrote vectors")
+        return id!
     }
 
     /// A LIST and a large GET (both answered off the I/O thread) sent once the transform has
@@ -52,7 +56,7 @@ import ZeroMQ
         let done = ReplyFlag()
         let task = try Self.transform(cluster, into: "t", done: done)
         let client = try cluster.client()
-        try await Self.waitForRecord(of: "t", client)
+        _ = try await Self.waitForTransformJob(client)
         let listed = try client.list(prefix: "big/", limit: 5)
         let got = try client.get((0..<(Coordinator.quickGetKeys + 1)).map { String(format: "big/image%03d", $0) })
         let answeredFirst = !done.came.load(ordering: .sequentiallyConsistent)
@@ -89,7 +93,7 @@ import ZeroMQ
         let (cluster, store) = try Self.cluster(scratch, count: 60_000)
         // No reply comes once the coordinator has stopped: the client gives up after 10 s.
         let task = try Self.transform(cluster, into: "t", timeout: .seconds(10))
-        try await Self.waitForRecord(of: "t", try cluster.client())
+        _ = try await Self.waitForTransformJob(try cluster.client())
         cluster.stop()
         #expect(try store.set(named: "t") == nil)
         #expect(try store.vectorKeys(prefix: "t/", limit: 1).isEmpty)

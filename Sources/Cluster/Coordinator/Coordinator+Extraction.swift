@@ -15,10 +15,10 @@ extension Coordinator {
         return id
     }
 
-    /// Starts a stored extraction job again from its first image (what its shards made went
-    /// with the coordinator that stopped; its output files are written only at the end), after
-    /// the checks of a submission, and removes the temporary output files a coordinator that
-    /// died while writing them left behind. Its pass is numbered after `passesBefore`.
+    /// Starts a stored extraction job again, after the checks of a submission, with the
+    /// images its journal does not hold (`ExtractionJournal`: what the shards done before the
+    /// restart made), and removes the temporary output files a coordinator that died while
+    /// writing them left behind. Its pass is numbered after `passesBefore`.
     func resumeExtraction(_ id: UInt64, record: JobRecord, passesBefore: UInt32) throws {
         guard let stored = record.extraction, let total = record.imagesTotal else {
             throw StoreError(.corrupt, "job \(id) was stored without its list of images (by an older coordinator); submit it again")
@@ -26,7 +26,14 @@ extension Coordinator {
         guard stored.images.count == total else {
             throw StoreError(.corrupt, "job \(id) holds \(stored.images.count) images of the \(total) it was submitted with")
         }
-        let (job, imagesPerShard) = try checked(stored)
+        let job: ExtractionJob, imagesPerShard: Int
+        do {
+            (job, imagesPerShard) = try checked(stored)
+        } catch {
+            // The job ends here: its journal (at a path the corpus roots allow) goes too.
+            if let allowed = try? allowed(stored) { ExtractionJournal.remove(job: id, descriptors: allowed.descriptors) }
+            throw error
+        }
         for path in [job.descriptors, job.index] { AtomicFileSink.removeAbandonedTemporaries(of: path) }
         logger.info("extraction job \(id) started again", metadata: ["images": "\(job.images.count)"])
         try startExtraction(id, job: job, imagesPerShard: imagesPerShard, passesBefore: passesBefore)
@@ -41,20 +48,19 @@ extension Coordinator {
         return (job, imagesPerShard)
     }
 
-    /// Hands the extraction of every image of job `id` to the workers, as pass `passesBefore` + 1.
+    /// Hands the extraction of the images of job `id` its journal does not hold (all, unless
+    /// `passesBefore` > 0: a resumed job) to the workers, as pass `passesBefore` + 1.
     private func startExtraction(_ id: UInt64, job: ExtractionJob, imagesPerShard: Int, passesBefore: UInt32) throws {
         let resultBytes = settings.extractionResultBytes(job, imagesPerShard: imagesPerShard)
         jobs.progress(id, imagesDone: 0, total: job.images.count)
-        jobs.progress(id, imagesDone: 0, descriptors: 0, skipped: [])
-        let sink = try ExtractionSink(job: id, extraction: job, plan: ShardPlan(totalRows: job.images.count, shardRows: imagesPerShard),
-                                      coordinator: self)
-        guard !job.images.isEmpty else {
-            sink.finish()
+        let sink = try ExtractionSink(job: id, extraction: job, imagesPerShard: imagesPerShard, resuming: passesBefore > 0, coordinator: self)
+        guard !sink.pending.isEmpty else {
+            sink.finishSoon()
             return
         }
         let spec = RoundSpec(key: RoundKey(job: id, round: passesBefore + 1), corpus: ExtractionSink.noCorpus, plan: sink.plan,
                              computation: try ExtractPass(parameters: job.extraction, maximumResultBytes: resultBytes).description,
-                             model: [], layout: ImageFiles(images: job.images))
+                             model: [], layout: ImageFiles(images: sink.pending.map { job.images[$0] }))
         submit(spec, to: sink)
     }
 
@@ -92,11 +98,13 @@ struct ImageFiles: ShardLayout {
     }
 }
 
-/// Collects an extraction's shards as they arrive, in any order, in a scratch file next
-/// to the output (unlinked at once, so nothing is left behind), and once every shard is
-/// in writes the descriptor file and the index in image order, each under a temporary
-/// name renamed into place, exactly as `Extraction` writes them. `check` and `deliver`
-/// run on the coordinator's merge thread; the final copy runs on a thread of its own.
+/// Collects an extraction's shards as they arrive, in any order, in the job's journal next
+/// to the output (`ExtractionJournal`; a resumed job's sink starts with what it holds and
+/// extracts only the other images), and once every image is in writes the descriptor file
+/// and the index in image order, each under a temporary name renamed into place, exactly as
+/// `Extraction` writes them. `check` and `deliver` run on the coordinator's merge thread;
+/// the final copy runs on a thread of its own. The journal is deleted when the job ends,
+/// and kept when a coordinator that keeps its jobs stops.
 final class ExtractionSink: RoundSink, @unchecked Sendable {
     // @unchecked Sendable: the merge thread touches the state until the last shard is in;
     // only then does `finish` take it over.
@@ -105,93 +113,102 @@ final class ExtractionSink: RoundSink, @unchecked Sendable {
 
     let job: UInt64
     let extraction: ExtractionJob
+    /// The images this pass extracts (positions in the job's list): those not in the journal.
+    let pending: [Int]
     let plan: ShardPlan
     private weak var coordinator: Coordinator?
-    /// The scratch file's descriptor (−1 once closed).
-    private var scratch: Int32
-    private var scratchBytes = 0
-    /// By shard: where its descriptors start in the scratch file, and each image's count (−1: skipped).
-    private var shards: [(offset: Int, counts: [Int])?]
+    private let journal: ExtractionJournal
+    private var collected: Images
     private var shardsLeft: Int
-    private var imagesDone = 0
-    private var descriptors = 0
-    /// Skipped images by their position in the job's list.
-    private var skipped: [Int: SkippedImageReport] = [:]
     /// What `check` accepted, until `deliver` takes it (each RESULT is decoded once).
     private var checked: [Int: ExtractedDescriptors] = [:]
 
-    init(job: UInt64, extraction: ExtractionJob, plan: ShardPlan, coordinator: Coordinator) throws {
+    /// Opens the job's journal (`resuming`: keeping what it holds, reported as progress) and
+    /// plans the other images in shards of `imagesPerShard`.
+    init(job: UInt64, extraction: ExtractionJob, imagesPerShard: Int, resuming: Bool, coordinator: Coordinator) throws {
         self.job = job
         self.extraction = extraction
-        self.plan = plan
         self.coordinator = coordinator
-        let directory = extraction.descriptors.lastIndex(of: "/").map { String(extraction.descriptors[...$0]) } ?? ""
-        let path = "\(directory).codebook-extract-\(getpid())-\(job)-\(UInt32.random(in: 0...UInt32.max))"
-        scratch = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        guard scratch >= 0 else {
-            throw DescriptorError(.ioFailure, "cannot create a scratch file next to it", path: extraction.descriptors,
-                                  underlying: SystemCallError(errno: errno))
-        }
-        unlink(path)
-        shards = Array(repeating: nil, count: plan.count)
+        journal = try ExtractionJournal(job: job, extraction: extraction, resuming: resuming)
+        var collected = Images(placed: Array(repeating: nil, count: extraction.images.count))
+        for (piece, values) in journal.recovered { collected.place(piece, values: values, of: extraction) }
+        pending = collected.placed.indices.filter { collected.placed[$0] == nil }
+        self.collected = collected
+        plan = ShardPlan(totalRows: pending.count, shardRows: imagesPerShard)
         shardsLeft = plan.count
+        collected.report(job, to: coordinator)
     }
 
-    deinit { closeScratch() }
+    /// The job's images that are in, and their counts.
+    private struct Images {
+        /// By image: where its descriptors are in the journal and their count (−1: skipped), once in.
+        var placed: [(offset: Int, count: Int)?]
+        var done = 0
+        var descriptors = 0
+        /// Skipped images by their position in the job's list.
+        var skipped: [Int: SkippedImageReport] = [:]
 
-    private func closeScratch() {
-        if scratch >= 0 { close(scratch) }
-        scratch = -1
+        /// Records where a piece's images are, and counts them.
+        mutating func place(_ piece: ExtractionJournal.Piece, values: Int, of extraction: ExtractionJob) {
+            var position = values, reasons = piece.reasons.makeIterator()
+            for (image, count) in zip(piece.images, piece.counts) {
+                placed[image] = (position, count)
+                if count < 0 {
+                    let entry = extraction.images[image]
+                    skipped[image] = SkippedImageReport(key: entry.key, path: entry.path, message: reasons.next() ?? "")
+                }
+                position += max(0, count) * FeatureExtractor.dimension * 4
+                descriptors += max(0, count)
+                done += 1
+            }
+        }
+
+        func report(_ job: UInt64, to coordinator: Coordinator) {
+            coordinator.jobs.progress(job, imagesDone: done, descriptors: descriptors, skipped: skipped.keys.sorted().map { skipped[$0]! })
+        }
     }
 
-    private func images(of shard: Int) -> ArraySlice<ImageSource.Entry> { extraction.images[plan.rows(of: shard)] }
+    private func images(of shard: Int) -> [ImageSource.Entry] { pending[plan.rows(of: shard)].map { extraction.images[$0] } }
 
     func check(shard: Int, _ message: WireMessage) throws {
         checked[shard] = nil
         guard shard < plan.count else { throw ClusterError.malformed("shard \(shard) is not one of the pass's \(plan.count)") }
         let result = try ExtractedDescriptors(shape: try message.decode(StatisticsShape.self), message: message)
-        try result.check(against: Array(images(of: shard)))
+        try result.check(against: images(of: shard))
         checked[shard] = result
     }
 
     func deliver(shard: Int, message: WireMessage) {
         guard let coordinator else { return }
         guard let result = checked.removeValue(forKey: shard) else { preconditionFailure("shard \(shard) delivered without a check that passed") }
-        let first = plan.rows(of: shard).lowerBound
-        var reasons = result.errors.makeIterator()
-        for (index, count) in result.counts.enumerated() where count < 0 {
-            let image = extraction.images[first + index]
-            let report = SkippedImageReport(key: image.key, path: image.path, message: reasons.next() ?? "")
-            if extraction.strict {
-                return fail("image \(image.path) (key \(image.key)) cannot be read: \(report.message)")
-            }
-            skipped[first + index] = report
+        let piece = ExtractionJournal.Piece(images: Array(pending[plan.rows(of: shard)]), counts: result.counts, reasons: result.errors)
+        if extraction.strict, let index = result.counts.firstIndex(where: { $0 < 0 }) {
+            let image = extraction.images[piece.images[index]]
+            return fail("image \(image.path) (key \(image.key)) cannot be read: \(result.errors.first ?? "")")
         }
         do {
-            try result.values.withUnsafeBytes { bytes in try Self.writeAll(scratch, bytes, at: scratchBytes) }
+            collected.place(piece, values: try journal.append(piece, values: result.values), of: extraction)
         } catch {
             return fail("shard \(shard): \(error)")
         }
-        shards[shard] = (scratchBytes, result.counts)
-        scratchBytes += result.values.count * 4
-        descriptors += result.rows
-        imagesDone += result.keys.count
         shardsLeft -= 1
-        coordinator.jobs.progress(job, imagesDone: imagesDone, descriptors: descriptors, skipped: skippedInOrder)
-        if shardsLeft == 0 {
-            let done = coordinator.trackJobTask()
-            DispatchQueue.global().async { [self] in
-                finish()
-                done.signal()
-            }
+        collected.report(job, to: coordinator)
+        if shardsLeft == 0 { finishSoon() }
+    }
+
+    /// Runs `finish` on a thread of its own (it copies every descriptor).
+    func finishSoon() {
+        guard let coordinator else { return }
+        let done = coordinator.trackJobTask()
+        DispatchQueue.global().async { [self] in
+            finish()
+            done.signal()
         }
     }
 
-    private var skippedInOrder: [SkippedImageReport] { skipped.keys.sorted().map { skipped[$0]! } }
-
-    /// Writes the descriptor file and the index from the scratch file, in image order, and
-    /// ends the job (succeeded, or failed naming what went wrong).
-    func finish() {
+    /// Writes the descriptor file and the index from the journal, in image order, and ends
+    /// the job (succeeded, or failed naming what went wrong).
+    private func finish() {
         guard let coordinator else { return }
         do {
             if !extraction.replace, let existing = [extraction.descriptors, extraction.index].first(where: { FileManager.default.fileExists(atPath: $0) }) {
@@ -200,16 +217,13 @@ final class ExtractionSink: RoundSink, @unchecked Sendable {
             let writer = try DescriptorWriter(path: extraction.descriptors, dimension: FeatureExtractor.dimension)
             defer { writer.cancel() }
             var index = "", values: [Float] = []
-            for shard in 0..<plan.count {
-                guard let (offset, counts) = shards[shard] else { preconditionFailure("shard \(shard) of a finished pass is missing") }
-                var position = offset
-                for (image, count) in zip(images(of: shard), counts) where count >= 0 {
-                    index += "\(image.key)\t\(writer.rows)\t\(count)\n"
-                    values = [Float](repeating: 0, count: count * FeatureExtractor.dimension)
-                    try values.withUnsafeMutableBytes { try Self.readAll(scratch, $0, at: position) }
-                    try writer.append(values)
-                    position += values.count * 4
-                }
+            for (image, place) in zip(extraction.images, collected.placed) {
+                guard let (offset, count) = place else { preconditionFailure("image \(image.key) of a finished pass is missing") }
+                guard count >= 0 else { continue }
+                index += "\(image.key)\t\(writer.rows)\t\(count)\n"
+                values = [Float](repeating: 0, count: count * FeatureExtractor.dimension)
+                try values.withUnsafeMutableBytes { try journal.read($0, at: offset) }
+                try writer.append(values)
             }
             let sink = try AtomicFileSink(path: extraction.index)
             do {
@@ -223,17 +237,18 @@ final class ExtractionSink: RoundSink, @unchecked Sendable {
                 sink.abort()
                 throw error
             }
-            closeScratch()
+            journal.end(removing: true)
             try coordinator.jobs.finishExtraction(job)
-            coordinator.logger.info("extraction job \(job) finished", metadata: ["descriptors": "\(descriptors)",
-                                                                                "skipped": "\(skipped.count)"])
+            coordinator.logger.info("extraction job \(job) finished", metadata: ["descriptors": "\(collected.descriptors)",
+                                                                                "skipped": "\(collected.skipped.count)"])
         } catch {
             fail("\(error)")
         }
     }
 
     func fail(_ message: String) {
-        closeScratch()
+        // A coordinator stopping that keeps its jobs resumes this one: its journal stays.
+        journal.end(removing: coordinator.map { !$0.jobs.keepsStoredJobsForNextStart } ?? false)
         guard let coordinator, coordinator.jobs[job]?.record.state == .running else { return }
         coordinator.jobs.fail(job, message: message)
         coordinator.logJobEnd("extraction job \(job)", message)
@@ -241,26 +256,4 @@ final class ExtractionSink: RoundSink, @unchecked Sendable {
     }
 
     func addDispatchTime(_ duration: Duration) {}
-
-    private static func writeAll(_ descriptor: Int32, _ bytes: UnsafeRawBufferPointer, at offset: Int) throws {
-        try untilDone(bytes.count, "write") { done in pwrite(descriptor, bytes.baseAddress! + done, bytes.count - done, off_t(offset + done)) }
-    }
-
-    private static func readAll(_ descriptor: Int32, _ bytes: UnsafeMutableRawBufferPointer, at offset: Int) throws {
-        try untilDone(bytes.count, "read") { done in pread(descriptor, bytes.baseAddress! + done, bytes.count - done, off_t(offset + done)) }
-    }
-
-    /// Repeats `call` (given the bytes done so far) until `count` bytes are done; a system
-    /// call interrupted is repeated, one that fails or does nothing is an error.
-    private static func untilDone(_ count: Int, _ what: String, _ call: (Int) -> Int) throws {
-        var done = 0
-        while done < count {
-            let result = call(done)
-            if result < 0 && errno == EINTR { continue }
-            guard result > 0 else {
-                throw DescriptorError(.ioFailure, "cannot \(what) the extraction's scratch file", underlying: SystemCallError(errno: errno))
-            }
-            done += result
-        }
-    }
 }

@@ -4,12 +4,22 @@ import Telemetry
 
 extension Coordinator {
     /// Answers a client's request through `send`, once: at once, or, for a SEARCH that runs
-    /// on the workers, when it ends (from another thread: this thread is free meanwhile).
-    /// SEARCH is answered only here (it may use the workers `state` has).
+    /// on the workers or a TRANSFORM-SET, when it ends (from another thread: this thread is
+    /// free meanwhile). SEARCH and TRANSFORM-SET are answered only here (SEARCH may use the
+    /// workers `state` has).
     func answer(_ request: WireMessage, state: CoordinatorState, now: ContinuousClock.Instant,
                 send: @escaping @Sendable (WireMessage) -> Void) {
-        guard request.header.type == .search, let queries else { return send(answer(request, state: state, now: now)) }
         let job = request.header.job
+        if request.header.type == .transformSet {
+            do {
+                try settings.checkRequestArrays(request.arrays)
+                try acceptTransform(try request.decode(TransformSetRequest.self), send: send)
+            } catch {
+                send(Self.errorReply(to: job, error))
+            }
+            return
+        }
+        guard request.header.type == .search, let queries else { return send(answer(request, state: state, now: now)) }
         do {
             try settings.checkRequestArrays(request.arrays)
             queries.search(try request.decode(SearchRequest.self), message: request,
@@ -25,7 +35,7 @@ extension Coordinator {
     }
 
     /// The ERROR-REPLY to a request of `job` that failed with `error`.
-    private static func errorReply(to job: UInt64, _ error: any Error) -> WireMessage {
+    static func errorReply(to job: UInt64, _ error: any Error) -> WireMessage {
         WireMessage(header: WireHeader(.errorReply, job: job), metadata: FailureReport(replyingTo: error))
     }
 

@@ -130,7 +130,9 @@ extension Coordinator {
                 let stored = entry.record.passes ?? 0
                 guard stored <= UInt32.max / 2 else { throw StoreError(.corrupt, "job \(id) claims \(stored) passes") }
                 let passesBefore = stored + 16
-                if entry.record.extraction != nil {
+                if let transform = entry.record.transform {
+                    try resumeTransform(id, job: transform)
+                } else if entry.record.extraction != nil {
                     try resumeExtraction(id, record: entry.record, passesBefore: passesBefore)
                 } else if let encoding = entry.record.encoding {
                     logger.info("encoding job \(id) resumed")

@@ -40,9 +40,9 @@ public final class Coordinator: @unchecked Sendable {
     private let doorbell = Mutex<Doorbell?>(nil)
     /// Where requests that may take more than a moment are answered (see `answersOnIOThread`).
     private let requestThread = DispatchQueue(label: "codebook-coordinator-requests")
-    /// Where TRANSFORM-SETs are answered, which take as long as their set is large: the
-    /// request thread answers other clients meanwhile.
-    private let transformThread = DispatchQueue(label: "codebook-coordinator-transforms")
+    /// Where transform jobs (TRANSFORM-SET) run, one at a time, which take as long as their
+    /// set is large: the request thread answers other clients meanwhile.
+    let transformThread = DispatchQueue(label: "codebook-coordinator-transforms")
     /// Where the state machine's `persist` directives are carried out, in order, so that the
     /// I/O thread never waits on the store.
     private let persistThread = DispatchQueue(label: "codebook-coordinator-persist")
@@ -353,8 +353,7 @@ public final class Coordinator: @unchecked Sendable {
                     requests.handedOff(client, leaving: Array(items[(index + 1)...]))
                     // A snapshot of the state goes along (copy-on-write: cheap until changed).
                     let snapshot = state
-                    let queue = request.header.type == .transformSet ? transformThread : requestThread
-                    queue.async { [self] in
+                    requestThread.async { [self] in
                         // Once the coordinator stops, what still waits here is not answered.
                         guard !inbox.withLock({ $0.stopped }) else { return }
                         answer(request, state: snapshot, now: .now) { [self] in post(.reply(to: client, $0)) }

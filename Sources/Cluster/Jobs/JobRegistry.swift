@@ -48,7 +48,9 @@ final class JobRegistry: Sendable {
 
     let store: CodebookStore?
     let policy: Policy
-    private let entries = Mutex<(next: UInt64, jobs: [UInt64: Entry])>((1, [:]))
+    /// `held`: jobs whose task still holds their sets after they ended (a cancelled transform
+    /// deleting what it wrote).
+    private let entries = Mutex<(next: UInt64, jobs: [UInt64: Entry], held: Set<UInt64>)>((1, [:], []))
     /// Held while a job's record is changed and stored: a job leaves `running` once, and a
     /// job's task never stores a record over its cancellation.
     private let writes = Mutex<Void>(())
@@ -61,41 +63,64 @@ final class JobRegistry: Sendable {
     }
 
     /// Registers (and stores) a new job; returns its id. Refuses a job beyond
-    /// `maximumActiveJobs`, and an encoding job into a set that a running job writes.
-    func add(_ job: TrainingJob?, encoding: EncodingJob? = nil, extraction: ExtractionJob? = nil,
+    /// `maximumActiveJobs`, and a job that writes a set another job writes or reads, or reads
+    /// a set another job writes (a transform job holds its new set until its task has ended).
+    func add(_ job: TrainingJob?, encoding: EncodingJob? = nil, extraction: ExtractionJob? = nil, transform: TransformSetJob? = nil,
              initialValues: [Float] = []) throws -> UInt64 {
+        var record = JobRecord(job: job, encoding: encoding, extraction: extraction, transform: transform, state: .running,
+                               iterations: [], initialValues: initialValues.count)
+        // An extraction keeps its images while it runs, to start again after a restart.
+        record.imagesTotal = extraction?.images.count
         let (id, entry) = try entries.withLock { state in
             let running = state.jobs.filter { $0.value.record.state == .running }
             guard running.count < policy.maximumActiveJobs else {
                 throw ClusterError(.limit, "\(running.count) jobs are running, the coordinator's limit on running jobs "
                                    + "(maximumActiveJobs = \(policy.maximumActiveJobs)); wait for one to end or cancel one")
             }
-            if let set = encoding?.set, let writer = running.keys.sorted().first(where: { running[$0]!.record.encoding?.set == set }) {
-                throw ClusterError(.conflict, "set \"\(set)\" is being written by job \(writer); a set has one writer at a time: "
-                                   + "wait for job \(writer) to end or cancel it")
-            }
+            try Self.checkSets(of: record, against: state)
             // A store may hold the largest id (written by hand or corrupted): no id is left after it.
             guard state.next < .max else {
                 throw ClusterError(.limit, "no job ids are left: the store holds a job of id \(UInt64.max - 1) or higher")
             }
             let id = state.next
             state.next += 1
-            var record = JobRecord(job: job, encoding: encoding, extraction: extraction, state: .running, iterations: [],
-                                   initialValues: initialValues.count)
-            // An extraction keeps its images while it runs, to start again after a restart.
-            record.imagesTotal = extraction?.images.count
             let entry = Entry(record: record, initialValues: initialValues)
             state.jobs[id] = entry
+            if transform != nil { state.held.insert(id) }
             return (id, entry)
         }
         do {
             try store?.putJob(id, try entry.storedValue())
         } catch {
-            entries.withLock { _ = $0.jobs.removeValue(forKey: id) }
+            entries.withLock { state in
+                state.jobs.removeValue(forKey: id)
+                state.held.remove(id)
+            }
             throw error
         }
         prune()
         return id
+    }
+
+    /// Refuses a job that writes a set a running job (or a job's task that still holds its
+    /// sets) writes or reads, or reads a set one writes, naming the set and the job.
+    func checkSets(of record: JobRecord) throws {
+        try entries.withLock { try Self.checkSets(of: record, against: $0) }
+    }
+
+    private static func checkSets(of record: JobRecord, against state: (next: UInt64, jobs: [UInt64: Entry], held: Set<UInt64>)) throws {
+        let holders = state.jobs.filter { $0.value.record.state == .running || state.held.contains($0.key) }
+        for holder in holders.keys.sorted() {
+            let other = holders[holder]!.record
+            if let set = record.setsWritten.first(where: { other.setsWritten.contains($0) }) ?? record.setsRead.first(where: { other.setsWritten.contains($0) }) {
+                throw ClusterError(.conflict, "set \"\(set)\" is being written by job \(holder); a set has one writer at a time: "
+                                   + "wait for job \(holder) to end or cancel it")
+            }
+            if let set = record.setsWritten.first(where: { other.setsRead.contains($0) }) {
+                throw ClusterError(.conflict, "set \"\(set)\" is being read by job \(holder); a set is not written while a job reads it: "
+                                   + "wait for job \(holder) to end or cancel it")
+            }
+        }
     }
 
     /// Loads every stored job; returns them for the caller to resume the running ones. A job
@@ -126,9 +151,12 @@ final class JobRegistry: Sendable {
         return restored.map { (id: $0.0, entry: $0.1) }
     }
 
-    /// A stored job's entry; throws if its value is not a job record with its values.
+    /// A stored job's entry; throws if its value is not a job record with its values, or
+    /// holds more than one job.
     private static func entry(_ id: UInt64, _ value: StoredValue, now: Double) throws -> Entry {
         var record = try value.decode(JobRecord.self, key: "job \(id)")
+        let kinds = [record.job != nil, record.encoding != nil, record.extraction != nil, record.transform != nil].count { $0 }
+        guard kinds <= 1 else { throw StoreError(.corrupt, "job \(id) holds \(kinds) jobs (a record holds one)") }
         // Stored before jobs had an end time: counted from now.
         if record.state != .running && record.ended == nil { record.ended = now }
         guard record.initialValues >= 0, record.initialValues <= value.values.count else {
@@ -218,6 +246,16 @@ final class JobRegistry: Sendable {
         }
     }
 
+    /// Marks a transform job succeeded, storing its new set's record in the same atomic batch.
+    func finishTransform(_ job: UInt64, set: (name: String, value: StoredValue)) throws {
+        try end(job, as: .succeeded, write: { store, entry in try store.putSet(named: set.name, set.value, job: (job, try entry.storedValue())) })
+    }
+
+    /// The task of job `job` holds its sets until `release`, even once the job has ended.
+    func hold(_ job: UInt64) { entries.withLock { _ = $0.held.insert(job) } }
+
+    func release(_ job: UInt64) { entries.withLock { _ = $0.held.remove(job) } }
+
     /// Marks an extraction job succeeded, once its files are in place.
     func finishExtraction(_ job: UInt64) throws {
         try end(job, as: .succeeded)
@@ -271,8 +309,9 @@ final class JobRegistry: Sendable {
             let jobs = (running + page).map { id in
                 let record = state.jobs[id]!.record
                 return JobSummary(job: id, kind: record.job?.kind.rawValue ?? record.encoding?.encoding.rawValue
-                                      ?? (record.extraction == nil ? "unknown" : "extract"),
-                                  corpus: record.job?.corpus ?? record.encoding?.descriptors ?? record.extraction?.descriptors ?? "",
+                                      ?? (record.extraction != nil ? "extract" : record.transform != nil ? "transform" : "unknown"),
+                                  corpus: record.job?.corpus ?? record.encoding?.descriptors ?? record.extraction?.descriptors
+                                      ?? record.transform?.into ?? "",
                                   state: record.state,
                                   iterations: record.iterations.count, lastValuePerRow: record.iterations.last?.valuePerRow,
                                   message: record.message)

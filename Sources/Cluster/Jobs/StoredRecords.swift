@@ -51,8 +51,10 @@ struct JobRecord: Codable, Sendable {
     var job: TrainingJob?
     /// …or an encoding job's…
     var encoding: EncodingJob?
-    /// …or an extraction job's (with its images while it runs: `imagesTotal` of them).
+    /// …or an extraction job's (with its images while it runs: `imagesTotal` of them)…
     var extraction: ExtractionJob?
+    /// …or a TRANSFORM-SET's.
+    var transform: TransformSetJob?
     var state: JobState
     var message: String?
     var iterations: [IterationRecord]
@@ -63,7 +65,7 @@ struct JobRecord: Codable, Sendable {
     /// Passes started by the time of the checkpoint (a resumed job numbers its passes after
     /// these and the few that may have followed the checkpoint).
     var passes: UInt32?
-    /// Encoding and extraction jobs: images done so far, and in all.
+    /// Encoding and extraction jobs: images done so far, and in all; transform jobs: vectors.
     var imagesDone: Int?
     var imagesTotal: Int?
     /// Extraction jobs: descriptors so far, and the images skipped.
@@ -71,6 +73,13 @@ struct JobRecord: Codable, Sendable {
     var skipped: [SkippedImageReport]?
     /// When the job ended (succeeded, failed or was cancelled), in seconds since 1970.
     var ended: Double?
+}
+
+extension JobRecord {
+    /// The sets the job writes while it runs.
+    var setsWritten: [String] { [encoding?.set, transform?.into].compactMap { $0 } }
+    /// The sets the job reads while it runs.
+    var setsRead: [String] { [transform?.set, job?.set].compactMap { $0 } }
 }
 
 /// The metadata of a checkpoint; its model's values follow the initial arrays.

@@ -1,0 +1,112 @@
+@testable import Cluster
+import ClusterProtocol
+import Features
+import Foundation
+import TestSupport
+import Testing
+
+/// An extraction journal read back as hostile: pieces are kept up to the first that fails a
+/// check, and the file is cut there.
+@Suite struct ExtractionJournalTests {
+    static let dimension = FeatureExtractor.dimension
+
+    static func job(in scratch: TemporaryDirectory, images: Int = 6, strict: Bool = false) -> ExtractionJob {
+        ExtractionJob(images: (0..<images).map { ImageSource.Entry(key: "k\($0)", path: "/images/\($0).png") },
+                      extraction: ExtractionParameters(method: .sift, maxSide: 200), descriptors: scratch.file("d.npy"),
+                      index: scratch.file("d.tsv"), strict: strict)
+    }
+
+    /// Writes `pieces` (each with one descriptor of value `image` per count, up to 4) to a new journal, then
+    /// reopens it to resume: the images of the pieces read back, in order.
+    static func readBack(_ pieces: [ExtractionJournal.Piece], extra values: Int = 0, strict: Bool = false) throws -> [[Int]] {
+        let scratch = try TemporaryDirectory()
+        let job = job(in: scratch, strict: strict)
+        let journal = try ExtractionJournal(job: 3, extraction: job, resuming: false)
+        for piece in pieces {
+            let values = zip(piece.images, piece.counts).flatMap { image, count in
+                // At most 4 descriptors: a piece claiming more has fewer values.
+                [Float](repeating: Float(image), count: min(max(0, count), 4) * dimension)
+            } + [Float](repeating: 0, count: values)
+            _ = try journal.append(piece, values: values)
+        }
+        journal.end(removing: false)
+        let reopened = try ExtractionJournal(job: 3, extraction: job, resuming: true)
+        defer { reopened.end(removing: true) }
+        // What is read back is where the pieces' values are.
+        for (piece, offset) in reopened.recovered {
+            var first = [Float](repeating: -1, count: dimension)
+            if let index = piece.counts.firstIndex(where: { $0 > 0 }) {
+                try first.withUnsafeMutableBytes { try reopened.read($0, at: offset) }
+                #expect(first == [Float](repeating: Float(piece.images[index]), count: dimension))
+            }
+        }
+        return reopened.recovered.map(\.piece.images)
+    }
+
+    @Test func piecesThatPassEveryCheckAreReadBack() throws {
+        let pieces = [ExtractionJournal.Piece(images: [2, 3], counts: [1, 0], reasons: []),
+                      ExtractionJournal.Piece(images: [0], counts: [-1], reasons: ["unreadable"]),
+                      ExtractionJournal.Piece(images: [4, 5], counts: [2, 3], reasons: [])]
+        #expect(try Self.readBack(pieces) == [[2, 3], [0], [4, 5]])
+    }
+
+    /// Each bad piece ends what is read back (the good piece after it is not kept either).
+    @Test(arguments: [
+        ExtractionJournal.Piece(images: [2], counts: [1], reasons: []),            // an image held already
+        ExtractionJournal.Piece(images: [6], counts: [1], reasons: []),            // beyond the job's images
+        ExtractionJournal.Piece(images: [-1], counts: [1], reasons: []),           // negative
+        ExtractionJournal.Piece(images: [4, 3], counts: [1, 1], reasons: []),      // not increasing
+        ExtractionJournal.Piece(images: [], counts: [], reasons: []),              // empty
+        ExtractionJournal.Piece(images: [4], counts: [1, 1], reasons: []),         // counts do not match
+        ExtractionJournal.Piece(images: [4], counts: [-2], reasons: []),           // count below −1
+        ExtractionJournal.Piece(images: [4], counts: [-1], reasons: []),           // a skip without a reason
+        ExtractionJournal.Piece(images: [4], counts: [1], reasons: ["why"]),       // a reason without a skip
+        ExtractionJournal.Piece(images: [4], counts: [-1], reasons: [String(repeating: "x", count: 1025)]),
+        ExtractionJournal.Piece(images: [4], counts: [Int.max], reasons: []),      // more descriptors than values
+    ])
+    func aBadPieceEndsWhatIsReadBack(_ bad: ExtractionJournal.Piece) throws {
+        let good = ExtractionJournal.Piece(images: [2], counts: [1], reasons: [])
+        let after = ExtractionJournal.Piece(images: [5], counts: [1], reasons: [])
+        #expect(try Self.readBack([good, bad, after]) == [[2]])
+    }
+
+    @Test func valuesBeyondTheDescriptorsCountedEndWhatIsReadBack() throws {
+        #expect(try Self.readBack([ExtractionJournal.Piece(images: [1], counts: [1], reasons: [])], extra: 128) == [])
+    }
+
+    @Test func aSkippedImageInAStrictJobEndsWhatIsReadBack() throws {
+        let pieces = [ExtractionJournal.Piece(images: [1], counts: [2], reasons: []),
+                      ExtractionJournal.Piece(images: [2], counts: [-1], reasons: ["unreadable"])]
+        #expect(try Self.readBack(pieces, strict: true) == [[1]])
+    }
+
+    /// Bytes changed on disk: a value (checksum), a byte count beyond the file or the limit.
+    @Test func changedBytesEndWhatIsReadBackAndTheFileIsCutThere() throws {
+        let scratch = try TemporaryDirectory()
+        let job = Self.job(in: scratch)
+        let journal = try ExtractionJournal(job: 3, extraction: job, resuming: false)
+        var ends: [Int] = []
+        for image in 0..<3 {
+            let offset = try journal.append(ExtractionJournal.Piece(images: [image], counts: [1], reasons: []),
+                                            values: [Float](repeating: 1, count: Self.dimension))
+            ends.append(offset + Self.dimension * 4)
+        }
+        journal.end(removing: false)
+        let original = try Data(contentsOf: URL(fileURLWithPath: journal.path))
+        func reopen(_ change: (inout Data) -> Void) throws -> (images: Int, size: Int) {
+            var bytes = original
+            change(&bytes)
+            try bytes.write(to: URL(fileURLWithPath: journal.path))
+            let reopened = try ExtractionJournal(job: 3, extraction: job, resuming: true)
+            reopened.end(removing: false)
+            let size = try FileManager.default.attributesOfItem(atPath: journal.path)[.size] as! Int
+            return (reopened.recovered.count, size)
+        }
+        #expect(try reopen { _ in } == (3, ends[2]))
+        #expect(try reopen { $0[ends[1] - 5] ^= 1 } == (1, ends[0]))                             // a value of piece 2
+        #expect(try reopen { $0[ends[0]] = 0xff; $0[ends[0] + 7] = 0x7f } == (1, ends[0]))       // metadata bytes: 2^63 − 1
+        #expect(try reopen { $0[ends[0] + 8] = 0xff; $0[ends[0] + 12] = 0x01 } == (1, ends[0]))  // value bytes beyond the file
+        #expect(try reopen { $0.count = ends[2] - 1 } == (2, ends[1]))                           // the last piece torn
+        #expect(try reopen { $0.replaceSubrange(0..<8, with: Data("CBXJRNL2".utf8)) } == (0, 16)) // another format
+    }
+}
