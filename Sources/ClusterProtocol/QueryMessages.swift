@@ -125,11 +125,28 @@ public struct CatalogReply: Codable, Sendable, Equatable {
         }
     }
 
+    /// A stored model or set whose value cannot be read, and why.
+    public struct Unreadable: Codable, Sendable, Equatable {
+        public var name: String
+        public var reason: String
+
+        public init(name: String, reason: String) {
+            self.name = name
+            self.reason = reason
+        }
+    }
+
     public var models: [Model]
     public var sets: [Set]
+    /// Models and sets left out of `models` and `sets` as unreadable (absent from an older
+    /// coordinator's reply).
+    public var unreadableModels: [Unreadable]?
+    public var unreadableSets: [Unreadable]?
 
-    public init(models: [Model], sets: [Set]) {
+    public init(models: [Model], sets: [Set], unreadableModels: [Unreadable] = [], unreadableSets: [Unreadable] = []) {
         self.models = models
         self.sets = sets
+        self.unreadableModels = unreadableModels
+        self.unreadableSets = unreadableSets
     }
 }

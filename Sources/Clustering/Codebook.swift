@@ -69,6 +69,19 @@ public struct GaussianMixtureModel: Sendable, Equatable {
 }
 
 extension GaussianMixtureModel {
+    /// How far from 1 a normalised model's priors may sum: float32 rounding of K priors is
+    /// far below it for any K the engine trains.
+    public static let priorSumTolerance = 1e-3
+
+    /// Throws unless the priors sum to 1 within `priorSumTolerance` (summed in float64), as
+    /// every trained model's do; an imported model must be normalised too.
+    public func checkPriorsNormalised() throws {
+        let sum = priors.reduce(0.0) { $0 + Double($1) }
+        guard abs(sum - 1) <= Self.priorSumTolerance else {
+            throw ClusteringError(.invalidArgument, "the priors sum to \(sum); they must sum to 1 (within \(Self.priorSumTolerance))")
+        }
+    }
+
     /// The model from its values in one array: means (K·D), then variances (K·D), then priors (K).
     public init(k: Int, dimension: Int, concatenated values: [Float]) throws {
         let kd = k * dimension

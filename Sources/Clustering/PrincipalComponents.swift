@@ -100,10 +100,32 @@ public struct PrincipalComponents: Sendable, Equatable {
             let norm = components[r * dimension ..< (r + 1) * dimension].reduce(0.0) { $0 + Double($1) * Double($1) }
             guard abs(norm - 1) <= 1e-3 else { throw ClusteringError(.invalidArgument, "PCA component \(r) has norm² \(norm), not 1") }
         }
+        try Self.checkOrthogonal(components, kept: kept, dimension: dimension)
         self.dimension = dimension
         self.mean = mean
         self.components = components
         self.eigenvalues = eigenvalues
+    }
+
+    /// The largest |cᵢ·cⱼ| (i ≠ j) of orthonormal components is their float32 rounding (about
+    /// 10⁻⁷ for a computed PCA); components further from orthogonal are refused.
+    public static let orthogonalityTolerance = 1e-3
+
+    /// Throws unless every two distinct rows of `components` (kept×dimension) have a dot
+    /// product within `orthogonalityTolerance` of 0 (computed in float32).
+    private static func checkOrthogonal(_ components: [Float], kept: Int, dimension: Int) throws {
+        guard kept > 1 else { return }
+        var products = [Float](repeating: 0, count: kept * kept)
+        components.withUnsafeBufferPointer { c in
+            BLAS.gemmTransposedB(m: kept, n: kept, k: dimension, alpha: 1, a: c.baseAddress!, lda: dimension,
+                                 b: c.baseAddress!, ldb: dimension, beta: 0, c: &products, ldc: kept)
+        }
+        for i in 0..<kept {
+            for j in (i + 1)..<kept where !(Double(abs(products[i * kept + j])) <= orthogonalityTolerance) {
+                throw ClusteringError(.invalidArgument, "PCA components \(i) and \(j) have dot product \(products[i * kept + j]); "
+                                      + "components must be orthogonal (|dot| ≤ \(orthogonalityTolerance))")
+            }
+        }
     }
 
     /// The `kept` leading components of the corpus whose statistics are `statistics`

@@ -142,7 +142,7 @@ public struct ImageCollection: RandomAccessCollection, Sendable {
     /// `.npy` file, `.dimensionMismatch` naming the first file whose dimension differs, and
     /// any error of `DescriptorMatrix.open(path:)`.
     public init(directory: String) throws {
-        let keys = try Self.visibleNames(in: directory).filter { $0.hasSuffix(".npy") && $0.count > 4 }.map { String($0.dropLast(4)) }
+        let keys = try Self.visibleNames(in: directory, where: { $0.hasSuffix(".npy") && $0.count > 4 }).map { String($0.dropLast(4)) }
             .sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
         guard !keys.isEmpty else {
             throw DescriptorError(.invalidArgument, "no .npy files in directory", path: directory)
@@ -165,9 +165,12 @@ public struct ImageCollection: RandomAccessCollection, Sendable {
         dimension = reference?.dimension ?? 0
     }
 
-    /// The names in `directory` that do not start with `.`, in no particular order.
-    /// Throws `.fileNotFound` for a missing directory, `.ioFailure` if it cannot be listed.
-    public static func visibleNames(in directory: String) throws -> [String] {
+    /// The names in `directory` that do not start with `.` and that `include` takes, in no
+    /// particular order. Throws `.fileNotFound` for a missing directory, `.ioFailure` if it
+    /// cannot be listed, and `.malformed` for a name that is not valid UTF-8 and that
+    /// `include` takes as decoded with replacement characters (its bytes escaped in the
+    /// message): such a file could not be opened by its decoded name.
+    public static func visibleNames(in directory: String, where include: (String) -> Bool = { _ in true }) throws -> [String] {
         guard let handle = opendir(directory) else {
             let err = errno
             throw DescriptorError(err == ENOENT ? .fileNotFound : .ioFailure, "cannot list directory",
@@ -176,11 +179,21 @@ public struct ImageCollection: RandomAccessCollection, Sendable {
         defer { closedir(handle) }
         var names: [String] = []
         while let entry = readdir(handle) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) {
-                String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self)
+            let bytes = withUnsafeBytes(of: entry.pointee.d_name) { Array($0.prefix(while: { $0 != 0 })) }
+            let name = String(decoding: bytes, as: UTF8.self)
+            guard !name.hasPrefix("."), include(name) else { continue }
+            guard String(validating: bytes, as: UTF8.self) != nil else {
+                throw DescriptorError(.malformed, "the name of file \"\(escaped(bytes))\" is not valid UTF-8; rename it", path: directory)
             }
-            if !name.hasPrefix(".") { names.append(name) }
+            names.append(name)
         }
         return names
+    }
+
+    /// Bytes as text: printable ASCII as it is, other bytes (and the backslash) as `\xNN`.
+    static func escaped(_ bytes: [UInt8]) -> String {
+        bytes.map { (0x20..<0x7f).contains($0) && $0 != UInt8(ascii: "\\") ? String(UnicodeScalar($0))
+                                                                        : "\\x" + ($0 < 16 ? "0" : "") + String($0, radix: 16, uppercase: true) }
+            .joined()
     }
 }

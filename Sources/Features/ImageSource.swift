@@ -33,7 +33,7 @@ public struct ImageSource: Sendable {
     /// order of the store's keys.
     /// Two names with the same key (`a.jpg`, `a.png`) are an error.
     public init(directory: String) throws {
-        let names = try ImageCollection.visibleNames(in: directory).filter { name in
+        let names = try ImageCollection.visibleNames(in: directory) { name in
             guard let dot = name.lastIndex(of: "."), dot != name.startIndex else { return false }
             return Self.extensions.contains(name[name.index(after: dot)...].lowercased())
         }

@@ -181,7 +181,8 @@ public final class CodebookStore: Sendable {
 
     static func vectorKey(set: String, key: String) -> [UInt8] { Array("\(set)/\(key)".utf8) }
 
-    static func jobKey(_ id: UInt64) -> [UInt8] { withUnsafeBytes(of: id.bigEndian) { Array($0) } }
+    /// Job `id`'s key in `jobs`: the id, 8 bytes big-endian.
+    public static func jobKey(_ id: UInt64) -> [UInt8] { withUnsafeBytes(of: id.bigEndian) { Array($0) } }
 
     // MARK: Models
 
@@ -381,19 +382,50 @@ public final class CodebookStore: Sendable {
         }
     }
 
-    /// Every job, in id order.
+    /// Every job, in id order (quarantined values left out). Throws for a key that is not a
+    /// job id, or a value that is not a job value.
     public func allJobs() throws -> [(id: UInt64, value: StoredValue)] {
-        try jobValues().map { try ($0.id, $0.value.get()) }
-    }
-
-    /// Every job, in id order, each value as it decodes: a job whose value is not a valid
-    /// job value comes with the error saying why. Throws for a key that is not a job id.
-    public func jobValues() throws -> [(id: UInt64, value: Result<StoredValue, any Error>)] {
-        let opened = opened
-        return try opened.database.scan(prefix: [], in: opened.jobs).map { entry in
-            guard entry.key.count == 8 else { throw StoreError(.corrupt, "job key of \(entry.key.count) bytes, expected 8") }
-            let id = entry.key.reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
-            return (id, Result { try StoredValue(bytes: entry.value, expecting: .job, key: "job \(id)") })
+        try jobValues().filter { !Self.isQuarantinedJobKey($0.key) }.map { entry in
+            guard let id = entry.id else { throw StoreError(.corrupt, "job key \(Self.hex(entry.key)) is not an 8-byte job id") }
+            return try (id, entry.value.get())
         }
     }
+
+    /// The prefix of the key that keeps an unreadable job value (`quarantineJob`); the job's
+    /// 8-byte id follows it.
+    public static let quarantinedJobPrefix = Array("quarantined job ".utf8)
+
+    /// Every value of the `jobs` column family, in key order, with its bytes and as it decodes:
+    /// `id` is nil for a key that is not an 8-byte job id (a quarantined value's key, say), and
+    /// a value that is not a valid job value comes with the error saying why.
+    public func jobValues() throws -> [(key: [UInt8], id: UInt64?, bytes: [UInt8], value: Result<StoredValue, any Error>)] {
+        let opened = opened
+        return try opened.database.scan(prefix: [], in: opened.jobs).map { entry in
+            let id = entry.key.count == 8 ? entry.key.reduce(UInt64(0)) { $0 << 8 | UInt64($1) } : nil
+            let name = id.map { "job \($0)" } ?? "job key \(Self.hex(entry.key))"
+            return (entry.key, id, entry.value, Result { try StoredValue(bytes: entry.value, expecting: .job, key: name) })
+        }
+    }
+
+    /// Replaces job `id`'s value by `replacement` and keeps its former bytes under
+    /// `quarantinedJobPrefix` + the id's 8 bytes, in one atomic batch.
+    public func quarantineJob(_ id: UInt64, original: [UInt8], replacement: StoredValue) throws {
+        try write("quarantine job \(id)") { opened in
+            let batch = WriteBatch()
+            batch.put(Self.quarantinedJobKey(id), original, in: opened.jobs)
+            batch.put(Self.jobKey(id), replacement.bytes, in: opened.jobs)
+            try opened.database.write(batch)
+        }
+    }
+
+    /// The key under which `quarantineJob` keeps job `id`'s former bytes.
+    public static func quarantinedJobKey(_ id: UInt64) -> [UInt8] { quarantinedJobPrefix + jobKey(id) }
+
+    /// Whether `key` is a `quarantinedJobKey`.
+    public static func isQuarantinedJobKey(_ key: [UInt8]) -> Bool {
+        key.count == quarantinedJobPrefix.count + 8 && key.starts(with: quarantinedJobPrefix)
+    }
+
+    /// Bytes as lowercase hexadecimal, for naming a key in a message.
+    public static func hex(_ bytes: [UInt8]) -> String { bytes.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined() }
 }

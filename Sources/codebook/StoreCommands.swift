@@ -128,6 +128,10 @@ struct ModelsCommand: ParsableCommand {
             print("  \(set.name)  \(set.record.encoding.rawValue)  model \(set.record.model)  dimension \(set.record.dimension)  "
                   + "options [\(set.record.options.joined(separator: ", "))]  \(set.record.created)")
         }
+        for (what, unreadable) in [("models", catalog.unreadableModels ?? []), ("sets", catalog.unreadableSets ?? [])] where !unreadable.isEmpty {
+            print("unreadable \(what): \(unreadable.count)")
+            for entry in unreadable { print("  \(entry.name)  \(entry.reason)") }
+        }
     }
 }
 

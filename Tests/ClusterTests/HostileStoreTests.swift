@@ -43,6 +43,76 @@ import Testing
                 "\(String(describing: error))")
     }
 
+    /// Job keys the coordinator cannot interpret: a key of 3 bytes stopped it from starting
+    /// ("job key of 3 bytes, expected 8"), a job of id 0 (which the protocol uses for none)
+    /// was loaded and listed, and an unreadable record was overwritten by a failed one, its
+    /// bytes lost. Now it starts; the first two are skipped and left in the store as they
+    /// were; the unreadable one is listed as failed and its bytes are kept under its
+    /// quarantine key.
+    @Test(.timeLimit(.minutes(2))) func uninterpretableJobKeysAreSkippedAndUnreadableRecordsKept() async throws {
+        let scratch = try TemporaryDirectory()
+        let corpus = try Corpora.path(rows: 400, dimension: 8, clusters: 4, seed: 3)
+        var record = JobRecord(job: Self.job(corpus), state: .succeeded, iterations: [], initialValues: 0)
+        record.ended = Date().timeIntervalSince1970
+        let good = try StoredValue(kind: .job, metadata: record).bytes
+        let unreadable = Array(good.prefix(good.count / 2))
+        let path = scratch.file("store")
+        do {
+            let store = try CodebookStore(path: path)
+            try store.putJob(0, try StoredValue(bytes: good, expecting: .job, key: ""))
+            try store.putJob(2, try StoredValue(bytes: good, expecting: .job, key: ""))
+        }
+        do {
+            let database = try Database(path: path, columnFamilies: CodebookStore.columnFamilies)
+            let jobs = try #require(database.columnFamily(named: "jobs"))
+            try database.put([0, 0, 1], good, in: jobs)
+            try database.put(CodebookStore.jobKey(1), unreadable, in: jobs)
+        }
+        do {
+            let cluster = try LocalCoordinator(store: try CodebookStore(path: path))
+            defer { cluster.stop() }
+            let client = try cluster.client()
+            #expect(try client.status().jobs.map(\.job).sorted() == [1, 2])
+            let failed = try client.progress(of: 1, since: 0)
+            #expect(failed.state == .failed)
+            #expect(failed.message?.hasPrefix("its stored record cannot be read: corrupt value: job 1") == true
+                    && failed.message?.hasSuffix("its bytes are kept under jobs key 71756172616e74696e6564206a6f62200000000000000001") == true,
+                    "\(String(describing: failed.message))")
+        }
+        let database = try Database(path: path, columnFamilies: CodebookStore.columnFamilies)
+        let jobs = try #require(database.columnFamily(named: "jobs"))
+        #expect(try database.get([0, 0, 1], in: jobs) == good)
+        #expect(try database.get(CodebookStore.jobKey(0), in: jobs) == good)
+        #expect(try database.get(CodebookStore.quarantinedJobKey(1), in: jobs) == unreadable)
+    }
+
+    /// One corrupt model or set failed CATALOG as a whole ("codebook models" listed
+    /// nothing); now the readable ones are listed and the others reported with the reason.
+    @Test(.timeLimit(.minutes(1))) func aCorruptModelOrSetDoesNotHideTheOthersFromTheCatalog() throws {
+        let scratch = try TemporaryDirectory()
+        let path = scratch.file("store")
+        do {
+            let store = try CodebookStore(path: path)
+            let record = ModelRecord(kind: .kmeans, k: 2, dimension: 2, source: "imported")
+            try store.putModel(named: "good", try StoredValue(kind: .model, metadata: record, values: [0, 0, 1, 1]), replace: false)
+            try store.putModel(named: "short", try StoredValue(kind: .model, metadata: record, values: [0, 0, 1]), replace: false)
+        }
+        do {
+            let database = try Database(path: path, columnFamilies: CodebookStore.columnFamilies)
+            try database.put(Array("cut".utf8), [1, 2, 3], in: try #require(database.columnFamily(named: "models")))
+            try database.put(Array("s".utf8), [1, 2, 3], in: try #require(database.columnFamily(named: "sets")))
+        }
+        let cluster = try LocalCoordinator(store: try CodebookStore(path: path))
+        defer { cluster.stop() }
+        let catalog = try cluster.client().catalog()
+        #expect(catalog.models.map(\.name) == ["good"] && catalog.sets.isEmpty)
+        #expect(catalog.unreadableModels?.map(\.name) == ["cut", "short"])
+        #expect(catalog.unreadableModels?.last?.reason == "corrupt value: model short: 3 values for a kmeans of k=2, D=2",
+                "\(String(describing: catalog.unreadableModels))")
+        #expect(catalog.unreadableSets?.map(\.name) == ["s"])
+        #expect(catalog.unreadableSets?.first?.reason.hasPrefix("corrupt value: set s:") == true, "\(String(describing: catalog.unreadableSets))")
+    }
+
     /// A k-means job whose stored checkpoint is an EM one (a GMM's means, variances and
     /// priors, K·D values first) used to resume from those values as centres and succeed
     /// with a model no run computed; now it fails, saying why.

@@ -23,6 +23,28 @@ import Testing
         return scratch
     }
 
+    /// An image whose name is not UTF-8 used to be listed under its name decoded with
+    /// replacement characters, then skipped as "file not found" although it exists; it is
+    /// now refused, its name's bytes escaped. A non-UTF-8 name that is not an image's is
+    /// left alone.
+    @Test func anImageNameThatIsNotUTF8IsRefusedNamingItsBytes() throws {
+        let scratch = try TemporaryDirectory()
+        try FileManager.default.createDirectory(atPath: scratch.file("images"), withIntermediateDirectories: false)
+        try TestImages.file("images/a.png", in: scratch, width: 32, height: 32, seed: 1)
+        func create(_ name: [UInt8]) {
+            let path = Array(scratch.file("images/").utf8) + name + [0]
+            let descriptor = path.withUnsafeBufferPointer { $0.withMemoryRebound(to: CChar.self) { open($0.baseAddress!, O_CREAT | O_WRONLY, 0o600) } }
+            #expect(descriptor >= 0)
+            close(descriptor)
+        }
+        create(Array("notes-\u{1}".utf8) + [0xE9, 0x2E, 0x74, 0x78, 0x74])
+        #expect(try ImageSource(directory: scratch.file("images")).entries.map(\.key) == ["a"])
+        create([0x63, 0x61, 0x66, 0xE9, 0x2E, 0x6A, 0x70, 0x67])
+        let error = #expect(throws: DescriptorError.self) { try ImageSource(directory: scratch.file("images")) }
+        #expect(error?.code == .malformed && error?.path == scratch.file("images"))
+        #expect(error?.message == #"the name of file "caf\xE9.jpg" is not valid UTF-8; rename it"#, "\(String(describing: error))")
+    }
+
     @Test(.timeLimit(.minutes(1)))
     func badImagesAreSkippedWithWarningsAndTheRestIndexed() throws {
         let scratch = try imagesWithBadOnes()

@@ -500,7 +500,7 @@ private func envelope(magic: [UInt8] = Array("CBKS".utf8), version: UInt16 = 1, 
         }
         let error = #expect(throws: StoreError.self) { try CodebookStore(path: path).allJobs() }
         #expect(error?.code == .corrupt)
-        #expect(error?.message == "job key of 3 bytes, expected 8")
+        #expect(error?.message == "job key 000001 is not an 8-byte job id")
     }
 
     // MARK: Opening what is not a Codebook store

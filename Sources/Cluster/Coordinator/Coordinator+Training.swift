@@ -120,7 +120,9 @@ extension Coordinator {
     /// Brings back the store's jobs; those that were running resume: training from its last
     /// checkpoint, encoding with the images not yet stored.
     func resumeStoredJobs() throws {
-        for (id, entry) in try jobs.restore() where entry.record.state == .running {
+        let (restored, skipped) = try jobs.restore()
+        for reason in skipped { logger.warning("stored job skipped", metadata: ["reason": "\(PeerText.escaped(reason))"]) }
+        for (id, entry) in restored where entry.record.state == .running {
             guard settings.resumesStoredJobs else {
                 jobs.fail(id, message: "abandoned: the embedded run that started it ended")
                 continue

@@ -104,14 +104,25 @@ public struct StoreQueries: Requester {
 
     static func arrays(of model: StoredModel) -> [[UInt8]] { model.arrays.map(Frame.encode) }
 
+    /// Every readable model and set; the others are listed as unreadable, with the reason.
     private func catalog() throws -> WireMessage {
-        let catalog = CatalogReply(
-            models: try store.modelNames().map { name in
-                CatalogReply.Model(name: name, record: try StoredModel(try store.model(named: name)!, name: name).record)
-            },
-            sets: try store.setNames().map { name in
-                CatalogReply.Set(name: name, record: try store.set(named: name)!.decode(SetRecord.self, key: "set \(name)"))
-            })
+        var catalog = CatalogReply(models: [], sets: [])
+        for name in try store.modelNames() {
+            do {
+                guard let value = try store.model(named: name) else { continue }
+                catalog.models.append(CatalogReply.Model(name: name, record: try StoredModel(value, name: name).record))
+            } catch {
+                catalog.unreadableModels?.append(CatalogReply.Unreadable(name: name, reason: "\(error)"))
+            }
+        }
+        for name in try store.setNames() {
+            do {
+                guard let value = try store.set(named: name) else { continue }
+                catalog.sets.append(CatalogReply.Set(name: name, record: try value.decode(SetRecord.self, key: "set \(name)")))
+            } catch {
+                catalog.unreadableSets?.append(CatalogReply.Unreadable(name: name, reason: "\(error)"))
+            }
+        }
         return WireMessage(header: WireHeader(.catalogReply), metadata: catalog)
     }
 
@@ -125,10 +136,11 @@ public struct StoreQueries: Requester {
             case .kmeans:
                 model = .codebook(try Codebook(k: k, dimension: d, centres: try message.array(0, as: Float.self, count: kd)), record)
             case .gmm:
-                model = .gaussianMixture(try GaussianMixtureModel(k: k, dimension: d,
-                                                                  means: try message.array(0, as: Float.self, count: kd),
-                                                                  variances: try message.array(1, as: Float.self, count: kd),
-                                                                  priors: try message.array(2, as: Float.self, count: k)), record)
+                let mixture = try GaussianMixtureModel(k: k, dimension: d, means: try message.array(0, as: Float.self, count: kd),
+                                                       variances: try message.array(1, as: Float.self, count: kd),
+                                                       priors: try message.array(2, as: Float.self, count: k))
+                try mixture.checkPriorsNormalised()
+                model = .gaussianMixture(mixture, record)
             case .pca:
                 let pca = try PrincipalComponents(dimension: d, mean: try message.array(0, as: Float.self, count: d),
                                                   components: try message.array(1, as: Float.self, count: kd),

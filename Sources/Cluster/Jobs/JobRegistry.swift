@@ -123,22 +123,39 @@ final class JobRegistry: Sendable {
         }
     }
 
-    /// Loads every stored job; returns them for the caller to resume the running ones. A job
-    /// whose stored value cannot be read (truncated, or not a job record) is stored again as
-    /// failed, saying why, so that it is listed, never resumed, and pruned in time.
-    func restore() throws -> [(id: UInt64, entry: Entry)] {
-        guard let store else { return [] }
+    /// Loads every stored job; returns them for the caller to resume the running ones, and
+    /// what it skipped, for the caller to log. A job whose stored value cannot be read
+    /// (truncated, or not a job record) is stored again as failed, saying why, so that it is
+    /// listed, never resumed, and pruned in time; its former bytes are kept under
+    /// `CodebookStore.quarantinedJobKey(id)`. A key that is not a job id (id 0, which the
+    /// protocol uses for none, or a key not of 8 bytes) is skipped and left as it is;
+    /// quarantined values are skipped silently.
+    func restore() throws -> (jobs: [(id: UInt64, entry: Entry)], skipped: [String]) {
+        guard let store else { return ([], []) }
         let now = Date().timeIntervalSince1970
-        let restored = try store.jobValues().map { id, value -> (UInt64, Entry) in
+        var restored: [(id: UInt64, entry: Entry)] = [], skipped: [String] = []
+        for (key, id, bytes, value) in try store.jobValues() {
+            guard let id, id != 0 else {
+                if !CodebookStore.isQuarantinedJobKey(key) {
+                    skipped.append("jobs key \(CodebookStore.hex(key)) is not a job id (8 bytes, not 0): its value is left in the store, not loaded")
+                }
+                continue
+            }
             do {
-                return (id, try Self.entry(id, value.get(), now: now))
+                restored.append((id, try Self.entry(id, value.get(), now: now)))
             } catch {
-                var record = JobRecord(state: .failed, message: "its stored record cannot be read: \(error)", iterations: [], initialValues: 0)
+                let quarantine = CodebookStore.hex(CodebookStore.quarantinedJobKey(id))
+                var record = JobRecord(state: .failed, message: "its stored record cannot be read: \(error); its bytes are kept under jobs key \(quarantine)",
+                                       iterations: [], initialValues: 0)
                 record.ended = now
                 let entry = Entry(record: record, initialValues: [])
                 // Shown even if the store cannot take it (a full disk, say).
-                try? store.putJob(id, try entry.storedValue())
-                return (id, entry)
+                do {
+                    try store.quarantineJob(id, original: bytes, replacement: try entry.storedValue())
+                } catch {
+                    skipped.append("job \(id): its unreadable record could not be quarantined: \(error)")
+                }
+                restored.append((id, entry))
             }
         }
         entries.withLock { state in
@@ -148,7 +165,7 @@ final class JobRegistry: Sendable {
             }
         }
         prune()
-        return restored.map { (id: $0.0, entry: $0.1) }
+        return (restored, skipped)
     }
 
     /// A stored job's entry; throws if its value is not a job record with its values, or
