@@ -16,7 +16,7 @@ import Testing
         let cases: [([String], String, String)] = [
             (["models", "--store", scratch.file("none")], "no store at \(scratch.file("none"))", "codebook models"),
             (["export", "set", "S", "--out", scratch.file("s.npy"), "--store", scratch.file("none")], "no store at", "codebook export set"),
-            (["worker", "--threads", "0"], "--threads must be at least 1", "codebook worker"),
+            (["worker", "--threads", "0"], "--threads must be 1…1024 (got 0)", "codebook worker"),
         ]
         for (arguments, message, command) in cases {
             let outcome = try CommandRunner.run(arguments, timeout: 30)
