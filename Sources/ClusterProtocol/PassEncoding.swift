@@ -174,6 +174,8 @@ public struct StatisticsShape: Codable, Sendable, Equatable {
     public var computeSeconds: Double?
     /// k-means: rows whose distances the worker's bounds let it skip (reported, 0 ≤ it ≤ rows).
     public var skippedRows: Int?
+    /// k-means: row × centre distances the worker's bounds let it skip (reported, 0 ≤ it ≤ rows·k).
+    public var skippedPairs: Int?
     /// Extract passes: why each image that could not be read was not, in order.
     public var errors: [String]?
     /// k-means: present when the arrays list only the clusters with rows (the sparse form),
@@ -183,8 +185,8 @@ public struct StatisticsShape: Codable, Sendable, Equatable {
     public var sampledRows: Int?
 
     public init(rows: Int, dimension: Int, k: Int? = nil, withSquares: Bool? = nil, samples: Int? = nil,
-                keys: [String]? = nil, computeSeconds: Double? = nil, skippedRows: Int? = nil, errors: [String]? = nil,
-                clusters: Int? = nil, sampledRows: Int? = nil) {
+                keys: [String]? = nil, computeSeconds: Double? = nil, skippedRows: Int? = nil, skippedPairs: Int? = nil,
+                errors: [String]? = nil, clusters: Int? = nil, sampledRows: Int? = nil) {
         self.errors = errors
         self.rows = rows
         self.dimension = dimension
@@ -194,6 +196,7 @@ public struct StatisticsShape: Codable, Sendable, Equatable {
         self.keys = keys
         self.computeSeconds = computeSeconds
         self.skippedRows = skippedRows
+        self.skippedPairs = skippedPairs
         self.clusters = clusters
         self.sampledRows = sampledRows
     }
@@ -387,7 +390,8 @@ extension KMeansStatistics: CheckedStatistics {
     /// arrays for those m clusters.
     public func encoded(sparse: Bool) -> (shape: StatisticsShape, arrays: [[UInt8]]) {
         var shape = StatisticsShape(rows: rows, dimension: dimension, k: k, withSquares: sumsOfSquares != nil,
-                                    skippedRows: skippedRows > 0 ? skippedRows : nil)
+                                    skippedRows: skippedRows > 0 ? skippedRows : nil,
+                                    skippedPairs: skippedPairs > 0 ? skippedPairs : nil)
         guard sparse else {
             return (shape, [Frame.encode(counts.map(Int64.init)), Frame.encode(sums), Frame.encode(clusterObjective)]
                         + (sumsOfSquares.map { [Frame.encode($0)] } ?? []))
@@ -412,6 +416,7 @@ extension KMeansStatistics: CheckedStatistics {
             self.init(k: k, dimension: d, rows: shape.rows, counts: counts, sums: sums, clusterObjective: clusterObjective,
                       sumsOfSquares: sumsOfSquares)
             skippedRows = shape.skippedRows ?? 0
+            skippedPairs = shape.skippedPairs ?? 0
             return
         }
         // Sparse: K is bounded by the pass (`decode` checks the shape's k against it first).
@@ -424,6 +429,7 @@ extension KMeansStatistics: CheckedStatistics {
         self.init(k: k, dimension: d, withSquares: squares)
         rows = shape.rows
         skippedRows = shape.skippedRows ?? 0
+        skippedPairs = shape.skippedPairs ?? 0
         var previous: Int64 = -1
         for (i, cluster) in listed.enumerated() {
             guard cluster >= 0, cluster < k else {
@@ -457,6 +463,10 @@ extension KMeansStatistics: CheckedStatistics {
         try StatisticsCheck.rows(rows, shard)
         guard skippedRows >= 0, skippedRows <= rows else {
             throw ClusterError.malformed("skippedRows \(skippedRows) is not between 0 and the shard's \(rows) rows")
+        }
+        // k ≤ the pass's K and rows ≤ the shard's, so rows·k does not overflow.
+        guard skippedPairs >= 0, skippedPairs <= rows * k else {
+            throw ClusterError.malformed("skippedPairs \(skippedPairs) is not between 0 and the shard's \(rows) rows × \(k) centres")
         }
         var total = 0
         for (c, count) in counts.enumerated() {

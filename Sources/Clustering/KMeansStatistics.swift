@@ -23,6 +23,8 @@ public struct KMeansStatistics: SufficientStatistics, Equatable {
     /// Rows whose distances a pruned pass did not compute (see `PrunedAssignment`): how the
     /// statistics were obtained, not part of them, so `==` ignores it.
     public var skippedRows = 0
+    /// Row × centre distances a pruned pass did not compute; like `skippedRows`, ignored by `==`.
+    public var skippedPairs = 0
 
     public init(k: Int, dimension: Int, withSquares: Bool = false) {
         self.k = k
@@ -56,6 +58,7 @@ public struct KMeansStatistics: SufficientStatistics, Equatable {
         precondition(other.k == k && other.dimension == dimension, "merging statistics of different shapes")
         rows += other.rows
         skippedRows += other.skippedRows
+        skippedPairs += other.skippedPairs
         for i in 0..<k {
             counts[i] += other.counts[i]
             clusterObjective[i] += other.clusterObjective[i]
@@ -131,6 +134,7 @@ public struct KMeansAssignmentPass: ShardComputation {
         if let pruned, let bounds {
             bounds.keep(pruned.bounds, for: key)
             statistics.skippedRows = pruned.skipped
+            statistics.skippedPairs = pruned.skippedPairs
         }
         // Σ‖x − c‖² = Σ‖x‖² − 2c·Σx + n‖c‖², in float64 (cancellation costs a few of its 16
         // digits; rounding below zero is clamped).
