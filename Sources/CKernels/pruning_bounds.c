@@ -293,7 +293,7 @@ long cb_prune_assign_portable(const CBPruneCentres *p, const float *rows, long s
 
 #if defined(__x86_64__)
 #include <immintrin.h>
-#include "panel_products.h"
+#include "screen_panels.h"
 
 #define TARGET __attribute__((target("avx512f"), always_inline)) static inline
 
@@ -370,48 +370,27 @@ static void panel_values_avx512(const float *x, long d, const float *packed, con
     _mm512_storeu_ps(values + 16, high[0]);
 }
 
-/// Folds 16 screened values (centres `lanes`) into a row's per-lane best, second and index.
-TARGET void fold(__m512 v, __m512i lanes, __m512 *best, __m512 *second, __m512i *index) {
-    __mmask16 better = _mm512_cmp_ps_mask(v, *best, _CMP_LT_OQ);
-    *second = _mm512_min_ps(*second, _mm512_max_ps(v, *best));
-    *best = _mm512_min_ps(*best, v);
-    *index = _mm512_mask_mov_epi32(*index, better, lanes);
-}
-
 /// MR gathered rows (d apart) against panels [p0, p1): each row's group best, its centre
 /// (lowest on ties) and second best, the same values as `group_portable`.
 #define DEFINE_GROUP_TILE(MR)                                                                         \
     TARGET void group_tile##MR(const float *x, long d, const float *packed, const float *norms, long p0, \
-                               long p1, float *best1, float *best2, int32_t *index) {        \
+                               long p1, float *best1, float *best2, int32_t *index) {              \
         __m512 best[MR], second[MR];                                                                  \
         __m512i at[MR];                                                                               \
         _Pragma("unroll") for (int r = 0; r < MR; r++) {                                              \
             best[r] = second[r] = _mm512_set1_ps(INFINITY);                                           \
             at[r] = _mm512_setzero_si512();                                                           \
         }                                                                                             \
-        const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15); \
-        for (long p = p0; p < p1; p++) {                                                              \
-            const float *b = packed + p * d * PANEL;                                                  \
-            __m512 n0 = _mm512_loadu_ps(norms + p * PANEL), n1 = _mm512_loadu_ps(norms + p * PANEL + 16); \
-            __m512 low[MR], high[MR];                                                                 \
-            _Pragma("unroll") for (int r = 0; r < MR; r++) { low[r] = n0; high[r] = n1; }             \
-            CB_PANEL_PRODUCTS(MR, x, d, b, d, PANEL, low, high)                                       \
-            __m512i lanes0 = _mm512_add_epi32(iota, _mm512_set1_epi32((int)(p * PANEL)));             \
-            __m512i lanes1 = _mm512_add_epi32(lanes0, _mm512_set1_epi32(16));                         \
-            _Pragma("unroll") for (int r = 0; r < MR; r++) {                                          \
-                fold(low[r], lanes0, &best[r], &second[r], &at[r]);                                   \
-                fold(high[r], lanes1, &best[r], &second[r], &at[r]);                                  \
-            }                                                                                         \
-        }                                                                                             \
+        CB_SCREEN_PANELS(MR, x, d, d, packed, norms, p0, p1, best, second, at)                        \
         _Pragma("unroll") for (int r = 0; r < MR; r++) {                                              \
             float smallest = _mm512_reduce_min_ps(best[r]);                                           \
             __mmask16 ties = _mm512_cmp_ps_mask(best[r], _mm512_set1_ps(smallest), _CMP_EQ_OQ);       \
             int32_t chosen = _mm512_mask_reduce_min_epi32(ties, at[r]);                               \
             __mmask16 own = ties & _mm512_cmpeq_epi32_mask(at[r], _mm512_set1_epi32(chosen));        \
             __m512 others = _mm512_mask_mov_ps(best[r], own, _mm512_set1_ps(INFINITY));               \
-            best1[r] = smallest;                                                               \
-            best2[r] = fminf(_mm512_reduce_min_ps(second[r]), _mm512_reduce_min_ps(others));   \
-            index[r] = chosen;                                                                 \
+            best1[r] = smallest;                                                                   \
+            best2[r] = fminf(_mm512_reduce_min_ps(second[r]), _mm512_reduce_min_ps(others));       \
+            index[r] = chosen;                                                                     \
         }                                                                                             \
     }
 

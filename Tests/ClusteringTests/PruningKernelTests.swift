@@ -112,34 +112,31 @@ import Testing
                 }
             }
         }
-        let runs = [false, true].map {
-            run(portable: $0, search: search, rows: rows, m: m, assignments: assignments, upper: upper, lower: lower,
-                drift: drift, groupDrift: groupDrift)
+        // The dispatched kernel and the portable one, which must give the same bits.
+        func both(_ drift: [Double]?, _ groupDrift: [Double]?) -> Outcome {
+            let runs = [false, true].map {
+                run(portable: $0, search: search, rows: rows, m: m, assignments: assignments, upper: upper, lower: lower,
+                    drift: drift, groupDrift: groupDrift)
+            }
+            #expect(runs[0] == runs[1])
+            return runs[0]
         }
-        #expect(runs[0] == runs[1])
-        check(runs[0], "pruned")
-        #expect(runs[0].computed > 0 && runs[0].computed < m / 2, "\(runs[0].computed) rows measured: the test must see both outcomes")
-        #expect(runs[0].pairs > runs[0].computed && runs[0].pairs < runs[0].computed * k, "\(runs[0].pairs) pairs measured")
+        let pruned = both(drift, groupDrift)
+        check(pruned, "pruned")
+        #expect(pruned.computed > 0 && pruned.computed < m / 2, "\(pruned.computed) rows measured: the test must see both outcomes")
+        #expect(pruned.pairs > pruned.computed && pruned.pairs < pruned.computed * k, "\(pruned.pairs) pairs measured")
 
         // Without bounds every distance is measured; the bounds it leaves are conservative.
-        let first = [false, true].map {
-            run(portable: $0, search: search, rows: rows, m: m, assignments: assignments, upper: upper, lower: lower,
-                drift: nil, groupDrift: nil)
-        }
-        #expect(first[0] == first[1])
-        #expect(first[0].computed == m && first[0].pairs == m * k)
-        check(first[0], "no bounds")
+        let first = both(nil, nil)
+        #expect(first.computed == m && first.pairs == m * k)
+        check(first, "no bounds")
 
         // Drifts that are not finite give no bound: every row and group is measured, on every CPU.
         drift[3] = .nan
         groupDrift = groupDrift.map { _ in .infinity }
-        let unbounded = [false, true].map {
-            run(portable: $0, search: search, rows: rows, m: m, assignments: assignments, upper: upper, lower: lower,
-                drift: drift, groupDrift: groupDrift)
-        }
-        #expect(unbounded[0] == unbounded[1])
-        #expect(unbounded[0].computed == m && unbounded[0].pairs == m * k)
-        check(unbounded[0], "unbounded")
+        let unbounded = both(drift, groupDrift)
+        #expect(unbounded.computed == m && unbounded.pairs == m * k)
+        check(unbounded, "unbounded")
     }
 
     /// Rows the screen cannot bound (a NaN, values whose square overflows the screen's range)
