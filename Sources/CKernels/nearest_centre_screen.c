@@ -33,19 +33,11 @@ void cb_screen_pack(const float *centres, long k, long d, const float *norms,
 
 #if defined(__x86_64__)
 #include <immintrin.h>
-#include "panel_products.h"
+#include "screen_panels.h"
 
 int cb_screen_supported(void) { return __builtin_cpu_supports("avx512f") != 0; }
 
 #define TARGET __attribute__((target("avx512f"), always_inline)) static inline
-
-/// Folds 16 screened values (centres `lanes`) into a row's per-lane best, second and index.
-TARGET void fold(__m512 v, __m512i lanes, __m512 *best, __m512 *second, __m512i *index) {
-    __mmask16 better = _mm512_cmp_ps_mask(v, *best, _CMP_LT_OQ);
-    *second = _mm512_min_ps(*second, _mm512_max_ps(v, *best));
-    *best = _mm512_min_ps(*best, v);
-    *index = _mm512_mask_mov_epi32(*index, better, lanes);
-}
 
 /// Σ x_j² in float32 (for the bound only).
 TARGET float squared_norm(const float *x, long d) {
@@ -99,21 +91,7 @@ TARGET int32_t decide(__m512 best, __m512 second, __m512i index, const float *x,
                 index[r] = _mm512_loadu_si512(state[r].index);                                        \
             }                                                                                         \
         }                                                                                             \
-        const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15); \
-        for (long p = p0; p < p1; p++) {                                                              \
-            const float *b = packed + p * d * PANEL;                                                  \
-            /* The sums start from ‖c‖², so padding (+∞) never wins. */                              \
-            __m512 n0 = _mm512_loadu_ps(norms + p * PANEL), n1 = _mm512_loadu_ps(norms + p * PANEL + 16); \
-            __m512 low[MR], high[MR];                                                                 \
-            _Pragma("unroll") for (int r = 0; r < MR; r++) { low[r] = n0; high[r] = n1; }             \
-            CB_PANEL_PRODUCTS(MR, x, stride, b, d, PANEL, low, high)                                  \
-            __m512i lanes0 = _mm512_add_epi32(iota, _mm512_set1_epi32((int)(p * PANEL)));             \
-            __m512i lanes1 = _mm512_add_epi32(lanes0, _mm512_set1_epi32(16));                         \
-            _Pragma("unroll") for (int r = 0; r < MR; r++) {                                          \
-                fold(low[r], lanes0, &best[r], &second[r], &index[r]);                                \
-                fold(high[r], lanes1, &best[r], &second[r], &index[r]);                               \
-            }                                                                                         \
-        }                                                                                             \
+        CB_SCREEN_PANELS(MR, x, stride, d, packed, norms, p0, p1, best, second, index)                \
         _Pragma("unroll") for (int r = 0; r < MR; r++) {                                              \
             if (last)                                                                                 \
                 index_out[r] = decide(best[r], second[r], index[r], x + r * stride, d, bound_scale, largest_norm); \

@@ -1,9 +1,12 @@
 #include "pruning_bounds.h"
 #include "lane_reduction.h"
+#include "nearest_centre_screen.h"
 
 #include <math.h>
+#include <stdint.h>
 
-#define GROUPS CB_PRUNE_GROUPS
+#define PANEL CB_SCREEN_PANEL
+#define TILE CB_SCREEN_TILE_ROWS
 
 /// RU(v): the float32 value nearest v that is not below it (NaN kept).
 static float round_up(double v) {
@@ -41,76 +44,256 @@ static double squares_portable(const float *x, const float *c, long d) {
     return squares_tail(x, c, j, d, cb_reduce_lanes(lanes));
 }
 
-/// The shrunk lower bounds of one row, written back; returns their minimum.
-static float shrink_portable(float *lower, const double *group_drift, double shrink) {
-    float nearest = INFINITY;
-    for (int g = 0; g < GROUPS; g++) {
+/// The shrunk lower bounds of groups g ..< groups of one row, written back; returns their
+/// minimum with `nearest`.
+static float shrink_tail(float *lower, const double *group_drift, double shrink, long g, long groups, float nearest) {
+    for (; g < groups; g++) {
         lower[g] = round_down_nonnegative(((double)lower[g] - group_drift[g]) * shrink);
         if (lower[g] < nearest) nearest = lower[g];
     }
     return nearest;
 }
 
-/// One row's lower bounds from its screened values (see `cb_prune_lower_bounds`).
-static void lower_portable(const float *screened, double norm, double error, double slack, float *lower) {
-    for (int g = 0; g < GROUPS; g++) {
-        double s = (double)screened[g];
-        if (s == INFINITY) {
-            lower[g] = INFINITY;
-            continue;
-        }
-        double squared = ((norm + s) - error) - slack * ((norm + fabs(s)) + error);
-        lower[g] = round_down_nonnegative(sqrt(squared > 0 ? squared : 0) * (1 - slack));
+static float shrink_portable(float *lower, const double *group_drift, double shrink, long groups) {
+    return shrink_tail(lower, group_drift, shrink, 0, groups, INFINITY);
+}
+
+/// The screened values of the 32 centres of panel `panel` for row x, as the register tiles
+/// compute them.
+static void panel_values_portable(const float *x, long d, const float *packed, const float *packed_norms, long panel,
+                                  float *values) {
+    const float *b = packed + panel * d * PANEL;
+    for (long c = 0; c < PANEL; c++) {
+        float sum = packed_norms[panel * PANEL + c];
+        for (long j = 0; j < d; j++) sum = fmaf(x[j], b[j * PANEL + c], sum);
+        values[c] = sum;
     }
 }
 
-/// The filter's loop, with the arithmetic of one instruction set (inlined into each variant).
-#define FILTER_BODY(squares, shrink_row)                                                              \
-    double grow = 1 + slack, shrink = 1 - slack;                                                     \
-    long count = 0;                                                                                  \
-    for (long i = 0; i < m; i++) {                                                                   \
-        const float *x = rows + i * stride;                                                          \
-        int32_t a = assignments[i];                                                                  \
-        double nearest = (double)shrink_row(lower + i * GROUPS, group_drift, shrink);                \
-        double bound = ((double)upper[i] + drift[a]) * grow;                                         \
-        /* With no room (nearest = 0), tightening cannot help. */                                    \
-        if (!(bound * grow < nearest) && nearest > 0)                                                \
-            bound = sqrt(squares(x, centres + (long)a * d, d)) * grow;                               \
-        if (bound * grow < nearest) {                                                                \
-            out[i] = a;                                                                              \
-            upper[i] = round_up(bound);                                                              \
-        } else {                                                                                     \
-            undecided[count++] = (int32_t)i;                                                         \
-        }                                                                                            \
-    }                                                                                                \
-    return count;
-
-long cb_prune_filter_portable(const float *rows, long stride, long m, long d, const float *centres,
-                              const int32_t *assignments, float *upper, float *lower, const double *drift,
-                              const double *group_drift, double slack, int32_t *out, int32_t *undecided) {
-    FILTER_BODY(squares_portable, shrink_portable)
+/// A group's smallest screened value, its centre (the lowest on ties) and the second
+/// smallest (equal to the smallest on ties), for one row, in portable C.
+static void group_portable(const float *x, long d, const float *packed, const float *packed_norms, long c0, long c1,
+                           float *best1, float *best2, int32_t *index) {
+    float best = INFINITY, second = INFINITY, values[PANEL];
+    int32_t at = 0;
+    for (long c = c0; c < c1; c++) {
+        if (c % PANEL == 0) panel_values_portable(x, d, packed, packed_norms, c / PANEL, values);
+        float v = values[c % PANEL];
+        if (v < best) {
+            second = best;
+            best = v;
+            at = (int32_t)c;
+        } else if (v < second) {
+            second = v;
+        }
+    }
+    *best1 = best;
+    *best2 = second;
+    *index = at;
 }
 
-/// The screened value of each group with `excluded` left out.
-static void screened_values(const CBScreenLanes *lanes, int32_t excluded, float *screened) {
-    for (int g = 0; g < GROUPS; g++) screened[g] = lanes->index[g] == excluded ? lanes->second[g] : lanes->best[g];
+/// Scratch of `cb_prune_assign`, carved out of the caller's bytes.
+typedef struct {
+    double *exact;     // per row: float64 squared distance to its old centre
+    double *norms;     // per row: ‖x‖²
+    float *best1, *best2;  // per row and group
+    int32_t *index;        // per row and group
+    int32_t *lists;        // per group: its failing rows
+    long *counts;          // per group: how many
+    float *gathered;       // a group's failing rows side by side
+    int32_t *measured;     // per row: the groups measured, ascending
+    long *measured_count;  // per row: how many (0: skipped whole or left to the caller)
+} Scratch;
+
+static long group_width(const CBPruneCentres *p) { return p->group_panels * PANEL; }
+
+/// Carves `Scratch` for m rows (null base: only counts the bytes).
+static long carve(const CBPruneCentres *p, long m, void *base, Scratch *s) {
+    long g = p->groups, offset = 0;
+    uint8_t *b = base;
+#define CARVE(field, type, count)                          \
+    s->field = b ? (type *)(b + offset) : 0;               \
+    offset += (long)sizeof(type) * (count);                \
+    offset = (offset + 63) & ~63L;
+    CARVE(exact, double, m)
+    CARVE(norms, double, m)
+    CARVE(counts, long, g)
+    CARVE(best1, float, m * g)
+    CARVE(best2, float, m * g)
+    CARVE(index, int32_t, m * g)
+    CARVE(lists, int32_t, m * g)
+    CARVE(gathered, float, m * p->d)
+    CARVE(measured, int32_t, m * g)
+    CARVE(measured_count, long, m)
+#undef CARVE
+    return offset;
 }
 
-/// e of `cb_prune_lower_bounds`.
+long cb_prune_scratch_bytes(const CBPruneCentres *centres, long m) {
+    Scratch s;
+    return carve(centres, m, 0, &s);
+}
+
+/// One row's lower bound from a screened value s (see `cb_prune_assign`).
+static float screened_lower(double s, double norm, double error, double slack) {
+    if (s == INFINITY) return INFINITY;
+    double squared = ((norm + s) - error) - slack * ((norm + fabs(s)) + error);
+    return round_down_nonnegative(sqrt(squared > 0 ? squared : 0) * (1 - slack));
+}
+
+/// e of `cb_prune_assign`.
 static double screen_error(double norm, double bound_scale, double largest_norm, double slack) {
     return bound_scale * (2 * sqrt(norm) * (1 + slack) * largest_norm + largest_norm * largest_norm);
 }
 
-void cb_prune_lower_bounds_portable(const CBScreenLanes *lanes, int32_t excluded, const float *x, long d,
-                                    double bound_scale, double largest_norm, double slack, float *lower) {
-    float screened[GROUPS];
-    screened_values(lanes, excluded, screened);
-    double norm = squares_portable(x, 0, d);
-    lower_portable(screened, norm, screen_error(norm, bound_scale, largest_norm, slack), slack, lower);
+/// Decides measured row i (steps 2 and 3 of `cb_prune_assign`) from the groups' tiles.
+static void decide(const CBPruneCentres *p, const float *x, long i, int32_t old, Scratch *s,
+                   double (*squares)(const float *, const float *, long),
+                   void (*panel_values)(const float *, long, const float *, const float *, long, float *),
+                   int32_t *assignment, float *upper, float *lower) {
+    long groups = p->groups, d = p->d, width = group_width(p);
+    const float *best1 = s->best1 + i * groups, *best2 = s->best2 + i * groups;
+    const int32_t *index = s->index + i * groups, *measured = s->measured + i * groups;
+    long count = s->measured_count[i];
+    double norm = s->norms[i];
+    float smallest = INFINITY;
+    for (long t = 0; t < count; t++)
+        if (best1[measured[t]] < smallest) smallest = best1[measured[t]];
+    double bound = p->bound_scale * (2 * sqrt(norm) * p->largest_norm + p->largest_norm * p->largest_norm);
+    float limit = (float)((double)smallest + 2 * bound);
+    long near = 0, only = -1;
+    for (long t = 0; t < count; t++)
+        if (best1[measured[t]] <= limit) {
+            near++;
+            only = measured[t];
+        }
+    int32_t chosen = -1;
+    double nearest = INFINITY;
+    if (near == 1 && !(best2[only] <= limit)) {
+        chosen = index[only];
+        nearest = squares(x, p->centres + (long)chosen * d, d);
+    } else {
+        for (long t = 0; t < count; t++) {
+            long g = measured[t];
+            if (!(best1[g] <= limit)) continue;
+            long c1 = (g + 1) * width < p->k ? (g + 1) * width : p->k;
+            float values[PANEL];
+            for (long c = g * width; c < c1; c++) {
+                if (c % PANEL == 0) panel_values(x, d, p->packed, p->packed_norms, c / PANEL, values);
+                if (!(values[c % PANEL] <= limit)) continue;
+                double exact = squares(x, p->centres + c * d, d);
+                if (exact < nearest) {  // ascending c: ties keep the lowest index
+                    nearest = exact;
+                    chosen = (int32_t)c;
+                }
+            }
+        }
+    }
+    if (old >= 0 && (s->exact[i] < nearest || (s->exact[i] == nearest && old < chosen))) {
+        chosen = old;
+        nearest = s->exact[i];
+    }
+    *assignment = chosen;
+    *upper = round_up(sqrt(nearest) * (1 + p->slack));
+    double error = screen_error(norm, p->bound_scale, p->largest_norm, p->slack);
+    int old_measured = 0;
+    for (long t = 0; t < count; t++) {
+        long g = measured[t];
+        lower[g] = screened_lower(index[g] == chosen ? best2[g] : best1[g], norm, error, p->slack);
+        if (g == old / width) old_measured = 1;
+    }
+    if (old >= 0 && chosen != old && !old_measured) {
+        float left = round_down_nonnegative(sqrt(s->exact[i]) * (1 - p->slack));
+        if (left < lower[old / width]) lower[old / width] = left;
+    }
+}
+
+/// The groups g of one row with not limit < lower[g], ascending, into `measured`; returns
+/// their number.
+static long mark_tail(const float *lower, double limit, long g, long groups, int32_t *measured, long count) {
+    for (; g < groups; g++)
+        if (!(limit < (double)lower[g])) measured[count++] = (int32_t)g;
+    return count;
+}
+
+static long mark_portable(const float *lower, double limit, long groups, int32_t *measured) {
+    return mark_tail(lower, limit, 0, groups, measured, 0);
+}
+
+/// The whole kernel, with the arithmetic of one instruction set (inlined into each variant):
+/// `squares` (float64 distances), `shrink_row` (step 1's lower bounds), `mark` (the groups
+/// to measure) and `measure_group` (a group's best values for its listed rows).
+#define ASSIGN_BODY(squares, shrink_row, mark, measure_group, panel_values)                                         \
+    long groups = p->groups, d = p->d, width = group_width(p);                                         \
+    double grow = 1 + p->slack, shrink = 1 - p->slack;                                                 \
+    int has_old = p->drift != 0, usable = p->largest_norm < 1e15;                                      \
+    Scratch s;                                                                                         \
+    carve(p, m, scratch, &s);                                                                          \
+    long computed = 0;                                                                                 \
+    *fallbacks = 0;                                                                                    \
+    for (long g = 0; g < groups; g++) s.counts[g] = 0;                                                 \
+    for (long i = 0; i < m; i++) {                                                                     \
+        const float *x = rows + i * stride;                                                            \
+        float *bounds = lower + i * groups;                                                            \
+        int32_t *measured = s.measured + i * groups;                                                   \
+        s.measured_count[i] = 0;                                                                       \
+        double bound = INFINITY;                                                                       \
+        if (has_old) {                                                                                 \
+            int32_t a = assignments[i];                                                                \
+            double nearest = (double)shrink_row(bounds, p->group_drift, shrink, groups);               \
+            bound = ((double)upper[i] + p->drift[a]) * grow;                                           \
+            if (!(bound * grow < nearest)) {                                                           \
+                s.exact[i] = squares(x, p->centres + (long)a * d, d);                                  \
+                bound = sqrt(s.exact[i]) * grow;                                                       \
+            }                                                                                          \
+            if (bound * grow < nearest) {                                                              \
+                upper[i] = round_up(bound);                                                            \
+                continue;                                                                              \
+            }                                                                                          \
+        }                                                                                              \
+        computed++;                                                                                    \
+        s.norms[i] = squares(x, 0, d);                                                                 \
+        if (!usable || !(s.norms[i] <= 1e30)) {                                                        \
+            fallback[(*fallbacks)++] = (int32_t)i;                                                     \
+            continue;                                                                                  \
+        }                                                                                              \
+        long count = has_old ? mark(bounds, bound * grow, groups, measured) : groups;                 \
+        for (long t = 0; t < count; t++) {                                                             \
+            long g = has_old ? measured[t] : t;                                                        \
+            measured[t] = (int32_t)g;                                                                  \
+            s.lists[g * m + s.counts[g]++] = (int32_t)i;                                               \
+            long c1 = (g + 1) * width < p->k ? (g + 1) * width : p->k;                                 \
+            *pairs += c1 - g * width;                                                                  \
+        }                                                                                              \
+        s.measured_count[i] = count;                                                                   \
+    }                                                                                                  \
+    for (long g = 0; g < groups; g++)                                                                  \
+        if (s.counts[g] > 0) measure_group(p, g, rows, stride, m, &s);                                 \
+    for (long i = 0; i < m; i++)                                                                       \
+        if (s.measured_count[i] > 0)                                                                   \
+            decide(p, rows + i * stride, i, has_old ? assignments[i] : -1, &s, squares, panel_values,  \
+                   assignments + i, upper + i, lower + i * groups);                                    \
+    return computed;
+
+/// Group g's best values for its listed rows, in portable C.
+static void measure_portable(const CBPruneCentres *p, long g, const float *rows, long stride, long m, Scratch *s) {
+    long width = group_width(p), c1 = (g + 1) * width < p->k ? (g + 1) * width : p->k;
+    for (long slot = 0; slot < s->counts[g]; slot++) {
+        long i = s->lists[g * m + slot], at = i * p->groups + g;
+        group_portable(rows + i * stride, p->d, p->packed, p->packed_norms, g * width, c1, s->best1 + at,
+                       s->best2 + at, s->index + at);
+    }
+}
+
+long cb_prune_assign_portable(const CBPruneCentres *p, const float *rows, long stride, long m,
+                              int32_t *assignments, float *upper, float *lower, void *scratch,
+                              int32_t *fallback, long *fallbacks, long *pairs) {
+    ASSIGN_BODY(squares_portable, shrink_portable, mark_portable, measure_portable, panel_values_portable)
 }
 
 #if defined(__x86_64__)
 #include <immintrin.h>
+#include "screen_panels.h"
 
 #define TARGET __attribute__((target("avx512f"), always_inline)) static inline
 
@@ -126,6 +309,9 @@ TARGET double squares_avx512(const float *x, const float *c, long d) {
     return squares_tail(x, c, j, d, cb_reduce_lanes_avx512(lanes));
 }
 
+__attribute__((target("avx512f")))
+static double squares_avx512_call(const float *x, const float *c, long d) { return squares_avx512(x, c, d); }
+
 /// 16 float32 values as two registers of 8 float64.
 TARGET void widen(__m512 v, __m512d *low, __m512d *high) {
     *low = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
@@ -140,72 +326,129 @@ TARGET __m512 narrow_down(__m512d low, __m512d high) {
     return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(a)), _mm256_castps_pd(b), 1));
 }
 
-/// `shrink_portable`, 8 lanes per instruction.
-TARGET float shrink_avx512(float *lower, const double *group_drift, double shrink) {
-    __m512d low, high, factor = _mm512_set1_pd(shrink);
-    widen(_mm512_loadu_ps(lower), &low, &high);
-    low = _mm512_mul_pd(_mm512_sub_pd(low, _mm512_loadu_pd(group_drift)), factor);
-    high = _mm512_mul_pd(_mm512_sub_pd(high, _mm512_loadu_pd(group_drift + 8)), factor);
-    __m512 bounds = narrow_down(low, high);
-    _mm512_storeu_ps(lower, bounds);
-    return _mm512_reduce_min_ps(bounds);
+/// `shrink_portable`, 16 groups per step.
+TARGET float shrink_avx512(float *lower, const double *group_drift, double shrink, long groups) {
+    __m512d factor = _mm512_set1_pd(shrink);
+    __m512 nearest = _mm512_set1_ps(INFINITY);
+    long g = 0;
+    for (; g + 16 <= groups; g += 16) {
+        __m512d low, high;
+        widen(_mm512_loadu_ps(lower + g), &low, &high);
+        low = _mm512_mul_pd(_mm512_sub_pd(low, _mm512_loadu_pd(group_drift + g)), factor);
+        high = _mm512_mul_pd(_mm512_sub_pd(high, _mm512_loadu_pd(group_drift + g + 8)), factor);
+        __m512 bounds = narrow_down(low, high);
+        _mm512_storeu_ps(lower + g, bounds);
+        nearest = _mm512_min_ps(nearest, bounds);
+    }
+    return shrink_tail(lower, group_drift, shrink, g, groups, _mm512_reduce_min_ps(nearest));
+}
+
+/// `mark_portable`, 8 groups per comparison.
+TARGET long mark_avx512(const float *lower, double limit, long groups, int32_t *measured) {
+    __m512d bound = _mm512_set1_pd(limit);
+    long count = 0, g = 0;
+    for (; g + 8 <= groups; g += 8) {
+        __m512d bounds = _mm512_cvtps_pd(_mm256_loadu_ps(lower + g));
+        unsigned failing = _mm512_cmp_pd_mask(bound, bounds, _CMP_NLT_UQ);
+        while (failing) {
+            measured[count++] = (int32_t)(g + __builtin_ctz(failing));
+            failing &= failing - 1;
+        }
+    }
+    return mark_tail(lower, limit, g, groups, measured, count);
+}
+
+/// `panel_values_portable` in two registers of 16 centres.
+__attribute__((target("avx512f")))
+static void panel_values_avx512(const float *x, long d, const float *packed, const float *packed_norms, long panel,
+                                float *values) {
+    const float *b = packed + panel * d * PANEL;
+    __m512 low[1] = {_mm512_loadu_ps(packed_norms + panel * PANEL)};
+    __m512 high[1] = {_mm512_loadu_ps(packed_norms + panel * PANEL + 16)};
+    CB_PANEL_PRODUCTS(1, x, 0, b, d, PANEL, low, high)
+    _mm512_storeu_ps(values, low[0]);
+    _mm512_storeu_ps(values + 16, high[0]);
+}
+
+/// MR gathered rows (d apart) against panels [p0, p1): each row's group best, its centre
+/// (lowest on ties) and second best, the same values as `group_portable`.
+#define DEFINE_GROUP_TILE(MR)                                                                         \
+    TARGET void group_tile##MR(const float *x, long d, const float *packed, const float *norms, long p0, \
+                               long p1, float *best1, float *best2, int32_t *index) {              \
+        __m512 best[MR], second[MR];                                                                  \
+        __m512i at[MR];                                                                               \
+        _Pragma("unroll") for (int r = 0; r < MR; r++) {                                              \
+            best[r] = second[r] = _mm512_set1_ps(INFINITY);                                           \
+            at[r] = _mm512_setzero_si512();                                                           \
+        }                                                                                             \
+        CB_SCREEN_PANELS(MR, x, d, d, packed, norms, p0, p1, best, second, at)                        \
+        _Pragma("unroll") for (int r = 0; r < MR; r++) {                                              \
+            float smallest = _mm512_reduce_min_ps(best[r]);                                           \
+            __mmask16 ties = _mm512_cmp_ps_mask(best[r], _mm512_set1_ps(smallest), _CMP_EQ_OQ);       \
+            int32_t chosen = _mm512_mask_reduce_min_epi32(ties, at[r]);                               \
+            __mmask16 own = ties & _mm512_cmpeq_epi32_mask(at[r], _mm512_set1_epi32(chosen));        \
+            __m512 others = _mm512_mask_mov_ps(best[r], own, _mm512_set1_ps(INFINITY));               \
+            best1[r] = smallest;                                                                   \
+            best2[r] = fminf(_mm512_reduce_min_ps(second[r]), _mm512_reduce_min_ps(others));       \
+            index[r] = chosen;                                                                     \
+        }                                                                                             \
+    }
+
+DEFINE_GROUP_TILE(14)
+DEFINE_GROUP_TILE(4)
+DEFINE_GROUP_TILE(1)
+
+/// Group g's best values for its listed rows: the rows gathered side by side, then tiles.
+__attribute__((target("avx512f")))
+static void measure_avx512(const CBPruneCentres *p, long g, const float *rows, long stride, long m, Scratch *s) {
+    long d = p->d, count = s->counts[g], groups = p->groups;
+    long p0 = g * p->group_panels, panels = (p->k + PANEL - 1) / PANEL;
+    long p1 = p0 + p->group_panels < panels ? p0 + p->group_panels : panels;
+    const int32_t *list = s->lists + g * m;
+    for (long slot = 0; slot < count; slot++) {
+        const float *x = rows + list[slot] * stride;
+        float *copy = s->gathered + slot * d;
+        for (long j = 0; j < d; j++) copy[j] = x[j];
+    }
+    float best1[TILE], best2[TILE];
+    int32_t index[TILE];
+    long slot = 0;
+#define RUN_TILE(MR)                                                                                  \
+    for (; slot + MR <= count; slot += MR) {                                                          \
+        group_tile##MR(s->gathered + slot * d, d, p->packed, p->packed_norms, p0, p1, best1, best2, index);    \
+        for (int r = 0; r < MR; r++) {                                                                \
+            long at = list[slot + r] * groups + g;                                                    \
+            s->best1[at] = best1[r];                                                                  \
+            s->best2[at] = best2[r];                                                                  \
+            s->index[at] = index[r];                                                                  \
+        }                                                                                             \
+    }
+    RUN_TILE(14)
+    RUN_TILE(4)
+    RUN_TILE(1)
+#undef RUN_TILE
 }
 
 __attribute__((target("avx512f")))
-static long filter_avx512(const float *rows, long stride, long m, long d, const float *centres,
-                          const int32_t *assignments, float *upper, float *lower, const double *drift,
-                          const double *group_drift, double slack, int32_t *out, int32_t *undecided) {
-    FILTER_BODY(squares_avx512, shrink_avx512)
+static long assign_avx512(const CBPruneCentres *p, const float *rows, long stride, long m,
+                          int32_t *assignments, float *upper, float *lower, void *scratch,
+                          int32_t *fallback, long *fallbacks, long *pairs) {
+    ASSIGN_BODY(squares_avx512_call, shrink_avx512, mark_avx512, measure_avx512, panel_values_avx512)
 }
 
-/// One half (8 lanes) of `lower_portable`'s formula.
-TARGET __m512d lower_half(__m512d s, __m512d norm, __m512d error, __m512d slack) {
-    __m512d magnitude = _mm512_castsi512_pd(_mm512_and_si512(_mm512_castpd_si512(s), _mm512_set1_epi64(0x7fffffffffffffffLL)));
-    __m512d squared = _mm512_sub_pd(_mm512_sub_pd(_mm512_add_pd(norm, s), error),
-                                    _mm512_mul_pd(slack, _mm512_add_pd(_mm512_add_pd(norm, magnitude), error)));
-    __m512d root = _mm512_sqrt_pd(_mm512_max_pd(squared, _mm512_setzero_pd()));
-    return _mm512_mul_pd(root, _mm512_sub_pd(_mm512_set1_pd(1), slack));
-}
-
-__attribute__((target("avx512f")))
-static void lower_bounds_avx512(const CBScreenLanes *lanes, int32_t excluded, const float *x, long d,
-                                double bound_scale, double largest_norm, double slack, float *lower) {
-    __mmask16 own = _mm512_cmpeq_epi32_mask(_mm512_loadu_si512(lanes->index), _mm512_set1_epi32(excluded));
-    __m512 screened = _mm512_mask_mov_ps(_mm512_loadu_ps(lanes->best), own, _mm512_loadu_ps(lanes->second));
-    double n = squares_avx512(x, 0, d);
-    __m512d norm = _mm512_set1_pd(n), error = _mm512_set1_pd(screen_error(n, bound_scale, largest_norm, slack));
-    __m512d margin = _mm512_set1_pd(slack), low, high;
-    widen(screened, &low, &high);
-    __m512 bounds = narrow_down(lower_half(low, norm, error, margin), lower_half(high, norm, error, margin));
-    __mmask16 none = _mm512_cmp_ps_mask(screened, _mm512_set1_ps(INFINITY), _CMP_EQ_OQ);
-    _mm512_storeu_ps(lower, _mm512_mask_mov_ps(bounds, none, _mm512_set1_ps(INFINITY)));
-}
-
-long cb_prune_filter(const float *rows, long stride, long m, long d, const float *centres,
-                     const int32_t *assignments, float *upper, float *lower, const double *drift,
-                     const double *group_drift, double slack, int32_t *out, int32_t *undecided) {
-    return (__builtin_cpu_supports("avx512f") ? filter_avx512 : cb_prune_filter_portable)(
-        rows, stride, m, d, centres, assignments, upper, lower, drift, group_drift, slack, out, undecided);
-}
-
-void cb_prune_lower_bounds(const CBScreenLanes *lanes, int32_t excluded, const float *x, long d,
-                           double bound_scale, double largest_norm, double slack, float *lower) {
-    (__builtin_cpu_supports("avx512f") ? lower_bounds_avx512 : cb_prune_lower_bounds_portable)(
-        lanes, excluded, x, d, bound_scale, largest_norm, slack, lower);
+long cb_prune_assign(const CBPruneCentres *p, const float *rows, long stride, long m,
+                     int32_t *assignments, float *upper, float *lower, void *scratch,
+                     int32_t *fallback, long *fallbacks, long *pairs) {
+    return (__builtin_cpu_supports("avx512f") ? assign_avx512 : cb_prune_assign_portable)(
+        p, rows, stride, m, assignments, upper, lower, scratch, fallback, fallbacks, pairs);
 }
 
 #else
 
-long cb_prune_filter(const float *rows, long stride, long m, long d, const float *centres,
-                     const int32_t *assignments, float *upper, float *lower, const double *drift,
-                     const double *group_drift, double slack, int32_t *out, int32_t *undecided) {
-    return cb_prune_filter_portable(rows, stride, m, d, centres, assignments, upper, lower, drift, group_drift,
-                                    slack, out, undecided);
-}
-
-void cb_prune_lower_bounds(const CBScreenLanes *lanes, int32_t excluded, const float *x, long d,
-                           double bound_scale, double largest_norm, double slack, float *lower) {
-    cb_prune_lower_bounds_portable(lanes, excluded, x, d, bound_scale, largest_norm, slack, lower);
+long cb_prune_assign(const CBPruneCentres *p, const float *rows, long stride, long m,
+                     int32_t *assignments, float *upper, float *lower, void *scratch,
+                     int32_t *fallback, long *fallbacks, long *pairs) {
+    return cb_prune_assign_portable(p, rows, stride, m, assignments, upper, lower, scratch, fallback, fallbacks, pairs);
 }
 
 #endif

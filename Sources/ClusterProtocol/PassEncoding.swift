@@ -179,6 +179,8 @@ public struct StatisticsShape: Codable, Sendable, Equatable {
     public var computeSeconds: Double?
     /// k-means: rows whose distances the worker's bounds let it skip (reported, 0 ≤ it ≤ rows).
     public var skippedRows: Int?
+    /// k-means: row × centre distances the worker's bounds let it skip (reported, 0 ≤ it ≤ rows·k).
+    public var skippedPairs: Int?
     /// Extract passes: why each image that could not be read was not, in order.
     public var errors: [String]?
     /// k-means: present when the arrays list only the clusters with rows (the sparse form),
@@ -188,8 +190,8 @@ public struct StatisticsShape: Codable, Sendable, Equatable {
     public var sampledRows: Int?
 
     public init(rows: Int, dimension: Int, k: Int? = nil, withSquares: Bool? = nil, samples: Int? = nil,
-                keys: [String]? = nil, computeSeconds: Double? = nil, skippedRows: Int? = nil, errors: [String]? = nil,
-                clusters: Int? = nil, sampledRows: Int? = nil) {
+                keys: [String]? = nil, computeSeconds: Double? = nil, skippedRows: Int? = nil, skippedPairs: Int? = nil,
+                errors: [String]? = nil, clusters: Int? = nil, sampledRows: Int? = nil) {
         self.errors = errors
         self.rows = rows
         self.dimension = dimension
@@ -199,6 +201,7 @@ public struct StatisticsShape: Codable, Sendable, Equatable {
         self.keys = keys
         self.computeSeconds = computeSeconds
         self.skippedRows = skippedRows
+        self.skippedPairs = skippedPairs
         self.clusters = clusters
         self.sampledRows = sampledRows
     }
@@ -393,7 +396,8 @@ extension KMeansStatistics: CheckedStatistics {
     public func encoded(sparse: Bool) -> (shape: StatisticsShape, arrays: [[UInt8]]) {
         guard listed == nil else { return expanded().encoded(sparse: sparse) }
         var shape = StatisticsShape(rows: rows, dimension: dimension, k: k, withSquares: sumsOfSquares != nil,
-                                    skippedRows: skippedRows > 0 ? skippedRows : nil)
+                                    skippedRows: skippedRows > 0 ? skippedRows : nil,
+                                    skippedPairs: skippedPairs > 0 ? skippedPairs : nil)
         guard sparse else {
             return (shape, [Frame.encode(counts.map(Int64.init)), Frame.encode(sums), Frame.encode(clusterObjective)]
                         + (sumsOfSquares.map { [Frame.encode($0)] } ?? []))
@@ -418,6 +422,7 @@ extension KMeansStatistics: CheckedStatistics {
             self.init(k: k, dimension: d, rows: shape.rows, counts: counts, sums: sums, clusterObjective: clusterObjective,
                       sumsOfSquares: sumsOfSquares)
             skippedRows = shape.skippedRows ?? 0
+            skippedPairs = shape.skippedPairs ?? 0
             return
         }
         // Sparse: K is bounded by the pass (`decode` checks the shape's k against it first).
@@ -445,6 +450,7 @@ extension KMeansStatistics: CheckedStatistics {
         self.init(k: k, dimension: d, rows: shape.rows, listed: listed.map { Int($0) }, counts: listedCounts.map { Int($0) },
                   sums: listedSums, clusterObjective: listedObjective, sumsOfSquares: listedSquares)
         skippedRows = shape.skippedRows ?? 0
+        skippedPairs = shape.skippedPairs ?? 0
     }
 
     /// Rows as the shard's, counts ≥ 0 adding up to them, finite sums, objectives and sums
@@ -459,6 +465,10 @@ extension KMeansStatistics: CheckedStatistics {
         try StatisticsCheck.rows(rows, shard)
         guard skippedRows >= 0, skippedRows <= rows else {
             throw ClusterError.malformed("skippedRows \(skippedRows) is not between 0 and the shard's \(rows) rows")
+        }
+        // k ≤ the pass's K and rows ≤ the shard's, so rows·k does not overflow.
+        guard skippedPairs >= 0, skippedPairs <= rows * k else {
+            throw ClusterError.malformed("skippedPairs \(skippedPairs) is not between 0 and the shard's \(rows) rows × \(k) centres")
         }
         // A sparse form's values are named by their clusters' dense indices.
         let d = dimension

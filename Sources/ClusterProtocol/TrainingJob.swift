@@ -144,9 +144,11 @@ public struct IterationRecord: Codable, Sendable, Equatable {
     public var largest: Double
     /// k-means: rows whose distances the workers' bounds let them skip.
     public var skippedRows: Int? = nil
+    /// k-means: the fraction of the rows × K distances the workers' bounds let them skip.
+    public var skippedDistances: Double? = nil
 
     public init(phase: Phase, iteration: Int, valuePerRow: Double, total: Double, rows: Int, seconds: Double, repaired: Int,
-                smallest: Double, largest: Double, skippedRows: Int? = nil) {
+                smallest: Double, largest: Double, skippedRows: Int? = nil, skippedDistances: Double? = nil) {
         self.phase = phase
         self.iteration = iteration
         self.valuePerRow = valuePerRow
@@ -157,6 +159,7 @@ public struct IterationRecord: Codable, Sendable, Equatable {
         self.smallest = smallest
         self.largest = largest
         self.skippedRows = skippedRows
+        self.skippedDistances = skippedDistances
     }
 }
 

@@ -9,7 +9,7 @@ public struct ShardBounds: CachedShardState {
     let centres: [Float]
     let assignments: [Int32]
     let upper: [Float]
-    /// rows × `PrunedAssignment.groups`.
+    /// rows × `PrunedAssignment.groups(k:)`.
     let lower: [Float]
 
     /// Memory held (the centres counted as if not shared).
@@ -116,8 +116,8 @@ public final class ShardCache<Entry: CachedShardState>: Sendable {
 }
 
 extension ShardCache where Entry == ShardBounds {
-    /// 1 GiB: bounds take 72 bytes per row (16 groups), so 14 million rows. Pruning is off
-    /// unless a budget is given: on real SIFT its bounds do not yet skip enough rows to pay
-    /// for themselves (README, "Measured").
+    /// 1 GiB: bounds take 8 + 4·⌈K/32⌉ bytes per row (40 at K = 256, 520 at K = 4096). Pruning is off
+    /// unless a budget is given: on real SIFT at K = 256 its bounds do not yet pay for
+    /// themselves (README, "Measured").
     public static var gibibyte: Int { 1 << 30 }
 }

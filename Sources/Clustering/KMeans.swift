@@ -60,12 +60,17 @@ public struct KMeansIterationReport: Sendable, Equatable, Codable {
     /// Rows whose distances were not computed because their bounds proved they keep their
     /// centre (nil in records written before pruning existed).
     public let skippedRows: Int?
+    /// Of the rows × K distances, how many were not computed (nil as above).
+    public let skippedPairs: Int?
 
     /// The objective per row (mean squared distance to the nearest centre).
     public var meanObjective: Double { rows > 0 ? objective / Double(rows) : 0 }
 
     /// The fraction of rows skipped (0 when none or unknown).
     public var skippedFraction: Double { rows > 0 ? Double(skippedRows ?? 0) / Double(rows) : 0 }
+
+    /// The fraction of the rows × `k` distances skipped (0 when none or unknown).
+    public func skippedPairFraction(k: Int) -> Double { rows > 0 && k > 0 ? Double(skippedPairs ?? 0) / (Double(rows) * Double(k)) : 0 }
 }
 
 /// Where a k-means run stands after an iteration: enough to resume it and end with the
@@ -138,7 +143,7 @@ public enum KMeans {
                                                emptyClustersRepaired: repaired,
                                                smallestCluster: statistics.counts.min() ?? 0,
                                                largestCluster: statistics.counts.max() ?? 0,
-                                               skippedRows: statistics.skippedRows)
+                                               skippedRows: statistics.skippedRows, skippedPairs: statistics.skippedPairs)
             logger.debug("k-means iteration", metadata: ["iteration": "\(iteration)", "objective": "\(objective)"])
             progress(report)
             if let previous = reports.last?.objective, parameters.tolerance > 0,

@@ -29,6 +29,8 @@ public struct KMeansStatistics: SufficientStatistics, Equatable {
     /// Rows whose distances a pruned pass did not compute (see `PrunedAssignment`): how the
     /// statistics were obtained, not part of them, so `==` ignores it.
     public var skippedRows = 0
+    /// Row × centre distances a pruned pass did not compute; like `skippedRows`, ignored by `==`.
+    public var skippedPairs = 0
 
     public init(k: Int, dimension: Int, withSquares: Bool = false) {
         self.k = k
@@ -80,6 +82,7 @@ public struct KMeansStatistics: SufficientStatistics, Equatable {
         var dense = KMeansStatistics(k: k, dimension: dimension, withSquares: sumsOfSquares != nil)
         dense.rows = rows
         dense.skippedRows = skippedRows
+        dense.skippedPairs = skippedPairs
         let d = dimension
         for (i, c) in listed.enumerated() {
             dense.counts[c] = counts[i]
@@ -108,6 +111,7 @@ public struct KMeansStatistics: SufficientStatistics, Equatable {
         expand()
         rows += other.rows
         skippedRows += other.skippedRows
+        skippedPairs += other.skippedPairs
         if let listed = other.listed {
             add(other, listed: listed)
             return
@@ -204,6 +208,7 @@ public struct KMeansAssignmentPass: ShardComputation {
         if let pruned, let bounds {
             bounds.keep(pruned.bounds, for: key)
             statistics.skippedRows = pruned.skipped
+            statistics.skippedPairs = pruned.skippedPairs
         }
         // Σ‖x − c‖² = Σ‖x‖² − 2c·Σx + n‖c‖², in float64 (cancellation costs a few of its 16
         // digits; rounding below zero is clamped).

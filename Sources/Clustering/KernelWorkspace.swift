@@ -11,13 +11,9 @@ public final class KernelWorkspace {
     var undecidedAssignments: [Int32] = []
     var undecidedDistances: [Double] = []
     var squares: [Float] = []
-    /// A pruned pass's rows that need their distances, copied side by side, their centres
-    /// and their exact distances.
-    var prunedRows: [Float] = []
-    var prunedAssignments: [Int32] = []
-    var prunedDistances: [Double] = []
-    /// The rows of a pruned block that fail the bound test (`cb_prune_filter`).
-    var prunedUndecided: [Int32] = []
+    /// A pruned pass's scratch (`cb_prune_assign`) and the rows it leaves to the search.
+    var prunedScratch: [UInt8] = []
+    var prunedFallback: [Int32] = []
     /// uint8/int32 rows converted to float32.
     public var conversion: [Float] = []
     /// The GMM screen's per-row best value, then per-row ‖x‖², of the current block.

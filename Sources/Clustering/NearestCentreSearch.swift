@@ -33,9 +33,10 @@ public struct NearestCentreSearch: Sendable {
     let norms: [Float]
     let boundScale: Double
     let largestNorm: Double
-    /// −2·centres in `cb_screen_pack`'s panel layout, and their norms padded with +∞ (`.fused` only).
-    private let panels: [Float]
-    private let panelNorms: [Float]
+    /// −2·centres in `cb_screen_pack`'s panel layout, and their norms padded with +∞ (the
+    /// fused screen's and the pruned pass's).
+    let panels: [Float]
+    let panelNorms: [Float]
 
     /// A search over `codebook`; with `.fused` on a CPU without AVX-512, `assign` throws.
     public init(codebook: Codebook, screen: Screen = .preferred) {
@@ -47,16 +48,11 @@ public struct NearestCentreSearch: Sendable {
         }
         largestNorm = Double(norms.max() ?? 0).squareRoot()
         boundScale = 2.0 * Double(d + 4) * float32Roundoff * 1.25
-        if screen == .fused {
-            var panels = [Float](repeating: 0, count: cb_screen_packed_length(k, d))
-            var panelNorms = [Float](repeating: 0, count: cb_screen_norms_length(k))
-            cb_screen_pack(codebook.centres, k, d, norms, &panels, &panelNorms)
-            self.panels = panels
-            self.panelNorms = panelNorms
-        } else {
-            panels = []
-            panelNorms = []
-        }
+        var panels = [Float](repeating: 0, count: cb_screen_packed_length(k, d))
+        var panelNorms = [Float](repeating: 0, count: cb_screen_norms_length(k))
+        cb_screen_pack(codebook.centres, k, d, norms, &panels, &panelNorms)
+        self.panels = panels
+        self.panelNorms = panelNorms
         BLAS.configure()
     }
 

@@ -54,8 +54,8 @@ struct PruningSection {
         if small.codebook != unpruned.codebook || small.iterations.map(\.objective) != unpruned.iterations.map(\.objective) {
             failures.append("K=\(sizes.k): pruned and unpruned runs differ")
         }
-        if let pruned { table.note("Rows skipped per iteration, K=\(largeK): " + skipped(pruned)) }
-        table.note("Rows skipped per iteration, K=\(sizes.k): " + skipped(small))
+        if let pruned { table.note("Skipped per iteration, K=\(largeK), whole rows / row × centre distances: " + skipped(pruned)) }
+        table.note("Skipped per iteration, K=\(sizes.k), whole rows / row × centre distances: " + skipped(small))
         table.note("Pruned and unpruned centres at K=\(sizes.k): " + (small.codebook == unpruned.codebook ? "bit-identical." : "**DIFFER**."))
         let largeNote = largeK > 0 ? "faiss: train time = its seconds per iteration × \(largeIterations), one run; Codebook K=\(largeK): one run; " : ""
         table.note(largeNote + "K=\(sizes.k): medians of \(sizes.repeats) interleaved rounds. \(contention.summary())")
@@ -124,6 +124,8 @@ struct PruningSection {
     }
 
     func skipped(_ result: KMeansResult) -> String {
-        result.iterations.map { format(100 * $0.skippedFraction, "%.0f%%") }.joined(separator: " ")
+        result.iterations.map {
+            format(100 * $0.skippedFraction, "%.0f") + "/" + format(100 * $0.skippedPairFraction(k: result.codebook.k), "%.0f%%")
+        }.joined(separator: " ")
     }
 }

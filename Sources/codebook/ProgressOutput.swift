@@ -48,7 +48,8 @@ final class ProgressDisplay {
         case .json:
             emit(["event": "iteration", "phase": record.phase.rawValue, "iteration": record.iteration, "valuePerRow": record.valuePerRow,
                   "total": record.total, "rows": record.rows, "seconds": record.seconds, "repaired": record.repaired,
-                  "smallest": record.smallest, "largest": record.largest, "skippedRows": record.skippedRows ?? 0])
+                  "smallest": record.smallest, "largest": record.largest, "skippedRows": record.skippedRows ?? 0,
+                  "skippedDistances": record.skippedDistances ?? 0])
         case .quiet: break
         }
     }
@@ -130,9 +131,9 @@ enum ProgressText {
         }
         if record.phase == .kmeans {
             let skipped = Double(record.skippedRows ?? 0) / Double(max(record.rows, 1))
-            return String(format: "k-means %3d  objective/row %.6g  %.3f s  clusters %.0f..%.0f  empty repaired %d  skipped %.0f%%",
+            return String(format: "k-means %3d  objective/row %.6g  %.3f s  clusters %.0f..%.0f  empty repaired %d  skipped %.0f%% (distances %.0f%%)",
                           record.iteration, record.valuePerRow, record.seconds, record.smallest, record.largest, record.repaired,
-                          100 * skipped)
+                          100 * skipped, 100 * (record.skippedDistances ?? 0))
         }
         if record.phase == .pca {
             // A PCA's one record: the kept eigenvalues' sum, smallest and largest.

@@ -37,10 +37,13 @@ import Testing
             // The shards go back to the worker holding their bounds, so late iterations skip most rows.
             let skipped = iterations.map { Double($0.skippedRows ?? 0) / Double($0.rows) }
             #expect(skipped.first == 0 && skipped.last! > 0.5, "\(workers) worker(s): skipped \(skipped)")
+            // Distances skipped: none in the first pass, at least those of the rows skipped whole after.
+            let distances = iterations.map { $0.skippedDistances ?? 0 }
+            #expect(distances.first == 0 && zip(distances, skipped).allSatisfy { $0 >= $1 }, "\(workers) worker(s): \(distances)")
         }
     }
 
-    @Test func aResultClaimingMoreSkippedRowsThanItHasIsRejected() throws {
+    @Test func aResultClaimingMoreSkippedRowsOrDistancesThanItHasIsRejected() throws {
         var statistics = KMeansStatistics(k: 2, dimension: 1)
         statistics.rows = 3
         statistics.counts = [1, 2]
@@ -48,6 +51,12 @@ import Testing
         let pass = PassDescription(kind: .kmeansAssignment, dimension: 1, k: 2)
         #expect(throws: ClusterError.self) { try statistics.check(statistics.shape, against: pass, rows: 0..<3) }
         statistics.skippedRows = 3
+        try statistics.check(statistics.shape, against: pass, rows: 0..<3)
+        for pairs in [-1, 7] {
+            statistics.skippedPairs = pairs
+            #expect(throws: ClusterError.self) { try statistics.check(statistics.shape, against: pass, rows: 0..<3) }
+        }
+        statistics.skippedPairs = 6
         try statistics.check(statistics.shape, against: pass, rows: 0..<3)
     }
 

@@ -3,38 +3,80 @@ import CKernels
 import Descriptors
 import Testing
 
-/// The pruned pass's C kernels (`cb_prune_filter`, `cb_prune_lower_bounds`): bit-identical
-/// whichever instructions run them, and their bounds conservative.
+/// The pruned pass's C kernel (`cb_prune_assign`): bit-identical whichever instructions run
+/// it, every assignment the strict float64 nearest centre, and its bounds conservative.
 @Suite struct PruningKernelTests {
-    static let groups = Int(CB_PRUNE_GROUPS)
-
     /// Exact float64 distance, as a real-number stand-in for the bounds' checks.
     func distance(_ x: ArraySlice<Float>, _ c: ArraySlice<Float>) -> Double {
         zip(x, c).reduce(0.0) { $0 + (Double($1.0) - Double($1.1)) * (Double($1.0) - Double($1.1)) }.squareRoot()
     }
 
-    /// Rows with exact bounds for old centres, then moved centres: the rows the filter lets
-    /// keep their centre must have it as their only float64 nearest centre, and every CPU
-    /// must give the same bits.
+    /// What one kernel call gives.
+    struct Outcome: Equatable {
+        var computed: Int
+        var assignments: [Int32]
+        var upper: [UInt32]
+        var lower: [UInt32]
+        var fallback: [Int32]
+        var pairs: Int
+    }
+
+    /// Runs the kernel (`portable` or dispatched) over `rows` with `search`'s centres, from
+    /// the given state; `drift` nil: no earlier bounds.
+    func run(portable: Bool, search: NearestCentreSearch, rows: [Float], m: Int, assignments: [Int32], upper: [Float],
+             lower: [Float], drift: [Double]?, groupDrift: [Double]?) -> Outcome {
+        let k = search.codebook.k, d = search.codebook.dimension
+        let groups = PrunedAssignment.groups(k: k)
+        var assignments = assignments, upper = upper, lower = lower
+        var fallback = [Int32](repeating: -1, count: m)
+        var fallbacks = 0, pairs = 0
+        let slack = 2 * Double(d + 8) * Double.ulpOfOne / 2
+        let computed = search.codebook.centres.withUnsafeBufferPointer { centres in
+            search.panels.withUnsafeBufferPointer { panels in
+                search.panelNorms.withUnsafeBufferPointer { norms in
+                    (drift ?? []).withUnsafeBufferPointer { drifts in
+                        (groupDrift ?? []).withUnsafeBufferPointer { groupDrifts in
+                            var parameters = CBPruneCentres(
+                                centres: centres.baseAddress!, packed: panels.baseAddress!, packed_norms: norms.baseAddress!,
+                                k: k, d: d, group_panels: PrunedAssignment.groupPanels, groups: groups,
+                                bound_scale: search.boundScale, largest_norm: search.largestNorm, slack: slack,
+                                drift: drift == nil ? nil : drifts.baseAddress!,
+                                group_drift: groupDrift == nil ? nil : groupDrifts.baseAddress!)
+                            var scratch = [UInt8](repeating: 0xA5, count: cb_prune_scratch_bytes(&parameters, m))
+                            let kernel = portable ? cb_prune_assign_portable : cb_prune_assign
+                            return kernel(&parameters, rows, d, m, &assignments, &upper, &lower, &scratch, &fallback,
+                                          &fallbacks, &pairs)
+                        }
+                    }
+                }
+            }
+        }
+        return Outcome(computed: computed, assignments: assignments, upper: upper.map(\.bitPattern),
+                       lower: lower.map(\.bitPattern), fallback: Array(fallback[..<fallbacks]), pairs: pairs)
+    }
+
+    /// Integer rows and centres (so float64 distances are exact and ties are exact ties),
+    /// centres duplicated within a group and across groups; exact bounds for the old centres,
+    /// then moved centres. Every row must get its float64 nearest centre (lowest index on
+    /// ties), the bounds must stay below and above the true distances, every CPU must give
+    /// the same bits, and the kernel must both skip and measure.
     @Test(arguments: [7, 37, 128])
-    func filterKeepsOnlyRowsWhoseCentreCannotChange(dimension d: Int) {
-        let m = 300, k = 40, groups = Self.groups
+    func assignmentsAreTheFloat64NearestAndBoundsAreConservative(dimension d: Int) throws {
+        let m = 300, k = 100, width = PrunedAssignment.groupPanels * Int(CB_SCREEN_PANEL)
+        let groups = PrunedAssignment.groups(k: k)
         var generator = SeededGenerator(seed: UInt64(d) + 11)
-        // Duplicated centres give exact ties, within a group (5, 21) and between groups (6, 9).
         var old = (0..<k * d).map { _ in Float((generator.nextGaussian() * 20 + 60).rounded()) }
         for j in 0..<d {
-            old[5 * d + j] = old[21 * d + j]
-            old[9 * d + j] = old[6 * d + j]
+            old[5 * d + j] = old[21 * d + j]  // same group
+            old[70 * d + j] = old[6 * d + j]  // another group
         }
-        // Rows around the centres, some half-way between two of them.
         let rows = (0..<m * d).map { index in
             let i = index / d, j = index % d, c = i % k
             let near = i % 5 == 0 ? (old[c * d + j] + old[(c + 1) % k * d + j]) / 2 : old[c * d + j]
             return (near + Float(generator.nextGaussian() * 6)).rounded()
         }
-        // Integer moves keep every float64 distance exact, so ties are exact ties.
         var new = old.enumerated().map { j, value in j / d % 3 == 0 ? value : value + Float((generator.nextGaussian() * 0.3).rounded()) }
-        for j in 0..<d { new[9 * d + j] = new[6 * d + j] }
+        for j in 0..<d { new[70 * d + j] = new[6 * d + j] }
         let slack = 2 * Double(d + 8) * Double.ulpOfOne / 2
         func row(_ i: Int) -> ArraySlice<Float> { rows[i * d ..< (i + 1) * d] }
         func centre(_ values: [Float], _ c: Int) -> ArraySlice<Float> { values[c * d ..< (c + 1) * d] }
@@ -46,98 +88,77 @@ import Testing
             assignments.append(Int32(a))
             upper.append(PrunedAssignment.roundedUp(distances[a] * (1 + slack)))
             for g in 0..<groups {
-                let nearest = stride(from: g, to: k, by: groups).filter { $0 != a }.map { distances[$0] }.min() ?? .infinity
+                let nearest = (g * width ..< min(k, (g + 1) * width)).filter { $0 != a }.map { distances[$0] }.min() ?? .infinity
                 lower.append(Float(nearest * (1 - slack)).nextDown)
             }
         }
         var drift = (0..<k).map { distance(centre(new, $0), centre(old, $0)) * (1 + slack) }
         var groupDrift = [Double](repeating: 0, count: groups)
-        for c in 0..<k { groupDrift[c % groups] = max(groupDrift[c % groups], drift[c]) }
+        for c in 0..<k { groupDrift[c / width] = max(groupDrift[c / width], drift[c]) }
+        let codebook = try Codebook(k: k, dimension: d, centres: new)
+        let search = NearestCentreSearch(codebook: codebook, screen: .blas)
 
-        func run(_ kernel: (UnsafePointer<Float>, Int, Int, Int, UnsafePointer<Float>, UnsafePointer<Int32>,
-                            UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>, UnsafePointer<Double>,
-                            UnsafePointer<Double>, Double, UnsafeMutablePointer<Int32>, UnsafeMutablePointer<Int32>) -> Int)
-            -> (out: [Int32], undecided: [Int32], upper: [UInt32], lower: [UInt32]) {
-            var out = [Int32](repeating: -1, count: m), undecided = [Int32](repeating: -1, count: m)
-            var upper = upper, lower = lower
-            let count = kernel(rows, d, m, d, new, assignments, &upper, &lower, drift, groupDrift, slack, &out, &undecided)
-            return (out, Array(undecided[..<count]), upper.map(\.bitPattern), lower.map(\.bitPattern))
-        }
-        let dispatched = run { cb_prune_filter($0, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) }
-        let portable = run { cb_prune_filter_portable($0, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) }
-        #expect(dispatched.out == portable.out && dispatched.undecided == portable.undecided)
-        #expect(dispatched.upper == portable.upper && dispatched.lower == portable.lower)
-
-        let codebook = try! Codebook(k: k, dimension: d, centres: new)
-        let kept = (0..<m).filter { !dispatched.undecided.contains(Int32($0)) }
-        #expect(kept.count > m / 4 && dispatched.undecided.count > 0, "\(kept.count) rows kept: the test must see both outcomes")
-        for i in kept {
-            let a = Int(assignments[i])
-            #expect(dispatched.out[i] == Int32(a))
-            let distances = (0..<k).map { distance(row(i), centre(new, $0)) }
-            #expect(distances.enumerated().allSatisfy { $0.offset == a || $0.element > distances[a] }, "row \(i)")
-            #expect(referenceNearest(Array(row(i)), codebook).index == a)
-            #expect(Double(Float(bitPattern: dispatched.upper[i])) >= distances[a])
-        }
-        for i in 0..<m {
-            for g in 0..<groups {
-                let bound = Float(bitPattern: dispatched.lower[i * groups + g])
-                let others = stride(from: g, to: k, by: groups).filter { $0 != Int(assignments[i]) }
-                #expect(bound >= 0 && others.allSatisfy { Double(bound) <= distance(row(i), centre(new, $0)) })
+        func check(_ outcome: Outcome, _ label: String) {
+            #expect(outcome.fallback.isEmpty, "\(label)")
+            for i in 0..<m {
+                let a = Int(outcome.assignments[i])
+                let distances = (0..<k).map { distance(row(i), centre(new, $0)) }
+                #expect(a == referenceNearest(Array(row(i)), codebook).index, "\(label): row \(i)")
+                #expect(Double(Float(bitPattern: outcome.upper[i])) >= distances[a], "\(label): row \(i)")
+                for g in 0..<groups {
+                    let bound = Double(Float(bitPattern: outcome.lower[i * groups + g]))
+                    let others = (g * width ..< min(k, (g + 1) * width)).filter { $0 != a }
+                    #expect(bound >= 0 && others.allSatisfy { bound <= distances[$0] }, "\(label): row \(i) group \(g)")
+                }
             }
         }
+        // The dispatched kernel and the portable one, which must give the same bits.
+        func both(_ drift: [Double]?, _ groupDrift: [Double]?) -> Outcome {
+            let runs = [false, true].map {
+                run(portable: $0, search: search, rows: rows, m: m, assignments: assignments, upper: upper, lower: lower,
+                    drift: drift, groupDrift: groupDrift)
+            }
+            #expect(runs[0] == runs[1])
+            return runs[0]
+        }
+        let pruned = both(drift, groupDrift)
+        check(pruned, "pruned")
+        #expect(pruned.computed > 0 && pruned.computed < m / 2, "\(pruned.computed) rows measured: the test must see both outcomes")
+        #expect(pruned.pairs > pruned.computed && pruned.pairs < pruned.computed * k, "\(pruned.pairs) pairs measured")
 
-        // Drifts that are not finite give no bound: every row is undecided, on every CPU.
+        // Without bounds every distance is measured; the bounds it leaves are conservative.
+        let first = both(nil, nil)
+        #expect(first.computed == m && first.pairs == m * k)
+        check(first, "no bounds")
+
+        // Drifts that are not finite give no bound: every row and group is measured, on every CPU.
         drift[3] = .nan
         groupDrift = groupDrift.map { _ in .infinity }
-        let unbounded = run { cb_prune_filter($0, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) }
-        #expect(unbounded.undecided.count == m && unbounded.lower.allSatisfy { $0 == 0 })
-        #expect(unbounded.lower == run { cb_prune_filter_portable($0, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) }.lower)
+        let unbounded = both(drift, groupDrift)
+        #expect(unbounded.computed == m && unbounded.pairs == m * k)
+        check(unbounded, "unbounded")
     }
 
-    /// Lower bounds from screened lanes, with lanes that are the excluded centre, infinite
-    /// (no other centre) or NaN: the same bits on every CPU, and below the true distances
-    /// when the lanes come from the fused screen.
-    @Test(arguments: [9, 128])
-    func lowerBoundsFromTheScreen(dimension d: Int) throws {
-        let groups = Self.groups
-        var generator = SeededGenerator(seed: UInt64(d) + 3)
-        let x = (0..<d).map { _ in Float(generator.nextGaussian() * 30 + 50) }
-        let search = NearestCentreSearch(codebook: try Codebook(k: 20, dimension: d, centres: (0..<20 * d).map { _ in
-            Float(generator.nextGaussian() * 30 + 50)
-        }), screen: .blas)
-        let slack = 2 * Double(d + 8) * Double.ulpOfOne / 2
-        for trial in 0..<50 {
-            var lanes = CBScreenLanes()
-            withUnsafeMutableBytes(of: &lanes) { state in
-                let values = state.baseAddress!.assumingMemoryBound(to: Float.self)
-                for g in 0..<2 * groups { values[g] = Float(generator.nextGaussian() * 3e5) }
-                let index = (state.baseAddress! + MemoryLayout<CBScreenLanes>.offset(of: \.index)!).assumingMemoryBound(to: Int32.self)
-                for g in 0..<groups { index[g] = Int32(generator.next() % 4) }
-                values[trial % groups] = .infinity
-                values[groups + (trial + 1) % groups] = .infinity
-                values[(trial + 2) % groups] = .nan
-            }
-            var dispatched = [Float](repeating: -1, count: groups), portable = dispatched
-            cb_prune_lower_bounds(&lanes, 2, x, d, search.boundScale, search.largestNorm, slack, &dispatched)
-            cb_prune_lower_bounds_portable(&lanes, 2, x, d, search.boundScale, search.largestNorm, slack, &portable)
-            #expect(dispatched.map(\.bitPattern) == portable.map(\.bitPattern))
-            #expect(dispatched.allSatisfy { $0 >= 0 })
+    /// Rows the screen cannot bound (a NaN, values whose square overflows the screen's range)
+    /// are left to the caller, on every CPU; the others are assigned as usual.
+    @Test func rowsOutsideTheScreensRangeAreLeftToTheCaller() throws {
+        let d = 9, k = 40, m = 20
+        var generator = SeededGenerator(seed: 5)
+        let codebook = try Codebook(k: k, dimension: d, centres: (0..<k * d).map { _ in Float(generator.nextGaussian() * 10) })
+        var rows = (0..<m * d).map { _ in Float(generator.nextGaussian() * 10) }
+        rows[3 * d + 2] = .nan
+        rows[7 * d] = 1e16
+        let search = NearestCentreSearch(codebook: codebook, screen: .blas)
+        let groups = PrunedAssignment.groups(k: k)
+        let zeros = [Float](repeating: 0, count: m * groups)
+        let runs = [false, true].map {
+            run(portable: $0, search: search, rows: rows, m: m, assignments: [Int32](repeating: 0, count: m),
+                upper: [Float](repeating: 0, count: m), lower: zeros, drift: nil, groupDrift: nil)
         }
-
-        // Lanes from the fused screen bound the true distances to each group's other centres.
-        guard NearestCentreSearch.Screen.preferred == .fused else { return }
-        let fused = NearestCentreSearch(codebook: search.codebook, screen: .fused)
-        let workspace = KernelWorkspace()
-        var assigned: Int32 = -1
-        try fused.assign(FloatRows(base: x, rows: 1, dimension: d, stride: d), firstRow: 0, source: "test",
-                         workspace: workspace, assignments: &assigned)
-        var bounds = [Float](repeating: -1, count: groups)
-        fused.groupLowerBounds(slot: 0, row: x, excluding: Int(assigned), slack: slack, workspace: workspace, into: &bounds)
-        for g in 0..<groups {
-            let others = stride(from: g, to: 20, by: groups).filter { $0 != Int(assigned) }
-            let nearest = others.map { distance(x[...], search.codebook.centres[$0 * d ..< ($0 + 1) * d]) }.min() ?? .infinity
-            #expect(Double(bounds[g]) <= nearest && (others.isEmpty ? bounds[g] == .infinity : bounds[g] > 0), "group \(g)")
+        #expect(runs[0] == runs[1])
+        #expect(runs[0].fallback == [3, 7])
+        for i in 0..<m where i != 3 && i != 7 {
+            #expect(Int(runs[0].assignments[i]) == referenceNearest(Array(rows[i * d ..< (i + 1) * d]), codebook).index)
         }
     }
 }

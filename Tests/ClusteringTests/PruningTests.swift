@@ -20,14 +20,15 @@ import Testing
     }
 
     /// Runs the passes of `codebooks` in order with and without bounds; every pass's
-    /// statistics must be equal, bit for bit. Returns the rows skipped per pass.
+    /// statistics must be equal, bit for bit. Returns the rows (whole) and row × centre
+    /// distances skipped per pass.
     @discardableResult
     func expectIdentical(_ data: DescriptorMatrix, _ codebooks: [Codebook], screen: NearestCentreSearch.Screen,
                          shardRows: Int = 500, threads: Int = 2, budget: Int = BoundCache.gibibyte,
-                         _ label: String) async throws -> [Int] {
+                         _ label: String) async throws -> [(rows: Int, pairs: Int)] {
         let plain = LocalBackend(corpus: data, shardRows: shardRows, threads: threads, boundMemory: 0)
         let pruned = LocalBackend(corpus: data, shardRows: shardRows, threads: threads, boundMemory: budget)
-        var skipped: [Int] = []
+        var skipped: [(rows: Int, pairs: Int)] = []
         for (i, codebook) in codebooks.enumerated() {
             let full = try await plain.run(KMeansAssignmentPass(codebook: codebook, screen: screen))
             var pass = KMeansAssignmentPass(codebook: codebook, screen: screen)
@@ -36,7 +37,7 @@ import Testing
             let same = full == fast  // not in the expectation: it would print every sum
             #expect(same, "\(label), \(screen), pass \(i): statistics differ (counts \(full.counts == fast.counts))")
             #expect(full.objective == fast.objective)
-            skipped.append(fast.skippedRows)
+            skipped.append((fast.skippedRows, fast.skippedPairs))
         }
         return skipped
     }
@@ -50,9 +51,9 @@ import Testing
             let codebooks = try await trajectory(data, k: k, iterations: 8)
             for screen in Self.screens {
                 let skipped = try await expectIdentical(data, codebooks, screen: screen, "\(name) k=\(k)")
-                #expect(skipped[0] == 0, "the first pass has no bounds")
-                // Late iterations barely move the centres: most rows must be skipped.
-                #expect(skipped.last! > data.rows / 4, "\(name) k=\(k) \(screen): only \(skipped) rows skipped")
+                #expect(skipped[0].rows == 0 && skipped[0].pairs == 0, "the first pass has no bounds")
+                // Late iterations barely move the centres: most distances must be skipped.
+                #expect(skipped.last!.pairs > data.rows * k / 4, "\(name) k=\(k) \(screen): only \(skipped) skipped")
             }
         }
     }
@@ -98,27 +99,27 @@ import Testing
         ]
         for screen in Self.screens {
             let skipped = try await expectIdentical(data, passes, screen: screen, shardRows: 97, "ties")
-            #expect(skipped[3] > 0, "an unchanged codebook must skip rows (\(skipped))")
+            #expect(skipped[3].rows > 0, "an unchanged codebook must skip rows (\(skipped))")
         }
     }
 
     @Test func evictedOrMissingBoundsAreComputedInFull() async throws {
         let data = try blobs(rows: 2000, dimension: 8, blobs: 6, seed: 8, spread: 4)
         let codebooks = try await trajectory(data, k: 10, iterations: 6)
-        // One shard's bounds (500 rows × 72 bytes + the centres) fit, not two: the other
-        // shards are computed in full, and the results stay the same.
-        let budget = 500 * 72 + 10 * 8 * 4 + 100
+        // One shard's bounds (500 rows × 12 bytes, one group of centres, + the centres) fit,
+        // not two: the other shards are computed in full, and the results stay the same.
+        let budget = 500 * 12 + 10 * 8 * 4 + 100
         let skipped = try await expectIdentical(data, codebooks, screen: .preferred, threads: 1, budget: budget, "budget")
         let unlimited = try await expectIdentical(data, codebooks, screen: .preferred, "unlimited")
-        #expect(skipped.allSatisfy { $0 <= 500 } && skipped.last! > 0, "\(skipped)")
-        #expect(unlimited.last! > 500, "\(unlimited)")
+        #expect(skipped.allSatisfy { $0.rows <= 500 } && skipped.last!.rows > 0, "\(skipped)")
+        #expect(unlimited.last!.rows > 500, "\(unlimited)")
     }
 
     @Test func theCacheKeepsItsBudgetAndDropsStaleEntriesFirst() {
         let cache = BoundCache(budget: 1000)
         func bounds(rows: Int, pass: Float) -> ShardBounds {
             ShardBounds(centres: [pass], assignments: .init(repeating: 0, count: rows), upper: .init(repeating: 0, count: rows),
-                        lower: .init(repeating: 0, count: rows * PrunedAssignment.groups))
+                        lower: .init(repeating: 0, count: rows * 16))
         }
         let keys = (0..<4).map { BoundCache.Key(scope: "s", firstRow: $0 * 3, rows: 3) }
         for key in keys.prefix(3) { cache.keep(bounds(rows: 3, pass: 1), for: key) }  // 220 bytes each

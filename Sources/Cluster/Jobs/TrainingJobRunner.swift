@@ -112,7 +112,8 @@ public enum TrainingJobRunner {
             record(IterationRecord(phase: .kmeans, iteration: report.iteration, valuePerRow: report.meanObjective,
                                    total: report.objective, rows: report.rows, seconds: report.seconds,
                                    repaired: report.emptyClustersRepaired, smallest: Double(report.smallestCluster),
-                                   largest: Double(report.largestCluster), skippedRows: report.skippedRows))
+                                   largest: Double(report.largestCluster), skippedRows: report.skippedRows,
+                                   skippedDistances: report.skippedPairFraction(k: job.k)))
         }
         let seedingRecord: (KMeansParallel.RoundReport) -> Void = { report in
             record(IterationRecord(phase: .seeding, iteration: report.round, valuePerRow: report.cost / Double(max(report.rows, 1)),
