@@ -48,7 +48,8 @@ public final class MappedFile: @unchecked Sendable {
                         underlying: SystemCallError(errno: err))
     }
 
-    private static func requireRegularFile(_ info: stat, path: String) throws {
+    /// Throws unless `info` (of `path`) is a regular file, naming what it is instead.
+    public static func requireRegularFile(_ info: stat, path: String) throws {
         let kind: String
         switch info.st_mode & S_IFMT {
         case S_IFREG: return

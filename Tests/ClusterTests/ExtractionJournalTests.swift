@@ -1,5 +1,6 @@
 @testable import Cluster
 import ClusterProtocol
+import Descriptors
 import Features
 import Foundation
 import TestSupport
@@ -41,6 +42,24 @@ import Testing
             }
         }
         return reopened.recovered.map(\.piece.images)
+    }
+
+    /// A FIFO or a link planted where the journal goes is refused: reading a FIFO back to
+    /// resume would wait for ever, and a link would write elsewhere.
+    @Test(.timeLimit(.minutes(1))) func aJournalPathThatIsNotARegularFileIsRefused() throws {
+        let scratch = try TemporaryDirectory()
+        let job = Self.job(in: scratch)
+        let path = ExtractionJournal.path(job: 3, descriptors: job.descriptors)
+        #expect(mkfifo(path, 0o600) == 0)
+        for resuming in [true, false] {
+            #expect(throws: DescriptorError.self, "a FIFO, resuming: \(resuming)") {
+                try ExtractionJournal(job: 3, extraction: job, resuming: resuming)
+            }
+        }
+        #expect(unlink(path) == 0)
+        #expect(symlink(scratch.file("elsewhere"), path) == 0)
+        #expect(throws: DescriptorError.self) { try ExtractionJournal(job: 3, extraction: job, resuming: true) }
+        #expect(!FileManager.default.fileExists(atPath: scratch.file("elsewhere")))
     }
 
     @Test func piecesThatPassEveryCheckAreReadBack() throws {

@@ -46,9 +46,21 @@ final class ExtractionJournal {
     /// a file of another job, starts it empty.
     init(job: UInt64, extraction: ExtractionJob, resuming: Bool) throws {
         path = Self.path(job: job, descriptors: extraction.descriptors)
-        descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        // Not through a link, and only a regular file: a FIFO planted at the path would make
+        // reading it back wait for ever.
+        descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0o600)
         guard descriptor >= 0 else {
             throw DescriptorError(.ioFailure, "cannot open the extraction's journal", path: path, underlying: SystemCallError(errno: errno))
+        }
+        var info = stat()
+        do {
+            guard fstat(descriptor, &info) == 0 else {
+                throw DescriptorError(.ioFailure, "cannot stat the extraction's journal", path: path, underlying: SystemCallError(errno: errno))
+            }
+            try MappedFile.requireRegularFile(info, path: path)
+        } catch {
+            close(descriptor)
+            throw error
         }
         guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {
             let error = SystemCallError(errno: errno)
