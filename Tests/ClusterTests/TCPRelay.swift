@@ -72,7 +72,9 @@ final class TCPRelay: Sendable {
                 guard count > 0 else { break copying }
                 var sent = 0
                 while sent < count {
-                    let written = buffer.withUnsafeBytes { write(to, $0.baseAddress! + sent, count - sent) }
+                    // MSG_NOSIGNAL: a side that `cut` shut down gives EPIPE, not a SIGPIPE
+                    // that would end the test process.
+                    let written = buffer.withUnsafeBytes { send(to, $0.baseAddress! + sent, count - sent, Int32(MSG_NOSIGNAL)) }
                     guard written > 0 else { break copying }
                     sent += written
                 }
