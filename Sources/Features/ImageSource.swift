@@ -68,8 +68,8 @@ public struct ImageSource: Sendable {
         try self.init(entries: entries)
     }
 
-    /// A file name without its directory and its last extension.
-    static func key(ofName path: String) -> String {
+    /// A file name without its directory and its last extension: the image's key.
+    public static func key(ofName path: String) -> String {
         let name = path.split(separator: "/").last.map(String.init) ?? path
         guard let dot = name.lastIndex(of: "."), dot != name.startIndex else { return name }
         return String(name[..<dot])

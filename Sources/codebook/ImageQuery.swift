@@ -41,6 +41,29 @@ enum ImageQuery {
                                     workspace: KernelWorkspace()).values
     }
 
+    /// The cosine of `values`, the vector of the image at `path`, and the set's stored vector
+    /// of that image's key (its file name without extension), if the set holds the key: below
+    /// 1, the image was encoded here from other descriptors than the set's (other extraction
+    /// options, or another image of the same name).
+    static func agreement(of values: [Float], image path: String, set: String, requester: any Requester) throws -> (key: String, cosine: Double)? {
+        let key = ImageSource.key(ofName: path)
+        let stored: [Float]?
+        do {
+            stored = try requester.get(["\(set)/\(key)"]).first?.values
+        } catch let error as ClusterError where error.code == .notFound {
+            return nil
+        }
+        guard let stored, stored.count == values.count else { return nil }
+        var product = 0.0, queryNorm = 0.0, storedNorm = 0.0
+        for (x, y) in zip(values, stored) {
+            product += Double(x) * Double(y)
+            queryNorm += Double(x) * Double(x)
+            storedNorm += Double(y) * Double(y)
+        }
+        guard queryNorm > 0, storedNorm > 0 else { return nil }
+        return (key, product / (queryNorm * storedNorm).squareRoot())
+    }
+
     /// A stored model's record and its values.
     private static func stored(_ name: String, requester: any Requester) throws -> (ModelRecord, WireMessage) {
         let (reply, message) = try requester.describe(DescribeRequest(model: name, values: true))

@@ -70,6 +70,14 @@ struct SearchCommand: ParsableCommand {
         if let image {
             values = try ImageQuery.vector(of: image, for: set, parameters: extraction.parameters, requester: requester)
             request.queries = 1
+            // An image of the set encoded here should give its stored vector; if not, the
+            // extraction options are likely not the set's, and every score is off.
+            if let (imageKey, cosine) = try ImageQuery.agreement(of: values, image: image, set: set, requester: requester),
+               cosine < 0.999 {
+                FileHandle.standardError.write(Data(("warning: set \"\(PeerText.escaped(set))\" holds image key \"\(PeerText.escaped(imageKey))\", "
+                    + "but this image's vector is not the stored one (cosine \(String(format: "%.4f", cosine))): were the set's "
+                    + "descriptors extracted with other options (--method, --max-side, --root-sift, …)?\n").utf8))
+            }
         }
         let results = try requester.search(request, vectors: values)
         let named = results.enumerated().map { index, result in (result.query ?? image ?? "\(index)", result) }

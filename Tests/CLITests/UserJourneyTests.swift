@@ -139,6 +139,15 @@ import Testing
         // Other extraction options give other descriptors: another vector, still the same image first.
         let otherSide = try run(["search", "v", "--image", "\(folder)/photo-2.png", "--max-side", "64", "--top", "5", "--format", "tsv"])
         #expect(ranked(otherSide) != ranked(byKey), "\(otherSide.output)")
+        // The set holds this image's key, so the other options are seen and named; the same
+        // options, or an image the set does not hold, give no warning.
+        #expect(otherSide.error.contains("warning: set \"v\" holds image key \"photo-2\", but this image's vector is not the stored one"),
+                "\(otherSide.error)")
+        #expect(!byImage.error.contains("warning"), "\(byImage.error)")
+        let copy = scratch.file("not-in-the-set.png")
+        try FileManager.default.copyItem(atPath: "\(folder)/photo-2.png", toPath: copy)
+        let notHeld = try run(["search", "v", "--image", copy, "--max-side", "64", "--top", "5", "--format", "tsv"])
+        #expect(ranked(notHeld) == ranked(otherSide) && !notHeld.error.contains("warning"), "\(notHeld.error)")
 
         let notAnImage = try CommandRunner.run(["search", "v", "--image", "\(folder)/bad.jpg", "--store", store])
         #expect(notAnImage.status == 1 && notAnImage.error.contains("bad.jpg"), "\(notAnImage.error)")
