@@ -15,18 +15,13 @@ public struct PCAReference: Codable, Sendable, Equatable {
     }
 
     public static func checksum(_ projection: PCAProjection) -> String {
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        func add(_ byte: UInt8) {
-            hash ^= UInt64(byte)
-            hash = hash &* 0x100_0000_01b3
-        }
+        var hash = FNV1a()
         let pca = projection.principalComponents
         for value in pca.mean + pca.components + pca.eigenvalues {
             var bits = value.bitPattern.littleEndian
-            withUnsafeBytes(of: &bits) { $0.forEach(add) }
+            withUnsafeBytes(of: &bits) { hash.add($0) }
         }
-        add(projection.whiten ? 1 : 0)
-        let hex = String(hash, radix: 16)
-        return "fnv1a64:" + String(repeating: "0", count: 16 - hex.count) + hex
+        hash.add(projection.whiten ? 1 : 0)
+        return "fnv1a64:" + hash.value.hexDigits
     }
 }

@@ -10,10 +10,7 @@ public enum PartitionTicket {
     /// A new ticket.
     public static func make() -> String {
         var generator = SystemRandomNumberGenerator()
-        return (0..<2).map { _ in
-            let digits = String(generator.next() as UInt64, radix: 16)
-            return String(repeating: "0", count: 16 - digits.utf8.count) + digits
-        }.joined()
+        return (generator.next() as UInt64).hexDigits + (generator.next() as UInt64).hexDigits
     }
 
     /// Throws unless `ticket` is `length` lower-case hexadecimal digits.

@@ -106,7 +106,7 @@ final class ExtractionJournal {
     /// Appends a piece; returns the file offset of its values.
     func append(_ piece: Piece, values: [Float]) throws -> Int {
         let metadata = try JSONEncoder().encode(piece)
-        var hash = Checksum()
+        var hash = FNV1a()
         var header = [UInt8]()
         for field in [UInt64(metadata.count), UInt64(values.count * 4)] { withUnsafeBytes(of: field.littleEndian) { header += $0 } }
         header.withUnsafeBytes { hash.add($0) }
@@ -156,7 +156,7 @@ final class ExtractionJournal {
         let (metadataBytes, valueBytes, checksum) = (fields[0].littleEndian, fields[1].littleEndian, fields[2].littleEndian)
         guard metadataBytes <= UInt64(min(room, Self.maximumPieceMetadataBytes)), valueBytes <= UInt64(room) - metadataBytes,
               valueBytes % 4 == 0 else { return nil }
-        var hash = Checksum()
+        var hash = FNV1a()
         fields.withUnsafeBytes { hash.add(UnsafeRawBufferPointer(rebasing: $0[..<16])) }
         var metadata = [UInt8](repeating: 0, count: Int(metadataBytes))
         guard (try? metadata.withUnsafeMutableBytes { try read($0, at: offset + Self.pieceHeaderBytes) }) != nil else { return nil }
@@ -192,7 +192,7 @@ final class ExtractionJournal {
     static func fingerprint(job: UInt64, extraction: ExtractionJob) -> UInt64 {
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
-        var hash = Checksum()
+        var hash = FNV1a()
         withUnsafeBytes(of: job.littleEndian) { hash.add($0) }
         ((try? encoder.encode(extraction)) ?? Data()).withUnsafeBytes { hash.add($0) }
         return hash.value
@@ -213,15 +213,6 @@ final class ExtractionJournal {
                 throw DescriptorError(.ioFailure, "cannot \(what) the extraction's journal", underlying: SystemCallError(errno: errno))
             }
             done += result
-        }
-    }
-
-    /// FNV-1a over bytes, 64 bits (the checksum of pieces and the fingerprint).
-    struct Checksum {
-        private(set) var value: UInt64 = 0xcbf2_9ce4_8422_2325
-
-        mutating func add(_ bytes: UnsafeRawBufferPointer) {
-            for byte in bytes { value = (value ^ UInt64(byte)) &* 0x100_0000_01b3 }
         }
     }
 }
