@@ -3,6 +3,7 @@ import ClusterProtocol
 import Foundation
 import Search
 import Storage
+import Synchronization
 import Telemetry
 import TestSupport
 import Testing
@@ -35,12 +36,13 @@ import ZeroMQ
         WireMessage(header: WireHeader(.ready), metadata: WorkerIntroduction(name: name, threads: 2, holds: holds))
     }
 
-    /// Alice searched both partitions in pass 1 (with their rows); the tickets she was sent.
-    static func aliceHoldsBothPartitions(_ state: inout CoordinatorState) throws -> [String] {
-        _ = state.receive(T.ready("alice", threads: 2), from: T.alice, now: at(0))
+    /// Alice (authenticated with `key`, if any) searched both partitions in pass 1 (with
+    /// their rows); the tickets she was sent.
+    static func aliceHoldsBothPartitions(_ state: inout CoordinatorState, key: String? = nil) throws -> [String] {
+        _ = state.receive(T.ready("alice", threads: 2), from: T.alice, key: key, now: at(0))
         let first = tasks(state.start(SplitSearchTests.searchSpec(round: 1), now: at(0)))
         try #require(first.map(\.shard) == [0, 1] && first.allSatisfy { $0.worker == T.alice && $0.ticket != nil })
-        for shard in 0..<2 { _ = state.receive(T.result(job: job, round: 1, shard: shard), from: T.alice, now: at(0.1)) }
+        for shard in 0..<2 { _ = state.receive(T.result(job: job, round: 1, shard: shard), from: T.alice, key: key, now: at(0.1)) }
         let tickets = first.map { $0.ticket! }
         #expect(Set(tickets).count == 2 && tickets.allSatisfy { (try? PartitionTicket.check($0)) != nil })
         return tickets
@@ -70,7 +72,7 @@ import ZeroMQ
                       HeldPartition(job: Self.job, shard: 0, ticket: ""),
                       HeldPartition(job: Self.job, shard: 1, ticket: tickets[1] + tickets[1])]
         let logged = state.receive(Self.ready("mallory", holds: forged), from: Self.mallory, now: at(0.2))
-        #expect(logged.contains(.log("worker mallory holds 0 of the 5 partitions it names (the others' tickets are unknown)")))
+        #expect(logged.contains(.log("worker mallory holds 0 of the 5 partitions it names (the others' tickets are unknown, or were sent to another key)")))
         let tooMany = (0...WorkerIntroduction.maximumHeldPartitions).map {
             HeldPartition(job: Self.job, shard: UInt32($0 % 2), ticket: tickets[$0 % 2])
         }
@@ -83,6 +85,54 @@ import ZeroMQ
         #expect(Set(second.compactMap(\.ticket)).isDisjoint(with: tickets))
     }
 
+    /// With CURVE, a ticket counts only from the key of the worker it was sent to: Alice back
+    /// under a new identity with her key keeps her partitions; Mallory, authenticated with
+    /// her own key, who shows Alice's tickets, takes none: once Alice is gone she is sent the
+    /// rows (with new tickets), never the queries alone.
+    @Test func aTicketCountsOnlyFromTheKeyItWasSentTo() throws {
+        let (aliceKey, malloryKey) = ("alice's key", "mallory's key")
+        var state = CoordinatorState()
+        let tickets = try Self.aliceHoldsBothPartitions(&state, key: aliceKey)
+        let holds = (0..<2).map { HeldPartition(job: Self.job, shard: UInt32($0), ticket: tickets[$0]) }
+        let stolen = state.receive(Self.ready("mallory", holds: holds), from: Self.mallory, key: malloryKey, now: at(0.2))
+        #expect(stolen.contains(.log("worker mallory holds 0 of the 2 partitions it names "
+                                     + "(the others' tickets are unknown, or were sent to another key)")))
+        _ = state.receive(WireMessage(header: WireHeader(.goodbye)), from: T.alice, key: aliceKey, now: at(0.3))
+        let second = Self.tasks(state.start(SplitSearchTests.searchSpec(round: 2), now: at(0.4)))
+        #expect(second.count == 2 && second.allSatisfy { $0.worker == Self.mallory && $0.ticket != nil }, "\(second)")
+        #expect(Set(second.compactMap(\.ticket)).isDisjoint(with: tickets))
+
+        var back = CoordinatorState()
+        let kept = try Self.aliceHoldsBothPartitions(&back, key: aliceKey)
+        let again = (0..<2).map { HeldPartition(job: Self.job, shard: UInt32($0), ticket: kept[$0]) }
+        let logged = back.receive(Self.ready("alice", holds: again), from: Self.alice2, key: aliceKey, now: at(0.2))
+        #expect(logged.contains(.log("worker alice holds 2 of the 2 partitions it names "
+                                     + "(the others' tickets are unknown, or were sent to another key)")))
+        _ = back.receive(T.ready("bob", threads: 2), from: T.bob, key: "bob's key", now: at(0.2))
+        let third = Self.tasks(back.start(SplitSearchTests.searchSpec(round: 2), now: at(0.3)))
+        #expect(third.count == 2 && third.allSatisfy { $0.worker == Self.alice2 && $0.ticket == nil }, "\(third)")
+    }
+
+    /// A peer may choose its routing identity, so it can take that of a worker whose
+    /// connection is gone; under another key, nothing it sends on it counts: a RESULT for the
+    /// worker's task is dropped, and a heartbeat does not keep the worker alive.
+    @Test func anotherKeyOnAWorkersIdentityIsNotTheWorker() throws {
+        var state = CoordinatorState()
+        _ = state.receive(T.ready("alice", threads: 1), from: T.alice, key: "alice's key", now: at(0))
+        let sent = T.tasks(state.start(T.spec(shards: 2), now: at(0)))
+        try #require(sent.map(\.shard) == [0, 1])
+        let forged = state.receive(T.result(shard: 0), from: T.alice, key: "mallory's key", now: at(0.1))
+        #expect(T.delivered(forged).isEmpty && state.droppedResults == 1)
+        _ = state.receive(WireMessage(header: WireHeader(.workerHeartbeat)), from: T.alice, key: "mallory's key", now: at(2.5))
+        let silent = state.tick(now: at(3.5))
+        #expect(silent.contains { if case .log(let text) = $0 { text.hasPrefix("worker alice silent for") } else { false } })
+        // Her own key's RESULT would have counted.
+        var honest = CoordinatorState()
+        _ = honest.receive(T.ready("alice", threads: 1), from: T.alice, key: "alice's key", now: at(0))
+        _ = honest.start(T.spec(shards: 2), now: at(0))
+        #expect(T.delivered(honest.receive(T.result(shard: 0), from: T.alice, key: "alice's key", now: at(0.1))) == [0])
+    }
+
     /// A cancelled job's tickets are forgotten: naming them later changes nothing.
     @Test func aCancelledJobsTicketsAreForgotten() throws {
         var state = CoordinatorState()
@@ -90,7 +140,7 @@ import ZeroMQ
         state.cancel(job: Self.job)
         let holds = (0..<2).map { HeldPartition(job: Self.job, shard: UInt32($0), ticket: tickets[$0]) }
         let logged = state.receive(Self.ready("alice", holds: holds), from: Self.alice2, now: at(0.2))
-        #expect(logged.contains(.log("worker alice holds 0 of the 2 partitions it names (the others' tickets are unknown)")))
+        #expect(logged.contains(.log("worker alice holds 0 of the 2 partitions it names (the others' tickets are unknown, or were sent to another key)")))
     }
 
     /// The worker's side: it names the partitions it keeps (with the ticket of the task that
@@ -129,27 +179,39 @@ import ZeroMQ
 
     /// A network blip (the relay between a worker and its coordinator drops the connection):
     /// the worker's socket reconnects, the coordinator sees a new identity, and the next
-    /// split search sends the worker only its queries, with the same reply.
-    @Test(.timeLimit(.minutes(2)))
-    func aWorkerBackAfterANetworkBlipIsNotSentItsPartitionsAgain() async throws {
+    /// split search sends the worker only its queries, with the same reply. Over CURVE
+    /// (`curve`), the same; and then Mallory, a listed worker that shows the worker's tickets
+    /// once it is back, is sent no task at all.
+    @Test(.timeLimit(.minutes(2)), arguments: [false, true])
+    func aWorkerBackAfterANetworkBlipIsNotSentItsPartitionsAgain(curve: Bool) async throws {
         let scratch = try TemporaryDirectory()
         let store = try SplitSearchTests.store(at: scratch.file("db"))
         let context = try ZeroMQContext(), registry = MetricsRegistry()
+        let pairs = try SecureClusterTests.keys(["coordinator", "worker", "mallory", "client"], in: scratch)
+        let security = { (name: String) in curve ? ClientSecurity(keyPair: pairs[name]!, coordinatorKey: pairs["coordinator"]!.publicKey) : nil }
         var settings = CoordinatorSettings()
         settings.searchPartitionRows = 4096
         settings.resumesStoredJobs = false
+        if curve {
+            try "\(pairs["worker"]!.publicKey.z85)\n\(pairs["mallory"]!.publicKey.z85)\n"
+                .write(toFile: scratch.file("workers.keys"), atomically: true, encoding: .utf8)
+            try "\(pairs["client"]!.publicKey.z85) write\n".write(toFile: scratch.file("clients.keys"), atomically: true, encoding: .utf8)
+            settings.security = CoordinatorSecurity(keyPair: pairs["coordinator"]!, workerKeysFile: scratch.file("workers.keys"),
+                                                    clientKeysFile: scratch.file("clients.keys"))
+        }
         let coordinator = Coordinator(context: context, workersEndpoint: "tcp://127.0.0.1:*",
-                                      clientsEndpoint: "inproc://held-clients-\(UUID().uuidString)", settings: settings,
-                                      store: store, metrics: CoordinatorMetrics(registry: registry), logger: quietLogger())
+                                      clientsEndpoint: curve ? "tcp://127.0.0.1:*" : "inproc://held-clients-\(UUID().uuidString)",
+                                      settings: settings, store: store, metrics: CoordinatorMetrics(registry: registry), logger: quietLogger())
         let endpoints = try coordinator.start()
         defer { coordinator.stop() }
         let relay = try TCPRelay(target: try #require(Int(endpoints.workers.split(separator: ":").last!)))
         defer { relay.stop() }
-        let worker = Worker(context: context, endpoint: "tcp://127.0.0.1:\(relay.port)",
-                            settings: WorkerSettings(name: "w", threads: 1), logger: quietLogger())
+        var workerSettings = WorkerSettings(name: "w", threads: 1)
+        workerSettings.security = security("worker")
+        let worker = Worker(context: context, endpoint: "tcp://127.0.0.1:\(relay.port)", settings: workerSettings, logger: quietLogger())
         worker.start()
         defer { worker.stop() }
-        let client = try ClusterClient(context: context, endpoint: endpoints.clients, timeout: .seconds(60))
+        let client = try ClusterClient(context: context, endpoint: endpoints.clients, timeout: .seconds(60), security: security("client"))
         #expect(try await waitUntil(timeout: 20) { try client.status().workers.count == 1 })
         func taskBytes() -> Int {
             let text = String(decoding: registry.exposition(), as: UTF8.self)
@@ -167,9 +229,62 @@ import ZeroMQ
         // The new connection registers (a second worker, until the old identity is declared dead).
         #expect(try await waitUntil(timeout: 20) { try client.status().workers.count == 2 }, "the worker came back")
         #expect(try await waitUntil(timeout: 20) { try client.status().workers.count == 1 }, "the old identity died")
+        let thief = curve ? try TicketThief(context: context, endpoint: endpoints.workers, security: security("mallory")!,
+                                            holds: worker.partitions.held(limit: WorkerIntroduction.maximumHeldPartitions)) : nil
+        defer { thief?.stop() }
+        if let thief {
+            #expect(thief.holds.count == 4, "the worker holds the 4 partitions")
+            #expect(try await waitUntil(timeout: 20) { try client.status().workers.count == 2 }, "mallory joined")
+        }
         let second = try client.search(request, vectors: queries)
         #expect(SplitSearchTests.same(first, second))
         let resent = taskBytes() - sent
         #expect(resent < partitionBytes / 4, "the second search sent \(resent) bytes of tasks")
+        if let thief { #expect(thief.tasks.load(ordering: .relaxed) == 0, "mallory was sent \(thief.tasks.load(ordering: .relaxed)) tasks") }
+    }
+}
+
+/// Mallory: a worker whose key is listed, that names in its READY partitions it was never
+/// sent, with tickets stolen from another worker; it heartbeats, answers every TASK with
+/// FAILURE `retry` (so a search it was given does not wait for it) and counts them.
+final class TicketThief: Sendable {
+    let holds: [HeldPartition]
+    let tasks = Atomic<Int>(0)
+    private let stopping = Atomic<Bool>(false)
+    private let finished = DispatchSemaphore(value: 0)
+
+    init(context: ZeroMQContext, endpoint: String, security: ClientSecurity, holds: [HeldPartition]) throws {
+        self.holds = holds
+        let thread = Thread { [self] in
+            defer { finished.signal() }
+            guard let socket = try? Socket(.dealer, context: context), (try? socket.setLinger(.zero)) != nil,
+                  (try? security.secure(socket, handshakeTimeout: .seconds(5))) != nil, (try? socket.connect(endpoint)) != nil else { return }
+            let ready = WireMessage(header: WireHeader(.ready), metadata: WorkerIntroduction(name: "mallory", threads: 1, holds: holds))
+            var lastSent = ContinuousClock.now
+            func send(_ message: WireMessage) {
+                _ = try? socket.send(frames: message.frames, dontWait: true)
+                lastSent = .now
+            }
+            send(ready)
+            while !stopping.load(ordering: .relaxed) {
+                if ContinuousClock.now - lastSent > .milliseconds(300) { send(WireMessage(header: WireHeader(.workerHeartbeat))) }
+                guard let frames = (try? socket.receive(dontWait: true)) ?? nil, let message = try? WireMessage(frames: frames) else {
+                    Thread.sleep(forTimeInterval: 0.002)
+                    continue
+                }
+                if message.header.type == .resync { send(ready) }
+                guard message.header.type == .task else { continue }
+                tasks.add(1, ordering: .relaxed)
+                let header = message.header
+                send(WireMessage(header: WireHeader(.failure, job: header.job, round: header.round, shard: header.shard),
+                                 metadata: FailureReport(message: "not mine", retry: true)))
+            }
+        }
+        thread.start()
+    }
+
+    func stop() {
+        stopping.store(true, ordering: .relaxed)
+        finished.wait()
     }
 }

@@ -440,7 +440,7 @@ public final class Coordinator: @unchecked Sendable {
                     guard let (frames, userID) = received else { break }
                     if isWorkers {
                         guard admitsWorker(userID) else { continue }
-                        perform(handleWorker(frames, state: &state, now: .now))
+                        perform(handleWorker(frames, key: userID, state: &state, now: .now))
                     } else if let (client, item) = clientRequest(frames, from: userID) {
                         respond(requests.admit(item, of: client), of: client)
                     }
@@ -455,7 +455,9 @@ public final class Coordinator: @unchecked Sendable {
     /// delimiter), header, metadata and `WireMessage.maximumArraysToCoordinator` arrays.
     private static let maximumFrames = 4 + WireMessage.maximumArraysToCoordinator
 
-    private func handleWorker(_ frames: [[UInt8]], state: inout CoordinatorState, now: ContinuousClock.Instant) -> [CoordinatorState.Directive] {
+    /// A worker's message; `key` is its connection's ZAP user id (its CURVE key), if any.
+    private func handleWorker(_ frames: [[UInt8]], key: String?, state: inout CoordinatorState,
+                              now: ContinuousClock.Instant) -> [CoordinatorState.Directive] {
         guard let identity = frames.first else { return [] }
         let message: WireMessage
         do {
@@ -470,7 +472,7 @@ public final class Coordinator: @unchecked Sendable {
         // A RESULT the state machine would take is checked by its pass first (decoded once,
         // against the shard's task), on the merge thread (`check` directives); a rejected one
         // is not taken and its shard is sent again.
-        return state.admit(message, from: identity, now: now)
+        return state.admit(message, from: identity, key: key, now: now)
     }
 
     func noteMalformed(_ error: any Error, from domain: CoordinatorGatekeeper.Domain) {

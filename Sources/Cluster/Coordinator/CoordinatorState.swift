@@ -106,6 +106,9 @@ public struct CoordinatorState: Sendable {
         /// As introduced, escaped and cut (see `PeerText`): safe to log and to show.
         var name: String
         var threads: Int
+        /// The public key its connection authenticated with (CURVE: the ZAP user id, Z85);
+        /// nil without CURVE. Messages on its identity under another key are not its own.
+        var key: String?
         var lastHeard: ContinuousClock.Instant
         var lastSent: ContinuousClock.Instant
         var inFlight: [RoundKey: Set<Int>] = [:]
@@ -224,8 +227,16 @@ public struct CoordinatorState: Sendable {
     /// Job → shard → the tickets sent with the shard's rows (`PartitionTicket`), the
     /// `ticketsPerShard` latest: a worker that names one in its READY holds those rows, and
     /// the shard goes back to it. Kept for the `affinityJobs` latest jobs.
-    private(set) var tickets: [UInt64: [Int: [String]]] = [:]
+    private(set) var tickets: [UInt64: [Int: [IssuedTicket]]] = [:]
     static let ticketsPerShard = 4
+
+    /// A partition ticket, and the key of the worker it was sent to (nil without CURVE):
+    /// only a worker that authenticated with that key may name it.
+    struct IssuedTicket: Sendable, Equatable {
+        var ticket: String
+        var holder: String?
+    }
+
     /// RESULTs not taken: from a peer the shard was not out to (unregistered, another
     /// worker, a dropped one), for a shard already taken, or for a pass that is over or unknown.
     public private(set) var droppedResults = 0
@@ -266,17 +277,19 @@ public struct CoordinatorState: Sendable {
         finish(key)
     }
 
-    /// A message from a worker (already decoded). A RESULT that would be taken is first given
-    /// to `check`, which throws to reject it.
-    public mutating func receive(_ message: WireMessage, from worker: WorkerID, now: ContinuousClock.Instant,
+    /// A message from a worker (already decoded), whose connection authenticated with `key`
+    /// (CURVE: the ZAP user id; nil without CURVE). A RESULT that would be taken is first
+    /// given to `check`, which throws to reject it.
+    public mutating func receive(_ message: WireMessage, from worker: WorkerID, key: String? = nil, now: ContinuousClock.Instant,
                                  check: ResultCheck = { _, _, _ in }) -> [Directive] {
-        withoutActuallyEscaping(check) { check in process(message, from: worker, now: now, check: check) }
+        withoutActuallyEscaping(check) { check in process(message, from: worker, key: key, now: now, check: check) }
     }
 
     /// A message from a worker, as `receive`, except that a RESULT that would be taken comes
     /// back as a `check` directive: it is checked elsewhere, and reported with `checked`.
-    public mutating func admit(_ message: WireMessage, from worker: WorkerID, now: ContinuousClock.Instant) -> [Directive] {
-        process(message, from: worker, now: now, check: nil)
+    public mutating func admit(_ message: WireMessage, from worker: WorkerID, key: String? = nil,
+                               now: ContinuousClock.Instant) -> [Directive] {
+        process(message, from: worker, key: key, now: now, check: nil)
     }
 
     /// The outcome of a `check` directive: `failure` nil if the RESULT is right (and taken
@@ -285,7 +298,7 @@ public struct CoordinatorState: Sendable {
         settle(claim, failure: failure, now: now) + dispatch(now: now)
     }
 
-    private mutating func process(_ message: WireMessage, from worker: WorkerID, now: ContinuousClock.Instant,
+    private mutating func process(_ message: WireMessage, from worker: WorkerID, key: String?, now: ContinuousClock.Instant,
                                   check: ResultCheck?) -> [Directive] {
         if let until = benched[worker] {
             guard now >= until else {
@@ -303,7 +316,7 @@ public struct CoordinatorState: Sendable {
             // Introducing itself again does not clear a worker's strikes.
             let strikes = workers[worker]?.strikes ?? 0
             if workers[worker] != nil { requeue(worker) } else { workerOrder.append(worker) }
-            workers[worker] = WorkerRecord(name: name, threads: max(1, introduction.threads),
+            workers[worker] = WorkerRecord(name: name, threads: max(1, introduction.threads), key: key,
                                            lastHeard: now, lastSent: now,
                                            extendsCandidates: introduction.extendsCandidates ?? false, strikes: strikes)
             let terms = HeartbeatTerms(intervalMilliseconds: Int(settings.heartbeatInterval / .milliseconds(1)), liveness: settings.liveness)
@@ -311,6 +324,12 @@ public struct CoordinatorState: Sendable {
             directives.append(.log("worker \(name) joined with \(introduction.threads) thread(s)"))
             directives += recognise(introduction.holds ?? [], by: worker, name: name)
             return directives + dispatch(now: now)
+        }
+        // A peer that took the routing identity of a worker gone meanwhile (a peer may choose
+        // its own), under another key: nothing it sends is the worker's.
+        if let record = workers[worker], record.key != key {
+            if message.header.type == .result { droppedResults += 1 }
+            return []
         }
         let known = workers[worker] != nil
         workers[worker]?.lastHeard = now
@@ -503,9 +522,9 @@ public struct CoordinatorState: Sendable {
     }
 
     /// Gives `worker` the partitions it names with a ticket sent with their rows (to it,
-    /// under another identity: the READY of a worker that reconnected); names without such a
-    /// ticket change nothing, and a READY naming more than `maximumHeldPartitions` is
-    /// ignored as a whole.
+    /// under another identity: the READY of a worker that reconnected), to a worker of the
+    /// same key; names without such a ticket change nothing, and a READY naming more than
+    /// `maximumHeldPartitions` is ignored as a whole.
     private mutating func recognise(_ holds: [HeldPartition], by worker: WorkerID, name: String) -> [Directive] {
         guard !holds.isEmpty else { return [] }
         let most = WorkerIntroduction.maximumHeldPartitions
@@ -513,17 +532,19 @@ public struct CoordinatorState: Sendable {
             return [.log("worker \(name) names \(holds.count) partitions it holds, more than \(most): none is taken")]
         }
         var taken = 0
-        for held in holds where tickets[held.job]?[Int(held.shard)]?.contains(held.ticket) == true {
+        let key = workers[worker]?.key
+        for held in holds where tickets[held.job]?[Int(held.shard)]?.contains(IssuedTicket(ticket: held.ticket, holder: key)) == true {
             noteAffinity(of: Int(held.shard), of: held.job, to: worker)
             taken += 1
         }
-        return [.log("worker \(name) holds \(taken) of the \(holds.count) partitions it names (the others' tickets are unknown)")]
+        return [.log("worker \(name) holds \(taken) of the \(holds.count) partitions it names "
+                     + "(the others' tickets are unknown, or were sent to another key)")]
     }
 
-    /// A new ticket for the rows of `shard` of `job`, sent with them.
-    private mutating func issueTicket(for shard: Int, of job: UInt64) -> String {
+    /// A new ticket for the rows of `shard` of `job`, sent with them to the worker of key `holder`.
+    private mutating func issueTicket(for shard: Int, of job: UInt64, to holder: String?) -> String {
         let ticket = PartitionTicket.make()
-        tickets[job, default: [:]][shard, default: []].append(ticket)
+        tickets[job, default: [:]][shard, default: []].append(IssuedTicket(ticket: ticket, holder: holder))
         if tickets[job]![shard]!.count > Self.ticketsPerShard { tickets[job]![shard]!.removeFirst() }
         if tickets.count > Self.affinityJobs, let oldest = tickets.keys.min() { tickets.removeValue(forKey: oldest) }
         return ticket
@@ -649,7 +670,7 @@ public struct CoordinatorState: Sendable {
         let carried = (spec.layout as? any CarriedShards).flatMap { affinity[key.job]?[shard] != worker ? $0 : nil }
         if let carried {
             carried.carry(&assignment)
-            assignment.partition?.ticket = issueTicket(for: shard, of: key.job)
+            assignment.partition?.ticket = issueTicket(for: shard, of: key.job, to: workers[worker]!.key)
         }
         rounds[key]!.hold(shard, by: worker, at: now)
         workers[worker]!.modelRounds.insert(key)
