@@ -112,6 +112,9 @@ public struct CoordinatorState: Sendable {
         var lastHeard: ContinuousClock.Instant
         var lastSent: ContinuousClock.Instant
         var inFlight: [RoundKey: Set<Int>] = [:]
+        /// Its tasks that carried everything they need (the pass's whole model, and the rows
+        /// if they travel with tasks): nothing it lacks can make one worth a FAILURE `retry`.
+        var selfContained: [RoundKey: Set<Int>] = [:]
         var modelRounds: Set<RoundKey> = []
         /// Whether it takes k-means‖ candidates as extensions (READY `extendsCandidates`).
         var extendsCandidates = false
@@ -339,7 +342,7 @@ public struct CoordinatorState: Sendable {
         case .result:
             directives += takeResult(message, from: worker, now: now, check: check)
         case .failure:
-            directives += takeFailure(message, from: worker)
+            directives += takeFailure(message, from: worker, now: now)
         case .goodbye:
             if let name = workers[worker]?.name { directives.append(.log("worker \(name) left")) }
             remove(worker)
@@ -496,7 +499,7 @@ public struct CoordinatorState: Sendable {
         return directives
     }
 
-    private mutating func takeFailure(_ message: WireMessage, from worker: WorkerID) -> [Directive] {
+    private mutating func takeFailure(_ message: WireMessage, from worker: WorkerID, now: ContinuousClock.Instant) -> [Directive] {
         let key = RoundKey(job: message.header.job, round: message.header.round)
         let shard = Int(message.header.shard)
         workers[worker]?.inFlight[key]?.remove(shard)
@@ -508,7 +511,12 @@ public struct CoordinatorState: Sendable {
             // It does not hold what it computed last (a search partition it dropped): it is sent again.
             if affinity[key.job]?[shard] == worker { affinity[key.job]![shard] = nil }
             if rounds[key]!.release(shard, from: worker) { requeuedShards += 1 }
-            return []
+            guard workers[worker]?.selfContained[key]?.contains(shard) == true else { return [] }
+            // Sent everything, it asks for it again: as a rejected RESULT, or it would be sent
+            // the same task for ever.
+            rounds[key]!.refused[shard, default: []].insert(worker)
+            let name = workers[worker]?.name ?? "unknown worker"
+            return [.log("worker \(name): FAILURE retry for \(key) shard \(shard), whose task carried all it needs")] + strike(worker, now: now)
         }
         finish(key)
         let name = workers[worker]?.name ?? "unknown worker"
@@ -593,6 +601,7 @@ public struct CoordinatorState: Sendable {
             for shard in shards where rounds[key]?.release(shard, from: worker) == true { requeuedShards += 1 }
         }
         workers[worker]!.inFlight = [:]
+        workers[worker]!.selfContained = [:]
         workers[worker]!.modelRounds = []
         workers[worker]!.candidates = [:]
     }
@@ -602,6 +611,7 @@ public struct CoordinatorState: Sendable {
         for id in workerOrder {
             workers[id]?.modelRounds.remove(key)
             workers[id]?.inFlight.removeValue(forKey: key)
+            workers[id]?.selfContained.removeValue(forKey: key)
         }
     }
 
@@ -658,11 +668,13 @@ public struct CoordinatorState: Sendable {
         let includesModel = !workers[worker]!.modelRounds.contains(key)
         var assignment = spec.assignment(of: shard, includesModel: includesModel)
         var model = includesModel ? spec.model : []
+        var selfContained = includesModel
         if includesModel {
             let record = workers[worker]!
             if let partial = spec.modelExtension, record.extendsCandidates, record.candidates[key.job] == partial.previous {
                 assignment.computation = partial.computation
                 model = partial.model
+                selfContained = false
             }
             workers[worker]!.candidates[key.job] = spec.computation.kind == .kmeansParallelRound ? key.round : nil
         }
@@ -671,10 +683,17 @@ public struct CoordinatorState: Sendable {
         if let carried {
             carried.carry(&assignment)
             assignment.partition?.ticket = issueTicket(for: shard, of: key.job, to: workers[worker]!.key)
+        } else if spec.layout is any CarriedShards {
+            selfContained = false
         }
         rounds[key]!.hold(shard, by: worker, at: now)
         workers[worker]!.modelRounds.insert(key)
         workers[worker]!.inFlight[key, default: []].insert(shard)
+        if selfContained {
+            workers[worker]!.selfContained[key, default: []].insert(shard)
+        } else {
+            workers[worker]!.selfContained[key]?.remove(shard)
+        }
         let message = WireMessage(header: WireHeader(.task, job: key.job, round: key.round, shard: UInt32(shard)),
                                   metadata: assignment, arrays: model)
         guard carried != nil else { return sendTo(worker, message, now: now) }
