@@ -1,24 +1,36 @@
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import Synchronization
 
 /// A small HTTP/1.1 server (swift-nio, one event-loop thread) that answers `GET /metrics`
 /// (and `HEAD`) with a registry's exposition; every other path is 404, every other method
-/// 405, and request bodies are discarded.
+/// 405, and request bodies are discarded. It serves at most `maximumConnections` at once
+/// (a connection beyond them is closed as it arrives) and closes a connection that sends
+/// nothing for `idleTimeout`, so idle connections cannot use up the process's descriptors.
 public final class MetricsServer: Sendable {
+    /// The most connections served at once.
+    public static let maximumConnections = 64
     private let group: MultiThreadedEventLoopGroup
     private let channel: any Channel
     /// The address bound, as `HOST:PORT` (a port 0 resolved).
     public let boundAddress: String
 
     /// Binds `host:port` (port 0: any free port) and starts serving `registry`.
-    public init(host: String, port: Int, registry: MetricsRegistry) throws {
+    public init(host: String, port: Int, registry: MetricsRegistry, idleTimeout: Duration = .seconds(30)) throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let open = ConnectionCount()
+        let idle = TimeAmount.nanoseconds(Int64(idleTimeout / .nanoseconds(1)))
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 64)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
+                channel.closeFuture.whenComplete { _ in open.value.subtract(1, ordering: .relaxed) }
+                guard open.value.add(1, ordering: .relaxed).newValue <= Self.maximumConnections else {
+                    return channel.eventLoop.makeFailedFuture(MetricsServerError("more than \(Self.maximumConnections) connections"))
+                }
+                return channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(IdleStateHandler(readTimeout: idle))
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
                     try channel.pipeline.syncOperations.addHandler(MetricsHandler(registry: registry))
                 }
@@ -56,6 +68,11 @@ public final class MetricsServer: Sendable {
     }
 }
 
+/// The connections a server has open.
+private final class ConnectionCount: Sendable {
+    let value = Atomic<Int>(0)
+}
+
 /// Why the metrics server could not start.
 public struct MetricsServerError: Error, CustomStringConvertible, Sendable {
     public let description: String
@@ -72,6 +89,11 @@ private final class MetricsHandler: ChannelInboundHandler {
     private var request: HTTPRequestHead?
 
     init(registry: MetricsRegistry) { self.registry = registry }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard event is IdleStateHandler.IdleStateEvent else { return context.fireUserInboundEventTriggered(event) }
+        context.close(promise: nil)
+    }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
