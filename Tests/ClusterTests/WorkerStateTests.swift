@@ -176,6 +176,23 @@ import ZeroMQ
         #expect(Self.failures(afterReconnect).map(\.retry) == [true])
     }
 
+    /// A coordinator that sends tasks of ever more jobs (hostile, or one session that lasts
+    /// many jobs) does not make the worker keep a model for each: the jobs it was last sent
+    /// tasks of keep theirs, the others get FAILURE `retry` and are sent them again.
+    @Test func modelsAreKeptForTheJobsLastSentTasksOnly() {
+        var state = Self.connected()
+        let jobs = UInt64(WorkerState.maximumModelJobs) + 10
+        for job in 1...jobs {
+            #expect(Self.computed(state.receive(Self.task(job: job, round: 1, withModel: true), now: at(0.1))).count == 1)
+            // Job 1 is sent a task each time, so it stays among the latest.
+            #expect(Self.computed(state.receive(Self.task(job: 1, round: 1, withModel: false), now: at(0.1))).count == 1)
+        }
+        #expect(state.cachedModels.count == WorkerState.maximumModelJobs)
+        #expect(state.cachedModels[1] == 1 && state.cachedModels[jobs] == 1 && state.cachedModels[2] == nil)
+        let dropped = state.receive(Self.task(job: 2, round: 1, shard: 1, withModel: false), now: at(0.2))
+        #expect(Self.failures(dropped) == [FailureReport(message: "no model for pass 1 of job 2", retry: true)])
+    }
+
     @Test func aTaskThatCannotBeDecodedFailsForGood() {
         var state = Self.connected()
         let garbage = WireMessage(header: WireHeader(.task, job: 1, round: 1, shard: 0), arrays: []).frames

@@ -75,8 +75,15 @@ struct WorkerState {
     private(set) var failures = 0
     /// How the last session ended, if one has.
     private(set) var lastEnd: SessionEnd?
-    /// Per job, the model of its latest pass that this worker was sent, in this session.
+    /// Per job, the model of its latest pass that this worker was sent, in this session;
+    /// for the `maximumModelJobs` jobs it was last sent tasks of.
     private var models: [UInt64: (round: UInt32, computation: any WireComputation)] = [:]
+    /// The jobs of `models`, the one last sent a task last.
+    private var modelJobs: [UInt64] = []
+    /// The most jobs whose models a worker keeps: one model per job the coordinator ever
+    /// sent would grow for as long as a session lasts. A task of a job whose model was
+    /// dropped is answered with FAILURE `retry`, and comes back with the model.
+    static let maximumModelJobs = 16
 
     /// The process id the READY carries.
     let pid: Int32?
@@ -237,6 +244,9 @@ struct WorkerState {
             guard let model = models[header.job], model.round == header.round else {
                 return failure("no model for pass \(header.round) of job \(header.job)", retry: true)
             }
+            modelJobs.removeAll { $0 == header.job }
+            modelJobs.append(header.job)
+            if modelJobs.count > Self.maximumModelJobs { models.removeValue(forKey: modelJobs.removeFirst()) }
             return [.compute(ShardTask(header: header, assignment: assignment, computation: model.computation.forTask(assignment),
                                        session: session, carriedRows: try Self.carriedRows(of: message, assignment)))]
         } catch let missing as ModelExtension.Missing {
@@ -264,6 +274,7 @@ struct WorkerState {
         failures += 1
         lastEnd = reason
         models = [:]
+        modelJobs = []
         phase = .waiting(until: now + backoff)
         let level: Logger.Level = if case .silent = reason { .warning } else { .error }
         return [.disconnect, .log(level, "\(reason); reconnecting in \(backoff.secondsText) s")]
