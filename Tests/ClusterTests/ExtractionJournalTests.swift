@@ -62,6 +62,21 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: scratch.file("elsewhere")))
     }
 
+    /// A journal another user made (they could read and change it while the job runs) is
+    /// refused, resuming or not; it needs a process that may give a file away (root).
+    @Test(.enabled(if: geteuid() == 0)) func aJournalOfAnotherUserIsRefused() throws {
+        let scratch = try TemporaryDirectory()
+        let job = Self.job(in: scratch)
+        let path = ExtractionJournal.path(job: 3, descriptors: job.descriptors)
+        try ExtractionJournal(job: 3, extraction: job, resuming: false).end(removing: false)
+        #expect(chown(path, 65534, 65534) == 0)
+        for resuming in [true, false] {
+            #expect(throws: DescriptorError.self, "resuming: \(resuming)") {
+                try ExtractionJournal(job: 3, extraction: job, resuming: resuming)
+            }
+        }
+    }
+
     @Test func piecesThatPassEveryCheckAreReadBack() throws {
         let pieces = [ExtractionJournal.Piece(images: [2, 3], counts: [1, 0], reasons: []),
                       ExtractionJournal.Piece(images: [0], counts: [-1], reasons: ["unreadable"]),

@@ -58,6 +58,12 @@ final class ExtractionJournal {
                 throw DescriptorError(.ioFailure, "cannot stat the extraction's journal", path: path, underlying: SystemCallError(errno: errno))
             }
             try MappedFile.requireRegularFile(info, path: path)
+            // Next to the output, in a directory others may write (a sticky one, say): a file
+            // another user made there could be read and changed by them while the job runs.
+            guard info.st_uid == geteuid() else {
+                throw DescriptorError(.ioFailure, "the extraction's journal belongs to user \(info.st_uid), "
+                                      + "not to this process's user \(geteuid()); remove it", path: path)
+            }
         } catch {
             close(descriptor)
             throw error
