@@ -290,3 +290,26 @@ import ZeroMQ
         #expect(!Self.disconnects(state.tick(now: at(3.5))))
     }
 }
+
+/// The corpora a worker keeps open are bounded: the coordinator names the paths, and each
+/// open one holds its file mapped.
+@Suite struct CorpusCacheTests {
+    @Test func onlyTheCorporaLastUsedStayOpen() throws {
+        let cache = CorpusCache()
+        let paths = try (0..<CorpusCache.capacity + 4).map { try Corpora.path(rows: 10, dimension: 2, seed: UInt64(1000 + $0)) }
+        func open(_ path: String) throws {
+            let matrix = try DescriptorMatrix.open(path: path)
+            let size = matrix.file?.size ?? 0
+            _ = try cache.open(CorpusReference(path: path, rows: matrix.rows, dimension: matrix.dimension, fileSize: size))
+        }
+        for path in paths {
+            try open(path)
+            try open(paths[0])  // used each time: it stays
+        }
+        #expect(cache.paths.count == CorpusCache.capacity)
+        #expect(cache.paths.last == paths[0] && cache.paths.contains(paths.last!) && !cache.paths.contains(paths[1]))
+        // A corpus whose file is not the one planned for is not kept.
+        #expect(throws: DescriptorError.self) { _ = try cache.open(CorpusReference(path: paths[1], rows: 11, dimension: 2, fileSize: 0)) }
+        #expect(!cache.paths.contains(paths[1]) && cache.paths.count <= CorpusCache.capacity)
+    }
+}

@@ -340,20 +340,33 @@ final class TaskQueue: Sendable {
     }
 }
 
-/// Corpora a worker has open, checked against what the coordinator planned for.
+/// Corpora a worker has open, checked against what the coordinator planned for: the
+/// `capacity` last used. Each holds its file mapped (and a deleted file's disk space with
+/// it), and the paths are the coordinator's: one kept per path would grow without bound.
 final class CorpusCache: Sendable {
-    private let open = Mutex<[String: DescriptorMatrix]>([:])
+    static let capacity = 16
+    /// The open corpora by path, and their paths, the one last used last.
+    private let open = Mutex<(matrices: [String: DescriptorMatrix], used: [String])>(([:], []))
+
+    /// The paths of the corpora kept open.
+    var paths: [String] { open.withLock { $0.used } }
 
     func open(_ reference: CorpusReference) throws -> DescriptorMatrix {
         let matrix = try open.withLock { cache in
-            if let matrix = cache[reference.path] { return matrix }
-            let matrix = try DescriptorMatrix.open(path: reference.path)
-            cache[reference.path] = matrix
+            let path = reference.path
+            let matrix = try cache.matrices[path] ?? DescriptorMatrix.open(path: path)
+            cache.matrices[path] = matrix
+            cache.used.removeAll { $0 == path }
+            cache.used.append(path)
+            if cache.used.count > Self.capacity { cache.matrices.removeValue(forKey: cache.used.removeFirst()) }
             return matrix
         }
         let size = matrix.file?.size ?? 0
         guard matrix.rows == reference.rows, matrix.dimension == reference.dimension, size == reference.fileSize else {
-            open.withLock { _ = $0.removeValue(forKey: reference.path) }
+            open.withLock { cache in
+                cache.matrices.removeValue(forKey: reference.path)
+                cache.used.removeAll { $0 == reference.path }
+            }
             throw DescriptorError(.dimensionMismatch,
                                   "this worker's copy is \(matrix.rows)×\(matrix.dimension) (\(size) bytes) but the job expects "
                                   + "\(reference.rows)×\(reference.dimension) (\(reference.fileSize) bytes)", path: reference.path)
