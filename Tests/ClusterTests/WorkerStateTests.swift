@@ -1,6 +1,7 @@
 @testable import Cluster
 import ClusterProtocol
 import Descriptors
+import Search
 import Testing
 import ZeroMQ
 
@@ -311,5 +312,25 @@ import ZeroMQ
         // A corpus whose file is not the one planned for is not kept.
         #expect(throws: DescriptorError.self) { _ = try cache.open(CorpusReference(path: paths[1], rows: 11, dimension: 2, fileSize: 0)) }
         #expect(!cache.paths.contains(paths[1]) && cache.paths.count <= CorpusCache.capacity)
+    }
+}
+
+/// The tasks a worker lets wait for its compute threads are bounded: a coordinator that sends
+/// far more than `threads` + a few at once is answered FAILURE `retry` for the rest.
+@Suite struct TaskQueueTests {
+    @Test func aFullQueueTakesNoMoreUntilATaskIsTaken() throws {
+        let queue = TaskQueue(limit: 3)
+        let pass = try SearchPass(queries: [1, 0], dimension: 2, top: 1)
+        let task = { (shard: UInt32) in
+            ShardTask(header: WireHeader(.task, job: 1, round: 1, shard: shard),
+                      assignment: TaskAssignment(corpus: CorpusReference(path: "c", rows: 1, dimension: 2, fileSize: 0), firstRow: 0,
+                                                 rowCount: 1, computation: pass.description, includesModel: true),
+                      computation: pass, session: 1)
+        }
+        #expect((0..<5).map { queue.push(task($0)) } == [true, true, true, false, false])
+        #expect(queue.pop()?.header.shard == 0)
+        #expect(queue.push(task(5)))
+        #expect(!queue.push(task(6)))
+        #expect([queue.pop(), queue.pop(), queue.pop()].map { $0?.header.shard } == [1, 2, 5])
     }
 }

@@ -65,7 +65,10 @@ public final class Worker: @unchecked Sendable {
     let logger: Logger
     private let stopping = Atomic<Bool>(false)
     private let finished = DispatchSemaphore(value: 0)
-    private let tasks = TaskQueue()
+    /// Tasks waiting for a compute thread: at most `threads` + `extraWaitingTasks`. A
+    /// coordinator sends `threads` + a few at once; one that sends more is not kept up with.
+    private let tasks: TaskQueue
+    static let extraWaitingTasks = 64
     /// Replies from the compute threads, with the session of their task.
     private let outbox = Mutex<[(session: Int, reply: WireMessage)]>([])
     /// Wakes the I/O thread; set once the thread runs.
@@ -86,6 +89,7 @@ public final class Worker: @unchecked Sendable {
         self.logger = logger
         caches = WorkerCaches(boundMemory: settings.boundMemory, seedingMemory: settings.seedingMemory)
         partitions = PartitionCache(budget: settings.partitionMemory)
+        tasks = TaskQueue(limit: settings.threads + Self.extraWaitingTasks)
     }
 
     /// Bytes of k-means‖ distances this worker keeps.
@@ -205,7 +209,11 @@ public final class Worker: @unchecked Sendable {
                         perform(state.sendFailed(message, error: "\(error)"))
                     }
                 case .compute(let task):
-                    tasks.push(caches.attach(to: task))
+                    guard !tasks.push(caches.attach(to: task)) else { continue }
+                    let header = task.header
+                    let refusal = FailureReport(message: "this worker has \(tasks.limit) tasks waiting already", retry: true)
+                    outbox.withLock { $0.append((task.session, WireMessage(header: WireHeader(.failure, job: header.job, round: header.round,
+                                                                                             shard: header.shard), metadata: refusal))) }
                 case .log(let level, let text):
                     logger.log(level: level, "\(text)")
                 }
@@ -225,7 +233,9 @@ public final class Worker: @unchecked Sendable {
             while let event = try? connection?.handshakes.next() {
                 perform(state.refused(refusal(event), now: .now))
             }
-            while let frames = (try? connection?.socket.receive(dontWait: true)) ?? nil {
+            // A bounded number at a time: replies (above) and heartbeats go out between, however fast tasks come.
+            for _ in 0..<256 {
+                guard let frames = (try? connection?.socket.receive(dontWait: true)) ?? nil else { break }
                 perform(state.receive(frames, now: .now))
             }
             if let deadline = state.nextDeadline, deadline <= ContinuousClock.now { perform(state.tick(now: .now)) }
@@ -310,14 +320,23 @@ struct ShardTask: @unchecked Sendable {
     var carriedRows: [Float]? = nil
 }
 
-/// A blocking FIFO between the I/O thread and the compute threads.
+/// A blocking FIFO between the I/O thread and the compute threads, of at most `limit` tasks.
 final class TaskQueue: Sendable {
+    let limit: Int
     private let state = Mutex<(items: [ShardTask], closed: Bool)>(([], false))
     private let available = DispatchSemaphore(value: 0)
 
-    func push(_ task: ShardTask) {
-        state.withLock { $0.items.append(task) }
+    init(limit: Int) { self.limit = limit }
+
+    /// Queues `task`; false (and not queued) if `limit` tasks wait already.
+    func push(_ task: ShardTask) -> Bool {
+        guard state.withLock({ state in
+            guard state.items.count < limit else { return false }
+            state.items.append(task)
+            return true
+        }) else { return false }
         available.signal()
+        return true
     }
 
     /// The next task, or nil once the queue is closed.
