@@ -32,6 +32,16 @@ import ZeroMQ
         }
     }
 
+    /// The partitions of `job`'s shards 0, 1, … with `tickets`.
+    static func holds(_ tickets: [String]) -> [HeldPartition] {
+        tickets.indices.map { HeldPartition(job: job, shard: UInt32($0), ticket: tickets[$0]) }
+    }
+
+    /// What the coordinator logs when `name` names `named` partitions, `taken` of them its own.
+    static func recognised(_ name: String, _ taken: Int, of named: Int) -> CoordinatorState.Directive {
+        .log("worker \(name) holds \(taken) of the \(named) partitions it names (the others' tickets are unknown, or were sent to another key)")
+    }
+
     static func ready(_ name: String, holds: [HeldPartition]) -> WireMessage {
         WireMessage(header: WireHeader(.ready), metadata: WorkerIntroduction(name: name, threads: 2, holds: holds))
     }
@@ -48,13 +58,15 @@ import ZeroMQ
         return tickets
     }
 
-    @Test func aReconnectedWorkerKeepsThePartitionsItShowsTicketsFor() throws {
+    /// Without CURVE (no key) and with it (her key, both times).
+    @Test(arguments: [nil, "alice's key"])
+    func aReconnectedWorkerKeepsThePartitionsItShowsTicketsFor(key: String?) throws {
         var state = CoordinatorState()
-        let tickets = try Self.aliceHoldsBothPartitions(&state)
+        let tickets = try Self.aliceHoldsBothPartitions(&state, key: key)
         // Alice reconnects under a new identity, naming both; the old one is not yet dead.
-        let holds = (0..<2).map { HeldPartition(job: Self.job, shard: UInt32($0), ticket: tickets[$0]) }
-        _ = state.receive(Self.ready("alice", holds: holds), from: Self.alice2, now: at(0.2))
-        _ = state.receive(T.ready("bob", threads: 2), from: T.bob, now: at(0.2))
+        let logged = state.receive(Self.ready("alice", holds: Self.holds(tickets)), from: Self.alice2, key: key, now: at(0.2))
+        #expect(logged.contains(Self.recognised("alice", 2, of: 2)))
+        _ = state.receive(T.ready("bob", threads: 2), from: T.bob, key: key.map { _ in "bob's key" }, now: at(0.2))
         let second = Self.tasks(state.start(SplitSearchTests.searchSpec(round: 2), now: at(0.3)))
         #expect(second.count == 2 && second.allSatisfy { $0.worker == Self.alice2 && $0.ticket == nil }, "\(second)")
     }
@@ -72,7 +84,7 @@ import ZeroMQ
                       HeldPartition(job: Self.job, shard: 0, ticket: ""),
                       HeldPartition(job: Self.job, shard: 1, ticket: tickets[1] + tickets[1])]
         let logged = state.receive(Self.ready("mallory", holds: forged), from: Self.mallory, now: at(0.2))
-        #expect(logged.contains(.log("worker mallory holds 0 of the 5 partitions it names (the others' tickets are unknown, or were sent to another key)")))
+        #expect(logged.contains(Self.recognised("mallory", 0, of: 5)))
         let tooMany = (0...WorkerIntroduction.maximumHeldPartitions).map {
             HeldPartition(job: Self.job, shard: UInt32($0 % 2), ticket: tickets[$0 % 2])
         }
@@ -85,32 +97,20 @@ import ZeroMQ
         #expect(Set(second.compactMap(\.ticket)).isDisjoint(with: tickets))
     }
 
-    /// With CURVE, a ticket counts only from the key of the worker it was sent to: Alice back
-    /// under a new identity with her key keeps her partitions; Mallory, authenticated with
-    /// her own key, who shows Alice's tickets, takes none: once Alice is gone she is sent the
-    /// rows (with new tickets), never the queries alone.
+    /// With CURVE, a ticket counts only from the key of the worker it was sent to (Alice back
+    /// with her key keeps her partitions: above); Mallory, authenticated with her own key,
+    /// who shows Alice's tickets, takes none: once Alice is gone she is sent the rows (with
+    /// new tickets), never the queries alone.
     @Test func aTicketCountsOnlyFromTheKeyItWasSentTo() throws {
         let (aliceKey, malloryKey) = ("alice's key", "mallory's key")
         var state = CoordinatorState()
         let tickets = try Self.aliceHoldsBothPartitions(&state, key: aliceKey)
-        let holds = (0..<2).map { HeldPartition(job: Self.job, shard: UInt32($0), ticket: tickets[$0]) }
-        let stolen = state.receive(Self.ready("mallory", holds: holds), from: Self.mallory, key: malloryKey, now: at(0.2))
-        #expect(stolen.contains(.log("worker mallory holds 0 of the 2 partitions it names "
-                                     + "(the others' tickets are unknown, or were sent to another key)")))
+        let stolen = state.receive(Self.ready("mallory", holds: Self.holds(tickets)), from: Self.mallory, key: malloryKey, now: at(0.2))
+        #expect(stolen.contains(Self.recognised("mallory", 0, of: 2)))
         _ = state.receive(WireMessage(header: WireHeader(.goodbye)), from: T.alice, key: aliceKey, now: at(0.3))
         let second = Self.tasks(state.start(SplitSearchTests.searchSpec(round: 2), now: at(0.4)))
         #expect(second.count == 2 && second.allSatisfy { $0.worker == Self.mallory && $0.ticket != nil }, "\(second)")
         #expect(Set(second.compactMap(\.ticket)).isDisjoint(with: tickets))
-
-        var back = CoordinatorState()
-        let kept = try Self.aliceHoldsBothPartitions(&back, key: aliceKey)
-        let again = (0..<2).map { HeldPartition(job: Self.job, shard: UInt32($0), ticket: kept[$0]) }
-        let logged = back.receive(Self.ready("alice", holds: again), from: Self.alice2, key: aliceKey, now: at(0.2))
-        #expect(logged.contains(.log("worker alice holds 2 of the 2 partitions it names "
-                                     + "(the others' tickets are unknown, or were sent to another key)")))
-        _ = back.receive(T.ready("bob", threads: 2), from: T.bob, key: "bob's key", now: at(0.2))
-        let third = Self.tasks(back.start(SplitSearchTests.searchSpec(round: 2), now: at(0.3)))
-        #expect(third.count == 2 && third.allSatisfy { $0.worker == Self.alice2 && $0.ticket == nil }, "\(third)")
     }
 
     /// A peer may choose its routing identity, so it can take that of a worker whose
@@ -138,9 +138,8 @@ import ZeroMQ
         var state = CoordinatorState()
         let tickets = try Self.aliceHoldsBothPartitions(&state)
         state.cancel(job: Self.job)
-        let holds = (0..<2).map { HeldPartition(job: Self.job, shard: UInt32($0), ticket: tickets[$0]) }
-        let logged = state.receive(Self.ready("alice", holds: holds), from: Self.alice2, now: at(0.2))
-        #expect(logged.contains(.log("worker alice holds 0 of the 2 partitions it names (the others' tickets are unknown, or were sent to another key)")))
+        let logged = state.receive(Self.ready("alice", holds: Self.holds(tickets)), from: Self.alice2, now: at(0.2))
+        #expect(logged.contains(Self.recognised("alice", 0, of: 2)))
     }
 
     /// The worker's side: it names the partitions it keeps (with the ticket of the task that
