@@ -77,6 +77,29 @@ import Testing
         }
     }
 
+    /// Pieces that pass every check, but written for another job (copied to this job's
+    /// path) or for another submission under the same id (other images, other options): none
+    /// is taken, and the journal starts afresh.
+    @Test func aJournalOfAnotherJobOrSubmissionIsStartedAfresh() throws {
+        let scratch = try TemporaryDirectory()
+        let job = Self.job(in: scratch)
+        let journal = try ExtractionJournal(job: 3, extraction: job, resuming: false)
+        _ = try journal.append(ExtractionJournal.Piece(images: [0], counts: [1], reasons: []),
+                               values: [Float](repeating: 1, count: Self.dimension))
+        journal.end(removing: false)
+        let written = try Data(contentsOf: URL(fileURLWithPath: ExtractionJournal.path(job: 3, descriptors: job.descriptors)))
+        var otherImages = job, otherOptions = job
+        otherImages.images[0] = ImageSource.Entry(key: "k0", path: "/images/elsewhere.png")
+        otherOptions.extraction.maxSide = 201
+        // Its own job and submission take the piece back; the others none.
+        for (id, submission, kept) in [(UInt64(3), job, 1), (4, job, 0), (3, otherImages, 0), (3, otherOptions, 0)] {
+            try written.write(to: URL(fileURLWithPath: ExtractionJournal.path(job: id, descriptors: job.descriptors)))
+            let reopened = try ExtractionJournal(job: id, extraction: submission, resuming: true)
+            #expect(reopened.recovered.count == kept, "job \(id)")
+            reopened.end(removing: true)
+        }
+    }
+
     @Test func piecesThatPassEveryCheckAreReadBack() throws {
         let pieces = [ExtractionJournal.Piece(images: [2, 3], counts: [1, 0], reasons: []),
                       ExtractionJournal.Piece(images: [0], counts: [-1], reasons: ["unreadable"]),
