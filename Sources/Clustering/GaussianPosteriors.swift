@@ -242,26 +242,31 @@ public struct GaussianPosteriors: Sendable {
         let k = model.k, d = model.dimension, n = rows.rows, stride = valueStride
         let terms = workspace.posteriors
         terms.starts.removeAll(keepingCapacity: true)
-        terms.starts.append(0)
-        var count = 0
-        try workspace.products.withUnsafeBufferPointer { productsBuffer in
-            for i in 0..<n {
-                if terms.components.count < count + k {
-                    terms.components += repeatElement(0, count: max(count + k, 2 * terms.components.count) - terms.components.count)
-                }
-                let selected = terms.components.withUnsafeMutableBufferPointer {
-                    cb_gmm_candidates(productsBuffer.baseAddress! + i * stride, k, workspace.rowSummaries[i],
-                                      workspace.rowSummaries[norms + i], boundScale, boundTerms,
-                                      logPosteriorCutoff, $0.baseAddress! + count)
-                }
-                guard selected >= 0 else {
-                    throw DescriptorError(.nonFinite, "row \(firstRow + i) has a NaN or infinite value (or one too large for float32 arithmetic)",
-                                          path: source, location: "row \(firstRow + i)")
-                }
-                count += selected
-                terms.starts.append(count)
+        terms.starts.append(contentsOf: repeatElement(0, count: n + 1))
+        // Rows at a time, as many as k candidates each fit in 2^16 (the whole block at K = 256).
+        var i = 0
+        while i < n {
+            let rowsNow = min(n - i, max(1, (1 << 16) / k)), first = terms.starts[i]
+            if terms.components.count < first + rowsNow * k {
+                terms.components += repeatElement(0, count: max(first + rowsNow * k, 2 * terms.components.count) - terms.components.count)
             }
+            let end = workspace.products.withUnsafeBufferPointer { products in
+                workspace.rowSummaries.withUnsafeBufferPointer { summaries in
+                    terms.starts.withUnsafeMutableBufferPointer { starts in
+                        cb_gmm_candidates(products.baseAddress! + i * stride, stride, rowsNow, k, summaries.baseAddress! + i,
+                                          summaries.baseAddress! + norms + i, boundScale, boundTerms, logPosteriorCutoff,
+                                          &terms.components, starts.baseAddress! + i)
+                    }
+                }
+            }
+            guard end >= 0 else {
+                let row = firstRow + i - 1 - end
+                throw DescriptorError(.nonFinite, "row \(row) has a NaN or infinite value (or one too large for float32 arithmetic)",
+                                      path: source, location: "row \(row)")
+            }
+            i += rowsNow
         }
+        let count = terms.starts[n]
         if terms.values.count < count { terms.values = [Double](repeating: 0, count: max(count, 2 * terms.values.count)) }
         terms.group(k: k)
         withExactTerms { model in
