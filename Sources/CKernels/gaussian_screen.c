@@ -126,12 +126,17 @@ static long candidates_avx512(const float *values, long k, float limit, int32_t 
     return select_from(values, k, limit, selected, c, count);
 }
 
-long cb_gmm_candidates(const float *values, long k, float best, float norm, double scale, const double terms[3],
-                       double cutoff, int32_t *selected) {
-    if (!isfinite(norm)) return -1;
-    float limit = row_limit(best, norm, scale, terms, cutoff);
-    return __builtin_cpu_supports("avx512f") ? candidates_avx512(values, k, limit, selected)
-                                             : select_from(values, k, limit, selected, 0, 0);
+long cb_gmm_candidates(const float *values, long ldv, long n, long k, const float *best, const float *norms, double scale,
+                       const double terms[3], double cutoff, int32_t *selected, long *starts) {
+    int avx512 = __builtin_cpu_supports("avx512f");
+    for (long i = 0; i < n; i++) {
+        if (!isfinite(norms[i])) return -1 - i;
+        float limit = row_limit(best[i], norms[i], scale, terms, cutoff);
+        int32_t *row = selected + starts[i];
+        starts[i + 1] = starts[i] + (avx512 ? candidates_avx512(values + i * ldv, k, limit, row)
+                                            : select_from(values + i * ldv, k, limit, row, 0, 0));
+    }
+    return starts[n];
 }
 
 #else
@@ -144,10 +149,14 @@ void cb_gmm_screen(const float *rows, long stride, long m, long d, const float *
     (void)values; (void)best; (void)norms;
 }
 
-long cb_gmm_candidates(const float *values, long k, float best, float norm, double scale, const double terms[3],
-                       double cutoff, int32_t *selected) {
-    if (!isfinite(norm)) return -1;
-    return select_from(values, k, row_limit(best, norm, scale, terms, cutoff), selected, 0, 0);
+long cb_gmm_candidates(const float *values, long ldv, long n, long k, const float *best, const float *norms, double scale,
+                       const double terms[3], double cutoff, int32_t *selected, long *starts) {
+    for (long i = 0; i < n; i++) {
+        if (!isfinite(norms[i])) return -1 - i;
+        starts[i + 1] = starts[i] + select_from(values + i * ldv, k, row_limit(best[i], norms[i], scale, terms, cutoff),
+                                                selected + starts[i], 0, 0);
+    }
+    return starts[n];
 }
 
 #endif

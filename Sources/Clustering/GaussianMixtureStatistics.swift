@@ -37,10 +37,17 @@ public struct GaussianMixtureStatistics: SufficientStatistics, Equatable {
 /// The EM expectation pass: posteriors of every row (see `GaussianPosteriors`) and the
 /// weighted moments they give.
 public struct GaussianMixtureExpectationPass: ShardComputation {
+    /// ln 10⁶ (the float64 nearest): a component is kept when its weight relative to the row's
+    /// best is ≥ 10⁻⁶, so every posterior dropped is below 10⁻⁶, the Fisher encoder's
+    /// threshold for its terms. Against the float64 softmax over all components, each kept q is
+    /// too large by a factor of at most 1 + (K − 1)·10⁻⁶ (so off by at most (K − 1)·10⁻⁶),
+    /// and each row's log-likelihood too small by at most (K − 1)·10⁻⁶ nats.
+    public static let logPosteriorCutoff = 13.815510557964274
+
     public let posteriors: GaussianPosteriors
 
     public init(model: GaussianMixtureModel) throws {
-        posteriors = try GaussianPosteriors(model: model)
+        posteriors = try GaussianPosteriors(model: model, logPosteriorCutoff: Self.logPosteriorCutoff)
     }
 
     public func statistics(of rows: DescriptorMatrix, shard index: Int,

@@ -12,10 +12,15 @@ import Darwin
 ///     ℓ_k(x) = log π_k − (D/2)·log 2π − ½ Σ_d log σ²_kd − ½ Σ_d (x_d − μ_kd)² / σ²_kd
 ///     q_k(x) = exp(ℓ_k − max_j ℓ_j) / Σ_j exp(ℓ_j − max_j ℓ_j)
 ///
+///
+/// over the components with ℓ_k ≥ max_j ℓ_j − `logPosteriorCutoff` (the others get q = 0; the
+/// cutoff is chosen by the user: `GaussianMixtureExpectationPass.logPosteriorCutoff`,
+/// `FisherEncoder.logPosteriorCutoff`).
+///
 /// ℓ is screened in float32 as offset_k + x·(μ/σ²) − ½x²·(1/σ²). Like the distance screen of
 /// `NearestCentreSearch`, the expansion cancels, so every component that could be within
-/// `logPosteriorCutoff` of the best (allowing for the rounding bound of the screen) is
-/// recomputed exactly in float64 from (x − μ)².
+/// the cutoff of the best (allowing for the rounding bound of the screen) is
+/// recomputed exactly in float64 from (x − μ)²: the tighter the cutoff, the fewer.
 ///
 /// The rounding bound: each screened value is the offset plus 2·D products, summed in some
 /// order (float32 fma or sgemm), so the arithmetic errs by at most (2D + 1)·u·(1 + O(u))·S,
@@ -32,12 +37,15 @@ import Darwin
 /// - `.fused` (x86-64 with AVX-512): our own kernel (`cb_gmm_screen`) computes the 2·D
 ///   products of 14 rows × 32 components in registers and writes each value once.
 /// - `.blas`: two sgemm products per block of rows, x·(μ/σ²) and x²·(1/σ²), added to the offsets.
-/// Components further than the cutoff below the best get q = 0: e^−30 ≈ 1e−13, below the
-/// resolution of any sum of posteriors. A component with prior below `minimumPrior` gets
-/// ℓ = −∞ (q = 0), as VLFeat does for π < 1e−6 in its Fisher encoder.
+/// A cutoff c drops only components whose weight relative to the best, e^(ℓ_k − ℓ_best), is
+/// below e^−c (up to the float64 rounding of ℓ_best − c), so every dropped posterior is below
+/// e^−c. Against the softmax over all components, each kept q is too large by a factor of at
+/// most 1 + (K − 1)·e^−c and the row's log-likelihood too small by at most (K − 1)·e^−c nats.
+/// A component with prior below `minimumPrior` gets ℓ = −∞ (q = 0), as VLFeat does for
+/// π < 1e−6 in its Fisher encoder.
 public struct GaussianPosteriors: Sendable {
     /// ℓ_best − ℓ_k beyond which a posterior is taken as 0.
-    public static let logPosteriorCutoff = 30.0
+    public let logPosteriorCutoff: Double
 
     /// How log-densities are screened (see the type's documentation).
     public enum Screen: Sendable, CaseIterable {
@@ -64,12 +72,19 @@ public struct GaussianPosteriors: Sendable {
     private let packed: [Float]
     private let packedOffsets: [Float]
 
+    /// - Parameter logPosteriorCutoff: components with ℓ_k < ℓ_best − this (in float64) get
+    ///   q = 0; finite and ≥ 0.
     /// - Parameter minimumPrior: components with a smaller prior are excluded (q = 0). Compared
     ///   in float64, as VLFeat does: the float32 nearest 1e−6 is below 1e−6.
     /// - Parameter screen: with `.fused` on a CPU without AVX-512, `forEachBlock` throws.
-    public init(model: GaussianMixtureModel, minimumPrior: Double = 0, screen: Screen = .preferred) throws {
+    public init(model: GaussianMixtureModel, logPosteriorCutoff: Double, minimumPrior: Double = 0,
+                screen: Screen = .preferred) throws {
+        guard logPosteriorCutoff.isFinite && logPosteriorCutoff >= 0 else {
+            throw ClusteringError(.invalidArgument, "the log-posterior cutoff \(logPosteriorCutoff) is not a finite number ≥ 0")
+        }
         self.model = model
         self.screen = screen
+        self.logPosteriorCutoff = logPosteriorCutoff
         let k = model.k, d = model.dimension
         guard model.priors.contains(where: { $0 > 0 && Double($0) >= minimumPrior }) else {
             throw ClusteringError(.invalidArgument, "every component's prior is below \(minimumPrior)")
@@ -227,26 +242,31 @@ public struct GaussianPosteriors: Sendable {
         let k = model.k, d = model.dimension, n = rows.rows, stride = valueStride
         let terms = workspace.posteriors
         terms.starts.removeAll(keepingCapacity: true)
-        terms.starts.append(0)
-        var count = 0
-        try workspace.products.withUnsafeBufferPointer { productsBuffer in
-            for i in 0..<n {
-                if terms.components.count < count + k {
-                    terms.components += repeatElement(0, count: max(count + k, 2 * terms.components.count) - terms.components.count)
-                }
-                let selected = terms.components.withUnsafeMutableBufferPointer {
-                    cb_gmm_candidates(productsBuffer.baseAddress! + i * stride, k, workspace.rowSummaries[i],
-                                      workspace.rowSummaries[norms + i], boundScale, boundTerms,
-                                      Self.logPosteriorCutoff, $0.baseAddress! + count)
-                }
-                guard selected >= 0 else {
-                    throw DescriptorError(.nonFinite, "row \(firstRow + i) has a NaN or infinite value (or one too large for float32 arithmetic)",
-                                          path: source, location: "row \(firstRow + i)")
-                }
-                count += selected
-                terms.starts.append(count)
+        terms.starts.append(contentsOf: repeatElement(0, count: n + 1))
+        // Rows at a time, as many as k candidates each fit in 2^16 (the whole block at K = 256).
+        var i = 0
+        while i < n {
+            let rowsNow = min(n - i, max(1, (1 << 16) / k)), first = terms.starts[i]
+            if terms.components.count < first + rowsNow * k {
+                terms.components += repeatElement(0, count: max(first + rowsNow * k, 2 * terms.components.count) - terms.components.count)
             }
+            let end = workspace.products.withUnsafeBufferPointer { products in
+                workspace.rowSummaries.withUnsafeBufferPointer { summaries in
+                    terms.starts.withUnsafeMutableBufferPointer { starts in
+                        cb_gmm_candidates(products.baseAddress! + i * stride, stride, rowsNow, k, summaries.baseAddress! + i,
+                                          summaries.baseAddress! + norms + i, boundScale, boundTerms, logPosteriorCutoff,
+                                          &terms.components, starts.baseAddress! + i)
+                    }
+                }
+            }
+            guard end >= 0 else {
+                let row = firstRow + i - 1 - end
+                throw DescriptorError(.nonFinite, "row \(row) has a NaN or infinite value (or one too large for float32 arithmetic)",
+                                      path: source, location: "row \(row)")
+            }
+            i += rowsNow
         }
+        let count = terms.starts[n]
         if terms.values.count < count { terms.values = [Double](repeating: 0, count: max(count, 2 * terms.values.count)) }
         terms.group(k: k)
         withExactTerms { model in
@@ -266,7 +286,7 @@ public struct GaussianPosteriors: Sendable {
                         for t in first..<end { exactBest = max(exactBest, values[t]) }
                         let rowStart = kept
                         var total = 0.0
-                        for t in first..<end where values[t] >= exactBest - Self.logPosteriorCutoff {
+                        for t in first..<end where values[t] >= exactBest - logPosteriorCutoff {
                             let weight = exp(values[t] - exactBest)
                             components[kept] = components[t]
                             values[kept] = weight

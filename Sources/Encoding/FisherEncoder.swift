@@ -40,6 +40,9 @@ public struct FisherEncoder: VectorEncoder {
     public static let minimumPosterior = 1e-6
     /// Components with a smaller prior are left out (VLFeat: π < 1e−6, compared in float64).
     public static let minimumPrior = 1e-6
+    /// ℓ_best − ℓ_k beyond which a posterior is 0 before the terms are chosen: e^−30 ≈ 1e−13,
+    /// below the resolution of any sum of posteriors (see `GaussianPosteriors`).
+    public static let logPosteriorCutoff = 30.0
 
     public let posteriors: GaussianPosteriors
     public let options: FisherOptions
@@ -47,7 +50,8 @@ public struct FisherEncoder: VectorEncoder {
     private let inverseSigmas: [Double]
 
     public init(model: GaussianMixtureModel, options: FisherOptions = []) throws {
-        posteriors = try GaussianPosteriors(model: model, minimumPrior: Self.minimumPrior)
+        posteriors = try GaussianPosteriors(model: model, logPosteriorCutoff: Self.logPosteriorCutoff,
+                                            minimumPrior: Self.minimumPrior)
         self.options = options
         means = model.means.map(Double.init)
         inverseSigmas = model.variances.map { 1 / Double($0).squareRoot() }

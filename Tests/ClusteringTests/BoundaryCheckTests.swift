@@ -23,7 +23,7 @@ import Testing
 
     @Test func gaussianPosteriorsRefuseRowsOfAnotherDimension() throws {
         let model = try GaussianMixtureModel(k: 1, dimension: 2, means: [0, 0], variances: [1, 1], priors: [1])
-        let kernel = try GaussianPosteriors(model: model)
+        let kernel = try GaussianPosteriors(model: model, logPosteriorCutoff: 30)
         var scratch = [Float]()
         let error = #expect(throws: DescriptorError.self) {
             try Self.rows.withFloatRows(0..<4, scratch: &scratch) { rows in
@@ -50,7 +50,7 @@ import Testing
     @Test(.enabled(if: GaussianPosteriors.Screen.preferred != .fused, "this CPU runs the fused screen"))
     func theFusedGaussianScreenOnACPUWithoutAVX512IsAnError() throws {
         let model = try GaussianMixtureModel(k: 1, dimension: 3, means: [0, 0, 0], variances: [1, 1, 1], priors: [1])
-        let kernel = try GaussianPosteriors(model: model, screen: .fused)
+        let kernel = try GaussianPosteriors(model: model, logPosteriorCutoff: 30, screen: .fused)
         var scratch = [Float]()
         let error = #expect(throws: DescriptorError.self) {
             try Self.rows.withFloatRows(0..<4, scratch: &scratch) { rows in

@@ -70,18 +70,32 @@ import Testing
         #expect(portable == [values, mass, first, second])
     }
 
-    /// The candidates of a row: every value not below best − cutoff − 2·bound (here the
-    /// bound is 0 and the limit a value itself), NaN included; a row with no finite ‖x‖² is −1.
+    /// The candidates of each row: every value not below best − cutoff − 2·bound (here the
+    /// bound is 0 and the cutoff shifts the limit to a value of the row), NaN included, after
+    /// the caller's starts[0]; the first row with no finite ‖x‖² is −1 − its index.
     @Test(arguments: [1, 15, 16, 17, 256, 1000])
     func candidatesAreEveryValueAtOrAboveTheLimit(k: Int) {
+        let n = 3, ldv = k + 5, cutoff = 0.75
         var generator = SeededGenerator(seed: UInt64(k))
-        var values = (0..<k).map { _ in Float(generator.nextGaussian()) }
-        if k > 2 { values[k - 2] = .nan }
-        let best = values.filter { !$0.isNaN }.max()!, limit = values[k / 2].isNaN ? best : values[k / 2]
-        var selected = [Int32](repeating: -1, count: k)
-        let count = cb_gmm_candidates(values, k, best, 25, 0, [1, 1, 1], Double(best) - Double(limit), &selected)
-        #expect(Array(selected[0..<count]) == (0..<k).filter { !(values[$0] < limit) }.map(Int32.init))
-        #expect(cb_gmm_candidates(values, k, best, .infinity, 0, [1, 1, 1], 30, &selected) == -1)
-        #expect(cb_gmm_candidates(values, k, best, .nan, 0, [1, 1, 1], 30, &selected) == -1)
+        var values = (0..<n * ldv).map { _ in Float(generator.nextGaussian()) }
+        if k > 2 { values[ldv + k - 2] = .nan }
+        var best = [Float](), limits = [Float]()
+        for i in 0..<n {
+            let row = values[i * ldv ..< i * ldv + k]
+            best.append(row.filter { !$0.isNaN }.max()!)
+            limits.append(Float(Double(best[i]) - cutoff))
+        }
+        let norms: [Float] = [25, 25, 25]
+        var selected = [Int32](repeating: -1, count: 7 + n * k), starts = [7, 0, 0, 0]
+        let end = cb_gmm_candidates(values, ldv, n, k, best, norms, 0, [1, 1, 1], cutoff, &selected, &starts)
+        #expect(end == starts[n])
+        for i in 0..<n {
+            let expected = (0..<k).filter { !(values[i * ldv + $0] < limits[i]) }.map(Int32.init)
+            #expect(Array(selected[starts[i]..<starts[i + 1]]) == expected, "row \(i)")
+        }
+        #expect(selected[0..<7].allSatisfy { $0 == -1 })
+        for bad in [Float.infinity, .nan] {
+            #expect(cb_gmm_candidates(values, ldv, n, k, best, [25, bad, 25], 0, [1, 1, 1], 30, &selected, &starts) == -2)
+        }
     }
 }

@@ -138,10 +138,9 @@ import Testing
     /// The GMM screens this CPU runs (`.fused` needs AVX-512).
     static let gaussianScreens = GaussianPosteriors.Screen.preferred == .fused ? GaussianPosteriors.Screen.allCases : [.blas]
 
-    /// k = 7: one partial panel of the fused screen; k = 40: a whole one and a partial one.
-    @Test(arguments: [(5 as UInt64, 7), (6, 7), (7, 40)], gaussianScreens)
-    func posteriorsEqualDirectFloat64(seedAndK: (UInt64, Int), screen: GaussianPosteriors.Screen) throws {
-        let (seed, k) = seedAndK, d = 19
+    /// A GMM over `blobs` data whose rows lie between several components: seeded means (rows
+    /// of the data), variances and priors.
+    static func crowdedMixture(seed: UInt64, k: Int, d: Int) throws -> (data: DescriptorMatrix, model: GaussianMixtureModel) {
         let data = try blobs(rows: 500, dimension: d, blobs: k, seed: seed, spread: 10, scale: 150)
         var generator = SeededGenerator(seed: seed)
         let means = try (0..<k).flatMap { _ in try data.row(Int(generator.next() % 500)) }
@@ -149,26 +148,107 @@ import Testing
         var priors = (0..<k).map { _ in Float(0.1 + generator.nextUnit()) }
         let sum = priors.reduce(0, +)
         priors = priors.map { $0 / sum }
-        let model = try GaussianMixtureModel(k: k, dimension: d, means: means, variances: variances, priors: priors)
-        let kernel = try GaussianPosteriors(model: model, screen: screen)
+        return (data, try GaussianMixtureModel(k: k, dimension: d, means: means, variances: variances, priors: priors))
+    }
+
+    /// Row i's posteriors (0 for the components not listed) and log-likelihood, for every row.
+    static func posteriors(of data: DescriptorMatrix, _ kernel: GaussianPosteriors) throws -> [(q: [Double], logLikelihood: Double)] {
+        var result: [(q: [Double], logLikelihood: Double)] = []
         var scratch = [Float]()
         try data.withFloatRows(0..<data.rows, scratch: &scratch) { rows in
-            try kernel.forEachBlock(rows, firstRow: 0, source: "test", workspace: KernelWorkspace()) { offset, block in
+            try kernel.forEachBlock(rows, firstRow: 0, source: "test", workspace: KernelWorkspace()) { _, block in
                 for j in 0..<block.rows.rows {
-                    let i = offset + j, list = block.list(j), logLikelihood = block.logLikelihoods[j]
-                    let l = referenceLogDensities(try data.row(i), model)
-                    let top = l.max()!
-                    let total = l.reduce(0) { $0 + exp($1 - top) }
-                    #expect(abs(logLikelihood - (top + log(total))) <= 1e-9 * abs(logLikelihood), "seed \(seed), row \(i)")
-                    var q = [Double](repeating: 0, count: k)
-                    for m in 0..<list.count { q[Int(list.components[m])] = list.posteriors[m] }
-                    for c in 0..<k {
-                        let reference = exp(l[c] - top) / total
-                        #expect(abs(q[c] - reference) <= 1e-12 + 1e-9 * reference, "seed \(seed), row \(i), component \(c)")
+                    let list = block.list(j)
+                    var q = [Double](repeating: 0, count: kernel.model.k)
+                    for m in 0..<list.count {
+                        #expect(list.posteriors[m] > 0)
+                        q[Int(list.components[m])] = list.posteriors[m]
                     }
+                    result.append((q, block.logLikelihoods[j]))
                 }
             }
         }
+        return result
+    }
+
+    /// k = 7: one partial panel of the fused screen; k = 40: a whole one and a partial one.
+    /// Both cutoffs in use: EM's ln 10⁶ and the Fisher encoder's 30.
+    @Test(arguments: [(5 as UInt64, 7), (6, 7), (7, 40)], gaussianScreens)
+    func posteriorsEqualDirectFloat64(seedAndK: (UInt64, Int), screen: GaussianPosteriors.Screen) throws {
+        let (seed, k) = seedAndK
+        let (data, model) = try Self.crowdedMixture(seed: seed, k: k, d: 19)
+        for cutoff in [GaussianMixtureExpectationPass.logPosteriorCutoff, 30] {
+            let kernel = try GaussianPosteriors(model: model, logPosteriorCutoff: cutoff, screen: screen)
+            for (i, row) in try Self.posteriors(of: data, kernel).enumerated() {
+                let reference = referencePosteriors(referenceLogDensities(try data.row(i), model), cutoff: cutoff)
+                #expect(abs(row.logLikelihood - reference.logLikelihood) <= 1e-9 * abs(reference.logLikelihood),
+                        "seed \(seed), cutoff \(cutoff), row \(i)")
+                for c in 0..<k {
+                    #expect(abs(row.q[c] - reference.posteriors[c]) <= 1e-12 + 1e-9 * reference.posteriors[c],
+                            "seed \(seed), cutoff \(cutoff), row \(i), component \(c)")
+                }
+            }
+        }
+    }
+
+    /// EM's posteriors against the float64 softmax over all components, within the documented
+    /// tolerance: a dropped q is below 10⁻⁶, a kept one too large by a factor of at most
+    /// 1 + (K − 1)·10⁻⁶, the log-likelihood too small by at most (K − 1)·10⁻⁶. The data has
+    /// components dropped with q well above the old cut's e^−30; both screens give the same bits.
+    @Test(arguments: [(5 as UInt64, 7), (7, 40)])
+    func expectationPosteriorsAreTheFullSoftmaxWithinTheirTolerance(seedAndK: (UInt64, Int)) throws {
+        let (seed, k) = seedAndK
+        let (data, model) = try Self.crowdedMixture(seed: seed, k: k, d: 19)
+        let slack = Double(k - 1) * 1e-6
+        var droppedAboveOldCut = 0
+        var results: [[(q: [Double], logLikelihood: Double)]] = []
+        for screen in Self.gaussianScreens {
+            let kernel = try GaussianPosteriors(model: model, logPosteriorCutoff: GaussianMixtureExpectationPass.logPosteriorCutoff,
+                                                screen: screen)
+            results.append(try Self.posteriors(of: data, kernel))
+        }
+        for (i, row) in results[0].enumerated() {
+            let full = referencePosteriors(referenceLogDensities(try data.row(i), model), cutoff: .infinity)
+            let shortfall = full.logLikelihood - row.logLikelihood
+            #expect(shortfall >= -1e-9 * abs(full.logLikelihood) && shortfall <= slack + 1e-9 * abs(full.logLikelihood), "row \(i)")
+            for c in 0..<k {
+                if row.q[c] == 0 {
+                    #expect(full.posteriors[c] < 1e-6, "row \(i), component \(c)")
+                    if full.posteriors[c] > 1e-12 { droppedAboveOldCut += 1 }
+                } else {
+                    let ratio = row.q[c] / full.posteriors[c]
+                    #expect(ratio >= 1 - 1e-9 && ratio <= 1 + slack + 1e-9, "row \(i), component \(c)")
+                }
+            }
+        }
+        #expect(droppedAboveOldCut > 0)
+        for other in results.dropFirst() {
+            #expect(zip(other, results[0]).allSatisfy { $0.q.map(\.bitPattern) == $1.q.map(\.bitPattern)
+                && $0.logLikelihood.bitPattern == $1.logLikelihood.bitPattern })
+        }
+    }
+
+    /// D = 1, μ = 0 and 6, σ² = 1, equal priors: ℓ_0 − ℓ_1 = 18 − 6x, so the row x = 0.7 has
+    /// component 1 just inside EM's cut (13.8 < ln 10⁶ ≈ 13.8155) and x = 0.69 just outside
+    /// (13.86). EM's pass counts component 1 for the first row only; the Fisher encoder's cutoff
+    /// (30) keeps it in both.
+    @Test(arguments: gaussianScreens)
+    func expectationKeepsAComponentJustInsideTheCutAndDropsOneJustOutside(screen: GaussianPosteriors.Screen) throws {
+        let model = try GaussianMixtureModel(k: 2, dimension: 1, means: [0, 6], variances: [1, 1], priors: [0.5, 0.5])
+        let data = try DescriptorMatrix(rows: 2, dimension: 1, values: [0.7, 0.69])
+        let inside = referencePosteriors(referenceLogDensities([0.7], model), cutoff: .infinity).posteriors[1]
+        #expect(inside > 1e-6 && inside < 1.1e-6)
+
+        let em = try Self.posteriors(of: data, GaussianPosteriors(
+            model: model, logPosteriorCutoff: GaussianMixtureExpectationPass.logPosteriorCutoff, screen: screen))
+        #expect(abs(em[0].q[1] - inside) <= 1e-9 * inside)
+        #expect(em[1].q == [1, 0])
+        let wide = try Self.posteriors(of: data, GaussianPosteriors(model: model, logPosteriorCutoff: 30, screen: screen))
+        #expect(wide[1].q[1] > 0.9e-6)
+
+        let statistics = try GaussianMixtureExpectationPass(model: model).statistics(of: data, shard: 0, workspace: KernelWorkspace())
+        #expect(statistics.mass[1] == em[0].q[1])
+        #expect(statistics.mass[0] == em[0].q[0] + 1)
     }
 
     /// A NaN, or a value whose square overflows float32, in row 300 (the second block of the fused screen).
@@ -180,7 +260,7 @@ import Testing
         let data = try DescriptorMatrix(rows: rows, dimension: d, values: values)
         let model = try GaussianMixtureModel(k: 2, dimension: d, means: [Float](repeating: 1, count: 2 * d),
                                              variances: [Float](repeating: 4, count: 2 * d), priors: [0.5, 0.5])
-        let kernel = try GaussianPosteriors(model: model, screen: screen)
+        let kernel = try GaussianPosteriors(model: model, logPosteriorCutoff: 30, screen: screen)
         var scratch = [Float]()
         let error = #expect(throws: DescriptorError.self) {
             try data.withFloatRows(0..<rows, scratch: &scratch) { block in

@@ -44,3 +44,13 @@ func referenceLogDensities(_ x: [Float], _ model: GaussianMixtureModel) -> [Doub
         return value
     }
 }
+
+/// Posteriors and log-likelihood of one row from its log-densities `l`, by the definition in
+/// float64: the components with ℓ_k ≥ max ℓ − cutoff, softmax over them, the others 0
+/// (cutoff ∞: the full softmax).
+func referencePosteriors(_ l: [Double], cutoff: Double) -> (posteriors: [Double], logLikelihood: Double) {
+    let top = l.max()!
+    let weights = l.map { $0 >= top - cutoff ? exp($0 - top) : 0 }
+    let total = weights.reduce(0, +)
+    return (weights.map { $0 / total }, top + log(total))
+}

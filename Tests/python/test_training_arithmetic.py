@@ -135,6 +135,11 @@ def kmeans_iteration(rows, centres, shard_rows, seed, iteration):
     return updated, in_order(objective), repaired
 
 
+# §2.3 step 3: ln 10⁶, the float64 nearest.
+LOG_POSTERIOR_CUTOFF = 13.815510557964274
+assert LOG_POSTERIOR_CUTOFF == math.log(1e6)
+
+
 def em_iteration(rows, means, variances, priors, floor, shard_rows, seed, iteration):
     """§2.3 per shard, merged in shard order, then §2.4. Returns the model, the
     log-likelihood and the number of components re-seeded."""
@@ -155,7 +160,7 @@ def em_iteration(rows, means, variances, priors, floor, shard_rows, seed, iterat
                 terms = [(r * p, r) for r, p in zip(residuals, precisions[c])]
                 ell.append(constants[c] - 0.5 * eight_lane_sum(terms, lambda acc, tr: fma(tr[0], tr[1], acc)))
             best = max(ell)
-            kept = [c for c in range(k) if ell[c] >= best - 30]
+            kept = [c for c in range(k) if ell[c] >= best - LOG_POSTERIOR_CUTOFF]
             weights = {c: math.exp(ell[c] - best) for c in kept}
             total = in_order([weights[c] for c in kept])
             reciprocal = 1 / total

@@ -32,11 +32,14 @@ void cb_gmm_screen_pack(const float *weighted_means, const float *half_precision
 void cb_gmm_screen(const float *rows, long stride, long m, long d, const float *packed, const float *packed_offsets,
                    long k, float *squares, float *values, float *best, float *norms);
 
-/// The candidates of one row of screened values, given their best and the row's ‖x‖²: with
-/// bound = scale·(‖x‖·terms[0] + ½‖x‖²·terms[1] + terms[2]) in float64, writes the c < k whose
-/// value is not below best − cutoff − 2·bound, rounded to float32, to `selected` in increasing
-/// order, and returns their number (NaN values are kept); −1 if ‖x‖² is not finite.
-long cb_gmm_candidates(const float *values, long k, float best, float norm, double scale, const double terms[3],
-                       double cutoff, int32_t *selected);
+/// The candidates of n rows of screened values (row i's k values at values + i·ldv), given
+/// each row's best value and ‖x‖² (best[i], norms[i]): with
+/// bound = scale·(‖x‖·terms[0] + ½‖x‖²·terms[1] + terms[2]) in float64, row i's are the c < k
+/// whose value is not below best − cutoff − 2·bound, rounded to float32 (NaN values are kept),
+/// written in increasing order to selected[starts[i] ..< starts[i + 1]] (starts[0] is the
+/// caller's; `selected` has room for starts[0] + n·k). Returns starts[n], or −1 − i if row i
+/// is the first whose ‖x‖² is not finite.
+long cb_gmm_candidates(const float *values, long ldv, long n, long k, const float *best, const float *norms, double scale,
+                       const double terms[3], double cutoff, int32_t *selected, long *starts);
 
 #endif
