@@ -56,6 +56,8 @@ struct PruningSection {
         }
         if let pruned { table.note("Skipped per iteration, K=\(largeK), whole rows / row × centre distances: " + skipped(pruned)) }
         table.note("Skipped per iteration, K=\(sizes.k), whole rows / row × centre distances: " + skipped(small))
+        table.note("Seconds per iteration, K=\(sizes.k), pruned: " + small.iterations.map { format($0.seconds, "%.3f") }.joined(separator: " ")
+                   + "; unpruned: " + unpruned.iterations.map { format($0.seconds, "%.3f") }.joined(separator: " "))
         table.note("Pruned and unpruned centres at K=\(sizes.k): " + (small.codebook == unpruned.codebook ? "bit-identical." : "**DIFFER**."))
         let largeNote = largeK > 0 ? "faiss: train time = its seconds per iteration × \(largeIterations), one run; Codebook K=\(largeK): one run; " : ""
         table.note(largeNote + "K=\(sizes.k): medians of \(sizes.repeats) interleaved rounds. \(contention.summary())")
