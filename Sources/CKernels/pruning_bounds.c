@@ -4,20 +4,39 @@
 
 #include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 #define PANEL CB_SCREEN_PANEL
 #define TILE CB_SCREEN_TILE_ROWS
 
-/// RU(v): the float32 value nearest v that is not below it (NaN kept).
-static float round_up(double v) {
-    float f = (float)v;
-    return (double)f < v ? nextafterf(f, INFINITY) : f;
+/// The float32 value after f (f finite or −∞, not −0): one step of its bit pattern, as
+/// `nextafterf(f, +∞)` without the call.
+static inline float float_after(float f) {
+    uint32_t bits;
+    memcpy(&bits, &f, 4);
+    bits = f >= 0 ? bits + 1 : bits - 1;
+    memcpy(&f, &bits, 4);
+    return f;
 }
 
-/// RD(max(0, v)), with 0 for a NaN.
-static float round_down_nonnegative(double v) {
+/// RU(v): the float32 value nearest v that is not below it (NaN kept). (float)v rounds to
+/// nearest; if that fell below v (never −0 nor +∞ then), the next float32 up is RU(v).
+static inline float round_up(double v) {
     float f = (float)v;
-    if ((double)f > v) f = nextafterf(f, -INFINITY);
+    return (double)f < v ? float_after(f) : f;
+}
+
+/// RD(max(0, v)), with 0 for a NaN. If (float)v rose above v and is positive (+∞ when v is
+/// past float32's range), the float32 before it is RD(v); if it is not positive, 0 is.
+static inline float round_down_nonnegative(double v) {
+    float f = (float)v;
+    if ((double)f > v) {
+        if (!(f > 0)) return 0.0f;
+        uint32_t bits;
+        memcpy(&bits, &f, 4);
+        bits -= 1;
+        memcpy(&f, &bits, 4);
+    }
     return f > 0 ? f : 0.0f;
 }
 
@@ -44,18 +63,30 @@ static double squares_portable(const float *x, const float *c, long d) {
     return squares_tail(x, c, j, d, cb_reduce_lanes(lanes));
 }
 
-/// The shrunk lower bounds of groups g ..< groups of one row, written back; returns their
-/// minimum with `nearest`.
-static float shrink_tail(float *lower, const double *group_drift, double shrink, long g, long groups, float nearest) {
-    for (; g < groups; g++) {
+/// `squares_portable(x, c, d)`, and `squares_portable(x, 0, d)` into *norm, in one sweep
+/// over x: the same operations in the same order, so the same bits.
+static double squares_and_norm_portable(const float *x, const float *c, long d, double *norm) {
+    double lanes[8] = {0, 0, 0, 0, 0, 0, 0, 0}, norms[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    long j = 0;
+    for (; j + 8 <= d; j += 8)
+        for (int l = 0; l < 8; l++) {
+            double v = (double)x[j + l], r = v - (double)c[j + l];
+            double square = r * r, own = v * v;
+            lanes[l] += square;
+            norms[l] += own;
+        }
+    *norm = squares_tail(x, 0, j, d, cb_reduce_lanes(norms));
+    return squares_tail(x, c, j, d, cb_reduce_lanes(lanes));
+}
+
+/// The shrunk lower bounds of one row's groups, written back; returns their minimum.
+static float shrink_portable(float *lower, const double *group_drift, double shrink, long groups) {
+    float nearest = INFINITY;
+    for (long g = 0; g < groups; g++) {
         lower[g] = round_down_nonnegative(((double)lower[g] - group_drift[g]) * shrink);
         if (lower[g] < nearest) nearest = lower[g];
     }
     return nearest;
-}
-
-static float shrink_portable(float *lower, const double *group_drift, double shrink, long groups) {
-    return shrink_tail(lower, group_drift, shrink, 0, groups, INFINITY);
 }
 
 /// The screened values of the 32 centres of panel `panel` for row x, as the register tiles
@@ -171,7 +202,8 @@ static void decide(const CBPruneCentres *p, const float *x, long i, int32_t old,
     double nearest = INFINITY;
     if (near == 1 && !(best2[only] <= limit)) {
         chosen = index[only];
-        nearest = squares(x, p->centres + (long)chosen * d, d);
+        // The old centre's distance is known (the same sum, so the same bits).
+        nearest = chosen == old ? s->exact[i] : squares(x, p->centres + (long)chosen * d, d);
     } else {
         for (long t = 0; t < count; t++) {
             long g = measured[t];
@@ -181,7 +213,7 @@ static void decide(const CBPruneCentres *p, const float *x, long i, int32_t old,
             for (long c = g * width; c < c1; c++) {
                 if (c % PANEL == 0) panel_values(x, d, p->packed, p->packed_norms, c / PANEL, values);
                 if (!(values[c % PANEL] <= limit)) continue;
-                double exact = squares(x, p->centres + c * d, d);
+                double exact = c == old ? s->exact[i] : squares(x, p->centres + c * d, d);
                 if (exact < nearest) {  // ascending c: ties keep the lowest index
                     nearest = exact;
                     chosen = (int32_t)c;
@@ -220,10 +252,19 @@ static long mark_portable(const float *lower, double limit, long groups, int32_t
     return mark_tail(lower, limit, 0, groups, measured, 0);
 }
 
+/// Rows ahead of the one being tested whose values are requested from memory: the test reads
+/// most rows (to tighten their bound) in an order the caches cannot foresee from the skipped ones.
+#define PREFETCH_AHEAD 4
+
+/// Asks for the d values at x to be brought into the caches.
+static inline void prefetch_row(const float *x, long d) {
+    for (long j = 0; j < d; j += 16) __builtin_prefetch(x + j);
+}
+
 /// The whole kernel, with the arithmetic of one instruction set (inlined into each variant):
 /// `squares` (float64 distances), `shrink_row` (step 1's lower bounds), `mark` (the groups
 /// to measure) and `measure_group` (a group's best values for its listed rows).
-#define ASSIGN_BODY(squares, shrink_row, mark, measure_group, panel_values)                                         \
+#define ASSIGN_BODY(squares, squares_and_norm, shrink_row, mark, measure_group, panel_values)                       \
     long groups = p->groups, d = p->d, width = group_width(p);                                         \
     double grow = 1 + p->slack, shrink = 1 - p->slack;                                                 \
     int has_old = p->drift != 0, usable = p->largest_norm < 1e15;                                      \
@@ -234,6 +275,7 @@ static long mark_portable(const float *lower, double limit, long groups, int32_t
     for (long g = 0; g < groups; g++) s.counts[g] = 0;                                                 \
     for (long i = 0; i < m; i++) {                                                                     \
         const float *x = rows + i * stride;                                                            \
+        if (i + PREFETCH_AHEAD < m) prefetch_row(x + PREFETCH_AHEAD * stride, d);                      \
         float *bounds = lower + i * groups;                                                            \
         int32_t *measured = s.measured + i * groups;                                                   \
         s.measured_count[i] = 0;                                                                       \
@@ -243,7 +285,7 @@ static long mark_portable(const float *lower, double limit, long groups, int32_t
             double nearest = (double)shrink_row(bounds, p->group_drift, shrink, groups);               \
             bound = ((double)upper[i] + p->drift[a]) * grow;                                           \
             if (!(bound * grow < nearest)) {                                                           \
-                s.exact[i] = squares(x, p->centres + (long)a * d, d);                                  \
+                s.exact[i] = squares_and_norm(x, p->centres + (long)a * d, d, &s.norms[i]);            \
                 bound = sqrt(s.exact[i]) * grow;                                                       \
             }                                                                                          \
             if (bound * grow < nearest) {                                                              \
@@ -252,7 +294,7 @@ static long mark_portable(const float *lower, double limit, long groups, int32_t
             }                                                                                          \
         }                                                                                              \
         computed++;                                                                                    \
-        s.norms[i] = squares(x, 0, d);                                                                 \
+        if (!has_old) s.norms[i] = squares(x, 0, d); /* else with the tightened bound */           \
         if (!usable || !(s.norms[i] <= 1e30)) {                                                        \
             fallback[(*fallbacks)++] = (int32_t)i;                                                     \
             continue;                                                                                  \
@@ -288,7 +330,7 @@ static void measure_portable(const CBPruneCentres *p, long g, const float *rows,
 long cb_prune_assign_portable(const CBPruneCentres *p, const float *rows, long stride, long m,
                               int32_t *assignments, float *upper, float *lower, void *scratch,
                               int32_t *fallback, long *fallbacks, long *pairs) {
-    ASSIGN_BODY(squares_portable, shrink_portable, mark_portable, measure_portable, panel_values_portable)
+    ASSIGN_BODY(squares_portable, squares_and_norm_portable, shrink_portable, mark_portable, measure_portable, panel_values_portable)
 }
 
 #if defined(__x86_64__)
@@ -309,6 +351,20 @@ TARGET double squares_avx512(const float *x, const float *c, long d) {
     return squares_tail(x, c, j, d, cb_reduce_lanes_avx512(lanes));
 }
 
+/// `squares_and_norm_portable`, 8 lanes per instruction.
+TARGET double squares_and_norm_avx512(const float *x, const float *c, long d, double *norm) {
+    __m512d lanes = _mm512_setzero_pd(), norms = _mm512_setzero_pd();
+    long j = 0;
+    for (; j + 8 <= d; j += 8) {
+        __m512d v = _mm512_cvtps_pd(_mm256_loadu_ps(x + j));
+        __m512d r = _mm512_sub_pd(v, _mm512_cvtps_pd(_mm256_loadu_ps(c + j)));
+        lanes = _mm512_add_pd(lanes, _mm512_mul_pd(r, r));
+        norms = _mm512_add_pd(norms, _mm512_mul_pd(v, v));
+    }
+    *norm = squares_tail(x, 0, j, d, cb_reduce_lanes_avx512(norms));
+    return squares_tail(x, c, j, d, cb_reduce_lanes_avx512(lanes));
+}
+
 __attribute__((target("avx512f")))
 static double squares_avx512_call(const float *x, const float *c, long d) { return squares_avx512(x, c, d); }
 
@@ -326,21 +382,21 @@ TARGET __m512 narrow_down(__m512d low, __m512d high) {
     return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(a)), _mm256_castps_pd(b), 1));
 }
 
-/// `shrink_portable`, 16 groups per step.
+/// `shrink_portable`, 16 groups per step (the last step masked).
 TARGET float shrink_avx512(float *lower, const double *group_drift, double shrink, long groups) {
     __m512d factor = _mm512_set1_pd(shrink);
     __m512 nearest = _mm512_set1_ps(INFINITY);
-    long g = 0;
-    for (; g + 16 <= groups; g += 16) {
+    for (long g = 0; g < groups; g += 16) {
+        __mmask16 live = groups - g >= 16 ? 0xFFFF : (__mmask16)((1u << (groups - g)) - 1);
         __m512d low, high;
-        widen(_mm512_loadu_ps(lower + g), &low, &high);
-        low = _mm512_mul_pd(_mm512_sub_pd(low, _mm512_loadu_pd(group_drift + g)), factor);
-        high = _mm512_mul_pd(_mm512_sub_pd(high, _mm512_loadu_pd(group_drift + g + 8)), factor);
+        widen(_mm512_maskz_loadu_ps(live, lower + g), &low, &high);
+        low = _mm512_mul_pd(_mm512_sub_pd(low, _mm512_maskz_loadu_pd((__mmask8)live, group_drift + g)), factor);
+        high = _mm512_mul_pd(_mm512_sub_pd(high, _mm512_maskz_loadu_pd((__mmask8)(live >> 8), group_drift + g + 8)), factor);
         __m512 bounds = narrow_down(low, high);
-        _mm512_storeu_ps(lower + g, bounds);
-        nearest = _mm512_min_ps(nearest, bounds);
+        _mm512_mask_storeu_ps(lower + g, live, bounds);
+        nearest = _mm512_mask_min_ps(nearest, live, nearest, bounds);
     }
-    return shrink_tail(lower, group_drift, shrink, g, groups, _mm512_reduce_min_ps(nearest));
+    return _mm512_reduce_min_ps(nearest);
 }
 
 /// `mark_portable`, 8 groups per comparison.
@@ -433,7 +489,7 @@ __attribute__((target("avx512f")))
 static long assign_avx512(const CBPruneCentres *p, const float *rows, long stride, long m,
                           int32_t *assignments, float *upper, float *lower, void *scratch,
                           int32_t *fallback, long *fallbacks, long *pairs) {
-    ASSIGN_BODY(squares_avx512_call, shrink_avx512, mark_avx512, measure_avx512, panel_values_avx512)
+    ASSIGN_BODY(squares_avx512_call, squares_and_norm_avx512, shrink_avx512, mark_avx512, measure_avx512, panel_values_avx512)
 }
 
 long cb_prune_assign(const CBPruneCentres *p, const float *rows, long stride, long m,

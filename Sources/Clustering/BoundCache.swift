@@ -116,7 +116,7 @@ public final class ShardCache<Entry: CachedShardState>: Sendable {
 }
 
 extension ShardCache where Entry == ShardBounds {
-    /// 1 GiB: bounds take 8 + 4·⌈K/32⌉ bytes per row (40 at K = 256, 520 at K = 4096). Pruning is off
+    /// 1 GiB: bounds take 8 + 4·G bytes per row, G = `PrunedAssignment.groups(k:)` (24 at K = 256, 520 at K = 4096). Pruning is off
     /// unless a budget is given: on real SIFT at K = 256 its bounds do not yet pay for
     /// themselves (README, "Measured").
     public static var gibibyte: Int { 1 << 30 }

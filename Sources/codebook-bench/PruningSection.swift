@@ -41,9 +41,18 @@ struct PruningSection {
         // K = --k: pruned against unpruned, interleaved, and the centres compared bit for bit.
         let (_, smallInit) = try initialCentres(corpus, k: sizes.k, name: name)
         var runs: [Int: KMeansResult] = [:]
+        var cpu: [Int: [Double]] = [:]
         let budgets = [BoundCache.gibibyte, 0]
         let times = try await Stopwatch.interleaved(sizes.repeats, budgets.map { budget in
-            { runs[budget] = try await train(corpus, initial: smallInit, iterations: smallIterations, boundMemory: budget) }
+            {
+                var last = Self.processSeconds()
+                cpu[budget] = []
+                runs[budget] = try await train(corpus, initial: smallInit, iterations: smallIterations, boundMemory: budget) { _ in
+                    let now = Self.processSeconds()
+                    cpu[budget]!.append(now - last)
+                    last = now
+                }
+            }
         })
         let small = runs[BoundCache.gibibyte]!, unpruned = runs[0]!
         table.add("Codebook, pruned, K=\(sizes.k), \(smallIterations) iterations", seconds(times[0]),
@@ -56,6 +65,8 @@ struct PruningSection {
         }
         if let pruned { table.note("Skipped per iteration, K=\(largeK), whole rows / row × centre distances: " + skipped(pruned)) }
         table.note("Skipped per iteration, K=\(sizes.k), whole rows / row × centre distances: " + skipped(small))
+        table.note("Process CPU seconds per iteration, K=\(sizes.k), pruned: " + cpu[BoundCache.gibibyte, default: []].map { format($0, "%.2f") }.joined(separator: " ")
+                   + "; unpruned: " + cpu[0, default: []].map { format($0, "%.2f") }.joined(separator: " "))
         table.note("Pruned and unpruned centres at K=\(sizes.k): " + (small.codebook == unpruned.codebook ? "bit-identical." : "**DIFFER**."))
         let largeNote = largeK > 0 ? "faiss: train time = its seconds per iteration × \(largeIterations), one run; Codebook K=\(largeK): one run; " : ""
         table.note(largeNote + "K=\(sizes.k): medians of \(sizes.repeats) interleaved rounds. \(contention.summary())")
@@ -105,13 +116,21 @@ struct PruningSection {
         return pruned
     }
 
-    func train(_ corpus: DescriptorMatrix, initial: Codebook, iterations: Int, boundMemory: Int) async throws -> KMeansResult {
+    /// User and system CPU seconds of this process so far.
+    static func processSeconds() -> Double {
+        var time = timespec()
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &time)
+        return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
+    }
+
+    func train(_ corpus: DescriptorMatrix, initial: Codebook, iterations: Int, boundMemory: Int,
+               progress: (KMeansIterationReport) -> Void = { _ in }) async throws -> KMeansResult {
         var parameters = KMeansParameters(k: initial.k)
         parameters.iterations = iterations
         parameters.tolerance = 0
         parameters.initialization = .given(initial)
         return try await KMeans.train(on: LocalBackend(corpus: corpus, threads: sizes.threads, boundMemory: boundMemory),
-                                      parameters: parameters)
+                                      parameters: parameters, progress: progress)
     }
 
     /// Rows i·⌊N/K⌋, i < K, written to the work directory for faiss.

@@ -24,9 +24,9 @@ import Testing
     /// Runs the kernel (`portable` or dispatched) over `rows` with `search`'s centres, from
     /// the given state; `drift` nil: no earlier bounds.
     func run(portable: Bool, search: NearestCentreSearch, rows: [Float], m: Int, assignments: [Int32], upper: [Float],
-             lower: [Float], drift: [Double]?, groupDrift: [Double]?) -> Outcome {
+             lower: [Float], drift: [Double]?, groupDrift: [Double]?, groupPanels: Int) -> Outcome {
         let k = search.codebook.k, d = search.codebook.dimension
-        let groups = PrunedAssignment.groups(k: k)
+        let groups = (k + groupPanels * Int(CB_SCREEN_PANEL) - 1) / (groupPanels * Int(CB_SCREEN_PANEL))
         var assignments = assignments, upper = upper, lower = lower
         var fallback = [Int32](repeating: -1, count: m)
         var fallbacks = 0, pairs = 0
@@ -38,7 +38,7 @@ import Testing
                         (groupDrift ?? []).withUnsafeBufferPointer { groupDrifts in
                             var parameters = CBPruneCentres(
                                 centres: centres.baseAddress!, packed: panels.baseAddress!, packed_norms: norms.baseAddress!,
-                                k: k, d: d, group_panels: PrunedAssignment.groupPanels, groups: groups,
+                                k: k, d: d, group_panels: groupPanels, groups: groups,
                                 bound_scale: search.boundScale, largest_norm: search.largestNorm, slack: slack,
                                 drift: drift == nil ? nil : drifts.baseAddress!,
                                 group_drift: groupDrift == nil ? nil : groupDrifts.baseAddress!)
@@ -59,11 +59,12 @@ import Testing
     /// centres duplicated within a group and across groups; exact bounds for the old centres,
     /// then moved centres. Every row must get its float64 nearest centre (lowest index on
     /// ties), the bounds must stay below and above the true distances, every CPU must give
-    /// the same bits, and the kernel must both skip and measure.
-    @Test(arguments: [7, 37, 128])
-    func assignmentsAreTheFloat64NearestAndBoundsAreConservative(dimension d: Int) throws {
-        let m = 300, k = 100, width = PrunedAssignment.groupPanels * Int(CB_SCREEN_PANEL)
-        let groups = PrunedAssignment.groups(k: k)
+    /// the same bits, and the kernel must both skip and measure; with groups of one packed
+    /// panel (4 groups, the last partial) and of two (2 groups, the last spanning a partial panel).
+    @Test(arguments: [7, 37, 128], [1, 2])
+    func assignmentsAreTheFloat64NearestAndBoundsAreConservative(dimension d: Int, groupPanels: Int) throws {
+        let m = 300, k = 100, width = groupPanels * Int(CB_SCREEN_PANEL)
+        let groups = (k + width - 1) / width
         var generator = SeededGenerator(seed: UInt64(d) + 11)
         var old = (0..<k * d).map { _ in Float((generator.nextGaussian() * 20 + 60).rounded()) }
         for j in 0..<d {
@@ -116,7 +117,7 @@ import Testing
         func both(_ drift: [Double]?, _ groupDrift: [Double]?) -> Outcome {
             let runs = [false, true].map {
                 run(portable: $0, search: search, rows: rows, m: m, assignments: assignments, upper: upper, lower: lower,
-                    drift: drift, groupDrift: groupDrift)
+                    drift: drift, groupDrift: groupDrift, groupPanels: groupPanels)
             }
             #expect(runs[0] == runs[1])
             return runs[0]
@@ -153,7 +154,8 @@ import Testing
         let zeros = [Float](repeating: 0, count: m * groups)
         let runs = [false, true].map {
             run(portable: $0, search: search, rows: rows, m: m, assignments: [Int32](repeating: 0, count: m),
-                upper: [Float](repeating: 0, count: m), lower: zeros, drift: nil, groupDrift: nil)
+                upper: [Float](repeating: 0, count: m), lower: zeros, drift: nil, groupDrift: nil,
+                groupPanels: PrunedAssignment.groupPanels(k: k))
         }
         #expect(runs[0] == runs[1])
         #expect(runs[0].fallback == [3, 7])
