@@ -11,7 +11,7 @@ import Testing
 @Suite(.serialized) struct TransformJobTests {
     typealias Fixture = TransformSetThreadTests
 
-    /// STATUS lists it (kind "transform", its new set), PROGRESS counts its vectors, its new
+    /// STATUS lists it (kind "transform", its new set, its vectors), PROGRESS counts its vectors, its new
     /// set has no record until it is whole, and CANCEL ends it: the waiting client gets the
     /// reason and the vectors written are deleted. The old code listed no job.
     @Test(.timeLimit(.minutes(3))) func aTransformIsFollowedAndCancelledAsAJob() async throws {
@@ -24,7 +24,10 @@ import Testing
         let id = try await Fixture.waitForTransformJob(client)
         let summary = try #require(try client.status().jobs.first { $0.job == id })
         #expect(summary.kind == "transform" && summary.corpus == "t")
-        #expect(try client.progress(of: id, since: 0).imagesTotal == count)
+        // STATUS counts its vectors too (it gave no count), and PROGRESS names its kind.
+        #expect(summary.imagesTotal == count && (summary.imagesDone ?? 0) > 0, "\(summary)")
+        let progress = try client.progress(of: id, since: 0)
+        #expect(progress.imagesTotal == count && progress.kind == "transform", "\(progress)")
         #expect(throws: ClusterError.self) { try client.describe(DescribeRequest(set: "t")) }
         #expect(try client.cancel(id).state == .cancelled)
         let error = await #expect(throws: ClusterError.self) { try await task.value }

@@ -192,11 +192,14 @@ public final class ClusterClient: Requester {
         try request(WireMessage(header: WireHeader(.submitExtraction), metadata: job)).decode(JobTicket.self).job
     }
 
-    /// Waits for a job to end, reporting its progress; throws if it failed.
+    /// Waits for a job to end, reporting its progress at every look (its `iterations`: those
+    /// not reported before); throws if it failed.
     public func wait(for job: UInt64, every interval: Duration = .milliseconds(100),
                      progress report: (JobProgress) -> Void = { _ in }) async throws -> JobProgress {
+        var seen = 0
         while true {
-            let progress = try progress(of: job, since: Int.max)
+            let progress = try progress(of: job, since: seen)
+            seen += progress.iterations.count
             report(progress)
             switch progress.state {
             case .succeeded: return progress
@@ -212,24 +215,14 @@ public final class ClusterClient: Requester {
     public func follow(_ job: UInt64, every interval: Duration = .milliseconds(100),
                        iteration: (IterationRecord) -> Void, waiting: (String) -> Void = { _ in },
                        pass: (PassProgress) -> Void = { _ in }) async throws -> (JobOutcome, WireMessage) {
-        var seen = 0
         var lastNote: String?
-        while true {
-            let progress = try progress(of: job, since: seen)
+        _ = try await wait(for: job, every: interval) { progress in
             progress.iterations.forEach(iteration)
-            seen += progress.iterations.count
             progress.pass.map(pass)
-            switch progress.state {
-            case .succeeded:
-                return try result(of: job)
-            case .failed, .cancelled:
-                throw Self.ended(progress)
-            case .running:
-                if let note = progress.message, note != lastNote { waiting(note) }
-                lastNote = progress.message
-                try await Task.sleep(for: interval)
-            }
+            if progress.state == .running, let note = progress.message, note != lastNote { waiting(note) }
+            lastNote = progress.message
         }
+        return try result(of: job)
     }
 
     /// The error for a job that failed or was cancelled.

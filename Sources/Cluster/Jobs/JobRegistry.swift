@@ -325,13 +325,12 @@ final class JobRegistry: Sendable {
             let page = finished.prefix(max(0, limit))
             let jobs = (running + page).map { id in
                 let record = state.jobs[id]!.record
-                return JobSummary(job: id, kind: record.job?.kind.rawValue ?? record.encoding?.encoding.rawValue
-                                      ?? (record.extraction != nil ? "extract" : record.transform != nil ? "transform" : "unknown"),
+                return JobSummary(job: id, kind: record.kindName,
                                   corpus: record.job?.corpus ?? record.encoding?.descriptors ?? record.extraction?.descriptors
                                       ?? record.transform?.into ?? "",
                                   state: record.state,
                                   iterations: record.iterations.count, lastValuePerRow: record.iterations.last?.valuePerRow,
-                                  message: record.message)
+                                  message: record.message, imagesDone: record.imagesDone, imagesTotal: record.imagesTotal)
             }
             return (jobs, finished.count > page.count ? page.last : nil)
         }
