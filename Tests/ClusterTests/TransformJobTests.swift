@@ -180,4 +180,55 @@ import Testing
         #expect(try store.vectorKeys(prefix: "other/", limit: 10).count == 3)
         for set in ["t3", "t5"] { #expect(try store.set(named: set) == nil) }
     }
+
+    /// Two stored running jobs that conflict (two transforms into "t", and a PCA of "t" while
+    /// it is written) are not both started at restart: the first runs, the others fail naming
+    /// it, and the set comes out whole. The old coordinator started all three: the second
+    /// transform deleted the first's set and wrote it again.
+    @Test(.timeLimit(.minutes(3))) func conflictingStoredJobsAreNotBothStarted() async throws {
+        let scratch = try TemporaryDirectory()
+        let path = scratch.file("store"), count = 1000, d = Fixture.dimension
+        do {
+            let store = try CodebookStore(path: path)
+            let queries = StoreQueries(store: store)
+            _ = try SetPCATests.storeSet("big", count: count, dimension: d, in: store)
+            let components = (0..<Fixture.kept).flatMap { row in (0..<d).map { Float($0 == (row * 3) % d ? 1 : 0) } }
+            _ = try queries.request(WireMessage(header: WireHeader(.importModel),
+                                                metadata: ImportRequest(name: "p", kind: .pca, k: Fixture.kept, dimension: d, replace: false),
+                                                arrays: [[Float](repeating: 0.5, count: d), components,
+                                                         (0..<Fixture.kept).map { Float(Fixture.kept - $0) }].map(Frame.encode)))
+            _ = try queries.transformSet(TransformSetRequest(set: "big", pca: "p", into: "expected"))
+            let checksum = PCAReference.checksum(try store.principalComponents(named: "p"))
+            let transform = TransformSetJob(set: "big", pca: "p", into: "t", pcaChecksum: checksum)
+            for id in UInt64(1)...2 {
+                try store.putJob(id, try StoredValue(kind: .job, metadata: JobRecord(transform: transform, state: .running, iterations: [],
+                                                                                      initialValues: 0)))
+            }
+            try store.putJob(3, try StoredValue(kind: .job, metadata: JobRecord(job: SetPCATests.setPCA("t", kept: 2, name: "w"),
+                                                                                 state: .running, iterations: [], initialValues: 0)))
+        }
+        let progress = try await ExtractionResumeTests.withCoordinator(store: path, workers: 0) { cluster in
+            var progress: [JobProgress] = []
+            for id in UInt64(1)...3 { progress.append(try await ExtractionResumeTests.ended(id, cluster)) }
+            return progress
+        }
+        #expect(progress.map(\.state) == [.succeeded, .failed, .failed], "\(progress)")
+        #expect(progress[1].message == "cannot resume after a restart: set \"t\" is being written by job 1; a set has one writer "
+                + "at a time, and job 1 was restored before it", "\(String(describing: progress[1].message))")
+        #expect(progress[2].message?.hasPrefix("cannot resume after a restart: set \"t\" is being written by job 1;") == true,
+                "\(String(describing: progress[2].message))")
+        do {
+            let store = try CodebookStore(path: path)
+            var expected: [String: [UInt8]] = [:], written: [String: [UInt8]] = [:]
+            try store.forEachVector(set: "expected") { expected[$0] = Array($1) }
+            try store.forEachVector(set: "t") { written[$0] = Array($1) }
+            #expect(written.count == count && written == expected, "set t is not the transform's")
+            #expect(try store.set(named: "t") != nil && store.model(named: "w") == nil)
+        }
+        // The failures are stored: a second restart starts nothing.
+        let again = try await ExtractionResumeTests.withCoordinator(store: path, workers: 0) { cluster in
+            try await ExtractionResumeTests.ended(2, cluster)
+        }
+        #expect(again.state == .failed)
+    }
 }
