@@ -117,6 +117,26 @@ import Testing
         #expect(refusal { try jobs.add(nil, encoding: encoding(into: "b", replace: true)) } == nil)
     }
 
+    /// Stores set "big" of `count` vectors, PCA model "p", and set "expected": "big" through "p",
+    /// as an uninterrupted transform writes it.
+    static func storeSetAndPCA(count: Int, in store: CodebookStore) throws {
+        let d = Fixture.dimension, queries = StoreQueries(store: store)
+        _ = try SetPCATests.storeSet("big", count: count, dimension: d, in: store)
+        let components = (0..<Fixture.kept).flatMap { row in (0..<d).map { Float($0 == (row * 3) % d ? 1 : 0) } }
+        _ = try queries.request(WireMessage(header: WireHeader(.importModel),
+                                            metadata: ImportRequest(name: "p", kind: .pca, k: Fixture.kept, dimension: d, replace: false),
+                                            arrays: [[Float](repeating: 0.5, count: d), components,
+                                                     (0..<Fixture.kept).map { Float(Fixture.kept - $0) }].map(Frame.encode)))
+        _ = try queries.transformSet(TransformSetRequest(set: "big", pca: "p", into: "expected"))
+    }
+
+    /// The stored vectors of `set`, by key.
+    static func vectors(of set: String, in store: CodebookStore) throws -> [String: [UInt8]] {
+        var vectors: [String: [UInt8]] = [:]
+        try store.forEachVector(set: set) { vectors[$0] = Array($1) }
+        return vectors
+    }
+
     /// A store with transform jobs left running: one killed part way (its new set holds wrong
     /// and extra vectors, no record), and four the restarted coordinator cannot run (a bad
     /// set name, a PCA changed since, a new set someone else made meanwhile, a record holding
@@ -128,14 +148,7 @@ import Testing
         let path = scratch.file("store"), count = 1000, d = Fixture.dimension
         do {
             let store = try CodebookStore(path: path)
-            let queries = StoreQueries(store: store)
-            _ = try SetPCATests.storeSet("big", count: count, dimension: d, in: store)
-            let components = (0..<Fixture.kept).flatMap { row in (0..<d).map { Float($0 == (row * 3) % d ? 1 : 0) } }
-            _ = try queries.request(WireMessage(header: WireHeader(.importModel),
-                                                metadata: ImportRequest(name: "p", kind: .pca, k: Fixture.kept, dimension: d, replace: false),
-                                                arrays: [[Float](repeating: 0.5, count: d), components,
-                                                         (0..<Fixture.kept).map { Float(Fixture.kept - $0) }].map(Frame.encode)))
-            _ = try queries.transformSet(TransformSetRequest(set: "big", pca: "p", into: "expected"))
+            try Self.storeSetAndPCA(count: count, in: store)
             _ = try SetPCATests.storeSet("other", count: 3, dimension: d, in: store)
             let checksum = PCAReference.checksum(try store.principalComponents(named: "p"))
             func put(_ id: UInt64, _ transform: TransformSetJob, job: TrainingJob? = nil) throws {
@@ -170,9 +183,7 @@ import Testing
                 + "its bytes are kept under jobs key \(CodebookStore.hex(CodebookStore.quarantinedJobKey(5)))", "\(reasons[4])")
 
         let store = try CodebookStore(path: path)
-        var expected: [String: [UInt8]] = [:], written: [String: [UInt8]] = [:]
-        try store.forEachVector(set: "expected") { expected[$0] = Array($1) }
-        try store.forEachVector(set: "t") { written[$0] = Array($1) }
+        let written = try Self.vectors(of: "t", in: store), expected = try Self.vectors(of: "expected", in: store)
         #expect(written.count == count && written == expected, "the resumed transform stored other vectors")
         let record = try #require(try store.set(named: "t")).decode(SetRecord.self, key: "t")
         let checksum = PCAReference.checksum(try store.principalComponents(named: "p"))
@@ -187,17 +198,10 @@ import Testing
     /// transform deleted the first's set and wrote it again.
     @Test(.timeLimit(.minutes(3))) func conflictingStoredJobsAreNotBothStarted() async throws {
         let scratch = try TemporaryDirectory()
-        let path = scratch.file("store"), count = 1000, d = Fixture.dimension
+        let path = scratch.file("store"), count = 1000
         do {
             let store = try CodebookStore(path: path)
-            let queries = StoreQueries(store: store)
-            _ = try SetPCATests.storeSet("big", count: count, dimension: d, in: store)
-            let components = (0..<Fixture.kept).flatMap { row in (0..<d).map { Float($0 == (row * 3) % d ? 1 : 0) } }
-            _ = try queries.request(WireMessage(header: WireHeader(.importModel),
-                                                metadata: ImportRequest(name: "p", kind: .pca, k: Fixture.kept, dimension: d, replace: false),
-                                                arrays: [[Float](repeating: 0.5, count: d), components,
-                                                         (0..<Fixture.kept).map { Float(Fixture.kept - $0) }].map(Frame.encode)))
-            _ = try queries.transformSet(TransformSetRequest(set: "big", pca: "p", into: "expected"))
+            try Self.storeSetAndPCA(count: count, in: store)
             let checksum = PCAReference.checksum(try store.principalComponents(named: "p"))
             let transform = TransformSetJob(set: "big", pca: "p", into: "t", pcaChecksum: checksum)
             for id in UInt64(1)...2 {
@@ -219,9 +223,7 @@ import Testing
                 "\(String(describing: progress[2].message))")
         do {
             let store = try CodebookStore(path: path)
-            var expected: [String: [UInt8]] = [:], written: [String: [UInt8]] = [:]
-            try store.forEachVector(set: "expected") { expected[$0] = Array($1) }
-            try store.forEachVector(set: "t") { written[$0] = Array($1) }
+            let written = try Self.vectors(of: "t", in: store), expected = try Self.vectors(of: "expected", in: store)
             #expect(written.count == count && written == expected, "set t is not the transform's")
             #expect(try store.set(named: "t") != nil && store.model(named: "w") == nil)
         }
