@@ -39,11 +39,12 @@ public struct JSONFieldError: Error, CustomStringConvertible, Sendable, Equatabl
     /// The error `JSONDecoder` threw decoding `text` as `type`, told in these words. A number
     /// that does not fit its field (4.5 or 1e30 for an integer, −1 for an unsigned one) is reported
     /// by Foundation as "not valid JSON", with no field: it is found here by decoding again
-    /// with numbers set to 0 (a binary search over them, so a few decodes at most).
+    /// with numbers set to 0 (a binary search over them: about log₂ of their count decodes,
+    /// for a text of at most `JSONValues.maximumSearchedBytes`).
     init<T: Decodable>(_ error: DecodingError, text: Data, type: T.Type) {
         switch error {
         case .typeMismatch(let expected, let context):
-            let found = JSONValues(text)?.text(at: JSONValues.path(context.codingPath)).map(Self.quoted) ?? "the value"
+            let found = JSONValues(text).text(at: JSONValues.path(context.codingPath)).map(Self.quoted) ?? "the value"
             self.init(field: Self.path(context.codingPath), problem: "\(found) is not \(Self.kind(of: expected))")
         case .valueNotFound(let expected, let context):
             self.init(field: Self.path(context.codingPath), problem: "null where \(Self.kind(of: expected)) is needed")
@@ -52,10 +53,11 @@ public struct JSONFieldError: Error, CustomStringConvertible, Sendable, Equatabl
         case .dataCorrupted(let context) where !context.codingPath.isEmpty:
             // Foundation's words for a value that is none of an enumeration's name a Swift type.
             let value = context.debugDescription.hasPrefix("Cannot initialize ")
-                ? JSONValues(text)?.text(at: JSONValues.path(context.codingPath)).map(Self.quoted) : nil
+                ? JSONValues(text).text(at: JSONValues.path(context.codingPath)).map(Self.quoted) : nil
             self.init(field: Self.path(context.codingPath), problem: value.map { "\($0) is not one of its values" } ?? context.debugDescription)
         case .dataCorrupted:
-            guard let values = JSONValues(text) else {
+            let values = JSONValues(text)
+            guard values.isJSON else {
                 self = Self.notJSON(text)
                 return
             }
@@ -69,8 +71,10 @@ public struct JSONFieldError: Error, CustomStringConvertible, Sendable, Equatabl
         }
     }
 
-    /// Why `text` is not JSON, as `JSONSerialization` says it.
+    /// Why `text` is not JSON, as `JSONSerialization` says it (for a text of at most
+    /// `JSONValues.maximumSearchedBytes`: it builds every value as an object).
     private static func notJSON(_ text: Data) -> JSONFieldError {
+        guard text.count <= JSONValues.maximumSearchedBytes else { return JSONFieldError(field: nil, problem: "not valid JSON") }
         do {
             _ = try JSONSerialization.jsonObject(with: text, options: [.fragmentsAllowed])
         } catch {
