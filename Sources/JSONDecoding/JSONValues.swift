@@ -37,7 +37,7 @@ struct JSONValues {
 
     /// The most bytes of text searched for a number that does not fit: each step of the
     /// search decodes the whole text again.
-    static let maximumSearchedBytes = 1 << 20
+    static let maximumSearchedBytes = 64 << 10
 
     /// The first number (in the text's order) that makes decoding `type` fail as Foundation
     /// fails on a number that does not fit its field, found by a binary search over how many
