@@ -64,7 +64,8 @@ let package = Package(
         .target(name: "Search", dependencies: ["Clustering"], swiftSettings: numericSettings),
         .target(name: "Features", dependencies: ["Descriptors", "ImageCodecs", "CVLFeat"], swiftSettings: numericSettings),
         .target(name: "ZeroMQ", dependencies: ["CZeroMQ"]),
-        .target(name: "Storage", dependencies: ["CRocksDB"]),
+        .target(name: "JSONDecoding"),
+        .target(name: "Storage", dependencies: ["CRocksDB", "JSONDecoding"]),
         // Metric definitions (swift-metrics over a Prometheus registry) and the `/metrics` HTTP server;
         // the only module that sees NIO.
         .target(name: "Telemetry", dependencies: [
@@ -75,7 +76,7 @@ let package = Package(
             .product(name: "NIOHTTP1", package: "swift-nio"),
         ]),
         // The wire protocol: messages and their encoding, no sockets and no store.
-        .target(name: "ClusterProtocol", dependencies: ["Descriptors", "Clustering", "Encoding", "Features", "Search"]),
+        .target(name: "ClusterProtocol", dependencies: ["Descriptors", "Clustering", "Encoding", "Features", "Search", "JSONDecoding"]),
         .target(name: "Cluster", dependencies: ["ClusterProtocol", "Descriptors", "Clustering", "Encoding", "Features", "Search", "ZeroMQ", "Storage", "Telemetry",
                                                 .product(name: "Logging", package: "swift-log")]),
         .executableTarget(name: "codebook", dependencies: [

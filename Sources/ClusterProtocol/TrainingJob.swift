@@ -171,6 +171,8 @@ public enum JobState: String, Codable, Sendable {
 /// PROGRESS-REPLY metadata.
 public struct JobProgress: Codable, Sendable, Equatable {
     public var job: UInt64
+    /// The job's kind, as STATUS lists it (`JobSummary.kind`); absent from older coordinators.
+    public var kind: String?
     public var state: JobState
     /// Iterations from `since` on.
     public var iterations: [IterationRecord]
@@ -185,8 +187,10 @@ public struct JobProgress: Codable, Sendable, Equatable {
     public var descriptors: Int?
     public var skipped: [SkippedImageReport]?
 
-    public init(job: UInt64, state: JobState, iterations: [IterationRecord], message: String? = nil, imagesDone: Int? = nil,
-                imagesTotal: Int? = nil, pass: PassProgress? = nil, descriptors: Int? = nil, skipped: [SkippedImageReport]? = nil) {
+    public init(job: UInt64, kind: String? = nil, state: JobState, iterations: [IterationRecord], message: String? = nil,
+                imagesDone: Int? = nil, imagesTotal: Int? = nil, pass: PassProgress? = nil, descriptors: Int? = nil,
+                skipped: [SkippedImageReport]? = nil) {
+        self.kind = kind
         self.descriptors = descriptors
         self.skipped = skipped
         self.job = job
@@ -250,7 +254,7 @@ public struct JobOutcome: Codable, Sendable, Equatable {
 /// A job as STATUS lists it.
 public struct JobSummary: Codable, Sendable, Equatable {
     public var job: UInt64
-    /// "kmeans", "gmm", "vlad" or "fisher".
+    /// "kmeans", "gmm", "pca", "vlad", "fisher", "extract" or "transform".
     public var kind: String
     /// The training corpus, or an encoding job's descriptor file.
     public var corpus: String
@@ -258,9 +262,15 @@ public struct JobSummary: Codable, Sendable, Equatable {
     public var iterations: Int
     public var lastValuePerRow: Double?
     public var message: String?
+    /// As in `JobProgress`: encoding and extraction jobs' images done and in all; transform
+    /// jobs' vectors.
+    public var imagesDone: Int?
+    public var imagesTotal: Int?
 
     public init(job: UInt64, kind: String, corpus: String, state: JobState, iterations: Int, lastValuePerRow: Double? = nil,
-                message: String? = nil) {
+                message: String? = nil, imagesDone: Int? = nil, imagesTotal: Int? = nil) {
+        self.imagesDone = imagesDone
+        self.imagesTotal = imagesTotal
         self.job = job
         self.kind = kind
         self.corpus = corpus

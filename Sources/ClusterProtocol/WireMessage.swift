@@ -1,4 +1,5 @@
 import Foundation
+import JSONDecoding
 
 /// A decoded message: the header, a JSON metadata frame, and raw little-endian array frames.
 ///
@@ -56,10 +57,7 @@ public struct WireMessage: Sendable, Equatable {
 
     private func decodeWithFoundation<M: Decodable>(_ type: M.Type) throws -> M {
         do {
-            let decoder = JSONDecoder()
-            decoder.nonConformingFloatDecodingStrategy = .convertFromString(
-                positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
-            return try decoder.decode(type, from: Data(metadata))
+            return try CodebookJSON.decode(type, from: metadata)
         } catch {
             throw ClusterError.malformed("\(header.type) metadata: \(error)")
         }

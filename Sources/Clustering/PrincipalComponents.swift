@@ -80,7 +80,10 @@ public struct PrincipalComponents: Sendable, Equatable {
     public var outputDimension: Int { eigenvalues.count }
 
     /// A model from its arrays (e.g. imported), checked: shapes, finite values, unit
-    /// components and non-negative, non-increasing eigenvalues.
+    /// components and non-negative, non-increasing eigenvalues, in O(D'·D). Whether the
+    /// components are orthogonal, which costs D'²·D, is checked apart (`checkOrthogonal()`),
+    /// where a model enters from outside (IMPORT): a model is rebuilt from its arrays at every
+    /// use (each worker's pass, each search with a PCA), and those arrays were checked once.
     public init(dimension: Int, mean: [Float], components: [Float], eigenvalues: [Float]) throws {
         let kept = eigenvalues.count
         guard dimension >= 1, kept >= 1, kept <= dimension else {
@@ -100,7 +103,6 @@ public struct PrincipalComponents: Sendable, Equatable {
             let norm = components[r * dimension ..< (r + 1) * dimension].reduce(0.0) { $0 + Double($1) * Double($1) }
             guard abs(norm - 1) <= 1e-3 else { throw ClusteringError(.invalidArgument, "PCA component \(r) has norm² \(norm), not 1") }
         }
-        try Self.checkOrthogonal(components, kept: kept, dimension: dimension)
         self.dimension = dimension
         self.mean = mean
         self.components = components
@@ -111,9 +113,10 @@ public struct PrincipalComponents: Sendable, Equatable {
     /// 10⁻⁷ for a computed PCA); components further from orthogonal are refused.
     public static let orthogonalityTolerance = 1e-3
 
-    /// Throws unless every two distinct rows of `components` (kept×dimension) have a dot
-    /// product within `orthogonalityTolerance` of 0 (computed in float32).
-    private static func checkOrthogonal(_ components: [Float], kept: Int, dimension: Int) throws {
+    /// Throws unless every two distinct components have a dot product within
+    /// `orthogonalityTolerance` of 0 (computed in float32, one sgemm of D'²·D).
+    public func checkOrthogonal() throws {
+        let kept = outputDimension
         guard kept > 1 else { return }
         var products = [Float](repeating: 0, count: kept * kept)
         components.withUnsafeBufferPointer { c in
@@ -121,9 +124,9 @@ public struct PrincipalComponents: Sendable, Equatable {
                                  b: c.baseAddress!, ldb: dimension, beta: 0, c: &products, ldc: kept)
         }
         for i in 0..<kept {
-            for j in (i + 1)..<kept where !(Double(abs(products[i * kept + j])) <= orthogonalityTolerance) {
+            for j in (i + 1)..<kept where !(Double(abs(products[i * kept + j])) <= Self.orthogonalityTolerance) {
                 throw ClusteringError(.invalidArgument, "PCA components \(i) and \(j) have dot product \(products[i * kept + j]); "
-                                      + "components must be orthogonal (|dot| ≤ \(orthogonalityTolerance))")
+                                      + "components must be orthogonal (|dot| ≤ \(Self.orthogonalityTolerance))")
             }
         }
     }

@@ -1,4 +1,5 @@
 import Foundation
+import JSONDecoding
 
 /// The format of every value Codebook writes to its store (Protocols/storage.md):
 ///
@@ -114,11 +115,8 @@ public struct StoredValue: Sendable, Equatable {
     /// The metadata bytes of a value of `kind` as `type`; `key` names the value in errors.
     public static func decodeMetadata<M: Decodable>(_ type: M.Type, from metadata: some Sequence<UInt8>, of kind: Kind,
                                                     key: String) throws -> M {
-        let decoder = JSONDecoder()
-        decoder.nonConformingFloatDecodingStrategy = .convertFromString(
-            positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
         do {
-            return try decoder.decode(type, from: Data(metadata))
+            return try CodebookJSON.decode(type, from: metadata)
         } catch {
             throw StoreError(.corrupt, "\(key): unreadable \(kind) metadata: \(error)")
         }

@@ -35,6 +35,14 @@ extension Socket {
         try setOption(ZMQ_RCVTIMEO, "ZMQ_RCVTIMEO", timeout.zmqMilliseconds)
     }
 
+    /// ZMTP heartbeats: a PING every `interval`; the connection is dropped (a `disconnected`
+    /// event) when nothing comes from the peer within `timeout` of one. libzmq answers the
+    /// peer's PINGs itself, however busy its application thread.
+    public func setHeartbeat(interval: Duration, timeout: Duration) throws {
+        try setOption(ZMQ_HEARTBEAT_IVL, "ZMQ_HEARTBEAT_IVL", interval.zmqMilliseconds)
+        try setOption(ZMQ_HEARTBEAT_TIMEOUT, "ZMQ_HEARTBEAT_TIMEOUT", timeout.zmqMilliseconds)
+    }
+
     // MARK: CurveZMQ
 
     /// Makes this socket the CURVE server: it needs `setCurveSecretKey` and admits any

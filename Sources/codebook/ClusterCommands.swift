@@ -319,8 +319,9 @@ struct StatusCommand: ParsableCommand {
             let last = job.lastValuePerRow.map { String(format: "  last %.6g/row", $0) } ?? ""
             // Encoding and extraction jobs have no iterations to count.
             let iterations = TrainingJob.Kind(rawValue: job.kind) == nil ? "" : "  \(job.iterations) iteration(s)"
+            let done = ProgressText.done(kind: job.kind, imagesDone: job.imagesDone, imagesTotal: job.imagesTotal).map { "  \($0)" } ?? ""
             // Paths and messages are other clients' and workers' text: never terminal codes.
-            lines.append("  \(job.job)  \(PeerText.escaped(job.kind))  \(job.state.rawValue)\(iterations)\(last)  \(PeerText.escaped(job.corpus))"
+            lines.append("  \(job.job)  \(PeerText.escaped(job.kind))  \(job.state.rawValue)\(iterations)\(done)\(last)  \(PeerText.escaped(job.corpus))"
                          + (job.message.map { "  (\(PeerText.escaped($0)))" } ?? ""))
         }
         for pass in status.passes {

@@ -47,7 +47,7 @@ struct CodebookCommand: AsyncParsableCommand {
         abstract: "Train visual vocabularies (k-means, diagonal GMM) and encode images as VLAD or Fisher vectors.",
         version: CodebookVersion.description,
         subcommands: [DemoCommand.self, GenerateCommand.self, ExtractCommand.self, TrainCommand.self, EncodeCommand.self,
-                      CoordinatorCommand.self, WorkerCommand.self, StatusCommand.self, KeysCommand.self, CancelCommand.self,
+                      CoordinatorCommand.self, WorkerCommand.self, StatusCommand.self, ProgressCommand.self, KeysCommand.self, CancelCommand.self,
                       GetCommand.self, ListCommand.self, SearchCommand.self, ModelsCommand.self, ExportCommand.self, ImportCommand.self,
                       TransformSetCommand.self])
 }

@@ -180,6 +180,14 @@ enum ProgressText {
         return String(line.prefix(max(0, width)))
     }
 
+    /// How much of a job is done: `1280/20000 vectors` (a transform job), `5/10 images` (an
+    /// encoding or extraction job; an extraction adds `, 1234 descriptors`); nil with no count.
+    static func done(kind: String?, imagesDone: Int?, imagesTotal: Int?, descriptors: Int? = nil) -> String? {
+        guard let imagesDone else { return nil }
+        let unit = kind == "transform" ? "vectors" : "images"
+        return "\(imagesDone)/\(imagesTotal.map(String.init) ?? "?") \(unit)" + (descriptors.map { ", \($0) descriptors" } ?? "")
+    }
+
     /// `42s`, `3m05s`, `2h07m`; `--` when unknown.
     static func duration(_ seconds: Double?) -> String {
         guard let seconds, seconds.isFinite, seconds >= 0 else { return "--" }

@@ -8,7 +8,7 @@ struct TransformSetCommand: ParsableCommand {
         abstract: "Store a set's vectors projected by a PCA (e.g. the whitening of train pca --set) in a new set, without encoding again.",
         discussion: "Each vector goes through the PCA as encode --whiten-with puts it (power law, L2, projection, whitening, L2), "
             + "to the same bits. The new set must not exist; it gets its record once every vector is in. With a coordinator it runs as a job "
-            + "(listed by status, stopped by cancel); a job that fails or is cancelled leaves no set, and one a "
+            + "(listed by status, followed by progress, stopped by cancel); a job that fails or is cancelled leaves no set, and one a "
             + "stopped coordinator was running starts again when the coordinator does.")
 
     @Argument(help: "The set whose vectors are projected.") var set: String

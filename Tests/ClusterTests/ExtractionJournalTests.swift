@@ -44,6 +44,46 @@ import Testing
         return reopened.recovered.map(\.piece.images)
     }
 
+    /// Every piece is synced to disk before `append` returns, and a new journal's directory
+    /// once: a piece counted as done survives a crash of the operating system. A failed sync
+    /// fails the append, naming the journal. The old journal was never synced.
+    @Test func piecesAreSyncedBeforeTheyCount() throws {
+        let scratch = try TemporaryDirectory()
+        let job = Self.job(in: scratch)
+        final class Syncs: @unchecked Sendable { var descriptors: [Int32] = []; var failing = false }
+        let syncs = Syncs()
+        let sync: ExtractionJournal.Sync = { descriptor in
+            syncs.descriptors.append(descriptor)
+            guard !syncs.failing else {
+                errno = EIO
+                return -1
+            }
+            return fdatasync(descriptor)
+        }
+        let journal = try ExtractionJournal(job: 3, extraction: job, resuming: false, sync: sync)
+        #expect(syncs.descriptors.count == 2 && syncs.descriptors[0] != syncs.descriptors[1], "\(syncs.descriptors)")
+        let file = syncs.descriptors[0]
+        for image in 0..<3 {
+            _ = try journal.append(ExtractionJournal.Piece(images: [image], counts: [1], reasons: []),
+                                   values: [Float](repeating: 1, count: Self.dimension))
+            #expect(syncs.descriptors.count == 3 + image && syncs.descriptors.last == file, "\(syncs.descriptors)")
+        }
+        syncs.failing = true
+        let error = #expect(throws: DescriptorError.self) {
+            try journal.append(ExtractionJournal.Piece(images: [3], counts: [0], reasons: []), values: [])
+        }
+        #expect("\(error.map { "\($0)" } ?? "")".contains("cannot sync the extraction's journal to disk"), "\(String(describing: error))")
+        journal.end(removing: false)
+        // Reopened to resume: the file exists, so only the file is synced, not its directory.
+        syncs.failing = false
+        syncs.descriptors = []
+        let reopened = try ExtractionJournal(job: 3, extraction: job, resuming: true, sync: sync)
+        defer { reopened.end(removing: true) }
+        // (The piece whose sync failed was written: it may be read back, as any unsynced bytes.)
+        #expect(Array(reopened.recovered.map(\.piece.images).prefix(3)) == [[0], [1], [2]] && syncs.descriptors.count == 1,
+                "\(reopened.recovered.map(\.piece.images)), \(syncs.descriptors)")
+    }
+
     /// A FIFO or a link planted where the journal goes is refused: reading a FIFO back to
     /// resume would wait for ever, and a link would write elsewhere.
     @Test(.timeLimit(.minutes(1))) func aJournalPathThatIsNotARegularFileIsRefused() throws {

@@ -162,7 +162,8 @@ final class StoreCoordinator: @unchecked Sendable {
             // Many cheap iterations in both jobs, so that each is still running when the other
             // has got far enough (the GMM, whose passes go first, in its EM phase; the k-means
             // past 2 iterations), even on a loaded machine or with a faster E-step.
-            let gmm = Self.gmmArguments(corpus, kmeansIterations: 3, iterations: 80)
+            let (gmmKMeansIterations, gmmIterations) = (3, 80)
+            let gmm = Self.gmmArguments(corpus, kmeansIterations: gmmKMeansIterations, iterations: gmmIterations)
             let kmeansIterations = 80
             let kmeans = Self.kmeansArguments(corpus, iterations: kmeansIterations)
             let gmmReference = try await MultiProcessTests.reference(gmm, outputs: MultiProcessTests.gmmSuffixes)
@@ -206,7 +207,7 @@ final class StoreCoordinator: @unchecked Sendable {
             try await coordinator.start()
             worker.kill(SIGCONT)
             try await Self.waitForSuccess(coordinator, jobs: [1, 2], timeout: 60)
-            for (job, total) in [(UInt64(1), 23), (2, kmeansIterations)] {
+            for (job, total) in [(UInt64(1), gmmKMeansIterations + gmmIterations), (2, kmeansIterations)] {
                 let line = coordinator.resumedLine(job: job)
                 let done = Self.iterationsDone(in: line) ?? -1
                 cluster.check(done >= 2 && done < total, "job \(job) did not resume mid-way: \(line ?? "no \"resumed\" line")")
@@ -230,7 +231,7 @@ final class StoreCoordinator: @unchecked Sendable {
             try cluster.require(km != nil && gm != nil, "DESCRIBE lost a model")
             cluster.check(km!.source == "trained" && km!.kind == .kmeans && km!.k == 8 && km!.dimension == 16, "km: \(km!)")
             Self.checkIterations(km!, phases: [("kmeans", kmeansIterations)], cluster)
-            Self.checkIterations(gm!, phases: [("kmeans", 3), ("em", 80)], cluster)
+            Self.checkIterations(gm!, phases: [("kmeans", gmmKMeansIterations), ("em", gmmIterations)], cluster)
             let after = try Self.storedJobs(coordinator)
             cluster.check([1, 2].allSatisfy { after[$0]?.metadata["state"] as? String == "succeeded" },
                           "stored job states: \(after.mapValues { $0.metadata["state"] ?? "?" })")

@@ -11,7 +11,7 @@ import Testing
 @Suite(.serialized) struct TransformJobTests {
     typealias Fixture = TransformSetThreadTests
 
-    /// STATUS lists it (kind "transform", its new set), PROGRESS counts its vectors, its new
+    /// STATUS lists it (kind "transform", its new set, its vectors), PROGRESS counts its vectors, its new
     /// set has no record until it is whole, and CANCEL ends it: the waiting client gets the
     /// reason and the vectors written are deleted. The old code listed no job.
     @Test(.timeLimit(.minutes(3))) func aTransformIsFollowedAndCancelledAsAJob() async throws {
@@ -24,7 +24,10 @@ import Testing
         let id = try await Fixture.waitForTransformJob(client)
         let summary = try #require(try client.status().jobs.first { $0.job == id })
         #expect(summary.kind == "transform" && summary.corpus == "t")
-        #expect(try client.progress(of: id, since: 0).imagesTotal == count)
+        // STATUS counts its vectors too (it gave no count), and PROGRESS names its kind.
+        #expect(summary.imagesTotal == count && (summary.imagesDone ?? 0) > 0, "\(summary)")
+        let progress = try client.progress(of: id, since: 0)
+        #expect(progress.imagesTotal == count && progress.kind == "transform", "\(progress)")
         #expect(throws: ClusterError.self) { try client.describe(DescribeRequest(set: "t")) }
         #expect(try client.cancel(id).state == .cancelled)
         let error = await #expect(throws: ClusterError.self) { try await task.value }
@@ -114,6 +117,26 @@ import Testing
         #expect(refusal { try jobs.add(nil, encoding: encoding(into: "b", replace: true)) } == nil)
     }
 
+    /// Stores set "big" of `count` vectors, PCA model "p", and set "expected": "big" through "p",
+    /// as an uninterrupted transform writes it.
+    static func storeSetAndPCA(count: Int, in store: CodebookStore) throws {
+        let d = Fixture.dimension, queries = StoreQueries(store: store)
+        _ = try SetPCATests.storeSet("big", count: count, dimension: d, in: store)
+        let components = (0..<Fixture.kept).flatMap { row in (0..<d).map { Float($0 == (row * 3) % d ? 1 : 0) } }
+        _ = try queries.request(WireMessage(header: WireHeader(.importModel),
+                                            metadata: ImportRequest(name: "p", kind: .pca, k: Fixture.kept, dimension: d, replace: false),
+                                            arrays: [[Float](repeating: 0.5, count: d), components,
+                                                     (0..<Fixture.kept).map { Float(Fixture.kept - $0) }].map(Frame.encode)))
+        _ = try queries.transformSet(TransformSetRequest(set: "big", pca: "p", into: "expected"))
+    }
+
+    /// The stored vectors of `set`, by key.
+    static func vectors(of set: String, in store: CodebookStore) throws -> [String: [UInt8]] {
+        var vectors: [String: [UInt8]] = [:]
+        try store.forEachVector(set: set) { vectors[$0] = Array($1) }
+        return vectors
+    }
+
     /// A store with transform jobs left running: one killed part way (its new set holds wrong
     /// and extra vectors, no record), and four the restarted coordinator cannot run (a bad
     /// set name, a PCA changed since, a new set someone else made meanwhile, a record holding
@@ -125,14 +148,7 @@ import Testing
         let path = scratch.file("store"), count = 1000, d = Fixture.dimension
         do {
             let store = try CodebookStore(path: path)
-            let queries = StoreQueries(store: store)
-            _ = try SetPCATests.storeSet("big", count: count, dimension: d, in: store)
-            let components = (0..<Fixture.kept).flatMap { row in (0..<d).map { Float($0 == (row * 3) % d ? 1 : 0) } }
-            _ = try queries.request(WireMessage(header: WireHeader(.importModel),
-                                                metadata: ImportRequest(name: "p", kind: .pca, k: Fixture.kept, dimension: d, replace: false),
-                                                arrays: [[Float](repeating: 0.5, count: d), components,
-                                                         (0..<Fixture.kept).map { Float(Fixture.kept - $0) }].map(Frame.encode)))
-            _ = try queries.transformSet(TransformSetRequest(set: "big", pca: "p", into: "expected"))
+            try Self.storeSetAndPCA(count: count, in: store)
             _ = try SetPCATests.storeSet("other", count: 3, dimension: d, in: store)
             let checksum = PCAReference.checksum(try store.principalComponents(named: "p"))
             func put(_ id: UInt64, _ transform: TransformSetJob, job: TrainingJob? = nil) throws {
@@ -167,14 +183,54 @@ import Testing
                 + "its bytes are kept under jobs key \(CodebookStore.hex(CodebookStore.quarantinedJobKey(5)))", "\(reasons[4])")
 
         let store = try CodebookStore(path: path)
-        var expected: [String: [UInt8]] = [:], written: [String: [UInt8]] = [:]
-        try store.forEachVector(set: "expected") { expected[$0] = Array($1) }
-        try store.forEachVector(set: "t") { written[$0] = Array($1) }
+        let written = try Self.vectors(of: "t", in: store), expected = try Self.vectors(of: "expected", in: store)
         #expect(written.count == count && written == expected, "the resumed transform stored other vectors")
         let record = try #require(try store.set(named: "t")).decode(SetRecord.self, key: "t")
         let checksum = PCAReference.checksum(try store.principalComponents(named: "p"))
         #expect(record.dimension == Fixture.kept && record.whitening?.checksum == checksum)
         #expect(try store.vectorKeys(prefix: "other/", limit: 10).count == 3)
         for set in ["t3", "t5"] { #expect(try store.set(named: set) == nil) }
+    }
+
+    /// Two stored running jobs that conflict (two transforms into "t", and a PCA of "t" while
+    /// it is written) are not both started at restart: the first runs, the others fail naming
+    /// it, and the set comes out whole. The old coordinator started all three: the second
+    /// transform deleted the first's set and wrote it again.
+    @Test(.timeLimit(.minutes(3))) func conflictingStoredJobsAreNotBothStarted() async throws {
+        let scratch = try TemporaryDirectory()
+        let path = scratch.file("store"), count = 1000
+        do {
+            let store = try CodebookStore(path: path)
+            try Self.storeSetAndPCA(count: count, in: store)
+            let checksum = PCAReference.checksum(try store.principalComponents(named: "p"))
+            let transform = TransformSetJob(set: "big", pca: "p", into: "t", pcaChecksum: checksum)
+            for id in UInt64(1)...2 {
+                try store.putJob(id, try StoredValue(kind: .job, metadata: JobRecord(transform: transform, state: .running, iterations: [],
+                                                                                      initialValues: 0)))
+            }
+            try store.putJob(3, try StoredValue(kind: .job, metadata: JobRecord(job: SetPCATests.setPCA("t", kept: 2, name: "w"),
+                                                                                 state: .running, iterations: [], initialValues: 0)))
+        }
+        let progress = try await ExtractionResumeTests.withCoordinator(store: path, workers: 0) { cluster in
+            var progress: [JobProgress] = []
+            for id in UInt64(1)...3 { progress.append(try await ExtractionResumeTests.ended(id, cluster)) }
+            return progress
+        }
+        #expect(progress.map(\.state) == [.succeeded, .failed, .failed], "\(progress)")
+        #expect(progress[1].message == "cannot resume after a restart: set \"t\" is being written by job 1; a set has one writer "
+                + "at a time, and job 1 was restored before it", "\(String(describing: progress[1].message))")
+        #expect(progress[2].message?.hasPrefix("cannot resume after a restart: set \"t\" is being written by job 1;") == true,
+                "\(String(describing: progress[2].message))")
+        do {
+            let store = try CodebookStore(path: path)
+            let written = try Self.vectors(of: "t", in: store), expected = try Self.vectors(of: "expected", in: store)
+            #expect(written.count == count && written == expected, "set t is not the transform's")
+            #expect(try store.set(named: "t") != nil && store.model(named: "w") == nil)
+        }
+        // The failures are stored: a second restart starts nothing.
+        let again = try await ExtractionResumeTests.withCoordinator(store: path, workers: 0) { cluster in
+            try await ExtractionResumeTests.ended(2, cluster)
+        }
+        #expect(again.state == .failed)
     }
 }

@@ -72,4 +72,16 @@ import Testing
             try PrincipalComponents(dimension: 2, mean: [0, 0], components: [1, 0, 0, 2], eigenvalues: [2, 1])
         }
     }
+
+    /// Building a model from its arrays checks what costs O(D'·D); whether its components are
+    /// orthogonal (D'²·D) is checked apart, by IMPORT, not at every rebuild of a stored or
+    /// sent model. The old build refused these components itself, at every use.
+    @Test func orthogonalityIsCheckedApartFromBuilding() async throws {
+        let s = Float(0.5).squareRoot()
+        let skewed = try PrincipalComponents(dimension: 3, mean: [0, 0, 0], components: [1, 0, 0, s, s, 0], eigenvalues: [2, 1])
+        let error = #expect(throws: ClusteringError.self) { try skewed.checkOrthogonal() }
+        #expect(error?.message == "PCA components 0 and 1 have dot product 0.70710677; components must be orthogonal (|dot| ≤ 0.001)")
+        let corpus = try DescriptorMatrix(rows: 6, dimension: 2, values: [1, 0, -1, 0, 0, 1, 0, -1, 1, 1, -1, -1])
+        try PrincipalComponents(statistics: try await Self.statistics(corpus, threads: 1), kept: 2).checkOrthogonal()
+    }
 }

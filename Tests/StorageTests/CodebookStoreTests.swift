@@ -474,6 +474,16 @@ private func envelope(magic: [UInt8] = Array("CBKS".utf8), version: UInt16 = 1, 
         #expect(metadataError?.code == .corrupt)
         #expect(metadataError?.message.hasPrefix("s/not json: unreadable vector metadata") == true, "\(String(describing: metadataError))")
 
+        // A field that does not fit is named (Foundation says only "not valid JSON").
+        for (metadata, says) in [(#"{"encoding":"vlad","flags":1.5,"model":"M"}"#, "field flags: 1.5 is not an integer"),
+                                 (#"{"encoding":"vlad","flags":1e19,"model":"M"}"#, "field flags: 1e19 is out of the field's range"),
+                                 (#"{"encoding":4,"flags":1,"model":"M"}"#, "field encoding: 4 is not a string")] {
+            let fieldError = #expect(throws: StoreError.self) {
+                try StoredValue.decodeMetadata(VectorMetadata.self, from: Array(metadata.utf8), of: .vector, key: "s/k")
+            }
+            #expect(fieldError?.message == "s/k: unreadable vector metadata: \(says)", "\(String(describing: fieldError))")
+        }
+
         let modelError = #expect(throws: StoreError.self) { try store.model(named: "broken model") }
         #expect(modelError?.message == "model broken model: holds a vector record where a model was expected")
         let truncatedModel = #expect(throws: StoreError.self) { try store.model(named: "truncated model") }

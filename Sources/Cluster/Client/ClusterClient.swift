@@ -7,14 +7,34 @@ import ZeroMQ
 ///
 /// Requests go over a DEALER socket in a REQ envelope, one at a time. A coordinator that
 /// does not answer within `timeout` gets the socket closed and reopened (the Guide's "Lazy
-/// Pirate"), and the request fails with a clear error. Use from one thread.
+/// Pirate"), and the request fails with a clear error. A request also fails, without waiting
+/// for `timeout`, when the connection to the coordinator is lost while it waits (the
+/// coordinator stopped or was killed: the reply would never come), or stays lost for
+/// `reconnectionGrace`; ZMTP heartbeats find a coordinator whose host went silent within
+/// `heartbeatTimeout`. Use from one thread.
 public final class ClusterClient: Requester {
     public let endpoint: String
     public let timeout: Duration
     private let context: ZeroMQContext
     private var socket: Socket
-    /// The socket's handshakes, to tell a refused key from a silent coordinator.
+    /// The socket's handshakes and disconnections, to tell a refused key from a silent
+    /// coordinator, and a lost connection from a slow reply.
     private var handshakes: SocketMonitor
+    /// The last handshake's failure, if it failed.
+    private var handshakeFailure: SocketEvent?
+    /// Whether a connection is up (its handshake succeeded, and it was not lost since).
+    private var connected = false
+    /// When the last connection that was up was lost, if none is up now.
+    private var lostAt: ContinuousClock.Instant?
+
+    /// A PING to the coordinator every `heartbeatInterval`; a connection that hears nothing
+    /// for `heartbeatTimeout` after one is dropped.
+    public static let heartbeatInterval = Duration.seconds(1)
+    public static let heartbeatTimeout = Duration.seconds(5)
+    /// How long a request waits for a lost connection to come back before it fails.
+    public static let reconnectionGrace = Duration.seconds(3)
+    /// How long one receive waits before the connection's events are read again.
+    static let receiveSlice = Duration.milliseconds(200)
 
     /// CURVE with the coordinator, if it requires keys.
     public let security: ClientSecurity?
@@ -41,18 +61,44 @@ public final class ClusterClient: Requester {
         let socket = try Socket(.dealer, context: context)
         try socket.setLinger(.zero)
         try socket.setMaxMessageSize(Int64(maximumMessageSize))
-        try socket.setReceiveTimeout(timeout)
+        try socket.setReceiveTimeout(min(timeout, receiveSlice))
+        try socket.setHeartbeat(interval: heartbeatInterval, timeout: heartbeatTimeout)
         try security?.secure(socket, handshakeTimeout: timeout)
         let handshakes = try socket.monitor([.handshakeSucceeded, .handshakeFailedNoDetail, .handshakeFailedProtocol,
-                                             .handshakeFailedAuthentication])
+                                             .handshakeFailedAuthentication, .disconnected])
         try socket.connect(endpoint)
         return (socket, handshakes)
     }
 
+    /// Reads the connection's events that have arrived; returns whether a connection that
+    /// was up was lost meanwhile.
+    private func readEvents() throws -> Bool {
+        var lost = false
+        while let event = try handshakes.next() {
+            switch event.kind {
+            case .handshakeSucceeded:
+                (handshakeFailure, connected, lostAt) = (nil, true, nil)
+            case .disconnected:
+                // Also reported after a failed handshake, of a connection that was never up.
+                if connected { (connected, lostAt, lost) = (false, .now, true) }
+            default:
+                handshakeFailure = event
+            }
+        }
+        return lost
+    }
+
+    /// The error of a request whose connection was lost: its reply will not come.
+    private func lostConnection() -> ClusterError {
+        ClusterError(.unanswered, "the connection to the coordinator at \(endpoint) was lost while waiting for its reply: "
+                     + "the coordinator stopped or the network failed. A job it was running goes on if the coordinator "
+                     + "still runs, and resumes when it starts again; ask for its progress then", peer: endpoint)
+    }
+
     /// Why no reply came: the last handshake's failure if it failed, else silence.
     private func silence() throws -> ClusterError {
-        var failure: SocketEvent?
-        while let event = try handshakes.next() { failure = event.kind == .handshakeSucceeded ? nil : event }
+        _ = try readEvents()
+        let failure = handshakeFailure
         let why: String
         switch failure?.kind {
         case .handshakeFailedAuthentication?:
@@ -72,14 +118,27 @@ public final class ClusterClient: Requester {
 
     /// Sends `message` and returns the reply; throws `ClusterError` for an error reply or none.
     public func request(_ message: WireMessage) throws -> WireMessage {
+        _ = try readEvents()
         _ = try socket.send(frames: [[]] + message.frames)
-        // A blocking receive bounded by the socket's receive timeout: one wait, no poller.
-        guard let frames = try socket.receive() else {
-            let error = try silence()
-            (socket, handshakes) = try Self.connect(context: context, endpoint: endpoint, timeout: timeout, security: security,
-                                                    maximumMessageSize: maximumMessageSize)
-            throw error
+        let deadline = ContinuousClock.now + timeout
+        // Blocking receives of a slice each (the socket's receive timeout), the connection's
+        // events read between them.
+        var received = try socket.receive()
+        while received == nil {
+            let lost = try readEvents()
+            let now = ContinuousClock.now
+            if lost || lostAt.map({ now - $0 >= Self.reconnectionGrace }) == true {
+                try reconnect()
+                throw lostConnection()
+            }
+            if now >= deadline {
+                let error = try silence()
+                try reconnect()
+                throw error
+            }
+            received = try socket.receive()
         }
+        let frames = received!
         guard frames.first?.isEmpty == true else { throw ClusterError(.malformed, "reply without an envelope from \(endpoint)", peer: endpoint) }
         let reply = try WireMessage(frames: Array(frames.dropFirst()))
         if reply.header.type == .errorReply {
@@ -87,6 +146,14 @@ public final class ClusterClient: Requester {
             throw ClusterError(reply: report, peer: endpoint)
         }
         return reply
+    }
+
+    /// A new socket, after a request that got no reply: a late reply must not be taken for
+    /// the next request's.
+    private func reconnect() throws {
+        (socket, handshakes) = try Self.connect(context: context, endpoint: endpoint, timeout: timeout, security: security,
+                                                maximumMessageSize: maximumMessageSize)
+        (handshakeFailure, connected, lostAt) = (nil, false, nil)
     }
 
     public func submit(_ job: TrainingJob, arrays: [[UInt8]] = []) throws -> UInt64 {
@@ -125,11 +192,14 @@ public final class ClusterClient: Requester {
         try request(WireMessage(header: WireHeader(.submitExtraction), metadata: job)).decode(JobTicket.self).job
     }
 
-    /// Waits for a job to end, reporting its progress; throws if it failed.
+    /// Waits for a job to end, reporting its progress at every look (its `iterations`: those
+    /// not reported before); throws if it failed.
     public func wait(for job: UInt64, every interval: Duration = .milliseconds(100),
                      progress report: (JobProgress) -> Void = { _ in }) async throws -> JobProgress {
+        var seen = 0
         while true {
-            let progress = try progress(of: job, since: Int.max)
+            let progress = try progress(of: job, since: seen)
+            seen += progress.iterations.count
             report(progress)
             switch progress.state {
             case .succeeded: return progress
@@ -145,24 +215,14 @@ public final class ClusterClient: Requester {
     public func follow(_ job: UInt64, every interval: Duration = .milliseconds(100),
                        iteration: (IterationRecord) -> Void, waiting: (String) -> Void = { _ in },
                        pass: (PassProgress) -> Void = { _ in }) async throws -> (JobOutcome, WireMessage) {
-        var seen = 0
         var lastNote: String?
-        while true {
-            let progress = try progress(of: job, since: seen)
+        _ = try await wait(for: job, every: interval) { progress in
             progress.iterations.forEach(iteration)
-            seen += progress.iterations.count
             progress.pass.map(pass)
-            switch progress.state {
-            case .succeeded:
-                return try result(of: job)
-            case .failed, .cancelled:
-                throw Self.ended(progress)
-            case .running:
-                if let note = progress.message, note != lastNote { waiting(note) }
-                lastNote = progress.message
-                try await Task.sleep(for: interval)
-            }
+            if progress.state == .running, let note = progress.message, note != lastNote { waiting(note) }
+            lastNote = progress.message
         }
+        return try result(of: job)
     }
 
     /// The error for a job that failed or was cancelled.

@@ -125,7 +125,7 @@ extension Coordinator {
     private func progressReply(_ job: UInt64, record: JobRecord, since: Int, state: CoordinatorState, now: ContinuousClock.Instant) -> WireMessage {
         var message = record.message
         if record.state == .running && state.isWaitingForWorkers { message = "waiting: no workers alive" }
-        let progress = JobProgress(job: job, state: record.state, iterations: Array(record.iterations.dropFirst(max(0, since))),
+        let progress = JobProgress(job: job, kind: record.kindName, state: record.state, iterations: Array(record.iterations.dropFirst(max(0, since))),
                                    message: message, imagesDone: record.imagesDone, imagesTotal: record.imagesTotal,
                                    pass: record.state == .running ? state.passProgress(of: job, now: now) : nil,
                                    descriptors: record.descriptors, skipped: record.skipped)

@@ -145,6 +145,7 @@ public struct StoreQueries: Requester {
                 let pca = try PrincipalComponents(dimension: d, mean: try message.array(0, as: Float.self, count: d),
                                                   components: try message.array(1, as: Float.self, count: kd),
                                                   eigenvalues: try message.array(2, as: Float.self, count: k))
+                try pca.checkOrthogonal()
                 model = .principalComponents(try PCAProjection(pca, whiten: record.whiten ?? false), record)
             }
         } catch let error as ClusterError where error.code == .malformed {

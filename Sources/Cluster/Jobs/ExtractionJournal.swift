@@ -10,7 +10,9 @@ import Foundation
 /// checksum of both (3 × u64 LE), the metadata (JSON `Piece`), the values (float32 LE, the
 /// pieces' images' descriptors in order). Read back as hostile: pieces are kept up to the
 /// first that fails a check (torn by a crash, or tampered with), and the file is cut there.
-/// Locked (`flock`) while open, so two processes never write one.
+/// Locked (`flock`) while open, so two processes never write one. Each piece is synced to
+/// disk before `append` returns (and the directory when the file is created): a piece that
+/// counts as done survives a crash of the operating system, not only of the process.
 final class ExtractionJournal {
     /// What a piece holds: images (by position in the job's list, increasing), their
     /// descriptor counts (−1: the image could not be read) and, in order, why for each −1.
@@ -32,6 +34,9 @@ final class ExtractionJournal {
     private var descriptor: Int32
     /// Bytes of the file that hold checked pieces (where the next piece goes).
     private var size = 0
+    /// Flushes a file descriptor's data to disk (`fdatasync`); 0 or −1 with `errno`, as it.
+    typealias Sync = (Int32) -> Int32
+    private let sync: Sync
 
     /// The journal's path for job `job` writing `descriptors`.
     static func path(job: UInt64, descriptors: String) -> String {
@@ -43,9 +48,11 @@ final class ExtractionJournal {
 
     /// Opens (creating) job `job`'s journal. `resuming`: keeps the pieces an earlier run of the
     /// same job wrote that pass every check (see `recover`) as `recovered`; otherwise, or for
-    /// a file of another job, starts it empty.
-    init(job: UInt64, extraction: ExtractionJob, resuming: Bool) throws {
+    /// a file of another job, starts it empty. `sync` makes what was written durable (tests
+    /// count its calls).
+    init(job: UInt64, extraction: ExtractionJob, resuming: Bool, sync: @escaping Sync = { fdatasync($0) }) throws {
         path = Self.path(job: job, descriptors: extraction.descriptors)
+        self.sync = sync
         // Not through a link, and only a regular file: a FIFO planted at the path would make
         // reading it back wait for ever.
         descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0o600)
@@ -84,6 +91,9 @@ final class ExtractionJournal {
             guard ftruncate(descriptor, off_t(size)) == 0 else {
                 throw DescriptorError(.ioFailure, "cannot cut the extraction's journal", path: path, underlying: SystemCallError(errno: errno))
             }
+            try syncFile()
+            // A new file's name is durable once its directory is synced.
+            if info.st_size == 0 { try syncDirectory() }
         } catch {
             end(removing: true)
             throw error
@@ -124,8 +134,25 @@ final class ExtractionJournal {
         try metadata.withUnsafeBytes { try Self.writeAll(descriptor, $0, at: start + header.count) }
         let valuesOffset = start + header.count + metadata.count
         try values.withUnsafeBytes { try Self.writeAll(descriptor, $0, at: valuesOffset) }
+        try syncFile()
         size = valuesOffset + values.count * 4
         return valuesOffset
+    }
+
+    private func syncFile() throws {
+        guard sync(descriptor) == 0 else {
+            throw DescriptorError(.ioFailure, "cannot sync the extraction's journal to disk", path: path, underlying: SystemCallError(errno: errno))
+        }
+    }
+
+    private func syncDirectory() throws {
+        let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
+        let handle = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        defer { if handle >= 0 { close(handle) } }
+        guard handle >= 0, sync(handle) == 0 else {
+            throw DescriptorError(.ioFailure, "cannot sync the directory of the extraction's journal to disk", path: directory,
+                                  underlying: SystemCallError(errno: errno))
+        }
     }
 
     /// Reads `bytes.count` bytes at `offset` (a piece's values).

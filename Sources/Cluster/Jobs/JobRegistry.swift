@@ -109,18 +109,37 @@ final class JobRegistry: Sendable {
     }
 
     private static func checkSets(of record: JobRecord, against state: (next: UInt64, jobs: [UInt64: Entry], held: Set<UInt64>)) throws {
+        guard let conflict = conflict(of: record, against: state) else { return }
+        throw ClusterError(.conflict, "\(conflict): wait for job \(conflict.holder) to end or cancel it")
+    }
+
+    /// A set `record`'s job would write while another job writes or reads it, or read while
+    /// another writes it.
+    private struct Conflict: CustomStringConvertible {
+        var set: String
+        var holder: UInt64
+        var holderWrites: Bool
+
+        var description: String {
+            holderWrites ? "set \"\(set)\" is being written by job \(holder); a set has one writer at a time"
+                         : "set \"\(set)\" is being read by job \(holder); a set is not written while a job reads it"
+        }
+    }
+
+    /// The first conflict of `record` with a running job (or a job's task that still holds
+    /// its sets), by job id.
+    private static func conflict(of record: JobRecord, against state: (next: UInt64, jobs: [UInt64: Entry], held: Set<UInt64>)) -> Conflict? {
         let holders = state.jobs.filter { $0.value.record.state == .running || state.held.contains($0.key) }
         for holder in holders.keys.sorted() {
             let other = holders[holder]!.record
             if let set = record.setsWritten.first(where: { other.setsWritten.contains($0) }) ?? record.setsRead.first(where: { other.setsWritten.contains($0) }) {
-                throw ClusterError(.conflict, "set \"\(set)\" is being written by job \(holder); a set has one writer at a time: "
-                                   + "wait for job \(holder) to end or cancel it")
+                return Conflict(set: set, holder: holder, holderWrites: true)
             }
             if let set = record.setsWritten.first(where: { other.setsRead.contains($0) }) {
-                throw ClusterError(.conflict, "set \"\(set)\" is being read by job \(holder); a set is not written while a job reads it: "
-                                   + "wait for job \(holder) to end or cancel it")
+                return Conflict(set: set, holder: holder, holderWrites: false)
             }
         }
+        return nil
     }
 
     /// Loads every stored job; returns them for the caller to resume the running ones, and
@@ -129,7 +148,9 @@ final class JobRegistry: Sendable {
     /// listed, never resumed, and pruned in time; its former bytes are kept under
     /// `CodebookStore.quarantinedJobKey(id)`. A key that is not a job id (id 0, which the
     /// protocol uses for none, or a key not of 8 bytes) is skipped and left as it is;
-    /// quarantined values are skipped silently.
+    /// quarantined values are skipped silently. A running job whose sets conflict with those
+    /// of a running job restored before it (by id: the rule `add` applies) is stored as failed,
+    /// naming the other job, and never started: it writes and deletes nothing.
     func restore() throws -> (jobs: [(id: UInt64, entry: Entry)], skipped: [String]) {
         guard let store else { return ([], []) }
         let now = Date().timeIntervalSince1970
@@ -158,10 +179,27 @@ final class JobRegistry: Sendable {
                 restored.append((id, entry))
             }
         }
+        var conflicting: [Int] = []
         entries.withLock { state in
-            for (id, entry) in restored {
-                state.jobs[id] = entry
+            for index in restored.indices {
+                let id = restored[index].id
+                if restored[index].entry.record.state == .running, let conflict = Self.conflict(of: restored[index].entry.record, against: state) {
+                    restored[index].entry.record.state = .failed
+                    restored[index].entry.record.message = "cannot resume after a restart: \(conflict), and job \(conflict.holder) "
+                        + "was restored before it"
+                    restored[index].entry.record.ended = now
+                    conflicting.append(index)
+                }
+                state.jobs[id] = restored[index].entry
                 state.next = max(state.next, id == .max ? id : id + 1)
+            }
+        }
+        for (id, entry) in conflicting.map({ restored[$0] }) {
+            // Shown even if the store cannot take it: the job is not started either way.
+            do {
+                try store.putJob(id, try entry.storedValue())
+            } catch {
+                skipped.append("job \(id) failed (\(entry.record.message ?? "")) but could not be stored so: \(error)")
             }
         }
         prune()
@@ -325,13 +363,12 @@ final class JobRegistry: Sendable {
             let page = finished.prefix(max(0, limit))
             let jobs = (running + page).map { id in
                 let record = state.jobs[id]!.record
-                return JobSummary(job: id, kind: record.job?.kind.rawValue ?? record.encoding?.encoding.rawValue
-                                      ?? (record.extraction != nil ? "extract" : record.transform != nil ? "transform" : "unknown"),
+                return JobSummary(job: id, kind: record.kindName,
                                   corpus: record.job?.corpus ?? record.encoding?.descriptors ?? record.extraction?.descriptors
                                       ?? record.transform?.into ?? "",
                                   state: record.state,
                                   iterations: record.iterations.count, lastValuePerRow: record.iterations.last?.valuePerRow,
-                                  message: record.message)
+                                  message: record.message, imagesDone: record.imagesDone, imagesTotal: record.imagesTotal)
             }
             return (jobs, finished.count > page.count ? page.last : nil)
         }

@@ -76,6 +76,12 @@ struct JobRecord: Codable, Sendable {
 }
 
 extension JobRecord {
+    /// The job's kind, as STATUS and PROGRESS name it.
+    var kindName: String {
+        job?.kind.rawValue ?? encoding?.encoding.rawValue
+            ?? (extraction != nil ? "extract" : transform != nil ? "transform" : "unknown")
+    }
+
     /// The sets the job writes while it runs.
     var setsWritten: [String] { [encoding?.set, transform?.into].compactMap { $0 } }
     /// The sets the job reads while it runs.
