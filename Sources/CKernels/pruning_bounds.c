@@ -96,11 +96,11 @@ static void group_portable(const float *x, long d, const float *packed, const fl
 typedef struct {
     double *exact;     // per row: float64 squared distance to its old centre
     double *norms;     // per row: ‖x‖²
-    float *best1, *best2;  // per row and group
-    int32_t *index;        // per row and group
-    int32_t *lists;        // per group: its failing rows
+    float *best1, *best2;  // per row and measured group (row i's t-th at i·groups + t)
+    int32_t *index;        // the same
+    int32_t *lists;        // per group: where its failing rows' results go (i·groups + t)
     long *counts;          // per group: how many
-    float *gathered;       // a group's failing rows side by side
+    float *gathered;       // one tile's rows side by side
     int32_t *measured;     // per row: the groups measured, ascending
     long *measured_count;  // per row: how many (0: skipped whole or left to the caller)
     float *picked;         // one row's measured groups: the screened value each bound is made from
@@ -134,7 +134,7 @@ static long carve(const CBPruneCentres *p, long m, void *base, Scratch *s) {
     CARVE(best2, float, m * g)
     CARVE(index, int32_t, m * g)
     CARVE(lists, int32_t, m * g)
-    CARVE(gathered, float, m * p->d)
+    CARVE(gathered, float, TILE * p->d)
     CARVE(measured, int32_t, m * g)
     CARVE(measured_count, long, m)
     CARVE(picked, float, g)
@@ -179,14 +179,14 @@ static void decide(const CBPruneCentres *p, const float *x, long i, int32_t old,
     double norm = s->norms[i];
     float smallest = INFINITY;
     for (long t = 0; t < count; t++)
-        if (best1[measured[t]] < smallest) smallest = best1[measured[t]];
+        if (best1[t] < smallest) smallest = best1[t];
     double bound = p->bound_scale * (2 * sqrt(norm) * p->largest_norm + p->largest_norm * p->largest_norm);
     float limit = (float)((double)smallest + 2 * bound);
     long near = 0, only = -1;
     for (long t = 0; t < count; t++)
-        if (best1[measured[t]] <= limit) {
+        if (best1[t] <= limit) {
             near++;
-            only = measured[t];
+            only = t;
         }
     int32_t chosen = -1;
     double nearest = INFINITY;
@@ -196,7 +196,7 @@ static void decide(const CBPruneCentres *p, const float *x, long i, int32_t old,
     } else {
         for (long t = 0; t < count; t++) {
             long g = measured[t];
-            if (!(best1[g] <= limit)) continue;
+            if (!(best1[t] <= limit)) continue;
             long c1 = (g + 1) * width < p->k ? (g + 1) * width : p->k;
             float values[PANEL];
             for (long position = g * width; position < c1; position++) {
@@ -222,9 +222,9 @@ static void decide(const CBPruneCentres *p, const float *x, long i, int32_t old,
     long old_group = old >= 0 ? group_of(p, old) : -1;
     for (long t = 0; t < count; t++) {
         long g = measured[t];
-        // best1 is the value of the centre at position index[g]: if that is not the chosen
+        // best1 is the value of the centre at position index[t]: if that is not the chosen
         // one, it bounds the group's centres other than the chosen one too.
-        s->picked[t] = centre_at(p, index[g]) == chosen ? best2[g] : best1[g];
+        s->picked[t] = centre_at(p, index[t]) == chosen ? best2[t] : best1[t];
         if (g == old_group) old_measured = 1;
     }
     screened_lowers(s->picked, count, norm, error, p->slack, s->bounds);
@@ -288,7 +288,7 @@ static long mark_portable(const float *lower, double limit, long groups, int32_t
         for (long t = 0; t < count; t++) {                                                             \
             long g = has_old ? measured[t] : t;                                                        \
             measured[t] = (int32_t)g;                                                                  \
-            s.lists[g * m + s.counts[g]++] = (int32_t)i;                                               \
+            s.lists[g * m + s.counts[g]++] = (int32_t)(i * groups + t);                                \
             long c1 = (g + 1) * width < p->k ? (g + 1) * width : p->k;                                 \
             *pairs += c1 - g * width;                                                                  \
         }                                                                                              \
@@ -306,7 +306,7 @@ static long mark_portable(const float *lower, double limit, long groups, int32_t
 static void measure_portable(const CBPruneCentres *p, long g, const float *rows, long stride, long m, Scratch *s) {
     long width = group_width(p), c1 = (g + 1) * width < p->k ? (g + 1) * width : p->k;
     for (long slot = 0; slot < s->counts[g]; slot++) {
-        long i = s->lists[g * m + slot], at = i * p->groups + g;
+        long at = s->lists[g * m + slot], i = at / p->groups;
         group_portable(rows + i * stride, p->d, p->packed, p->packed_norms, g * width, c1, s->best1 + at,
                        s->best2 + at, s->index + at);
     }
@@ -451,26 +451,26 @@ DEFINE_GROUP_TILE(14)
 DEFINE_GROUP_TILE(4)
 DEFINE_GROUP_TILE(1)
 
-/// Group g's best values for its listed rows: the rows gathered side by side, then tiles.
+/// Group g's best values for its listed rows: tile by tile, the tile's rows gathered side by
+/// side (a copy that stays in L1), then measured.
 __attribute__((target("avx512f")))
 static void measure_avx512(const CBPruneCentres *p, long g, const float *rows, long stride, long m, Scratch *s) {
     long d = p->d, count = s->counts[g], groups = p->groups;
     long p0 = g * p->group_panels, panels = (p->k + PANEL - 1) / PANEL;
     long p1 = p0 + p->group_panels < panels ? p0 + p->group_panels : panels;
     const int32_t *list = s->lists + g * m;
-    for (long slot = 0; slot < count; slot++) {
-        const float *x = rows + list[slot] * stride;
-        float *copy = s->gathered + slot * d;
-        for (long j = 0; j < d; j++) copy[j] = x[j];
-    }
     float best1[TILE], best2[TILE];
     int32_t index[TILE];
     long slot = 0;
 #define RUN_TILE(MR)                                                                                  \
     for (; slot + MR <= count; slot += MR) {                                                          \
-        group_tile##MR(s->gathered + slot * d, d, p->packed, p->packed_norms, p0, p1, best1, best2, index);    \
         for (int r = 0; r < MR; r++) {                                                                \
-            long at = list[slot + r] * groups + g;                                                    \
+            const float *x = rows + list[slot + r] / groups * stride;                                 \
+            for (long j = 0; j < d; j++) s->gathered[r * d + j] = x[j];                               \
+        }                                                                                             \
+        group_tile##MR(s->gathered, d, p->packed, p->packed_norms, p0, p1, best1, best2, index);      \
+        for (int r = 0; r < MR; r++) {                                                                \
+            long at = list[slot + r];                                                                 \
             s->best1[at] = best1[r];                                                                  \
             s->best2[at] = best2[r];                                                                  \
             s->index[at] = index[r];                                                                  \

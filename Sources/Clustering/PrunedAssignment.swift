@@ -118,7 +118,7 @@ struct PrunedAssignment {
         guard rows.dimension == d else {
             throw DescriptorError(.dimensionMismatch, "rows have dimension \(rows.dimension), the codebook expects \(d)", path: source)
         }
-        precondition(m <= Self.blockRows, "a pruned block must fit one search block")
+        precondition(m <= Self.blockRows && m * groups < Int(Int32.max), "a pruned block must fit one search block")
         if workspace.prunedFallback.count < m { workspace.prunedFallback = [Int32](repeating: 0, count: Self.blockRows) }
         var fallbacks = 0, pairs = 0
         let computed = search.codebook.centres.withUnsafeBufferPointer { centres in

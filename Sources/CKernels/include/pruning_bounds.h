@@ -53,7 +53,7 @@ long cb_prune_scratch_bytes(const CBPruneCentres *centres, long m);
 ///    an unmeasured group keeps its shrunk bound, lowered to RD(√dist(a)·(1 − ε)) if it is
 ///    a's group and the row left a.
 ///
-/// Rows whose ‖x‖² is not finite or above 1e30, or every measured row if largest_norm is
+/// m·groups must be below 2³¹. Rows whose ‖x‖² is not finite or above 1e30, or every measured row if largest_norm is
 /// not below 1e15, are listed in `fallback` (*fallbacks of them; their outputs undefined):
 /// the caller decides them. Returns the rows not skipped whole; adds the row × centre pairs
 /// screened to *pairs. The arithmetic is fixed, whichever instructions run it: every CPU
