@@ -452,7 +452,7 @@ DEFINE_GROUP_TILE(4)
 DEFINE_GROUP_TILE(1)
 
 /// Group g's best values for its listed rows: tile by tile, the tile's rows gathered side by
-/// side (a copy that stays in L1), then measured.
+/// side (a copy that stays in L1), then measured while the next tile's rows are prefetched.
 __attribute__((target("avx512f")))
 static void measure_avx512(const CBPruneCentres *p, long g, const float *rows, long stride, long m, Scratch *s) {
     long d = p->d, count = s->counts[g], groups = p->groups;
@@ -467,6 +467,10 @@ static void measure_avx512(const CBPruneCentres *p, long g, const float *rows, l
         for (int r = 0; r < MR; r++) {                                                                \
             const float *x = rows + list[slot + r] / groups * stride;                                 \
             for (long j = 0; j < d; j++) s->gathered[r * d + j] = x[j];                               \
+        }                                                                                             \
+        for (long next = slot + MR; next < slot + MR + TILE && next < count; next++) {                \
+            const char *x = (const char *)(rows + list[next] / groups * stride);                      \
+            for (long byte = 0; byte < d * (long)sizeof(float); byte += 64) _mm_prefetch(x + byte, _MM_HINT_T0); \
         }                                                                                             \
         group_tile##MR(s->gathered, d, p->packed, p->packed_norms, p0, p1, best1, best2, index);      \
         for (int r = 0; r < MR; r++) {                                                                \

@@ -37,8 +37,9 @@ struct PrunedAssignment {
     static let groupPanels = 1
     /// Rows per kernel call: each group's failing rows of a block are measured together in
     /// register tiles of 14 rows, so blocks must be large enough that a group failing for a
-    /// tenth of the rows still fills tiles (the rows are then read from L2, not L1).
-    static let blockRows = 1024
+    /// tenth of the rows still fills tiles (the rows are then read from L2, so the next
+    /// tile's rows are prefetched).
+    static let blockRows = 512
 
     let search: NearestCentreSearch
     /// The centres' packed order, hence the groups, fixed with the bounds.
