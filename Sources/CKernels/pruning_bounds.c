@@ -127,16 +127,28 @@ static void group_portable(const float *x, long d, const float *packed, const fl
 typedef struct {
     double *exact;     // per row: float64 squared distance to its old centre
     double *norms;     // per row: ‖x‖²
-    float *best1, *best2;  // per row and group
-    int32_t *index;        // per row and group
-    int32_t *lists;        // per group: its failing rows
+    float *best1, *best2;  // per row and measured group (row i's t-th at i·groups + t)
+    int32_t *index;        // the same
+    int32_t *lists;        // per group: where its failing rows' results go (i·groups + t)
     long *counts;          // per group: how many
-    float *gathered;       // a group's failing rows side by side
+    float *gathered;       // one tile's rows side by side
     int32_t *measured;     // per row: the groups measured, ascending
     long *measured_count;  // per row: how many (0: skipped whole or left to the caller)
+    float *picked;         // one row's measured groups: the screened value each bound is made from
+    float *bounds;         // and the bounds made from them
 } Scratch;
 
 static long group_width(const CBPruneCentres *p) { return p->group_panels * PANEL; }
+
+/// The centre at packed position `position`.
+static inline int32_t centre_at(const CBPruneCentres *p, long position) {
+    return p->order ? p->order[position] : (int32_t)position;
+}
+
+/// Centre c's group.
+static inline long group_of(const CBPruneCentres *p, long c) {
+    return p->centre_group ? p->centre_group[c] : c / group_width(p);
+}
 
 /// Carves `Scratch` for m rows (null base: only counts the bytes).
 static long carve(const CBPruneCentres *p, long m, void *base, Scratch *s) {
@@ -153,9 +165,11 @@ static long carve(const CBPruneCentres *p, long m, void *base, Scratch *s) {
     CARVE(best2, float, m * g)
     CARVE(index, int32_t, m * g)
     CARVE(lists, int32_t, m * g)
-    CARVE(gathered, float, m * p->d)
+    CARVE(gathered, float, TILE * p->d)
     CARVE(measured, int32_t, m * g)
     CARVE(measured_count, long, m)
+    CARVE(picked, float, g)
+    CARVE(bounds, float, g)
 #undef CARVE
     return offset;
 }
@@ -172,6 +186,12 @@ static float screened_lower(double s, double norm, double error, double slack) {
     return round_down_nonnegative(sqrt(squared > 0 ? squared : 0) * (1 - slack));
 }
 
+/// `screened_lower` of values[0 ..< count] into bounds, in portable C.
+static void screened_lowers_portable(const float *values, long count, double norm, double error, double slack,
+                                     float *bounds) {
+    for (long t = 0; t < count; t++) bounds[t] = screened_lower(values[t], norm, error, slack);
+}
+
 /// e of `cb_prune_assign`.
 static double screen_error(double norm, double bound_scale, double largest_norm, double slack) {
     return bound_scale * (2 * sqrt(norm) * (1 + slack) * largest_norm + largest_norm * largest_norm);
@@ -181,6 +201,7 @@ static double screen_error(double norm, double bound_scale, double largest_norm,
 static void decide(const CBPruneCentres *p, const float *x, long i, int32_t old, Scratch *s,
                    double (*squares)(const float *, const float *, long),
                    void (*panel_values)(const float *, long, const float *, const float *, long, float *),
+                   void (*screened_lowers)(const float *, long, double, double, double, float *),
                    int32_t *assignment, float *upper, float *lower) {
     long groups = p->groups, d = p->d, width = group_width(p);
     const float *best1 = s->best1 + i * groups, *best2 = s->best2 + i * groups;
@@ -189,34 +210,35 @@ static void decide(const CBPruneCentres *p, const float *x, long i, int32_t old,
     double norm = s->norms[i];
     float smallest = INFINITY;
     for (long t = 0; t < count; t++)
-        if (best1[measured[t]] < smallest) smallest = best1[measured[t]];
+        if (best1[t] < smallest) smallest = best1[t];
     double bound = p->bound_scale * (2 * sqrt(norm) * p->largest_norm + p->largest_norm * p->largest_norm);
     float limit = (float)((double)smallest + 2 * bound);
     long near = 0, only = -1;
     for (long t = 0; t < count; t++)
-        if (best1[measured[t]] <= limit) {
+        if (best1[t] <= limit) {
             near++;
-            only = measured[t];
+            only = t;
         }
     int32_t chosen = -1;
     double nearest = INFINITY;
     if (near == 1 && !(best2[only] <= limit)) {
-        chosen = index[only];
+        chosen = centre_at(p, index[only]);
         // The old centre's distance is known (the same sum, so the same bits).
         nearest = chosen == old ? s->exact[i] : squares(x, p->centres + (long)chosen * d, d);
     } else {
         for (long t = 0; t < count; t++) {
             long g = measured[t];
-            if (!(best1[g] <= limit)) continue;
+            if (!(best1[t] <= limit)) continue;
             long c1 = (g + 1) * width < p->k ? (g + 1) * width : p->k;
             float values[PANEL];
-            for (long c = g * width; c < c1; c++) {
-                if (c % PANEL == 0) panel_values(x, d, p->packed, p->packed_norms, c / PANEL, values);
-                if (!(values[c % PANEL] <= limit)) continue;
-                double exact = c == old ? s->exact[i] : squares(x, p->centres + c * d, d);
-                if (exact < nearest) {  // ascending c: ties keep the lowest index
+            for (long position = g * width; position < c1; position++) {
+                if (position % PANEL == 0) panel_values(x, d, p->packed, p->packed_norms, position / PANEL, values);
+                if (!(values[position % PANEL] <= limit)) continue;
+                int32_t c = centre_at(p, position);
+                double exact = c == old ? s->exact[i] : squares(x, p->centres + (long)c * d, d);
+                if (exact < nearest || (exact == nearest && c < chosen)) {  // ties keep the lowest index
                     nearest = exact;
-                    chosen = (int32_t)c;
+                    chosen = c;
                 }
             }
         }
@@ -229,14 +251,19 @@ static void decide(const CBPruneCentres *p, const float *x, long i, int32_t old,
     *upper = round_up(sqrt(nearest) * (1 + p->slack));
     double error = screen_error(norm, p->bound_scale, p->largest_norm, p->slack);
     int old_measured = 0;
+    long old_group = old >= 0 ? group_of(p, old) : -1;
     for (long t = 0; t < count; t++) {
         long g = measured[t];
-        lower[g] = screened_lower(index[g] == chosen ? best2[g] : best1[g], norm, error, p->slack);
-        if (g == old / width) old_measured = 1;
+        // best1 is the value of the centre at position index[t]: if that is not the chosen
+        // one, it bounds the group's centres other than the chosen one too.
+        s->picked[t] = centre_at(p, index[t]) == chosen ? best2[t] : best1[t];
+        if (g == old_group) old_measured = 1;
     }
+    screened_lowers(s->picked, count, norm, error, p->slack, s->bounds);
+    for (long t = 0; t < count; t++) lower[measured[t]] = s->bounds[t];
     if (old >= 0 && chosen != old && !old_measured) {
         float left = round_down_nonnegative(sqrt(s->exact[i]) * (1 - p->slack));
-        if (left < lower[old / width]) lower[old / width] = left;
+        if (left < lower[old_group]) lower[old_group] = left;
     }
 }
 
@@ -264,7 +291,7 @@ static inline void prefetch_row(const float *x, long d) {
 /// The whole kernel, with the arithmetic of one instruction set (inlined into each variant):
 /// `squares` (float64 distances), `shrink_row` (step 1's lower bounds), `mark` (the groups
 /// to measure) and `measure_group` (a group's best values for its listed rows).
-#define ASSIGN_BODY(squares, squares_and_norm, shrink_row, mark, measure_group, panel_values)                       \
+#define ASSIGN_BODY(squares, squares_and_norm, shrink_row, mark, measure_group, panel_values, screened_lowers)      \
     long groups = p->groups, d = p->d, width = group_width(p);                                         \
     double grow = 1 + p->slack, shrink = 1 - p->slack;                                                 \
     int has_old = p->drift != 0, usable = p->largest_norm < 1e15;                                      \
@@ -303,7 +330,7 @@ static inline void prefetch_row(const float *x, long d) {
         for (long t = 0; t < count; t++) {                                                             \
             long g = has_old ? measured[t] : t;                                                        \
             measured[t] = (int32_t)g;                                                                  \
-            s.lists[g * m + s.counts[g]++] = (int32_t)i;                                               \
+            s.lists[g * m + s.counts[g]++] = (int32_t)(i * groups + t);                                \
             long c1 = (g + 1) * width < p->k ? (g + 1) * width : p->k;                                 \
             *pairs += c1 - g * width;                                                                  \
         }                                                                                              \
@@ -314,14 +341,14 @@ static inline void prefetch_row(const float *x, long d) {
     for (long i = 0; i < m; i++)                                                                       \
         if (s.measured_count[i] > 0)                                                                   \
             decide(p, rows + i * stride, i, has_old ? assignments[i] : -1, &s, squares, panel_values,  \
-                   assignments + i, upper + i, lower + i * groups);                                    \
+                   screened_lowers, assignments + i, upper + i, lower + i * groups);                   \
     return computed;
 
 /// Group g's best values for its listed rows, in portable C.
 static void measure_portable(const CBPruneCentres *p, long g, const float *rows, long stride, long m, Scratch *s) {
     long width = group_width(p), c1 = (g + 1) * width < p->k ? (g + 1) * width : p->k;
     for (long slot = 0; slot < s->counts[g]; slot++) {
-        long i = s->lists[g * m + slot], at = i * p->groups + g;
+        long at = s->lists[g * m + slot], i = at / p->groups;
         group_portable(rows + i * stride, p->d, p->packed, p->packed_norms, g * width, c1, s->best1 + at,
                        s->best2 + at, s->index + at);
     }
@@ -330,7 +357,8 @@ static void measure_portable(const CBPruneCentres *p, long g, const float *rows,
 long cb_prune_assign_portable(const CBPruneCentres *p, const float *rows, long stride, long m,
                               int32_t *assignments, float *upper, float *lower, void *scratch,
                               int32_t *fallback, long *fallbacks, long *pairs) {
-    ASSIGN_BODY(squares_portable, squares_and_norm_portable, shrink_portable, mark_portable, measure_portable, panel_values_portable)
+    ASSIGN_BODY(squares_portable, squares_and_norm_portable, shrink_portable, mark_portable, measure_portable,
+                panel_values_portable, screened_lowers_portable)
 }
 
 #if defined(__x86_64__)
@@ -414,6 +442,31 @@ TARGET long mark_avx512(const float *lower, double limit, long groups, int32_t *
     return mark_tail(lower, limit, g, groups, measured, count);
 }
 
+/// `screened_lowers_portable`, 16 values per step: the same operations in the same order
+/// (max(v, 0) of a NaN is 0, as `screened_lower`'s comparison; a value of +∞ gives +∞).
+__attribute__((target("avx512f")))
+static void screened_lowers_avx512(const float *values, long count, double norm, double error, double slack,
+                                   float *bounds) {
+    __m512d n = _mm512_set1_pd(norm), e = _mm512_set1_pd(error), epsilon = _mm512_set1_pd(slack);
+    __m512d shrink = _mm512_set1_pd(1 - slack), zero = _mm512_setzero_pd();
+    long t = 0;
+    for (; t + 16 <= count; t += 16) {
+        __m512 v = _mm512_loadu_ps(values + t);
+        __m512d half[2];
+        widen(v, &half[0], &half[1]);
+        for (int h = 0; h < 2; h++) {
+            __m512d s = half[h];
+            __m512d squared = _mm512_sub_pd(_mm512_sub_pd(_mm512_add_pd(n, s), e),
+                                            _mm512_mul_pd(epsilon, _mm512_add_pd(_mm512_add_pd(n, _mm512_abs_pd(s)), e)));
+            half[h] = _mm512_mul_pd(_mm512_sqrt_pd(_mm512_max_pd(squared, zero)), shrink);
+        }
+        __m512 lowered = narrow_down(half[0], half[1]);
+        __mmask16 infinite = _mm512_cmp_ps_mask(v, _mm512_set1_ps(INFINITY), _CMP_EQ_OQ);
+        _mm512_storeu_ps(bounds + t, _mm512_mask_mov_ps(lowered, infinite, _mm512_set1_ps(INFINITY)));
+    }
+    screened_lowers_portable(values + t, count - t, norm, error, slack, bounds + t);
+}
+
 /// `panel_values_portable` in two registers of 16 centres.
 __attribute__((target("avx512f")))
 static void panel_values_avx512(const float *x, long d, const float *packed, const float *packed_norms, long panel,
@@ -454,26 +507,30 @@ DEFINE_GROUP_TILE(14)
 DEFINE_GROUP_TILE(4)
 DEFINE_GROUP_TILE(1)
 
-/// Group g's best values for its listed rows: the rows gathered side by side, then tiles.
+/// Group g's best values for its listed rows: tile by tile, the tile's rows gathered side by
+/// side (a copy that stays in L1), then measured while the next tile's rows are prefetched.
 __attribute__((target("avx512f")))
 static void measure_avx512(const CBPruneCentres *p, long g, const float *rows, long stride, long m, Scratch *s) {
     long d = p->d, count = s->counts[g], groups = p->groups;
     long p0 = g * p->group_panels, panels = (p->k + PANEL - 1) / PANEL;
     long p1 = p0 + p->group_panels < panels ? p0 + p->group_panels : panels;
     const int32_t *list = s->lists + g * m;
-    for (long slot = 0; slot < count; slot++) {
-        const float *x = rows + list[slot] * stride;
-        float *copy = s->gathered + slot * d;
-        for (long j = 0; j < d; j++) copy[j] = x[j];
-    }
     float best1[TILE], best2[TILE];
     int32_t index[TILE];
     long slot = 0;
 #define RUN_TILE(MR)                                                                                  \
     for (; slot + MR <= count; slot += MR) {                                                          \
-        group_tile##MR(s->gathered + slot * d, d, p->packed, p->packed_norms, p0, p1, best1, best2, index);    \
         for (int r = 0; r < MR; r++) {                                                                \
-            long at = list[slot + r] * groups + g;                                                    \
+            const float *x = rows + list[slot + r] / groups * stride;                                 \
+            for (long j = 0; j < d; j++) s->gathered[r * d + j] = x[j];                               \
+        }                                                                                             \
+        for (long next = slot + MR; next < slot + MR + TILE && next < count; next++) {                \
+            const char *x = (const char *)(rows + list[next] / groups * stride);                      \
+            for (long byte = 0; byte < d * (long)sizeof(float); byte += 64) _mm_prefetch(x + byte, _MM_HINT_T0); \
+        }                                                                                             \
+        group_tile##MR(s->gathered, d, p->packed, p->packed_norms, p0, p1, best1, best2, index);      \
+        for (int r = 0; r < MR; r++) {                                                                \
+            long at = list[slot + r];                                                                 \
             s->best1[at] = best1[r];                                                                  \
             s->best2[at] = best2[r];                                                                  \
             s->index[at] = index[r];                                                                  \
@@ -489,7 +546,8 @@ __attribute__((target("avx512f")))
 static long assign_avx512(const CBPruneCentres *p, const float *rows, long stride, long m,
                           int32_t *assignments, float *upper, float *lower, void *scratch,
                           int32_t *fallback, long *fallbacks, long *pairs) {
-    ASSIGN_BODY(squares_avx512_call, squares_and_norm_avx512, shrink_avx512, mark_avx512, measure_avx512, panel_values_avx512)
+    ASSIGN_BODY(squares_avx512_call, squares_and_norm_avx512, shrink_avx512, mark_avx512, measure_avx512,
+                panel_values_avx512, screened_lowers_avx512)
 }
 
 long cb_prune_assign(const CBPruneCentres *p, const float *rows, long stride, long m,

@@ -55,7 +55,7 @@ public enum OpenBLASKernels {
     /// The OPENBLAS_CORETYPE to ask for: "SkylakeX" on an AVX-512 CPU or "Haswell" on an
     /// AVX2 + FMA one, when OpenBLAS chose kernels without that instruction set and the user
     /// set no OPENBLAS_CORETYPE. `nil` when nothing should change.
-    public static func betterCoreType(running running: String = coreName, cpuFlags: Set<String> = cpuFlags(),
+    public static func betterCoreType(running: String = coreName, cpuFlags: Set<String> = cpuFlags(),
                                       environment: [String: String] = ProcessInfo.processInfo.environment) -> String? {
         guard environment["OPENBLAS_CORETYPE"] == nil else { return nil }
         let avx512 = ["avx512f", "avx512bw", "avx512dq", "avx512vl"].allSatisfy(cpuFlags.contains)

@@ -7,13 +7,15 @@ import Synchronization
 public struct ShardBounds: CachedShardState {
     /// The centres the bounds refer to, K×D.
     let centres: [Float]
+    /// The centres' packed order the groups were made with (`CentreLayout.order`).
+    let order: [Int32]
     let assignments: [Int32]
     let upper: [Float]
     /// rows × `PrunedAssignment.groups(k:)`.
     let lower: [Float]
 
     /// Memory held (the centres counted as if not shared).
-    public var bytes: Int { 4 * (centres.count + assignments.count + upper.count + lower.count) }
+    public var bytes: Int { 4 * (centres.count + order.count + assignments.count + upper.count + lower.count) }
     public var generation: [Float] { centres }
 }
 

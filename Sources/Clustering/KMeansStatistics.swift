@@ -154,6 +154,8 @@ public struct KMeansAssignmentPass: ShardComputation {
     /// Names the rows the shards are taken from, in `bounds`' keys: whatever would change
     /// them (another corpus, a transform) must change the scope.
     public var boundScope = ""
+    /// The pass's packed centre orders for the bounds' groups, shared by its shards.
+    let layouts = CentreLayouts()
 
     public init(codebook: Codebook, withSquares: Bool = false, screen: NearestCentreSearch.Screen = .preferred) {
         search = NearestCentreSearch(codebook: codebook, screen: screen)
@@ -171,11 +173,11 @@ public struct KMeansAssignmentPass: ShardComputation {
         statistics.rows = rows.rows
         var assignments = [Int32](repeating: 0, count: RowScan.blockRows)
         let key = BoundCache.Key(scope: boundScope, firstRow: rows.firstRow, rows: rows.rows)
-        var pruned = bounds.map { PrunedAssignment(search: search, rows: rows.rows, previous: $0.take(key)) }
+        var pruned = bounds.map { PrunedAssignment(search: search, rows: rows.rows, previous: $0.take(key), layouts: layouts) }
         var normSums = [Double](repeating: 0, count: k)
         var scratch = [Double](repeating: 0, count: d)
         // Chunk by chunk, so the sums read rows the assignment has just had in cache.
-        let chunk = search.blockRows
+        let chunk = pruned != nil ? PrunedAssignment.blockRows : search.blockRows
         try RowScan.forEachBlock(rows, workspace: workspace) { block, firstRow in
             try assignments.withUnsafeMutableBufferPointer { assigned in
                 var start = 0

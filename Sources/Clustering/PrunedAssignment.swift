@@ -6,8 +6,8 @@ import Descriptors
 ///
 /// Each row keeps, from the pass that last computed it, its centre a, an upper bound U on
 /// its distance to a and, per group g of centres (`groupPanels` packed panels of 32
-/// consecutive centres each), a lower bound L_g on its distance to the group's centres
-/// other than a. When the centres move, by the triangle inequality U grows by a's drift and
+/// centres each, the centres packed in the order of a `CentreLayout`: nearby centres
+/// together), a lower bound L_g on its distance to the group's centres other than a. When the centres move, by the triangle inequality U grows by a's drift and
 /// L_g shrinks by the group's largest drift. A row whose U is below every L_g keeps a; if
 /// not, U is tightened to the exact distance and tested again. A row that still fails is
 /// measured only against the groups whose L_g is not above U (every centre of the others
@@ -42,8 +42,15 @@ struct PrunedAssignment {
     static func groupPanels(k: Int) -> Int {
         k <= 512 ? 2 : 1
     }
+    /// Rows per kernel call: each group's failing rows of a block are measured together in
+    /// register tiles of 14 rows, so blocks must be large enough that a group failing for a
+    /// tenth of the rows still fills tiles (the rows are then read from L2, so the next
+    /// tile's rows are prefetched).
+    static let blockRows = 512
 
     let search: NearestCentreSearch
+    /// The centres' packed order, hence the groups, fixed with the bounds.
+    let layout: CentreLayout
     let slack: Double
     /// Groups of centres, so lower bounds per row.
     let groups: Int
@@ -66,15 +73,17 @@ struct PrunedAssignment {
         return (k + width - 1) / width
     }
 
-    /// Bounds for `rows` rows, starting from `previous` when they fit this search's centres.
-    init(search: NearestCentreSearch, rows: Int, previous: ShardBounds?) {
+    /// Bounds for `rows` rows, starting from `previous` when they fit this search's centres;
+    /// the centres packed as `layouts` gives them (the previous bounds' order, if any).
+    init(search: NearestCentreSearch, rows: Int, previous: ShardBounds?, layouts: CentreLayouts) {
         self.search = search
         let k = search.codebook.k, d = search.codebook.dimension
         slack = 2 * Double(d + 8) * Double.ulpOfOne / 2
-        let groups = Self.groups(k: k), width = Self.groupPanels(k: k) * Int(CB_SCREEN_PANEL)
+        let groups = Self.groups(k: k)
         self.groups = groups
         if let previous, previous.centres.count == k * d, previous.assignments.count == rows,
-           previous.upper.count == rows, previous.lower.count == rows * groups {
+           previous.upper.count == rows, previous.lower.count == rows * groups, previous.order.count == k {
+            layout = layouts.layout(order: previous.order, search: search)
             hasPrevious = true
             assignments = previous.assignments
             upper = previous.upper
@@ -87,11 +96,13 @@ struct PrunedAssignment {
                         let moved = VectorMath.squaredDistance(new.baseAddress! + c * d, old.baseAddress! + c * d, d)
                         drift[c] = moved.squareRoot() * (1 + slack)
                         // `max` would drop a NaN; a NaN drift must fail every test.
-                        if !(drift[c] <= groupDrift[c / width]) { groupDrift[c / width] = drift[c] }
+                        let group = Int(layout.centreGroup[c])
+                        if !(drift[c] <= groupDrift[group]) { groupDrift[group] = drift[c] }
                     }
                 }
             }
         } else {
+            layout = layouts.layout(order: nil, search: search)
             hasPrevious = false
             assignments = [Int32](repeating: 0, count: rows)
             upper = [Float](repeating: 0, count: rows)
@@ -103,10 +114,10 @@ struct PrunedAssignment {
 
     /// The bounds to keep for the next pass.
     var bounds: ShardBounds {
-        ShardBounds(centres: search.codebook.centres, assignments: assignments, upper: upper, lower: lower)
+        ShardBounds(centres: search.codebook.centres, order: layout.order, assignments: assignments, upper: upper, lower: lower)
     }
 
-    /// Assigns `rows`, which are rows `offset ..<` of the shard (at most `search.blockRows`
+    /// Assigns `rows`, which are rows `offset ..<` of the shard (at most `blockRows`
     /// of them), writing centre indices to `out` and updating their bounds.
     /// `firstRow` and `source` only serve errors, as in `NearestCentreSearch.assign`.
     mutating func assign(_ rows: FloatRows, offset: Int, firstRow: Int, source: String, workspace: KernelWorkspace,
@@ -115,20 +126,21 @@ struct PrunedAssignment {
         guard rows.dimension == d else {
             throw DescriptorError(.dimensionMismatch, "rows have dimension \(rows.dimension), the codebook expects \(d)", path: source)
         }
-        precondition(m <= search.blockRows, "a pruned block must fit one search block")
-        if workspace.prunedFallback.count < m { workspace.prunedFallback = [Int32](repeating: 0, count: search.blockRows) }
+        precondition(m <= Self.blockRows && m * groups < Int(Int32.max), "a pruned block must fit one search block")
+        if workspace.prunedFallback.count < m { workspace.prunedFallback = [Int32](repeating: 0, count: Self.blockRows) }
         var fallbacks = 0, pairs = 0
         let computed = search.codebook.centres.withUnsafeBufferPointer { centres in
-            search.panels.withUnsafeBufferPointer { panels in
-                search.panelNorms.withUnsafeBufferPointer { panelNorms in
+            layout.panels.withUnsafeBufferPointer { panels in
+                layout.panelNorms.withUnsafeBufferPointer { panelNorms in
                     drift.withUnsafeBufferPointer { drift in
                         groupDrift.withUnsafeBufferPointer { groupDrift in
                             var parameters = CBPruneCentres(
                                 centres: centres.baseAddress!, packed: panels.baseAddress!, packed_norms: panelNorms.baseAddress!,
                                 k: k, d: d, group_panels: Self.groupPanels(k: k), groups: groups, bound_scale: search.boundScale,
                                 largest_norm: search.largestNorm, slack: slack, drift: hasPrevious ? drift.baseAddress! : nil,
-                                group_drift: hasPrevious ? groupDrift.baseAddress! : nil)
-                            let bytes = cb_prune_scratch_bytes(&parameters, search.blockRows)
+                                group_drift: hasPrevious ? groupDrift.baseAddress! : nil, order: layout.order,
+                                centre_group: layout.centreGroup)
+                            let bytes = cb_prune_scratch_bytes(&parameters, Self.blockRows)
                             if workspace.prunedScratch.count < bytes { workspace.prunedScratch = [UInt8](repeating: 0, count: bytes) }
                             return assignments.withUnsafeMutableBufferPointer { assignments in
                                 upper.withUnsafeMutableBufferPointer { upper in

@@ -118,7 +118,7 @@ import Testing
     @Test func theCacheKeepsItsBudgetAndDropsStaleEntriesFirst() {
         let cache = BoundCache(budget: 1000)
         func bounds(rows: Int, pass: Float) -> ShardBounds {
-            ShardBounds(centres: [pass], assignments: .init(repeating: 0, count: rows), upper: .init(repeating: 0, count: rows),
+            ShardBounds(centres: [pass], order: [], assignments: .init(repeating: 0, count: rows), upper: .init(repeating: 0, count: rows),
                         lower: .init(repeating: 0, count: rows * 16))
         }
         let keys = (0..<4).map { BoundCache.Key(scope: "s", firstRow: $0 * 3, rows: 3) }

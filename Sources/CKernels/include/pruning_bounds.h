@@ -6,7 +6,9 @@
 /// The centres of a pruned k-means pass (Yinyang k-means' group filter, Ding et al. 2015).
 ///
 /// Group g holds the centres of packed panels [g·group_panels, (g + 1)·group_panels) of
-/// `cb_screen_pack`'s layout: centres 32·group_panels·g ..< min(k, 32·group_panels·(g + 1)).
+/// `cb_screen_pack`'s layout: positions 32·group_panels·g ..< min(k, 32·group_panels·(g + 1)),
+/// which hold centres order[position] (the packed centres are `centres` permuted so; null
+/// `order`: the identity). `centre_group[c]` is centre c's group (null: c / (32·group_panels)).
 /// `drift` (k values) and `group_drift` (per group, the largest of its centres') bound how
 /// far the centres moved since the rows' bounds were computed; `drift` null: the rows have
 /// no bounds yet, every distance is measured.
@@ -19,6 +21,8 @@ typedef struct {
     double slack;                      ///< relative rounding margin ε of the bounds
     const double *drift;
     const double *group_drift;
+    const int32_t *order;         ///< k values: the centre at each packed position, or null
+    const int32_t *centre_group;  ///< k values: each centre's group, or null
 } CBPruneCentres;
 
 /// Bytes of the scratch `cb_prune_assign` needs for m rows.
@@ -38,7 +42,8 @@ long cb_prune_scratch_bytes(const CBPruneCentres *centres, long m);
 ///    (float32 FMAs over j in order from ‖c‖², as `cb_screen_nearest`), in register tiles of
 ///    the group's failing rows. The candidates are a and every measured centre with
 ///    s ≤ RN(s_min + 2·bound) (bound as `cb_screen_nearest`'s); the row's centre is the
-///    candidate with the smallest Σ(x − c)² in float64, ties to the lowest index.
+///    candidate with the smallest Σ(x − c)² in float64, ties to the lowest centre index
+///    (whatever the packed order).
 ///    Every unmeasured centre is strictly farther than a (its bound), so the result is the
 ///    float64 argmin over all k centres.
 /// 3. New bounds: upper = RU(√dist·(1 + ε)); a measured group's lower bound from its
@@ -48,7 +53,7 @@ long cb_prune_scratch_bytes(const CBPruneCentres *centres, long m);
 ///    an unmeasured group keeps its shrunk bound, lowered to RD(√dist(a)·(1 − ε)) if it is
 ///    a's group and the row left a.
 ///
-/// Rows whose ‖x‖² is not finite or above 1e30, or every measured row if largest_norm is
+/// m·groups must be below 2³¹. Rows whose ‖x‖² is not finite or above 1e30, or every measured row if largest_norm is
 /// not below 1e15, are listed in `fallback` (*fallbacks of them; their outputs undefined):
 /// the caller decides them. Returns the rows not skipped whole; adds the row × centre pairs
 /// screened to *pairs. The arithmetic is fixed, whichever instructions run it: every CPU
