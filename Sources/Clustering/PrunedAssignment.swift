@@ -33,7 +33,7 @@ import Descriptors
 ///   most ε·(‖x‖² + |s| + bound), which is subtracted.
 /// When a drift, bound or value is not finite, the test fails and the row is measured.
 struct PrunedAssignment {
-    /// Packed panels of 32 consecutive centres per group of the bounds, for `k` centres.
+    /// Packed panels of 32 centres (in the layout's order) per group of the bounds, for `k` centres.
     /// More groups skip more distances but cost more per measured row (each measured group
     /// is gathered, reduced and bounded on its own). Measured on 1M real SIFT rows, 25
     /// iterations from the same centres, CPU time of the pruned pass over the unpruned one
