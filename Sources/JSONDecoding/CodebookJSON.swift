@@ -56,6 +56,12 @@ public struct JSONFieldError: Error, CustomStringConvertible, Sendable, Equatabl
                 ? JSONValues(text).text(at: JSONValues.path(context.codingPath)).map(Self.quoted) : nil
             self.init(field: Self.path(context.codingPath), problem: value.map { "\($0) is not one of its values" } ?? context.debugDescription)
         case .dataCorrupted:
+            // Telling the two apart decodes the whole text again (as any JSON, then once per
+            // step of the search): only for texts of at most `maximumSearchedBytes`.
+            guard text.count <= JSONValues.maximumSearchedBytes else {
+                self.init(field: nil, problem: "not valid JSON, or a number does not fit its field")
+                return
+            }
             let values = JSONValues(text)
             guard values.isJSON else {
                 self = Self.notJSON(text)
@@ -71,10 +77,9 @@ public struct JSONFieldError: Error, CustomStringConvertible, Sendable, Equatabl
         }
     }
 
-    /// Why `text` is not JSON, as `JSONSerialization` says it (for a text of at most
-    /// `JSONValues.maximumSearchedBytes`: it builds every value as an object).
+    /// Why `text` (of at most `JSONValues.maximumSearchedBytes`) is not JSON, as
+    /// `JSONSerialization` says it.
     private static func notJSON(_ text: Data) -> JSONFieldError {
-        guard text.count <= JSONValues.maximumSearchedBytes else { return JSONFieldError(field: nil, problem: "not valid JSON") }
         do {
             _ = try JSONSerialization.jsonObject(with: text, options: [.fragmentsAllowed])
         } catch {

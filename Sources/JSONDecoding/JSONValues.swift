@@ -25,8 +25,11 @@ struct JSONValues {
     /// Whether the text is JSON, whatever its values (numbers read as any number fits).
     var isJSON: Bool { (try? CodebookJSON.decoder().decode(AnyJSON.self, from: Data(bytes))) != nil }
 
-    /// The text of the value at `path` (the last, if a key repeats).
+    /// The text of the value at `path` (the last, if a key repeats); `nil` if there is none,
+    /// or the text is longer than `maximumSearchedBytes` (the scan compares every value's
+    /// path: 10 MB of numbers took seconds).
     func text(at path: [Element]) -> String? {
+        guard bytes.count <= Self.maximumSearchedBytes else { return nil }
         var found: Range<Int>?
         scan { current, range, _ in
             if current == path { found = range }
@@ -35,8 +38,8 @@ struct JSONValues {
         return found.map { String(decoding: bytes[$0], as: UTF8.self) }
     }
 
-    /// The most bytes of text searched for a number that does not fit: each step of the
-    /// search decodes the whole text again.
+    /// The most bytes of text searched for a number that does not fit (each step of the
+    /// search decodes the whole text again) or for the value to quote in an error.
     static let maximumSearchedBytes = 64 << 10
 
     /// The first number (in the text's order) that makes decoding `type` fail as Foundation
