@@ -364,28 +364,21 @@ final class TaskQueue: Sendable {
 /// it), and the paths are the coordinator's: one kept per path would grow without bound.
 final class CorpusCache: Sendable {
     static let capacity = 16
-    /// The open corpora by path, and their paths, the one last used last.
-    private let open = Mutex<(matrices: [String: DescriptorMatrix], used: [String])>(([:], []))
+    /// The open corpora by path.
+    private let open = Mutex(RecentlyUsed<String, DescriptorMatrix>(capacity: capacity))
 
-    /// The paths of the corpora kept open.
-    var paths: [String] { open.withLock { $0.used } }
+    /// The paths of the corpora kept open, the one last used last.
+    var paths: [String] { open.withLock { $0.keys } }
 
     func open(_ reference: CorpusReference) throws -> DescriptorMatrix {
         let matrix = try open.withLock { cache in
-            let path = reference.path
-            let matrix = try cache.matrices[path] ?? DescriptorMatrix.open(path: path)
-            cache.matrices[path] = matrix
-            cache.used.removeAll { $0 == path }
-            cache.used.append(path)
-            if cache.used.count > Self.capacity { cache.matrices.removeValue(forKey: cache.used.removeFirst()) }
+            let matrix = try cache[reference.path] ?? DescriptorMatrix.open(path: reference.path)
+            cache.set(reference.path, matrix)
             return matrix
         }
         let size = matrix.file?.size ?? 0
         guard matrix.rows == reference.rows, matrix.dimension == reference.dimension, size == reference.fileSize else {
-            open.withLock { cache in
-                cache.matrices.removeValue(forKey: reference.path)
-                cache.used.removeAll { $0 == reference.path }
-            }
+            open.withLock { $0.remove(reference.path) }
             throw DescriptorError(.dimensionMismatch,
                                   "this worker's copy is \(matrix.rows)×\(matrix.dimension) (\(size) bytes) but the job expects "
                                   + "\(reference.rows)×\(reference.dimension) (\(reference.fileSize) bytes)", path: reference.path)

@@ -77,9 +77,7 @@ struct WorkerState {
     private(set) var lastEnd: SessionEnd?
     /// Per job, the model of its latest pass that this worker was sent, in this session;
     /// for the `maximumModelJobs` jobs it was last sent tasks of.
-    private var models: [UInt64: (round: UInt32, computation: any WireComputation)] = [:]
-    /// The jobs of `models`, the one last sent a task last.
-    private var modelJobs: [UInt64] = []
+    private var models = RecentlyUsed<UInt64, (round: UInt32, computation: any WireComputation)>(capacity: maximumModelJobs)
     /// The most jobs whose models a worker keeps: one model per job the coordinator ever
     /// sent would grow for as long as a session lasts. A task of a job whose model was
     /// dropped is answered with FAILURE `retry`, and comes back with the model.
@@ -111,7 +109,7 @@ struct WorkerState {
     }
 
     /// The pass whose model is held, by job.
-    var cachedModels: [UInt64: UInt32] { models.mapValues(\.round) }
+    var cachedModels: [UInt64: UInt32] { models.values.mapValues(\.round) }
 
     /// When `tick` next has something to do (a heartbeat to send, silence to act on, a
     /// reconnection), or nil before `start` and after `stop`.
@@ -239,14 +237,12 @@ struct WorkerState {
                 let whole: WireMessage
                 (whole, assignment.computation) = try ModelExtension.joined(message, assignment.computation, held: models[header.job],
                                                                            maximumValues: settings.maximumModelValues)
-                models[header.job] = (header.round, try PassDecoder.computation(assignment.computation, arrays: whole))
+                models.set(header.job, (header.round, try PassDecoder.computation(assignment.computation, arrays: whole)))
             }
             guard let model = models[header.job], model.round == header.round else {
                 return failure("no model for pass \(header.round) of job \(header.job)", retry: true)
             }
-            modelJobs.removeAll { $0 == header.job }
-            modelJobs.append(header.job)
-            if modelJobs.count > Self.maximumModelJobs { models.removeValue(forKey: modelJobs.removeFirst()) }
+            models.use(header.job)
             return [.compute(ShardTask(header: header, assignment: assignment, computation: model.computation.forTask(assignment),
                                        session: session, carriedRows: try Self.carriedRows(of: message, assignment)))]
         } catch let missing as ModelExtension.Missing {
@@ -273,8 +269,7 @@ struct WorkerState {
         let backoff = min(settings.reconnectInitial * (1 << min(failures, 30)), settings.reconnectMaximum)
         failures += 1
         lastEnd = reason
-        models = [:]
-        modelJobs = []
+        models.removeAll()
         phase = .waiting(until: now + backoff)
         let level: Logger.Level = if case .silent = reason { .warning } else { .error }
         return [.disconnect, .log(level, "\(reason); reconnecting in \(backoff.secondsText) s")]
