@@ -12,7 +12,6 @@ import Darwin
 ///     ℓ_k(x) = log π_k − (D/2)·log 2π − ½ Σ_d log σ²_kd − ½ Σ_d (x_d − μ_kd)² / σ²_kd
 ///     q_k(x) = exp(ℓ_k − max_j ℓ_j) / Σ_j exp(ℓ_j − max_j ℓ_j)
 ///
-///
 /// over the components with ℓ_k ≥ max_j ℓ_j − `logPosteriorCutoff` (the others get q = 0; the
 /// cutoff is chosen by the user: `GaussianMixtureExpectationPass.logPosteriorCutoff`,
 /// `FisherEncoder.logPosteriorCutoff`).
